@@ -1,0 +1,14 @@
+//! hone-core: the shared vocabulary of hone — records, lineage entries, the `hone.toml` schema, ids and
+//! hashing, and typed errors. No I/O beyond parsing strings.
+
+pub mod config;
+pub mod error;
+pub mod hash;
+pub mod record;
+
+pub use config::Config;
+pub use error::{Error, Result};
+pub use record::{Action, LineageEntry, Quarantined, Record};
+
+/// hone's version; part of every cache key and run identity.
+pub const HONE_VERSION: &str = env!("CARGO_PKG_VERSION");

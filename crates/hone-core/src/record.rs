@@ -1,0 +1,138 @@
+//! The record every step passes along (DESIGN §3) and the lineage entry every step writes when it drops,
+//! changes, quarantines or flags a record.
+
+use serde::{Deserialize, Serialize};
+
+/// One example. For `classify` tasks `text` is the input and `label` the class; for `generate` tasks
+/// `text` holds the prompt and `label` the reference target (if any).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Record {
+    /// Stable id: the source's id column verbatim, else `<source>-<line>`.
+    pub id: String,
+    pub text: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// Name of the `[[source]]` the record came from.
+    pub source: String,
+    /// 1-based line (JSONL, CSV physical line of the row start) or row number (Parquet) in the source file.
+    pub line: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_until: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consent: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Near-duplicate cluster id: the id of the cluster's first record (set by the near-duplicate pass).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    /// Free metadata: the source's other columns, as a JSON object string ("{}" when empty).
+    #[serde(default = "empty_meta", skip_serializing_if = "is_empty_meta")]
+    pub meta: String,
+}
+
+fn empty_meta() -> String {
+    "{}".to_string()
+}
+fn is_empty_meta(m: &String) -> bool {
+    m.is_empty() || m == "{}"
+}
+
+/// What a step did to a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Removed from the dataset by a rule.
+    Drop,
+    /// Kept, with its text or fields changed.
+    Change,
+    /// Could not be read as a record; kept aside with the reason.
+    Quarantine,
+    /// Kept, but marked for human review.
+    Flag,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Drop => "drop",
+            Action::Change => "change",
+            Action::Quarantine => "quarantine",
+            Action::Flag => "flag",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "drop" => Action::Drop,
+            "change" => Action::Change,
+            "quarantine" => Action::Quarantine,
+            "flag" => Action::Flag,
+            _ => return None,
+        })
+    }
+}
+
+/// One line of lineage: which pass did what to which record, by which rule, and why.
+/// Text in `reason` and `diff` is PII-masked; the text before a change is kept only as `before_hash`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LineageEntry {
+    pub record_id: String,
+    pub source: String,
+    pub pass: String,
+    pub action: Action,
+    pub rule: String,
+    pub reason: String,
+    /// The other record involved (e.g. `duplicate_of`, the cluster representative, the majority label's record).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub related_id: Option<String>,
+    /// blake3 of the text before the change (for `change`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before_hash: Option<String>,
+    /// A masked diff of the change (for `change`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diff: Option<String>,
+}
+
+impl LineageEntry {
+    pub fn new(
+        record: &Record,
+        pass: &str,
+        action: Action,
+        rule: &str,
+        reason: impl Into<String>,
+    ) -> Self {
+        LineageEntry {
+            record_id: record.id.clone(),
+            source: record.source.clone(),
+            pass: pass.to_string(),
+            action,
+            rule: rule.to_string(),
+            reason: reason.into(),
+            related_id: None,
+            before_hash: None,
+            diff: None,
+        }
+    }
+    pub fn related(mut self, id: impl Into<String>) -> Self {
+        self.related_id = Some(id.into());
+        self
+    }
+}
+
+/// A row that could not be read as a record, with where and why. `excerpt` is PII-masked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Quarantined {
+    /// `<source>-<line>` (the row's id is not trusted when the row is malformed).
+    pub id: String,
+    pub source: String,
+    pub file: String,
+    pub line: u64,
+    pub field: String,
+    pub reason: String,
+    pub excerpt: String,
+}

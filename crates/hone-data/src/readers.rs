@@ -1,0 +1,607 @@
+//! Readers for JSONL, CSV and Parquet sources. Each streams its file row by row, maps the source's fields
+//! onto [`Record`]s, and sets malformed rows aside as [`Quarantined`] (or stops, under
+//! `on_bad_record = "fail"`). Every row read is either a record or a quarantined row: nothing is dropped.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+use hone_core::config::{BadRecordPolicy, SourceConfig, SourceFormat, TaskKind, delimiter_byte};
+use hone_core::{Error, Quarantined, Record, Result};
+use serde_json::{Map, Value};
+
+/// What reading one source produced.
+#[derive(Debug, Default)]
+pub struct ReadOutcome {
+    pub records: Vec<Record>,
+    pub quarantined: Vec<Quarantined>,
+    /// Rows seen (records + quarantined).
+    pub n_rows: u64,
+    /// blake3 of the file's bytes, part of the dataset version's identity.
+    pub file_hash: String,
+}
+
+/// Everything a reader needs besides the file.
+pub struct ReadOptions<'a> {
+    pub kind: TaskKind,
+    pub on_bad_record: BadRecordPolicy,
+    /// Masks PII in anything quoted from a bad row (quarantine excerpts and error messages).
+    pub mask: &'a (dyn Fn(&str) -> String + Sync),
+}
+
+struct BadField {
+    field: String,
+    reason: String,
+}
+
+fn bad(field: &str, reason: impl Into<String>) -> BadField {
+    BadField {
+        field: field.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// Read one `[[source]]` relative to the project root.
+pub fn read_source(root: &Path, src: &SourceConfig, opts: &ReadOptions) -> Result<ReadOutcome> {
+    let path = root.join(&src.path);
+    let file_hash = hash_file(&path)?;
+    let mapper = FieldMapper::new(src, opts.kind);
+    let mut out = ReadOutcome {
+        file_hash,
+        ..Default::default()
+    };
+    let mut sink = |line: u64,
+                    row: std::result::Result<Map<String, Value>, BadField>,
+                    raw: &str|
+     -> Result<()> {
+        out.n_rows += 1;
+        let mapped = row.and_then(|r| mapper.map(&r, line));
+        match mapped {
+            Ok(rec) => out.records.push(rec),
+            Err(b) => {
+                let excerpt = excerpt(&(opts.mask)(raw));
+                let reason = (opts.mask)(&b.reason);
+                if opts.on_bad_record == BadRecordPolicy::Fail {
+                    return Err(Error::BadRecord {
+                        file: path.clone(),
+                        line,
+                        field: b.field,
+                        reason,
+                        hint: "fix the row, or set [policy] on_bad_record = \"quarantine\" to set such rows aside".into(),
+                    });
+                }
+                out.quarantined.push(Quarantined {
+                    id: format!("{}-{}", src.name, line),
+                    source: src.name.clone(),
+                    file: src.path.clone(),
+                    line,
+                    field: b.field,
+                    reason,
+                    excerpt,
+                });
+            }
+        }
+        Ok(())
+    };
+    match src.format() {
+        Some(SourceFormat::Jsonl) => read_jsonl(&path, &mut sink)?,
+        Some(SourceFormat::Csv) => {
+            let delim = match &src.delimiter {
+                Some(d) => delimiter_byte(d).unwrap_or(b','),
+                None if src.path.ends_with(".tsv") => b'\t',
+                None => b',',
+            };
+            read_csv(&path, delim, &mut sink)?
+        }
+        Some(SourceFormat::Parquet) => read_parquet(&path, &mut sink)?,
+        None => {
+            return Err(Error::Usage(format!(
+                "cannot tell the format of {}",
+                src.path
+            )));
+        }
+    }
+    Ok(out)
+}
+
+fn excerpt(s: &str) -> String {
+    const MAX: usize = 200;
+    if s.chars().count() <= MAX {
+        s.to_string()
+    } else {
+        s.chars().take(MAX).collect::<String>() + "…"
+    }
+}
+
+fn hash_file(path: &Path) -> Result<String> {
+    let mut hasher = blake3::Hasher::new();
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    hasher.update_reader(file).map_err(|e| Error::io(path, e))?;
+    Ok(hasher.finalize().to_hex().to_string())
+}
+
+type Sink<'s> =
+    dyn FnMut(u64, std::result::Result<Map<String, Value>, BadField>, &str) -> Result<()> + 's;
+
+fn read_jsonl(path: &Path, sink: &mut Sink) -> Result<()> {
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut reader = BufReader::with_capacity(1 << 16, file);
+    let mut buf = Vec::new();
+    let mut line_no = 0u64;
+    loop {
+        buf.clear();
+        let n = reader
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        line_no += 1;
+        let raw = match std::str::from_utf8(&buf) {
+            Ok(s) => s,
+            Err(e) => {
+                let lossy = String::from_utf8_lossy(&buf).into_owned();
+                sink(
+                    line_no,
+                    Err(bad(
+                        "(line)",
+                        format!("invalid UTF-8 at byte {}", e.valid_up_to()),
+                    )),
+                    lossy.trim_end(),
+                )?;
+                continue;
+            }
+        };
+        let trimmed = raw.trim_matches(|c: char| c.is_whitespace() || c == '\u{feff}');
+        if trimmed.is_empty() {
+            continue; // blank lines are not rows
+        }
+        let row = match serde_json::from_str::<Value>(trimmed) {
+            Ok(Value::Object(m)) => Ok(m),
+            Ok(other) => Err(bad(
+                "(line)",
+                format!("expected a JSON object, found {}", json_type(&other)),
+            )),
+            Err(e) => Err(bad("(line)", format!("invalid JSON: {e}"))),
+        };
+        sink(line_no, row, trimmed)?;
+    }
+    Ok(())
+}
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn read_csv(path: &Path, delimiter: u8, sink: &mut Sink) -> Result<()> {
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .flexible(true)
+        .has_headers(false)
+        .from_reader(BufReader::with_capacity(1 << 16, file));
+    let mut record = csv::ByteRecord::new();
+    let mut headers: Option<Vec<String>> = None;
+    loop {
+        let more = match reader.read_byte_record(&mut record) {
+            Ok(m) => m,
+            Err(e) => {
+                let line = e.position().map_or(0, |p| p.line());
+                match e.kind() {
+                    csv::ErrorKind::Io(_) => {
+                        return Err(Error::io(path, std::io::Error::other(e.to_string())));
+                    }
+                    _ => {
+                        sink(line, Err(bad("(row)", format!("malformed CSV: {e}"))), "")?;
+                        continue;
+                    }
+                }
+            }
+        };
+        if !more {
+            break;
+        }
+        let line = record.position().map_or(0, |p| p.line());
+        let Some(cols) = &headers else {
+            let mut names = Vec::with_capacity(record.len());
+            for (i, f) in record.iter().enumerate() {
+                let name = String::from_utf8_lossy(f)
+                    .trim()
+                    .trim_start_matches('\u{feff}')
+                    .to_string();
+                if name.is_empty() {
+                    return Err(Error::BadRecord {
+                        file: path.into(),
+                        line,
+                        field: format!("column {}", i + 1),
+                        reason: "empty column name in the header row".into(),
+                        hint: "give every column a name in the first row".into(),
+                    });
+                }
+                names.push(name);
+            }
+            let unique: BTreeSet<&String> = names.iter().collect();
+            if unique.len() != names.len() {
+                return Err(Error::BadRecord {
+                    file: path.into(),
+                    line,
+                    field: "(header)".into(),
+                    reason: "duplicate column names in the header row".into(),
+                    hint: "rename the repeated columns".into(),
+                });
+            }
+            headers = Some(names);
+            continue;
+        };
+        let raw_lossy: String = record
+            .iter()
+            .map(|f| String::from_utf8_lossy(f))
+            .collect::<Vec<_>>()
+            .join(",");
+        if record.len() == 1 && record.get(0).is_some_and(|f| f.is_empty()) {
+            continue; // a blank line
+        }
+        if record.len() != cols.len() {
+            sink(
+                line,
+                Err(bad(
+                    "(row)",
+                    format!(
+                        "has {} columns, the header has {}",
+                        record.len(),
+                        cols.len()
+                    ),
+                )),
+                &raw_lossy,
+            )?;
+            continue;
+        }
+        let mut map = Map::with_capacity(cols.len());
+        let mut err = None;
+        for (name, field) in cols.iter().zip(record.iter()) {
+            match std::str::from_utf8(field) {
+                Ok(s) => {
+                    map.insert(
+                        name.clone(),
+                        if s.is_empty() {
+                            Value::Null
+                        } else {
+                            Value::String(s.to_string())
+                        },
+                    );
+                }
+                Err(e) => {
+                    err = Some(bad(
+                        name,
+                        format!("invalid UTF-8 at byte {}", e.valid_up_to()),
+                    ));
+                    break;
+                }
+            }
+        }
+        sink(line, err.map_or(Ok(map), Err), &raw_lossy)?;
+    }
+    Ok(())
+}
+
+fn read_parquet(path: &Path, sink: &mut Sink) -> Result<()> {
+    use arrow_array::RecordBatch;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let perr = |e: String| Error::BadRecord {
+        file: path.into(),
+        line: 0,
+        field: "(file)".into(),
+        reason: format!("not a readable Parquet file: {e}"),
+        hint: "check the file, or declare its real format with format = \"...\"".into(),
+    };
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| perr(e.to_string()))?
+        .with_batch_size(4096)
+        .build()
+        .map_err(|e| perr(e.to_string()))?;
+    let mut row_no = 0u64;
+    for batch in reader {
+        let batch: RecordBatch = batch.map_err(|e| perr(e.to_string()))?;
+        let schema = batch.schema();
+        for r in 0..batch.num_rows() {
+            row_no += 1;
+            let mut map = Map::new();
+            for (c, field) in schema.fields().iter().enumerate() {
+                map.insert(
+                    field.name().clone(),
+                    arrow_value(batch.column(c).as_ref(), r),
+                );
+            }
+            let raw = Value::Object(map.clone()).to_string();
+            sink(row_no, Ok(map), &raw)?;
+        }
+    }
+    Ok(())
+}
+
+fn arrow_value(col: &dyn arrow_array::Array, row: usize) -> Value {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::*;
+    use arrow_schema::DataType;
+    if col.is_null(row) {
+        return Value::Null;
+    }
+    match col.data_type() {
+        DataType::Utf8 => Value::String(col.as_string::<i32>().value(row).to_string()),
+        DataType::LargeUtf8 => Value::String(col.as_string::<i64>().value(row).to_string()),
+        DataType::Utf8View => Value::String(col.as_string_view().value(row).to_string()),
+        DataType::Boolean => Value::Bool(col.as_boolean().value(row)),
+        DataType::Int8 => col.as_primitive::<Int8Type>().value(row).into(),
+        DataType::Int16 => col.as_primitive::<Int16Type>().value(row).into(),
+        DataType::Int32 => col.as_primitive::<Int32Type>().value(row).into(),
+        DataType::Int64 => col.as_primitive::<Int64Type>().value(row).into(),
+        DataType::UInt8 => col.as_primitive::<UInt8Type>().value(row).into(),
+        DataType::UInt16 => col.as_primitive::<UInt16Type>().value(row).into(),
+        DataType::UInt32 => col.as_primitive::<UInt32Type>().value(row).into(),
+        DataType::UInt64 => col.as_primitive::<UInt64Type>().value(row).into(),
+        DataType::Float32 => {
+            serde_json::Number::from_f64(col.as_primitive::<Float32Type>().value(row) as f64)
+                .map_or(Value::Null, Value::Number)
+        }
+        DataType::Float64 => {
+            serde_json::Number::from_f64(col.as_primitive::<Float64Type>().value(row))
+                .map_or(Value::Null, Value::Number)
+        }
+        DataType::Date32 => {
+            let days = col.as_primitive::<Date32Type>().value(row);
+            chrono::NaiveDate::from_num_days_from_ce_opt(days + 719_163).map_or(Value::Null, |d| {
+                Value::String(d.format("%Y-%m-%d").to_string())
+            })
+        }
+        DataType::List(_) => {
+            let list = col.as_list::<i32>().value(row);
+            Value::Array(
+                (0..list.len())
+                    .map(|i| arrow_value(list.as_ref(), i))
+                    .collect(),
+            )
+        }
+        other => Value::String(format!("<unsupported {other}>")),
+    }
+}
+
+/// Maps a source row (as a JSON object) onto a [`Record`].
+struct FieldMapper {
+    source: String,
+    id: Option<String>,
+    text: String,
+    label: String,
+    date: Option<String>,
+    valid_until: Option<String>,
+    consent: Option<String>,
+    topic: Option<String>,
+    tags: Option<String>,
+    group: Option<String>,
+    kind: TaskKind,
+}
+
+impl FieldMapper {
+    fn new(src: &SourceConfig, kind: TaskKind) -> Self {
+        let f = &src.fields;
+        FieldMapper {
+            source: src.name.clone(),
+            id: f.id.clone(),
+            text: src.text_column(kind),
+            label: src.label_column(kind),
+            date: f.date.clone(),
+            valid_until: f.valid_until.clone(),
+            consent: f.consent.clone(),
+            topic: f.topic.clone(),
+            tags: f.tags.clone(),
+            group: f.group.clone(),
+            kind,
+        }
+    }
+
+    fn map(&self, row: &Map<String, Value>, line: u64) -> std::result::Result<Record, BadField> {
+        // Mapped columns default to the column of the field's own name when present.
+        let col = |mapped: &Option<String>, default: &str| -> Option<String> {
+            mapped
+                .clone()
+                .or_else(|| row.contains_key(default).then(|| default.to_string()))
+        };
+        let id_col = col(&self.id, "id");
+        let id = match &id_col {
+            Some(c) => match row.get(c) {
+                Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
+                Some(Value::Number(n)) => n.to_string(),
+                Some(Value::Null) | None if self.id.is_none() => {
+                    format!("{}-{}", self.source, line)
+                }
+                other => {
+                    return Err(bad(
+                        c,
+                        format!(
+                            "id must be a non-empty string or number, found {}",
+                            other.map_or("nothing", json_type)
+                        ),
+                    ));
+                }
+            },
+            None => format!("{}-{}", self.source, line),
+        };
+        let text = match row.get(&self.text) {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Null) | None => return Err(bad(&self.text, "missing text")),
+            Some(other) => {
+                return Err(bad(
+                    &self.text,
+                    format!("text must be a string, found {}", json_type(other)),
+                ));
+            }
+        };
+        let label = match row.get(&self.label) {
+            Some(Value::String(s)) if !s.trim().is_empty() => Some(s.clone()),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            Some(Value::Bool(b)) => Some(b.to_string()),
+            Some(Value::Null) | None if self.kind == TaskKind::Generate => None,
+            Some(Value::String(_)) | Some(Value::Null) | None => {
+                return Err(bad(&self.label, "missing label"));
+            }
+            Some(other) => {
+                return Err(bad(
+                    &self.label,
+                    format!(
+                        "label must be a string or number, found {}",
+                        json_type(other)
+                    ),
+                ));
+            }
+        };
+        let date = match col(&self.date, "date") {
+            Some(c) => parse_date_value(row.get(&c)).map_err(|r| bad(&c, r))?,
+            None => None,
+        };
+        let valid_until = match col(&self.valid_until, "valid_until") {
+            Some(c) => parse_date_value(row.get(&c)).map_err(|r| bad(&c, r))?,
+            None => None,
+        };
+        let consent = match col(&self.consent, "consent") {
+            Some(c) => parse_consent(row.get(&c)).map_err(|r| bad(&c, r))?,
+            None => None,
+        };
+        let topic = col(&self.topic, "topic").and_then(|c| scalar_string(row.get(&c)));
+        let group = col(&self.group, "group").and_then(|c| scalar_string(row.get(&c)));
+        let tags = match col(&self.tags, "tags") {
+            Some(c) => match row.get(&c) {
+                Some(Value::Array(a)) => a.iter().filter_map(|v| scalar_string(Some(v))).collect(),
+                Some(Value::String(s)) => s
+                    .split([',', ';'])
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .map(String::from)
+                    .collect(),
+                _ => Vec::new(),
+            },
+            None => Vec::new(),
+        };
+        let used: BTreeSet<String> = [
+            id_col,
+            Some(self.text.clone()),
+            Some(self.label.clone()),
+            col(&self.date, "date"),
+            col(&self.valid_until, "valid_until"),
+            col(&self.consent, "consent"),
+            col(&self.topic, "topic"),
+            col(&self.group, "group"),
+            col(&self.tags, "tags"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let meta: Map<String, Value> = row
+            .iter()
+            .filter(|(k, v)| !used.contains(*k) && !v.is_null())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        Ok(Record {
+            id,
+            text,
+            label,
+            source: self.source.clone(),
+            line,
+            date,
+            valid_until,
+            consent,
+            topic,
+            tags,
+            group,
+            cluster: None,
+            meta: Value::Object(meta).to_string(),
+        })
+    }
+}
+
+fn scalar_string(v: Option<&Value>) -> Option<String> {
+    match v? {
+        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// Dates are kept as `YYYY-MM-DD`. Accepted: `YYYY-MM-DD`, `YYYY/MM/DD`, RFC 3339 and `YYYY-MM-DD HH:MM[:SS]`.
+fn parse_date_value(v: Option<&Value>) -> std::result::Result<Option<String>, String> {
+    let s = match v {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(s)) if s.trim().is_empty() => return Ok(None),
+        Some(Value::String(s)) => s.trim(),
+        Some(other) => return Err(format!("date must be a string, found {}", json_type(other))),
+    };
+    parse_date_str(s)
+        .map(|d| Some(d.format("%Y-%m-%d").to_string()))
+        .ok_or_else(|| format!("unparseable date {s:?} (use YYYY-MM-DD or RFC 3339)"))
+}
+
+pub fn parse_date_str(s: &str) -> Option<chrono::NaiveDate> {
+    use chrono::NaiveDate;
+    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return Some(d);
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y/%m/%d") {
+        return Some(d);
+    }
+    if let Ok(dt) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Some(dt.date_naive());
+    }
+    for fmt in [
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+    ] {
+        if let Ok(dt) = chrono::NaiveDateTime::parse_from_str(s, fmt) {
+            return Some(dt.date());
+        }
+    }
+    None
+}
+
+fn parse_consent(v: Option<&Value>) -> std::result::Result<Option<bool>, String> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(Value::Number(n)) => match n.as_i64() {
+            Some(1) => Ok(Some(true)),
+            Some(0) => Ok(Some(false)),
+            _ => Err(format!(
+                "consent must be true/false, yes/no or 1/0, found {n}"
+            )),
+        },
+        Some(Value::String(s)) => match s.trim().to_ascii_lowercase().replace('-', "_").as_str() {
+            "" => Ok(None),
+            "true" | "yes" | "y" | "1" | "opt_in" | "opted_in" | "granted" => Ok(Some(true)),
+            "false" | "no" | "n" | "0" | "opt_out" | "opted_out" | "denied" | "withdrawn" => {
+                Ok(Some(false))
+            }
+            other => Err(format!(
+                "consent must be true/false, yes/no or 1/0, found {other:?}"
+            )),
+        },
+        Some(other) => Err(format!(
+            "consent must be true/false, yes/no or 1/0, found {}",
+            json_type(other)
+        )),
+    }
+}
+
+/// The path of a source file, for messages.
+pub fn source_path(root: &Path, src: &SourceConfig) -> PathBuf {
+    root.join(&src.path)
+}

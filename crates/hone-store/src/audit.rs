@@ -1,0 +1,255 @@
+//! The audit log: every command that changes the store appends who, when, the command and its input and
+//! output hashes to a hash-chained table; [`Store::verify_audit`] finds an edited, deleted or reordered
+//! entry and names it.
+
+use rusqlite::params;
+use serde::{Deserialize, Serialize};
+
+use crate::{Store, db_err};
+use hone_core::Result;
+
+/// One audit entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub seq: i64,
+    pub at: String,
+    pub who: String,
+    pub command: String,
+    pub inputs: serde_json::Value,
+    pub outputs: serde_json::Value,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// What `verify` found wrong with one entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditProblem {
+    pub seq: i64,
+    pub problem: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditReport {
+    pub n_entries: usize,
+    pub problems: Vec<AuditProblem>,
+}
+
+impl AuditReport {
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+fn entry_hash(
+    seq: i64,
+    at: &str,
+    who: &str,
+    command: &str,
+    inputs: &str,
+    outputs: &str,
+    prev: &str,
+) -> String {
+    hone_core::hash::KeyHasher::new()
+        .part("seq", &seq.to_le_bytes())
+        .part("at", at.as_bytes())
+        .part("who", who.as_bytes())
+        .part("command", command.as_bytes())
+        .part("inputs", inputs.as_bytes())
+        .part("outputs", outputs.as_bytes())
+        .part("prev", prev.as_bytes())
+        .finish()
+}
+
+pub(crate) fn append(
+    conn: &rusqlite::Connection,
+    who: &str,
+    command: &str,
+    inputs: &serde_json::Value,
+    outputs: &serde_json::Value,
+) -> Result<AuditEntry> {
+    let last: Option<(i64, String)> = conn
+        .query_row(
+            "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .ok();
+    let (seq, prev_hash) = match last {
+        Some((s, h)) => (s + 1, h),
+        None => (1, GENESIS.to_string()),
+    };
+    let at = chrono::Utc::now().to_rfc3339();
+    let (inputs_s, outputs_s) = (inputs.to_string(), outputs.to_string());
+    let hash = entry_hash(seq, &at, who, command, &inputs_s, &outputs_s, &prev_hash);
+    conn.execute("INSERT INTO audit(seq, at, who, command, inputs, outputs, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)", params![seq, at, who, command, inputs_s, outputs_s, prev_hash, hash]).map_err(db_err)?;
+    Ok(AuditEntry {
+        seq,
+        at,
+        who: who.into(),
+        command: command.into(),
+        inputs: inputs.clone(),
+        outputs: outputs.clone(),
+        prev_hash,
+        hash,
+    })
+}
+
+impl Store {
+    /// Append an audit entry on its own (for commands that change the store without a new version).
+    pub fn append_audit(
+        &self,
+        who: &str,
+        command: &str,
+        inputs: serde_json::Value,
+        outputs: serde_json::Value,
+    ) -> Result<AuditEntry> {
+        append(&self.conn, who, command, &inputs, &outputs)
+    }
+
+    /// All audit entries in sequence order.
+    pub fn audit_entries(&self) -> Result<Vec<AuditEntry>> {
+        let mut stmt = self.conn.prepare("SELECT seq, at, who, command, inputs, outputs, prev_hash, hash FROM audit ORDER BY seq").map_err(db_err)?;
+        let rows = stmt
+            .query_map([], |r| {
+                let j =
+                    |s: String| serde_json::from_str(&s).unwrap_or(serde_json::Value::String(s));
+                Ok(AuditEntry {
+                    seq: r.get(0)?,
+                    at: r.get(1)?,
+                    who: r.get(2)?,
+                    command: r.get(3)?,
+                    inputs: j(r.get(4)?),
+                    outputs: j(r.get(5)?),
+                    prev_hash: r.get(6)?,
+                    hash: r.get(7)?,
+                })
+            })
+            .map_err(db_err)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
+    }
+
+    /// Walk the chain: an entry whose content no longer gives its hash was edited; an entry whose
+    /// `prev_hash` is not its predecessor's hash follows a deletion or a reordering.
+    pub fn verify_audit(&self) -> Result<AuditReport> {
+        let mut stmt = self.conn.prepare("SELECT seq, at, who, command, inputs, outputs, prev_hash, hash FROM audit ORDER BY seq").map_err(db_err)?;
+        type Row = (i64, String, String, String, String, String, String, String);
+        let rows: Vec<Row> = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                ))
+            })
+            .map_err(db_err)?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(db_err)?;
+        let mut problems = Vec::new();
+        let mut expected_prev = GENESIS.to_string();
+        let mut expected_seq = 1;
+        for (seq, at, who, command, inputs, outputs, prev, hash) in &rows {
+            if entry_hash(*seq, at, who, command, inputs, outputs, prev) != *hash {
+                problems.push(AuditProblem { seq: *seq, problem: format!("entry {seq} ({command}, {at}) was edited: its content no longer matches its hash") });
+            }
+            if *prev != expected_prev {
+                let what = if *seq != expected_seq {
+                    format!(
+                        "entries {expected_seq}..{} are missing (deleted) before entry {seq} ({command})",
+                        seq - 1
+                    )
+                } else {
+                    format!(
+                        "entry {seq} ({command}, {at}) does not follow entry {} in the chain: entries were deleted, reordered or replaced",
+                        seq - 1
+                    )
+                };
+                problems.push(AuditProblem {
+                    seq: *seq,
+                    problem: what,
+                });
+            }
+            expected_prev = hash.clone();
+            expected_seq = seq + 1;
+        }
+        Ok(AuditReport {
+            n_entries: rows.len(),
+            problems,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Store;
+    use serde_json::json;
+
+    fn store_with(n: usize) -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        for i in 0..n {
+            store
+                .append_audit(
+                    "ana",
+                    &format!("cmd{i}"),
+                    json!({"in": i}),
+                    json!({"out": i}),
+                )
+                .unwrap();
+        }
+        (dir, store)
+    }
+
+    #[test]
+    fn intact_chain_verifies() {
+        let (_d, s) = store_with(4);
+        let r = s.verify_audit().unwrap();
+        assert_eq!(r.n_entries, 4);
+        assert!(r.ok(), "{:?}", r.problems);
+    }
+
+    #[test]
+    fn edited_entry_is_named() {
+        let (_d, s) = store_with(4);
+        s.connection()
+            .execute("UPDATE audit SET who = 'mallory' WHERE seq = 2", [])
+            .unwrap();
+        let r = s.verify_audit().unwrap();
+        assert_eq!(r.problems.len(), 1);
+        assert_eq!(r.problems[0].seq, 2);
+        assert!(r.problems[0].problem.contains("edited"));
+    }
+
+    #[test]
+    fn deleted_entry_is_named() {
+        let (_d, s) = store_with(4);
+        s.connection()
+            .execute("DELETE FROM audit WHERE seq = 3", [])
+            .unwrap();
+        let r = s.verify_audit().unwrap();
+        assert_eq!(r.problems.len(), 1);
+        assert_eq!(r.problems[0].seq, 4);
+        assert!(
+            r.problems[0].problem.contains("3..3 are missing"),
+            "{}",
+            r.problems[0].problem
+        );
+    }
+
+    #[test]
+    fn reordered_entries_are_named() {
+        let (_d, s) = store_with(4);
+        // Swap the contents of entries 2 and 3 while keeping their sequence numbers.
+        let c = s.connection();
+        c.execute_batch("UPDATE audit SET seq = -2 WHERE seq = 2; UPDATE audit SET seq = 2 WHERE seq = 3; UPDATE audit SET seq = 3 WHERE seq = -2;").unwrap();
+        let r = s.verify_audit().unwrap();
+        assert!(!r.ok());
+        assert!(r.problems.iter().any(|p| p.seq == 2));
+    }
+}

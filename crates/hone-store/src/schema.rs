@@ -1,0 +1,90 @@
+//! SQLite schema and forward-only migrations, keyed by `PRAGMA user_version`.
+
+use hone_core::Result;
+use rusqlite::Connection;
+
+use crate::db_err;
+
+/// Each entry migrates from version `i` to `i + 1`. Never edit a released entry: append a new one.
+const MIGRATIONS: &[&str] = &[
+    // 1: objects, dataset versions, lineage, quarantine, audit.
+    r#"
+    CREATE TABLE objects (
+        hash TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE versions (
+        id TEXT PRIMARY KEY,
+        seq INTEGER NOT NULL UNIQUE,
+        created_at TEXT NOT NULL,
+        parent TEXT REFERENCES versions(id),
+        object TEXT NOT NULL REFERENCES objects(hash),
+        n_input INTEGER NOT NULL,
+        n_records INTEGER NOT NULL,
+        n_quarantined INTEGER NOT NULL,
+        passes TEXT NOT NULL,
+        sources TEXT NOT NULL,
+        policy TEXT NOT NULL,
+        summary TEXT NOT NULL,
+        hone_version TEXT NOT NULL
+    );
+    CREATE TABLE lineage (
+        version TEXT NOT NULL REFERENCES versions(id),
+        seq INTEGER NOT NULL,
+        record_id TEXT NOT NULL,
+        source TEXT NOT NULL,
+        pass TEXT NOT NULL,
+        action TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        related_id TEXT,
+        before_hash TEXT,
+        diff TEXT,
+        PRIMARY KEY (version, seq)
+    );
+    CREATE INDEX lineage_record ON lineage(record_id);
+    CREATE TABLE quarantine (
+        version TEXT NOT NULL REFERENCES versions(id),
+        id TEXT NOT NULL,
+        source TEXT NOT NULL,
+        file TEXT NOT NULL,
+        line INTEGER NOT NULL,
+        field TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        excerpt TEXT NOT NULL,
+        PRIMARY KEY (version, id)
+    );
+    CREATE TABLE audit (
+        seq INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        who TEXT NOT NULL,
+        command TEXT NOT NULL,
+        inputs TEXT NOT NULL,
+        outputs TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+    );
+    "#,
+];
+
+pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
+    let current: usize = conn
+        .pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))
+        .map_err(db_err)? as usize;
+    if current > MIGRATIONS.len() {
+        return Err(hone_core::Error::Store(format!(
+            "this store was written by a newer hone (schema {current}, this hone knows {}); upgrade hone",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        let tx = conn.transaction().map_err(db_err)?;
+        tx.execute_batch(sql).map_err(db_err)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)
+            .map_err(db_err)?;
+        tx.commit().map_err(db_err)?;
+    }
+    Ok(())
+}
