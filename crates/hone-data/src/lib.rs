@@ -5,5 +5,6 @@
 pub mod dataset;
 pub mod near_dup;
 pub mod passes;
+pub mod pii;
 pub mod readers;
 pub mod textdiff;

@@ -1,3 +1,140 @@
-fn main() {
-    println!("Hello, world!");
+//! The `hone` binary: parses the command line, calls the libraries, renders results for a terminal or as
+//! JSON (`--json`), shows progress, and maps errors to exit codes. Only this file talks to the terminal.
+//!
+//! Exit codes (DESIGN §7.6): 0 ok, 1 error, 2 usage or config, 3 a success gate failed, 4 contamination.
+
+mod commands;
+mod ui;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "hone", version, about = "Train small, task-specific models the careful way.", long_about = None)]
+struct Cli {
+    /// Run as if started in DIR (hone.toml is searched upward from there).
+    #[arg(short = 'C', long = "project", global = true, value_name = "DIR")]
+    project: Option<PathBuf>,
+    /// Print machine-readable JSON on stdout instead of tables; no progress bars.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a project: a commented hone.toml, data/ and suites/.
+    ///
+    /// Example: `hone init support-intents`
+    Init {
+        /// Directory to create the project in (default: the current directory).
+        dir: Option<PathBuf>,
+        /// Overwrite an existing hone.toml.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Data: check, clean, inspect and report on dataset versions.
+    #[command(subcommand)]
+    Data(DataCommand),
+    /// The audit log of every command that changed the store.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Generate a messy example project in a temporary directory and run the loop on it.
+    ///
+    /// Example: `hone demo` (or `hone demo --dir /tmp/demo` to choose where)
+    Demo {
+        /// Write the project here instead of a new temporary directory (must be empty or absent).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Seed of the generator.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum DataCommand {
+    /// Read every source and run the curation passes without writing anything; print the funnel.
+    ///
+    /// Example: `hone data check`
+    Check,
+    /// Curate the sources into a new dataset version (or report `cached` if nothing changed).
+    ///
+    /// Example: `hone data clean --json`
+    Clean,
+    /// The change log: every dataset version with its parent and counts.
+    ///
+    /// Example: `hone data log`
+    Log,
+    /// Where one record went and why (kept, changed, dropped or quarantined).
+    ///
+    /// Example: `hone data why T00042`
+    Why {
+        /// The record id (or `<source>-<line>` for a quarantined row).
+        id: String,
+        /// Dataset version (id or prefix; default: the latest).
+        #[arg(long)]
+        version: Option<String>,
+    },
+    /// Print the records of a dataset version.
+    ///
+    /// Example: `hone data show --limit 20`, `hone data show --json > records.json`
+    Show {
+        /// Dataset version (id or prefix; default: the latest).
+        version: Option<String>,
+        /// Show at most N records (table output only).
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Write the HTML data report (and Markdown) of a dataset version; print the Markdown summary.
+    ///
+    /// Example: `hone data report` (writes reports/data-<version>.html)
+    Report {
+        /// Dataset version (id or prefix; default: the latest).
+        version: Option<String>,
+        /// Output file for the HTML report (default: reports/data-<version>.html).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain; name every edited, deleted or reordered entry.
+    ///
+    /// Example: `hone audit verify`
+    Verify,
+    /// List the audit entries.
+    ///
+    /// Example: `hone audit log --json`
+    Log,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let ctx = ui::Context { json: cli.json, start: cli.project.clone().unwrap_or_else(|| PathBuf::from(".")) };
+    let result = match cli.command {
+        Command::Init { dir, force } => commands::init(&ctx, dir, force),
+        Command::Demo { dir, seed } => commands::demo(&ctx, dir, seed),
+        Command::Data(DataCommand::Check) => commands::data_check(&ctx),
+        Command::Data(DataCommand::Clean) => commands::data_clean(&ctx),
+        Command::Data(DataCommand::Log) => commands::data_log(&ctx),
+        Command::Data(DataCommand::Why { id, version }) => commands::data_why(&ctx, &id, version.as_deref()),
+        Command::Data(DataCommand::Show { version, limit }) => commands::data_show(&ctx, version.as_deref(), limit),
+        Command::Data(DataCommand::Report { version, out }) => commands::data_report(&ctx, version.as_deref(), out),
+        Command::Audit(AuditCommand::Verify) => commands::audit_verify(&ctx),
+        Command::Audit(AuditCommand::Log) => commands::audit_log(&ctx),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            // One place maps library errors to exit codes: config and usage errors are 2, the rest 1.
+            let code = e.downcast_ref::<hone_core::Error>().map_or(1, hone_core::Error::exit_code);
+            ExitCode::from(code as u8)
+        }
+    }
 }

@@ -1,0 +1,6 @@
+//! The `hone` crate: pipeline stages (curation, with caching by content hash), project discovery and the
+//! demo generator, used by the `hone` binary (`main.rs`), which alone talks to the terminal.
+
+pub mod curate;
+pub mod demo;
+pub mod project;
