@@ -40,15 +40,29 @@ fn s<'v>(v: &'v Value, k: &str) -> &'v str {
     v.get(k).and_then(Value::as_str).unwrap_or("")
 }
 fn map_rows(v: &Value) -> Vec<(String, f64)> {
-    let mut rows: Vec<(String, f64)> = v.as_object().map(|o| o.iter().map(|(k, v)| (k.clone(), v.as_f64().unwrap_or(0.0))).collect()).unwrap_or_default();
-    rows.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal).then(a.0.cmp(&b.0)));
+    let mut rows: Vec<(String, f64)> = v
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .map(|(k, v)| (k.clone(), v.as_f64().unwrap_or(0.0)))
+                .collect()
+        })
+        .unwrap_or_default();
+    rows.sort_by(|a, b| {
+        b.1.partial_cmp(&a.1)
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then(a.0.cmp(&b.0))
+    });
     rows
 }
 
 impl DataReport<'_> {
     /// The funnel: records entering each pass, then the kept records.
     fn funnel(&self) -> Vec<(String, f64)> {
-        let mut rows = vec![("rows read".to_string(), self.n_input as f64), ("quarantined".to_string(), self.n_quarantined as f64)];
+        let mut rows = vec![
+            ("rows read".to_string(), self.n_input as f64),
+            ("quarantined".to_string(), self.n_quarantined as f64),
+        ];
         for p in self.passes.as_array().into_iter().flatten() {
             rows.push((format!("after {}", s(p, "pass")), u(p, "n_kept") as f64));
         }
@@ -59,14 +73,39 @@ impl DataReport<'_> {
     pub fn html(&self) -> String {
         let mut h = String::new();
         h.push_str(&format!("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>hone data report — {}</title><style>{STYLE}</style></head><body>", esc(self.task)));
-        h.push_str(&format!("<h1>Data report: {}</h1><p class=\"muted\">version <code>{}</code>, made {}{}</p>", esc(self.task), esc(self.version_id), esc(self.created_at), self.parent.map(|p| format!(", parent <code>{}</code>", esc(p))).unwrap_or_default()));
-        h.push_str(&format!("<p><b>{}</b> rows read → <b>{}</b> quarantined → <b>{}</b> records kept.</p>", self.n_input, self.n_quarantined, self.n_records));
+        h.push_str(&format!(
+            "<h1>Data report: {}</h1><p class=\"muted\">version <code>{}</code>, made {}{}</p>",
+            esc(self.task),
+            esc(self.version_id),
+            esc(self.created_at),
+            self.parent
+                .map(|p| format!(", parent <code>{}</code>", esc(p)))
+                .unwrap_or_default()
+        ));
+        h.push_str(&format!(
+            "<p><b>{}</b> rows read → <b>{}</b> quarantined → <b>{}</b> records kept.</p>",
+            self.n_input, self.n_quarantined, self.n_records
+        ));
         h.push_str("<h2>Funnel</h2>");
-        let funnel: Vec<(String, f64)> = self.funnel().into_iter().filter(|(l, _)| l != "quarantined").collect();
+        let funnel: Vec<(String, f64)> = self
+            .funnel()
+            .into_iter()
+            .filter(|(l, _)| l != "quarantined")
+            .collect();
         h.push_str(&hbars(&funnel, "#4a7bd0"));
         h.push_str("<table><tr><th>pass</th><th>in</th><th>kept</th><th>dropped</th><th>changed</th><th>flagged</th><th>details</th></tr>");
         for p in self.passes.as_array().into_iter().flatten() {
-            let stats = p.get("stats").and_then(Value::as_object).map(|o| o.iter().filter(|(_, v)| v.as_u64() != Some(0)).map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join(", ")).unwrap_or_default();
+            let stats = p
+                .get("stats")
+                .and_then(Value::as_object)
+                .map(|o| {
+                    o.iter()
+                        .filter(|(_, v)| v.as_u64() != Some(0))
+                        .map(|(k, v)| format!("{k}: {v}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .unwrap_or_default();
             h.push_str(&format!("<tr><td>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td>{}</td></tr>", esc(s(p, "pass")), u(p, "n_in"), u(p, "n_kept"), u(p, "n_dropped"), u(p, "n_changed"), u(p, "n_flagged"), esc(&stats)));
         }
         h.push_str("</table>");
@@ -82,11 +121,17 @@ impl DataReport<'_> {
         h.push_str(&hbars(&map_rows(&self.summary["by_label"]), "#3b9c6e"));
         h.push_str("<h2>Topics</h2><table><tr><th>topic</th><th>records</th></tr>");
         for (t, n) in map_rows(&self.summary["by_topic"]) {
-            h.push_str(&format!("<tr><td>{}</td><td class=n>{n}</td></tr>", esc(&t)));
+            h.push_str(&format!(
+                "<tr><td>{}</td><td class=n>{n}</td></tr>",
+                esc(&t)
+            ));
         }
         h.push_str("</table><h2>Personal data found (by type)</h2><table><tr><th>type</th><th>values</th></tr>");
         for (t, n) in map_rows(&self.summary["pii"]) {
-            h.push_str(&format!("<tr><td>{}</td><td class=n>{n}</td></tr>", esc(&t)));
+            h.push_str(&format!(
+                "<tr><td>{}</td><td class=n>{n}</td></tr>",
+                esc(&t)
+            ));
         }
         h.push_str("</table><h2>Examples of each kind of removal or change</h2><p class=muted>Texts are shown after PII masking.</p><table><tr><th>pass</th><th>rule</th><th>record</th><th>reason</th><th>text</th></tr>");
         for e in &self.examples {
@@ -94,7 +139,13 @@ impl DataReport<'_> {
         }
         h.push_str("</table><h2>Quarantined rows</h2><table><tr><th>row</th><th>field</th><th>reason</th><th>excerpt</th></tr>");
         for e in &self.quarantine {
-            h.push_str(&format!("<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", esc(&e.record_id), esc(&e.rule), esc(&e.reason), esc(&e.text)));
+            h.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&e.record_id),
+                esc(&e.rule),
+                esc(&e.reason),
+                esc(&e.text)
+            ));
         }
         h.push_str("</table></body></html>\n");
         h
@@ -102,17 +153,55 @@ impl DataReport<'_> {
 
     /// A Markdown summary (printed on the terminal and written beside the HTML).
     pub fn markdown(&self) -> String {
-        let mut m = format!("# Data report: {}\n\nVersion `{}` ({}): {} rows read, {} quarantined, {} records kept.\n\n", self.task, self.version_id, self.created_at, self.n_input, self.n_quarantined, self.n_records);
-        m.push_str("| pass | in | kept | dropped | changed | flagged |\n|---|---:|---:|---:|---:|---:|\n");
+        let mut m = format!(
+            "# Data report: {}\n\nVersion `{}` ({}): {} rows read, {} quarantined, {} records kept.\n\n",
+            self.task,
+            self.version_id,
+            self.created_at,
+            self.n_input,
+            self.n_quarantined,
+            self.n_records
+        );
+        m.push_str(
+            "| pass | in | kept | dropped | changed | flagged |\n|---|---:|---:|---:|---:|---:|\n",
+        );
         for p in self.passes.as_array().into_iter().flatten() {
-            m.push_str(&format!("| {} | {} | {} | {} | {} | {} |\n", md(s(p, "pass")), u(p, "n_in"), u(p, "n_kept"), u(p, "n_dropped"), u(p, "n_changed"), u(p, "n_flagged")));
+            m.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {} |\n",
+                md(s(p, "pass")),
+                u(p, "n_in"),
+                u(p, "n_kept"),
+                u(p, "n_dropped"),
+                u(p, "n_changed"),
+                u(p, "n_flagged")
+            ));
         }
-        m.push_str("\n| source | license | rows | quarantined | kept |\n|---|---|---:|---:|---:|\n");
+        m.push_str(
+            "\n| source | license | rows | quarantined | kept |\n|---|---|---:|---:|---:|\n",
+        );
         for src in self.sources.as_array().into_iter().flatten() {
-            m.push_str(&format!("| {} | {} | {} | {} | {} |\n", md(s(src, "name")), md(s(src, "license")), u(src, "n_rows"), u(src, "n_quarantined"), u(src, "n_kept")));
+            m.push_str(&format!(
+                "| {} | {} | {} | {} | {} |\n",
+                md(s(src, "name")),
+                md(s(src, "license")),
+                u(src, "n_rows"),
+                u(src, "n_quarantined"),
+                u(src, "n_kept")
+            ));
         }
-        let pii: Vec<String> = map_rows(&self.summary["pii"]).into_iter().filter(|(_, n)| *n > 0.0).map(|(k, n)| format!("{k} {n}")).collect();
-        m.push_str(&format!("\nPII masked: {}\n", if pii.is_empty() { "none".to_string() } else { pii.join(", ") }));
+        let pii: Vec<String> = map_rows(&self.summary["pii"])
+            .into_iter()
+            .filter(|(_, n)| *n > 0.0)
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        m.push_str(&format!(
+            "\nPII masked: {}\n",
+            if pii.is_empty() {
+                "none".to_string()
+            } else {
+                pii.join(", ")
+            }
+        ));
         m
     }
 }
@@ -126,7 +215,8 @@ mod tests {
     fn report_shows_funnel_sources_and_examples() {
         let passes = json!([{"pass": "exact_duplicates", "n_in": 10, "n_kept": 8, "n_dropped": 2, "n_changed": 0, "n_flagged": 0, "stats": {"exact_duplicate": 2}}]);
         let sources = json!([{"name": "helpdesk", "path": "data/h.csv", "license": "internal", "n_rows": 11, "n_quarantined": 1, "n_kept": 8}]);
-        let summary = json!({"by_label": {"a": 5, "b": 3}, "by_topic": {"cards": 8}, "pii": {"email": 2}});
+        let summary =
+            json!({"by_label": {"a": 5, "b": 3}, "by_topic": {"cards": 8}, "pii": {"email": 2}});
         let r = DataReport {
             task: "t",
             version_id: "abc",
@@ -138,14 +228,31 @@ mod tests {
             passes: &passes,
             sources: &sources,
             summary: &summary,
-            examples: vec![Example { pass: "pii".into(), rule: "pii_mask".into(), record_id: "r1".into(), source: "helpdesk".into(), reason: "masked 1 email".into(), text: "mail <EMAIL>".into() }],
+            examples: vec![Example {
+                pass: "pii".into(),
+                rule: "pii_mask".into(),
+                record_id: "r1".into(),
+                source: "helpdesk".into(),
+                reason: "masked 1 email".into(),
+                text: "mail <EMAIL>".into(),
+            }],
             quarantine: vec![],
         };
         let html = r.html();
-        assert!(html.contains("<svg") && html.contains("after exact_duplicates") && html.contains("mail &lt;EMAIL&gt;"));
-        assert!(!html.contains("<script") && !html.contains(" src=") && !html.contains("<link"), "self-contained: no external resources");
+        assert!(
+            html.contains("<svg")
+                && html.contains("after exact_duplicates")
+                && html.contains("mail &lt;EMAIL&gt;")
+        );
+        assert!(
+            !html.contains("<script") && !html.contains(" src=") && !html.contains("<link"),
+            "self-contained: no external resources"
+        );
         let md = r.markdown();
-        assert!(md.contains("| exact_duplicates | 10 | 8 | 2 | 0 | 0 |"), "{md}");
+        assert!(
+            md.contains("| exact_duplicates | 10 | 8 | 2 | 0 | 0 |"),
+            "{md}"
+        );
         assert!(md.contains("PII masked: email 2"), "{md}");
     }
 }

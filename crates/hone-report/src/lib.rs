@@ -31,7 +31,10 @@ pub(crate) const STYLE: &str = "body{font-family:system-ui,-apple-system,Segoe U
 mod tests {
     #[test]
     fn escapes() {
-        assert_eq!(super::esc("<a href=\"x\">&</a>"), "&lt;a href=&quot;x&quot;&gt;&amp;&lt;/a&gt;");
+        assert_eq!(
+            super::esc("<a href=\"x\">&</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&lt;/a&gt;"
+        );
         assert_eq!(super::md("a|b\nc"), "a\\|b c");
     }
 }

@@ -9,7 +9,9 @@ pub fn hbars(rows: &[(String, f64)], color: &str) -> String {
     let row_h = 20.0;
     let max = rows.iter().map(|r| r.1).fold(0.0f64, f64::max).max(1e-9);
     let height = row_h * rows.len() as f64 + 10.0;
-    let mut s = format!("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" role=\"img\">");
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" role=\"img\">"
+    );
     for (i, (label, v)) in rows.iter().enumerate() {
         let y = i as f64 * row_h + 5.0;
         let w = (width - label_w - 70.0) * v / max;
@@ -35,6 +37,9 @@ mod tests {
         let s = super::hbars(&[("a<b".into(), 10.0), ("c".into(), 5.0)], "#48c");
         assert!(s.starts_with("<svg") && s.ends_with("</svg>"));
         assert!(s.contains("a&lt;b"));
-        assert!(s.contains("width=\"420.0\"") && s.contains("width=\"210.0\""), "{s}");
+        assert!(
+            s.contains("width=\"420.0\"") && s.contains("width=\"210.0\""),
+            "{s}"
+        );
     }
 }

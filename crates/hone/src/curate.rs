@@ -21,8 +21,16 @@ use crate::project::Project;
 
 /// Progress events for the terminal (the library never prints).
 pub enum Progress<'a> {
-    Reading { source: &'a str, index: usize, total: usize },
-    Pass { name: &'a str, index: usize, total: usize },
+    Reading {
+        source: &'a str,
+        index: usize,
+        total: usize,
+    },
+    Pass {
+        name: &'a str,
+        index: usize,
+        total: usize,
+    },
     Writing,
 }
 
@@ -68,14 +76,28 @@ fn today() -> NaiveDate {
 }
 
 /// The key of a curation: source files, the whole policy and task kind, resolved `as_of` dates, hone's version.
-fn version_key(project: &Project, file_hashes: &[String], as_of: &BTreeMap<String, NaiveDate>) -> Result<String> {
+fn version_key(
+    project: &Project,
+    file_hashes: &[String],
+    as_of: &BTreeMap<String, NaiveDate>,
+) -> Result<String> {
     let c = &project.config;
     let mut h = KeyHasher::new();
     h.part("hone", hone_core::HONE_VERSION.as_bytes());
     h.part("kind", format!("{:?}", c.task.kind).as_bytes());
-    h.part("policy", serde_json::to_string(&c.policy).map_err(|e| Error::Internal(e.to_string()))?.as_bytes());
+    h.part(
+        "policy",
+        serde_json::to_string(&c.policy)
+            .map_err(|e| Error::Internal(e.to_string()))?
+            .as_bytes(),
+    );
     for (s, fh) in c.sources.iter().zip(file_hashes) {
-        h.part("source", serde_json::to_string(s).map_err(|e| Error::Internal(e.to_string()))?.as_bytes());
+        h.part(
+            "source",
+            serde_json::to_string(s)
+                .map_err(|e| Error::Internal(e.to_string()))?
+                .as_bytes(),
+        );
         h.part("file", fh.as_bytes());
     }
     for (k, v) in as_of {
@@ -86,13 +108,24 @@ fn version_key(project: &Project, file_hashes: &[String], as_of: &BTreeMap<Strin
 
 /// Resolve each source's `as_of`: the policy's date, else the source's `collected`, else today.
 fn resolve_as_of(project: &Project) -> BTreeMap<String, NaiveDate> {
-    let policy = project.config.policy.as_of.as_deref().and_then(hone_core::config::parse_date);
+    let policy = project
+        .config
+        .policy
+        .as_of
+        .as_deref()
+        .and_then(hone_core::config::parse_date);
     project
         .config
         .sources
         .iter()
         .map(|s| {
-            let d = policy.or_else(|| s.collected.as_deref().and_then(hone_core::config::parse_date)).unwrap_or_else(today);
+            let d = policy
+                .or_else(|| {
+                    s.collected
+                        .as_deref()
+                        .and_then(hone_core::config::parse_date)
+                })
+                .unwrap_or_else(today);
             (s.name.clone(), d)
         })
         .collect()
@@ -112,22 +145,51 @@ pub fn current_key(project: &Project) -> Result<String> {
 }
 
 /// Build the passes for a project's policy.
-pub fn build_passes(project: &Project, detector: Arc<PiiDetector>, as_of: BTreeMap<String, NaiveDate>) -> Vec<Box<dyn Pass>> {
+pub fn build_passes(
+    project: &Project,
+    detector: Arc<PiiDetector>,
+    as_of: BTreeMap<String, NaiveDate>,
+) -> Vec<Box<dyn Pass>> {
     let p = &project.config.policy;
     let mask_detector = detector.clone();
     let masker: passes::Masker = Arc::new(move |s: &str| mask_detector.mask(s).text);
     vec![
-        Box::new(passes::Normalise { mask: masker, keep_newlines: project.config.task.kind == hone_core::config::TaskKind::Generate }),
-        Box::new(passes::PiiMask { policy: p.pii, detector }),
-        Box::new(passes::Length { min_chars: p.min_chars, max_chars: p.max_chars }),
-        Box::new(passes::Consent { require_consent: p.require_consent }),
-        Box::new(passes::Outdated { max_age_days: p.max_age_days, as_of }),
-        Box::new(passes::NearDuplicateClusters {
-            config: NearDupConfig { shingle_words: p.shingle_words, num_perm: p.minhash_permutations, threshold: p.near_duplicate_jaccard, short_text_words: p.short_text_words, short_containment: p.short_text_containment, seed: 1 },
+        Box::new(passes::Normalise {
+            mask: masker,
+            keep_newlines: project.config.task.kind == hone_core::config::TaskKind::Generate,
         }),
-        Box::new(passes::LabelConflicts { policy: p.label_conflicts }),
+        Box::new(passes::PiiMask {
+            policy: p.pii,
+            detector,
+        }),
+        Box::new(passes::Length {
+            min_chars: p.min_chars,
+            max_chars: p.max_chars,
+        }),
+        Box::new(passes::Consent {
+            require_consent: p.require_consent,
+        }),
+        Box::new(passes::Outdated {
+            max_age_days: p.max_age_days,
+            as_of,
+        }),
+        Box::new(passes::NearDuplicateClusters {
+            config: NearDupConfig {
+                shingle_words: p.shingle_words,
+                num_perm: p.minhash_permutations,
+                threshold: p.near_duplicate_jaccard,
+                short_text_words: p.short_text_words,
+                short_containment: p.short_text_containment,
+                seed: 1,
+            },
+        }),
+        Box::new(passes::LabelConflicts {
+            policy: p.label_conflicts,
+        }),
         Box::new(passes::ExactDuplicates),
-        Box::new(passes::NearDuplicateDrop { policy: p.near_duplicates }),
+        Box::new(passes::NearDuplicateDrop {
+            policy: p.near_duplicates,
+        }),
     ]
 }
 
@@ -137,7 +199,11 @@ pub fn compute(project: &Project, progress: &mut dyn FnMut(Progress)) -> Result<
     let detector = Arc::new(PiiDetector::new());
     let mask_detector = detector.clone();
     let mask = move |s: &str| mask_detector.mask(s).text;
-    let opts = ReadOptions { kind: c.task.kind, on_bad_record: c.policy.on_bad_record, mask: &mask };
+    let opts = ReadOptions {
+        kind: c.task.kind,
+        on_bad_record: c.policy.on_bad_record,
+        mask: &mask,
+    };
     let as_of = resolve_as_of(project);
     let mut records = Vec::new();
     let mut quarantined = Vec::new();
@@ -147,7 +213,11 @@ pub fn compute(project: &Project, progress: &mut dyn FnMut(Progress)) -> Result<
     let mut test_sources = std::collections::BTreeSet::new();
     let mut id_owner: HashMap<String, (String, u64)> = HashMap::new();
     for (i, s) in c.sources.iter().enumerate() {
-        progress(Progress::Reading { source: &s.name, index: i, total: c.sources.len() });
+        progress(Progress::Reading {
+            source: &s.name,
+            index: i,
+            total: c.sources.len(),
+        });
         let out = read_source(&project.root, s, &opts)?;
         n_input += out.n_rows;
         if s.role == SourceRole::Test {
@@ -162,7 +232,15 @@ pub fn compute(project: &Project, progress: &mut dyn FnMut(Progress)) -> Result<
                     return Err(Error::BadRecord { file: project.root.join(&s.path), line: r.line, field: "id".into(), reason, hint: "ids must be unique across sources: fix the id column or map another one with fields.id".into() });
                 }
                 n_q += 1;
-                quarantined.push(Quarantined { id: format!("{}-{}", s.name, r.line), source: s.name.clone(), file: s.path.clone(), line: r.line, field: "id".into(), reason, excerpt: mask(&r.text).chars().take(200).collect() });
+                quarantined.push(Quarantined {
+                    id: format!("{}-{}", s.name, r.line),
+                    source: s.name.clone(),
+                    file: s.path.clone(),
+                    line: r.line,
+                    field: "id".into(),
+                    reason,
+                    excerpt: mask(&r.text).chars().take(200).collect(),
+                });
                 continue;
             }
             id_owner.insert(r.id.clone(), (s.name.clone(), r.line));
@@ -186,21 +264,50 @@ pub fn compute(project: &Project, progress: &mut dyn FnMut(Progress)) -> Result<
     }
     let id = version_key(project, &file_hashes, &as_of)?;
     let passes = build_passes(project, detector.clone(), as_of);
-    let by_id: HashMap<String, Record> = records.iter().map(|r| (r.id.clone(), r.clone())).collect();
-    let outcome = passes::run_passes(&passes, records, &|r: &Record| test_sources.contains(&r.source), &mut |name, index, total| progress(Progress::Pass { name, index, total }))?;
+    let by_id: HashMap<String, Record> =
+        records.iter().map(|r| (r.id.clone(), r.clone())).collect();
+    let outcome = passes::run_passes(
+        &passes,
+        records,
+        &|r: &Record| test_sources.contains(&r.source),
+        &mut |name, index, total| progress(Progress::Pass { name, index, total }),
+    )?;
     for s in &mut sources {
-        s.n_kept = outcome.records.iter().filter(|r| r.source == s.name).count() as u64;
+        s.n_kept = outcome
+            .records
+            .iter()
+            .filter(|r| r.source == s.name)
+            .count() as u64;
     }
     // Keep the removed records (their text masked) so reports and `data why` can show them.
-    let dropped: std::collections::HashSet<&str> = outcome.lineage.iter().filter(|l| l.action == Action::Drop).map(|l| l.record_id.as_str()).collect();
-    let mut removed: Vec<Record> = by_id.into_iter().filter(|(id, _)| dropped.contains(id.as_str())).map(|(_, mut r)| {
-        r.text = detector.mask(&r.text).text;
-        r.meta = "{}".into();
-        r
-    }).collect();
+    let dropped: std::collections::HashSet<&str> = outcome
+        .lineage
+        .iter()
+        .filter(|l| l.action == Action::Drop)
+        .map(|l| l.record_id.as_str())
+        .collect();
+    let mut removed: Vec<Record> = by_id
+        .into_iter()
+        .filter(|(id, _)| dropped.contains(id.as_str()))
+        .map(|(_, mut r)| {
+            r.text = detector.mask(&r.text).text;
+            r.meta = "{}".into();
+            r
+        })
+        .collect();
     removed.sort_by(|a, b| (&a.source, a.line).cmp(&(&b.source, b.line)));
     let policy = serde_json::to_value(&c.policy).map_err(|e| Error::Internal(e.to_string()))?;
-    Ok(Curation { id, records: outcome.records, removed, lineage: outcome.lineage, quarantined, reports: outcome.reports, sources, n_input, policy })
+    Ok(Curation {
+        id,
+        records: outcome.records,
+        removed,
+        lineage: outcome.lineage,
+        quarantined,
+        reports: outcome.reports,
+        sources,
+        n_input,
+        policy,
+    })
 }
 
 /// Counts for the version summary: per source, per topic, per label, PII found per type.
@@ -208,22 +315,46 @@ pub fn summarise(cur: &Curation) -> serde_json::Value {
     let mut by_label: BTreeMap<String, u64> = BTreeMap::new();
     let mut by_topic: BTreeMap<String, u64> = BTreeMap::new();
     for r in &cur.records {
-        *by_label.entry(r.label.clone().unwrap_or_default()).or_default() += 1;
-        *by_topic.entry(r.topic.clone().unwrap_or_else(|| "(none)".into())).or_default() += 1;
+        *by_label
+            .entry(r.label.clone().unwrap_or_default())
+            .or_default() += 1;
+        *by_topic
+            .entry(r.topic.clone().unwrap_or_else(|| "(none)".into()))
+            .or_default() += 1;
     }
-    let pii: BTreeMap<&str, u64> = cur.reports.iter().find(|r| r.pass == "pii").map(|r| PiiKind::ALL.iter().map(|k| (k.name(), r.stats.get(k.name()).copied().unwrap_or(0))).collect()).unwrap_or_default();
+    let pii: BTreeMap<&str, u64> = cur
+        .reports
+        .iter()
+        .find(|r| r.pass == "pii")
+        .map(|r| {
+            PiiKind::ALL
+                .iter()
+                .map(|k| (k.name(), r.stats.get(k.name()).copied().unwrap_or(0)))
+                .collect()
+        })
+        .unwrap_or_default();
     let mut by_rule: BTreeMap<String, u64> = BTreeMap::new();
     for l in &cur.lineage {
-        *by_rule.entry(format!("{}:{}", l.action.as_str(), l.rule)).or_default() += 1;
+        *by_rule
+            .entry(format!("{}:{}", l.action.as_str(), l.rule))
+            .or_default() += 1;
     }
     json!({"by_label": by_label, "by_topic": by_topic, "pii": pii, "by_rule": by_rule})
 }
 
 /// Curate and commit a new version, unless one with the same key exists (then `cached`).
-pub fn clean(project: &Project, store: &mut Store, command: &str, progress: &mut dyn FnMut(Progress)) -> Result<CurateOutcome> {
+pub fn clean(
+    project: &Project,
+    store: &mut Store,
+    command: &str,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<CurateOutcome> {
     let key = current_key(project)?;
     if store.has_version(&key)? {
-        return Ok(CurateOutcome { version: store.resolve_version(Some(&key))?, cached: true });
+        return Ok(CurateOutcome {
+            version: store.resolve_version(Some(&key))?,
+            cached: true,
+        });
     }
     let cur = compute(project, progress)?;
     progress(Progress::Writing);
@@ -249,8 +380,16 @@ pub fn clean(project: &Project, store: &mut Store, command: &str, progress: &mut
     };
     let inputs = json!({"config": hone_core::hash::hash_bytes(&std::fs::read(&project.config_path).map_err(|e| Error::io(&project.config_path, e))?), "sources": cur.sources.iter().map(|s| json!({"name": s.name, "hash": s.file_hash})).collect::<Vec<_>>()});
     let outputs = json!({"version": cur.id, "object": object, "removed_object": removed_object});
-    store.commit_version(&v, &cur.lineage, &cur.quarantined, (&crate::project::who(), command, inputs, outputs))?;
-    Ok(CurateOutcome { version: store.resolve_version(Some(&cur.id))?, cached: false })
+    store.commit_version(
+        &v,
+        &cur.lineage,
+        &cur.quarantined,
+        (&crate::project::who(), command, inputs, outputs),
+    )?;
+    Ok(CurateOutcome {
+        version: store.resolve_version(Some(&cur.id))?,
+        cached: false,
+    })
 }
 
 /// Load the records of a version.
@@ -260,7 +399,11 @@ pub fn load_records(store: &Store, version: &VersionRow) -> Result<Vec<Record>> 
 
 /// Load the removed (masked) records of a version.
 pub fn load_removed(store: &Store, version: &VersionRow) -> Result<Vec<Record>> {
-    match version.summary.get("removed_object").and_then(|v| v.as_str()) {
+    match version
+        .summary
+        .get("removed_object")
+        .and_then(|v| v.as_str())
+    {
         Some(h) => hone_data::dataset::decode(&store.get_object(h)?),
         None => Ok(Vec::new()),
     }

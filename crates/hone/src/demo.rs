@@ -55,97 +55,313 @@ pub struct Manifest {
 
 impl Manifest {
     pub fn pii_values(&self) -> Vec<&str> {
-        self.planted.iter().filter_map(|p| p.value.as_deref()).collect()
+        self.planted
+            .iter()
+            .filter_map(|p| p.value.as_deref())
+            .collect()
     }
 }
 
 const INTENTS: &[(&str, &[&str])] = &[
-    ("card_lost", &["I lost my {card} {when} and need to block it", "my {card} was stolen {place}, what should I do", "someone took my wallet with the {card} inside {when}", "can't find my {card} anywhere since {when}, please freeze it", "{card} missing after my trip to {city}"]),
-    ("refund_status", &["where is my refund for order {order}", "still waiting on the refund of {price} from {when}", "you promised a refund {when} but nothing arrived", "how long does a refund to my {card} take", "refund for the cancelled booking in {city} has not shown up"]),
-    ("change_address", &["I moved to {city} and need to update my address", "please change the delivery address on my account to {city}", "how do I edit my billing address after moving {when}", "new flat in {city}, where do I change the address", "my address is wrong on the last invoice, I live in {city} now"]),
-    ("cancel_subscription", &["cancel my {plan} subscription please", "I want to stop the {plan} plan before it renews {when}", "how do I end my {plan} membership", "please do not renew the {plan} plan next month", "unsubscribe me from {plan}, it is too expensive at {price}"]),
-    ("password_reset", &["I forgot my password and the reset link expired", "reset email never arrives, tried {when}", "locked out after three wrong passwords {when}", "the password reset page shows an error in {browser}", "how can I change my password from the {browser} app"]),
-    ("delivery_late", &["my parcel {order} is late, it should have come {when}", "the courier says delivered but nothing is at my door in {city}", "tracking for {order} has not moved since {when}", "package to {city} is a week overdue", "where is my delivery, ordered {when}"]),
-    ("billing_question", &["why was I charged {price} twice {when}", "there is an unknown charge of {price} on my {card}", "can you explain the fee of {price} on my invoice", "my bill went up to {price} without notice", "was the {plan} plan billed correctly this month"]),
-    ("escalate", &["this is the third time I write, I want a manager now", "I will take legal action if this is not fixed {when}", "your agent was rude to me {when}, I want to complain", "I am filing a formal complaint about order {order}", "nobody answers, escalate this to a supervisor"]),
+    (
+        "card_lost",
+        &[
+            "I lost my {card} {when} and need to block it",
+            "my {card} was stolen {place}, what should I do",
+            "someone took my wallet with the {card} inside {when}",
+            "can't find my {card} anywhere since {when}, please freeze it",
+            "{card} missing after my trip to {city}",
+        ],
+    ),
+    (
+        "refund_status",
+        &[
+            "where is my refund for order {order}",
+            "still waiting on the refund of {price} from {when}",
+            "you promised a refund {when} but nothing arrived",
+            "how long does a refund to my {card} take",
+            "refund for the cancelled booking in {city} has not shown up",
+        ],
+    ),
+    (
+        "change_address",
+        &[
+            "I moved to {city} and need to update my address",
+            "please change the delivery address on my account to {city}",
+            "how do I edit my billing address after moving {when}",
+            "new flat in {city}, where do I change the address",
+            "my address is wrong on the last invoice, I live in {city} now",
+        ],
+    ),
+    (
+        "cancel_subscription",
+        &[
+            "cancel my {plan} subscription please",
+            "I want to stop the {plan} plan before it renews {when}",
+            "how do I end my {plan} membership",
+            "please do not renew the {plan} plan next month",
+            "unsubscribe me from {plan}, it is too expensive at {price}",
+        ],
+    ),
+    (
+        "password_reset",
+        &[
+            "I forgot my password and the reset link expired",
+            "reset email never arrives, tried {when}",
+            "locked out after three wrong passwords {when}",
+            "the password reset page shows an error in {browser}",
+            "how can I change my password from the {browser} app",
+        ],
+    ),
+    (
+        "delivery_late",
+        &[
+            "my parcel {order} is late, it should have come {when}",
+            "the courier says delivered but nothing is at my door in {city}",
+            "tracking for {order} has not moved since {when}",
+            "package to {city} is a week overdue",
+            "where is my delivery, ordered {when}",
+        ],
+    ),
+    (
+        "billing_question",
+        &[
+            "why was I charged {price} twice {when}",
+            "there is an unknown charge of {price} on my {card}",
+            "can you explain the fee of {price} on my invoice",
+            "my bill went up to {price} without notice",
+            "was the {plan} plan billed correctly this month",
+        ],
+    ),
+    (
+        "escalate",
+        &[
+            "this is the third time I write, I want a manager now",
+            "I will take legal action if this is not fixed {when}",
+            "your agent was rude to me {when}, I want to complain",
+            "I am filing a formal complaint about order {order}",
+            "nobody answers, escalate this to a supervisor",
+        ],
+    ),
 ];
 
 const SLOTS: &[(&str, &[&str])] = &[
-    ("card", &["debit card", "credit card", "bank card", "visa card", "travel card", "virtual card"]),
-    ("when", &["yesterday", "last week", "two days ago", "this morning", "on monday", "last night", "on friday", "ten days ago"]),
-    ("place", &["at the station", "on the bus", "in a cafe", "at the gym", "at work", "in the taxi"]),
-    ("city", &["Berlin", "Lisbon", "Kraków", "Zürich", "Málaga", "Lyon", "Leeds", "Gdańsk", "Porto", "Turin", "Graz", "Bergen"]),
-    ("order", &["#48213", "#99127", "#55120", "#70311", "#18822", "#64409", "#31775", "#86230"]),
-    ("price", &["$12.99", "€45,00", "$1,299.99", "€9.50", "$120", "€300"]),
-    ("plan", &["premium", "family", "student", "business", "basic", "pro"]),
-    ("browser", &["Firefox", "Chrome", "Safari", "Android", "iPhone"]),
+    (
+        "card",
+        &[
+            "debit card",
+            "credit card",
+            "bank card",
+            "visa card",
+            "travel card",
+            "virtual card",
+        ],
+    ),
+    (
+        "when",
+        &[
+            "yesterday",
+            "last week",
+            "two days ago",
+            "this morning",
+            "on monday",
+            "last night",
+            "on friday",
+            "ten days ago",
+        ],
+    ),
+    (
+        "place",
+        &[
+            "at the station",
+            "on the bus",
+            "in a cafe",
+            "at the gym",
+            "at work",
+            "in the taxi",
+        ],
+    ),
+    (
+        "city",
+        &[
+            "Berlin", "Lisbon", "Kraków", "Zürich", "Málaga", "Lyon", "Leeds", "Gdańsk", "Porto",
+            "Turin", "Graz", "Bergen",
+        ],
+    ),
+    (
+        "order",
+        &[
+            "#48213", "#99127", "#55120", "#70311", "#18822", "#64409", "#31775", "#86230",
+        ],
+    ),
+    (
+        "price",
+        &["$12.99", "€45,00", "$1,299.99", "€9.50", "$120", "€300"],
+    ),
+    (
+        "plan",
+        &["premium", "family", "student", "business", "basic", "pro"],
+    ),
+    (
+        "browser",
+        &["Firefox", "Chrome", "Safari", "Android", "iPhone"],
+    ),
 ];
 
 fn fill(template: &str, rng: &mut Rng) -> String {
     let mut out = template.to_string();
     while let Some(start) = out.find('{') {
-        let Some(len) = out[start..].find('}') else { break };
+        let Some(len) = out[start..].find('}') else {
+            break;
+        };
         let name = &out[start + 1..start + len];
-        let values = SLOTS.iter().find(|(n, _)| *n == name).map(|(_, v)| *v).unwrap_or(&["?"]);
+        let values = SLOTS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| *v)
+            .unwrap_or(&["?"]);
         let v = rng.pick(values).to_string();
         out.replace_range(start..start + len + 1, &v);
     }
     out
 }
 
-const OPENERS: &[&str] = &["", "", "", "hello, ", "hi, ", "good morning, ", "sorry to bother you but ", "quick question: ", "urgent: ", "help! "];
-const CLOSERS: &[&str] = &["", "", "", "", " thanks", " thank you", " any update?", " cheers", " asap please", " this is annoying"];
+const OPENERS: &[&str] = &[
+    "",
+    "",
+    "",
+    "hello, ",
+    "hi, ",
+    "good morning, ",
+    "sorry to bother you but ",
+    "quick question: ",
+    "urgent: ",
+    "help! ",
+];
+const CLOSERS: &[&str] = &[
+    "",
+    "",
+    "",
+    "",
+    " thanks",
+    " thank you",
+    " any update?",
+    " cheers",
+    " asap please",
+    " this is annoying",
+];
 
 fn luhn_card(rng: &mut Rng) -> String {
     let mut digits: Vec<u32> = vec![4];
     for _ in 0..14 {
         digits.push(rng.below(10) as u32);
     }
-    let sum: u32 = digits.iter().rev().enumerate().map(|(i, &d)| if i % 2 == 0 { let x = d * 2; if x > 9 { x - 9 } else { x } } else { d }).sum();
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, &d)| {
+            if i % 2 == 0 {
+                let x = d * 2;
+                if x > 9 { x - 9 } else { x }
+            } else {
+                d
+            }
+        })
+        .sum();
     digits.push((10 - sum % 10) % 10);
-    let s: String = digits.iter().map(|d| char::from_digit(*d, 10).unwrap_or('0')).collect();
+    let s: String = digits
+        .iter()
+        .map(|d| char::from_digit(*d, 10).unwrap_or('0'))
+        .collect();
     format!("{} {} {} {}", &s[0..4], &s[4..8], &s[8..12], &s[12..16])
 }
 
 fn iban_de(rng: &mut Rng) -> String {
-    let bban: String = (0..18).map(|_| char::from_digit(rng.below(10) as u32, 10).unwrap_or('0')).collect();
+    let bban: String = (0..18)
+        .map(|_| char::from_digit(rng.below(10) as u32, 10).unwrap_or('0'))
+        .collect();
     // check digits: 98 - (BBAN + "DE00" as digits) mod 97
     let rearranged = format!("{bban}131400");
-    let rem = rearranged.chars().fold(0u64, |acc, c| (acc * 10 + c.to_digit(10).unwrap_or(0) as u64) % 97);
+    let rem = rearranged.chars().fold(0u64, |acc, c| {
+        (acc * 10 + c.to_digit(10).unwrap_or(0) as u64) % 97
+    });
     let check = 98 - rem;
     let raw = format!("DE{check:02}{bban}");
-    raw.as_bytes().chunks(4).map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join(" ")
+    raw.as_bytes()
+        .chunks(4)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// One planted PII value of a given kind, and a sentence carrying it (some in non-ASCII text).
 fn pii_sentence(kind: usize, rng: &mut Rng, n: usize) -> (String, String) {
-    let first = ["Jürgen", "María", "Zoë", "Łukasz", "Søren", "Anaïs", "Peter", "Olga"];
-    let last = ["Müller", "García", "Ångström", "Nowak", "Dubois", "Okafor", "Kowalski", "Silva"];
+    let first = [
+        "Jürgen", "María", "Zoë", "Łukasz", "Søren", "Anaïs", "Peter", "Olga",
+    ];
+    let last = [
+        "Müller",
+        "García",
+        "Ångström",
+        "Nowak",
+        "Dubois",
+        "Okafor",
+        "Kowalski",
+        "Silva",
+    ];
     match kind {
         0 => {
-            let v = format!("{}.{}{}@beispiel-mail.de", first[n % 8].to_lowercase(), last[(n / 8) % 8].to_lowercase(), n);
-            (v.clone(), format!("Bitte schreiben Sie an {v}, meine Größe hat sich geändert und ich warte auf die Erstattung"))
+            let v = format!(
+                "{}.{}{}@beispiel-mail.de",
+                first[n % 8].to_lowercase(),
+                last[(n / 8) % 8].to_lowercase(),
+                n
+            );
+            (
+                v.clone(),
+                format!(
+                    "Bitte schreiben Sie an {v}, meine Größe hat sich geändert und ich warte auf die Erstattung"
+                ),
+            )
         }
         1 => {
             let v = format!("+49 30 {}{:06}", 2 + rng.below(7), rng.below(1_000_000));
-            (v.clone(), format!("call me back on {v} about the refund, I am in Zürich until friday"))
+            (
+                v.clone(),
+                format!("call me back on {v} about the refund, I am in Zürich until friday"),
+            )
         }
         2 => {
             let v = luhn_card(rng);
-            (v.clone(), format!("the charge on card {v} is wrong, señor, I never bought that"))
+            (
+                v.clone(),
+                format!("the charge on card {v} is wrong, señor, I never bought that"),
+            )
         }
         3 => {
             let v = iban_de(rng);
-            (v.clone(), format!("please send the refund to IBAN {v} — merci beaucoup"))
+            (
+                v.clone(),
+                format!("please send the refund to IBAN {v} — merci beaucoup"),
+            )
         }
         4 => {
-            let key: String = (0..32).map(|_| rng.pick(&['a', 'B', 'c', '7', 'X', 'q', '3', 'z', 'M', '9'])).collect();
+            let key: String = (0..32)
+                .map(|_| rng.pick(&['a', 'B', 'c', '7', 'X', 'q', '3', 'z', 'M', '9']))
+                .collect();
             let v = format!("sk_live_{key}");
-            (v.clone(), format!("my developer pasted our key {v} in the app, is that safe?"))
+            (
+                v.clone(),
+                format!("my developer pasted our key {v} in the app, is that safe?"),
+            )
         }
         _ => {
             let v = format!("{} {}", first[n % 8], last[(n + 3) % 8]);
-            (v.clone(), format!("Dear support, the parcel to Kraków is late again. Regards, {v}"))
+            (
+                v.clone(),
+                format!("Dear support, the parcel to Kraków is late again. Regards, {v}"),
+            )
         }
     }
 }
@@ -162,14 +378,21 @@ struct Row {
 }
 
 fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
 }
 
 /// Write a demo project into `dir` (which must exist) and return what was planted.
 /// `n_base` is the number of clean base rows before defects are added (the demo uses 1,200).
 pub fn write_project(dir: &Path, seed: u64, n_base: usize) -> Result<Manifest> {
     let mut rng = Rng::new(seed);
-    let mut manifest = Manifest { labels: INTENTS.iter().map(|(l, _)| l.to_string()).collect(), ..Default::default() };
+    let mut manifest = Manifest {
+        labels: INTENTS.iter().map(|(l, _)| l.to_string()).collect(),
+        ..Default::default()
+    };
     // 1. Clean base rows, unique and free of near-duplicates (checked with hone's own near-dup finder).
     let mut base: Vec<(String, String)> = Vec::new();
     let mut seen = std::collections::HashSet::new();
@@ -187,8 +410,20 @@ pub fn write_project(dir: &Path, seed: u64, n_base: usize) -> Result<Manifest> {
         }
     }
     let texts: Vec<&str> = base.iter().map(|(_, t)| t.as_str()).collect();
-    let clusters = hone_data::near_dup::find_near_duplicates(&texts, &hone_data::near_dup::NearDupConfig::default()).cluster_of;
-    let base: Vec<(String, String)> = base.iter().enumerate().filter(|(i, _)| clusters[*i] as usize == *i && clusters.iter().filter(|&&c| c as usize == *i).count() == 1).map(|(_, r)| r.clone()).collect();
+    let clusters = hone_data::near_dup::find_near_duplicates(
+        &texts,
+        &hone_data::near_dup::NearDupConfig::default(),
+    )
+    .cluster_of;
+    let base: Vec<(String, String)> = base
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| {
+            clusters[*i] as usize == *i
+                && clusters.iter().filter(|&&c| c as usize == *i).count() == 1
+        })
+        .map(|(_, r)| r.clone())
+        .collect();
 
     let topics = ["cards", "payments", "account", "shipping"];
     let mk = |rng: &mut Rng, id: String, label: &str, text: String| Row {
@@ -210,7 +445,13 @@ pub fn write_project(dir: &Path, seed: u64, n_base: usize) -> Result<Manifest> {
             helpdesk.push(mk(&mut rng, format!("T{i:05}"), label, text.clone()));
         }
     }
-    let plant = |m: &mut Manifest, id: &str, rule: &'static str, value: Option<String>| m.planted.push(Planted { id: id.to_string(), rule, value });
+    let plant = |m: &mut Manifest, id: &str, rule: &'static str, value: Option<String>| {
+        m.planted.push(Planted {
+            id: id.to_string(),
+            rule,
+            value,
+        })
+    };
     // 2. Planted defects, each added as a new row with its own id.
     let n = base.len();
     let mut next = 0usize;
@@ -236,12 +477,16 @@ pub fn write_project(dir: &Path, seed: u64, n_base: usize) -> Result<Manifest> {
     }
     for k in 0..15 {
         let src = &chat[(k * 5 + 2) % chat.len()];
-        let other = INTENTS.iter().map(|(l, _)| *l).find(|l| *l != src.label).unwrap_or("escalate");
+        let other = INTENTS
+            .iter()
+            .map(|(l, _)| *l)
+            .find(|l| *l != src.label)
+            .unwrap_or("escalate");
         let mut row = mk(&mut rng, new_id("chat-"), other, src.text.clone());
         row.topic = src.topic.clone();
-        // one copy with a different label ties with the original: both are dropped
-        plant(&mut manifest, &row.id, "label_conflict_tie", None);
-        plant(&mut manifest, &src.id.clone(), "label_conflict_tie", None);
+        // A copy under another label ties with the original (both dropped), or is outvoted when another
+        // planted copy of the same text joins the group: either way it must not survive as is.
+        plant(&mut manifest, &row.id, "label_conflict", None);
         chat.push(row);
     }
     for k in 0..30 {
@@ -253,7 +498,12 @@ pub fn write_project(dir: &Path, seed: u64, n_base: usize) -> Result<Manifest> {
     }
     for k in 0..10 {
         let (label, text) = &base[(k * 17 + 3) % n];
-        let mut row = mk(&mut rng, new_id("chat-"), label, format!("{text} — offer ended"));
+        let mut row = mk(
+            &mut rng,
+            new_id("chat-"),
+            label,
+            format!("{text} — offer ended"),
+        );
         row.valid_until = format!("2025-0{}-01", 1 + k % 4);
         plant(&mut manifest, &row.id, "expired", None);
         chat.push(row);
@@ -262,20 +512,49 @@ pub fn write_project(dir: &Path, seed: u64, n_base: usize) -> Result<Manifest> {
         let (label, text) = &base[(k * 19 + 7) % n];
         let mut row = mk(&mut rng, new_id("T"), label, format!("{text} [no consent]"));
         row.consent = if k % 2 == 0 { "" } else { "no" };
-        plant(&mut manifest, &row.id, if k % 2 == 0 { "no_consent" } else { "opted_out" }, None);
+        plant(
+            &mut manifest,
+            &row.id,
+            if k % 2 == 0 {
+                "no_consent"
+            } else {
+                "opted_out"
+            },
+            None,
+        );
         helpdesk.push(row);
     }
     for k in 0..60 {
         let (value, sentence) = pii_sentence(k % 6, &mut rng, k);
-        let label = ["refund_status", "change_address", "billing_question", "refund_status", "billing_question", "delivery_late"][k % 6];
+        let label = [
+            "refund_status",
+            "change_address",
+            "billing_question",
+            "refund_status",
+            "billing_question",
+            "delivery_late",
+        ][k % 6];
         // A fresh request of the same intent in front keeps masked sentences from collapsing into one
         // near-duplicate cluster once their values become placeholders.
-        let templates = INTENTS.iter().find(|(l, _)| *l == label).map(|(_, t)| *t).unwrap_or(&["help"]);
+        let templates = INTENTS
+            .iter()
+            .find(|(l, _)| *l == label)
+            .map(|(_, t)| *t)
+            .unwrap_or(&["help"]);
         let template: &str = rng.pick(templates);
         let lead = fill(template, &mut rng);
-        let row = mk(&mut rng, new_id(if k % 2 == 0 { "T" } else { "chat-" }), label, format!("{lead}. {sentence}"));
+        let row = mk(
+            &mut rng,
+            new_id(if k % 2 == 0 { "T" } else { "chat-" }),
+            label,
+            format!("{lead}. {sentence}"),
+        );
         plant(&mut manifest, &row.id, "pii_mask", Some(value));
-        if k % 2 == 0 { helpdesk.push(row) } else { chat.push(row) }
+        if k % 2 == 0 {
+            helpdesk.push(row)
+        } else {
+            chat.push(row)
+        }
     }
     for k in 0..10 {
         let (label, text) = &base[(k * 23 + 9) % n];
@@ -289,8 +568,22 @@ pub fn write_project(dir: &Path, seed: u64, n_base: usize) -> Result<Manifest> {
         helpdesk.push(row);
     }
     for k in 0..4 {
-        let row = mk(&mut rng, new_id("T"), "escalate", if k % 2 == 0 { "   ".to_string() } else { "?".to_string() });
-        plant(&mut manifest, &row.id, if k % 2 == 0 { "empty" } else { "too_short" }, None);
+        let row = mk(
+            &mut rng,
+            new_id("T"),
+            "escalate",
+            if k % 2 == 0 {
+                "   ".to_string()
+            } else {
+                "?".to_string()
+            },
+        );
+        plant(
+            &mut manifest,
+            &row.id,
+            if k % 2 == 0 { "empty" } else { "too_short" },
+            None,
+        );
         helpdesk.push(row);
     }
 
@@ -305,22 +598,47 @@ pub fn write_project(dir: &Path, seed: u64, n_base: usize) -> Result<Manifest> {
         if i % 150 == 75 {
             line += 1;
             csv.extend_from_slice(b"T-BAD1,only three,columns\n");
-            plant(&mut manifest, &format!("helpdesk-{line}"), "quarantine", None);
+            plant(
+                &mut manifest,
+                &format!("helpdesk-{line}"),
+                "quarantine",
+                None,
+            );
             line += 1;
             csv.extend_from_slice(b"T-BAD2,\"the date is nonsense\",refund_status,not-a-date,yes,payments,cust-0001\n");
-            plant(&mut manifest, &format!("helpdesk-{line}"), "quarantine", None);
+            plant(
+                &mut manifest,
+                &format!("helpdesk-{line}"),
+                "quarantine",
+                None,
+            );
             line += 1;
             csv.extend_from_slice(b"T-BAD3,invalid utf8 \xff\xfe here,refund_status,2025-01-01,yes,payments,cust-0001\n");
-            plant(&mut manifest, &format!("helpdesk-{line}"), "quarantine", None);
+            plant(
+                &mut manifest,
+                &format!("helpdesk-{line}"),
+                "quarantine",
+                None,
+            );
             n_rows += 3;
         }
         line += 1;
         n_rows += 1;
-        let row = format!("{},{},{},{},{},{},{}\n", csv_field(&r.id), csv_field(&r.text), r.label, r.date, r.consent, r.topic, r.customer);
+        let row = format!(
+            "{},{},{},{},{},{},{}\n",
+            csv_field(&r.id),
+            csv_field(&r.text),
+            r.label,
+            r.date,
+            r.consent,
+            r.topic,
+            r.customer
+        );
         line += row.matches('\n').count() as u64 - 1;
         csv.extend_from_slice(row.as_bytes());
     }
-    std::fs::write(dir.join("data/helpdesk.csv"), &csv).map_err(|e| Error::io(dir.join("data/helpdesk.csv"), e))?;
+    std::fs::write(dir.join("data/helpdesk.csv"), &csv)
+        .map_err(|e| Error::io(dir.join("data/helpdesk.csv"), e))?;
     manifest.rows.insert("helpdesk".into(), n_rows);
 
     let mut jsonl = String::new();
@@ -350,10 +668,12 @@ pub fn write_project(dir: &Path, seed: u64, n_base: usize) -> Result<Manifest> {
     jsonl.push_str(&serde_json::json!({"id": helpdesk[0].id, "text": "a chat message reusing a helpdesk ticket id", "label": "escalate", "consent": true}).to_string());
     jsonl.push('\n');
     plant(&mut manifest, &format!("chat-{jline}"), "quarantine", None);
-    std::fs::write(dir.join("data/chat.jsonl"), jsonl).map_err(|e| Error::io(dir.join("data/chat.jsonl"), e))?;
+    std::fs::write(dir.join("data/chat.jsonl"), jsonl)
+        .map_err(|e| Error::io(dir.join("data/chat.jsonl"), e))?;
     manifest.rows.insert("chat".into(), jline);
 
-    std::fs::write(dir.join("hone.toml"), DEMO_TOML).map_err(|e| Error::io(dir.join("hone.toml"), e))?;
+    std::fs::write(dir.join("hone.toml"), DEMO_TOML)
+        .map_err(|e| Error::io(dir.join("hone.toml"), e))?;
     Ok(manifest)
 }
 

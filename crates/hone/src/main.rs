@@ -115,16 +115,25 @@ enum AuditCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let ctx = ui::Context { json: cli.json, start: cli.project.clone().unwrap_or_else(|| PathBuf::from(".")) };
+    let ctx = ui::Context {
+        json: cli.json,
+        start: cli.project.clone().unwrap_or_else(|| PathBuf::from(".")),
+    };
     let result = match cli.command {
         Command::Init { dir, force } => commands::init(&ctx, dir, force),
         Command::Demo { dir, seed } => commands::demo(&ctx, dir, seed),
         Command::Data(DataCommand::Check) => commands::data_check(&ctx),
         Command::Data(DataCommand::Clean) => commands::data_clean(&ctx),
         Command::Data(DataCommand::Log) => commands::data_log(&ctx),
-        Command::Data(DataCommand::Why { id, version }) => commands::data_why(&ctx, &id, version.as_deref()),
-        Command::Data(DataCommand::Show { version, limit }) => commands::data_show(&ctx, version.as_deref(), limit),
-        Command::Data(DataCommand::Report { version, out }) => commands::data_report(&ctx, version.as_deref(), out),
+        Command::Data(DataCommand::Why { id, version }) => {
+            commands::data_why(&ctx, &id, version.as_deref())
+        }
+        Command::Data(DataCommand::Show { version, limit }) => {
+            commands::data_show(&ctx, version.as_deref(), limit)
+        }
+        Command::Data(DataCommand::Report { version, out }) => {
+            commands::data_report(&ctx, version.as_deref(), out)
+        }
         Command::Audit(AuditCommand::Verify) => commands::audit_verify(&ctx),
         Command::Audit(AuditCommand::Log) => commands::audit_log(&ctx),
     };
@@ -133,7 +142,9 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("error: {e:#}");
             // One place maps library errors to exit codes: config and usage errors are 2, the rest 1.
-            let code = e.downcast_ref::<hone_core::Error>().map_or(1, hone_core::Error::exit_code);
+            let code = e
+                .downcast_ref::<hone_core::Error>()
+                .map_or(1, hone_core::Error::exit_code);
             ExitCode::from(code as u8)
         }
     }

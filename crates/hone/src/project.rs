@@ -19,13 +19,23 @@ impl Project {
             name: format!("in {} or any parent directory", start.display()),
             hint: "run `hone init` to create a project, or pass -C DIR".into(),
         })?;
-        let root = config_path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+        let root = config_path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
         let config = Config::load(&config_path)?;
-        Ok(Project { root, config_path, config })
+        Ok(Project {
+            root,
+            config_path,
+            config,
+        })
     }
 }
 
 /// Who is acting, for the audit log: `HONE_USER`, else the OS user, else `unknown`.
 pub fn who() -> String {
-    ["HONE_USER", "USER", "USERNAME", "LOGNAME"].iter().find_map(|k| std::env::var(k).ok().filter(|v| !v.trim().is_empty())).unwrap_or_else(|| "unknown".to_string())
+    ["HONE_USER", "USER", "USERNAME", "LOGNAME"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.trim().is_empty()))
+        .unwrap_or_else(|| "unknown".to_string())
 }

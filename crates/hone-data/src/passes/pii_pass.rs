@@ -13,7 +13,11 @@ pub struct PiiMask {
 }
 
 fn kinds_summary(counts: &[(PiiKind, usize)]) -> String {
-    counts.iter().map(|(k, n)| format!("{n} {}", k.name())).collect::<Vec<_>>().join(", ")
+    counts
+        .iter()
+        .map(|(k, n)| format!("{n} {}", k.name()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl PiiMask {
@@ -53,7 +57,11 @@ impl Pass for PiiMask {
     }
     /// Protected (test) records are always masked, never dropped, whatever the policy.
     fn run_protected(&self, records: Vec<Record>) -> Result<PassOutput> {
-        PiiMask { policy: PiiPolicy::Mask, detector: self.detector.clone() }.run(records)
+        PiiMask {
+            policy: PiiPolicy::Mask,
+            detector: self.detector.clone(),
+        }
+        .run(records)
     }
     fn run(&self, records: Vec<Record>) -> Result<PassOutput> {
         let mut out = PassOutput::default();
@@ -78,14 +86,24 @@ impl Pass for PiiMask {
                 out.kept.push(r);
                 continue;
             }
-            let counts: Vec<(PiiKind, usize)> = PiiKind::ALL.iter().map(|&k| (k, masked.count(k))).filter(|(_, n)| *n > 0).collect();
+            let counts: Vec<(PiiKind, usize)> = PiiKind::ALL
+                .iter()
+                .map(|&k| (k, masked.count(k)))
+                .filter(|(_, n)| *n > 0)
+                .collect();
             for (k, n) in &counts {
                 *out.stats.entry(k.name().to_string()).or_default() += *n as u64;
             }
             let summary = kinds_summary(&counts);
             match self.policy {
                 PiiPolicy::Mask => {
-                    let mut e = LineageEntry::new(&r, self.name(), Action::Change, "pii_mask", format!("masked {summary}"));
+                    let mut e = LineageEntry::new(
+                        &r,
+                        self.name(),
+                        Action::Change,
+                        "pii_mask",
+                        format!("masked {summary}"),
+                    );
                     e.before_hash = Some(hone_core::hash::hash_str(&r.text));
                     e.diff = Some(masked.text.clone());
                     out.lineage.push(e);
@@ -93,7 +111,13 @@ impl Pass for PiiMask {
                     out.kept.push(r);
                 }
                 PiiPolicy::Drop => {
-                    let mut e = LineageEntry::new(&r, self.name(), Action::Drop, "pii_drop", format!("contains {summary}"));
+                    let mut e = LineageEntry::new(
+                        &r,
+                        self.name(),
+                        Action::Drop,
+                        "pii_drop",
+                        format!("contains {summary}"),
+                    );
                     e.before_hash = Some(hone_core::hash::hash_str(&r.text));
                     out.lineage.push(e);
                 }
@@ -102,8 +126,13 @@ impl Pass for PiiMask {
                         file: r.source.clone().into(),
                         line: r.line,
                         field: "text".into(),
-                        reason: format!("record {} contains personal data ({summary}): {}", r.id, masked.text),
-                        hint: "remove it from the source, or set [policy] pii = \"mask\" or \"drop\"".into(),
+                        reason: format!(
+                            "record {} contains personal data ({summary}): {}",
+                            r.id, masked.text
+                        ),
+                        hint:
+                            "remove it from the source, or set [policy] pii = \"mask\" or \"drop\""
+                                .into(),
                     });
                 }
             }
