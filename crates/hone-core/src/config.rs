@@ -458,16 +458,16 @@ impl Config {
                 "",
             ));
         }
-        if let Some(as_of) = &p.as_of {
-            if parse_date(as_of).is_none() {
-                return Err(err(
-                    "policy",
-                    None,
-                    "as_of",
-                    format!("`as_of = \"{as_of}\"` is not a date"),
-                    "write it as YYYY-MM-DD",
-                ));
-            }
+        if let Some(as_of) = &p.as_of
+            && parse_date(as_of).is_none()
+        {
+            return Err(err(
+                "policy",
+                None,
+                "as_of",
+                format!("`as_of = \"{as_of}\"` is not a date"),
+                "write it as YYYY-MM-DD",
+            ));
         }
         if !(0.0..1.0).contains(&self.split.test)
             || !(0.0..1.0).contains(&self.split.dev)
@@ -520,27 +520,27 @@ impl Config {
                     "name it .jsonl, .csv, .tsv or .parquet, or set format = \"jsonl\" | \"csv\" | \"parquet\"",
                 ));
             }
-            if let Some(c) = &s.collected {
-                if parse_date(c).is_none() {
-                    return Err(err(
-                        "source",
-                        Some(i),
-                        "collected",
-                        format!("`collected = \"{c}\"` is not a date"),
-                        "write it as YYYY-MM-DD",
-                    ));
-                }
+            if let Some(c) = &s.collected
+                && parse_date(c).is_none()
+            {
+                return Err(err(
+                    "source",
+                    Some(i),
+                    "collected",
+                    format!("`collected = \"{c}\"` is not a date"),
+                    "write it as YYYY-MM-DD",
+                ));
             }
-            if let Some(d) = &s.delimiter {
-                if delimiter_byte(d).is_none() {
-                    return Err(err(
-                        "source",
-                        Some(i),
-                        "delimiter",
-                        format!("delimiter `{d}` is not a single ASCII character"),
-                        "use \",\", \";\", \"|\" or \"\\t\"",
-                    ));
-                }
+            if let Some(d) = &s.delimiter
+                && delimiter_byte(d).is_none()
+            {
+                return Err(err(
+                    "source",
+                    Some(i),
+                    "delimiter",
+                    format!("delimiter `{d}` is not a single ASCII character"),
+                    "use \",\", \";\", \"|\" or \"\\t\"",
+                ));
             }
             if p.require_consent && s.role == SourceRole::Train && s.fields.consent.is_none() {
                 return Err(err(

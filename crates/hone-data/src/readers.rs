@@ -46,6 +46,72 @@ fn bad(field: &str, reason: impl Into<String>) -> BadField {
 pub fn read_source(root: &Path, src: &SourceConfig, opts: &ReadOptions) -> Result<ReadOutcome> {
     let path = root.join(&src.path);
     let file_hash = hash_file(&path)?;
+    match src.format() {
+        Some(SourceFormat::Parquet) => read_rows(&path, src, opts, file_hash, |sink| {
+            read_parquet(&path, sink)
+        }),
+        Some(format) => {
+            let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
+            read_rows(&path, src, opts, file_hash, |sink| {
+                read_text(
+                    format,
+                    &path,
+                    src,
+                    BufReader::with_capacity(1 << 16, file),
+                    sink,
+                )
+            })
+        }
+        None => Err(Error::Usage(format!(
+            "cannot tell the format of {}",
+            src.path
+        ))),
+    }
+}
+
+/// Read a JSONL or CSV source from bytes in memory (used by the fuzz targets; `src.path` names it in
+/// messages).
+pub fn read_bytes(bytes: &[u8], src: &SourceConfig, opts: &ReadOptions) -> Result<ReadOutcome> {
+    let path = PathBuf::from(&src.path);
+    let hash = hone_core::hash::hash_bytes(bytes);
+    match src.format() {
+        Some(SourceFormat::Parquet) | None => {
+            Err(Error::Usage("read_bytes reads JSONL and CSV only".into()))
+        }
+        Some(format) => read_rows(&path, src, opts, hash, |sink| {
+            read_text(format, &path, src, bytes, sink)
+        }),
+    }
+}
+
+fn read_text(
+    format: SourceFormat,
+    path: &Path,
+    src: &SourceConfig,
+    reader: impl BufRead,
+    sink: &mut Sink,
+) -> Result<()> {
+    match format {
+        SourceFormat::Csv => {
+            let delim = match &src.delimiter {
+                Some(d) => delimiter_byte(d).unwrap_or(b','),
+                None if src.path.ends_with(".tsv") => b'\t',
+                None => b',',
+            };
+            read_csv(path, reader, delim, sink)
+        }
+        _ => read_jsonl(path, reader, sink),
+    }
+}
+
+fn read_rows(
+    path: &Path,
+    src: &SourceConfig,
+    opts: &ReadOptions,
+    file_hash: String,
+    body: impl FnOnce(&mut Sink) -> Result<()>,
+) -> Result<ReadOutcome> {
+    let path = path.to_path_buf();
     let mapper = FieldMapper::new(src, opts.kind);
     let mut out = ReadOutcome {
         file_hash,
@@ -84,24 +150,7 @@ pub fn read_source(root: &Path, src: &SourceConfig, opts: &ReadOptions) -> Resul
         }
         Ok(())
     };
-    match src.format() {
-        Some(SourceFormat::Jsonl) => read_jsonl(&path, &mut sink)?,
-        Some(SourceFormat::Csv) => {
-            let delim = match &src.delimiter {
-                Some(d) => delimiter_byte(d).unwrap_or(b','),
-                None if src.path.ends_with(".tsv") => b'\t',
-                None => b',',
-            };
-            read_csv(&path, delim, &mut sink)?
-        }
-        Some(SourceFormat::Parquet) => read_parquet(&path, &mut sink)?,
-        None => {
-            return Err(Error::Usage(format!(
-                "cannot tell the format of {}",
-                src.path
-            )));
-        }
-    }
+    body(&mut sink)?;
     Ok(out)
 }
 
@@ -124,9 +173,7 @@ fn hash_file(path: &Path) -> Result<String> {
 type Sink<'s> =
     dyn FnMut(u64, std::result::Result<Map<String, Value>, BadField>, &str) -> Result<()> + 's;
 
-fn read_jsonl(path: &Path, sink: &mut Sink) -> Result<()> {
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut reader = BufReader::with_capacity(1 << 16, file);
+fn read_jsonl(path: &Path, mut reader: impl BufRead, sink: &mut Sink) -> Result<()> {
     let mut buf = Vec::new();
     let mut line_no = 0u64;
     loop {
@@ -181,13 +228,12 @@ fn json_type(v: &Value) -> &'static str {
     }
 }
 
-fn read_csv(path: &Path, delimiter: u8, sink: &mut Sink) -> Result<()> {
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+fn read_csv(path: &Path, reader: impl BufRead, delimiter: u8, sink: &mut Sink) -> Result<()> {
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(delimiter)
         .flexible(true)
         .has_headers(false)
-        .from_reader(BufReader::with_capacity(1 << 16, file));
+        .from_reader(reader);
     let mut record = csv::ByteRecord::new();
     let mut headers: Option<Vec<String>> = None;
     loop {
@@ -604,4 +650,214 @@ fn parse_consent(v: Option<&Value>) -> std::result::Result<Option<bool>, String>
 /// The path of a source file, for messages.
 pub fn source_path(root: &Path, src: &SourceConfig) -> PathBuf {
     root.join(&src.path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(path: &str, extra: &str) -> SourceConfig {
+        toml::from_str(&format!("name = \"src\"\npath = {path:?}\n{extra}")).unwrap()
+    }
+
+    fn read(
+        dir: &Path,
+        file: &str,
+        bytes: &[u8],
+        extra: &str,
+        policy: BadRecordPolicy,
+    ) -> Result<ReadOutcome> {
+        std::fs::write(dir.join(file), bytes).unwrap();
+        let mask = |s: &str| s.replace("bob@example.com", "<EMAIL>");
+        read_source(
+            dir,
+            &source(file, extra),
+            &ReadOptions {
+                kind: TaskKind::Classify,
+                on_bad_record: policy,
+                mask: &mask,
+            },
+        )
+    }
+
+    #[test]
+    fn jsonl_quarantines_each_kind_of_bad_row_with_line_and_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = b"{\"id\": \"a\", \"text\": \"fine\", \"label\": \"x\"}\n\
+{\"id\": \"b\", \"text\": \"mail bob@example.com\"\n\
+[1, 2]\n\
+{\"text\": \"no label\"}\n\
+{\"text\": \"bad \xff utf8\", \"label\": \"x\"}\n\
+\n\
+{\"text\": \"bad date\", \"label\": \"x\", \"date\": \"yesterday\"}\n\
+{\"text\": 5, \"label\": \"x\"}\n\
+{\"text\": \"defaults id\", \"label\": 3, \"extra\": \"kept in meta\", \"consent\": \"opt-in\"}\n";
+        let out = read(dir.path(), "a.jsonl", data, "", BadRecordPolicy::Quarantine).unwrap();
+        assert_eq!(out.n_rows, 8, "blank lines are not rows");
+        assert_eq!(out.records.len() + out.quarantined.len(), 8);
+        let q: Vec<(u64, &str)> = out
+            .quarantined
+            .iter()
+            .map(|q| (q.line, q.field.as_str()))
+            .collect();
+        assert_eq!(
+            q,
+            vec![
+                (2, "(line)"),
+                (3, "(line)"),
+                (4, "label"),
+                (5, "(line)"),
+                (7, "date"),
+                (8, "text")
+            ]
+        );
+        assert!(
+            out.quarantined[0].excerpt.contains("<EMAIL>")
+                && !out.quarantined[0].excerpt.contains("bob@"),
+            "excerpts are masked"
+        );
+        let last = &out.records[1];
+        assert_eq!(last.id, "src-9");
+        assert_eq!(last.label.as_deref(), Some("3"));
+        assert_eq!(last.consent, Some(true));
+        assert_eq!(last.meta, "{\"extra\":\"kept in meta\"}");
+        let err = read(dir.path(), "a.jsonl", data, "", BadRecordPolicy::Fail)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("a.jsonl:2: field `(line)`: invalid JSON"),
+            "{err}"
+        );
+        assert!(err.contains("hint:"), "{err}");
+    }
+
+    #[test]
+    fn csv_maps_fields_handles_quoting_and_quarantines_bad_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = "ticket;message;intent;when\nT1;\"hello; \"\"quoted\"\"\nworld\";a;2025-01-02\nT2;short row\nT3;ok;b;2025-13-40\nT4;fine;c;2025-03-04T10:00:00Z\n";
+        let extra = "delimiter = \";\"\nfields = { id = \"ticket\", text = \"message\", label = \"intent\", date = \"when\" }";
+        let out = read(
+            dir.path(),
+            "a.csv",
+            data.as_bytes(),
+            extra,
+            BadRecordPolicy::Quarantine,
+        )
+        .unwrap();
+        assert_eq!(out.records.len(), 2);
+        assert_eq!(out.records[0].id, "T1");
+        assert_eq!(out.records[0].text, "hello; \"quoted\"\nworld");
+        assert_eq!(out.records[0].line, 2);
+        assert_eq!(out.records[1].date.as_deref(), Some("2025-03-04"));
+        let q: Vec<(u64, &str)> = out
+            .quarantined
+            .iter()
+            .map(|q| (q.line, q.field.as_str()))
+            .collect();
+        assert_eq!(q, vec![(4, "(row)"), (5, "when")]);
+        assert!(
+            out.quarantined[0]
+                .reason
+                .contains("has 2 columns, the header has 4")
+        );
+    }
+
+    #[test]
+    fn csv_header_problems_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(
+            read(
+                dir.path(),
+                "h.csv",
+                b"text,text\na,b\n",
+                "",
+                BadRecordPolicy::Quarantine
+            )
+            .unwrap_err()
+            .to_string()
+            .contains("duplicate column")
+        );
+        assert!(
+            read(
+                dir.path(),
+                "h.csv",
+                b"text,,label\na,b,c\n",
+                "",
+                BadRecordPolicy::Quarantine
+            )
+            .unwrap_err()
+            .to_string()
+            .contains("empty column name")
+        );
+    }
+
+    #[test]
+    fn parquet_sources_are_read_row_by_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let recs = vec![
+            Record {
+                id: "p1".into(),
+                text: "from parquet".into(),
+                label: Some("x".into()),
+                source: "orig".into(),
+                line: 1,
+                tags: vec!["hard".into()],
+                meta: "{}".into(),
+                ..Default::default()
+            },
+            Record {
+                id: "p2".into(),
+                text: "second".into(),
+                label: None,
+                source: "orig".into(),
+                line: 2,
+                meta: "{}".into(),
+                ..Default::default()
+            },
+        ];
+        let bytes = crate::dataset::encode(&recs).unwrap();
+        let out = read(
+            dir.path(),
+            "a.parquet",
+            &bytes,
+            "",
+            BadRecordPolicy::Quarantine,
+        )
+        .unwrap();
+        assert_eq!(out.records.len(), 1);
+        assert_eq!(out.records[0].id, "p1");
+        assert_eq!(out.records[0].tags, vec!["hard".to_string()]);
+        assert_eq!(
+            (out.quarantined[0].line, out.quarantined[0].field.as_str()),
+            (2, "label")
+        );
+        let err = read(
+            dir.path(),
+            "b.parquet",
+            b"PAR1 not really",
+            "",
+            BadRecordPolicy::Quarantine,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("not a readable Parquet file"), "{err}");
+    }
+
+    #[test]
+    fn missing_file_names_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let mask = |s: &str| s.to_string();
+        let err = read_source(
+            dir.path(),
+            &source("nope.jsonl", ""),
+            &ReadOptions {
+                kind: TaskKind::Classify,
+                on_bad_record: BadRecordPolicy::Quarantine,
+                mask: &mask,
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("nope.jsonl"), "{err}");
+    }
 }

@@ -294,10 +294,10 @@ pub fn data_why(ctx: &Context, id: &str, version: Option<&str>) -> Result<u8> {
             r.label.as_deref().unwrap_or("-")
         );
         println!("  text: {}", clip(&r.text, 200));
-        if let Some(c) = &r.cluster {
-            if c != &r.id {
-                println!("  near-duplicate cluster: {c}");
-            }
+        if let Some(c) = &r.cluster
+            && c != &r.id
+        {
+            println!("  near-duplicate cluster: {c}");
         }
     }
     for q in &quarantine {

@@ -49,6 +49,9 @@ impl Pass for ExactDuplicates {
     }
 }
 
+/// What happens to one record of a conflicting group: action, rule, reason, related record.
+type Verdict = (Action, &'static str, String, Option<String>);
+
 /// Records whose text is the same (or in one near-duplicate cluster) but whose labels differ.
 pub struct LabelConflicts {
     pub policy: LabelConflictPolicy,
@@ -73,8 +76,7 @@ impl Pass for LabelConflicts {
         for (i, r) in records.iter().enumerate() {
             groups.entry(key(r)).or_default().push(i);
         }
-        let mut verdict: Vec<Option<(Action, &'static str, String, Option<String>)>> =
-            vec![None; records.len()];
+        let mut verdict: Vec<Option<Verdict>> = vec![None; records.len()];
         let mut n_groups = 0u64;
         for members in groups.values() {
             let mut counts: BTreeMap<&str, usize> = BTreeMap::new();

@@ -77,10 +77,10 @@ impl Pass for PiiMask {
                     }
                 }
             }
-            if let Some(g) = r.group.as_mut() {
-                if self.detector.mask(g).changed() {
-                    *g = format!("pii:{}", &hone_core::hash::hash_str(g)[..16]);
-                }
+            if let Some(g) = r.group.as_mut()
+                && self.detector.mask(g).changed()
+            {
+                *g = format!("pii:{}", &hone_core::hash::hash_str(g)[..16]);
             }
             if !masked.changed() {
                 out.kept.push(r);
