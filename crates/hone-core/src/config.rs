@@ -122,6 +122,10 @@ pub struct PolicyConfig {
     pub short_text_words: usize,
     /// Containment threshold for short texts: share of the smaller word-bigram set found in the larger (0.9).
     pub short_text_containment: f64,
+    /// Token n-gram length of the contamination overlap check (default 13).
+    pub contamination_ngram: usize,
+    /// Share of a test text's n-grams that one training text must contain to count as a leak (default 0.5).
+    pub contamination_ngram_share: f64,
     /// Texts with fewer characters (after normalising) are dropped as too short (default 2).
     pub min_chars: usize,
     /// Texts with more characters are dropped as too long (default 10000).
@@ -144,6 +148,8 @@ impl Default for PolicyConfig {
             minhash_permutations: 128,
             short_text_words: 20,
             short_text_containment: 0.9,
+            contamination_ngram: 13,
+            contamination_ngram_share: 0.5,
             min_chars: 2,
             max_chars: 10_000,
         }
@@ -618,6 +624,8 @@ const KNOWN_KEYS: &[&str] = &[
     "minhash_permutations",
     "short_text_words",
     "short_text_containment",
+    "contamination_ngram",
+    "contamination_ngram_share",
     "min_chars",
     "max_chars",
     "path",

@@ -52,6 +52,17 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
 
+    /// The test set (or a suite) leaks into the training data and the policy says `contamination = "fail"`.
+    #[error(
+        "contamination: {pairs} test/train pair(s) leak\n{report}{}",
+        hint_suffix(hint)
+    )]
+    Contamination {
+        pairs: usize,
+        report: String,
+        hint: String,
+    },
+
     /// An internal invariant was broken (a bug in hone).
     #[error("internal error: {0}")]
     Internal(String),
@@ -73,10 +84,11 @@ impl Error {
         }
     }
 
-    /// The process exit code for this error (DESIGN §7.6): 1 error, 2 usage or config.
+    /// The process exit code for this error (DESIGN §7.6): 1 error, 2 usage or config, 4 contamination.
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Config { .. } | Error::Usage(_) => 2,
+            Error::Contamination { .. } => 4,
             _ => 1,
         }
     }

@@ -2,6 +2,7 @@
 //! plain data; this crate does no I/O.
 
 pub mod data;
+pub mod run;
 pub mod svg;
 
 /// Escape text for HTML.

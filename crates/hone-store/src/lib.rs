@@ -5,10 +5,12 @@
 
 mod audit;
 mod objects;
+mod runs;
 mod schema;
 mod versions;
 
 pub use audit::{AuditEntry, AuditProblem, AuditReport};
+pub use runs::{FrozenTest, RunRow, SplitRow};
 pub use versions::{NewVersion, VersionRow};
 
 use std::path::{Path, PathBuf};

@@ -67,6 +67,48 @@ const MIGRATIONS: &[&str] = &[
         hash TEXT NOT NULL
     );
     "#,
+    // 2: frozen test sets, splits and their lineage, runs.
+    r#"
+    CREATE TABLE frozen_tests (
+        seq INTEGER PRIMARY KEY,
+        created_at TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        records TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        who TEXT NOT NULL
+    );
+    CREATE TABLE splits (
+        id TEXT PRIMARY KEY,
+        version TEXT NOT NULL REFERENCES versions(id),
+        created_at TEXT NOT NULL,
+        frozen_seq INTEGER NOT NULL REFERENCES frozen_tests(seq),
+        assignment TEXT NOT NULL REFERENCES objects(hash),
+        summary TEXT NOT NULL
+    );
+    CREATE TABLE split_lineage (
+        split TEXT NOT NULL REFERENCES splits(id),
+        seq INTEGER NOT NULL,
+        record_id TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        related_id TEXT,
+        PRIMARY KEY (split, seq)
+    );
+    CREATE INDEX split_lineage_record ON split_lineage(record_id);
+    CREATE TABLE runs (
+        id TEXT PRIMARY KEY,
+        seq INTEGER NOT NULL UNIQUE,
+        created_at TEXT NOT NULL,
+        model TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        version TEXT NOT NULL REFERENCES versions(id),
+        split TEXT NOT NULL REFERENCES splits(id),
+        seed INTEGER NOT NULL,
+        config TEXT NOT NULL,
+        hone_version TEXT NOT NULL,
+        record TEXT NOT NULL
+    );
+    "#,
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {

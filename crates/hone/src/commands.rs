@@ -269,6 +269,7 @@ pub fn data_why(ctx: &Context, id: &str, version: Option<&str>) -> Result<u8> {
     let removed = curate::load_removed(&store, &v)?
         .into_iter()
         .find(|r| r.id == id);
+    let split_drops = store.split_lineage_of(id)?;
     if lineage.is_empty() && quarantine.is_empty() && kept.is_none() {
         return Err(Error::NotFound { what: "record", name: format!("{id} in version {}", short(&v.id)), hint: "ids are the source's id column, else <source>-<line>; `hone data show` lists kept records".into() }.into());
     }
@@ -322,6 +323,15 @@ pub fn data_why(ctx: &Context, id: &str, version: Option<&str>) -> Result<u8> {
         }
         if let Some(d) = &l.diff {
             println!("    diff: {}", clip(d, 200));
+        }
+    }
+    for (split, rule, reason, related) in &split_drops {
+        println!(
+            "  dropped from training by split {} (rule {rule}): {reason}",
+            short(split)
+        );
+        if let Some(rel) = related {
+            println!("    related record: {rel}");
         }
     }
     Ok(0)
@@ -547,7 +557,7 @@ pub fn demo(ctx: &Context, dir: Option<PathBuf>, seed: u64) -> Result<u8> {
             std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
             d
         }
-        // Kept after the command ends so the report can be opened.
+        // Kept after the command ends so the reports can be opened.
         None => tempfile::Builder::new()
             .prefix("hone-demo-")
             .tempdir()?
@@ -555,42 +565,476 @@ pub fn demo(ctx: &Context, dir: Option<PathBuf>, seed: u64) -> Result<u8> {
     };
     let pb = ctx.spinner("generating the demo project");
     let manifest = hone::demo::write_project(&dir, seed, 1200)?;
-    let project = Project::discover(&dir)?;
+    let mut project = Project::discover(&dir)?;
     let mut store = Store::open(&project.root)?;
-    let out = curate::clean(
+    let cleaned = curate::clean(
         &project,
         &mut store,
         "hone demo",
         &mut progress_printer(&pb),
     )?;
-    let (report, md) = write_data_report(&project, &store, &out.version, None)?;
+    let (data_report, data_md) = write_data_report(&project, &store, &cleaned.version, None)?;
+    // 1. The first run must stop: the helpdesk export contains edited copies of official test records.
+    let leak = match hone::run_stage::run(
+        &project,
+        &mut store,
+        None,
+        "hone demo",
+        &mut progress_printer(&pb),
+    ) {
+        Err(Error::Contamination { pairs, report, .. }) => (pairs, report),
+        Err(e) => return Err(e.into()),
+        Ok(_) => bail!("the demo's planted test-set leak was not caught (a bug in hone)"),
+    };
+    // 2. The fix: drop the contaminated training records (recorded; the test set is never edited).
+    let toml = std::fs::read_to_string(&project.config_path)?.replace(
+        "on_bad_record = \"quarantine\"",
+        "on_bad_record = \"quarantine\"\ncontamination = \"drop_train\"",
+    );
+    std::fs::write(&project.config_path, toml)?;
+    project = Project::discover(&dir)?;
+    let out = hone::run_stage::run(
+        &project,
+        &mut store,
+        None,
+        "hone demo",
+        &mut progress_printer(&pb),
+    )?;
+    let lines = comparisons(&store, &out)?;
+    let report = hone_report::run::RunReport {
+        task: &project.config.task.name,
+        runs: out
+            .runs
+            .iter()
+            .map(|r| (r.row.id.as_str(), r.row.model.as_str(), &r.row.record))
+            .collect(),
+        chosen: out.chosen,
+        gates: out
+            .gates
+            .iter()
+            .map(|g| {
+                (
+                    g.metric.clone(),
+                    g.rule.clone(),
+                    g.value,
+                    g.pass,
+                    g.note.clone(),
+                )
+            })
+            .collect(),
+        comparisons: lines,
+        split_summary: &out.split.row.summary,
+    };
+    let chosen = &out.runs[out.chosen].row;
+    let run_report = project
+        .root
+        .join("reports")
+        .join(format!("run-{}.html", short(&chosen.id)));
+    write_atomic(&run_report, report.html().as_bytes())?;
+    let run_md = report.markdown();
+    write_atomic(&run_report.with_extension("md"), run_md.as_bytes())?;
     pb.finish_and_clear();
-    let v = &out.version;
+    let v = &cleaned.version;
+    let caught: usize = manifest
+        .leaks
+        .iter()
+        .filter(|(train, test)| {
+            out.split
+                .contamination
+                .iter()
+                .any(|p| &p.train_id == train && &p.test_id == test)
+        })
+        .count();
     if ctx.json {
         print_json(
-            &json!({"project": dir, "version": v.id, "n_input": v.n_input, "n_quarantined": v.n_quarantined, "n_records": v.n_records, "planted": manifest.planted.len(), "report": report, "seconds": started.elapsed().as_secs_f64()}),
+            &json!({"project": dir, "version": v.id, "n_input": v.n_input, "n_quarantined": v.n_quarantined, "n_records": v.n_records, "planted": manifest.planted.len(), "leak_pairs": leak.0, "planted_leaks": manifest.leaks.len(), "planted_leaks_caught": caught, "chosen_run": chosen.id, "gates": out.gates, "gates_pass": out.gates_pass(), "data_report": data_report, "run_report": run_report, "seconds": started.elapsed().as_secs_f64()}),
         );
     } else {
         println!(
-            "hone demo: a messy support-ticket project with {} planted defects, written to {}\n",
+            "hone demo: a messy support-ticket project with {} planted defects and a planted test-set leak, in {}\n",
             manifest.planted.len(),
             dir.display()
         );
-        print!("{}", table(&FUNNEL_HEADERS, &funnel_rows(&v.passes)));
-        println!("\n{md}");
         println!(
-            "Data report: {}\nTry: hone -C {} data why {}   |   hone -C {} data log   |   hone -C {} audit verify",
-            report.display(),
-            dir.display(),
+            "1. Curation ({} rows read, {} quarantined, {} records kept):\n",
+            v.n_input, v.n_quarantined, v.n_records
+        );
+        print!("{}", table(&FUNNEL_HEADERS, &funnel_rows(&v.passes)));
+        println!("\n{data_md}");
+        println!(
+            "2. First `hone run` stopped (exit code 4): {} test/train pair(s) leak, {} of the {} planted leaks among them:\n{}\n",
+            leak.0,
+            caught,
+            manifest.leaks.len(),
+            leak.1
+        );
+        println!(
+            "3. Fixed with [policy] contamination = \"drop_train\" (the leaked training records are dropped and recorded) and run again:\n"
+        );
+        println!("{}\n{run_md}", split_summary_line(&out.split));
+        println!(
+            "Reports:\n  data: {}\n  run:  {}",
+            data_report.display(),
+            run_report.display()
+        );
+        println!(
+            "Try:  hone -C {d} runs  |  hone -C {d} data why {}  |  echo \"where is my refund\" | hone -C {d} predict -  |  hone -C {d} audit verify",
             manifest
-                .planted
+                .leaks
                 .first()
-                .map(|p| p.id.as_str())
+                .map(|l| l.0.as_str())
                 .unwrap_or("T00001"),
-            dir.display(),
-            dir.display()
+            d = dir.display()
         );
         println!("(done in {:.1} s)", started.elapsed().as_secs_f64());
     }
+    Ok(if out.gates_pass() { 0 } else { 3 })
+}
+
+fn split_summary_line(s: &hone::split_stage::SplitOutcome) -> String {
+    let c = &s.row.summary["counts"];
+    format!(
+        "split {}{}: train {}, dev {}, test {} (frozen test set #{}{})",
+        short(&s.row.id),
+        if s.cached { " (cached)" } else { "" },
+        c["train"].as_u64().unwrap_or(0),
+        c["dev"].as_u64().unwrap_or(0),
+        c["test"].as_u64().unwrap_or(0),
+        s.row.frozen_seq,
+        if s.froze { ", newly pinned" } else { "" }
+    )
+}
+
+pub fn split(ctx: &Context, refreeze: Option<String>) -> Result<u8> {
+    let project = open_project(ctx)?;
+    let mut store = Store::open(&project.root)?;
+    let pb = ctx.spinner("splitting");
+    let cur = curate::clean(
+        &project,
+        &mut store,
+        &command_line(),
+        &mut progress_printer(&pb),
+    )?;
+    let records = curate::load_records(&store, &cur.version)?;
+    let suites = hone::suites::load(
+        &project.root.join("suites"),
+        &hone_data::pii::PiiDetector::new(),
+    )?;
+    let s = hone::split_stage::run(
+        &project,
+        &mut store,
+        &cur.version,
+        &records,
+        &suites,
+        refreeze.as_deref(),
+        &command_line(),
+    )?;
+    pb.finish_and_clear();
+    if ctx.json {
+        print_json(
+            &json!({"split": s.row.id, "cached": s.cached, "froze": s.froze, "summary": s.row.summary}),
+        );
+    } else {
+        println!("{}", split_summary_line(&s));
+        for w in &s.warnings {
+            println!("warning: {w}");
+        }
+        if !s.contamination.is_empty() {
+            println!(
+                "contamination: {} pair(s); their training records were dropped (policy drop_train):",
+                s.contamination.len()
+            );
+            for p in s.contamination.iter().take(20) {
+                println!(
+                    "  test {} ~ train {}: {} (jaccard {:.2})",
+                    p.test_id, p.train_id, p.kind, p.similarity
+                );
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// Paired comparison lines for the report and terminal: each model vs majority, and vs its previous run.
+fn comparisons(
+    store: &Store,
+    out: &hone::run_stage::RunOutcome,
+) -> Result<Vec<hone_report::run::ComparisonLine>> {
+    let mut lines = Vec::new();
+    let all = store.runs()?;
+    for r in out.runs.iter().skip(1) {
+        let c = hone::compare::compare(store, &out.runs[0].row, &r.row, 7)?;
+        lines.push(hone_report::run::ComparisonLine {
+            what: format!("{} vs majority", r.row.model),
+            delta: c.accuracy.delta,
+            lo: c.accuracy.lo,
+            hi: c.accuracy.hi,
+            p_value: c.mcnemar.p_value,
+            verdict: c.verdict_text().into(),
+        });
+        if let Some(prev) = all
+            .iter()
+            .filter(|x| x.model == r.row.model && x.seq < r.row.seq)
+            .next_back()
+        {
+            if let Ok(c) = hone::compare::compare(store, prev, &r.row, 7) {
+                lines.push(hone_report::run::ComparisonLine {
+                    what: format!("{} vs its previous run #{}", r.row.model, prev.seq),
+                    delta: c.accuracy.delta,
+                    lo: c.accuracy.lo,
+                    hi: c.accuracy.hi,
+                    p_value: c.mcnemar.p_value,
+                    verdict: c.verdict_text().into(),
+                });
+            }
+        }
+    }
+    Ok(lines)
+}
+
+pub fn run(ctx: &Context, refreeze: Option<String>) -> Result<u8> {
+    let project = open_project(ctx)?;
+    let mut store = Store::open(&project.root)?;
+    let pb = ctx.spinner("running");
+    let out = hone::run_stage::run(
+        &project,
+        &mut store,
+        refreeze.as_deref(),
+        &command_line(),
+        &mut progress_printer(&pb),
+    )?;
+    let lines = comparisons(&store, &out)?;
+    let report = hone_report::run::RunReport {
+        task: &project.config.task.name,
+        runs: out
+            .runs
+            .iter()
+            .map(|r| (r.row.id.as_str(), r.row.model.as_str(), &r.row.record))
+            .collect(),
+        chosen: out.chosen,
+        gates: out
+            .gates
+            .iter()
+            .map(|g| {
+                (
+                    g.metric.clone(),
+                    g.rule.clone(),
+                    g.value,
+                    g.pass,
+                    g.note.clone(),
+                )
+            })
+            .collect(),
+        comparisons: lines,
+        split_summary: &out.split.row.summary,
+    };
+    let chosen = &out.runs[out.chosen].row;
+    let html_path = project
+        .root
+        .join("reports")
+        .join(format!("run-{}.html", short(&chosen.id)));
+    std::fs::create_dir_all(project.root.join("reports")).with_context(|| "creating reports/")?;
+    write_atomic(&html_path, report.html().as_bytes())?;
+    let md = report.markdown();
+    write_atomic(&html_path.with_extension("md"), md.as_bytes())?;
+    pb.finish_and_clear();
+    let code = if out.gates_pass() { 0 } else { 3 };
+    if ctx.json {
+        let runs: Vec<serde_json::Value> = out.runs.iter().map(|r| json!({"run": r.row.id, "seq": r.row.seq, "model": r.row.model, "cached": r.cached, "test": {"accuracy": r.row.record["test"]["accuracy"], "macro_f1": r.row.record["test"]["macro_f1"]}, "dev": r.row.record["dev"]})).collect();
+        print_json(
+            &json!({"version": out.version_id, "split": out.split.row.id, "chosen": chosen.id, "runs": runs, "metrics": chosen.record["test"], "gates": out.gates, "gates_pass": out.gates_pass(), "report": html_path}),
+        );
+    } else {
+        println!(
+            "dataset version {}{}",
+            short(&out.version_id),
+            if out.version_cached { " (cached)" } else { "" }
+        );
+        println!("{}", split_summary_line(&out.split));
+        for w in &out.split.warnings {
+            println!("warning: {w}");
+        }
+        if !out.split.contamination.is_empty() {
+            println!(
+                "contamination: {} pair(s) found; their training records were dropped (policy drop_train)",
+                out.split.contamination.len()
+            );
+        }
+        for r in &out.runs {
+            println!(
+                "  run #{} {:<12} {}",
+                r.row.seq,
+                r.row.model,
+                if r.cached { "cached" } else { "trained" }
+            );
+        }
+        println!("\n{md}");
+        println!("Run report: {}", html_path.display());
+        if code == 3 {
+            eprintln!("a success gate failed (exit code 3)");
+        }
+    }
+    Ok(code)
+}
+
+pub fn runs(ctx: &Context) -> Result<u8> {
+    let project = open_project(ctx)?;
+    let store = Store::open_existing(&project.root)?;
+    let runs = store.runs()?;
+    if ctx.json {
+        print_json(&serde_json::to_value(&runs)?);
+        return Ok(0);
+    }
+    let f = |v: &serde_json::Value| v.as_f64().map_or("–".into(), |x| format!("{x:.4}"));
+    let rows: Vec<Vec<String>> = runs
+        .iter()
+        .map(|r| {
+            vec![
+                r.seq.to_string(),
+                short(&r.id).to_string(),
+                r.created_at.chars().take(19).collect(),
+                r.model.clone(),
+                r.kind.clone(),
+                short(&r.version).to_string(),
+                f(&r.record["test"]["accuracy"]["estimate"]),
+                f(&r.record["test"]["macro_f1"]["estimate"]),
+                f(&r.record["dev"]["macro_f1"]),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table(
+            &[
+                "#",
+                "run",
+                "created",
+                "model",
+                "kind",
+                "data",
+                "test acc",
+                "test macro-F1",
+                "dev macro-F1"
+            ],
+            &rows
+        )
+    );
+    Ok(0)
+}
+
+pub fn compare(ctx: &Context, a: &str, b: &str) -> Result<u8> {
+    let project = open_project(ctx)?;
+    let store = Store::open_existing(&project.root)?;
+    let (ra, rb) = (store.resolve_run(a)?, store.resolve_run(b)?);
+    let c = hone::compare::compare(&store, &ra, &rb, 7)?;
+    if ctx.json {
+        let mut v = serde_json::to_value(&c)?;
+        v["verdict_text"] = json!(c.verdict_text());
+        print_json(&v);
+        return Ok(0);
+    }
+    println!(
+        "A = run #{} {} ({}), B = run #{} {} ({}), {} shared test examples\n",
+        ra.seq,
+        ra.model,
+        short(&ra.id),
+        rb.seq,
+        rb.model,
+        short(&rb.id),
+        c.n_shared
+    );
+    println!(
+        "accuracy   A {:.4}  B {:.4}  Δ {:+.4}  95% CI [{:+.4}, {:+.4}]",
+        c.accuracy_a, c.accuracy_b, c.accuracy.delta, c.accuracy.lo, c.accuracy.hi
+    );
+    println!(
+        "macro-F1                       Δ {:+.4}  95% CI [{:+.4}, {:+.4}]",
+        c.macro_f1.delta, c.macro_f1.lo, c.macro_f1.hi
+    );
+    println!(
+        "McNemar    A right/B wrong {}, A wrong/B right {}, p = {:.4}{}",
+        c.mcnemar.b,
+        c.mcnemar.c,
+        c.mcnemar.p_value,
+        if c.mcnemar.exact { " (exact)" } else { "" }
+    );
+    for (k, va, vb) in &c.config_diff {
+        println!("config     {k}: {va} → {vb}");
+    }
+    for d in &c.data_diff {
+        println!("data       {d}");
+    }
+    if c.config_diff.is_empty() && c.data_diff.is_empty() {
+        println!("config and data: identical");
+    }
+    println!(
+        "\nB is {} than A.",
+        c.verdict_text().replace(
+            "indistinguishable",
+            "indistinguishable from (neither better nor worse)"
+        )
+    );
+    Ok(0)
+}
+
+pub fn predict(
+    ctx: &Context,
+    input: &str,
+    run: Option<&str>,
+    model: Option<&str>,
+    top_k: usize,
+) -> Result<u8> {
+    let project = open_project(ctx)?;
+    let store = Store::open_existing(&project.root)?;
+    let runs = store.runs()?;
+    let chosen = match (run, model) {
+        (Some(r), _) => store.resolve_run(r)?,
+        (None, Some(m)) => runs
+            .iter()
+            .filter(|r| r.model == m)
+            .next_back()
+            .cloned()
+            .ok_or_else(|| Error::NotFound {
+                what: "run of model",
+                name: m.to_string(),
+                hint: "`hone runs` lists runs".into(),
+            })?,
+        (None, None) => {
+            let last_split =
+                runs.last()
+                    .map(|r| r.split.clone())
+                    .ok_or_else(|| Error::NotFound {
+                        what: "run",
+                        name: "(any)".into(),
+                        hint: "run `hone run` first".into(),
+                    })?;
+            runs.iter()
+                .filter(|r| r.split == last_split && r.kind != "majority")
+                .max_by(|a, b| {
+                    a.record["dev"]["macro_f1"]
+                        .as_f64()
+                        .unwrap_or(f64::MIN)
+                        .total_cmp(&b.record["dev"]["macro_f1"].as_f64().unwrap_or(f64::MIN))
+                })
+                .cloned()
+                .ok_or_else(|| Error::NotFound {
+                    what: "trained model",
+                    name: "(latest run)".into(),
+                    hint: "add a [[model]] and run `hone run`".into(),
+                })?
+        }
+    };
+    let model = hone::run_stage::load_model(&store, &chosen)?;
+    let inputs = if input == "-" {
+        hone::predict::read_inputs("-", std::io::stdin().lock())?
+    } else {
+        let f = std::fs::File::open(input).map_err(|e| Error::io(input, e))?;
+        hone::predict::read_inputs(input, std::io::BufReader::new(f))?
+    };
+    let stdout = std::io::stdout();
+    let mut w = std::io::BufWriter::new(stdout.lock());
+    hone::predict::predict(&model, &inputs, top_k.max(1), &mut w)?;
+    use std::io::Write;
+    w.flush()?;
     Ok(0)
 }

@@ -36,6 +36,57 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Curate, split, train every [[model]] (plus a majority baseline), evaluate, check the success gates.
+    ///
+    /// Example: `hone run` (exit code 3 when a gate fails, 4 on contamination)
+    Run {
+        /// Pin a new frozen test set from the current data (needs --reason; audited).
+        #[arg(long, requires = "reason")]
+        refreeze: bool,
+        /// Why the test set is refrozen.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Split the latest dataset version into train/dev/test (frozen test) and check contamination.
+    ///
+    /// Example: `hone split`, `hone split --refreeze --reason "relabelled 12 test records"`
+    Split {
+        /// Pin a new frozen test set from the current data (needs --reason; audited).
+        #[arg(long, requires = "reason")]
+        refreeze: bool,
+        /// Why the test set is refrozen.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// List every recorded run.
+    ///
+    /// Example: `hone runs --json`
+    Runs,
+    /// Compare two runs on their shared test examples: deltas with paired bootstrap CIs and McNemar's test.
+    ///
+    /// Example: `hone compare 3 5` (run numbers from `hone runs`, or id prefixes)
+    Compare {
+        /// The baseline run.
+        a: String,
+        /// The run compared against it.
+        b: String,
+    },
+    /// Predict labels for texts (JSONL with `text`, CSV with a `text` column, or plain lines; `-` = stdin).
+    ///
+    /// Example: `hone predict inbox.jsonl > predictions.jsonl`, `echo "where is my card" | hone predict -`
+    Predict {
+        /// Input file, or `-` for stdin.
+        input: String,
+        /// Use this run (number or id prefix; default: the latest run's best model on dev, never majority).
+        #[arg(long)]
+        run: Option<String>,
+        /// Use the latest run of this [[model]] name.
+        #[arg(long, conflicts_with = "run")]
+        model: Option<String>,
+        /// How many top labels to list per input.
+        #[arg(long, default_value_t = 3)]
+        top_k: usize,
+    },
     /// Data: check, clean, inspect and report on dataset versions.
     #[command(subcommand)]
     Data(DataCommand),
@@ -122,6 +173,20 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Init { dir, force } => commands::init(&ctx, dir, force),
         Command::Demo { dir, seed } => commands::demo(&ctx, dir, seed),
+        Command::Run { refreeze, reason } => {
+            commands::run(&ctx, refreeze.then_some(reason).flatten())
+        }
+        Command::Split { refreeze, reason } => {
+            commands::split(&ctx, refreeze.then_some(reason).flatten())
+        }
+        Command::Runs => commands::runs(&ctx),
+        Command::Compare { a, b } => commands::compare(&ctx, &a, &b),
+        Command::Predict {
+            input,
+            run,
+            model,
+            top_k,
+        } => commands::predict(&ctx, &input, run.as_deref(), model.as_deref(), top_k),
         Command::Data(DataCommand::Check) => commands::data_check(&ctx),
         Command::Data(DataCommand::Clean) => commands::data_clean(&ctx),
         Command::Data(DataCommand::Log) => commands::data_log(&ctx),

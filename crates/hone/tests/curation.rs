@@ -85,8 +85,11 @@ fn every_planted_defect_is_caught_and_every_record_accounted_for() {
     let records = curate::load_records(&store, v).unwrap();
     assert_eq!(records.len() as u64, v.n_records);
     assert!(
-        records.iter().all(|r| r.cluster.is_some()),
-        "every kept record carries its cluster id"
+        records
+            .iter()
+            .filter(|r| r.source != "official-test")
+            .all(|r| r.cluster.is_some()),
+        "every kept training record carries its cluster id (test-role records are only normalised and masked)"
     );
 }
 

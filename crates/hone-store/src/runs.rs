@@ -1,0 +1,274 @@
+//! Frozen test sets, splits (with the training records the contamination remedy removed) and runs.
+//! Payloads are JSON: the store keeps them whole and atomically, and knows nothing of their insides.
+
+use hone_core::{Error, Result};
+use rusqlite::{OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+
+use crate::{Store, db_err};
+
+/// A frozen test set: the pinned (id, content hash) list, as JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FrozenTest {
+    pub seq: i64,
+    pub created_at: String,
+    pub hash: String,
+    pub records: serde_json::Value,
+    pub reason: String,
+    pub who: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SplitRow {
+    pub id: String,
+    pub version: String,
+    pub created_at: String,
+    pub frozen_seq: i64,
+    /// Object holding the JSON assignment (record id → part).
+    pub assignment: String,
+    pub summary: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRow {
+    pub id: String,
+    pub seq: i64,
+    pub created_at: String,
+    pub model: String,
+    pub kind: String,
+    pub version: String,
+    pub split: String,
+    pub seed: i64,
+    pub config: serde_json::Value,
+    pub hone_version: String,
+    /// Metrics, per-epoch curves, times, cost, gates, artifact hashes.
+    pub record: serde_json::Value,
+}
+
+fn json(s: String) -> serde_json::Value {
+    serde_json::from_str(&s).unwrap_or(serde_json::Value::Null)
+}
+
+const RUN_COLS: &str =
+    "id, seq, created_at, model, kind, version, split, seed, config, hone_version, record";
+
+fn row_to_run(r: &rusqlite::Row) -> rusqlite::Result<RunRow> {
+    Ok(RunRow {
+        id: r.get(0)?,
+        seq: r.get(1)?,
+        created_at: r.get(2)?,
+        model: r.get(3)?,
+        kind: r.get(4)?,
+        version: r.get(5)?,
+        split: r.get(6)?,
+        seed: r.get(7)?,
+        config: json(r.get(8)?),
+        hone_version: r.get(9)?,
+        record: json(r.get(10)?),
+    })
+}
+
+impl Store {
+    /// The current frozen test set (the latest one), if any.
+    pub fn frozen_test(&self) -> Result<Option<FrozenTest>> {
+        self.conn
+            .query_row("SELECT seq, created_at, hash, records, reason, who FROM frozen_tests ORDER BY seq DESC LIMIT 1", [], |r| {
+                Ok(FrozenTest { seq: r.get(0)?, created_at: r.get(1)?, hash: r.get(2)?, records: json(r.get(3)?), reason: r.get(4)?, who: r.get(5)? })
+            })
+            .optional()
+            .map_err(db_err)
+    }
+
+    /// Pin a new frozen test set (the first split, or `--refreeze`), with its audit entry, atomically.
+    pub fn freeze_test(
+        &mut self,
+        hash: &str,
+        records: &serde_json::Value,
+        reason: &str,
+        who: &str,
+        command: &str,
+    ) -> Result<i64> {
+        let tx = self.conn.transaction().map_err(db_err)?;
+        let seq: i64 = tx
+            .query_row(
+                "SELECT COALESCE(MAX(seq), 0) + 1 FROM frozen_tests",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(db_err)?;
+        tx.execute("INSERT INTO frozen_tests(seq, created_at, hash, records, reason, who) VALUES (?1, ?2, ?3, ?4, ?5, ?6)", params![seq, chrono::Utc::now().to_rfc3339(), hash, records.to_string(), reason, who]).map_err(db_err)?;
+        crate::audit::append(
+            &tx,
+            who,
+            command,
+            &serde_json::json!({"reason": reason}),
+            &serde_json::json!({"frozen_test": hash, "seq": seq}),
+        )?;
+        tx.commit().map_err(db_err)?;
+        Ok(seq)
+    }
+
+    /// Record a split and the training records it removed (rule, reason, related test record).
+    pub fn put_split(
+        &mut self,
+        split: &SplitRow,
+        removed: &[(String, String, String, Option<String>)],
+    ) -> Result<()> {
+        let tx = self.conn.transaction().map_err(db_err)?;
+        let exists: bool = tx
+            .query_row(
+                "SELECT 1 FROM splits WHERE id = ?1",
+                [&split.id],
+                |_| Ok(()),
+            )
+            .optional()
+            .map_err(db_err)?
+            .is_some();
+        if !exists {
+            tx.execute(
+                "INSERT INTO splits(id, version, created_at, frozen_seq, assignment, summary) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![split.id, split.version, split.created_at, split.frozen_seq, split.assignment, split.summary.to_string()],
+            )
+            .map_err(db_err)?;
+            for (i, (record_id, rule, reason, related)) in removed.iter().enumerate() {
+                tx.execute("INSERT INTO split_lineage(split, seq, record_id, rule, reason, related_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6)", params![split.id, i as i64, record_id, rule, reason, related]).map_err(db_err)?;
+            }
+        }
+        tx.commit().map_err(db_err)
+    }
+
+    pub fn split(&self, id: &str) -> Result<Option<SplitRow>> {
+        self.conn
+            .query_row("SELECT id, version, created_at, frozen_seq, assignment, summary FROM splits WHERE id = ?1", [id], |r| {
+                Ok(SplitRow { id: r.get(0)?, version: r.get(1)?, created_at: r.get(2)?, frozen_seq: r.get(3)?, assignment: r.get(4)?, summary: json(r.get(5)?) })
+            })
+            .optional()
+            .map_err(db_err)
+    }
+
+    /// Training records a split removed for one record id (rule, reason, related id).
+    pub fn split_lineage_of(
+        &self,
+        record_id: &str,
+    ) -> Result<Vec<(String, String, String, Option<String>)>> {
+        let mut stmt = self.conn.prepare("SELECT split, rule, reason, related_id FROM split_lineage WHERE record_id = ?1 ORDER BY split, seq").map_err(db_err)?;
+        let rows = stmt
+            .query_map([record_id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .map_err(db_err)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
+    }
+
+    /// Record a run and its audit entry atomically. A run id that exists is left as it is.
+    pub fn put_run(&mut self, run: &RunRow, who: &str, command: &str) -> Result<RunRow> {
+        let tx = self.conn.transaction().map_err(db_err)?;
+        let exists: bool = tx
+            .query_row("SELECT 1 FROM runs WHERE id = ?1", [&run.id], |_| Ok(()))
+            .optional()
+            .map_err(db_err)?
+            .is_some();
+        if !exists {
+            let seq: i64 = tx
+                .query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM runs", [], |r| {
+                    r.get(0)
+                })
+                .map_err(db_err)?;
+            tx.execute(
+                &format!("INSERT INTO runs({RUN_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"),
+                params![run.id, seq, chrono::Utc::now().to_rfc3339(), run.model, run.kind, run.version, run.split, run.seed, run.config.to_string(), hone_core::HONE_VERSION, run.record.to_string()],
+            )
+            .map_err(db_err)?;
+            crate::audit::append(
+                &tx,
+                who,
+                command,
+                &serde_json::json!({"version": run.version, "split": run.split, "model": run.model}),
+                &serde_json::json!({"run": run.id, "artifacts": run.record.get("artifacts")}),
+            )?;
+        }
+        tx.commit().map_err(db_err)?;
+        self.run(&run.id)?
+            .ok_or_else(|| Error::Internal("run vanished after commit".into()))
+    }
+
+    pub fn run(&self, id: &str) -> Result<Option<RunRow>> {
+        self.conn
+            .query_row(
+                &format!("SELECT {RUN_COLS} FROM runs WHERE id = ?1"),
+                [id],
+                row_to_run,
+            )
+            .optional()
+            .map_err(db_err)
+    }
+
+    /// All runs, oldest first.
+    pub fn runs(&self) -> Result<Vec<RunRow>> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!("SELECT {RUN_COLS} FROM runs ORDER BY seq"))
+            .map_err(db_err)?;
+        let rows = stmt.query_map([], row_to_run).map_err(db_err)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
+    }
+
+    /// A run by id prefix or by its sequence number (`#3` or `3`).
+    pub fn resolve_run(&self, which: &str) -> Result<RunRow> {
+        let runs = self.runs()?;
+        let w = which.trim_start_matches('#');
+        if let Ok(seq) = w.parse::<i64>() {
+            if let Some(r) = runs.iter().find(|r| r.seq == seq) {
+                return Ok(r.clone());
+            }
+        }
+        let matches: Vec<&RunRow> = runs.iter().filter(|r| r.id.starts_with(w)).collect();
+        match matches.len() {
+            1 => Ok(matches[0].clone()),
+            0 => Err(Error::NotFound {
+                what: "run",
+                name: which.to_string(),
+                hint: "`hone runs` lists runs".into(),
+            }),
+            n => Err(Error::Usage(format!(
+                "run prefix `{which}` is ambiguous ({n} runs match)"
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Store;
+    use serde_json::json;
+
+    #[test]
+    fn frozen_tests_are_versioned_and_audited() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        assert!(s.frozen_test().unwrap().is_none());
+        s.freeze_test(
+            "h1",
+            &json!([{"id": "a", "content_hash": "x"}]),
+            "first split",
+            "ana",
+            "hone split",
+        )
+        .unwrap();
+        s.freeze_test(
+            "h2",
+            &json!([]),
+            "relabelled test",
+            "ana",
+            "hone split --refreeze",
+        )
+        .unwrap();
+        let f = s.frozen_test().unwrap().unwrap();
+        assert_eq!(
+            (f.seq, f.hash.as_str(), f.reason.as_str()),
+            (2, "h2", "relabelled test")
+        );
+        assert_eq!(s.audit_entries().unwrap().len(), 2);
+        assert!(s.verify_audit().unwrap().ok());
+    }
+}

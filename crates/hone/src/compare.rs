@@ -1,0 +1,181 @@
+//! `hone compare A B`: metric deltas with paired bootstrap CIs and McNemar's test on the test examples the
+//! two runs share, the config and data differences, and a plain verdict (DESIGN §7.7: "better" means
+//! significantly better).
+
+use std::collections::BTreeMap;
+
+use hone_core::{Error, Result};
+use hone_eval::{McNemar, Paired, Verdict};
+use hone_store::{RunRow, Store};
+use serde::Serialize;
+use serde_json::Value;
+
+#[derive(Debug, Serialize)]
+pub struct Comparison {
+    pub a: String,
+    pub b: String,
+    pub n_shared: usize,
+    pub accuracy_a: f64,
+    pub accuracy_b: f64,
+    /// B − A.
+    pub accuracy: Paired,
+    pub macro_f1: Paired,
+    pub mcnemar: McNemar,
+    pub verdict: Verdict,
+    pub config_diff: Vec<(String, Value, Value)>,
+    pub data_diff: Vec<String>,
+}
+
+impl Comparison {
+    pub fn verdict_text(&self) -> &'static str {
+        match self.verdict {
+            Verdict::SignificantlyBetter => "significantly better",
+            Verdict::SignificantlyWorse => "significantly worse",
+            Verdict::Indistinguishable => "indistinguishable",
+        }
+    }
+}
+
+/// `(id → (gold, predicted))` of a run's test predictions.
+pub fn test_predictions(store: &Store, run: &RunRow) -> Result<BTreeMap<String, (String, String)>> {
+    let hash = run.record["predictions"]
+        .as_str()
+        .ok_or_else(|| Error::Store(format!("run {} has no predictions", run.id)))?;
+    let v: Value = serde_json::from_slice(&store.get_object(hash)?)
+        .map_err(|e| Error::Store(format!("predictions of run {} unreadable: {e}", run.id)))?;
+    Ok(v["test"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|row| {
+            (
+                row[0].as_str().unwrap_or("").to_string(),
+                (
+                    row[1].as_str().unwrap_or("").to_string(),
+                    row[2].as_str().unwrap_or("").to_string(),
+                ),
+            )
+        })
+        .collect())
+}
+
+fn flatten(prefix: &str, v: &Value, out: &mut BTreeMap<String, Value>) {
+    match v {
+        Value::Object(o) => o.iter().for_each(|(k, x)| {
+            flatten(
+                &format!("{prefix}{}{k}", if prefix.is_empty() { "" } else { "." }),
+                x,
+                out,
+            )
+        }),
+        other => {
+            out.insert(prefix.to_string(), other.clone());
+        }
+    }
+}
+
+pub fn compare(store: &Store, a: &RunRow, b: &RunRow, seed: u64) -> Result<Comparison> {
+    let pa = test_predictions(store, a)?;
+    let pb = test_predictions(store, b)?;
+    let shared: Vec<&String> = pa.keys().filter(|k| pb.contains_key(*k)).collect();
+    if shared.is_empty() {
+        return Err(Error::Usage(format!(
+            "runs {} and {} share no test examples; compare runs evaluated on the same frozen test set",
+            hone_core::hash::short(&a.id),
+            hone_core::hash::short(&b.id)
+        )));
+    }
+    let mut labels: Vec<&str> = shared
+        .iter()
+        .flat_map(|k| [pa[*k].0.as_str(), pa[*k].1.as_str(), pb[*k].1.as_str()])
+        .collect();
+    labels.sort();
+    labels.dedup();
+    let idx = |l: &str| labels.binary_search(&l).unwrap_or(0) as u32;
+    let gold: Vec<u32> = shared.iter().map(|k| idx(&pa[*k].0)).collect();
+    let pred_a: Vec<u32> = shared.iter().map(|k| idx(&pa[*k].1)).collect();
+    let pred_b: Vec<u32> = shared.iter().map(|k| idx(&pb[*k].1)).collect();
+    let n_classes = labels.len();
+    let gold = &gold;
+    let acc_of = |p: &[u32], ix: &[usize]| {
+        ix.iter().filter(|&&i| gold[i] == p[i]).count() as f64 / ix.len().max(1) as f64
+    };
+    let f1_of = |p: &[u32], ix: &[usize]| {
+        let g: Vec<u32> = ix.iter().map(|&i| gold[i]).collect();
+        let q: Vec<u32> = ix.iter().map(|&i| p[i]).collect();
+        hone_eval::macro_f1(&g, &q, n_classes)
+    };
+    let n = shared.len();
+    let accuracy = hone_eval::paired_bootstrap(
+        n,
+        &|ix: &[usize]| acc_of(&pred_a, ix),
+        &|ix: &[usize]| acc_of(&pred_b, ix),
+        2000,
+        seed,
+        0.95,
+    );
+    let macro_f1 = hone_eval::paired_bootstrap(
+        n,
+        &|ix: &[usize]| f1_of(&pred_a, ix),
+        &|ix: &[usize]| f1_of(&pred_b, ix),
+        2000,
+        seed,
+        0.95,
+    );
+    let ca: Vec<bool> = (0..n).map(|i| gold[i] == pred_a[i]).collect();
+    let cb: Vec<bool> = (0..n).map(|i| gold[i] == pred_b[i]).collect();
+    let mcnemar = hone_eval::mcnemar(&ca, &cb);
+    let verdict = hone_eval::verdict(&accuracy, Some(&mcnemar), 0.05);
+    let (mut fa, mut fb) = (BTreeMap::new(), BTreeMap::new());
+    flatten("", &a.config, &mut fa);
+    flatten("", &b.config, &mut fb);
+    fa.insert("seed".into(), a.seed.into());
+    fb.insert("seed".into(), b.seed.into());
+    let keys: std::collections::BTreeSet<&String> = fa.keys().chain(fb.keys()).collect();
+    let config_diff = keys
+        .into_iter()
+        .filter(|k| fa.get(*k) != fb.get(*k))
+        .map(|k| {
+            (
+                k.clone(),
+                fa.get(k).cloned().unwrap_or(Value::Null),
+                fb.get(k).cloned().unwrap_or(Value::Null),
+            )
+        })
+        .collect();
+    let mut data_diff = Vec::new();
+    if a.version != b.version {
+        data_diff.push(format!(
+            "dataset version {} → {}",
+            hone_core::hash::short(&a.version),
+            hone_core::hash::short(&b.version)
+        ));
+    }
+    if a.split != b.split {
+        data_diff.push(format!(
+            "split {} → {}",
+            hone_core::hash::short(&a.split),
+            hone_core::hash::short(&b.split)
+        ));
+    }
+    if pa.len() != n || pb.len() != n {
+        data_diff.push(format!(
+            "test sets differ: {} and {} examples, {n} shared (compared on the shared ones)",
+            pa.len(),
+            pb.len()
+        ));
+    }
+    Ok(Comparison {
+        a: a.id.clone(),
+        b: b.id.clone(),
+        n_shared: n,
+        accuracy_a: ca.iter().filter(|&&c| c).count() as f64 / n as f64,
+        accuracy_b: cb.iter().filter(|&&c| c).count() as f64 / n as f64,
+        accuracy,
+        macro_f1,
+        mcnemar,
+        verdict,
+        config_diff,
+        data_diff,
+    })
+}

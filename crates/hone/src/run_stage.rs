@@ -1,0 +1,653 @@
+//! `hone run`: curate → split (frozen test, contamination check) → train every `[[model]]` plus the
+//! `majority` baseline → evaluate on the frozen test set and the suites (metrics with bootstrap CIs,
+//! calibration, slices, latency, cost) → choose the best model on dev → check the `[success]` gates.
+//! Each model run is keyed by the hash of its config, data version, split, seed and hone version, so an
+//! unchanged run is `cached`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::Instant;
+
+use hone_core::config::{ModelConfig, SuccessRule};
+use hone_core::hash::KeyHasher;
+use hone_core::{Error, Record, Result};
+use hone_data::pii::PiiDetector;
+use hone_data::split::Part;
+use hone_model::{MajorityModel, NgramConfig, NgramModel};
+use hone_store::{RunRow, Store};
+use serde_json::{Value, json};
+
+use crate::curate::{self, Progress};
+use crate::project::{Project, who};
+use crate::split_stage::{self, SplitOutcome};
+use crate::suites::{self, SuiteCase};
+
+/// A trained model of any kind.
+pub enum Trained {
+    Ngram(Box<NgramModel>),
+    Majority(MajorityModel),
+}
+
+impl Trained {
+    pub fn labels(&self) -> &[String] {
+        match self {
+            Trained::Ngram(m) => m.labels(),
+            Trained::Majority(m) => m.labels(),
+        }
+    }
+    pub fn proba(&self, text: &str) -> Vec<f32> {
+        match self {
+            Trained::Ngram(m) => m.predict_proba(text),
+            Trained::Majority(m) => m.predict_proba(text),
+        }
+    }
+    pub fn proba_batch(&self, texts: &[&str]) -> Vec<Vec<f32>> {
+        match self {
+            Trained::Ngram(m) => m.predict_proba_batch(texts),
+            Trained::Majority(m) => m.predict_proba_batch(texts),
+        }
+    }
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        match self {
+            Trained::Ngram(m) => m.save(dir),
+            Trained::Majority(m) => m.save(dir),
+        }
+    }
+    pub fn load(kind: &str, dir: &Path) -> Result<Trained> {
+        match kind {
+            "ngram" => Ok(Trained::Ngram(Box::new(NgramModel::load(dir)?))),
+            "majority" => Ok(Trained::Majority(MajorityModel::load(dir)?)),
+            other => Err(Error::Usage(format!("unknown model kind `{other}`"))),
+        }
+    }
+}
+
+/// One model's run (new or cached).
+pub struct ModelRun {
+    pub row: RunRow,
+    pub cached: bool,
+}
+
+/// A gate: one `[success]` rule checked on the chosen model.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Gate {
+    pub metric: String,
+    pub rule: String,
+    pub value: Option<f64>,
+    pub pass: bool,
+    pub note: String,
+}
+
+pub struct RunOutcome {
+    pub version_id: String,
+    pub version_cached: bool,
+    pub split: SplitOutcome,
+    /// `majority` first, then the `[[model]]`s in config order.
+    pub runs: Vec<ModelRun>,
+    /// Index into `runs` of the best model on dev macro-F1 (never `majority` when another exists).
+    pub chosen: usize,
+    pub gates: Vec<Gate>,
+}
+
+impl RunOutcome {
+    pub fn gates_pass(&self) -> bool {
+        self.gates.iter().all(|g| g.pass)
+    }
+}
+
+/// User + system CPU seconds of this process so far.
+pub fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage only writes into the struct we pass.
+    unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_SELF, &mut u) != 0 {
+            return 0.0;
+        }
+        let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+        t(u.ru_utime) + t(u.ru_stime)
+    }
+}
+
+fn argmax(p: &[f32]) -> usize {
+    p.iter()
+        .enumerate()
+        .fold(
+            (0, f32::MIN),
+            |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) },
+        )
+        .0
+}
+
+/// Everything the evaluation needs about one model's predictions on a set of examples.
+struct Scored {
+    gold: Vec<u32>,
+    pred: Vec<u32>,
+    conf: Vec<f64>,
+    proba: Vec<Vec<f32>>,
+}
+
+fn score(model: &Trained, texts: &[&str], gold_labels: &[&str]) -> Scored {
+    let labels = model.labels();
+    let index: BTreeMap<&str, u32> = labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (l.as_str(), i as u32))
+        .collect();
+    let proba = model.proba_batch(texts);
+    let pred: Vec<u32> = proba.iter().map(|p| argmax(p) as u32).collect();
+    let conf = proba
+        .iter()
+        .map(|p| p.iter().copied().fold(0.0f32, f32::max) as f64)
+        .collect();
+    // A gold label the model never saw gets an index no prediction can match.
+    let gold = gold_labels
+        .iter()
+        .map(|l| index.get(l).copied().unwrap_or(labels.len() as u32))
+        .collect();
+    Scored {
+        gold,
+        pred,
+        conf,
+        proba,
+    }
+}
+
+fn ci_json(c: &hone_eval::Ci) -> Value {
+    json!({"estimate": finite(c.estimate), "lo": finite(c.lo), "hi": finite(c.hi)})
+}
+
+fn finite(x: f64) -> Value {
+    if x.is_finite() { json!(x) } else { Value::Null }
+}
+
+const BOOT_REPS: usize = 1000;
+
+/// Metrics on one scored set: accuracy and macro-F1 with 95% bootstrap CIs, per class, confusion,
+/// calibration; for two classes also PR-AUC.
+fn metrics(s: &Scored, n_classes: usize, seed: u64) -> Value {
+    let n = s.gold.len();
+    let acc = hone_eval::bootstrap_ci(
+        n,
+        &|ix: &[usize]| {
+            ix.iter().filter(|&&i| s.gold[i] == s.pred[i]).count() as f64 / ix.len().max(1) as f64
+        },
+        BOOT_REPS,
+        seed,
+        0.95,
+    );
+    let f1 = hone_eval::bootstrap_ci(
+        n,
+        &|ix: &[usize]| {
+            let g: Vec<u32> = ix.iter().map(|&i| s.gold[i]).collect();
+            let p: Vec<u32> = ix.iter().map(|&i| s.pred[i]).collect();
+            hone_eval::macro_f1(&g, &p, n_classes)
+        },
+        BOOT_REPS,
+        seed,
+        0.95,
+    );
+    let correct: Vec<bool> = s.gold.iter().zip(&s.pred).map(|(g, p)| g == p).collect();
+    let (ece, bins) = hone_eval::calibration(&s.conf, &correct, 10);
+    let mut m = json!({
+        "n": n,
+        "accuracy": ci_json(&acc),
+        "macro_f1": ci_json(&f1),
+        "ece": finite(ece),
+        "reliability": bins,
+        "per_class": hone_eval::per_class(&s.gold, &s.pred, n_classes),
+        "confusion": hone_eval::confusion(&s.gold, &s.pred, n_classes),
+    });
+    if n_classes == 2 {
+        let pos: Vec<bool> = s.gold.iter().map(|&g| g == 1).collect();
+        let scores: Vec<f64> = s
+            .proba
+            .iter()
+            .map(|p| p.get(1).copied().unwrap_or(0.0) as f64)
+            .collect();
+        m["pr_auc"] = finite(hone_eval::average_precision(&scores, &pos));
+    }
+    m
+}
+
+fn slice_accuracy(keys: &[Vec<String>], correct: &[bool]) -> Value {
+    let mut acc: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    for (ks, &c) in keys.iter().zip(correct) {
+        for k in ks {
+            let e = acc.entry(k.as_str()).or_default();
+            e.0 += 1;
+            e.1 += u64::from(c);
+        }
+    }
+    acc.into_iter()
+        .map(|(k, (n, ok))| {
+            (
+                k.to_string(),
+                json!({"n": n, "accuracy": ok as f64 / n as f64}),
+            )
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
+struct Data<'a> {
+    train: Vec<&'a Record>,
+    dev: Vec<&'a Record>,
+    test: Vec<&'a Record>,
+    labels: Vec<String>,
+}
+
+fn texts<'a>(rs: &[&'a Record]) -> Vec<&'a str> {
+    rs.iter().map(|r| r.text.as_str()).collect()
+}
+fn golds<'a>(rs: &[&'a Record]) -> Vec<&'a str> {
+    rs.iter()
+        .map(|r| r.label.as_deref().unwrap_or(""))
+        .collect()
+}
+
+fn model_params(m: &ModelConfig) -> Result<Value> {
+    serde_json::to_value(&m.params).map_err(|e| Error::Internal(e.to_string()))
+}
+
+/// Train one model and evaluate it; returns the run row to store.
+#[allow(clippy::too_many_arguments)]
+fn train_and_evaluate(
+    store: &Store,
+    project: &Project,
+    kind: &str,
+    name: &str,
+    params: &Value,
+    data: &Data,
+    suites: &[SuiteCase],
+    run_id: &str,
+    split_id: &str,
+    version_id: &str,
+    seed: u64,
+) -> Result<RunRow> {
+    let index: BTreeMap<&str, u32> = data
+        .labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (l.as_str(), i as u32))
+        .collect();
+    let y = |rs: &[&Record]| -> Vec<u32> {
+        rs.iter()
+            .map(|r| {
+                index
+                    .get(r.label.as_deref().unwrap_or(""))
+                    .copied()
+                    .unwrap_or(0)
+            })
+            .collect()
+    };
+    let (train_x, train_y, dev_x, dev_y) = (
+        texts(&data.train),
+        y(&data.train),
+        texts(&data.dev),
+        y(&data.dev),
+    );
+    let wall = Instant::now();
+    let cpu0 = cpu_seconds();
+    let mut epochs = Vec::new();
+    let (model, train_report) = match kind {
+        "majority" => (
+            Trained::Majority(MajorityModel::fit(&train_y, &data.labels)?),
+            Value::Null,
+        ),
+        "ngram" => {
+            let mut cfg: NgramConfig = serde_json::from_value(params.clone())
+                .map_err(|e| Error::Usage(format!("[[model]] `{name}`: bad params: {e}")))?;
+            // The project seed, unless the model's params set their own.
+            if params.get("seed").is_none() {
+                cfg.seed = seed;
+            }
+            let dev = (!dev_x.is_empty()).then_some((dev_x.as_slice(), dev_y.as_slice()));
+            let (m, report) =
+                NgramModel::fit(&train_x, &train_y, &data.labels, dev, &cfg, &mut |e| {
+                    epochs.push(serde_json::to_value(e).unwrap_or_default())
+                })?;
+            (
+                Trained::Ngram(Box::new(m)),
+                serde_json::to_value(&report).unwrap_or_default(),
+            )
+        }
+        other => {
+            return Err(Error::Usage(format!(
+                "[[model]] `{name}`: unknown kind `{other}` (this hone knows `ngram`; `majority` runs beside every model)"
+            )));
+        }
+    };
+    let train_wall = wall.elapsed().as_secs_f64();
+    let train_cpu = cpu_seconds() - cpu0;
+    let n_classes = data.labels.len();
+    let dev_scored = score(&model, &dev_x, &golds(&data.dev));
+    let test_scored = score(&model, &texts(&data.test), &golds(&data.test));
+    let mut test_metrics = metrics(&test_scored, n_classes, seed);
+    let dev_macro_f1 = hone_eval::macro_f1(&dev_scored.gold, &dev_scored.pred, n_classes);
+    let dev_accuracy = hone_eval::accuracy(&dev_scored.gold, &dev_scored.pred);
+    if n_classes == 2 && !dev_scored.gold.is_empty() {
+        let pos: Vec<bool> = dev_scored.gold.iter().map(|&g| g == 1).collect();
+        let scores: Vec<f64> = dev_scored
+            .proba
+            .iter()
+            .map(|p| p.get(1).copied().unwrap_or(0.0) as f64)
+            .collect();
+        let (t, f1) = hone_eval::best_threshold_f1(&scores, &pos);
+        test_metrics["threshold"] = json!({"positive_label": data.labels[1], "chosen_on_dev": finite(t), "dev_f1": finite(f1)});
+    }
+    let correct: Vec<bool> = test_scored
+        .gold
+        .iter()
+        .zip(&test_scored.pred)
+        .map(|(g, p)| g == p)
+        .collect();
+    let slices = json!({
+        "source": slice_accuracy(&data.test.iter().map(|r| vec![r.source.clone()]).collect::<Vec<_>>(), &correct),
+        "topic": slice_accuracy(&data.test.iter().map(|r| vec![r.topic.clone().unwrap_or_else(|| "(none)".into())]).collect::<Vec<_>>(), &correct),
+        "tag": slice_accuracy(&data.test.iter().map(|r| r.tags.clone()).collect::<Vec<_>>(), &correct),
+    });
+    // Suites: accuracy per suite and per tag.
+    let suite_texts: Vec<&str> = suites.iter().map(|c| c.text.as_str()).collect();
+    let suite_golds: Vec<&str> = suites.iter().map(|c| c.label.as_str()).collect();
+    let suite_scored = score(&model, &suite_texts, &suite_golds);
+    let suite_correct: Vec<bool> = suite_scored
+        .gold
+        .iter()
+        .zip(&suite_scored.pred)
+        .map(|(g, p)| g == p)
+        .collect();
+    let suites_json = json!({
+        "by_suite": slice_accuracy(&suites.iter().map(|c| vec![c.suite.clone()]).collect::<Vec<_>>(), &suite_correct),
+        "by_tag": slice_accuracy(&suites.iter().map(|c| c.tags.clone()).collect::<Vec<_>>(), &suite_correct),
+        "n": suites.len(),
+    });
+    // Latency: one example at a time, one thread; throughput: the whole test set as a batch.
+    let test_x = texts(&data.test);
+    let mut lat: Vec<f64> = Vec::new();
+    let probe: Vec<&str> = test_x
+        .iter()
+        .copied()
+        .cycle()
+        .take(test_x.len().clamp(1, 500).min(test_x.len().max(1) * 5))
+        .collect();
+    for t in probe.iter().filter(|_| !test_x.is_empty()) {
+        let s = Instant::now();
+        std::hint::black_box(model.proba(t));
+        lat.push(s.elapsed().as_secs_f64() * 1e6);
+    }
+    let latency = hone_eval::percentiles(&mut lat);
+    let tb = Instant::now();
+    std::hint::black_box(model.proba_batch(&test_x));
+    let batch_s = tb.elapsed().as_secs_f64().max(1e-9);
+    let throughput = test_x.len() as f64 / batch_s;
+    let costs = &project.config.costs;
+    let per_example_s = if test_x.is_empty() {
+        0.0
+    } else {
+        batch_s / test_x.len() as f64
+    };
+    let n_correct = correct.iter().filter(|&&c| c).count() as u64;
+    let cost = hone_eval::cost(
+        train_cpu,
+        0.0,
+        per_example_s,
+        n_correct,
+        correct.len() as u64,
+        costs.cpu_hour_usd,
+        costs.gpu_hour_usd,
+    );
+    // Artifacts into the object store.
+    let tmp = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
+    model.save(tmp.path())?;
+    let mut artifacts = BTreeMap::new();
+    let mut names: Vec<_> = std::fs::read_dir(tmp.path())
+        .map_err(|e| Error::io(tmp.path(), e))?
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    names.sort();
+    for p in names {
+        let bytes = std::fs::read(&p).map_err(|e| Error::io(&p, e))?;
+        artifacts.insert(
+            p.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            store.put_object(&bytes, "model")?,
+        );
+    }
+    let predictions = json!({
+        "labels": data.labels,
+        "test": data.test.iter().zip(&test_scored.pred).zip(&test_scored.conf).map(|((r, &p), &c)| json!([r.id, r.label, data.labels.get(p as usize), c])).collect::<Vec<_>>(),
+        "suites": suites.iter().zip(&suite_scored.pred).map(|(c, &p)| json!([c.id, c.label, data.labels.get(p as usize)])).collect::<Vec<_>>(),
+    });
+    let predictions_obj = store.put_object(predictions.to_string().as_bytes(), "predictions")?;
+    let record = json!({
+        "name": name,
+        "labels": data.labels,
+        "n": {"train": data.train.len(), "dev": data.dev.len(), "test": data.test.len(), "suites": suites.len()},
+        "dev": {"accuracy": finite(dev_accuracy), "macro_f1": finite(dev_macro_f1)},
+        "test": test_metrics,
+        "slices": slices,
+        "suites": suites_json,
+        "latency_us": {"p50": finite(latency.p50), "p95": finite(latency.p95), "p99": finite(latency.p99), "mean": finite(latency.mean)},
+        "throughput_per_s": finite(throughput),
+        "train": {"wall_seconds": train_wall, "cpu_seconds": train_cpu, "epochs": epochs, "report": train_report},
+        "cost": {"train_usd": finite(cost.train_usd), "per_1k_predictions_usd": finite(cost.per_1k_predictions_usd), "per_useful_answer_usd": finite(cost.per_useful_answer_usd)},
+        "artifacts": artifacts,
+        "predictions": predictions_obj,
+    });
+    Ok(RunRow {
+        id: run_id.to_string(),
+        seq: 0,
+        created_at: String::new(),
+        model: name.to_string(),
+        kind: kind.to_string(),
+        version: version_id.to_string(),
+        split: split_id.to_string(),
+        seed: seed as i64,
+        config: json!({"kind": kind, "name": name, "params": params}),
+        hone_version: hone_core::HONE_VERSION.to_string(),
+        record,
+    })
+}
+
+/// The value of a gate metric in a run record, or why it has none.
+pub fn gate_value(record: &Value, metric: &str) -> std::result::Result<f64, String> {
+    let num = |v: &Value| {
+        v.as_f64()
+            .ok_or_else(|| format!("`{metric}` was not measured"))
+    };
+    match metric {
+        "accuracy" | "macro_f1" => num(&record["test"][metric]["estimate"]),
+        "ece" | "pr_auc" => num(&record["test"][metric]),
+        "p50_latency_ms" | "p95_latency_ms" | "p99_latency_ms" => {
+            num(&record["latency_us"][&metric[..3]]).map(|us| us / 1000.0)
+        }
+        "throughput_per_s" => num(&record["throughput_per_s"]),
+        "cost_per_1k_usd" => num(&record["cost"]["per_1k_predictions_usd"]),
+        "dev_accuracy" | "dev_macro_f1" => num(&record["dev"][&metric[4..]]),
+        m => {
+            let tag = m
+                .strip_suffix("_pass_rate")
+                .or_else(|| m.strip_suffix("_accuracy"));
+            match tag {
+                Some(t) => match record["suites"]["by_tag"]
+                    .get(t)
+                    .or_else(|| record["suites"]["by_suite"].get(t))
+                {
+                    Some(v) => num(&v["accuracy"]),
+                    None => Err(format!(
+                        "no suite case is tagged `{t}` (add cases under suites/ with \"tags\": [\"{t}\"])"
+                    )),
+                },
+                None => Err(format!(
+                    "unknown metric `{m}`; known: accuracy, macro_f1, ece, pr_auc, p50/p95/p99_latency_ms, throughput_per_s, cost_per_1k_usd, dev_accuracy, dev_macro_f1, <tag>_pass_rate"
+                )),
+            }
+        }
+    }
+}
+
+/// Check every `[success]` rule against one run record.
+pub fn gates(project: &Project, record: &Value) -> Vec<Gate> {
+    project
+        .config
+        .success
+        .iter()
+        .map(|(metric, rule)| {
+            let parsed = SuccessRule::parse(rule);
+            match (gate_value(record, metric), parsed) {
+                (Ok(v), Some(r)) => Gate {
+                    metric: metric.clone(),
+                    rule: rule.clone(),
+                    value: Some(v),
+                    pass: r.holds(v),
+                    note: String::new(),
+                },
+                (Err(note), _) => Gate {
+                    metric: metric.clone(),
+                    rule: rule.clone(),
+                    value: None,
+                    pass: false,
+                    note,
+                },
+                (Ok(v), None) => Gate {
+                    metric: metric.clone(),
+                    rule: rule.clone(),
+                    value: Some(v),
+                    pass: false,
+                    note: "rule does not parse".into(),
+                },
+            }
+        })
+        .collect()
+}
+
+/// Run the whole loop.
+pub fn run(
+    project: &Project,
+    store: &mut Store,
+    refreeze: Option<&str>,
+    command: &str,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<RunOutcome> {
+    let cur = curate::clean(project, store, command, progress)?;
+    let version = cur.version;
+    let records = curate::load_records(store, &version)?;
+    let detector = PiiDetector::new();
+    let suites = suites::load(&project.root.join("suites"), &detector)?;
+    let split = split_stage::run(
+        project, store, &version, &records, &suites, refreeze, command,
+    )?;
+    let part = |r: &&Record| split.assignment.get(&r.id).copied();
+    let train: Vec<&Record> = records
+        .iter()
+        .filter(|r| part(r) == Some(Part::Train))
+        .collect();
+    let dev: Vec<&Record> = records
+        .iter()
+        .filter(|r| part(r) == Some(Part::Dev))
+        .collect();
+    let test: Vec<&Record> = records
+        .iter()
+        .filter(|r| part(r) == Some(Part::Test))
+        .collect();
+    let labels: Vec<String> = train
+        .iter()
+        .chain(&dev)
+        .filter_map(|r| r.label.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if labels.len() < 2 {
+        return Err(Error::Usage(format!(
+            "training needs at least two labels in train/dev; found {}",
+            labels.len()
+        )));
+    }
+    if test.is_empty() {
+        return Err(Error::Usage(
+            "the test split is empty: set [split] test > 0 or declare a role = \"test\" source"
+                .into(),
+        ));
+    }
+    let data = Data {
+        train,
+        dev,
+        test,
+        labels,
+    };
+    let seed = project.config.split.seed;
+    let mut candidates: Vec<(String, String, Value)> =
+        vec![("majority".into(), "majority".into(), json!({}))];
+    for m in &project.config.models {
+        candidates.push((m.kind.clone(), m.name.clone(), model_params(m)?));
+    }
+    let mut runs = Vec::new();
+    for (kind, name, params) in candidates {
+        progress(Progress::Pass {
+            name: &format!("train {name}"),
+            index: runs.len(),
+            total: project.config.models.len() + 1,
+        });
+        let run_id = KeyHasher::new()
+            .part("kind", kind.as_bytes())
+            .part("name", name.as_bytes())
+            .part("params", params.to_string().as_bytes())
+            .part("version", version.id.as_bytes())
+            .part("split", split.row.id.as_bytes())
+            .part("seed", &seed.to_le_bytes())
+            .part("hone", hone_core::HONE_VERSION.as_bytes())
+            .finish();
+        if let Some(row) = store.run(&run_id)? {
+            runs.push(ModelRun { row, cached: true });
+            continue;
+        }
+        let row = train_and_evaluate(
+            store,
+            project,
+            &kind,
+            &name,
+            &params,
+            &data,
+            &suites,
+            &run_id,
+            &split.row.id,
+            &version.id,
+            seed,
+        )?;
+        let row = store.put_run(&row, &who(), command)?;
+        runs.push(ModelRun { row, cached: false });
+    }
+    let dev_f1 = |r: &ModelRun| r.row.record["dev"]["macro_f1"].as_f64().unwrap_or(f64::MIN);
+    let chosen = (1..runs.len())
+        .max_by(|&a, &b| {
+            dev_f1(&runs[a])
+                .total_cmp(&dev_f1(&runs[b]))
+                .then(b.cmp(&a))
+        })
+        .unwrap_or(0);
+    let gates = gates(project, &runs[chosen].row.record);
+    Ok(RunOutcome {
+        version_id: version.id,
+        version_cached: cur.cached,
+        split,
+        runs,
+        chosen,
+        gates,
+    })
+}
+
+/// Materialise a run's model from the object store into a temp dir and load it.
+pub fn load_model(store: &Store, run: &RunRow) -> Result<Trained> {
+    let tmp = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
+    let artifacts = run.record["artifacts"]
+        .as_object()
+        .ok_or_else(|| Error::Store(format!("run {} has no artifacts", run.id)))?;
+    for (name, hash) in artifacts {
+        let bytes = store.get_object(hash.as_str().unwrap_or(""))?;
+        let p = tmp.path().join(name);
+        std::fs::write(&p, bytes).map_err(|e| Error::io(&p, e))?;
+    }
+    Trained::load(&run.kind, tmp.path())
+}

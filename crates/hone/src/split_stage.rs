@@ -1,0 +1,227 @@
+//! The split stage: split a dataset version into train/dev/test with the frozen test set, run the
+//! contamination check against the test set and every suite, and record the split (cached by hash).
+
+use std::collections::BTreeMap;
+
+use hone_core::config::{ContaminationPolicy, SourceRole};
+use hone_core::hash::KeyHasher;
+use hone_core::{Error, Record, Result};
+use hone_data::contamination::{ContaminationConfig, ContaminationPair, Item, check};
+use hone_data::near_dup::NearDupConfig;
+use hone_data::split::{FrozenRecord, Part, SplitSpec, frozen_hash, split};
+use hone_store::{SplitRow, Store, VersionRow};
+
+use crate::project::{Project, who};
+use crate::suites::SuiteCase;
+
+/// A split ready for training.
+pub struct SplitOutcome {
+    pub row: SplitRow,
+    pub assignment: BTreeMap<String, Part>,
+    /// Contaminated pairs found (empty when clean; with `drop_train` they were removed from train/dev).
+    pub contamination: Vec<ContaminationPair>,
+    pub warnings: Vec<String>,
+    pub cached: bool,
+    /// A new frozen test set was pinned by this call.
+    pub froze: bool,
+}
+
+/// `refreeze`: `Some(reason)` pins a new frozen test set from this version.
+pub fn run(
+    project: &Project,
+    store: &mut Store,
+    version: &VersionRow,
+    records: &[Record],
+    suites: &[SuiteCase],
+    refreeze: Option<&str>,
+    command: &str,
+) -> Result<SplitOutcome> {
+    let c = &project.config;
+    let spec = SplitSpec {
+        test: c.split.test,
+        dev: c.split.dev,
+        seed: c.split.seed,
+        group_by: c.split.group_by.clone(),
+        test_sources: c
+            .sources
+            .iter()
+            .filter(|s| s.role == SourceRole::Test)
+            .map(|s| s.name.clone())
+            .collect(),
+    };
+    let current = store.frozen_test()?;
+    let frozen: Option<Vec<FrozenRecord>> = match (&current, refreeze) {
+        (Some(f), None) => Some(
+            serde_json::from_value(f.records.clone())
+                .map_err(|e| Error::Store(format!("frozen test set is unreadable: {e}")))?,
+        ),
+        _ => None,
+    };
+    let result = split(records, &spec, frozen.as_deref());
+    if !result.drift.is_empty() {
+        let shown: Vec<String> = result
+            .drift
+            .iter()
+            .take(10)
+            .map(|d| format!("{} ({})", d.id, d.kind))
+            .collect();
+        return Err(Error::Usage(format!(
+            "{} frozen test record(s) changed or disappeared in dataset version {}: {}{}\n  hint: the test set is frozen; if the change is intended, run `hone split --refreeze --reason \"...\"` (audited)",
+            result.drift.len(),
+            hone_core::hash::short(&version.id),
+            shown.join(", "),
+            if result.drift.len() > 10 { ", …" } else { "" }
+        )));
+    }
+    let (frozen_seq, froze) = match (&current, refreeze) {
+        (Some(f), None) => (f.seq, false),
+        _ => {
+            let records =
+                serde_json::to_value(&result.frozen).map_err(|e| Error::Internal(e.to_string()))?;
+            let reason = refreeze.unwrap_or("first split");
+            (
+                store.freeze_test(
+                    &frozen_hash(&result.frozen),
+                    &records,
+                    reason,
+                    &who(),
+                    command,
+                )?,
+                true,
+            )
+        }
+    };
+    let p = &c.policy;
+    let cfg = ContaminationConfig {
+        ngram: p.contamination_ngram,
+        ngram_share: p.contamination_ngram_share,
+        near: NearDupConfig {
+            shingle_words: p.shingle_words,
+            num_perm: p.minhash_permutations,
+            threshold: p.near_duplicate_jaccard,
+            short_text_words: p.short_text_words,
+            short_containment: p.short_text_containment,
+            seed: 1,
+        },
+    };
+    let suites_hash = {
+        let mut h = KeyHasher::new();
+        for s in suites {
+            h.part(&s.id, s.text.as_bytes());
+        }
+        h.finish()
+    };
+    let id = KeyHasher::new()
+        .part("version", version.id.as_bytes())
+        .part(
+            "split",
+            serde_json::to_string(&c.split)
+                .unwrap_or_default()
+                .as_bytes(),
+        )
+        .part("frozen", frozen_seq.to_le_bytes().as_slice())
+        .part("contamination", format!("{:?}", p.contamination).as_bytes())
+        .part("suites", suites_hash.as_bytes())
+        .part("hone", hone_core::HONE_VERSION.as_bytes())
+        .finish();
+    if let Some(row) = store.split(&id)? {
+        let assignment: BTreeMap<String, Part> =
+            serde_json::from_slice(&store.get_object(&row.assignment)?)
+                .map_err(|e| Error::Store(format!("split assignment unreadable: {e}")))?;
+        let contamination =
+            serde_json::from_value(row.summary["contamination"].clone()).unwrap_or_default();
+        let warnings = serde_json::from_value(row.summary["warnings"].clone()).unwrap_or_default();
+        return Ok(SplitOutcome {
+            row,
+            assignment,
+            contamination,
+            warnings,
+            cached: true,
+            froze,
+        });
+    }
+    let mut assignment = result.assignment;
+    let test_items: Vec<Item> = records
+        .iter()
+        .filter(|r| assignment.get(&r.id) == Some(&Part::Test))
+        .map(|r| Item {
+            id: &r.id,
+            text: &r.text,
+        })
+        .chain(suites.iter().map(|s| Item {
+            id: &s.id,
+            text: &s.text,
+        }))
+        .collect();
+    let train_items: Vec<Item> = records
+        .iter()
+        .filter(|r| assignment.get(&r.id) != Some(&Part::Test))
+        .map(|r| Item {
+            id: &r.id,
+            text: &r.text,
+        })
+        .collect();
+    let pairs = check(&test_items, &train_items, &cfg);
+    let mut removed = Vec::new();
+    if !pairs.is_empty() {
+        match p.contamination {
+            ContaminationPolicy::Fail => {
+                let report = pairs
+                    .iter()
+                    .take(25)
+                    .map(|q| {
+                        format!(
+                            "  test {} ~ train {}: {} (jaccard {:.2})",
+                            q.test_id, q.train_id, q.kind, q.similarity
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                let more = if pairs.len() > 25 {
+                    format!("\n  … and {} more", pairs.len() - 25)
+                } else {
+                    String::new()
+                };
+                return Err(Error::Contamination {
+                    pairs: pairs.len(),
+                    report: report + &more,
+                    hint: "remove the leaked records from the training sources, or set [policy] contamination = \"drop_train\" to drop them from training (recorded; the test set is never edited)".into(),
+                });
+            }
+            ContaminationPolicy::DropTrain => {
+                let mut seen = std::collections::BTreeSet::new();
+                for q in &pairs {
+                    if seen.insert(q.train_id.clone()) {
+                        assignment.remove(&q.train_id);
+                        removed.push((q.train_id.clone(), format!("contamination_{}", q.kind), format!("{} of test record {} (jaccard {:.2}); dropped from training by [policy] contamination = \"drop_train\"", q.kind.replace('_', " "), q.test_id, q.similarity), Some(q.test_id.clone())));
+                    }
+                }
+            }
+        }
+    }
+    let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
+    for p in assignment.values() {
+        *counts.entry(p.as_str()).or_default() += 1;
+    }
+    let assignment_obj = store.put_object(
+        &serde_json::to_vec(&assignment).map_err(|e| Error::Internal(e.to_string()))?,
+        "split",
+    )?;
+    let row = SplitRow {
+        id: id.clone(),
+        version: version.id.clone(),
+        created_at: chrono::Utc::now().to_rfc3339(),
+        frozen_seq,
+        assignment: assignment_obj,
+        summary: serde_json::json!({"counts": counts, "by_label": result.counts, "warnings": result.warnings, "contamination": pairs, "dropped_train": removed.len(), "spec": spec}),
+    };
+    store.put_split(&row, &removed)?;
+    Ok(SplitOutcome {
+        row,
+        assignment,
+        contamination: pairs,
+        warnings: result.warnings,
+        cached: false,
+        froze,
+    })
+}

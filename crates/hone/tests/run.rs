@@ -1,0 +1,279 @@
+//! End-to-end tests of `hone run` on the generated demo project: a planted test-set leak stops training
+//! (exit 4), identical inputs give identical metrics, `kill -9` and a rerun give the uninterrupted result,
+//! `compare` tells seeds apart from real gains, gates fail with exit 3, the frozen test set holds.
+
+mod common;
+
+use std::path::Path;
+
+use common::{hone, stderr, stdout};
+use hone::demo::write_project;
+
+fn project(n_base: usize) -> (tempfile::TempDir, hone::demo::Manifest) {
+    let dir = tempfile::tempdir().unwrap();
+    let m = write_project(dir.path(), 7, n_base).unwrap();
+    (dir, m)
+}
+
+fn set_policy(dir: &Path, line: &str) {
+    let p = dir.join("hone.toml");
+    let t = std::fs::read_to_string(&p).unwrap().replace(
+        "on_bad_record = \"quarantine\"",
+        &format!("on_bad_record = \"quarantine\"\n{line}"),
+    );
+    std::fs::write(p, t).unwrap();
+}
+
+fn run_json(dir: &Path) -> serde_json::Value {
+    let o = hone(dir, &["--json", "run"]);
+    assert!(
+        matches!(o.status.code(), Some(0) | Some(3)),
+        "exit {:?}: {}",
+        o.status.code(),
+        stderr(&o)
+    );
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+#[test]
+fn planted_leak_stops_training_with_a_clear_report() {
+    let (dir, m) = project(600);
+    let o = hone(dir.path(), &["run"]);
+    assert_eq!(
+        o.status.code(),
+        Some(4),
+        "contamination exits 4: {}",
+        stderr(&o)
+    );
+    let err = stderr(&o);
+    for (train, test) in &m.leaks {
+        assert!(
+            err.contains(&format!("test {test} ~ train {train}")),
+            "leak {train} ~ {test} not reported:\n{err}"
+        );
+    }
+    assert!(
+        err.contains("drop_train"),
+        "the hint names the remedy: {err}"
+    );
+    let runs = hone(dir.path(), &["--json", "runs"]);
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&runs.stdout)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        0,
+        "nothing trained"
+    );
+    // The remedy drops the leaked training records, records why, and never touches the test set.
+    set_policy(dir.path(), "contamination = \"drop_train\"");
+    let v = run_json(dir.path());
+    assert!(v["chosen"].is_string());
+    for (train, test) in &m.leaks {
+        let why = stdout(&hone(dir.path(), &["data", "why", train]));
+        assert!(
+            why.contains("contamination_") && why.contains(test.as_str()),
+            "{why}"
+        );
+    }
+}
+
+#[test]
+fn same_inputs_give_identical_metrics_and_a_rerun_is_cached() {
+    let (a, _) = project(500);
+    let (b, _) = project(500);
+    set_policy(a.path(), "contamination = \"drop_train\"");
+    set_policy(b.path(), "contamination = \"drop_train\"");
+    let ra = run_json(a.path());
+    let rb = run_json(b.path());
+    assert_eq!(
+        ra["metrics"], rb["metrics"],
+        "metrics differ between identical runs"
+    );
+    assert_eq!(ra["chosen"], rb["chosen"], "run ids are content hashes");
+    let again = run_json(a.path());
+    assert!(
+        again["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["cached"] == true)
+    );
+}
+
+#[test]
+fn kill_9_during_run_then_rerun_matches_an_uninterrupted_run() {
+    let (reference_dir, _) = project(1200);
+    set_policy(reference_dir.path(), "contamination = \"drop_train\"");
+    let reference = run_json(reference_dir.path());
+    let mut killed_mid_run = 0;
+    for delay_ms in [10u64, 40, 80, 150, 250, 400] {
+        let (dir, _) = project(1200);
+        set_policy(dir.path(), "contamination = \"drop_train\"");
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hone"))
+            .arg("-C")
+            .arg(dir.path())
+            .arg("run")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        if child.try_wait().unwrap().is_none() {
+            killed_mid_run += 1;
+        }
+        child.kill().ok();
+        child.wait().unwrap();
+        let v = run_json(dir.path());
+        assert_eq!(
+            v["metrics"], reference["metrics"],
+            "after kill at {delay_ms} ms"
+        );
+        assert_eq!(v["chosen"], reference["chosen"]);
+        assert!(hone(dir.path(), &["audit", "verify"]).status.success());
+    }
+    assert!(
+        killed_mid_run >= 2,
+        "at least two kills must land mid-run (got {killed_mid_run})"
+    );
+}
+
+#[test]
+fn compare_says_indistinguishable_for_seeds_and_better_against_majority() {
+    let (dir, _) = project(1200);
+    set_policy(dir.path(), "contamination = \"drop_train\"");
+    let p = dir.path().join("hone.toml");
+    let t = std::fs::read_to_string(&p).unwrap().replace("[[model]]\nname = \"baseline\"\nkind = \"ngram\"", "[[model]]\nname = \"seed-a\"\nkind = \"ngram\"\nparams = { seed = 1 }\n\n[[model]]\nname = \"seed-b\"\nkind = \"ngram\"\nparams = { seed = 2 }");
+    std::fs::write(&p, t).unwrap();
+    let v = run_json(dir.path());
+    let seqs: Vec<i64> = v["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(seqs.len(), 3);
+    let cmp = |a: i64, b: i64| -> serde_json::Value {
+        let o = hone(
+            dir.path(),
+            &["--json", "compare", &a.to_string(), &b.to_string()],
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let seeds = cmp(seqs[1], seqs[2]);
+    assert_eq!(seeds["verdict_text"], "indistinguishable", "{seeds}");
+    assert!(
+        seeds["config_diff"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d[0].as_str().unwrap().contains("seed")),
+        "{seeds}"
+    );
+    let vs_majority = cmp(seqs[0], seqs[1]);
+    assert_eq!(
+        vs_majority["verdict_text"], "significantly better",
+        "{vs_majority}"
+    );
+    let text = stdout(&hone(
+        dir.path(),
+        &["compare", &seqs[0].to_string(), &seqs[1].to_string()],
+    ));
+    assert!(text.contains("B is significantly better than A."), "{text}");
+}
+
+#[test]
+fn failed_gate_exits_3_and_unknown_metrics_are_named() {
+    let (dir, _) = project(400);
+    set_policy(dir.path(), "contamination = \"drop_train\"");
+    let p = dir.path().join("hone.toml");
+    let t = std::fs::read_to_string(&p).unwrap().replace(
+        "accuracy = \">= 0.85\"",
+        "accuracy = \">= 1.01\"\nstrange_pass_rate = \">= 0.5\"",
+    );
+    std::fs::write(&p, t).unwrap();
+    let o = hone(dir.path(), &["--json", "run"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let gates = v["gates"].as_array().unwrap();
+    let acc = gates.iter().find(|g| g["metric"] == "accuracy").unwrap();
+    assert_eq!(acc["pass"], false);
+    let strange = gates
+        .iter()
+        .find(|g| g["metric"] == "strange_pass_rate")
+        .unwrap();
+    assert_eq!(strange["pass"], false);
+    assert!(
+        strange["note"]
+            .as_str()
+            .unwrap()
+            .contains("no suite case is tagged `strange`")
+    );
+    assert!(
+        gates
+            .iter()
+            .any(|g| g["metric"] == "unsafe_pass_rate" && g["value"].is_number())
+    );
+}
+
+#[test]
+fn predict_keeps_input_order_and_never_uses_majority() {
+    let (dir, _) = project(400);
+    set_policy(dir.path(), "contamination = \"drop_train\"");
+    run_json(dir.path());
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(&input, "{\"id\": \"a\", \"text\": \"I forgot my password and the reset link expired\"}\n{\"id\": \"b\", \"text\": \"my debit card was stolen on the bus, mail me at bob@example.com\"}\n{\"id\": \"c\", \"text\": \"cancel my family subscription please\"}\n").unwrap();
+    let o = hone(dir.path(), &["predict", input.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines
+            .iter()
+            .map(|l| l["id"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        vec!["a", "b", "c"]
+    );
+    assert_eq!(lines[0]["label"], "password_reset");
+    assert_eq!(lines[1]["label"], "card_lost");
+    assert_eq!(lines[2]["label"], "cancel_subscription");
+    assert_eq!(lines[0]["top_k"].as_array().unwrap().len(), 3);
+    assert!(!stdout(&o).contains("bob@example.com"));
+}
+
+#[test]
+fn a_changed_frozen_test_record_stops_the_run_until_refreeze() {
+    let (dir, _) = project(400);
+    set_policy(dir.path(), "contamination = \"drop_train\"");
+    run_json(dir.path());
+    let p = dir.path().join("data/test.jsonl");
+    let text = std::fs::read_to_string(&p).unwrap();
+    let first = text.lines().next().unwrap().to_string();
+    let mut v: serde_json::Value = serde_json::from_str(&first).unwrap();
+    v["label"] = "escalate".into();
+    std::fs::write(&p, text.replacen(&first, &v.to_string(), 1)).unwrap();
+    let o = hone(dir.path(), &["run"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--refreeze"), "{}", stderr(&o));
+    let o = hone(
+        dir.path(),
+        &[
+            "split",
+            "--refreeze",
+            "--reason",
+            "relabelled one test record",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("newly pinned"), "{}", stdout(&o));
+    let audit = stdout(&hone(dir.path(), &["--json", "audit", "log"]));
+    assert!(audit.contains("relabelled one test record"));
+    assert!(matches!(
+        hone(dir.path(), &["run"]).status.code(),
+        Some(0) | Some(3)
+    ));
+}
