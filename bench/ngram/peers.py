@@ -65,7 +65,11 @@ def run_svc(tr_x, tr_y, te_x):
     train_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     pred = list(pipe.predict(te_x))
-    pred_s = time.perf_counter() - t0
+    passes = 1
+    while time.perf_counter() - t0 < 0.3:
+        pipe.predict(te_x)
+        passes += 1
+    pred_s = (time.perf_counter() - t0) / passes
     p50, p95 = latency(lambda t: pipe.predict([t]), te_x, n=300)
     return pred, train_s, pred_s, p50, p95, "sklearn TF-IDF(word 1-2 + char_wb 2-5, sublinear_tf) + LinearSVC()"
 
@@ -86,9 +90,14 @@ def run_fasttext(tr_x, tr_y, te_x, work, threads):
     finally:
         os.unlink(path)
     te_clean = [clean(t) for t in te_x]
+    # Repeat whole-test-set passes for at least 0.3 s, as hone's driver does.
     t0 = time.perf_counter()
     labels, _ = model.predict(te_clean)
-    pred_s = time.perf_counter() - t0
+    passes = 1
+    while time.perf_counter() - t0 < 0.3:
+        model.predict(te_clean)
+        passes += 1
+    pred_s = (time.perf_counter() - t0) / passes
     back = {y.replace(" ", "_"): y for y in set(tr_y)}
     pred = [back.get(l[0][len("__label__"):], "") for l in labels]
     # fasttext-wheel 0.9.2's single-string predict breaks on numpy 2 (np.array(copy=False)); the

@@ -48,7 +48,8 @@ pub struct NgramConfig {
     pub idf: bool,
     /// Maximum passes of dual coordinate descent per `l2` value (default 12).
     pub max_epochs: usize,
-    /// Stop after this many epochs without a dev macro-F1 gain above `min_delta` (default 2).
+    /// Stop after this many epochs without a dev macro-F1 gain above `min_delta` (default 1: on
+    /// banking77 patience 2 cost 40% more training time for no accuracy gain).
     pub patience: usize,
     /// Minimum dev macro-F1 gain that counts as an improvement (default 1e-4).
     pub min_delta: f64,
@@ -62,6 +63,9 @@ pub struct NgramConfig {
     /// When the dev set was carved from train: retrain on all of train with the chosen `l2` for the best
     /// number of epochs (default true).
     pub refit: bool,
+    /// Epochs of the refit, warm-started from the selected model's dual variables (the carved dev
+    /// examples start at zero); 0 = retrain from scratch for the selected number of epochs (default 2).
+    pub refit_epochs: usize,
     /// Seed of the dev carve and of the per-epoch example order (default 42).
     pub seed: u64,
     /// Worker threads for featurisation, training and batch prediction; 0 = all cores (default 0).
@@ -81,11 +85,12 @@ impl Default for NgramConfig {
             sublinear_tf: true,
             idf: true,
             max_epochs: 12,
-            patience: 2,
+            patience: 1,
             min_delta: 1e-4,
             l2_grid: vec![0.5, 1.0],
             dev_fraction: 0.1,
             refit: true,
+            refit_epochs: 2,
             seed: 42,
             threads: 0,
         }
@@ -405,17 +410,10 @@ fn block_epoch(p: &Problem, blk: &mut Block, order: &[u32], d: f32) -> f64 {
                 }
             }
         } else {
-            for &c in &changed {
-                scores[c] = delta[c];
-            }
-            for (c, s) in scores.iter_mut().enumerate() {
-                if !changed.contains(&c) {
-                    *s = 0.0;
-                }
-            }
+            // `delta` is zero for the unchanged models.
             for (&r, &v) in idx.iter().zip(val) {
                 let row = &mut blk.w[r as usize * nm..][..nm];
-                for (w, dl) in row.iter_mut().zip(&scores) {
+                for (w, dl) in row.iter_mut().zip(&delta) {
                     *w += v * dl;
                 }
             }
@@ -479,8 +477,20 @@ struct RunResult {
     /// Weights `[row][model]` and bias of the best epoch, and the dev scores then.
     w: Vec<f32>,
     b: Vec<f32>,
+    /// Dual variables `[position in p.train][model]` matching `w` and `b`.
+    alpha: Vec<f32>,
     dev_scores: Vec<f32>,
 }
+
+/// A starting point for [`run`]: merged weights `[row][model]`, bias, and duals `[position][model]`.
+struct Init<'a> {
+    w: &'a [f32],
+    b: &'a [f32],
+    alpha: &'a [f32],
+}
+
+/// Dev data for early stopping: vectors, their rows in them, gold labels, patience, min_delta.
+type DevEval<'a> = (&'a Csr, &'a [u32], &'a [u32], usize, f64);
 
 /// Trains one `l2` value: `epochs` passes, or early stopping on dev if `dev` is given.
 #[allow(clippy::too_many_arguments)]
@@ -489,9 +499,10 @@ fn run(
     n_classes: usize,
     l2: f32,
     epochs: usize,
-    dev: Option<(&Csr, &[u32], &[u32], usize, f64)>,
+    dev: Option<DevEval>,
     seed: u64,
     threads: usize,
+    init: Option<Init>,
     log: &mut Vec<EpochStats>,
     on_epoch: &mut dyn FnMut(&EpochStats),
 ) -> Result<RunResult> {
@@ -512,6 +523,27 @@ fn run(
         })
         .filter(|b| b.nm > 0)
         .collect();
+    if let Some(init) = init {
+        let nm_all = p.n_models;
+        if init.w.len() != p.n_rows * nm_all
+            || init.b.len() != nm_all
+            || init.alpha.len() != n_tr * nm_all
+        {
+            return Err(Error::Internal(
+                "ngram: warm start of the wrong shape".into(),
+            ));
+        }
+        for blk in &mut blocks {
+            let (m0, nm) = (blk.m0, blk.nm);
+            for r in 0..p.n_rows {
+                blk.w[r * nm..][..nm].copy_from_slice(&init.w[r * nm_all + m0..][..nm]);
+            }
+            for k in 0..n_tr {
+                blk.alpha[k * nm..][..nm].copy_from_slice(&init.alpha[k * nm_all + m0..][..nm]);
+            }
+            blk.b.copy_from_slice(&init.b[m0..m0 + nm]);
+        }
+    }
     let d = 0.5 * l2; // D_ii = 1 / (2C), C = 1 / l2
     let mut order: Vec<u32> = (0..n_tr as u32).collect();
     let mut rng = Rng::new(seed);
@@ -521,6 +553,7 @@ fn run(
         stopped_early: false,
         w: vec![],
         b: vec![],
+        alpha: vec![],
         dev_scores: vec![],
     };
     let mut bad = 0;
@@ -576,11 +609,13 @@ fn run(
             best.dev_scores = scores;
             best.w.clear();
             best.b.clear();
+            best.alpha.clear();
             bad = 0;
             if epoch < epochs {
                 // Snapshot only when another epoch may follow; the last one is taken below.
-                best.w = merge(p, &blocks, |b| &b.w);
+                best.w = merge(p.n_rows, p.n_models, &blocks, |b| &b.w);
                 best.b = merge_bias(&blocks);
+                best.alpha = merge(n_tr, p.n_models, &blocks, |b| &b.alpha);
             }
         } else {
             bad += 1;
@@ -591,8 +626,9 @@ fn run(
         }
     }
     if best.w.is_empty() {
-        best.w = merge(p, &blocks, |b| &b.w);
+        best.w = merge(p.n_rows, p.n_models, &blocks, |b| &b.w);
         best.b = merge_bias(&blocks);
+        best.alpha = merge(n_tr, p.n_models, &blocks, |b| &b.alpha);
         if dev.is_none() {
             best.best_epoch = epochs;
         }
@@ -600,13 +636,17 @@ fn run(
     Ok(best)
 }
 
-/// Interleaves the blocks' `[row][block model]` weights into `[row][model]`.
-fn merge(p: &Problem, blocks: &[Block], get: impl Fn(&Block) -> &Vec<f32>) -> Vec<f32> {
-    let nm_all = p.n_models;
-    let mut w = vec![0f32; p.n_rows * nm_all];
+/// Interleaves the blocks' `[row][block model]` arrays into `[row][model]`.
+fn merge(
+    n_rows: usize,
+    nm_all: usize,
+    blocks: &[Block],
+    get: impl Fn(&Block) -> &Vec<f32>,
+) -> Vec<f32> {
+    let mut w = vec![0f32; n_rows * nm_all];
     for blk in blocks {
         let src = get(blk);
-        for r in 0..p.n_rows {
+        for r in 0..n_rows {
             w[r * nm_all + blk.m0..][..blk.nm].copy_from_slice(&src[r * blk.nm..][..blk.nm]);
         }
     }
@@ -926,6 +966,7 @@ impl NgramModel {
                 Some((&x, &dev_idx, &dev_gold, cfg.patience, cfg.min_delta)),
                 cfg.seed,
                 threads,
+                None,
                 &mut log,
                 on_epoch,
             )?;
@@ -942,21 +983,38 @@ impl NgramModel {
         let temperature = fit_temperature(&sel.dev_scores, &dev_gold, n_classes);
 
         // 5. Optional refit on all of train.
+        let refit_epochs = if cfg.refit_epochs == 0 {
+            sel.best_epoch
+        } else {
+            cfg.refit_epochs
+        };
         let (w, b, refit_epochs) = if carved && cfg.refit && train_idx.len() < n_train_total {
             let all: Vec<u32> = (0..n_train_total as u32).collect();
+            // Warm start: the selected duals for the train part, zero for the carved dev examples.
+            let mut alpha = vec![0f32; n_train_total * n_models];
+            for (k, &i) in train_idx.iter().enumerate() {
+                alpha[i as usize * n_models..][..n_models]
+                    .copy_from_slice(&sel.alpha[k * n_models..][..n_models]);
+            }
+            let init = (cfg.refit_epochs > 0).then_some(Init {
+                w: &sel.w,
+                b: &sel.b,
+                alpha: &alpha,
+            });
             let p_all = Problem { train: &all, ..p };
             let r = run(
                 &p_all,
                 n_classes,
                 chosen_l2,
-                sel.best_epoch,
+                refit_epochs,
                 None,
                 cfg.seed,
                 threads,
+                init,
                 &mut Vec::new(),
                 &mut |_| {},
             )?;
-            (r.w, r.b, sel.best_epoch)
+            (r.w, r.b, refit_epochs)
         } else {
             (sel.w, sel.b, 0)
         };
@@ -1105,6 +1163,16 @@ impl NgramModel {
     /// Sets the number of threads [`NgramModel::predict_proba_batch`] uses (0 = all cores).
     pub fn set_threads(&mut self, threads: usize) {
         self.config.threads = threads;
+    }
+
+    /// Weights `[row][class]` (row-major, `n_rows() x labels().len()`).
+    pub fn weights(&self) -> &[f32] {
+        &self.weights
+    }
+
+    /// Per-class bias.
+    pub fn bias(&self) -> &[f32] {
+        &self.bias
     }
 
     /// Weight rows (hash buckets seen in training).
