@@ -30,20 +30,6 @@ pub fn hbars(rows: &[(String, f64)], color: &str) -> String {
     s
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn bars_scale_to_the_largest_and_escape_labels() {
-        let s = super::hbars(&[("a<b".into(), 10.0), ("c".into(), 5.0)], "#48c");
-        assert!(s.starts_with("<svg") && s.ends_with("</svg>"));
-        assert!(s.contains("a&lt;b"));
-        assert!(
-            s.contains("width=\"420.0\"") && s.contains("width=\"210.0\""),
-            "{s}"
-        );
-    }
-}
-
 /// A confusion-matrix heat map (rows: true label, columns: predicted), cells shaded by row share.
 pub fn heatmap(matrix: &[Vec<u64>], labels: &[String]) -> String {
     let n = matrix.len().min(labels.len());
@@ -155,4 +141,18 @@ pub fn reliability(bins: &[(f64, f64, u64)]) -> String {
     }
     s.push_str(&format!("<text x=\"{}\" y=\"{}\" font-size=\"11\">confidence</text><text x=\"2\" y=\"14\" font-size=\"11\">accuracy</text></svg>", w / 2.0 - 25.0, h - 6.0));
     s
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn bars_scale_to_the_largest_and_escape_labels() {
+        let s = super::hbars(&[("a<b".into(), 10.0), ("c".into(), 5.0)], "#48c");
+        assert!(s.starts_with("<svg") && s.ends_with("</svg>"));
+        assert!(s.contains("a&lt;b"));
+        assert!(
+            s.contains("width=\"420.0\"") && s.contains("width=\"210.0\""),
+            "{s}"
+        );
+    }
 }

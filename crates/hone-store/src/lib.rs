@@ -10,7 +10,7 @@ mod schema;
 mod versions;
 
 pub use audit::{AuditEntry, AuditProblem, AuditReport};
-pub use runs::{FrozenTest, RunRow, SplitRow};
+pub use runs::{FrozenTest, RunRow, SplitDrop, SplitRow};
 pub use versions::{NewVersion, VersionRow};
 
 use std::path::{Path, PathBuf};

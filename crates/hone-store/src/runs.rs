@@ -45,6 +45,9 @@ pub struct RunRow {
     pub record: serde_json::Value,
 }
 
+/// A training record the split removed: `(record id or split id, rule, reason, related test record)`.
+pub type SplitDrop = (String, String, String, Option<String>);
+
 fn json(s: String) -> serde_json::Value {
     serde_json::from_str(&s).unwrap_or(serde_json::Value::Null)
 }
@@ -109,11 +112,7 @@ impl Store {
     }
 
     /// Record a split and the training records it removed (rule, reason, related test record).
-    pub fn put_split(
-        &mut self,
-        split: &SplitRow,
-        removed: &[(String, String, String, Option<String>)],
-    ) -> Result<()> {
+    pub fn put_split(&mut self, split: &SplitRow, removed: &[SplitDrop]) -> Result<()> {
         let tx = self.conn.transaction().map_err(db_err)?;
         let exists: bool = tx
             .query_row(
@@ -147,10 +146,7 @@ impl Store {
     }
 
     /// Training records a split removed for one record id (rule, reason, related id).
-    pub fn split_lineage_of(
-        &self,
-        record_id: &str,
-    ) -> Result<Vec<(String, String, String, Option<String>)>> {
+    pub fn split_lineage_of(&self, record_id: &str) -> Result<Vec<SplitDrop>> {
         let mut stmt = self.conn.prepare("SELECT split, rule, reason, related_id FROM split_lineage WHERE record_id = ?1 ORDER BY split, seq").map_err(db_err)?;
         let rows = stmt
             .query_map([record_id], |r| {
@@ -217,10 +213,10 @@ impl Store {
     pub fn resolve_run(&self, which: &str) -> Result<RunRow> {
         let runs = self.runs()?;
         let w = which.trim_start_matches('#');
-        if let Ok(seq) = w.parse::<i64>() {
-            if let Some(r) = runs.iter().find(|r| r.seq == seq) {
-                return Ok(r.clone());
-            }
+        if let Ok(seq) = w.parse::<i64>()
+            && let Some(r) = runs.iter().find(|r| r.seq == seq)
+        {
+            return Ok(r.clone());
         }
         let matches: Vec<&RunRow> = runs.iter().filter(|r| r.id.starts_with(w)).collect();
         match matches.len() {

@@ -774,19 +774,17 @@ fn comparisons(
         });
         if let Some(prev) = all
             .iter()
-            .filter(|x| x.model == r.row.model && x.seq < r.row.seq)
-            .next_back()
+            .rfind(|x| x.model == r.row.model && x.seq < r.row.seq)
+            && let Ok(c) = hone::compare::compare(store, prev, &r.row, 7)
         {
-            if let Ok(c) = hone::compare::compare(store, prev, &r.row, 7) {
-                lines.push(hone_report::run::ComparisonLine {
-                    what: format!("{} vs its previous run #{}", r.row.model, prev.seq),
-                    delta: c.accuracy.delta,
-                    lo: c.accuracy.lo,
-                    hi: c.accuracy.hi,
-                    p_value: c.mcnemar.p_value,
-                    verdict: c.verdict_text().into(),
-                });
-            }
+            lines.push(hone_report::run::ComparisonLine {
+                what: format!("{} vs its previous run #{}", r.row.model, prev.seq),
+                delta: c.accuracy.delta,
+                lo: c.accuracy.lo,
+                hi: c.accuracy.hi,
+                p_value: c.mcnemar.p_value,
+                verdict: c.verdict_text().into(),
+            });
         }
     }
     Ok(lines)
@@ -991,8 +989,7 @@ pub fn predict(
         (Some(r), _) => store.resolve_run(r)?,
         (None, Some(m)) => runs
             .iter()
-            .filter(|r| r.model == m)
-            .next_back()
+            .rfind(|r| r.model == m)
             .cloned()
             .ok_or_else(|| Error::NotFound {
                 what: "run of model",
