@@ -301,6 +301,10 @@ pub struct ModelConfig {
     pub method: Option<String>,
     #[serde(default)]
     pub pooling: Option<String>,
+    /// Refuse to answer (label `abstain`) below a confidence threshold chosen on dev for at most one
+    /// point of dev accuracy lost (default false).
+    #[serde(default)]
+    pub abstain: bool,
     #[serde(default)]
     pub params: BTreeMap<String, toml::Value>,
 }
@@ -654,6 +658,7 @@ const KNOWN_KEYS: &[&str] = &[
     "method",
     "pooling",
     "params",
+    "abstain",
     "cpu_hour_usd",
     "gpu_hour_usd",
 ];

@@ -1030,7 +1030,8 @@ pub fn predict(
     };
     let stdout = std::io::stdout();
     let mut w = std::io::BufWriter::new(stdout.lock());
-    hone::predict::predict(&model, &inputs, top_k.max(1), &mut w)?;
+    let abstain_below = chosen.record["abstain"]["threshold"].as_f64();
+    hone::predict::predict(&model, &inputs, top_k.max(1), abstain_below, &mut w)?;
     use std::io::Write;
     w.flush()?;
     Ok(0)

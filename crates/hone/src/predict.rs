@@ -112,8 +112,15 @@ pub fn read_inputs(name: &str, reader: impl BufRead) -> Result<Vec<Input>> {
     Ok(out)
 }
 
-/// Predict and write one JSON line per input: `{"id", "label", "probability", "top_k"}`.
-pub fn predict(model: &Trained, inputs: &[Input], top_k: usize, out: &mut dyn Write) -> Result<()> {
+/// Predict and write one JSON line per input: `{"id", "label", "probability", "top_k"}`. Below
+/// `abstain_below` (the run's dev-chosen threshold, if it abstains) the label is `abstain`.
+pub fn predict(
+    model: &Trained,
+    inputs: &[Input],
+    top_k: usize,
+    abstain_below: Option<f64>,
+    out: &mut dyn Write,
+) -> Result<()> {
     let detector = PiiDetector::new();
     let norm = Normalise {
         mask: std::sync::Arc::new(|s: &str| s.to_string()),
@@ -136,7 +143,15 @@ pub fn predict(model: &Trained, inputs: &[Input], top_k: usize, out: &mut dyn Wr
                 .take(top_k)
                 .map(|&i| json!({"label": labels.get(i), "probability": p[i]}))
                 .collect();
-            let line = json!({"id": input.id, "label": labels.get(best), "probability": p.get(best), "top_k": top});
+            let confident =
+                abstain_below.is_none_or(|t| p.get(best).copied().unwrap_or(0.0) as f64 >= t);
+            let label = if confident {
+                labels.get(best).map(String::as_str)
+            } else {
+                Some(crate::run_stage::ABSTAIN)
+            };
+            let line =
+                json!({"id": input.id, "label": label, "probability": p.get(best), "top_k": top});
             writeln!(out, "{line}").map_err(|e| Error::io("stdout", e))?;
         }
     }

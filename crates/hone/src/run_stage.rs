@@ -126,23 +126,37 @@ struct Scored {
     proba: Vec<Vec<f32>>,
 }
 
-fn score(model: &Trained, texts: &[&str], gold_labels: &[&str]) -> Scored {
+/// The label a model answers with when it abstains; its class index is `labels.len()`.
+pub const ABSTAIN: &str = "abstain";
+
+fn score(model: &Trained, texts: &[&str], gold_labels: &[&str], threshold: Option<f64>) -> Scored {
     let labels = model.labels();
-    let index: BTreeMap<&str, u32> = labels
+    let mut index: BTreeMap<&str, u32> = labels
         .iter()
         .enumerate()
         .map(|(i, l)| (l.as_str(), i as u32))
         .collect();
+    index.entry(ABSTAIN).or_insert(labels.len() as u32);
     let proba = model.proba_batch(texts);
-    let pred: Vec<u32> = proba.iter().map(|p| argmax(p) as u32).collect();
-    let conf = proba
+    let conf: Vec<f64> = proba
         .iter()
         .map(|p| p.iter().copied().fold(0.0f32, f32::max) as f64)
+        .collect();
+    let pred: Vec<u32> = proba
+        .iter()
+        .zip(&conf)
+        .map(|(p, &c)| {
+            if threshold.is_some_and(|t| c < t) {
+                labels.len() as u32
+            } else {
+                argmax(p) as u32
+            }
+        })
         .collect();
     // A gold label the model never saw gets an index no prediction can match.
     let gold = gold_labels
         .iter()
-        .map(|l| index.get(l).copied().unwrap_or(labels.len() as u32))
+        .map(|l| index.get(l).copied().unwrap_or(labels.len() as u32 + 1))
         .collect();
     Scored {
         gold,
@@ -161,6 +175,58 @@ fn finite(x: f64) -> Value {
 }
 
 const BOOT_REPS: usize = 1000;
+
+/// The largest confidence threshold whose abstentions (counted as errors) cost at most `max_loss` of
+/// accuracy on the given (dev) predictions; `None` when there are none. Abstain when confidence < threshold.
+pub fn choose_abstain_threshold(conf: &[f64], correct: &[bool], max_loss: f64) -> Option<f64> {
+    let n = conf.len().min(correct.len());
+    if n == 0 {
+        return None;
+    }
+    // Abstaining below a threshold removes the least confident answers first; walk them in that order
+    // and stop before the correct answers given up exceed the budget.
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&a, &b| conf[a].total_cmp(&conf[b]));
+    let budget = (max_loss * n as f64 + 1e-9).floor() as usize;
+    let mut lost = 0usize;
+    let mut best = 0.0;
+    for (k, &i) in order.iter().enumerate() {
+        lost += usize::from(correct[i]);
+        if lost > budget {
+            break;
+        }
+        // Only a cut between two distinct confidences can be expressed as a threshold.
+        let next = order.get(k + 1).map_or(conf[i] + 1e-6, |&j| conf[j]);
+        if next > conf[i] {
+            best = (conf[i] + next) / 2.0;
+        }
+    }
+    Some(best)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::choose_abstain_threshold;
+
+    #[test]
+    fn abstention_threshold_spends_at_most_the_budget() {
+        // 10 answers; the three least confident are wrong, then a correct one at 0.5.
+        let conf = [0.1, 0.2, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99];
+        let correct = [
+            false, false, false, true, true, true, true, true, true, true,
+        ];
+        // No budget: abstain on the three wrong ones only (threshold between 0.3 and 0.5).
+        assert_eq!(choose_abstain_threshold(&conf, &correct, 0.0), Some(0.4));
+        // A budget of one correct answer in ten: also give up the one at 0.5.
+        assert_eq!(choose_abstain_threshold(&conf, &correct, 0.1), Some(0.55));
+        // Ties cannot be split: with equal confidences nothing below them is cut.
+        assert_eq!(
+            choose_abstain_threshold(&[0.5, 0.5], &[false, true], 0.0),
+            Some(0.0)
+        );
+        assert_eq!(choose_abstain_threshold(&[], &[], 0.01), None);
+    }
+}
 
 /// Metrics on one scored set: accuracy and macro-F1 with 95% bootstrap CIs, per class, confusion,
 /// calibration; for two classes also PR-AUC.
@@ -257,6 +323,7 @@ fn train_and_evaluate(
     kind: &str,
     name: &str,
     params: &Value,
+    abstain: bool,
     data: &Data,
     suites: &[SuiteCase],
     run_id: &str,
@@ -319,9 +386,22 @@ fn train_and_evaluate(
     };
     let train_wall = wall.elapsed().as_secs_f64();
     let train_cpu = cpu_seconds() - cpu0;
-    let n_classes = data.labels.len();
-    let dev_scored = score(&model, &dev_x, &golds(&data.dev));
-    let test_scored = score(&model, &texts(&data.test), &golds(&data.test));
+    let plain_dev = score(&model, &dev_x, &golds(&data.dev), None);
+    let threshold = if abstain {
+        let correct: Vec<bool> = plain_dev
+            .gold
+            .iter()
+            .zip(&plain_dev.pred)
+            .map(|(g, p)| g == p)
+            .collect();
+        choose_abstain_threshold(&plain_dev.conf, &correct, 0.01)
+    } else {
+        None
+    };
+    // With abstention the metrics get one more class, `abstain`, which counts as wrong on in-scope data.
+    let n_classes = data.labels.len() + usize::from(threshold.is_some());
+    let dev_scored = score(&model, &dev_x, &golds(&data.dev), threshold);
+    let test_scored = score(&model, &texts(&data.test), &golds(&data.test), threshold);
     let mut test_metrics = metrics(&test_scored, n_classes, seed);
     let dev_macro_f1 = hone_eval::macro_f1(&dev_scored.gold, &dev_scored.pred, n_classes);
     let dev_accuracy = hone_eval::accuracy(&dev_scored.gold, &dev_scored.pred);
@@ -349,7 +429,7 @@ fn train_and_evaluate(
     // Suites: accuracy per suite and per tag.
     let suite_texts: Vec<&str> = suites.iter().map(|c| c.text.as_str()).collect();
     let suite_golds: Vec<&str> = suites.iter().map(|c| c.label.as_str()).collect();
-    let suite_scored = score(&model, &suite_texts, &suite_golds);
+    let suite_scored = score(&model, &suite_texts, &suite_golds, threshold);
     let suite_correct: Vec<bool> = suite_scored
         .gold
         .iter()
@@ -415,17 +495,23 @@ fn train_and_evaluate(
             store.put_object(&bytes, "model")?,
         );
     }
+    let label_of = |p: u32| data.labels.get(p as usize).map_or(ABSTAIN, String::as_str);
     let predictions = json!({
         "labels": data.labels,
-        "test": data.test.iter().zip(&test_scored.pred).zip(&test_scored.conf).map(|((r, &p), &c)| json!([r.id, r.label, data.labels.get(p as usize), c])).collect::<Vec<_>>(),
-        "suites": suites.iter().zip(&suite_scored.pred).map(|(c, &p)| json!([c.id, c.label, data.labels.get(p as usize)])).collect::<Vec<_>>(),
+        "test": data.test.iter().zip(&test_scored.pred).zip(&test_scored.conf).map(|((r, &p), &c)| json!([r.id, r.label, label_of(p), c])).collect::<Vec<_>>(),
+        "suites": suites.iter().zip(&suite_scored.pred).map(|(c, &p)| json!([c.id, c.label, label_of(p)])).collect::<Vec<_>>(),
     });
     let predictions_obj = store.put_object(predictions.to_string().as_bytes(), "predictions")?;
     let record = json!({
         "name": name,
-        "labels": data.labels,
+        "labels": if threshold.is_some() { data.labels.iter().cloned().chain([ABSTAIN.to_string()]).collect::<Vec<_>>() } else { data.labels.clone() },
         "n": {"train": data.train.len(), "dev": data.dev.len(), "test": data.test.len(), "suites": suites.len()},
         "dev": {"accuracy": finite(dev_accuracy), "macro_f1": finite(dev_macro_f1)},
+        "abstain": threshold.map(|t| json!({
+            "threshold": t,
+            "dev_accuracy_without": hone_eval::accuracy(&plain_dev.gold, &plain_dev.pred),
+            "test_coverage": test_scored.pred.iter().filter(|&&p| (p as usize) < data.labels.len()).count() as f64 / test_scored.pred.len().max(1) as f64,
+        })),
         "test": test_metrics,
         "slices": slices,
         "suites": suites_json,
@@ -445,7 +531,7 @@ fn train_and_evaluate(
         version: version_id.to_string(),
         split: split_id.to_string(),
         seed: seed as i64,
-        config: json!({"kind": kind, "name": name, "params": params}),
+        config: json!({"kind": kind, "name": name, "params": params, "abstain": abstain}),
         hone_version: hone_core::HONE_VERSION.to_string(),
         record,
     })
@@ -578,13 +664,13 @@ pub fn run(
         labels,
     };
     let seed = project.config.split.seed;
-    let mut candidates: Vec<(String, String, Value)> =
-        vec![("majority".into(), "majority".into(), json!({}))];
+    let mut candidates: Vec<(String, String, Value, bool)> =
+        vec![("majority".into(), "majority".into(), json!({}), false)];
     for m in &project.config.models {
-        candidates.push((m.kind.clone(), m.name.clone(), model_params(m)?));
+        candidates.push((m.kind.clone(), m.name.clone(), model_params(m)?, m.abstain));
     }
     let mut runs = Vec::new();
-    for (kind, name, params) in candidates {
+    for (kind, name, params, abstain) in candidates {
         progress(Progress::Pass {
             name: &format!("train {name}"),
             index: runs.len(),
@@ -594,6 +680,7 @@ pub fn run(
             .part("kind", kind.as_bytes())
             .part("name", name.as_bytes())
             .part("params", params.to_string().as_bytes())
+            .part("abstain", &[u8::from(abstain)])
             .part("version", version.id.as_bytes())
             .part("split", split.row.id.as_bytes())
             .part("seed", &seed.to_le_bytes())
@@ -609,6 +696,7 @@ pub fn run(
             &kind,
             &name,
             &params,
+            abstain,
             &data,
             &suites,
             &run_id,
