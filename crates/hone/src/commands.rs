@@ -600,39 +600,8 @@ pub fn demo(ctx: &Context, dir: Option<PathBuf>, seed: u64) -> Result<u8> {
         "hone demo",
         &mut progress_printer(&pb),
     )?;
-    let lines = comparisons(&store, &out)?;
-    let report = hone_report::run::RunReport {
-        task: &project.config.task.name,
-        runs: out
-            .runs
-            .iter()
-            .map(|r| (r.row.id.as_str(), r.row.model.as_str(), &r.row.record))
-            .collect(),
-        chosen: out.chosen,
-        gates: out
-            .gates
-            .iter()
-            .map(|g| {
-                (
-                    g.metric.clone(),
-                    g.rule.clone(),
-                    g.value,
-                    g.pass,
-                    g.note.clone(),
-                )
-            })
-            .collect(),
-        comparisons: lines,
-        split_summary: &out.split.row.summary,
-    };
+    let (run_report, run_md) = write_run_report(&project, &store, &out)?;
     let chosen = &out.runs[out.chosen].row;
-    let run_report = project
-        .root
-        .join("reports")
-        .join(format!("run-{}.html", short(&chosen.id)));
-    write_atomic(&run_report, report.html().as_bytes())?;
-    let run_md = report.markdown();
-    write_atomic(&run_report.with_extension("md"), run_md.as_bytes())?;
     pb.finish_and_clear();
     let v = &cleaned.version;
     let caught: usize = manifest
@@ -790,18 +759,12 @@ fn comparisons(
     Ok(lines)
 }
 
-pub fn run(ctx: &Context, refreeze: Option<String>) -> Result<u8> {
-    let project = open_project(ctx)?;
-    let mut store = Store::open(&project.root)?;
-    let pb = ctx.spinner("running");
-    let out = hone::run_stage::run(
-        &project,
-        &mut store,
-        refreeze.as_deref(),
-        &command_line(),
-        &mut progress_printer(&pb),
-    )?;
-    let lines = comparisons(&store, &out)?;
+/// Write the HTML and Markdown run report of `out`; returns the HTML path and the Markdown.
+fn write_run_report(
+    project: &Project,
+    store: &Store,
+    out: &hone::run_stage::RunOutcome,
+) -> Result<(PathBuf, String)> {
     let report = hone_report::run::RunReport {
         task: &project.config.task.name,
         runs: out
@@ -823,7 +786,7 @@ pub fn run(ctx: &Context, refreeze: Option<String>) -> Result<u8> {
                 )
             })
             .collect(),
-        comparisons: lines,
+        comparisons: comparisons(store, out)?,
         split_summary: &out.split.row.summary,
     };
     let chosen = &out.runs[out.chosen].row;
@@ -835,6 +798,22 @@ pub fn run(ctx: &Context, refreeze: Option<String>) -> Result<u8> {
     write_atomic(&html_path, report.html().as_bytes())?;
     let md = report.markdown();
     write_atomic(&html_path.with_extension("md"), md.as_bytes())?;
+    Ok((html_path, md))
+}
+
+pub fn run(ctx: &Context, refreeze: Option<String>) -> Result<u8> {
+    let project = open_project(ctx)?;
+    let mut store = Store::open(&project.root)?;
+    let pb = ctx.spinner("running");
+    let out = hone::run_stage::run(
+        &project,
+        &mut store,
+        refreeze.as_deref(),
+        &command_line(),
+        &mut progress_printer(&pb),
+    )?;
+    let (html_path, md) = write_run_report(&project, &store, &out)?;
+    let chosen = &out.runs[out.chosen].row;
     pb.finish_and_clear();
     let code = if out.gates_pass() { 0 } else { 3 };
     if ctx.json {

@@ -144,6 +144,18 @@ pub fn current_key(project: &Project) -> Result<String> {
     version_key(project, &hashes, &resolve_as_of(project))
 }
 
+/// The near-duplicate settings of a policy (used by curation and by the contamination check alike).
+pub fn near_dup_config(p: &hone_core::config::PolicyConfig) -> NearDupConfig {
+    NearDupConfig {
+        shingle_words: p.shingle_words,
+        num_perm: p.minhash_permutations,
+        threshold: p.near_duplicate_jaccard,
+        short_text_words: p.short_text_words,
+        short_containment: p.short_text_containment,
+        seed: 1,
+    }
+}
+
 /// Build the passes for a project's policy.
 pub fn build_passes(
     project: &Project,
@@ -174,14 +186,7 @@ pub fn build_passes(
             as_of,
         }),
         Box::new(passes::NearDuplicateClusters {
-            config: NearDupConfig {
-                shingle_words: p.shingle_words,
-                num_perm: p.minhash_permutations,
-                threshold: p.near_duplicate_jaccard,
-                short_text_words: p.short_text_words,
-                short_containment: p.short_text_containment,
-                seed: 1,
-            },
+            config: near_dup_config(p),
         }),
         Box::new(passes::LabelConflicts {
             policy: p.label_conflicts,

@@ -204,30 +204,6 @@ pub fn choose_abstain_threshold(conf: &[f64], correct: &[bool], max_loss: f64) -
     Some(best)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::choose_abstain_threshold;
-
-    #[test]
-    fn abstention_threshold_spends_at_most_the_budget() {
-        // 10 answers; the three least confident are wrong, then a correct one at 0.5.
-        let conf = [0.1, 0.2, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99];
-        let correct = [
-            false, false, false, true, true, true, true, true, true, true,
-        ];
-        // No budget: abstain on the three wrong ones only (threshold between 0.3 and 0.5).
-        assert_eq!(choose_abstain_threshold(&conf, &correct, 0.0), Some(0.4));
-        // A budget of one correct answer in ten: also give up the one at 0.5.
-        assert_eq!(choose_abstain_threshold(&conf, &correct, 0.1), Some(0.55));
-        // Ties cannot be split: with equal confidences nothing below them is cut.
-        assert_eq!(
-            choose_abstain_threshold(&[0.5, 0.5], &[false, true], 0.0),
-            Some(0.0)
-        );
-        assert_eq!(choose_abstain_threshold(&[], &[], 0.01), None);
-    }
-}
-
 /// Metrics on one scored set: accuracy and macro-F1 with 95% bootstrap CIs, per class, confusion,
 /// calibration; for two classes also PR-AUC.
 fn metrics(s: &Scored, n_classes: usize, seed: u64) -> Value {
@@ -738,4 +714,28 @@ pub fn load_model(store: &Store, run: &RunRow) -> Result<Trained> {
         std::fs::write(&p, bytes).map_err(|e| Error::io(&p, e))?;
     }
     Trained::load(&run.kind, tmp.path())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::choose_abstain_threshold;
+
+    #[test]
+    fn abstention_threshold_spends_at_most_the_budget() {
+        // 10 answers; the three least confident are wrong, then a correct one at 0.5.
+        let conf = [0.1, 0.2, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99];
+        let correct = [
+            false, false, false, true, true, true, true, true, true, true,
+        ];
+        // No budget: abstain on the three wrong ones only (threshold between 0.3 and 0.5).
+        assert_eq!(choose_abstain_threshold(&conf, &correct, 0.0), Some(0.4));
+        // A budget of one correct answer in ten: also give up the one at 0.5.
+        assert_eq!(choose_abstain_threshold(&conf, &correct, 0.1), Some(0.55));
+        // Ties cannot be split: with equal confidences nothing below them is cut.
+        assert_eq!(
+            choose_abstain_threshold(&[0.5, 0.5], &[false, true], 0.0),
+            Some(0.0)
+        );
+        assert_eq!(choose_abstain_threshold(&[], &[], 0.01), None);
+    }
 }

@@ -7,7 +7,6 @@ use hone_core::config::{ContaminationPolicy, SourceRole};
 use hone_core::hash::KeyHasher;
 use hone_core::{Error, Record, Result};
 use hone_data::contamination::{ContaminationConfig, ContaminationPair, Item, check};
-use hone_data::near_dup::NearDupConfig;
 use hone_data::split::{FrozenRecord, Part, SplitSpec, frozen_hash, split};
 use hone_store::{SplitRow, Store, VersionRow};
 
@@ -95,14 +94,7 @@ pub fn run(
     let cfg = ContaminationConfig {
         ngram: p.contamination_ngram,
         ngram_share: p.contamination_ngram_share,
-        near: NearDupConfig {
-            shingle_words: p.shingle_words,
-            num_perm: p.minhash_permutations,
-            threshold: p.near_duplicate_jaccard,
-            short_text_words: p.short_text_words,
-            short_containment: p.short_text_containment,
-            seed: 1,
-        },
+        near: crate::curate::near_dup_config(p),
     };
     let suites_hash = {
         let mut h = KeyHasher::new();

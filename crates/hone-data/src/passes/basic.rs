@@ -139,19 +139,7 @@ impl Pass for Length {
             } else {
                 None
             };
-            match verdict {
-                Some((rule, reason)) => {
-                    *out.stats.entry(rule.to_string()).or_default() += 1;
-                    out.lineage.push(LineageEntry::new(
-                        &r,
-                        self.name(),
-                        Action::Drop,
-                        rule,
-                        reason,
-                    ));
-                }
-                None => out.kept.push(r),
-            }
+            out.keep_or_drop(r, self.name(), verdict);
         }
         Ok(out)
     }
@@ -255,19 +243,7 @@ impl Pass for Outdated {
             } else {
                 None
             };
-            match verdict {
-                Some((rule, reason)) => {
-                    *out.stats.entry(rule.to_string()).or_default() += 1;
-                    out.lineage.push(LineageEntry::new(
-                        &r,
-                        self.name(),
-                        Action::Drop,
-                        rule,
-                        reason,
-                    ));
-                }
-                None => out.kept.push(r),
-            }
+            out.keep_or_drop(r, self.name(), verdict);
         }
         Ok(out)
     }

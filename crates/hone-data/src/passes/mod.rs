@@ -30,6 +30,20 @@ pub struct PassOutput {
     pub stats: BTreeMap<String, u64>,
 }
 
+impl PassOutput {
+    /// Keep `record`, or drop it under `rule` with `reason` (counted in `stats` under the rule).
+    pub fn keep_or_drop(&mut self, record: Record, pass: &str, verdict: Option<(&str, String)>) {
+        match verdict {
+            Some((rule, reason)) => {
+                *self.stats.entry(rule.to_string()).or_default() += 1;
+                self.lineage
+                    .push(LineageEntry::new(&record, pass, Action::Drop, rule, reason));
+            }
+            None => self.kept.push(record),
+        }
+    }
+}
+
 /// One curation step.
 pub trait Pass: Send + Sync {
     /// Stable name, used in lineage and reports.
