@@ -5,11 +5,13 @@
 
 mod audit;
 mod objects;
+mod review;
 mod runs;
 mod schema;
 mod versions;
 
 pub use audit::{AuditEntry, AuditProblem, AuditReport};
+pub use review::{Decision, ScanRow};
 pub use runs::{FrozenTest, RunRow, SplitDrop, SplitRow};
 pub use versions::{NewVersion, VersionRow};
 

@@ -109,6 +109,27 @@ const MIGRATIONS: &[&str] = &[
         record TEXT NOT NULL
     );
     "#,
+    // 3: scans (label issues, poisoning) and review decisions.
+    r#"
+    CREATE TABLE scans (
+        id TEXT PRIMARY KEY,
+        seq INTEGER NOT NULL UNIQUE,
+        version TEXT NOT NULL REFERENCES versions(id),
+        created_at TEXT NOT NULL,
+        object TEXT NOT NULL REFERENCES objects(hash),
+        summary TEXT NOT NULL
+    );
+    CREATE TABLE review_decisions (
+        seq INTEGER PRIMARY KEY,
+        record_id TEXT NOT NULL,
+        decision TEXT NOT NULL,
+        label TEXT,
+        reviewer TEXT NOT NULL,
+        at TEXT NOT NULL,
+        note TEXT NOT NULL
+    );
+    CREATE INDEX review_decisions_record ON review_decisions(record_id);
+    "#,
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {

@@ -127,7 +127,12 @@ const FUNNEL_HEADERS: [&str; 7] = [
 pub fn data_check(ctx: &Context) -> Result<u8> {
     let project = open_project(ctx)?;
     let pb = ctx.spinner("checking");
-    let cur = curate::compute(&project, &mut progress_printer(&pb))?;
+    let decisions = if project.root.join(".hone/hone.db").is_file() {
+        curate::load_decisions(&Store::open_existing(&project.root)?)?
+    } else {
+        Default::default()
+    };
+    let cur = curate::compute(&project, &decisions, &mut progress_printer(&pb))?;
     pb.finish_and_clear();
     let passes = serde_json::to_value(&cur.reports)?;
     if ctx.json {
@@ -1013,5 +1018,212 @@ pub fn predict(
     hone::predict::predict(&model, &inputs, top_k.max(1), abstain_below, &mut w)?;
     use std::io::Write;
     w.flush()?;
+    Ok(0)
+}
+
+/// Check one decision against the latest version: the record exists, is not in the frozen test set, and
+/// a relabel names a known label.
+fn check_decision(
+    d: &hone_store::Decision,
+    known: &std::collections::HashMap<&str, &hone_core::Record>,
+    labels: &std::collections::BTreeSet<&str>,
+    frozen: &std::collections::HashSet<String>,
+) -> std::result::Result<(), String> {
+    if !known.contains_key(d.record_id.as_str()) {
+        return Err(format!(
+            "record `{}` is not in the latest dataset version",
+            d.record_id
+        ));
+    }
+    if frozen.contains(&d.record_id) {
+        return Err(format!(
+            "record `{}` is in the frozen test set; it changes only with `hone split --refreeze --reason`",
+            d.record_id
+        ));
+    }
+    match d.decision.as_str() {
+        "accept" | "drop" | "skip" => Ok(()),
+        "relabel" => match d.label.as_deref() {
+            Some(l) if labels.contains(l) => Ok(()),
+            Some(l) => Err(format!(
+                "unknown label `{l}` (known: {})",
+                labels.iter().copied().collect::<Vec<_>>().join(", ")
+            )),
+            None => Err("`relabel` needs a \"label\"".into()),
+        },
+        other => Err(format!(
+            "unknown decision `{other}` (accept, relabel, drop or skip)"
+        )),
+    }
+}
+
+pub fn review(ctx: &Context, from: Option<PathBuf>) -> Result<u8> {
+    use std::io::{BufRead, Write};
+    let project = open_project(ctx)?;
+    let mut store = Store::open_existing(&project.root)?;
+    let v = store.resolve_version(None)?;
+    let records = curate::load_records(&store, &v)?;
+    let known: std::collections::HashMap<&str, &hone_core::Record> =
+        records.iter().map(|r| (r.id.as_str(), r)).collect();
+    let labels: std::collections::BTreeSet<&str> =
+        records.iter().filter_map(|r| r.label.as_deref()).collect();
+    let frozen: std::collections::HashSet<String> = store
+        .frozen_test()?
+        .and_then(|f| f.records.as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|r| r["id"].as_str().map(String::from))
+        .collect();
+    let reviewer = hone::project::who();
+    let now = chrono::Utc::now().to_rfc3339();
+    let mut decisions = Vec::new();
+    if let Some(path) = from {
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        for (i, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            let bad = |reason: String| {
+                Error::BadRecord { file: path.clone(), line: i as u64 + 1, field: "decision".into(), reason, hint: "each line is {\"id\": ..., \"decision\": \"accept\" | \"relabel\" | \"drop\" | \"skip\", \"label\": ..., \"note\": ...}".into() }
+            };
+            let j: serde_json::Value =
+                serde_json::from_str(line).map_err(|e| bad(format!("invalid JSON: {e}")))?;
+            let d = hone_store::Decision {
+                record_id: j["id"]
+                    .as_str()
+                    .map(String::from)
+                    .ok_or_else(|| bad("missing \"id\"".into()))?,
+                decision: j["decision"]
+                    .as_str()
+                    .map(String::from)
+                    .ok_or_else(|| bad("missing \"decision\"".into()))?,
+                label: j["label"].as_str().map(String::from),
+                reviewer: reviewer.clone(),
+                at: now.clone(),
+                note: j["note"].as_str().unwrap_or("").to_string(),
+            };
+            check_decision(&d, &known, &labels, &frozen).map_err(bad)?;
+            decisions.push(d);
+        }
+    } else {
+        let scan = store.latest_scan()?.ok_or_else(|| Error::NotFound {
+            what: "scan",
+            name: "(latest)".into(),
+            hint: "run `hone data scan` first, or pass --from FILE".into(),
+        })?;
+        let suspects: Vec<serde_json::Value> =
+            serde_json::from_slice(&store.get_object(&scan.object)?)
+                .map_err(|e| Error::Store(format!("scan unreadable: {e}")))?;
+        let decided: std::collections::HashSet<String> = store
+            .decisions()?
+            .into_iter()
+            .map(|d| d.record_id)
+            .collect();
+        let queue: Vec<&serde_json::Value> = suspects
+            .iter()
+            .filter(|s| {
+                s["id"]
+                    .as_str()
+                    .is_some_and(|id| !decided.contains(id) && known.contains_key(id))
+            })
+            .collect();
+        let stdin = std::io::stdin();
+        let mut lines = stdin.lock().lines();
+        let mut out = std::io::stdout();
+        println!(
+            "{} flagged record(s) to review (a = accept the label, r = relabel, d = drop, s = skip, q = quit)",
+            queue.len()
+        );
+        for (n, s) in queue.iter().enumerate() {
+            let id = s["id"].as_str().unwrap_or("");
+            let r = known[id];
+            println!(
+                "\n[{}/{}] {id} ({}) label `{}`, suggested `{}`, score {:.3}\n  {}\n  evidence: {}",
+                n + 1,
+                queue.len(),
+                s["kind"].as_str().unwrap_or(""),
+                r.label.as_deref().unwrap_or(""),
+                s["suggested_label"].as_str().unwrap_or("-"),
+                s["score"].as_f64().unwrap_or(0.0),
+                clip(&r.text, 200),
+                s["evidence"].as_str().unwrap_or("")
+            );
+            let answer = loop {
+                print!("  [a/r/d/s/q] > ");
+                out.flush()?;
+                let Some(line) = lines.next().transpose()? else {
+                    break "q".to_string();
+                };
+                let a = line.trim().to_lowercase();
+                if ["a", "r", "d", "s", "q"].contains(&a.as_str()) {
+                    break a;
+                }
+                println!("  please answer a, r, d, s or q");
+            };
+            let decision = match answer.as_str() {
+                "q" => break,
+                "a" => ("accept", None),
+                "d" => ("drop", None),
+                "s" => ("skip", None),
+                _ => {
+                    let suggested = s["suggested_label"].as_str().unwrap_or("").to_string();
+                    print!("  new label [{suggested}] > ");
+                    out.flush()?;
+                    let typed = lines
+                        .next()
+                        .transpose()?
+                        .unwrap_or_default()
+                        .trim()
+                        .to_string();
+                    (
+                        "relabel",
+                        Some(if typed.is_empty() { suggested } else { typed }),
+                    )
+                }
+            };
+            let d = hone_store::Decision {
+                record_id: id.to_string(),
+                decision: decision.0.into(),
+                label: decision.1,
+                reviewer: reviewer.clone(),
+                at: now.clone(),
+                note: format!("scan {}", short(&scan.id)),
+            };
+            match check_decision(&d, &known, &labels, &frozen) {
+                Ok(()) => decisions.push(d),
+                Err(e) => println!("  not recorded: {e}"),
+            }
+        }
+    }
+    if decisions.is_empty() {
+        println!("no decisions recorded.");
+        return Ok(0);
+    }
+    store.put_decisions(&decisions, &reviewer, &command_line())?;
+    let out = curate::clean(&project, &mut store, &command_line(), &mut |_| {})?;
+    let counts = decisions.iter().fold(
+        std::collections::BTreeMap::<&str, u64>::new(),
+        |mut m, d| {
+            *m.entry(d.decision.as_str()).or_default() += 1;
+            m
+        },
+    );
+    if ctx.json {
+        print_json(
+            &json!({"decisions": counts, "reviewer": reviewer, "version": out.version.id, "cached": out.cached}),
+        );
+    } else {
+        println!(
+            "recorded {} decision(s) by {reviewer} ({}); dataset version {} applies them.",
+            decisions.len(),
+            counts
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            short(&out.version.id)
+        );
+    }
     Ok(0)
 }

@@ -80,9 +80,18 @@ fn version_key(
     project: &Project,
     file_hashes: &[String],
     as_of: &BTreeMap<String, NaiveDate>,
+    decisions: &Decisions,
 ) -> Result<String> {
     let c = &project.config;
     let mut h = KeyHasher::new();
+    if !decisions.is_empty() {
+        h.part(
+            "review",
+            serde_json::to_string(decisions)
+                .map_err(|e| Error::Internal(e.to_string()))?
+                .as_bytes(),
+        );
+    }
     h.part("hone", hone_core::HONE_VERSION.as_bytes());
     h.part("kind", format!("{:?}", c.task.kind).as_bytes());
     h.part(
@@ -132,7 +141,7 @@ fn resolve_as_of(project: &Project) -> BTreeMap<String, NaiveDate> {
 }
 
 /// The version id this project's current inputs would produce (hashes the source files only).
-pub fn current_key(project: &Project) -> Result<String> {
+pub fn current_key(project: &Project, decisions: &Decisions) -> Result<String> {
     let mut hashes = Vec::new();
     for s in &project.config.sources {
         let path = project.root.join(&s.path);
@@ -141,7 +150,7 @@ pub fn current_key(project: &Project) -> Result<String> {
         h.update_reader(f).map_err(|e| Error::io(&path, e))?;
         hashes.push(h.finalize().to_hex().to_string());
     }
-    version_key(project, &hashes, &resolve_as_of(project))
+    version_key(project, &hashes, &resolve_as_of(project), decisions)
 }
 
 /// The near-duplicate settings of a policy (used by curation and by the contamination check alike).
@@ -161,6 +170,7 @@ pub fn build_passes(
     project: &Project,
     detector: Arc<PiiDetector>,
     as_of: BTreeMap<String, NaiveDate>,
+    decisions: Decisions,
 ) -> Vec<Box<dyn Pass>> {
     let p = &project.config.policy;
     let mask_detector = detector.clone();
@@ -185,6 +195,7 @@ pub fn build_passes(
             max_age_days: p.max_age_days,
             as_of,
         }),
+        Box::new(passes::Review { decisions }),
         Box::new(passes::NearDuplicateClusters {
             config: near_dup_config(p),
         }),
@@ -199,7 +210,33 @@ pub fn build_passes(
 }
 
 /// Read all sources and run the passes, in memory.
-pub fn compute(project: &Project, progress: &mut dyn FnMut(Progress)) -> Result<Curation> {
+/// Reviewers' decisions, the latest per record id.
+pub type Decisions = BTreeMap<String, passes::ReviewDecision>;
+
+/// The decisions recorded in the store (empty when there is no store yet).
+pub fn load_decisions(store: &Store) -> Result<Decisions> {
+    Ok(store
+        .decisions()?
+        .into_iter()
+        .map(|d| {
+            (
+                d.record_id,
+                passes::ReviewDecision {
+                    decision: d.decision,
+                    label: d.label,
+                    reviewer: d.reviewer,
+                    note: d.note,
+                },
+            )
+        })
+        .collect())
+}
+
+pub fn compute(
+    project: &Project,
+    decisions: &Decisions,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Curation> {
     let c = &project.config;
     let detector = Arc::new(PiiDetector::new());
     let mask_detector = detector.clone();
@@ -267,8 +304,8 @@ pub fn compute(project: &Project, progress: &mut dyn FnMut(Progress)) -> Result<
             n_kept: 0,
         });
     }
-    let id = version_key(project, &file_hashes, &as_of)?;
-    let passes = build_passes(project, detector.clone(), as_of);
+    let id = version_key(project, &file_hashes, &as_of, decisions)?;
+    let passes = build_passes(project, detector.clone(), as_of, decisions.clone());
     let by_id: HashMap<String, Record> =
         records.iter().map(|r| (r.id.clone(), r.clone())).collect();
     let outcome = passes::run_passes(
@@ -354,14 +391,15 @@ pub fn clean(
     command: &str,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<CurateOutcome> {
-    let key = current_key(project)?;
+    let decisions = load_decisions(store)?;
+    let key = current_key(project, &decisions)?;
     if store.has_version(&key)? {
         return Ok(CurateOutcome {
             version: store.resolve_version(Some(&key))?,
             cached: true,
         });
     }
-    let cur = compute(project, progress)?;
+    let cur = compute(project, &decisions, progress)?;
     progress(Progress::Writing);
     let object = store.put_object(&hone_data::dataset::encode(&cur.records)?, "dataset")?;
     let removed_object = store.put_object(&hone_data::dataset::encode(&cur.removed)?, "removed")?;

@@ -87,6 +87,15 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         top_k: usize,
     },
+    /// Review flagged records (from `hone data scan`): accept, relabel, drop or skip; or apply a decisions file.
+    /// Decisions are audited with the reviewer's identity and applied as a new dataset version.
+    ///
+    /// Example: `hone review`, `hone review --from decisions.jsonl` (lines: {"id", "decision", "label", "note"})
+    Review {
+        /// Apply the decisions in this JSONL file instead of asking on the terminal.
+        #[arg(long, value_name = "FILE")]
+        from: Option<PathBuf>,
+    },
     /// Data: check, clean, inspect and report on dataset versions.
     #[command(subcommand)]
     Data(DataCommand),
@@ -180,6 +189,7 @@ fn main() -> ExitCode {
             commands::split(&ctx, refreeze.then_some(reason).flatten())
         }
         Command::Runs => commands::runs(&ctx),
+        Command::Review { from } => commands::review(&ctx, from),
         Command::Compare { a, b } => commands::compare(&ctx, &a, &b),
         Command::Predict {
             input,

@@ -12,11 +12,13 @@ mod basic;
 mod dedup;
 mod near_dup_pass;
 mod pii_pass;
+mod review;
 
 pub use basic::{Consent, Length, Normalise, Outdated};
 pub use dedup::{ExactDuplicates, LabelConflicts};
 pub use near_dup_pass::{NearDuplicateClusters, NearDuplicateDrop};
 pub use pii_pass::PiiMask;
+pub use review::{Review, ReviewDecision};
 
 /// A function that masks PII in a text; passes use it so that lineage never holds unmasked values.
 pub type Masker = Arc<dyn Fn(&str) -> String + Send + Sync>;

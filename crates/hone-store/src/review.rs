@@ -1,0 +1,178 @@
+//! Scans (the label-issue and poisoning finders' suspects, as an object) and review decisions (accept,
+//! relabel, drop, skip), each batch written with its audit entry in one transaction. The latest decision
+//! per record is the one curation applies.
+
+use hone_core::Result;
+use rusqlite::{OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+
+use crate::{Store, db_err};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScanRow {
+    pub id: String,
+    pub seq: i64,
+    pub version: String,
+    pub created_at: String,
+    /// Object holding the JSON list of suspects.
+    pub object: String,
+    pub summary: serde_json::Value,
+}
+
+/// A reviewer's decision about one record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    pub record_id: String,
+    /// `accept` (the label is right), `relabel`, `drop` or `skip`.
+    pub decision: String,
+    /// The new label, for `relabel`.
+    pub label: Option<String>,
+    pub reviewer: String,
+    pub at: String,
+    pub note: String,
+}
+
+impl Store {
+    /// Record a scan and its audit entry.
+    pub fn put_scan(
+        &mut self,
+        id: &str,
+        version: &str,
+        object: &str,
+        summary: &serde_json::Value,
+        who: &str,
+        command: &str,
+    ) -> Result<ScanRow> {
+        let tx = self.conn.transaction().map_err(db_err)?;
+        let exists = tx
+            .query_row("SELECT 1 FROM scans WHERE id = ?1", [id], |_| Ok(()))
+            .optional()
+            .map_err(db_err)?
+            .is_some();
+        if !exists {
+            let seq: i64 = tx
+                .query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM scans", [], |r| {
+                    r.get(0)
+                })
+                .map_err(db_err)?;
+            tx.execute("INSERT INTO scans(id, seq, version, created_at, object, summary) VALUES (?1, ?2, ?3, ?4, ?5, ?6)", params![id, seq, version, chrono::Utc::now().to_rfc3339(), object, summary.to_string()]).map_err(db_err)?;
+            crate::audit::append(
+                &tx,
+                who,
+                command,
+                &serde_json::json!({"version": version}),
+                &serde_json::json!({"scan": id, "object": object}),
+            )?;
+        }
+        tx.commit().map_err(db_err)?;
+        self.latest_scan()?
+            .ok_or_else(|| hone_core::Error::Internal("scan vanished after commit".into()))
+    }
+
+    /// The most recent scan, if any.
+    pub fn latest_scan(&self) -> Result<Option<ScanRow>> {
+        self.conn
+            .query_row("SELECT id, seq, version, created_at, object, summary FROM scans ORDER BY seq DESC LIMIT 1", [], |r| {
+                let summary: String = r.get(5)?;
+                Ok(ScanRow { id: r.get(0)?, seq: r.get(1)?, version: r.get(2)?, created_at: r.get(3)?, object: r.get(4)?, summary: serde_json::from_str(&summary).unwrap_or_default() })
+            })
+            .optional()
+            .map_err(db_err)
+    }
+
+    /// Record a batch of decisions with one audit entry naming the reviewer, atomically.
+    pub fn put_decisions(
+        &mut self,
+        decisions: &[Decision],
+        who: &str,
+        command: &str,
+    ) -> Result<()> {
+        let tx = self.conn.transaction().map_err(db_err)?;
+        for d in decisions {
+            tx.execute("INSERT INTO review_decisions(record_id, decision, label, reviewer, at, note) VALUES (?1, ?2, ?3, ?4, ?5, ?6)", params![d.record_id, d.decision, d.label, d.reviewer, d.at, d.note]).map_err(db_err)?;
+        }
+        let counts = decisions.iter().fold(
+            std::collections::BTreeMap::<&str, u64>::new(),
+            |mut m, d| {
+                *m.entry(d.decision.as_str()).or_default() += 1;
+                m
+            },
+        );
+        let hash = hone_core::hash::hash_bytes(&serde_json::to_vec(decisions).unwrap_or_default());
+        crate::audit::append(
+            &tx,
+            who,
+            command,
+            &serde_json::json!({"decisions": hash}),
+            &serde_json::json!({"counts": counts}),
+        )?;
+        tx.commit().map_err(db_err)
+    }
+
+    /// The latest decision per record (skips excluded), in record-id order.
+    pub fn decisions(&self) -> Result<Vec<Decision>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT record_id, decision, label, reviewer, at, note FROM review_decisions d WHERE seq = (SELECT MAX(seq) FROM review_decisions e WHERE e.record_id = d.record_id) AND decision != 'skip' ORDER BY record_id")
+            .map_err(db_err)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(Decision {
+                    record_id: r.get(0)?,
+                    decision: r.get(1)?,
+                    label: r.get(2)?,
+                    reviewer: r.get(3)?,
+                    at: r.get(4)?,
+                    note: r.get(5)?,
+                })
+            })
+            .map_err(db_err)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Decision;
+    use crate::Store;
+
+    fn d(id: &str, decision: &str, label: Option<&str>) -> Decision {
+        Decision {
+            record_id: id.into(),
+            decision: decision.into(),
+            label: label.map(String::from),
+            reviewer: "ana".into(),
+            at: "2026-11-24".into(),
+            note: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_latest_decision_per_record_wins_and_is_audited() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        s.put_decisions(
+            &[d("a", "drop", None), d("b", "relabel", Some("x"))],
+            "ana",
+            "hone review",
+        )
+        .unwrap();
+        s.put_decisions(
+            &[d("a", "accept", None), d("c", "skip", None)],
+            "bo",
+            "hone review",
+        )
+        .unwrap();
+        let got = s.decisions().unwrap();
+        assert_eq!(
+            got.iter()
+                .map(|x| (x.record_id.as_str(), x.decision.as_str()))
+                .collect::<Vec<_>>(),
+            vec![("a", "accept"), ("b", "relabel")]
+        );
+        let audit = s.audit_entries().unwrap();
+        assert_eq!(audit.len(), 2);
+        assert_eq!(audit[1].who, "bo");
+        assert!(s.verify_audit().unwrap().ok());
+    }
+}

@@ -1,0 +1,91 @@
+//! `hone review --from FILE`: decisions are checked against the latest version, audited with the reviewer,
+//! and applied as a new dataset version with lineage; the frozen test set cannot be edited this way.
+
+mod common;
+
+use common::{hone, stderr, stdout};
+
+#[test]
+fn decisions_file_makes_a_new_audited_version_and_spares_the_frozen_test() {
+    let dir = tempfile::tempdir().unwrap();
+    hone::demo::write_project(dir.path(), 7, 300).unwrap();
+    let toml = std::fs::read_to_string(dir.path().join("hone.toml"))
+        .unwrap()
+        .replace(
+            "on_bad_record = \"quarantine\"",
+            "on_bad_record = \"quarantine\"\ncontamination = \"drop_train\"",
+        );
+    std::fs::write(dir.path().join("hone.toml"), toml).unwrap();
+    assert!(matches!(
+        hone(dir.path(), &["run"]).status.code(),
+        Some(0) | Some(3)
+    ));
+    let show: serde_json::Value =
+        serde_json::from_slice(&hone(dir.path(), &["--json", "data", "show"]).stdout).unwrap();
+    let helpdesk: Vec<&serde_json::Value> = show
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["source"] == "helpdesk")
+        .collect();
+    let (a, b) = (
+        helpdesk[0]["id"].as_str().unwrap(),
+        helpdesk[1]["id"].as_str().unwrap(),
+    );
+    let new_label = if helpdesk[1]["label"] == "escalate" {
+        "card_lost"
+    } else {
+        "escalate"
+    };
+    let file = dir.path().join("decisions.jsonl");
+    std::fs::write(&file, format!("{{\"id\": \"{a}\", \"decision\": \"drop\", \"note\": \"spam\"}}\n{{\"id\": \"{b}\", \"decision\": \"relabel\", \"label\": \"{new_label}\"}}\n")).unwrap();
+    let o = hone(
+        dir.path(),
+        &["--json", "review", "--from", file.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["reviewer"], "test-user");
+    assert_eq!(v["cached"], false);
+    let why_a = stdout(&hone(dir.path(), &["data", "why", a]));
+    assert!(
+        why_a.contains("review_drop") && why_a.contains("reviewer test-user: spam"),
+        "{why_a}"
+    );
+    let why_b = stdout(&hone(dir.path(), &["data", "why", b]));
+    assert!(
+        why_b.contains("review_relabel") && why_b.contains(new_label),
+        "{why_b}"
+    );
+    let audit: serde_json::Value =
+        serde_json::from_slice(&hone(dir.path(), &["--json", "audit", "log"]).stdout).unwrap();
+    assert!(
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["who"] == "test-user" && e["command"].as_str().unwrap().contains("review"))
+    );
+    // The frozen test set is out of reach of review; the error names the file and line.
+    std::fs::write(&file, "{\"id\": \"test-00005\", \"decision\": \"drop\"}\n").unwrap();
+    let o = hone(dir.path(), &["review", "--from", file.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("decisions.jsonl:1:") && stderr(&o).contains("frozen test set"),
+        "{}",
+        stderr(&o)
+    );
+    // A relabel to an unknown label is refused too.
+    std::fs::write(
+        &file,
+        format!("{{\"id\": \"{b}\", \"decision\": \"relabel\", \"label\": \"nonsense\"}}\n"),
+    )
+    .unwrap();
+    assert!(
+        stderr(&hone(
+            dir.path(),
+            &["review", "--from", file.to_str().unwrap()]
+        ))
+        .contains("unknown label `nonsense`")
+    );
+}
