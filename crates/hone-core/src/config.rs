@@ -79,6 +79,28 @@ pub enum LabelConflictPolicy {
     Review,
 }
 
+/// What `hone data scan` does with suspected label errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LabelIssuePolicy {
+    /// List them for `hone review`.
+    #[default]
+    Flag,
+    /// Record a `drop` decision for each (reviewer: the policy).
+    Drop,
+    /// Record a `relabel` decision to the suggested label.
+    Relabel,
+}
+
+/// What `hone data scan` does with suspected poisoned records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PoisoningPolicy {
+    #[default]
+    Flag,
+    Drop,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum ContaminationPolicy {
@@ -114,6 +136,10 @@ pub struct PolicyConfig {
     pub label_conflicts: LabelConflictPolicy,
     pub contamination: ContaminationPolicy,
     pub on_bad_record: BadRecordPolicy,
+    /// `hone data scan`: flag suspected label errors for review (default), or drop / relabel them.
+    pub label_issues: LabelIssuePolicy,
+    /// `hone data scan`: flag suspected poisoned records for review (default), or drop them.
+    pub poisoning: PoisoningPolicy,
     /// Word shingle size for MinHash (default 5).
     pub shingle_words: usize,
     /// MinHash permutations (default 128).
@@ -144,6 +170,8 @@ impl Default for PolicyConfig {
             label_conflicts: LabelConflictPolicy::KeepMajority,
             contamination: ContaminationPolicy::Fail,
             on_bad_record: BadRecordPolicy::Quarantine,
+            label_issues: LabelIssuePolicy::Flag,
+            poisoning: PoisoningPolicy::Flag,
             shingle_words: 5,
             minhash_permutations: 128,
             short_text_words: 20,
@@ -624,6 +652,8 @@ const KNOWN_KEYS: &[&str] = &[
     "label_conflicts",
     "contamination",
     "on_bad_record",
+    "label_issues",
+    "poisoning",
     "shingle_words",
     "minhash_permutations",
     "short_text_words",

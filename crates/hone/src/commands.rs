@@ -1227,3 +1227,58 @@ pub fn review(ctx: &Context, from: Option<PathBuf>) -> Result<u8> {
     }
     Ok(0)
 }
+
+pub fn data_scan(ctx: &Context, limit: usize) -> Result<u8> {
+    let project = open_project(ctx)?;
+    let mut store = Store::open(&project.root)?;
+    let pb = ctx.spinner("scanning");
+    let out = hone::scan::run(
+        &project,
+        &mut store,
+        &command_line(),
+        &mut progress_printer(&pb),
+    )?;
+    pb.finish_and_clear();
+    if ctx.json {
+        println!("{}", serde_json::to_string(&out.suspects)?);
+        return Ok(0);
+    }
+    println!(
+        "scanned {} train/dev records: {} suspect(s) ({}); scan {}",
+        out.n_scanned,
+        out.suspects.len(),
+        out.scan.summary["by_kind"],
+        short(&out.scan.id)
+    );
+    let rows: Vec<Vec<String>> = out
+        .suspects
+        .iter()
+        .take(limit)
+        .map(|s| {
+            vec![
+                s.id.clone(),
+                s.kind.clone(),
+                s.label.clone(),
+                s.suggested_label.clone().unwrap_or_else(|| "-".into()),
+                format!("{:.3}", s.score),
+                clip(&s.evidence, 90),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table(
+            &["id", "kind", "label", "suggested", "score", "evidence"],
+            &rows
+        )
+    );
+    if out.auto_decisions > 0 {
+        println!(
+            "\nthe policy recorded {} decision(s); `hone data clean` (or `hone run`) applies them.",
+            out.auto_decisions
+        );
+    } else if !out.suspects.is_empty() {
+        println!("\nNext: `hone review` to accept, relabel or drop each one.");
+    }
+    Ok(0)
+}

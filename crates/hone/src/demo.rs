@@ -51,6 +51,8 @@ pub struct Manifest {
     /// Rows written per source.
     pub rows: BTreeMap<String, u64>,
     pub labels: Vec<String>,
+    /// Helpdesk records generated with a wrong intent (rushed labelling), for the label-issue finder.
+    pub label_noise: Vec<String>,
     /// Training records that are edited copies of official test records: `(train id, test id)`. Curation
     /// keeps them (they are in different sources); the contamination check must catch every one.
     pub leaks: Vec<(String, String)>,
@@ -450,12 +452,15 @@ pub fn write_project(dir: &Path, seed: u64, n_base: usize) -> Result<Manifest> {
         } else {
             // Rushed labelling: about 4% of helpdesk tickets carry a wrong intent (the official test set is
             // clean), as real exports do; finding them is the label-issue finder's job.
-            let label = if rng.chance(0.04) {
+            let noisy = if rng.chance(0.04) {
                 INTENTS[rng.below(INTENTS.len())].0
             } else {
                 label.as_str()
             };
-            helpdesk.push(mk(&mut rng, format!("T{i:05}"), label, text.clone()));
+            if noisy != label {
+                manifest.label_noise.push(format!("T{i:05}"));
+            }
+            helpdesk.push(mk(&mut rng, format!("T{i:05}"), noisy, text.clone()));
         }
     }
     let plant = |m: &mut Manifest, id: &str, rule: &'static str, value: Option<String>| {

@@ -7,5 +7,6 @@ pub mod demo;
 pub mod predict;
 pub mod project;
 pub mod run_stage;
+pub mod scan;
 pub mod split_stage;
 pub mod suites;

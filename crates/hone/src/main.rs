@@ -149,6 +149,14 @@ enum DataCommand {
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
+    /// Find suspected label errors and poisoned records in train/dev (never the frozen test set).
+    ///
+    /// Example: `hone data scan`, `hone data scan --json > suspects.json`, then `hone review`
+    Scan {
+        /// Show at most N suspects (table output only).
+        #[arg(long, default_value_t = 30)]
+        limit: usize,
+    },
     /// Write the HTML data report (and Markdown) of a dataset version; print the Markdown summary.
     ///
     /// Example: `hone data report` (writes reports/data-<version>.html)
@@ -206,6 +214,7 @@ fn main() -> ExitCode {
         Command::Data(DataCommand::Show { version, limit }) => {
             commands::data_show(&ctx, version.as_deref(), limit)
         }
+        Command::Data(DataCommand::Scan { limit }) => commands::data_scan(&ctx, limit),
         Command::Data(DataCommand::Report { version, out }) => {
             commands::data_report(&ctx, version.as_deref(), out)
         }
