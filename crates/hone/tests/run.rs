@@ -15,6 +15,15 @@ fn project(n_base: usize) -> (tempfile::TempDir, hone::demo::Manifest) {
     (dir, m)
 }
 
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
+    }
+    out
+}
+
 fn set_policy(dir: &Path, line: &str) {
     let p = dir.join("hone.toml");
     let t = std::fs::read_to_string(&p).unwrap().replace(
@@ -70,6 +79,15 @@ fn planted_leak_stops_training_with_a_clear_report() {
     set_policy(dir.path(), "contamination = \"drop_train\"");
     let v = run_json(dir.path());
     assert!(v["chosen"].is_string());
+    // The suite's private-data traps (a card number and an e-mail) never reach the store or a report.
+    for trap in ["4111 1111 1111 1111", "4111111111111111", "jane.doe@example.com"] {
+        for sub in [".hone", "reports"] {
+            for entry in walk(&dir.path().join(sub)) {
+                let bytes = std::fs::read(&entry).unwrap();
+                assert!(!String::from_utf8_lossy(&bytes).contains(trap), "{trap} leaked into {}", entry.display());
+            }
+        }
+    }
     for (train, test) in &m.leaks {
         let why = stdout(&hone(dir.path(), &["data", "why", train]));
         assert!(
