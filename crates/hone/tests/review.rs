@@ -95,9 +95,15 @@ fn interactive_review_reads_answers_from_stdin() {
     use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
     hone::demo::write_project(dir.path(), 7, 1200).unwrap();
-    let toml = std::fs::read_to_string(dir.path().join("hone.toml")).unwrap().replace("on_bad_record = \"quarantine\"", "on_bad_record = \"quarantine\"\ncontamination = \"drop_train\"");
+    let toml = std::fs::read_to_string(dir.path().join("hone.toml"))
+        .unwrap()
+        .replace(
+            "on_bad_record = \"quarantine\"",
+            "on_bad_record = \"quarantine\"\ncontamination = \"drop_train\"",
+        );
     std::fs::write(dir.path().join("hone.toml"), toml).unwrap();
-    let scan: Vec<serde_json::Value> = serde_json::from_slice(&hone(dir.path(), &["--json", "data", "scan"]).stdout).unwrap();
+    let scan: Vec<serde_json::Value> =
+        serde_json::from_slice(&hone(dir.path(), &["--json", "data", "scan"]).stdout).unwrap();
     assert!(scan.len() >= 2, "the demo has suspects to review");
     // Answer: drop the first, relabel the second to its suggestion (empty answer), then quit.
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hone"))
@@ -111,16 +117,51 @@ fn interactive_review_reads_answers_from_stdin() {
         .spawn()
         .unwrap();
     let second_is_label_issue = scan[1]["kind"] == "label_issue";
-    let answers = if second_is_label_issue { "d\nr\n\nq\n" } else { "d\nd\nq\n" };
-    child.stdin.take().unwrap().write_all(answers.as_bytes()).unwrap();
+    let answers = if second_is_label_issue {
+        "d\nr\n\nq\n"
+    } else {
+        "d\nd\nq\n"
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(answers.as_bytes())
+        .unwrap();
     let o = child.wait_with_output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stdout(&o).contains("recorded 2 decision(s) by reviewer-1"), "{}", stdout(&o));
-    let why = stdout(&hone(dir.path(), &["data", "why", scan[0]["id"].as_str().unwrap()]));
-    assert!(why.contains("review_drop") && why.contains("reviewer-1"), "{why}");
+    assert!(
+        stdout(&o).contains("recorded 2 decision(s) by reviewer-1"),
+        "{}",
+        stdout(&o)
+    );
+    let why = stdout(&hone(
+        dir.path(),
+        &["data", "why", scan[0]["id"].as_str().unwrap()],
+    ));
+    assert!(
+        why.contains("review_drop") && why.contains("reviewer-1"),
+        "{why}"
+    );
     // A second session starts after the decided ones.
-    let again = std::process::Command::new(env!("CARGO_BIN_EXE_hone")).arg("-C").arg(dir.path()).arg("review").stdin(std::process::Stdio::null()).output().unwrap();
-    let decided = [scan[0]["id"].as_str().unwrap(), scan[1]["id"].as_str().unwrap()];
-    let left = scan.iter().filter(|s| !decided.contains(&s["id"].as_str().unwrap())).count();
-    assert!(stdout(&again).contains(&format!("{left} flagged record(s) to review")), "{}", stdout(&again));
+    let again = std::process::Command::new(env!("CARGO_BIN_EXE_hone"))
+        .arg("-C")
+        .arg(dir.path())
+        .arg("review")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let decided = [
+        scan[0]["id"].as_str().unwrap(),
+        scan[1]["id"].as_str().unwrap(),
+    ];
+    let left = scan
+        .iter()
+        .filter(|s| !decided.contains(&s["id"].as_str().unwrap()))
+        .count();
+    assert!(
+        stdout(&again).contains(&format!("{left} flagged record(s) to review")),
+        "{}",
+        stdout(&again)
+    );
 }

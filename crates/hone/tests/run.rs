@@ -19,7 +19,11 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let p = e.path();
-        if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
+        if p.is_dir() {
+            out.extend(walk(&p))
+        } else {
+            out.push(p)
+        }
     }
     out
 }
@@ -80,11 +84,19 @@ fn planted_leak_stops_training_with_a_clear_report() {
     let v = run_json(dir.path());
     assert!(v["chosen"].is_string());
     // The suite's private-data traps (a card number and an e-mail) never reach the store or a report.
-    for trap in ["4111 1111 1111 1111", "4111111111111111", "jane.doe@example.com"] {
+    for trap in [
+        "4111 1111 1111 1111",
+        "4111111111111111",
+        "jane.doe@example.com",
+    ] {
         for sub in [".hone", "reports"] {
             for entry in walk(&dir.path().join(sub)) {
                 let bytes = std::fs::read(&entry).unwrap();
-                assert!(!String::from_utf8_lossy(&bytes).contains(trap), "{trap} leaked into {}", entry.display());
+                assert!(
+                    !String::from_utf8_lossy(&bytes).contains(trap),
+                    "{trap} leaked into {}",
+                    entry.display()
+                );
             }
         }
     }
