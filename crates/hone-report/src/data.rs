@@ -31,6 +31,8 @@ pub struct DataReport<'a> {
     pub summary: &'a Value,
     pub examples: Vec<Example>,
     pub quarantine: Vec<Example>,
+    /// Suspects of the latest `hone data scan` of this version (label issues, poisoning), if any.
+    pub suspects: Vec<Example>,
 }
 
 fn u(v: &Value, k: &str) -> u64 {
@@ -147,7 +149,22 @@ impl DataReport<'_> {
                 esc(&e.text)
             ));
         }
-        h.push_str("</table></body></html>\n");
+        h.push_str("</table>");
+        if !self.suspects.is_empty() {
+            h.push_str("<h2>Suspects from the latest scan</h2><p class=muted>Label issues and poisoning suspects in train/dev; `hone review` decides each.</p><table><tr><th>record</th><th>kind</th><th>label → suggested</th><th>evidence</th><th>text</th></tr>");
+            for e in &self.suspects {
+                h.push_str(&format!(
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    esc(&e.record_id),
+                    esc(&e.pass),
+                    esc(&e.rule),
+                    esc(&e.reason),
+                    esc(&e.text)
+                ));
+            }
+            h.push_str("</table>");
+        }
+        h.push_str("</body></html>\n");
         h
     }
 
@@ -237,8 +254,17 @@ mod tests {
                 text: "mail <EMAIL>".into(),
             }],
             quarantine: vec![],
+            suspects: vec![Example {
+                pass: "label_issue".into(),
+                rule: "a → b".into(),
+                record_id: "r7".into(),
+                source: "helpdesk".into(),
+                reason: "out-of-fold p = 0.02".into(),
+                text: "some text".into(),
+            }],
         };
         let html = r.html();
+        assert!(html.contains("Suspects from the latest scan") && html.contains("a → b"));
         assert!(
             html.contains("<svg")
                 && html.contains("after exact_duplicates")

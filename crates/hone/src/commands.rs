@@ -442,6 +442,36 @@ pub fn write_data_report(
             text: q.excerpt.clone(),
         })
         .collect();
+    let suspects = match store.latest_scan()? {
+        Some(scan) if scan.version == v.id => {
+            let list: Vec<serde_json::Value> =
+                serde_json::from_slice(&store.get_object(&scan.object)?).unwrap_or_default();
+            let text_of: std::collections::HashMap<String, String> =
+                curate::load_records(store, v)?
+                    .into_iter()
+                    .map(|r| (r.id, r.text))
+                    .collect();
+            list.iter()
+                .take(50)
+                .map(|x| {
+                    let id = x["id"].as_str().unwrap_or("").to_string();
+                    Example {
+                        pass: x["kind"].as_str().unwrap_or("").into(),
+                        rule: format!(
+                            "{} → {}",
+                            x["label"].as_str().unwrap_or(""),
+                            x["suggested_label"].as_str().unwrap_or("-")
+                        ),
+                        source: String::new(),
+                        reason: x["evidence"].as_str().unwrap_or("").into(),
+                        text: clip(text_of.get(&id).map(String::as_str).unwrap_or(""), 200),
+                        record_id: id,
+                    }
+                })
+                .collect()
+        }
+        _ => Vec::new(),
+    };
     let report = DataReport {
         task: &project.config.task.name,
         version_id: &v.id,
@@ -455,6 +485,7 @@ pub fn write_data_report(
         summary: &v.summary,
         examples,
         quarantine,
+        suspects,
     };
     let html_path = out.unwrap_or_else(|| {
         project
