@@ -627,30 +627,22 @@ pub fn write_project(dir: &Path, seed: u64, n_base: usize) -> Result<Manifest> {
     let mut n_rows = 0u64;
     for (i, r) in helpdesk.iter().enumerate() {
         if i % 150 == 75 {
-            line += 1;
-            csv.extend_from_slice(b"T-BAD1,only three,columns\n");
-            plant(
-                &mut manifest,
-                &format!("helpdesk-{line}"),
-                "quarantine",
-                None,
-            );
-            line += 1;
-            csv.extend_from_slice(b"T-BAD2,\"the date is nonsense\",refund_status,not-a-date,yes,payments,cust-0001\n");
-            plant(
-                &mut manifest,
-                &format!("helpdesk-{line}"),
-                "quarantine",
-                None,
-            );
-            line += 1;
-            csv.extend_from_slice(b"T-BAD3,invalid utf8 \xff\xfe here,refund_status,2025-01-01,yes,payments,cust-0001\n");
-            plant(
-                &mut manifest,
-                &format!("helpdesk-{line}"),
-                "quarantine",
-                None,
-            );
+            // Malformed rows: wrong column count, unparseable date, invalid UTF-8.
+            let bad_rows: [&[u8]; 3] = [
+                b"T-BAD1,only three,columns\n",
+                b"T-BAD2,\"the date is nonsense\",refund_status,not-a-date,yes,payments,cust-0001\n",
+                b"T-BAD3,invalid utf8 \xff\xfe here,refund_status,2025-01-01,yes,payments,cust-0001\n",
+            ];
+            for bad in bad_rows {
+                line += 1;
+                csv.extend_from_slice(bad);
+                plant(
+                    &mut manifest,
+                    &format!("helpdesk-{line}"),
+                    "quarantine",
+                    None,
+                );
+            }
             n_rows += 3;
         }
         line += 1;
