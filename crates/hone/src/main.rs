@@ -12,7 +12,13 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "hone", version, about = "Train small, task-specific models the careful way.", long_about = None)]
+#[command(
+    name = "hone",
+    version,
+    about = "Train small, task-specific models the careful way.",
+    long_about = None,
+    after_help = "Exit codes: 0 ok, 1 error, 2 usage or config error, 3 a success gate failed, 4 contamination found.\nStart with `hone demo`, or `hone init DIR` for your own project."
+)]
 struct Cli {
     /// Run as if started in DIR (hone.toml is searched upward from there).
     #[arg(short = 'C', long = "project", global = true, value_name = "DIR")]
