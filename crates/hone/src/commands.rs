@@ -1045,8 +1045,8 @@ pub fn predict(
     };
     let stdout = std::io::stdout();
     let mut w = std::io::BufWriter::new(stdout.lock());
-    let abstain_below = chosen.record["abstain"]["threshold"].as_f64();
-    hone::predict::predict(&model, &inputs, top_k.max(1), abstain_below, &mut w)?;
+    let rule = hone::predict::DecisionRule::of_run(&chosen.record);
+    hone::predict::predict(&model, &inputs, top_k.max(1), rule, &mut w)?;
     use std::io::Write;
     w.flush()?;
     Ok(0)

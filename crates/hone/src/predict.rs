@@ -112,13 +112,36 @@ pub fn read_inputs(name: &str, reader: impl BufRead) -> Result<Vec<Input>> {
     Ok(out)
 }
 
-/// Predict and write one JSON line per input: `{"id", "label", "probability", "top_k"}`. Below
-/// `abstain_below` (the run's dev-chosen threshold, if it abstains) the label is `abstain`.
+/// How the run decides, read from its record: abstention below a confidence, or a two-class threshold.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DecisionRule {
+    pub abstain_below: Option<f64>,
+    /// `(positive class index, threshold)`.
+    pub binary: Option<(usize, f64)>,
+}
+
+impl DecisionRule {
+    pub fn of_run(record: &serde_json::Value) -> DecisionRule {
+        let t = &record["test"]["threshold"];
+        DecisionRule {
+            abstain_below: record["abstain"]["threshold"].as_f64(),
+            binary: (t["applied"] == true).then(|| {
+                (
+                    t["positive_index"].as_u64().unwrap_or(1) as usize,
+                    t["chosen_on_dev"].as_f64().unwrap_or(0.5),
+                )
+            }),
+        }
+    }
+}
+
+/// Predict and write one JSON line per input: `{"id", "label", "probability", "top_k"}`, deciding as the
+/// run did on its test set (abstention below its threshold; the dev-chosen threshold for two classes).
 pub fn predict(
     model: &Trained,
     inputs: &[Input],
     top_k: usize,
-    abstain_below: Option<f64>,
+    rule: DecisionRule,
     out: &mut dyn Write,
 ) -> Result<()> {
     let detector = PiiDetector::new();
@@ -137,14 +160,22 @@ pub fn predict(
         for (input, p) in chunk_in.iter().zip(probs) {
             let mut order: Vec<usize> = (0..p.len()).collect();
             order.sort_by(|&a, &b| p[b].total_cmp(&p[a]).then(a.cmp(&b)));
-            let best = order.first().copied().unwrap_or(0);
+            let mut best = order.first().copied().unwrap_or(0);
+            if let Some((positive, t)) = rule.binary {
+                best = if p.get(positive).copied().unwrap_or(0.0) as f64 >= t {
+                    positive
+                } else {
+                    1 - positive.min(1)
+                };
+            }
             let top: Vec<serde_json::Value> = order
                 .iter()
                 .take(top_k)
                 .map(|&i| json!({"label": labels.get(i), "probability": p[i]}))
                 .collect();
-            let confident =
-                abstain_below.is_none_or(|t| p.get(best).copied().unwrap_or(0.0) as f64 >= t);
+            let confident = rule
+                .abstain_below
+                .is_none_or(|t| p.get(best).copied().unwrap_or(0.0) as f64 >= t);
             let label = if confident {
                 labels.get(best).map(String::as_str)
             } else {

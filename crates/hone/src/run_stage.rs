@@ -129,7 +129,18 @@ struct Scored {
 /// The label a model answers with when it abstains; its class index is `labels.len()`.
 pub const ABSTAIN: &str = "abstain";
 
-fn score(model: &Trained, texts: &[&str], gold_labels: &[&str], threshold: Option<f64>) -> Scored {
+/// How a model's probabilities become an answer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Decide {
+    /// The most probable label.
+    Argmax,
+    /// `abstain` below this confidence, else the most probable label.
+    Abstain(f64),
+    /// Two classes: `positive` when its probability reaches the dev-chosen threshold, else the other.
+    Binary { positive: usize, threshold: f64 },
+}
+
+fn score(model: &Trained, texts: &[&str], gold_labels: &[&str], decide: Decide) -> Scored {
     let labels = model.labels();
     let mut index: BTreeMap<&str, u32> = labels
         .iter()
@@ -145,12 +156,19 @@ fn score(model: &Trained, texts: &[&str], gold_labels: &[&str], threshold: Optio
     let pred: Vec<u32> = proba
         .iter()
         .zip(&conf)
-        .map(|(p, &c)| {
-            if threshold.is_some_and(|t| c < t) {
-                labels.len() as u32
-            } else {
-                argmax(p) as u32
+        .map(|(p, &c)| match decide {
+            Decide::Abstain(t) if c < t => labels.len() as u32,
+            Decide::Binary {
+                positive,
+                threshold,
+            } => {
+                if p.get(positive).copied().unwrap_or(0.0) as f64 >= threshold {
+                    positive as u32
+                } else {
+                    1 - positive as u32
+                }
             }
+            _ => argmax(p) as u32,
         })
         .collect();
     // A gold label the model never saw gets an index no prediction can match.
@@ -362,34 +380,64 @@ fn train_and_evaluate(
     };
     let train_wall = wall.elapsed().as_secs_f64();
     let train_cpu = cpu_seconds() - cpu0;
-    let plain_dev = score(&model, &dev_x, &golds(&data.dev), None);
-    let threshold = if abstain {
-        let correct: Vec<bool> = plain_dev
-            .gold
-            .iter()
-            .zip(&plain_dev.pred)
-            .map(|(g, p)| g == p)
-            .collect();
-        choose_abstain_threshold(&plain_dev.conf, &correct, 0.01)
-    } else {
-        None
+    let plain_dev = score(&model, &dev_x, &golds(&data.dev), Decide::Argmax);
+    let correct_dev: Vec<bool> = plain_dev
+        .gold
+        .iter()
+        .zip(&plain_dev.pred)
+        .map(|(g, p)| g == p)
+        .collect();
+    // Two classes: the rarer one in training is the positive class, and its decision threshold is the one
+    // that maximises its F1 on dev (never for the majority baseline, whose probabilities are constant).
+    let binary =
+        if data.labels.len() == 2 && !abstain && kind != "majority" && !plain_dev.gold.is_empty() {
+            let n_second = data
+                .train
+                .iter()
+                .filter(|r| r.label.as_deref() == Some(data.labels[1].as_str()))
+                .count();
+            let positive = if 2 * n_second <= data.train.len() {
+                1
+            } else {
+                0
+            };
+            let is_pos: Vec<bool> = plain_dev
+                .gold
+                .iter()
+                .map(|&g| g as usize == positive)
+                .collect();
+            let scores: Vec<f64> = plain_dev
+                .proba
+                .iter()
+                .map(|p| p.get(positive).copied().unwrap_or(0.0) as f64)
+                .collect();
+            let (t, f1) = hone_eval::best_threshold_f1(&scores, &is_pos);
+            t.is_finite().then_some((positive, t, f1))
+        } else {
+            None
+        };
+    let decide = match (abstain, binary) {
+        (true, _) => choose_abstain_threshold(&plain_dev.conf, &correct_dev, 0.01)
+            .map_or(Decide::Argmax, Decide::Abstain),
+        (false, Some((positive, threshold, _))) => Decide::Binary {
+            positive,
+            threshold,
+        },
+        _ => Decide::Argmax,
+    };
+    let threshold = match decide {
+        Decide::Abstain(t) => Some(t),
+        _ => None,
     };
     // With abstention the metrics get one more class, `abstain`, which counts as wrong on in-scope data.
     let n_classes = data.labels.len() + usize::from(threshold.is_some());
-    let dev_scored = score(&model, &dev_x, &golds(&data.dev), threshold);
-    let test_scored = score(&model, &texts(&data.test), &golds(&data.test), threshold);
+    let dev_scored = score(&model, &dev_x, &golds(&data.dev), decide);
+    let test_scored = score(&model, &texts(&data.test), &golds(&data.test), decide);
     let mut test_metrics = metrics(&test_scored, n_classes, seed);
     let dev_macro_f1 = hone_eval::macro_f1(&dev_scored.gold, &dev_scored.pred, n_classes);
     let dev_accuracy = hone_eval::accuracy(&dev_scored.gold, &dev_scored.pred);
-    if n_classes == 2 && !dev_scored.gold.is_empty() {
-        let pos: Vec<bool> = dev_scored.gold.iter().map(|&g| g == 1).collect();
-        let scores: Vec<f64> = dev_scored
-            .proba
-            .iter()
-            .map(|p| p.get(1).copied().unwrap_or(0.0) as f64)
-            .collect();
-        let (t, f1) = hone_eval::best_threshold_f1(&scores, &pos);
-        test_metrics["threshold"] = json!({"positive_label": data.labels[1], "chosen_on_dev": finite(t), "dev_f1": finite(f1)});
+    if let Some((positive, t, f1)) = binary {
+        test_metrics["threshold"] = json!({"positive_label": data.labels[positive], "positive_index": positive, "chosen_on_dev": finite(t), "dev_f1": finite(f1), "applied": decide != Decide::Argmax});
     }
     let correct: Vec<bool> = test_scored
         .gold
@@ -405,7 +453,7 @@ fn train_and_evaluate(
     // Suites: accuracy per suite and per tag.
     let suite_texts: Vec<&str> = suites.iter().map(|c| c.text.as_str()).collect();
     let suite_golds: Vec<&str> = suites.iter().map(|c| c.label.as_str()).collect();
-    let suite_scored = score(&model, &suite_texts, &suite_golds, threshold);
+    let suite_scored = score(&model, &suite_texts, &suite_golds, decide);
     let suite_correct: Vec<bool> = suite_scored
         .gold
         .iter()

@@ -307,3 +307,89 @@ fn a_changed_frozen_test_record_stops_the_run_until_refreeze() {
         Some(0) | Some(3)
     ));
 }
+
+#[test]
+fn binary_tasks_choose_and_apply_a_threshold_on_dev() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(
+        hone(
+            dir.path(),
+            &["init", dir.path().to_str().unwrap(), "--force"]
+        )
+        .status
+        .success()
+    );
+    let mut rng = hone::demo::Rng::new(3);
+    let ham = [
+        "see you at lunch",
+        "can you call me later",
+        "the meeting moved to friday",
+        "thanks for the photos",
+        "running late again",
+        "what time is dinner",
+        "happy birthday to your mum",
+        "did you get my message",
+    ];
+    let spam = [
+        "win a free cruise now",
+        "claim your prize call now",
+        "free entry txt win to",
+        "urgent your account won cash",
+        "cheap loans text yes now",
+    ];
+    let mut lines = String::new();
+    for i in 0..600 {
+        let is_spam = rng.chance(0.2);
+        let base = if is_spam {
+            rng.pick(&spam)
+        } else {
+            rng.pick(&ham)
+        };
+        let text = format!(
+            "{base} {} {}",
+            ["ok", "pls", "today", "x", "now", "lol", "soon"][rng.below(7)],
+            i
+        );
+        lines.push_str(&serde_json::json!({"id": format!("m{i}"), "text": text, "label": if is_spam { "spam" } else { "ham" }}).to_string());
+        lines.push('\n');
+    }
+    std::fs::write(dir.path().join("data/examples.jsonl"), lines).unwrap();
+    let v = run_json(dir.path());
+    let t = &v["metrics"]["threshold"];
+    assert_eq!(
+        t["positive_label"], "spam",
+        "the rarer class is positive: {t}"
+    );
+    assert_eq!(t["applied"], true);
+    let thr = t["chosen_on_dev"].as_f64().unwrap();
+    assert!(v["metrics"]["pr_auc"].as_f64().unwrap() > 0.9);
+    let input = dir.path().join("in.txt");
+    std::fs::write(
+        &input,
+        "claim your free prize now\nsee you at lunch tomorrow\n",
+    )
+    .unwrap();
+    let out: Vec<serde_json::Value> =
+        stdout(&hone(dir.path(), &["predict", input.to_str().unwrap()]))
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+    assert_eq!(out[0]["label"], "spam");
+    assert_eq!(out[1]["label"], "ham");
+    // The answer follows the threshold, not the argmax: the label is spam exactly when p(spam) >= threshold.
+    for o in &out {
+        let p_spam = o["top_k"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["label"] == "spam")
+            .unwrap()["probability"]
+            .as_f64()
+            .unwrap();
+        assert_eq!(
+            o["label"] == "spam",
+            p_spam >= thr,
+            "{o} vs threshold {thr}"
+        );
+    }
+}
