@@ -1,0 +1,623 @@
+//! A trainable BERT encoder on differentiable candle ops, with Hugging Face tensor names in a `VarMap`.
+//!
+//! Unlike candle-transformers' `BertModel` (inference only: its fused LayerNorm and softmax have no
+//! backward pass, its dropout is a no-op), every op here has a backward pass: LayerNorm is written out as
+//! mean/variance, softmax as max-subtracted `exp / sum`, GELU is candle's `gelu_erf` (exact, as Hugging
+//! Face's `"gelu"`) or `gelu` (tanh approximation, for `"gelu_new"`), dropout is a real seeded op.
+
+use std::path::Path;
+
+use candle_core::{D, DType, Device, Tensor};
+use candle_nn::VarMap;
+use hone_core::{Error, Result};
+
+use crate::config::{Activation, BertConfig};
+
+type CResult<T> = candle_core::Result<T>;
+
+/// candle's error without the backtrace candle attaches when `RUST_BACKTRACE` is set.
+fn strip_backtrace(e: candle_core::Error) -> candle_core::Error {
+    match e {
+        candle_core::Error::WithBacktrace { inner, .. } => strip_backtrace(*inner),
+        e => e,
+    }
+}
+
+pub(crate) fn candle_err(e: candle_core::Error) -> Error {
+    Error::Internal(format!("candle: {}", strip_backtrace(e)))
+}
+
+/// How token states become one vector per input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pooling {
+    /// Mean of the token states under the attention mask (sentence-transformers' default).
+    Mean,
+    /// The state of the first token (`[CLS]`).
+    Cls,
+}
+
+/// A small seeded generator (SplitMix64): dropout masks and random initialisation are reproducible.
+#[derive(Debug, Clone)]
+pub struct SeededRng {
+    state: u64,
+}
+
+impl SeededRng {
+    pub fn new(seed: u64) -> Self {
+        Self { state: seed }
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    pub fn uniform(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Standard normal (Box–Muller).
+    pub fn normal(&mut self) -> f64 {
+        let u1 = 1.0 - self.uniform();
+        let u2 = self.uniform();
+        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+    }
+}
+
+/// Training mode: dropout with a seeded mask. Pass `None` to [`BertEncoder::forward`] for eval mode
+/// (dropout is the identity).
+#[derive(Debug, Clone)]
+pub struct Dropout {
+    rng: SeededRng,
+}
+
+impl Dropout {
+    pub fn new(seed: u64) -> Self {
+        Self {
+            rng: SeededRng::new(seed),
+        }
+    }
+
+    /// `x * mask / (1 - p)` with `mask ~ Bernoulli(1 - p)`; the identity when `p == 0`.
+    pub fn apply(&mut self, x: &Tensor, p: f64) -> CResult<Tensor> {
+        if p <= 0.0 {
+            return Ok(x.clone());
+        }
+        let scale = (1.0 / (1.0 - p)) as f32;
+        let n = x.elem_count();
+        let mask: Vec<f32> = (0..n)
+            .map(|_| if self.rng.uniform() < p { 0.0 } else { scale })
+            .collect();
+        let mask = Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
+        x.mul(&mask)
+    }
+}
+
+fn maybe_dropout(d: Option<&mut Dropout>, x: Tensor, p: f64) -> CResult<Tensor> {
+    match d {
+        Some(d) => d.apply(&x, p),
+        None => Ok(x),
+    }
+}
+
+struct Linear {
+    weight: Tensor, // (out, in), as in PyTorch
+    bias: Tensor,   // (out,)
+}
+
+impl Linear {
+    fn forward(&self, x: &Tensor) -> CResult<Tensor> {
+        let dims = x.dims().to_vec();
+        let (last, lead) = dims
+            .split_last()
+            .ok_or_else(|| candle_core::Error::Msg("rank 0".into()))?;
+        let rows: usize = lead.iter().product();
+        let y = x
+            .reshape((rows, *last))?
+            .matmul(&self.weight.t()?)?
+            .broadcast_add(&self.bias)?;
+        let mut out = lead.to_vec();
+        out.push(self.bias.dim(0)?);
+        y.reshape(out)
+    }
+}
+
+struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f64,
+}
+
+impl LayerNorm {
+    /// `(x - mean) / sqrt(var + eps) * weight + bias` over the last dimension, from differentiable ops.
+    fn forward(&self, x: &Tensor, fast: bool) -> CResult<Tensor> {
+        if fast && x.dtype() == DType::F32 {
+            // candle's fused kernel: faster, but no backward pass (inference only).
+            return candle_nn::ops::layer_norm(
+                &x.contiguous()?,
+                &self.weight,
+                &self.bias,
+                self.eps as f32,
+            );
+        }
+        let mean = x.mean_keepdim(D::Minus1)?;
+        let centered = x.broadcast_sub(&mean)?;
+        let var = centered.sqr()?.mean_keepdim(D::Minus1)?;
+        let normed = centered.broadcast_div(&(var + self.eps)?.sqrt()?)?;
+        normed
+            .broadcast_mul(&self.weight)?
+            .broadcast_add(&self.bias)
+    }
+}
+
+/// Softmax over the last dimension as `exp(x - max) / sum`; the max is a constant shift (detached).
+fn softmax_last_dim(x: &Tensor) -> CResult<Tensor> {
+    let max = x.max_keepdim(D::Minus1)?.detach();
+    let e = x.broadcast_sub(&max)?.exp()?;
+    let sum = e.sum_keepdim(D::Minus1)?;
+    e.broadcast_div(&sum)
+}
+
+struct Layer {
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    attn_out: Linear,
+    attn_ln: LayerNorm,
+    intermediate: Linear,
+    output: Linear,
+    out_ln: LayerNorm,
+}
+
+/// A BERT encoder whose parameters live in a [`VarMap`] under Hugging Face names
+/// (`embeddings.word_embeddings.weight`, `encoder.layer.0.attention.self.query.weight`, ...).
+/// The pooler and pre-training heads are not part of it.
+pub struct BertEncoder {
+    config: BertConfig,
+    varmap: VarMap,
+    device: Device,
+    dtype: DType,
+    word: Tensor,
+    position: Tensor,
+    token_type: Tensor,
+    emb_ln: LayerNorm,
+    layers: Vec<Layer>,
+}
+
+/// Every parameter name and shape of a BERT encoder with this configuration.
+pub fn parameter_shapes(cfg: &BertConfig) -> Vec<(String, Vec<usize>)> {
+    let h = cfg.hidden_size;
+    let i = cfg.intermediate_size;
+    let mut v = vec![
+        (
+            "embeddings.word_embeddings.weight".to_string(),
+            vec![cfg.vocab_size, h],
+        ),
+        (
+            "embeddings.position_embeddings.weight".to_string(),
+            vec![cfg.max_position_embeddings, h],
+        ),
+        (
+            "embeddings.token_type_embeddings.weight".to_string(),
+            vec![cfg.type_vocab_size, h],
+        ),
+        ("embeddings.LayerNorm.weight".to_string(), vec![h]),
+        ("embeddings.LayerNorm.bias".to_string(), vec![h]),
+    ];
+    for l in 0..cfg.num_hidden_layers {
+        let p = format!("encoder.layer.{l}");
+        for (name, out, inp) in [
+            ("attention.self.query", h, h),
+            ("attention.self.key", h, h),
+            ("attention.self.value", h, h),
+            ("attention.output.dense", h, h),
+            ("intermediate.dense", i, h),
+            ("output.dense", h, i),
+        ] {
+            v.push((format!("{p}.{name}.weight"), vec![out, inp]));
+            v.push((format!("{p}.{name}.bias"), vec![out]));
+        }
+        for ln in ["attention.output.LayerNorm", "output.LayerNorm"] {
+            v.push((format!("{p}.{ln}.weight"), vec![h]));
+            v.push((format!("{p}.{ln}.bias"), vec![h]));
+        }
+    }
+    v
+}
+
+impl BertEncoder {
+    /// A freshly initialised encoder (Hugging Face's scheme: weights and embeddings ~ N(0, initializer_range),
+    /// biases 0, LayerNorm weight 1), reproducible from `seed`.
+    pub fn new_random(config: &BertConfig, device: &Device, seed: u64) -> Result<Self> {
+        Self::build(config, device, DType::F32, Some(&mut SeededRng::new(seed)))
+    }
+
+    /// Creates every parameter; weights are random with `rng`, zeros without (to be loaded).
+    fn build(
+        config: &BertConfig,
+        device: &Device,
+        dtype: DType,
+        mut rng: Option<&mut SeededRng>,
+    ) -> Result<Self> {
+        let varmap = VarMap::new();
+        for (name, shape) in parameter_shapes(config) {
+            let t = if name.ends_with("LayerNorm.weight") {
+                Tensor::ones(shape, DType::F32, device)
+            } else if name.ends_with(".bias") {
+                Tensor::zeros(shape, DType::F32, device)
+            } else if let Some(rng) = rng.as_deref_mut() {
+                let n: usize = shape.iter().product();
+                let vals: Vec<f32> = (0..n)
+                    .map(|_| (rng.normal() * config.initializer_range) as f32)
+                    .collect();
+                Tensor::from_vec(vals, shape, device)
+            } else {
+                Tensor::zeros(shape, DType::F32, device)
+            }
+            .and_then(|t| t.to_dtype(dtype))
+            .map_err(candle_err)?;
+            let var = candle_core::Var::from_tensor(&t).map_err(candle_err)?;
+            varmap
+                .data()
+                .lock()
+                .map_err(|_| Error::Internal("varmap lock poisoned".into()))?
+                .insert(name, var);
+        }
+        Self::from_varmap(config, varmap, device, dtype)
+    }
+
+    /// Loads the encoder from a Hugging Face `model.safetensors` (tensor names with or without the
+    /// `bert.` prefix; other tensors such as the pooler are ignored; f16/bf16 weights become f32).
+    pub fn load(config: &BertConfig, weights: &Path, device: &Device) -> Result<Self> {
+        Self::load_with_dtype(config, weights, device, DType::F32)
+    }
+
+    /// [`BertEncoder::load`] with parameters and computation in `dtype` (`F64` serves as a numerical
+    /// reference; training and inference use `F32`).
+    pub fn load_with_dtype(
+        config: &BertConfig,
+        weights: &Path,
+        device: &Device,
+        dtype: DType,
+    ) -> Result<Self> {
+        if !matches!(dtype, DType::F32 | DType::F64) {
+            return Err(Error::Usage(format!(
+                "unsupported dtype {dtype:?} (use f32 or f64)"
+            )));
+        }
+        let enc = Self::build(config, device, dtype, None)?;
+        enc.load_weights(weights)?;
+        Ok(enc)
+    }
+
+    /// Overwrites every parameter with the tensor of the same name in `weights`.
+    pub fn load_weights(&self, weights: &Path) -> Result<()> {
+        std::fs::metadata(weights).map_err(|e| Error::io(weights, e))?;
+        let tensors = candle_core::safetensors::load(weights, &self.device).map_err(|e| {
+            Error::io(
+                weights,
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("not a readable safetensors file: {e}"),
+                ),
+            )
+        })?;
+        let data = self
+            .varmap
+            .data()
+            .lock()
+            .map_err(|_| Error::Internal("varmap lock poisoned".into()))?;
+        let mut names: Vec<&String> = data.keys().collect();
+        names.sort();
+        for name in names {
+            let var = &data[name];
+            let t = tensors
+                .get(name.as_str())
+                .or_else(|| tensors.get(&format!("bert.{name}")))
+                .ok_or_else(|| Error::NotFound {
+                    what: "tensor",
+                    name: format!("{name} in {}", weights.display()),
+                    hint: "the weights do not match this config.json (is it a BERT checkpoint?)"
+                        .into(),
+                })?;
+            if t.dims() != var.dims() {
+                return Err(Error::Config {
+                    path: weights.to_path_buf(),
+                    line: 0,
+                    col: 0,
+                    message: format!(
+                        "tensor {name} has shape {:?}, config.json implies {:?}",
+                        t.dims(),
+                        var.dims()
+                    ),
+                    hint: "use the config.json that came with these weights".into(),
+                });
+            }
+            let t = t.to_dtype(self.dtype).map_err(candle_err)?;
+            var.set(&t).map_err(candle_err)?;
+        }
+        Ok(())
+    }
+
+    /// Writes every parameter to a safetensors file under its Hugging Face name.
+    pub fn save_weights(&self, path: &Path) -> Result<()> {
+        self.varmap.save(path).map_err(|e| {
+            Error::io(
+                path,
+                std::io::Error::other(format!("cannot write safetensors: {e}")),
+            )
+        })
+    }
+
+    fn from_varmap(
+        config: &BertConfig,
+        varmap: VarMap,
+        device: &Device,
+        dtype: DType,
+    ) -> Result<Self> {
+        let get = |name: &str| -> Result<Tensor> {
+            let data = varmap
+                .data()
+                .lock()
+                .map_err(|_| Error::Internal("varmap lock poisoned".into()))?;
+            data.get(name)
+                .map(|v| v.as_tensor().clone())
+                .ok_or_else(|| Error::Internal(format!("parameter {name} missing from the varmap")))
+        };
+        let linear = |p: &str| -> Result<Linear> {
+            Ok(Linear {
+                weight: get(&format!("{p}.weight"))?,
+                bias: get(&format!("{p}.bias"))?,
+            })
+        };
+        let ln = |p: &str| -> Result<LayerNorm> {
+            Ok(LayerNorm {
+                weight: get(&format!("{p}.weight"))?,
+                bias: get(&format!("{p}.bias"))?,
+                eps: config.layer_norm_eps,
+            })
+        };
+        let mut layers = Vec::with_capacity(config.num_hidden_layers);
+        for l in 0..config.num_hidden_layers {
+            let p = format!("encoder.layer.{l}");
+            layers.push(Layer {
+                query: linear(&format!("{p}.attention.self.query"))?,
+                key: linear(&format!("{p}.attention.self.key"))?,
+                value: linear(&format!("{p}.attention.self.value"))?,
+                attn_out: linear(&format!("{p}.attention.output.dense"))?,
+                attn_ln: ln(&format!("{p}.attention.output.LayerNorm"))?,
+                intermediate: linear(&format!("{p}.intermediate.dense"))?,
+                output: linear(&format!("{p}.output.dense"))?,
+                out_ln: ln(&format!("{p}.output.LayerNorm"))?,
+            });
+        }
+        Ok(Self {
+            word: get("embeddings.word_embeddings.weight")?,
+            position: get("embeddings.position_embeddings.weight")?,
+            token_type: get("embeddings.token_type_embeddings.weight")?,
+            emb_ln: ln("embeddings.LayerNorm")?,
+            layers,
+            config: config.clone(),
+            varmap,
+            device: device.clone(),
+            dtype,
+        })
+    }
+
+    pub fn config(&self) -> &BertConfig {
+        &self.config
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The parameters (for an optimizer: `AdamW::new(enc.varmap().all_vars(), ..)`).
+    pub fn varmap(&self) -> &VarMap {
+        &self.varmap
+    }
+
+    /// Last hidden states `(batch, seq, hidden)`, differentiable end to end.
+    ///
+    /// `input_ids` `(batch, seq)` u32; `token_type_ids` defaults to zeros; `attention_mask` `(batch, seq)`
+    /// (1 = token, 0 = padding; any dtype) defaults to all ones. `dropout`: `Some` = training mode.
+    pub fn forward(
+        &self,
+        input_ids: &Tensor,
+        token_type_ids: Option<&Tensor>,
+        attention_mask: Option<&Tensor>,
+        mut dropout: Option<&mut Dropout>,
+    ) -> Result<Tensor> {
+        self.check_inputs(input_ids, token_type_ids, attention_mask)?;
+        self.forward_inner(
+            input_ids,
+            token_type_ids,
+            attention_mask,
+            &mut dropout,
+            false,
+        )
+        .map_err(candle_err)
+    }
+
+    /// Eval-mode last hidden states through candle's fused LayerNorm and softmax (~1.4x faster on CPU).
+    /// No gradient reaches the encoder through this path: use it for embeddings of a frozen encoder
+    /// and for evaluation, never for fine-tuning. Agrees with [`BertEncoder::forward`] to f32 rounding.
+    pub fn forward_inference(
+        &self,
+        input_ids: &Tensor,
+        token_type_ids: Option<&Tensor>,
+        attention_mask: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        self.check_inputs(input_ids, token_type_ids, attention_mask)?;
+        self.forward_inner(input_ids, token_type_ids, attention_mask, &mut None, true)
+            .map(|t| t.detach())
+            .map_err(candle_err)
+    }
+
+    fn check_inputs(
+        &self,
+        input_ids: &Tensor,
+        token_type_ids: Option<&Tensor>,
+        attention_mask: Option<&Tensor>,
+    ) -> Result<()> {
+        let (b, s) = input_ids
+            .dims2()
+            .map_err(|e| Error::Usage(format!("input_ids must be (batch, seq): {e}")))?;
+        if s > self.config.max_position_embeddings {
+            return Err(Error::Usage(format!(
+                "sequence length {s} exceeds max_position_embeddings {}",
+                self.config.max_position_embeddings
+            )));
+        }
+        for (what, t) in [
+            ("token_type_ids", token_type_ids),
+            ("attention_mask", attention_mask),
+        ] {
+            if let Some(t) = t
+                && t.dims() != [b, s]
+            {
+                return Err(Error::Usage(format!(
+                    "{what} has shape {:?}, input_ids has [{b}, {s}]",
+                    t.dims()
+                )));
+            }
+        }
+        let max_id = |t: &Tensor| -> Result<u32> {
+            if t.elem_count() == 0 {
+                return Ok(0);
+            }
+            t.to_dtype(DType::U32)
+                .and_then(|t| t.flatten_all())
+                .and_then(|t| t.max(0))
+                .and_then(|t| t.to_scalar::<u32>())
+                .map_err(candle_err)
+        };
+        let id = max_id(input_ids)?;
+        if id as usize >= self.config.vocab_size {
+            return Err(Error::Usage(format!(
+                "token id {id} is outside the vocabulary ({} ids)",
+                self.config.vocab_size
+            )));
+        }
+        if let Some(t) = token_type_ids {
+            let id = max_id(t)?;
+            if id as usize >= self.config.type_vocab_size {
+                return Err(Error::Usage(format!(
+                    "token type id {id} is outside type_vocab_size {}",
+                    self.config.type_vocab_size
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn forward_inner(
+        &self,
+        input_ids: &Tensor,
+        token_type_ids: Option<&Tensor>,
+        attention_mask: Option<&Tensor>,
+        dropout: &mut Option<&mut Dropout>,
+        fast: bool,
+    ) -> CResult<Tensor> {
+        let cfg = &self.config;
+        let (b, s) = input_ids.dims2()?;
+        let h = cfg.hidden_size;
+        let ids = input_ids.to_dtype(DType::U32)?;
+        let words = self
+            .word
+            .index_select(&ids.flatten_all()?, 0)?
+            .reshape((b, s, h))?;
+        let types = match token_type_ids {
+            Some(t) => t.to_dtype(DType::U32)?,
+            None => Tensor::zeros((b, s), DType::U32, &self.device)?,
+        };
+        let types = self
+            .token_type
+            .index_select(&types.flatten_all()?, 0)?
+            .reshape((b, s, h))?;
+        let pos = self.position.narrow(0, 0, s)?;
+        let x = (words + types)?.broadcast_add(&pos)?;
+        let x = self.emb_ln.forward(&x, fast)?;
+        let mut x = maybe_dropout(dropout.as_deref_mut(), x, cfg.hidden_dropout_prob)?;
+
+        // Additive mask (batch, 1, 1, seq): 0 for tokens, f32::MIN for padding (as Hugging Face).
+        let mask = match attention_mask {
+            Some(m) => m.to_dtype(self.dtype)?,
+            None => Tensor::ones((b, s), self.dtype, &self.device)?,
+        };
+        let additive = ((1.0 - mask)? * f64::from(f32::MIN))?.reshape((b, 1, 1, s))?;
+
+        let nh = cfg.num_attention_heads;
+        let hd = cfg.head_size();
+        let scale = 1.0 / (hd as f64).sqrt();
+        for layer in &self.layers {
+            let heads = |t: Tensor| -> CResult<Tensor> {
+                t.reshape((b, s, nh, hd))?.transpose(1, 2)?.contiguous()
+            };
+            let q = heads(layer.query.forward(&x)?)?;
+            let k = heads(layer.key.forward(&x)?)?;
+            let v = heads(layer.value.forward(&x)?)?;
+            let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&additive)?;
+            let probs = if fast {
+                candle_nn::ops::softmax_last_dim(&scores)?
+            } else {
+                softmax_last_dim(&scores)?
+            };
+            let probs = maybe_dropout(
+                dropout.as_deref_mut(),
+                probs,
+                cfg.attention_probs_dropout_prob,
+            )?;
+            let ctx = probs
+                .matmul(&v)?
+                .transpose(1, 2)?
+                .contiguous()?
+                .reshape((b, s, h))?;
+            let a = layer.attn_out.forward(&ctx)?;
+            let a = maybe_dropout(dropout.as_deref_mut(), a, cfg.hidden_dropout_prob)?;
+            let a = layer.attn_ln.forward(&(a + &x)?, fast)?;
+            let f = layer.intermediate.forward(&a)?;
+            let f = match cfg.hidden_act {
+                Activation::GeluErf => f.gelu_erf()?,
+                Activation::GeluTanh => f.gelu()?,
+                Activation::Relu => f.relu()?,
+            };
+            let f = layer.output.forward(&f)?;
+            let f = maybe_dropout(dropout.as_deref_mut(), f, cfg.hidden_dropout_prob)?;
+            x = layer.out_ln.forward(&(f + &a)?, fast)?;
+        }
+        Ok(x)
+    }
+}
+
+/// One vector per input `(batch, hidden)` from last hidden states `(batch, seq, hidden)`.
+/// `attention_mask` `(batch, seq)` (any dtype) is required for [`Pooling::Mean`].
+pub fn pool(hidden: &Tensor, attention_mask: &Tensor, pooling: Pooling) -> Result<Tensor> {
+    let r = match pooling {
+        Pooling::Cls => hidden.narrow(1, 0, 1).and_then(|t| t.squeeze(1)),
+        Pooling::Mean => (|| {
+            let m = attention_mask.to_dtype(hidden.dtype())?.unsqueeze(2)?;
+            let sum = hidden.broadcast_mul(&m)?.sum(1)?;
+            let count = m.sum(1)?.clamp(1e-9, f64::INFINITY)?;
+            sum.broadcast_div(&count)
+        })(),
+    };
+    r.map_err(candle_err)
+}
+
+/// Divides each row by its L2 norm (rows of zeros stay zero).
+pub fn l2_normalize(x: &Tensor) -> Result<Tensor> {
+    (|| {
+        let norm = x
+            .sqr()?
+            .sum_keepdim(D::Minus1)?
+            .sqrt()?
+            .clamp(1e-12, f64::INFINITY)?;
+        x.broadcast_div(&norm)
+    })()
+    .map_err(candle_err)
+}
