@@ -5,6 +5,7 @@ pub mod config;
 pub mod error;
 pub mod hash;
 pub mod record;
+pub mod rng;
 
 pub use config::Config;
 pub use error::{Error, Result};

@@ -541,11 +541,7 @@ pub fn scan(
 
 /// splitmix64, for the power iteration's start vector.
 fn splitmix(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+    hone_core::rng::splitmix64(state)
 }
 
 /// Outcome of the spectral check on one group of vectors.
