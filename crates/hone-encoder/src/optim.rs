@@ -327,6 +327,17 @@ mod tests {
         )
         .unwrap();
         let mut fused = FusedAdamW::new(vec![("w.weight".into(), b.clone())], cfg).unwrap();
+        let dist = |v: &Var| -> f32 {
+            (v.as_tensor() - &target)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+        };
+        let before = dist(&b);
         for _ in 0..25 {
             let la = (a.as_tensor() - &target)
                 .unwrap()
@@ -355,16 +366,8 @@ mod tests {
             .to_scalar::<f32>()
             .unwrap();
         assert!(d < 1e-6, "fused and stock AdamW differ by {d}");
-        // And it moved: the update is not a no-op.
-        let moved = (b.as_tensor() - &target)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        assert!(moved < 6.0);
+        // And it moved towards the target: the update is not a no-op.
+        assert!(dist(&b) < before - 1.0, "{} -> {}", before, dist(&b));
     }
 
     #[test]
