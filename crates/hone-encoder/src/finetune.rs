@@ -397,7 +397,8 @@ pub fn finetune(
             y.len()
         )));
     }
-    if cfg.batch_size == 0 || cfg.grad_accum == 0 || !cfg.batch_size.is_multiple_of(cfg.grad_accum) {
+    if cfg.batch_size == 0 || cfg.grad_accum == 0 || !cfg.batch_size.is_multiple_of(cfg.grad_accum)
+    {
         return Err(Error::Usage(format!(
             "batch_size ({}) must be a positive multiple of grad_accum ({})",
             cfg.batch_size, cfg.grad_accum

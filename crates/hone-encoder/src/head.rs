@@ -111,12 +111,7 @@ type LossGrad<'a> = dyn Fn(&[f64]) -> Result<(f64, Vec<f64>)> + 'a;
 
 /// Minimises `f` from `theta` by L-BFGS (history 10, backtracking Armijo line search).
 /// Returns the iterations used.
-fn lbfgs(
-    f: &LossGrad<'_>,
-    theta: &mut [f64],
-    max_iter: usize,
-    tol: f64,
-) -> Result<usize> {
+fn lbfgs(f: &LossGrad<'_>, theta: &mut [f64], max_iter: usize, tol: f64) -> Result<usize> {
     const M: usize = 10;
     let (mut fx, mut g) = f(theta)?;
     let mut s_hist: Vec<Vec<f64>> = Vec::new();
