@@ -54,12 +54,6 @@ impl Pretrained {
         }
         let tokenizer = TextTokenizer::from_file(&tok_p, max_length)?;
         let encoder = BertEncoder::load(&config, &w_p, &Device::Cpu)?;
-        let mut h = blake3::Hasher::new();
-        for p in [&cfg_p, &tok_p, &w_p] {
-            let bytes = std::fs::read(p).map_err(|e| Error::io(p, e))?;
-            h.update(&(bytes.len() as u64).to_le_bytes());
-            h.update(&bytes);
-        }
         let tensors = candle_core::safetensors::load(&w_p, &Device::Cpu).map_err(candle_err)?;
         let find = |n: &str| {
             tensors
@@ -79,10 +73,28 @@ impl Pretrained {
             config,
             encoder,
             tokenizer,
-            fingerprint: h.finalize().to_hex().to_string(),
+            fingerprint: fingerprint(dir)?,
             pooler,
         })
     }
+}
+
+/// blake3 over a model directory's config.json, tokenizer.json and model.safetensors.
+pub fn fingerprint(dir: &Path) -> Result<String> {
+    let mut h = blake3::Hasher::new();
+    for name in ["config.json", "tokenizer.json", "model.safetensors"] {
+        let p = dir.join(name);
+        let bytes = std::fs::read(&p).map_err(|e| {
+            Error::NotFound {
+                what: "model file",
+                name: format!("{} ({e})", p.display()),
+                hint: "an encoder path must be a Hugging Face model directory with config.json, tokenizer.json and model.safetensors (scripts/get-minilm fetches all-MiniLM-L6-v2)".into(),
+            }
+        })?;
+        h.update(&(bytes.len() as u64).to_le_bytes());
+        h.update(&bytes);
+    }
+    Ok(h.finalize().to_hex().to_string())
 }
 
 /// Row-major embeddings and how many inputs were truncated.

@@ -68,7 +68,8 @@ pub struct NgramConfig {
     pub refit_epochs: usize,
     /// Seed of the dev carve and of the per-epoch example order (default 42).
     pub seed: u64,
-    /// Worker threads for featurisation, training and batch prediction; 0 = all cores (default 0).
+    /// Worker threads for featurisation, training and batch prediction; 0 = `RAYON_NUM_THREADS` when set
+    /// (`hone --threads N` sets it), else all cores (default 0).
     /// Training is deterministic for a seed whatever this is: threads split the one-vs-rest classes, and
     /// every class sees the same example order, so the weights are bit-identical for any thread count.
     pub threads: usize,
@@ -153,7 +154,12 @@ impl NgramConfig {
 
     fn n_threads(&self) -> usize {
         if self.threads == 0 {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
+            // `hone --threads N` sets RAYON_NUM_THREADS, which candle's kernels also follow.
+            std::env::var("RAYON_NUM_THREADS")
+                .ok()
+                .and_then(|v| v.parse::<usize>().ok())
+                .filter(|&n| n > 0)
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         } else {
             self.threads
         }

@@ -4,6 +4,7 @@
 //! store that opens and reads.
 
 mod audit;
+mod embeddings;
 mod objects;
 mod review;
 mod runs;

@@ -130,6 +130,14 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX review_decisions_record ON review_decisions(record_id);
     "#,
+    // 4: the embedding cache: one vector per (model + settings, text), content-addressed by that key.
+    r#"
+    CREATE TABLE embeddings (
+        key TEXT PRIMARY KEY,
+        dim INTEGER NOT NULL,
+        vector BLOB NOT NULL
+    );
+    "#,
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {

@@ -26,6 +26,9 @@ struct Cli {
     /// Print machine-readable JSON on stdout instead of tables; no progress bars.
     #[arg(long, global = true)]
     json: bool,
+    /// CPU threads for training and inference (default: every core; also RAYON_NUM_THREADS).
+    #[arg(long, global = true, value_name = "N")]
+    threads: Option<usize>,
     #[command(subcommand)]
     command: Command,
 }
@@ -187,8 +190,26 @@ enum AuditCommand {
     Log,
 }
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// mimalloc's `mi_option_purge_delay` (index 15 in mimalloc.h, v2 and v3).
+const MI_OPTION_PURGE_DELAY: i32 = 15;
+
 fn main() -> ExitCode {
+    // Training frees and re-allocates the same large tensors every step; handing them back to the OS
+    // makes each step page-fault them in again (MiniLM step at one thread: 4.75 s -> 3.07 s without it).
+    // SAFETY: a process-wide allocator option, set before any other thread exists.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
     let cli = Cli::parse();
+    if let Some(n) = cli.threads {
+        if n == 0 {
+            eprintln!("error: --threads must be at least 1");
+            return ExitCode::from(2);
+        }
+        // SAFETY: no other thread has been started yet; candle and the ngram model read it later.
+        unsafe { std::env::set_var("RAYON_NUM_THREADS", n.to_string()) };
+    }
     let ctx = ui::Context {
         json: cli.json,
         start: cli.project.clone().unwrap_or_else(|| PathBuf::from(".")),

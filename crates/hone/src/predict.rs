@@ -156,7 +156,7 @@ pub fn predict(
     let labels = model.labels();
     for (chunk_in, chunk_text) in inputs.chunks(4096).zip(prepared.chunks(4096)) {
         let texts: Vec<&str> = chunk_text.iter().map(String::as_str).collect();
-        let probs = model.proba_batch(&texts);
+        let probs = model.proba_batch(&texts)?;
         for (input, p) in chunk_in.iter().zip(probs) {
             let mut order: Vec<usize> = (0..p.len()).collect();
             order.sort_by(|&a, &b| p[b].total_cmp(&p[a]).then(a.cmp(&b)));

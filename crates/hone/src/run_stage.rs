@@ -13,6 +13,7 @@ use hone_core::hash::KeyHasher;
 use hone_core::{Error, Record, Result};
 use hone_data::pii::PiiDetector;
 use hone_data::split::Part;
+use hone_encoder::model::{EmbeddingCache, EncoderModel, EncoderParams, Method};
 use hone_model::{MajorityModel, NgramConfig, NgramModel};
 use hone_store::{RunRow, Store};
 use serde_json::{Value, json};
@@ -26,6 +27,7 @@ use crate::suites::{self, SuiteCase};
 pub enum Trained {
     Ngram(Box<NgramModel>),
     Majority(MajorityModel),
+    Encoder(Box<EncoderModel>),
 }
 
 impl Trained {
@@ -33,30 +35,35 @@ impl Trained {
         match self {
             Trained::Ngram(m) => m.labels(),
             Trained::Majority(m) => m.labels(),
+            Trained::Encoder(m) => m.labels(),
         }
     }
-    pub fn proba(&self, text: &str) -> Vec<f32> {
+    pub fn proba(&self, text: &str) -> Result<Vec<f32>> {
         match self {
-            Trained::Ngram(m) => m.predict_proba(text),
-            Trained::Majority(m) => m.predict_proba(text),
+            Trained::Ngram(m) => Ok(m.predict_proba(text)),
+            Trained::Majority(m) => Ok(m.predict_proba(text)),
+            Trained::Encoder(m) => Ok(m.predict_proba_batch(&[text])?.pop().unwrap_or_default()),
         }
     }
-    pub fn proba_batch(&self, texts: &[&str]) -> Vec<Vec<f32>> {
+    pub fn proba_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
         match self {
-            Trained::Ngram(m) => m.predict_proba_batch(texts),
-            Trained::Majority(m) => m.predict_proba_batch(texts),
+            Trained::Ngram(m) => Ok(m.predict_proba_batch(texts)),
+            Trained::Majority(m) => Ok(m.predict_proba_batch(texts)),
+            Trained::Encoder(m) => m.predict_proba_batch(texts),
         }
     }
     pub fn save(&self, dir: &Path) -> Result<()> {
         match self {
             Trained::Ngram(m) => m.save(dir),
             Trained::Majority(m) => m.save(dir),
+            Trained::Encoder(m) => m.save(dir),
         }
     }
     pub fn load(kind: &str, dir: &Path) -> Result<Trained> {
         match kind {
             "ngram" => Ok(Trained::Ngram(Box::new(NgramModel::load(dir)?))),
             "majority" => Ok(Trained::Majority(MajorityModel::load(dir)?)),
+            "encoder" => Ok(Trained::Encoder(Box::new(EncoderModel::load(dir)?))),
             other => Err(Error::Usage(format!("unknown model kind `{other}`"))),
         }
     }
@@ -140,7 +147,7 @@ enum Decide {
     Binary { positive: usize, threshold: f64 },
 }
 
-fn score(model: &Trained, texts: &[&str], gold_labels: &[&str], decide: Decide) -> Scored {
+fn score(model: &Trained, texts: &[&str], gold_labels: &[&str], decide: Decide) -> Result<Scored> {
     let labels = model.labels();
     let mut index: BTreeMap<&str, u32> = labels
         .iter()
@@ -148,7 +155,7 @@ fn score(model: &Trained, texts: &[&str], gold_labels: &[&str], decide: Decide) 
         .map(|(i, l)| (l.as_str(), i as u32))
         .collect();
     index.entry(ABSTAIN).or_insert(labels.len() as u32);
-    let proba = model.proba_batch(texts);
+    let proba = model.proba_batch(texts)?;
     let conf: Vec<f64> = proba
         .iter()
         .map(|p| p.iter().copied().fold(0.0f32, f32::max) as f64)
@@ -176,12 +183,12 @@ fn score(model: &Trained, texts: &[&str], gold_labels: &[&str], decide: Decide) 
         .iter()
         .map(|l| index.get(l).copied().unwrap_or(labels.len() as u32 + 1))
         .collect();
-    Scored {
+    Ok(Scored {
         gold,
         pred,
         conf,
         proba,
-    }
+    })
 }
 
 fn ci_json(c: &hone_eval::Ci) -> Value {
@@ -305,8 +312,112 @@ fn golds<'a>(rs: &[&'a Record]) -> Vec<&'a str> {
         .collect()
 }
 
-fn model_params(m: &ModelConfig) -> Result<Value> {
-    serde_json::to_value(&m.params).map_err(|e| Error::Internal(e.to_string()))
+/// A model's params as stored with its run. For `encoder` models they also carry `path`, `method`,
+/// `pooling` and the base model's fingerprint, so that new weights under the same path are a new run.
+fn model_params(project: &Project, m: &ModelConfig) -> Result<Value> {
+    let mut v = serde_json::to_value(&m.params).map_err(|e| Error::Internal(e.to_string()))?;
+    if m.kind == "encoder" {
+        let path = m.path.clone().ok_or_else(|| {
+            Error::Usage(format!(
+                "[[model]] `{}`: kind = \"encoder\" needs path = \"DIR\" (a Hugging Face model directory; scripts/get-minilm fetches all-MiniLM-L6-v2)",
+                m.name
+            ))
+        })?;
+        let fp = hone_encoder::embed::fingerprint(&encoder_dir(project, &path))?;
+        v["path"] = json!(path);
+        v["method"] = json!(m.method.clone().unwrap_or_else(|| "frozen".into()));
+        v["pooling"] = json!(m.pooling.clone().unwrap_or_else(|| "mean".into()));
+        v["base_fingerprint"] = json!(fp);
+    }
+    Ok(v)
+}
+
+/// The embedding cache kept in the store.
+struct StoreCache<'a>(&'a Store);
+
+impl EmbeddingCache for StoreCache<'_> {
+    fn get(&mut self, keys: &[String]) -> Result<std::collections::HashMap<String, Vec<f32>>> {
+        self.0.get_embeddings(keys)
+    }
+    fn put(&mut self, rows: &[(String, Vec<f32>)]) -> Result<()> {
+        self.0.put_embeddings(rows)
+    }
+}
+
+/// The model directory of an `encoder` model, relative paths from the project root.
+pub fn encoder_dir(project: &Project, path: &str) -> std::path::PathBuf {
+    let p = Path::new(path);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        project.root.join(p)
+    }
+}
+
+/// Trains an `encoder` model: `params` carries `path`, `method`, `pooling` and the [`EncoderParams`].
+#[allow(clippy::too_many_arguments)]
+fn fit_encoder(
+    store: &Store,
+    project: &Project,
+    name: &str,
+    params: &Value,
+    data: &Data,
+    train_x: &[&str],
+    train_y: &[u32],
+    dev_x: &[&str],
+    dev_y: &[u32],
+    seed: u64,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<(EncoderModel, Value)> {
+    let mut rest = params.as_object().cloned().unwrap_or_default();
+    let take = |rest: &mut serde_json::Map<String, Value>, k: &str| -> Option<String> {
+        rest.remove(k).and_then(|v| v.as_str().map(str::to_string))
+    };
+    let path = take(&mut rest, "path").ok_or_else(|| {
+        Error::Usage(format!(
+            "[[model]] `{name}`: kind = \"encoder\" needs path = \"DIR\" (a Hugging Face model directory; scripts/get-minilm fetches all-MiniLM-L6-v2)"
+        ))
+    })?;
+    let method: Method = take(&mut rest, "method")
+        .unwrap_or_else(|| "frozen".into())
+        .parse()
+        .map_err(|e: Error| Error::Usage(format!("[[model]] `{name}`: {e}")))?;
+    let pooling = hone_encoder::model::parse_pooling(
+        &take(&mut rest, "pooling").unwrap_or_else(|| "mean".into()),
+    )
+    .map_err(|e| Error::Usage(format!("[[model]] `{name}`: {e}")))?;
+    rest.remove("base_fingerprint");
+    let mut p: EncoderParams = serde_json::from_value(Value::Object(rest))
+        .map_err(|e| Error::Usage(format!("[[model]] `{name}`: bad params: {e}")))?;
+    if params.pointer("/finetune/seed").is_none() {
+        p.finetune.seed = seed;
+    }
+    if params.pointer("/contrastive/seed").is_none() {
+        p.contrastive.seed = seed;
+    }
+    let dir = encoder_dir(project, &path);
+    let base = hone_encoder::Pretrained::load(&dir, p.max_length)?;
+    let dev = (!dev_x.is_empty()).then_some((dev_x, dev_y));
+    let mut cache = StoreCache(store);
+    let label = format!("train {name}");
+    EncoderModel::fit(
+        base,
+        method,
+        pooling,
+        &p,
+        &data.labels,
+        train_x,
+        train_y,
+        dev,
+        &mut cache,
+        &mut |what, done, total| {
+            progress(Progress::Pass {
+                name: &format!("{label}: {what} {done}/{total}"),
+                index: done as usize,
+                total: total as usize,
+            })
+        },
+    )
 }
 
 /// Train one model and evaluate it; returns the run row to store.
@@ -324,6 +435,7 @@ fn train_and_evaluate(
     split_id: &str,
     version_id: &str,
     seed: u64,
+    progress: &mut dyn FnMut(Progress),
 ) -> Result<RunRow> {
     let index: BTreeMap<&str, u32> = data
         .labels
@@ -372,15 +484,24 @@ fn train_and_evaluate(
                 serde_json::to_value(&report).unwrap_or_default(),
             )
         }
+        "encoder" => {
+            let (m, report) = fit_encoder(
+                store, project, name, params, data, &train_x, &train_y, &dev_x, &dev_y, seed,
+                progress,
+            )?;
+            let mut report = report;
+            report["test_truncated"] = json!(m.count_truncated(&texts(&data.test))?);
+            (Trained::Encoder(Box::new(m)), report)
+        }
         other => {
             return Err(Error::Usage(format!(
-                "[[model]] `{name}`: unknown kind `{other}` (this hone knows `ngram`; `majority` runs beside every model)"
+                "[[model]] `{name}`: unknown kind `{other}` (this hone knows `ngram` and `encoder`; `majority` runs beside every model)"
             )));
         }
     };
     let train_wall = wall.elapsed().as_secs_f64();
     let train_cpu = cpu_seconds() - cpu0;
-    let plain_dev = score(&model, &dev_x, &golds(&data.dev), Decide::Argmax);
+    let plain_dev = score(&model, &dev_x, &golds(&data.dev), Decide::Argmax)?;
     let correct_dev: Vec<bool> = plain_dev
         .gold
         .iter()
@@ -431,8 +552,8 @@ fn train_and_evaluate(
     };
     // With abstention the metrics get one more class, `abstain`, which counts as wrong on in-scope data.
     let n_classes = data.labels.len() + usize::from(threshold.is_some());
-    let dev_scored = score(&model, &dev_x, &golds(&data.dev), decide);
-    let test_scored = score(&model, &texts(&data.test), &golds(&data.test), decide);
+    let dev_scored = score(&model, &dev_x, &golds(&data.dev), decide)?;
+    let test_scored = score(&model, &texts(&data.test), &golds(&data.test), decide)?;
     let mut test_metrics = metrics(&test_scored, n_classes, seed);
     let dev_macro_f1 = hone_eval::macro_f1(&dev_scored.gold, &dev_scored.pred, n_classes);
     let dev_accuracy = hone_eval::accuracy(&dev_scored.gold, &dev_scored.pred);
@@ -453,7 +574,7 @@ fn train_and_evaluate(
     // Suites: accuracy per suite and per tag.
     let suite_texts: Vec<&str> = suites.iter().map(|c| c.text.as_str()).collect();
     let suite_golds: Vec<&str> = suites.iter().map(|c| c.label.as_str()).collect();
-    let suite_scored = score(&model, &suite_texts, &suite_golds, decide);
+    let suite_scored = score(&model, &suite_texts, &suite_golds, decide)?;
     let suite_correct: Vec<bool> = suite_scored
         .gold
         .iter()
@@ -472,12 +593,12 @@ fn train_and_evaluate(
     let n_probe = (test_x.len() * 5).min(500);
     for t in test_x.iter().cycle().take(n_probe) {
         let s = Instant::now();
-        std::hint::black_box(model.proba(t));
+        std::hint::black_box(model.proba(t)?);
         lat.push(s.elapsed().as_secs_f64() * 1e6);
     }
     let latency = hone_eval::percentiles(&mut lat);
     let tb = Instant::now();
-    std::hint::black_box(model.proba_batch(&test_x));
+    std::hint::black_box(model.proba_batch(&test_x)?);
     let batch_s = tb.elapsed().as_secs_f64().max(1e-9);
     let throughput = test_x.len() as f64 / batch_s;
     let costs = &project.config.costs;
@@ -687,7 +808,12 @@ pub fn run(
     let mut candidates: Vec<(String, String, Value, bool)> =
         vec![("majority".into(), "majority".into(), json!({}), false)];
     for m in &project.config.models {
-        candidates.push((m.kind.clone(), m.name.clone(), model_params(m)?, m.abstain));
+        candidates.push((
+            m.kind.clone(),
+            m.name.clone(),
+            model_params(project, m)?,
+            m.abstain,
+        ));
     }
     let mut runs = Vec::new();
     for (kind, name, params, abstain) in candidates {
@@ -723,6 +849,7 @@ pub fn run(
             &split.row.id,
             &version.id,
             seed,
+            progress,
         )?;
         let row = store.put_run(&row, &who(), command)?;
         runs.push(ModelRun { row, cached: false });

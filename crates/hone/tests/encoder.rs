@@ -1,0 +1,174 @@
+//! `kind = "encoder"` models in `hone run` on a tiny random BERT written in code: the three methods train,
+//! evaluate and predict; truncation is counted; frozen embeddings are cached in the store across runs;
+//! a missing model directory is a clear error.
+
+mod common;
+
+use std::path::Path;
+
+use common::{hone, stderr, stdout};
+
+fn project() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    hone::demo::write_project(dir.path(), 7, 240).unwrap();
+    hone_encoder::testing::write_tiny_model(&dir.path().join("tiny-bert"), 5).unwrap();
+    let p = dir.path().join("hone.toml");
+    let t = std::fs::read_to_string(&p).unwrap().replace(
+        "on_bad_record = \"quarantine\"",
+        "on_bad_record = \"quarantine\"\ncontamination = \"drop_train\"",
+    );
+    std::fs::write(&p, t).unwrap();
+    dir
+}
+
+fn set_models(dir: &Path, models: &str) {
+    let p = dir.join("hone.toml");
+    let t = std::fs::read_to_string(&p).unwrap();
+    let start = t.find("[[model]]").unwrap();
+    let end = t.find("[costs]").unwrap();
+    let t = format!("{}{}\n{}", &t[..start], models, &t[end..]);
+    std::fs::write(p, t).unwrap();
+}
+
+const MODELS: &str = r#"
+[[model]]
+name = "frozen"
+kind = "encoder"
+path = "tiny-bert"
+method = "frozen"
+pooling = "mean"
+[model.params]
+max_length = 12
+c_grid = [1.0, 100.0]
+
+[[model]]
+name = "tuned"
+kind = "encoder"
+path = "tiny-bert"
+method = "finetune"
+pooling = "cls"
+[model.params]
+max_length = 12
+finetune = { epochs = 2, batch_size = 16, lr = 0.001, patience = 0 }
+
+[[model]]
+name = "fewshot"
+kind = "encoder"
+path = "tiny-bert"
+method = "setfit"
+[model.params]
+max_length = 12
+contrastive = { iterations = 1, batch_size = 16, lr = 0.001 }
+"#;
+
+fn run(dir: &Path) -> serde_json::Value {
+    let o = hone(dir, &["--json", "--threads", "1", "run"]);
+    assert!(
+        matches!(o.status.code(), Some(0) | Some(3)),
+        "exit {:?}: {}",
+        o.status.code(),
+        stderr(&o)
+    );
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+fn record(dir: &Path, model: &str) -> serde_json::Value {
+    let o = hone(dir, &["--json", "runs"]);
+    let runs: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    runs.as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|r| r["model"] == model)
+        .cloned()
+        .unwrap_or_else(|| panic!("no run of {model}: {runs}"))
+}
+
+#[test]
+fn the_three_encoder_methods_train_evaluate_and_predict() {
+    let dir = project();
+    set_models(dir.path(), MODELS);
+    let out = run(dir.path());
+    let runs = out["runs"].as_array().unwrap();
+    let names: Vec<&str> = runs.iter().map(|r| r["model"].as_str().unwrap()).collect();
+    assert_eq!(names, ["majority", "frozen", "tuned", "fewshot"], "{out}");
+    for r in runs {
+        let acc = r["test"]["accuracy"]["estimate"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&acc), "{r}");
+    }
+    let frozen = record(dir.path(), "frozen");
+    let rep = &frozen["record"]["train"]["report"];
+    assert_eq!(rep["method"], "frozen", "{rep}");
+    assert!(
+        rep["train_truncated"].as_u64().unwrap() > 0,
+        "max_length 12 cuts demo texts: {rep}"
+    );
+    assert!(rep["test_truncated"].as_u64().is_some(), "{rep}");
+    assert_eq!(rep["cached"], 0, "first run embeds everything: {rep}");
+    assert!(rep["head"]["tried"].as_array().unwrap().len() == 2, "{rep}");
+    assert!(rep["temperature"].as_f64().unwrap() > 0.0);
+    let tuned = record(dir.path(), "tuned");
+    let ft = &tuned["record"]["train"]["report"]["finetune"];
+    assert_eq!(ft["epochs"].as_array().unwrap().len(), 2, "{ft}");
+    let few = record(dir.path(), "fewshot");
+    assert!(few["record"]["train"]["report"]["contrastive_losses"].is_array());
+
+    // Predict with each encoder model, from the stored artifacts.
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, "my card is lost\nwhere is my refund\n").unwrap();
+    for m in ["frozen", "tuned", "fewshot"] {
+        let o = hone(
+            dir.path(),
+            &["--json", "predict", input.to_str().unwrap(), "--model", m],
+        );
+        assert_eq!(o.status.code(), Some(0), "{m}: {}", stderr(&o));
+        let lines: Vec<&str> = std::str::from_utf8(&o.stdout).unwrap().lines().collect();
+        assert_eq!(lines.len(), 2, "{m}: {}", stdout(&o));
+        let v: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+        assert!(v["probability"].as_f64().unwrap() > 0.0, "{v}");
+    }
+
+    // A new head setting retrains the frozen model, but every embedding comes from the cache.
+    set_models(
+        dir.path(),
+        &MODELS.replace("c_grid = [1.0, 100.0]", "c_grid = [10.0]"),
+    );
+    let out = run(dir.path());
+    let frozen_run = out["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["model"] == "frozen")
+        .unwrap();
+    assert_eq!(frozen_run["cached"], false);
+    let rep = &record(dir.path(), "frozen")["record"]["train"]["report"];
+    assert_eq!(rep["embedded"], 0, "all from the cache: {rep}");
+    assert!(rep["cached"].as_u64().unwrap() > 100, "{rep}");
+    // The fine-tuned and few-shot runs are unchanged, so cached whole.
+    for r in out["runs"].as_array().unwrap() {
+        if r["model"] != "frozen" {
+            assert_eq!(r["cached"], true, "{r}");
+        }
+    }
+}
+
+#[test]
+fn a_missing_model_directory_is_a_clear_usage_error() {
+    let dir = project();
+    set_models(
+        dir.path(),
+        "[[model]]\nname = \"enc\"\nkind = \"encoder\"\npath = \"no-such-model\"\n",
+    );
+    let o = hone(dir.path(), &["run"]);
+    assert_ne!(o.status.code(), Some(0));
+    let err = stderr(&o);
+    assert!(
+        err.contains("no-such-model") && err.contains("config.json"),
+        "{err}"
+    );
+    assert!(
+        err.contains("get-minilm"),
+        "the hint says how to get a model: {err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
