@@ -1151,6 +1151,103 @@ impl NgramModel {
         }
     }
 
+    /// Distillation: a copy of this model (same features and vocabulary) whose weights are retrained with
+    /// soft cross-entropy on `targets` (one probability row per text, e.g. a teacher's temperature-softened
+    /// predictions): multinomial logistic regression by seeded SGD with a decaying step, starting from
+    /// zero. `dev` (gold labels) refits the temperature. Returns the student and its per-epoch mean loss.
+    pub fn distill(
+        &self,
+        texts: &[&str],
+        targets: &[f32],
+        dev: Option<(&[&str], &[u32])>,
+        epochs: usize,
+        lr: f32,
+        l2: f32,
+        seed: u64,
+    ) -> Result<(NgramModel, Vec<f64>)> {
+        let k = self.labels.len();
+        if targets.len() != texts.len() * k || texts.is_empty() {
+            return Err(Error::Usage(format!(
+                "distillation needs one {k}-class probability row per text ({} texts, {} values)",
+                texts.len(),
+                targets.len()
+            )));
+        }
+        let feat = self.featurizer();
+        let mut w = Work::default();
+        let mut csr = Csr::new();
+        for t in texts {
+            feat.extract(t, &mut w.scratch);
+            self.vocab.vectorize(&mut w);
+            csr.push(&w.vec);
+        }
+        let n_rows = self.weights.len() / k.max(1);
+        let mut weights = vec![0.0f32; n_rows * k];
+        let mut bias = vec![0.0f32; k];
+        let mut rng = Rng::new(seed);
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        let mut losses = Vec::with_capacity(epochs);
+        let mut logits = vec![0.0f32; k];
+        let mut t = 0usize;
+        for _ in 0..epochs {
+            for i in (1..order.len()).rev() {
+                let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+                order.swap(i, j);
+            }
+            let mut loss = 0.0f64;
+            for &i in &order {
+                let eta = lr / (1.0 + t as f32 / texts.len() as f32);
+                t += 1;
+                let (idx, val) = csr.row(i);
+                logits.copy_from_slice(&bias);
+                for (&r, &v) in idx.iter().zip(val) {
+                    let row = &weights[r as usize * k..(r as usize + 1) * k];
+                    for (s, x) in logits.iter_mut().zip(row) {
+                        *s += v * x;
+                    }
+                }
+                softmax(&mut logits, 1.0);
+                let q = &targets[i * k..(i + 1) * k];
+                for (p, &qi) in logits.iter().zip(q) {
+                    if qi > 0.0 {
+                        loss -= qi as f64 * (p.max(1e-12) as f64).ln();
+                    }
+                }
+                // Gradient of the soft cross-entropy: p - q.
+                for c in 0..k {
+                    logits[c] -= q[c];
+                }
+                for (r, &v) in idx.iter().zip(val) {
+                    let row = &mut weights[*r as usize * k..(*r as usize + 1) * k];
+                    for (x, g) in row.iter_mut().zip(&logits) {
+                        *x -= eta * (v * g + l2 * *x);
+                    }
+                }
+                for (b, g) in bias.iter_mut().zip(&logits) {
+                    *b -= eta * g;
+                }
+            }
+            losses.push(loss / texts.len() as f64);
+        }
+        let mut student = NgramModel::assemble(
+            self.config.clone(),
+            self.labels.clone(),
+            1.0,
+            self.rows.clone(),
+            self.vocab.clone(),
+            weights,
+            bias,
+        );
+        if let Some((dx, dy)) = dev.filter(|(dx, _)| !dx.is_empty()) {
+            let scores: Vec<f32> = dx
+                .iter()
+                .flat_map(|t| student.decision_function(t))
+                .collect();
+            student.temperature = fit_temperature(&scores, dy, k);
+        }
+        Ok((student, losses))
+    }
+
     /// Label names, indexed by class.
     pub fn labels(&self) -> &[String] {
         &self.labels

@@ -253,3 +253,47 @@ fn errors_are_returned_not_panics() {
     let m = MajorityModel::fit(&[2, 2, 1], &n3).unwrap();
     assert_eq!(m.predict("x"), 2);
 }
+
+#[test]
+fn distillation_follows_the_soft_targets_it_is_given() {
+    let (xs, ys) = toy(30, 5);
+    let m = fit(&xs, &ys, &small_cfg());
+    let x: Vec<&str> = xs.iter().map(|s| s.as_str()).collect();
+    // A "teacher" that agrees with the labels, softened: 0.8 on the gold class.
+    let soft: Vec<f32> = ys
+        .iter()
+        .flat_map(|&y| (0..3).map(move |c| if c == y { 0.8 } else { 0.1 }))
+        .collect();
+    let (tx, ty) = toy(20, 77);
+    let t: Vec<&str> = tx.iter().map(|s| s.as_str()).collect();
+    let (student, losses) = m
+        .distill(&x, &soft, Some((&t, &ty)), 10, 0.5, 1e-6, 3)
+        .unwrap();
+    assert_eq!(losses.len(), 10);
+    assert!(losses[9] < losses[0], "{losses:?}");
+    let acc = t
+        .iter()
+        .zip(&ty)
+        .filter(|(s, y)| student.predict(s) == **y)
+        .count() as f64
+        / ty.len() as f64;
+    assert!(acc > 0.95, "student accuracy {acc}");
+    // A teacher that swaps classes 0 and 1 is followed: the student learns the teacher, not the labels.
+    let swapped: Vec<f32> = ys
+        .iter()
+        .flat_map(|&y| {
+            let y = [1, 0, 2][y as usize];
+            (0..3).map(move |c| if c == y { 0.9 } else { 0.05 })
+        })
+        .collect();
+    let (student, _) = m.distill(&x, &swapped, None, 10, 0.5, 1e-6, 3).unwrap();
+    let follows = t
+        .iter()
+        .zip(&ty)
+        .filter(|(s, y)| student.predict(s) == [1, 0, 2][**y as usize])
+        .count() as f64
+        / ty.len() as f64;
+    assert!(follows > 0.95, "student follows the teacher on {follows}");
+    // Wrong shapes are a usage error, not a panic.
+    assert!(m.distill(&x, &soft[..6], None, 1, 0.5, 0.0, 1).is_err());
+}

@@ -332,6 +332,118 @@ fn model_params(project: &Project, m: &ModelConfig) -> Result<Value> {
     Ok(v)
 }
 
+/// `distill_from` settings of an `ngram` model: learn from a teacher's temperature-softened probabilities.
+struct Distill {
+    from: String,
+    temperature: f64,
+    epochs: usize,
+    lr: f32,
+    l2: f32,
+    /// Extra unlabelled texts for the teacher to label (plain lines, or JSONL with a `text` field).
+    unlabelled: Option<std::path::PathBuf>,
+}
+
+impl Distill {
+    /// Removes the distillation keys from `params` (the rest is the `ngram` config).
+    fn take(
+        params: &mut serde_json::Map<String, Value>,
+        name: &str,
+        project: &Project,
+    ) -> Result<Option<Distill>> {
+        params.remove("teacher_run");
+        let from = params.remove("distill_from");
+        let t = params.remove("distill_temperature");
+        let e = params.remove("distill_epochs");
+        let lr = params.remove("distill_lr");
+        let l2 = params.remove("distill_l2");
+        let u = params.remove("distill_unlabelled");
+        let Some(from) = from else {
+            if t.is_some() || e.is_some() || u.is_some() {
+                return Err(Error::Usage(format!(
+                    "[[model]] `{name}`: distill_* settings need distill_from = \"TEACHER\""
+                )));
+            }
+            return Ok(None);
+        };
+        let num = |v: Option<Value>, d: f64| v.and_then(|v| v.as_f64()).unwrap_or(d);
+        Ok(Some(Distill {
+            from: from.as_str().unwrap_or_default().to_string(),
+            temperature: num(t, 2.0),
+            epochs: num(e, 10.0) as usize,
+            lr: num(lr, 0.5) as f32,
+            l2: num(l2, 1e-6) as f32,
+            unlabelled: u.and_then(|v| v.as_str().map(|s| project.root.join(s))),
+        }))
+    }
+
+    /// Labels the training texts (and the unlabelled ones) with the teacher, softened by the temperature,
+    /// and retrains `base`'s weights on them with soft cross-entropy.
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        &self,
+        store: &Store,
+        teacher_row: &RunRow,
+        base: &NgramModel,
+        train_x: &[&str],
+        dev: Option<(&[&str], &[u32])>,
+        labels: &[String],
+        seed: u64,
+    ) -> Result<(NgramModel, Value)> {
+        let teacher = load_model(store, teacher_row)?;
+        if teacher.labels() != labels {
+            return Err(Error::Usage(format!(
+                "the teacher `{}` was trained on other labels; rerun it on this data first",
+                teacher_row.model
+            )));
+        }
+        let mut extra: Vec<String> = Vec::new();
+        if let Some(p) = &self.unlabelled {
+            let text = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
+            for (i, line) in text.lines().enumerate() {
+                let line = line.trim();
+                if line.is_empty() {
+                    continue;
+                }
+                if line.starts_with('{') {
+                    let v: Value = serde_json::from_str(line).map_err(|e| {
+                        Error::Usage(format!("{}:{}: not JSON: {e}", p.display(), i + 1))
+                    })?;
+                    match v["text"].as_str() {
+                        Some(t) => extra.push(t.to_string()),
+                        None => {
+                            return Err(Error::Usage(format!(
+                                "{}:{}: field `text` is missing (give plain lines or JSONL with a text field)",
+                                p.display(),
+                                i + 1
+                            )));
+                        }
+                    }
+                } else {
+                    extra.push(line.to_string());
+                }
+            }
+        }
+        let mut texts: Vec<&str> = train_x.to_vec();
+        texts.extend(extra.iter().map(String::as_str));
+        let probs = teacher.proba_batch(&texts)?;
+        // p^(1/T), renormalised = softmax(logits / (T_dev * T)).
+        let inv = (1.0 / self.temperature.max(1e-3)) as f32;
+        let mut soft = Vec::with_capacity(texts.len() * labels.len());
+        for row in &probs {
+            let r: Vec<f32> = row.iter().map(|p| p.max(1e-30).powf(inv)).collect();
+            let z: f32 = r.iter().sum();
+            soft.extend(r.iter().map(|v| v / z.max(1e-30)));
+        }
+        let (student, losses) =
+            base.distill(&texts, &soft, dev, self.epochs, self.lr, self.l2, seed)?;
+        Ok((
+            student,
+            json!({"teacher": teacher_row.model, "teacher_run": teacher_row.id, "temperature": self.temperature,
+                   "epochs": self.epochs, "n_texts": texts.len(), "n_unlabelled": extra.len(), "losses": losses}),
+        ))
+    }
+}
+
 /// The embedding cache kept in the store.
 struct StoreCache<'a>(&'a Store);
 
@@ -435,6 +547,7 @@ fn train_and_evaluate(
     split_id: &str,
     version_id: &str,
     seed: u64,
+    teacher: Option<&RunRow>,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<RunRow> {
     let index: BTreeMap<&str, u32> = data
@@ -468,7 +581,9 @@ fn train_and_evaluate(
             Value::Null,
         ),
         "ngram" => {
-            let mut cfg: NgramConfig = serde_json::from_value(params.clone())
+            let mut plain = params.as_object().cloned().unwrap_or_default();
+            let distill = Distill::take(&mut plain, name, project)?;
+            let mut cfg: NgramConfig = serde_json::from_value(Value::Object(plain))
                 .map_err(|e| Error::Usage(format!("[[model]] `{name}`: bad params: {e}")))?;
             // The project seed, unless the model's params set their own.
             if params.get("seed").is_none() {
@@ -479,10 +594,29 @@ fn train_and_evaluate(
                 NgramModel::fit(&train_x, &train_y, &data.labels, dev, &cfg, &mut |e| {
                     epochs.push(serde_json::to_value(e).unwrap_or_default())
                 })?;
-            (
-                Trained::Ngram(Box::new(m)),
-                serde_json::to_value(&report).unwrap_or_default(),
-            )
+            let mut report = serde_json::to_value(&report).unwrap_or_default();
+            match (distill, teacher) {
+                (Some(d), Some(teacher_row)) => {
+                    let (student, info) = d.run(
+                        store,
+                        teacher_row,
+                        &m,
+                        &train_x,
+                        dev,
+                        &data.labels,
+                        cfg.seed,
+                    )?;
+                    report["distillation"] = info;
+                    (Trained::Ngram(Box::new(student)), report)
+                }
+                (Some(d), None) => {
+                    return Err(Error::Usage(format!(
+                        "[[model]] `{name}`: distill_from = \"{}\" names no model trained before it in hone.toml",
+                        d.from
+                    )));
+                }
+                _ => (Trained::Ngram(Box::new(m)), report),
+            }
         }
         "encoder" => {
             let (m, report) = fit_encoder(
@@ -559,6 +693,19 @@ fn train_and_evaluate(
     let dev_accuracy = hone_eval::accuracy(&dev_scored.gold, &dev_scored.pred);
     if let Some((positive, t, f1)) = binary {
         test_metrics["threshold"] = json!({"positive_label": data.labels[positive], "positive_index": positive, "chosen_on_dev": finite(t), "dev_f1": finite(f1), "applied": decide != Decide::Argmax});
+    }
+    if let Some(info) = train_report.get("distillation").cloned()
+        && let Some(t) = teacher
+    {
+        let teacher_acc = t.record["test"]["accuracy"]["estimate"].as_f64();
+        let student_acc = test_metrics["accuracy"]["estimate"].as_f64();
+        test_metrics["distillation"] = json!({
+            "teacher": t.model, "teacher_run": t.id,
+            "teacher_accuracy": teacher_acc, "student_accuracy": student_acc,
+            "retention": match (student_acc, teacher_acc) { (Some(s), Some(t)) if t > 0.0 => json!(s / t), _ => Value::Null },
+            "teacher_throughput_per_s": t.record["throughput_per_s"],
+            "n_texts": info["n_texts"], "n_unlabelled": info["n_unlabelled"], "temperature": info["temperature"],
+        });
     }
     let correct: Vec<bool> = test_scored
         .gold
@@ -816,7 +963,24 @@ pub fn run(
         ));
     }
     let mut runs = Vec::new();
-    for (kind, name, params, abstain) in candidates {
+    for (kind, name, mut params, abstain) in candidates {
+        // A distilled student is keyed by its teacher's run, which must come before it.
+        let teacher = match params.get("distill_from").and_then(Value::as_str) {
+            Some(from) => {
+                let t = runs
+                    .iter()
+                    .find(|r: &&ModelRun| r.row.model == from)
+                    .map(|r| r.row.clone())
+                    .ok_or_else(|| {
+                        Error::Usage(format!(
+                            "[[model]] `{name}`: distill_from = \"{from}\" names no [[model]] listed before it"
+                        ))
+                    })?;
+                params["teacher_run"] = json!(t.id);
+                Some(t)
+            }
+            None => None,
+        };
         progress(Progress::Pass {
             name: &format!("train {name}"),
             index: runs.len(),
@@ -849,6 +1013,7 @@ pub fn run(
             &split.row.id,
             &version.id,
             seed,
+            teacher.as_ref(),
             progress,
         )?;
         let row = store.put_run(&row, &who(), command)?;

@@ -18,6 +18,11 @@ fn project() -> tempfile::TempDir {
         "on_bad_record = \"quarantine\"\ncontamination = \"drop_train\"",
     );
     std::fs::write(&p, t).unwrap();
+    std::fs::write(
+        dir.path().join("unlabelled.txt"),
+        "my card is lost\n{\"text\": \"where is my refund\"}\nplease help me\n",
+    )
+    .unwrap();
     dir
 }
 
@@ -50,6 +55,14 @@ pooling = "cls"
 [model.params]
 max_length = 12
 finetune = { epochs = 2, batch_size = 16, lr = 0.001, patience = 0 }
+
+[[model]]
+name = "student"
+kind = "ngram"
+[model.params]
+distill_from = "tuned"
+distill_temperature = 2.0
+distill_unlabelled = "unlabelled.txt"
 
 [[model]]
 name = "fewshot"
@@ -91,7 +104,11 @@ fn the_three_encoder_methods_train_evaluate_and_predict() {
     let out = run(dir.path());
     let runs = out["runs"].as_array().unwrap();
     let names: Vec<&str> = runs.iter().map(|r| r["model"].as_str().unwrap()).collect();
-    assert_eq!(names, ["majority", "frozen", "tuned", "fewshot"], "{out}");
+    assert_eq!(
+        names,
+        ["majority", "frozen", "tuned", "student", "fewshot"],
+        "{out}"
+    );
     for r in runs {
         let acc = r["test"]["accuracy"]["estimate"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&acc), "{r}");
@@ -110,6 +127,18 @@ fn the_three_encoder_methods_train_evaluate_and_predict() {
     let tuned = record(dir.path(), "tuned");
     let ft = &tuned["record"]["train"]["report"]["finetune"];
     assert_eq!(ft["epochs"].as_array().unwrap().len(), 2, "{ft}");
+    let student = record(dir.path(), "student");
+    let d = &student["record"]["test"]["distillation"];
+    assert_eq!(d["teacher"], "tuned", "{d}");
+    assert_eq!(d["n_unlabelled"], 3, "{d}");
+    assert!(d["retention"].as_f64().is_some(), "{d}");
+    assert_eq!(
+        student["record"]["train"]["report"]["distillation"]["losses"]
+            .as_array()
+            .unwrap()
+            .len(),
+        10
+    );
     let few = record(dir.path(), "fewshot");
     assert!(few["record"]["train"]["report"]["contrastive_losses"].is_array());
 
