@@ -1155,6 +1155,7 @@ impl NgramModel {
     /// soft cross-entropy on `targets` (one probability row per text, e.g. a teacher's temperature-softened
     /// predictions): multinomial logistic regression by seeded SGD with a decaying step, starting from
     /// zero. `dev` (gold labels) refits the temperature. Returns the student and its per-epoch mean loss.
+    #[allow(clippy::too_many_arguments)]
     pub fn distill(
         &self,
         texts: &[&str],
