@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# bench/encoder: hone's encoder methods on all-MiniLM-L6-v2 vs PyTorch / sentence-transformers / SetFit on
+# BANKING77 (official test set), side by side in one run. Stages (ENCODER_STAGES, default all, in order):
+#   steptime  seconds per training step (batch 32, length 64, AdamW, clip) at 1 and 2 threads, hone and
+#             PyTorch interleaved, ENCODER_REPS rounds (default 3) of 5 timed steps after 1 warm-up
+#   frozen    frozen mean+normalised embeddings + linear head (hone: L-BFGS, C chosen on a 10% dev carve,
+#             refit on train) vs scikit-learn LogisticRegression on sentence-transformers embeddings;
+#             embedding throughput of the test set at 1 and 2 threads on both sides
+#   setfit    8 and 16 examples per class (seeded sample, written by peers.py): hone's SetFit-style
+#             contrastive phase + head and hone's frozen head vs Python SetFit (2 iterations) and
+#             scikit-learn LogisticRegression on frozen embeddings
+#   finetune  full fine-tuning, the same recipe on both sides (cls pooling + pooler + linear head, AdamW
+#             lr 5e-5, weight decay 0.01, batch 32, 3 epochs, linear decay, no warm-up, clip 1.0, dropout,
+#             max length 64, dynamic padding), test accuracy after every epoch; then hone distils the
+#             fine-tuned teacher into its `ngram` model (soft cross-entropy, T = 2)
+# Run via bench/run encoder (HONE_ROOT, HONE_SHARED, BENCH_WORK, BENCH_PY). Needs models/all-MiniLM-L6-v2
+# (scripts/get-minilm) and bench/encoder/install.sh (run here) for torch.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+: "${HONE_ROOT:?run via bench/run}" "${HONE_SHARED:?}" "${BENCH_WORK:?}" "${BENCH_PY:?}"
+bin=${ENCODER_BIN:-$HONE_ROOT/target/release/examples/encoder_bench}
+stages=${ENCODER_STAGES:-steptime frozen setfit finetune}
+reps=${ENCODER_REPS:-3}
+model=$HONE_ROOT/models/all-MiniLM-L6-v2
+[ -x "$bin" ] || { echo "encoder: $bin not found (build the hone-encoder examples in release)" >&2; exit 2; }
+"$HONE_ROOT/scripts/get-minilm" >&2
+BENCH_PY="$BENCH_PY" bash "$here/install.sh" >&2
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 PYTHONHASHSEED=0 TOKENIZERS_PARALLELISM=false
+d="$HONE_SHARED/datasets/banking77"
+out="$BENCH_WORK/runs.jsonl"
+mkdir -p "$BENCH_WORK"
+[ "${ENCODER_APPEND:-0}" = 1 ] || : > "$out"
+tag() { sed "s/^{/{\"stage\":\"$1\",\"side\":\"$2\",\"round\":$3,/"; }
+py() { OMP_NUM_THREADS=$1 MKL_NUM_THREADS=$1 "$BENCH_PY" "$here/peers.py" "${@:2}"; }
+
+for stage in $stages; do
+  case "$stage" in
+    steptime)
+      for i in $(seq 1 "$reps"); do
+        for t in 1 2; do
+          echo "encoder: steptime round $i/$reps, $t thread(s)" >&2
+          "$bin" steptime --model "$model" --train "$d/train.jsonl" --threads "$t" --steps 5 --warmup-steps 1 \
+            | tag steptime "hone_${t}t" "$i" >> "$out"
+          py "$t" steptime --model "$model" --train "$d/train.jsonl" --threads "$t" --steps 5 --warmup 1 \
+            | tag steptime "torch_${t}t" "$i" >> "$out"
+        done
+      done ;;
+    frozen)
+      for t in 2 1; do
+        echo "encoder: frozen, $t thread(s)" >&2
+        "$bin" frozen --model "$model" --train "$d/train.jsonl" --test "$d/test.jsonl" --threads "$t" --reps 3 \
+          | tag frozen "hone_${t}t" 1 >> "$out"
+        py "$t" frozen --model "$model" --train "$d/train.jsonl" --test "$d/test.jsonl" --threads "$t" \
+          | tag frozen "st_${t}t" 1 >> "$out"
+      done ;;
+    setfit)
+      for k in 8 16; do
+        s="$BENCH_WORK/sample_k$k.jsonl"
+        py 2 sample --train "$d/train.jsonl" --k "$k" --seed 0 --out "$s" > /dev/null
+        echo "encoder: setfit k=$k" >&2
+        "$bin" setfit --model "$model" --sample "$s" --test "$d/test.jsonl" --threads 2 --iterations 4 \
+          | tag "setfit_k$k" hone 1 >> "$out"
+        py 2 setfit --model "$model" --sample "$s" --test "$d/test.jsonl" --threads 2 --num-iterations 2 \
+          | tag "setfit_k$k" setfit 1 >> "$out"
+        py 2 frozen_lr --model "$model" --sample "$s" --test "$d/test.jsonl" --threads 2 \
+          | tag "setfit_k$k" lr 1 >> "$out"
+      done ;;
+    finetune)
+      echo "encoder: fine-tuning, hone (same recipe) + distillation" >&2
+      "$bin" finetune --model "$model" --train "$d/train.jsonl" --test "$d/test.jsonl" --threads 2 \
+        --epochs 3 --lr 5e-5 --batch 32 --max-length 64 --pooling cls --distill | tag finetune hone 1 >> "$out"
+      echo "encoder: fine-tuning, PyTorch (same recipe)" >&2
+      py 2 finetune --model "$model" --train "$d/train.jsonl" --test "$d/test.jsonl" --threads 2 \
+        --epochs 3 --lr 5e-5 --batch 32 --max-length 64 | tag finetune torch 1 >> "$out"
+      ;;
+    *) echo "encoder: unknown stage $stage" >&2; exit 2 ;;
+  esac
+done
+
+mkdir -p "$HONE_ROOT/bench/results"
+"$BENCH_PY" "$here/summarise.py" "$out" "$HONE_ROOT/bench/results/encoder.json" "$HONE_ROOT/bench/RESULTS.md"

