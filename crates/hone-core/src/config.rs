@@ -140,6 +140,10 @@ pub struct PolicyConfig {
     pub label_issues: LabelIssuePolicy,
     /// `hone data scan`: flag suspected poisoned records for review (default), or drop them.
     pub poisoning: PoisoningPolicy,
+    /// `hone data scan`: a Hugging Face encoder directory whose frozen embeddings feed the label-issue
+    /// finder (out-of-fold linear heads) and the spectral check, instead of the `ngram` features
+    /// (default: none). Relative to the project root.
+    pub scan_encoder: Option<String>,
     /// Word shingle size for MinHash (default 5).
     pub shingle_words: usize,
     /// MinHash permutations (default 128).
@@ -172,6 +176,7 @@ impl Default for PolicyConfig {
             on_bad_record: BadRecordPolicy::Quarantine,
             label_issues: LabelIssuePolicy::Flag,
             poisoning: PoisoningPolicy::Flag,
+            scan_encoder: None,
             shingle_words: 5,
             minhash_permutations: 128,
             short_text_words: 20,
@@ -654,6 +659,7 @@ const KNOWN_KEYS: &[&str] = &[
     "on_bad_record",
     "label_issues",
     "poisoning",
+    "scan_encoder",
     "shingle_words",
     "minhash_permutations",
     "short_text_words",

@@ -487,9 +487,28 @@ pub fn scan(
     label_names: &[String],
     cfg: &PoisonConfig,
 ) -> Vec<PoisonSuspect> {
-    let Some(p) = prepare(texts, labels, n_classes) else {
+    scan_with(texts, labels, n_classes, label_names, cfg, None)
+}
+
+/// [`scan`] with the spectral check on the caller's representations (`dense`: one row per text, e.g.
+/// frozen-encoder embeddings) instead of the hashed TF-IDF vectors. The trigger test always reads tokens.
+pub fn scan_with(
+    texts: &[&str],
+    labels: &[u32],
+    n_classes: usize,
+    label_names: &[String],
+    cfg: &PoisonConfig,
+    dense: Option<&[Vec<f32>]>,
+) -> Vec<PoisonSuspect> {
+    let Some(mut p) = prepare(texts, labels, n_classes) else {
         return Vec::new();
     };
+    if let Some(rows) = dense.filter(|r| r.len() == texts.len()) {
+        p.vecs = rows
+            .iter()
+            .map(|r| r.iter().enumerate().map(|(j, &x)| (j as u32, x)).collect())
+            .collect();
+    }
     let mut best: HashMap<(usize, &'static str), PoisonSuspect> = HashMap::new();
     let mut put = |s: PoisonSuspect, kind: &'static str| match best.get(&(s.index, kind)) {
         Some(old) if old.score >= s.score => {}

@@ -6,6 +6,8 @@
 //!   steptime  --train F [--steps 10] [--warmup-steps 2] [--batch 32] [--length 64]   seconds per full training step (fwd, bwd, clip, AdamW)
 //!   setfit    --sample F --test F [--iterations 20] [--epochs 1] [--lr 2e-5]        contrastive phase + head; also the frozen head on the same sample
 //!   export    --train F --test F --out DIR --kind cls|mean [--limit 400] [--n 64]   writes an export and DIR/expected.jsonl for bench/export/check.py
+//!   poison    --dump DIR --test F [--seeds 1,2,3] [--c 10]   frozen-MiniLM head on poison_bench's poisoned training sets: ASR and
+//!             clean accuracy without defence and after dropping the scan's suspects (`flagged` in the dump)
 //!
 //! Threads: `--threads N` sets RAYON_NUM_THREADS before any work (candle's matmul threads follow it).
 
@@ -127,6 +129,7 @@ fn main() {
         Some("steptime") => steptime(&args),
         Some("setfit") => setfit(&args),
         Some("export") => export(&args),
+        Some("poison") => poison(&args),
         _ => Err(
             "usage: encoder_bench frozen|finetune|steptime|setfit|export --model DIR ...".into(),
         ),
@@ -672,4 +675,133 @@ fn export(a: &Args) -> Res<serde_json::Value> {
     let exp = out.join("expected.jsonl");
     std::fs::write(&exp, lines.join("\n") + "\n").map_err(|e| e.to_string())?;
     Ok(json!({"side": "hone_export", "kind": kind, "dir": out, "expected": exp, "n": probe.len()}))
+}
+
+/// Reads poison_bench's `seedN_train.jsonl` (text, label, poisoned, flagged) and `seedN_triggered.jsonl`.
+fn load_dump(path: &str) -> Res<Vec<(String, String, bool, bool)>> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+    let mut out = Vec::new();
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let v: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| format!("{path}:{}: {e}", i + 1))?;
+        out.push((
+            v["text"]
+                .as_str()
+                .ok_or(format!("{path}:{}: text", i + 1))?
+                .to_string(),
+            v["label"]
+                .as_str()
+                .ok_or(format!("{path}:{}: label", i + 1))?
+                .to_string(),
+            v["poisoned"].as_bool().unwrap_or(false),
+            v["flagged"].as_bool().unwrap_or(false),
+        ));
+    }
+    Ok(out)
+}
+
+fn poison(a: &Args) -> Res<serde_json::Value> {
+    let p = Pretrained::load(std::path::Path::new(&model_dir(a)), 128).map_err(e2s)?;
+    let dump = a.req("--dump")?;
+    let test = load(&a.req("--test")?)?;
+    let c = a.num("--c", 10.0f64)?;
+    let seeds: Vec<u64> = a
+        .get("--seeds")
+        .unwrap_or_else(|| "1,2,3".into())
+        .split(',')
+        .map(|s| s.trim().parse().map_err(|_| format!("--seeds: {s}")))
+        .collect::<Res<_>>()?;
+    let d = p.config.hidden_size;
+    let mut cache: std::collections::HashMap<String, Vec<f32>> = std::collections::HashMap::new();
+    let mut embed_all = |texts: &[&str]| -> Res<Vec<f32>> {
+        let todo: Vec<&str> = {
+            let mut seen = std::collections::HashSet::new();
+            texts
+                .iter()
+                .copied()
+                .filter(|t| !cache.contains_key(*t) && seen.insert(*t))
+                .collect()
+        };
+        if !todo.is_empty() {
+            eprintln!("poison: embedding {} texts", todo.len());
+            let e = embed(
+                &p.encoder,
+                &p.tokenizer,
+                &todo,
+                Pooling::Mean,
+                true,
+                64,
+                &mut |_, _| {},
+            )
+            .map_err(e2s)?;
+            for (i, t) in todo.iter().enumerate() {
+                cache.insert(t.to_string(), e.data[i * d..(i + 1) * d].to_vec());
+            }
+        }
+        Ok(texts
+            .iter()
+            .flat_map(|t| cache[*t].iter().copied())
+            .collect())
+    };
+    let mut runs = Vec::new();
+    for seed in seeds {
+        let train = load_dump(&format!("{dump}/seed{seed}_train.jsonl"))?;
+        let trig = load_dump(&format!("{dump}/seed{seed}_triggered.jsonl"))?;
+        let pairs: Vec<(String, String)> =
+            train.iter().map(|r| (r.0.clone(), r.1.clone())).collect();
+        let (labels, index) = labels_of(&pairs);
+        let (tx, ty) = xy(&pairs, &index);
+        let (sx, sy) = xy(&test, &index);
+        let target = trig
+            .first()
+            .map(|r| index[&r.1])
+            .ok_or("empty triggered set")?;
+        let trig_x: Vec<&str> = trig.iter().map(|r| r.0.as_str()).collect();
+        let ex = embed_all(&tx)?;
+        let es = embed_all(&sx)?;
+        let et = embed_all(&trig_x)?;
+        let eval = |keep: &[usize]| -> Res<(f64, f64)> {
+            let xs: Vec<f32> = keep
+                .iter()
+                .flat_map(|&i| ex[i * d..(i + 1) * d].iter().copied())
+                .collect();
+            let ys: Vec<u32> = keep.iter().map(|&i| ty[i]).collect();
+            let (h, _) = LinearHead::fit(
+                Rows { data: &xs, dim: d },
+                Targets::Hard(&ys),
+                labels.len(),
+                c,
+                1000,
+                None,
+            )
+            .map_err(e2s)?;
+            let acc = acc_of(&h.predict(Rows { data: &es, dim: d }).map_err(e2s)?, &sy);
+            let pt = h.predict(Rows { data: &et, dim: d }).map_err(e2s)?;
+            let asr = pt.iter().filter(|&&q| q == target).count() as f64 / pt.len().max(1) as f64;
+            Ok((acc, asr))
+        };
+        let all: Vec<usize> = (0..tx.len()).collect();
+        let kept: Vec<usize> = (0..tx.len()).filter(|&i| !train[i].3).collect();
+        let clean: Vec<usize> = (0..tx.len()).filter(|&i| !train[i].2).collect();
+        let (acc0, asr0) = eval(&all)?;
+        let (acc1, asr1) = eval(&kept)?;
+        let (accc, asrc) = eval(&clean)?;
+        let flagged = train.iter().filter(|r| r.3).count();
+        let tp = train.iter().filter(|r| r.3 && r.2).count();
+        eprintln!(
+            "poison: seed {seed}: no defence acc {acc0:.4} ASR {asr0:.4}; defended acc {acc1:.4} ASR {asr1:.4}"
+        );
+        runs.push(json!({
+            "seed": seed, "target": labels[target as usize], "n_train": tx.len(), "n_triggered_test": trig.len(),
+            "no_defence": {"accuracy": acc0, "asr": asr0},
+            "defended": {"accuracy": acc1, "asr": asr1, "n_train": kept.len()},
+            "poison_removed_oracle": {"accuracy": accc, "asr": asrc},
+            "scan": {"flagged": flagged, "true_pos": tp},
+        }));
+    }
+    Ok(json!({"side": "hone_frozen_minilm_poison", "c": c, "runs": runs}))
 }

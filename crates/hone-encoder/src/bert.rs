@@ -140,6 +140,10 @@ impl LayerNorm {
                 self.eps as f32,
             );
         }
+        if crate::fused::applies(x) && !crate::fused::disabled() {
+            // One pass forward and one backward (tests/fused.rs checks it against the ops below).
+            return crate::fused::layer_norm(x, &self.weight, &self.bias, self.eps);
+        }
         let mean = x.mean_keepdim(D::Minus1)?;
         let centered = x.broadcast_sub(&mean)?;
         let var = centered.sqr()?.mean_keepdim(D::Minus1)?;
@@ -560,6 +564,8 @@ impl BertEncoder {
             let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&additive)?;
             let probs = if fast {
                 candle_nn::ops::softmax_last_dim(&scores)?
+            } else if crate::fused::applies(&scores) && !crate::fused::disabled() {
+                crate::fused::softmax_last_dim(&scores)?
             } else {
                 softmax_last_dim(&scores)?
             };
@@ -578,6 +584,11 @@ impl BertEncoder {
             let a = layer.attn_ln.forward(&(a + &x)?, fast)?;
             let f = layer.intermediate.forward(&a)?;
             let f = match cfg.hidden_act {
+                Activation::GeluErf
+                    if !fast && crate::fused::applies(&f) && !crate::fused::disabled() =>
+                {
+                    crate::fused::gelu_erf(&f)?
+                }
                 Activation::GeluErf => f.gelu_erf()?,
                 Activation::GeluTanh => f.gelu()?,
                 Activation::Relu => f.relu()?,

@@ -345,6 +345,55 @@ impl LinearHead {
     }
 }
 
+/// Out-of-fold class probabilities: for each fold `f`, a head fitted (with `c`) on the rows whose
+/// `folds[i] != f` predicts the rows of fold `f`. Rows in input order. Classes absent from a fold's
+/// training part still get a (small) probability.
+pub fn out_of_fold_proba(
+    x: Rows<'_>,
+    y: &[u32],
+    classes: usize,
+    folds: &[usize],
+    c: f64,
+) -> Result<Vec<Vec<f32>>> {
+    let n = x.len();
+    if y.len() != n || folds.len() != n {
+        return Err(Error::Internal(format!(
+            "{n} rows, {} labels, {} fold ids",
+            y.len(),
+            folds.len()
+        )));
+    }
+    let d = x.dim;
+    let k = folds.iter().copied().max().map_or(0, |m| m + 1);
+    let mut out = vec![Vec::new(); n];
+    for f in 0..k {
+        let (tr, te): (Vec<usize>, Vec<usize>) = (0..n).partition(|&i| folds[i] != f);
+        if tr.is_empty() || te.is_empty() {
+            continue;
+        }
+        let rows = |idx: &[usize]| -> Vec<f32> {
+            idx.iter()
+                .flat_map(|&i| x.data[i * d..(i + 1) * d].iter().copied())
+                .collect()
+        };
+        let (tx, ex) = (rows(&tr), rows(&te));
+        let ty: Vec<u32> = tr.iter().map(|&i| y[i]).collect();
+        let (h, _) = LinearHead::fit(
+            Rows { data: &tx, dim: d },
+            Targets::Hard(&ty),
+            classes,
+            c,
+            500,
+            None,
+        )?;
+        let p = h.proba(Rows { data: &ex, dim: d })?;
+        for (j, &i) in te.iter().enumerate() {
+            out[i] = p[j * classes..(j + 1) * classes].to_vec();
+        }
+    }
+    Ok(out)
+}
+
 pub fn softmax_in_place(row: &mut [f32]) {
     let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut s = 0.0;

@@ -7,6 +7,7 @@ pub mod config;
 pub mod embed;
 pub mod export;
 pub mod finetune;
+pub mod fused;
 pub mod head;
 pub mod model;
 pub mod optim;

@@ -480,6 +480,71 @@ impl EncoderModel {
         Ok(self.logits(texts)?.0.chunks(k).map(argmax).collect())
     }
 
+    /// Exports for Python into `out`: a `BertForSequenceClassification` directory for a fine-tuned model
+    /// with `cls` pooling, otherwise a sentence-transformers directory plus the head (`head.safetensors`,
+    /// `head.json`). `artifacts` is the directory [`EncoderModel::save`] wrote (config and tokenizer).
+    /// Returns what was written: `"hf-classifier"` or `"sentence-transformers"`.
+    pub fn export(&self, artifacts: &Path, out: &Path) -> Result<&'static str> {
+        let labels = &self.meta.labels;
+        match &self.body {
+            Body::Tuned(c) => match &c.pooler {
+                Some((pw, pb)) => {
+                    crate::export::export_classifier(
+                        &c.encoder,
+                        (pw.as_tensor(), pb.as_tensor()),
+                        (c.weight.as_tensor(), c.bias.as_tensor()),
+                        labels,
+                        artifacts,
+                        self.meta.max_length,
+                        out,
+                    )?;
+                    Ok("hf-classifier")
+                }
+                None => {
+                    let head = LinearHead {
+                        classes: labels.len(),
+                        dim: c.encoder.config().hidden_size,
+                        weight: c
+                            .weight
+                            .as_tensor()
+                            .flatten_all()
+                            .and_then(|t| t.to_vec1())
+                            .map_err(candle_err)?,
+                        bias: c.bias.as_tensor().to_vec1().map_err(candle_err)?,
+                        c: 0.0,
+                    };
+                    crate::export::export_sentence_transformer(
+                        &c.encoder,
+                        None,
+                        false,
+                        Some((&head, labels)),
+                        artifacts,
+                        self.meta.max_length,
+                        out,
+                    )?;
+                    Ok("sentence-transformers")
+                }
+            },
+            Body::Embed { encoder, head, .. } => {
+                if self.meta.pooling != "mean" {
+                    return Err(Error::Usage(
+                        "only mean pooling exports as sentence-transformers; a frozen cls model has no Hugging Face classifier head (fine-tune it with pooling = \"cls\")".into(),
+                    ));
+                }
+                crate::export::export_sentence_transformer(
+                    encoder,
+                    None,
+                    self.meta.normalize,
+                    Some((head, labels)),
+                    artifacts,
+                    self.meta.max_length,
+                    out,
+                )?;
+                Ok("sentence-transformers")
+            }
+        }
+    }
+
     /// Writes `encoder.json`, the tokenizer and config, and the weights that differ from the base model
     /// (`head.safetensors` for a frozen head; `model.safetensors` for tuned encoders).
     pub fn save(&self, dir: &Path) -> Result<()> {

@@ -990,6 +990,46 @@ pub fn compare(ctx: &Context, a: &str, b: &str) -> Result<u8> {
     Ok(0)
 }
 
+pub fn export(
+    ctx: &Context,
+    run: Option<&str>,
+    model: Option<&str>,
+    out: &std::path::Path,
+) -> Result<u8> {
+    let project = open_project(ctx)?;
+    let store = Store::open_existing(&project.root)?;
+    let runs = store.runs()?;
+    let chosen = match (run, model) {
+        (Some(r), _) => store.resolve_run(r)?,
+        (None, Some(m)) => runs
+            .iter()
+            .rfind(|r| r.model == m)
+            .cloned()
+            .ok_or_else(|| Error::NotFound {
+                what: "run of model",
+                name: m.to_string(),
+                hint: "`hone runs` lists runs".into(),
+            })?,
+        (None, None) => {
+            return Err(
+                Error::Usage("say which model to export: --model NAME or --run N".into()).into(),
+            );
+        }
+    };
+    let what = hone::run_stage::export_model(&store, &chosen, out)?;
+    if ctx.json {
+        print_json(&json!({"run": chosen.id, "model": chosen.model, "format": what, "dir": out}));
+    } else {
+        println!(
+            "exported {} (run {}) as {what} to {}",
+            chosen.model,
+            hone_core::hash::short(&chosen.id),
+            out.display()
+        );
+    }
+    Ok(0)
+}
+
 pub fn predict(
     ctx: &Context,
     input: &str,

@@ -96,6 +96,21 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         top_k: usize,
     },
+    /// Export an encoder model for Python: a Hugging Face `BertForSequenceClassification` directory
+    /// (fine-tuned, `cls` pooling) or a sentence-transformers directory plus the head (`mean` pooling).
+    ///
+    /// Example: `hone export --model minilm --out export/minilm`
+    Export {
+        /// The run to export (number or id prefix).
+        #[arg(long)]
+        run: Option<String>,
+        /// Export the latest run of this [[model]] name.
+        #[arg(long, conflicts_with = "run")]
+        model: Option<String>,
+        /// The directory to create.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// Review flagged records (from `hone data scan`): accept, relabel, drop or skip; or apply a decisions file.
     /// Decisions are audited with the reviewer's identity and applied as a new dataset version.
     ///
@@ -226,6 +241,9 @@ fn main() -> ExitCode {
         Command::Runs => commands::runs(&ctx),
         Command::Review { from } => commands::review(&ctx, from),
         Command::Compare { a, b } => commands::compare(&ctx, &a, &b),
+        Command::Export { run, model, out } => {
+            commands::export(&ctx, run.as_deref(), model.as_deref(), &out)
+        }
         Command::Predict {
             input,
             run,

@@ -445,7 +445,7 @@ impl Distill {
 }
 
 /// The embedding cache kept in the store.
-struct StoreCache<'a>(&'a Store);
+pub(crate) struct StoreCache<'a>(pub(crate) &'a Store);
 
 impl EmbeddingCache for StoreCache<'_> {
     fn get(&mut self, keys: &[String]) -> Result<std::collections::HashMap<String, Vec<f32>>> {
@@ -1040,6 +1040,49 @@ pub fn run(
 
 /// Materialise a run's model from the object store into a temp dir and load it.
 pub fn load_model(store: &Store, run: &RunRow) -> Result<Trained> {
+    let tmp = materialise(store, run)?;
+    Trained::load(&run.kind, tmp.path())
+}
+
+/// Export an `encoder` run's model for Python into `out` (which must not exist or be empty).
+/// Returns what was written (`hf-classifier` or `sentence-transformers`).
+pub fn export_model(store: &Store, run: &RunRow, out: &Path) -> Result<&'static str> {
+    if run.kind != "encoder" {
+        return Err(Error::Usage(format!(
+            "run {} is a `{}` model; only `encoder` models export to Hugging Face",
+            run.id, run.kind
+        )));
+    }
+    if out.exists()
+        && std::fs::read_dir(out)
+            .map_err(|e| Error::io(out, e))?
+            .next()
+            .is_some()
+    {
+        return Err(Error::Usage(format!(
+            "{} exists and is not empty; choose a new directory",
+            out.display()
+        )));
+    }
+    let tmp = materialise(store, run)?;
+    let model = EncoderModel::load(tmp.path())?;
+    // Write beside the target and rename, so a failure leaves no half-written export.
+    let parent = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    let staging = tempfile::tempdir_in(parent).map_err(|e| Error::io(parent, e))?;
+    let what = model.export(tmp.path(), staging.path())?;
+    if out.exists() {
+        std::fs::remove_dir(out).map_err(|e| Error::io(out, e))?;
+    }
+    let staged = staging.keep();
+    std::fs::rename(&staged, out).map_err(|e| Error::io(out, e))?;
+    Ok(what)
+}
+
+fn materialise(store: &Store, run: &RunRow) -> Result<tempfile::TempDir> {
     let tmp = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
     let artifacts = run.record["artifacts"]
         .as_object()
@@ -1049,7 +1092,7 @@ pub fn load_model(store: &Store, run: &RunRow) -> Result<Trained> {
         let p = tmp.path().join(name);
         std::fs::write(&p, bytes).map_err(|e| Error::io(&p, e))?;
     }
-    Trained::load(&run.kind, tmp.path())
+    Ok(tmp)
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use hone_data::split::Part;
 use hone_defend::label_issues::{
     LabelIssueConfig, OofConfig, find_label_issues, refined_out_of_fold_proba,
 };
-use hone_defend::poison::{PoisonConfig, scan as poison_scan};
+use hone_defend::poison::{PoisonConfig, scan_with};
 use hone_store::{Decision, ScanRow, Store};
 use serde::{Deserialize, Serialize};
 
@@ -91,13 +91,56 @@ pub fn run(
         })
         .collect();
     let mut suspects = Vec::new();
+    // With `scan_encoder`, frozen-encoder embeddings (cached in the store) are the features.
+    let dense: Option<Vec<Vec<f32>>> = match &project.config.policy.scan_encoder {
+        Some(path) => {
+            progress(Progress::Pass {
+                name: "encoder embeddings",
+                index: 0,
+                total: 3,
+            });
+            let dir = crate::run_stage::encoder_dir(project, path);
+            let base = hone_encoder::Pretrained::load(&dir, 128)?;
+            let (flat, _, _) = hone_encoder::model::embed_cached(
+                &base.encoder,
+                &base.tokenizer,
+                &base.fingerprint,
+                &texts,
+                hone_encoder::Pooling::Mean,
+                true,
+                64,
+                &mut crate::run_stage::StoreCache(store),
+                &mut |_, _, _| {},
+            )?;
+            let d = base.config.hidden_size;
+            Some(flat.chunks(d).map(<[f32]>::to_vec).collect())
+        }
+        None => None,
+    };
     if pool.len() >= MIN_RECORDS_FOR_OOF && names.len() >= 2 {
         progress(Progress::Pass {
             name: "out-of-fold probabilities",
             index: 0,
             total: 2,
         });
-        let proba = refined_out_of_fold_proba(&texts, &labels, &names, &OofConfig::default(), 2)?;
+        let proba = match &dense {
+            Some(rows) => {
+                let d = rows.first().map_or(0, Vec::len);
+                let flat: Vec<f32> = rows.iter().flatten().copied().collect();
+                let folds = hone_defend::label_issues::stratified_folds(&labels, 5, 0);
+                hone_encoder::head::out_of_fold_proba(
+                    hone_encoder::Rows {
+                        data: &flat,
+                        dim: d,
+                    },
+                    &labels,
+                    names.len(),
+                    &folds,
+                    10.0,
+                )?
+            }
+            None => refined_out_of_fold_proba(&texts, &labels, &names, &OofConfig::default(), 2)?,
+        };
         for issue in find_label_issues(&proba, &labels, names.len(), &LabelIssueConfig::default()) {
             let r = pool[issue.index];
             suspects.push(Suspect {
@@ -127,7 +170,14 @@ pub fn run(
         spectral_max_fraction: 0.25,
         ..PoisonConfig::default()
     };
-    for p in poison_scan(&texts, &labels, names.len(), &names, &poison_cfg) {
+    for p in scan_with(
+        &texts,
+        &labels,
+        names.len(),
+        &names,
+        &poison_cfg,
+        dense.as_deref(),
+    ) {
         let r = pool[p.index];
         suspects.push(Suspect {
             id: r.id.clone(),

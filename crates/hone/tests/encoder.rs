@@ -157,6 +157,86 @@ fn the_three_encoder_methods_train_evaluate_and_predict() {
         assert!(v["probability"].as_f64().unwrap() > 0.0, "{v}");
     }
 
+    // Export: the fine-tuned cls model as a Hugging Face classifier, the frozen one as sentence-transformers.
+    let hf = dir.path().join("export-tuned");
+    let o = hone(
+        dir.path(),
+        &[
+            "--json",
+            "export",
+            "--model",
+            "tuned",
+            "--out",
+            hf.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["format"], "hf-classifier");
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(hf.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["architectures"][0], "BertForSequenceClassification");
+    assert!(cfg["id2label"]["0"].is_string() && cfg["label2id"].is_object());
+    let bytes = std::fs::read(hf.join("model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let names: Vec<String> = st.names().into_iter().map(String::from).collect();
+    for n in [
+        "bert.embeddings.word_embeddings.weight",
+        "bert.pooler.dense.weight",
+        "classifier.weight",
+    ] {
+        assert!(names.iter().any(|x| x == n), "{n} missing from {names:?}");
+    }
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    assert_eq!(
+        meta.metadata()
+            .as_ref()
+            .and_then(|m| m.get("format"))
+            .map(String::as_str),
+        Some("pt"),
+        "transformers needs the pt format tag"
+    );
+    let stdir = dir.path().join("export-frozen");
+    let o = hone(
+        dir.path(),
+        &[
+            "--json",
+            "export",
+            "--model",
+            "frozen",
+            "--out",
+            stdir.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    for f in [
+        "modules.json",
+        "1_Pooling/config.json",
+        "2_Normalize",
+        "head.safetensors",
+        "head.json",
+    ] {
+        assert!(stdir.join(f).exists(), "{f} missing");
+    }
+    // Not an encoder, or an existing directory: clear usage errors, nothing written.
+    let o = hone(
+        dir.path(),
+        &[
+            "export",
+            "--model",
+            "student",
+            "--out",
+            dir.path().join("x").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(!dir.path().join("x").exists());
+    let o = hone(
+        dir.path(),
+        &["export", "--model", "tuned", "--out", hf.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+
     // A new head setting retrains the frozen model, but every embedding comes from the cache.
     set_models(
         dir.path(),
