@@ -92,8 +92,32 @@ fn encoder_tensors(enc: &BertEncoder, prefix: &str) -> Result<HashMap<String, Te
         .collect())
 }
 
+/// Writes f32 tensors with the `{"format": "pt"}` metadata Hugging Face tools write.
 fn save_tensors(map: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
-    candle_core::safetensors::save(map, path).map_err(|e| {
+    let mut data: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::with_capacity(map.len());
+    for (name, t) in map {
+        let v = t
+            .to_dtype(candle_core::DType::F32)
+            .and_then(|t| t.flatten_all())
+            .and_then(|t| t.to_vec1::<f32>())
+            .map_err(candle_err)?;
+        data.push((
+            name.clone(),
+            t.dims().to_vec(),
+            v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        ));
+    }
+    data.sort_by(|a, b| a.0.cmp(&b.0));
+    let views = data
+        .iter()
+        .map(|(n, shape, bytes)| {
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
+                .map(|v| (n.clone(), v))
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::Internal(format!("safetensors view: {e}")))?;
+    let meta: HashMap<String, String> = [("format".to_string(), "pt".to_string())].into();
+    safetensors::tensor::serialize_to_file(views, Some(meta), path).map_err(|e| {
         Error::io(
             path,
             std::io::Error::other(format!("cannot write safetensors: {e}")),

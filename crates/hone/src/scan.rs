@@ -100,7 +100,10 @@ pub fn run(
                 total: 3,
             });
             let dir = crate::run_stage::encoder_dir(project, path);
-            let base = hone_encoder::Pretrained::load(&dir, 128)?;
+            let max_len = hone_encoder::BertConfig::from_file(&dir.join("config.json"))
+                .map(|c| c.max_position_embeddings.min(128))
+                .unwrap_or(128);
+            let base = hone_encoder::Pretrained::load(&dir, max_len)?;
             let (flat, _, _) = hone_encoder::model::embed_cached(
                 &base.encoder,
                 &base.tokenizer,

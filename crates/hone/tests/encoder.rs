@@ -281,3 +281,31 @@ fn a_missing_model_directory_is_a_clear_usage_error() {
     );
     assert!(!err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn data_scan_can_use_frozen_encoder_features() {
+    let dir = project();
+    let p = dir.path().join("hone.toml");
+    let t = std::fs::read_to_string(&p).unwrap().replace(
+        "contamination = \"drop_train\"",
+        "contamination = \"drop_train\"\nscan_encoder = \"tiny-bert\"",
+    );
+    std::fs::write(&p, t).unwrap();
+    let o = hone(dir.path(), &["--json", "data", "scan"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v.is_array(), "{v}");
+    // The scan's embeddings went into the store's cache: a second scan embeds nothing new and agrees.
+    let o2 = hone(dir.path(), &["--json", "data", "scan"]);
+    assert_eq!(o2.status.code(), Some(0), "{}", stderr(&o2));
+    let v2: serde_json::Value = serde_json::from_slice(&o2.stdout).unwrap();
+    assert_eq!(v, v2, "same features, same suspects");
+    // A wrong path is a clear error.
+    let t = std::fs::read_to_string(&p)
+        .unwrap()
+        .replace("scan_encoder = \"tiny-bert\"", "scan_encoder = \"nope\"");
+    std::fs::write(&p, t).unwrap();
+    let o = hone(dir.path(), &["data", "scan"]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(stderr(&o).contains("nope"), "{}", stderr(&o));
+}
