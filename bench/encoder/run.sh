@@ -9,7 +9,7 @@
 #   setfit    8 and 16 examples per class (seeded sample, written by peers.py): hone's SetFit-style
 #             contrastive phase + head and hone's frozen head vs Python SetFit (2 iterations) and
 #             scikit-learn LogisticRegression on frozen embeddings
-#   finetune  full fine-tuning, the same recipe on both sides (cls pooling + pooler + linear head, AdamW
+#   finetune  full fine-tuning, both sides at once (ENCODER_FT_THREADS threads each, default 1), the same recipe (cls pooling + pooler + linear head, AdamW
 #             lr 5e-5, weight decay 0.01, batch 32, 3 epochs, linear decay, no warm-up, clip 1.0, dropout,
 #             max length 64, dynamic padding), test accuracy after every epoch; then hone distils the
 #             fine-tuned teacher into its `ngram` model (soft cross-entropy, T = 2)
@@ -54,7 +54,7 @@ for stage in $stages; do
           | tag frozen "st_${t}t" 1 >> "$out"
       done ;;
     setfit)
-      for k in 8 16; do
+      for k in ${ENCODER_SETFIT_K:-8 16}; do
         s="$BENCH_WORK/sample_k$k.jsonl"
         py 2 sample --train "$d/train.jsonl" --k "$k" --seed 0 --out "$s" > /dev/null
         echo "encoder: setfit k=$k" >&2
@@ -66,12 +66,19 @@ for stage in $stages; do
           | tag "setfit_k$k" lr 1 >> "$out"
       done ;;
     finetune)
-      echo "encoder: fine-tuning, hone (same recipe) + distillation" >&2
-      "$bin" finetune --model "$model" --train "$d/train.jsonl" --test "$d/test.jsonl" --threads 2 \
-        --epochs 3 --lr 5e-5 --batch 32 --max-length 64 --pooling cls --distill | tag finetune hone 1 >> "$out"
-      echo "encoder: fine-tuning, PyTorch (same recipe)" >&2
-      py 2 finetune --model "$model" --train "$d/train.jsonl" --test "$d/test.jsonl" --threads 2 \
-        --epochs 3 --lr 5e-5 --batch 32 --max-length 64 | tag finetune torch 1 >> "$out"
+      # Both sides at the same time, ENCODER_FT_THREADS (default 1) threads each: neither has the
+      # machine to itself, and the two 3-epoch runs fit in one sitting on 2 cores.
+      ft=${ENCODER_FT_THREADS:-1}
+      echo "encoder: fine-tuning, hone (+ distillation) and PyTorch side by side, $ft thread(s) each" >&2
+      "$bin" finetune --model "$model" --train "$d/train.jsonl" --test "$d/test.jsonl" --threads "$ft" \
+        --epochs 3 --lr 5e-5 --batch 32 --max-length 64 --pooling cls --distill > "$BENCH_WORK/ft_hone.json" &
+      hp=$!
+      py "$ft" finetune --model "$model" --train "$d/train.jsonl" --test "$d/test.jsonl" --threads "$ft" \
+        --epochs 3 --lr 5e-5 --batch 32 --max-length 64 > "$BENCH_WORK/ft_torch.json" &
+      tp=$!
+      wait "$hp"; wait "$tp"
+      tag finetune hone 1 < "$BENCH_WORK/ft_hone.json" >> "$out"
+      tag finetune torch 1 < "$BENCH_WORK/ft_torch.json" >> "$out"
       ;;
     *) echo "encoder: unknown stage $stage" >&2; exit 2 ;;
   esac
