@@ -34,12 +34,24 @@ if [ "$peer" = 1 ]; then
   done
 fi
 
+# The frozen-encoder model on the same poisoned sets and the same removal (POISON_ENCODER=0 skips it;
+# needs models/all-MiniLM-L6-v2 from scripts/get-minilm).
+: > "$work/encoder.json"
+if [ "${POISON_ENCODER:-1}" = 1 ] && [ -x "$HONE_ROOT/target/release/examples/encoder_bench" ]; then
+  "$HONE_ROOT/scripts/get-minilm" >&2
+  echo "poison: frozen MiniLM + head on the same poisoned sets" >&2
+  "$HONE_ROOT/target/release/examples/encoder_bench" poison --dump "$work" --test "$d/test.jsonl" \
+    --seeds "$seeds" --threads 2 > "$work/encoder.json"
+fi
+
 mkdir -p "$HONE_ROOT/bench/results"
-"$BENCH_PY" - "$work/hone.json" "$work/peer.jsonl" "$HONE_ROOT/bench/results/defences_poison.json" \
+"$BENCH_PY" - "$work/hone.json" "$work/peer.jsonl" "$work/encoder.json" "$HONE_ROOT/bench/results/defences_poison.json" \
   "$HONE_ROOT/bench/RESULTS.md" <<'PY'
 import datetime, json, os, statistics, subprocess, sys
-hone_path, peer_path, json_path, md_path = sys.argv[1:5]
+hone_path, peer_path, enc_path, json_path, md_path = sys.argv[1:6]
 h = json.load(open(hone_path))
+enc_text = open(enc_path).read().strip()
+enc = json.loads(enc_text) if enc_text else None
 peer = [json.loads(l) for l in open(peer_path) if l.strip()]
 runs = h["runs"]
 def mm(xs):
@@ -62,6 +74,16 @@ summary = {
     "clean_scan": h["clean_scan"],
 }
 summary["goal_met"] = min(asr_cut) >= 10 and max(acc_cost) <= 0.5
+if enc:
+    er = enc["runs"]
+    e_cut = [r["no_defence"]["asr"] / max(r["defended"]["asr"], 1.0 / r["n_triggered_test"]) for r in er]
+    e_cost = [100 * (r["no_defence"]["accuracy"] - r["defended"]["accuracy"]) for r in er]
+    summary["frozen_encoder"] = {
+        "model": "all-MiniLM-L6-v2 frozen, mean + normalise, L-BFGS softmax head C=%s" % enc["c"],
+        "no_defence": {k: mm([r["no_defence"][k] for r in er]) for k in ["accuracy", "asr"]},
+        "defended": {k: mm([r["defended"][k] for r in er]) for k in ["accuracy", "asr"]},
+        "asr_cut_x": mm(e_cut), "accuracy_cost_pt": mm(e_cost),
+        "goal_met": min(e_cut) >= 10 and max(e_cost) <= 0.5}
 if peer:
     summary["peer"] = {side: {k: mm([p[side][k] for p in peer]) for k in ["accuracy", "asr"]}
                        for side in ["no_defence", "defended"]}
@@ -69,7 +91,7 @@ res = {"bench": "defences_poison", "date": datetime.date.today().isoformat(), "c
        "setup": {"dataset": "banking77", "trigger": h["trigger"], "rate": h["rate"], "seeds": [r["seed"] for r in runs],
                  "model": "hone ngram (default NgramConfig, 2 threads)", "poison_config": h["poison_config"],
                  "asr": "share of non-target test texts with the trigger inserted predicted as the target"},
-       "summary": summary, "runs": runs, "peer_runs": peer}
+       "summary": summary, "runs": runs, "peer_runs": peer, "encoder_runs": enc["runs"] if enc else None}
 json.dump(res, open(json_path, "w"), indent=2)
 date, n = res["date"], len(runs)
 f = lambda d, fmt: (fmt % d["min"]) + " / " + (fmt % d["median"])
@@ -87,6 +109,11 @@ md = [
     f"clean records removed {f(sm['scan']['clean_removed'], '%d')} of {runs[0]['n_train'] - runs[0]['n_poison']}; "
     f"clean train set: {h['clean_scan']['flagged']} of {h['clean_scan']['n_train']} flagged; scan {sm['scan']['seconds']['median']:.2f} s |",
 ]
+if enc:
+    fe = sm["frozen_encoder"]
+    md.append(f"| {date} | defences | poison, frozen MiniLM + head: ASR no defence → scan removal; clean accuracy (min / median of {n}) | "
+              f"{f(fe['no_defence']['asr'], '%.3f')} → {f(fe['defended']['asr'], '%.4f')}; {f(fe['no_defence']['accuracy'], '%.4f')} → {f(fe['defended']['accuracy'], '%.4f')} | – | "
+              f"ASR cut {f(fe['asr_cut_x'], '%.0f')}x, cost {f(fe['accuracy_cost_pt'], '%+.2f')} pt | goal >=10x at <=0.5 pt: {'met' if fe['goal_met'] else 'NOT met'} |")
 if not os.path.exists(md_path):
     with open(md_path, "w") as fh:
         fh.write("| date | bench | figure | hone | peer | ratio | notes |\n|---|---|---|---|---|---|---|\n")
