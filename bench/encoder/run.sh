@@ -58,7 +58,7 @@ for stage in $stages; do
         s="$BENCH_WORK/sample_k$k.jsonl"
         py 2 sample --train "$d/train.jsonl" --k "$k" --seed 0 --out "$s" > /dev/null
         echo "encoder: setfit k=$k" >&2
-        "$bin" setfit --model "$model" --sample "$s" --test "$d/test.jsonl" --threads 2 --iterations 4 \
+        "$bin" setfit --model "$model" --sample "$s" --test "$d/test.jsonl" --threads 2 --iterations "${ENCODER_SETFIT_ITER:-4}" \
           | tag "setfit_k$k" hone 1 >> "$out"
         py 2 setfit --model "$model" --sample "$s" --test "$d/test.jsonl" --threads 2 --num-iterations 2 \
           | tag "setfit_k$k" setfit 1 >> "$out"

@@ -11,7 +11,16 @@ import subprocess
 import sys
 
 runs_path, json_path, md_path = sys.argv[1:4]
-rows = [json.loads(l) for l in open(runs_path) if l.strip()]
+def first_wins(pairs):
+    # run.sh prefixes each line with stage/side/round; hone's own JSON also has a "side" key later on the
+    # line, so the first occurrence (the tag) must win.
+    d = {}
+    for k, v in pairs:
+        d.setdefault(k, v)
+    return d
+
+
+rows = [json.loads(l, object_pairs_hook=first_wins) for l in open(runs_path) if l.strip()]
 
 
 def pick(stage, side=None):
