@@ -990,6 +990,29 @@ pub fn compare(ctx: &Context, a: &str, b: &str) -> Result<u8> {
     Ok(0)
 }
 
+/// The run named by `--run` (number or id prefix) or `--model` (its latest run); `None` when neither is given.
+fn named_run(
+    store: &Store,
+    runs: &[hone_store::RunRow],
+    run: Option<&str>,
+    model: Option<&str>,
+) -> Result<Option<hone_store::RunRow>> {
+    Ok(match (run, model) {
+        (Some(r), _) => Some(store.resolve_run(r)?),
+        (None, Some(m)) => Some(
+            runs.iter()
+                .rfind(|r| r.model == m)
+                .cloned()
+                .ok_or_else(|| Error::NotFound {
+                    what: "run of model",
+                    name: m.to_string(),
+                    hint: "`hone runs` lists runs".into(),
+                })?,
+        ),
+        (None, None) => None,
+    })
+}
+
 pub fn export(
     ctx: &Context,
     run: Option<&str>,
@@ -998,19 +1021,9 @@ pub fn export(
 ) -> Result<u8> {
     let project = open_project(ctx)?;
     let store = Store::open_existing(&project.root)?;
-    let runs = store.runs()?;
-    let chosen = match (run, model) {
-        (Some(r), _) => store.resolve_run(r)?,
-        (None, Some(m)) => runs
-            .iter()
-            .rfind(|r| r.model == m)
-            .cloned()
-            .ok_or_else(|| Error::NotFound {
-                what: "run of model",
-                name: m.to_string(),
-                hint: "`hone runs` lists runs".into(),
-            })?,
-        (None, None) => {
+    let chosen = match named_run(&store, &store.runs()?, run, model)? {
+        Some(r) => r,
+        None => {
             return Err(
                 Error::Usage("say which model to export: --model NAME or --run N".into()).into(),
             );
@@ -1040,18 +1053,9 @@ pub fn predict(
     let project = open_project(ctx)?;
     let store = Store::open_existing(&project.root)?;
     let runs = store.runs()?;
-    let chosen = match (run, model) {
-        (Some(r), _) => store.resolve_run(r)?,
-        (None, Some(m)) => runs
-            .iter()
-            .rfind(|r| r.model == m)
-            .cloned()
-            .ok_or_else(|| Error::NotFound {
-                what: "run of model",
-                name: m.to_string(),
-                hint: "`hone runs` lists runs".into(),
-            })?,
-        (None, None) => {
+    let chosen = match named_run(&store, &runs, run, model)? {
+        Some(r) => r,
+        None => {
             let last_split =
                 runs.last()
                     .map(|r| r.split.clone())
