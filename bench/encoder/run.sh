@@ -13,13 +13,16 @@
 #             lr 5e-5, weight decay 0.01, batch 32, 3 epochs, linear decay, no warm-up, clip 1.0, dropout,
 #             max length 64, dynamic padding), test accuracy after every epoch; then hone distils the
 #             fine-tuned teacher into its `ngram` model (soft cross-entropy, T = 2)
+#   stretch   hone alone, two better recipes at once (1 thread each), 3 epochs, mean pooling, warm-up 0.1:
+#             lpft (the declared one: linear-probe initialisation of the head, C = 10, then lr 5e-5; the
+#             stronger teacher is also distilled) and headlr (random head, lr 1e-4, head lr 1e-3)
 # Run via bench/run encoder (HONE_ROOT, HONE_SHARED, BENCH_WORK, BENCH_PY). Needs models/all-MiniLM-L6-v2
 # (scripts/get-minilm) and bench/encoder/install.sh (run here) for torch.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 : "${HONE_ROOT:?run via bench/run}" "${HONE_SHARED:?}" "${BENCH_WORK:?}" "${BENCH_PY:?}"
 bin=${ENCODER_BIN:-$HONE_ROOT/target/release/examples/encoder_bench}
-stages=${ENCODER_STAGES:-steptime frozen setfit finetune}
+stages=${ENCODER_STAGES:-steptime frozen setfit finetune stretch}
 reps=${ENCODER_REPS:-3}
 model=$HONE_ROOT/models/all-MiniLM-L6-v2
 [ -x "$bin" ] || { echo "encoder: $bin not found (build the hone-encoder examples in release)" >&2; exit 2; }
@@ -79,6 +82,18 @@ for stage in $stages; do
       wait "$hp"; wait "$tp"
       tag finetune hone 1 < "$BENCH_WORK/ft_hone.json" >> "$out"
       tag finetune torch 1 < "$BENCH_WORK/ft_torch.json" >> "$out"
+      ;;
+    stretch)
+      echo "encoder: stretch recipes (lpft, headlr) side by side, 1 thread each" >&2
+      common=(--model "$model" --train "$d/train.jsonl" --test "$d/test.jsonl" --threads 1 --epochs 3
+              --batch 32 --max-length 64 --pooling mean --warmup 0.1)
+      "$bin" finetune "${common[@]}" --lr 5e-5 --probe-init 10 --distill > "$BENCH_WORK/stretch_lpft.json" &
+      ap=$!
+      "$bin" finetune "${common[@]}" --lr 1e-4 --head-lr 1e-3 > "$BENCH_WORK/stretch_headlr.json" &
+      bp=$!
+      wait "$ap"; wait "$bp"
+      tag stretch lpft 1 < "$BENCH_WORK/stretch_lpft.json" >> "$out"
+      tag stretch headlr 1 < "$BENCH_WORK/stretch_headlr.json" >> "$out"
       ;;
     *) echo "encoder: unknown stage $stage" >&2; exit 2 ;;
   esac

@@ -280,6 +280,13 @@ fn run_finetune(a: &Args) -> Res<serde_json::Value> {
         weight_decay: a.num("--weight-decay", 0.01f64)?,
         patience: 0,
         seed: a.num("--seed", 0u64)?,
+        probe_init: match a.get("--probe-init") {
+            Some(c) => Some(
+                c.parse()
+                    .map_err(|_| format!("--probe-init {c}: a C value"))?,
+            ),
+            None => None,
+        },
         ..FinetuneConfig::default()
     };
     let m = classifier(&p, pooling(a)?, labels.len(), cfg.seed)?;
@@ -318,6 +325,7 @@ fn run_finetune(a: &Args) -> Res<serde_json::Value> {
         "accuracy": per_epoch.last().cloned().flatten(), "train_seconds": secs, "steps": rep.steps,
         "seconds_per_step": rep.seconds_per_step, "truncated_train": rep.train_truncated,
         "config": cfg, "pooling": a.get("--pooling").unwrap_or_else(|| "cls".into()),
+        "probe": rep.probe,
     });
     if a.0.iter().any(|x| x == "--distill") {
         out["distillation"] = distill(

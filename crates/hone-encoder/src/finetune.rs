@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use candle_core::{D, DType, Device, Tensor, Var};
+use candle_core::{D, DType, Tensor, Var};
 use hone_core::{Error, Result};
 use serde::{Deserialize, Serialize};
 
@@ -41,7 +41,7 @@ impl Classifier {
         let mut rng = SeededRng::new(seed ^ 0x9e37_79b9_7f4a_7c15);
         let mut normal =
             |n: usize| -> Vec<f32> { (0..n).map(|_| (rng.normal() * std) as f32).collect() };
-        let dev = Device::Cpu;
+        let dev = encoder.device().clone();
         let var = |v: Vec<f32>, shape: &[usize]| -> Result<Var> {
             Var::from_vec(v, shape, &dev).map_err(candle_err)
         };
@@ -49,8 +49,10 @@ impl Classifier {
             Pooling::Mean => None,
             Pooling::Cls => Some(match pooler {
                 Some((w, b)) => (
-                    Var::from_tensor(&w).map_err(candle_err)?,
-                    Var::from_tensor(&b).map_err(candle_err)?,
+                    Var::from_tensor(&w.to_device(&dev).map_err(candle_err)?)
+                        .map_err(candle_err)?,
+                    Var::from_tensor(&b.to_device(&dev).map_err(candle_err)?)
+                        .map_err(candle_err)?,
                 ),
                 None => (var(normal(h * h), &[h, h])?, var(vec![0.0; h], &[h])?),
             }),
@@ -151,7 +153,7 @@ impl Classifier {
             let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
             let tb = tokenizer.encode_batch(&batch)?;
             truncated += tb.truncated;
-            let (ids, types, mask) = tb.to_tensors(&Device::Cpu)?;
+            let (ids, types, mask) = tb.to_tensors(self.encoder.device())?;
             let rows = self
                 .logits(&ids, &types, &mask, false, None)?
                 .to_vec2::<f32>()
@@ -161,6 +163,58 @@ impl Classifier {
             }
         }
         Ok((out, truncated))
+    }
+
+    /// Eval-mode head inputs `(n, h)` row-major, rows in input order: the pooled vectors, passed through
+    /// the pooler (dense + tanh) with `cls` pooling. This is what the classifier layer sees at eval time.
+    pub fn head_features(
+        &self,
+        tokenizer: &TextTokenizer,
+        texts: &[&str],
+        batch_size: usize,
+    ) -> Result<Vec<f32>> {
+        let h = self.encoder.config().hidden_size;
+        let mut out = vec![0.0f32; texts.len() * h];
+        let order = length_order(texts);
+        for chunk in order.chunks(batch_size.max(1)) {
+            let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
+            let (ids, types, mask) = tokenizer
+                .encode_batch(&batch)?
+                .to_tensors(self.encoder.device())?;
+            let mut x = self.pooled(&ids, &types, &mask, None, false)?;
+            if let Some((w, b)) = &self.pooler {
+                x = x
+                    .matmul(&w.as_tensor().t().map_err(candle_err)?)
+                    .and_then(|x| x.broadcast_add(b.as_tensor()))
+                    .and_then(|x| x.tanh())
+                    .map_err(candle_err)?;
+            }
+            let rows = x.to_vec2::<f32>().map_err(candle_err)?;
+            for (&i, row) in chunk.iter().zip(rows) {
+                out[i * h..(i + 1) * h].copy_from_slice(&row);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Sets the classifier layer to a fitted linear head over [`Classifier::head_features`].
+    pub fn set_head(&self, head: &crate::head::LinearHead) -> Result<()> {
+        let (k, h) = (self.classes(), self.encoder.config().hidden_size);
+        if head.classes != k || head.dim != h {
+            return Err(Error::Internal(format!(
+                "head is {}×{}, classifier is {k}×{h}",
+                head.classes, head.dim
+            )));
+        }
+        self.weight
+            .set(
+                &Tensor::from_slice(&head.weight, (k, h), self.encoder.device())
+                    .map_err(candle_err)?,
+            )
+            .map_err(candle_err)?;
+        self.bias
+            .set(&Tensor::from_slice(&head.bias, k, self.encoder.device()).map_err(candle_err)?)
+            .map_err(candle_err)
     }
 
     /// Eval-mode pooled embeddings (no pooler, no head), rows in input order.
@@ -238,6 +292,10 @@ pub struct FinetuneConfig {
     pub patience: usize,
     pub seed: u64,
     pub eval_batch: usize,
+    /// Linear-probe initialisation (LP-FT, Kumar et al. 2022): before the first epoch, the classifier
+    /// layer is fitted by L-BFGS on the frozen model's head features with this C, instead of starting
+    /// from random weights, so fine-tuning starts from the frozen model's solution. `None`: random head.
+    pub probe_init: Option<f64>,
 }
 
 impl Default for FinetuneConfig {
@@ -255,6 +313,7 @@ impl Default for FinetuneConfig {
             patience: 2,
             seed: 0,
             eval_batch: 64,
+            probe_init: None,
         }
     }
 }
@@ -280,6 +339,19 @@ pub struct FinetuneReport {
     pub train_truncated: usize,
     pub resumed_from_epoch: Option<usize>,
     pub seconds_per_step: f64,
+    /// The linear-probe initialisation, when `probe_init` was set: `(C, L-BFGS iterations, train
+    /// accuracy of the probe, seconds)`.
+    pub probe: Option<ProbeReport>,
+}
+
+/// What the linear-probe initialisation did.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ProbeReport {
+    pub c: f64,
+    pub iterations: usize,
+    pub train_accuracy: f64,
+    pub dev_accuracy: Option<f64>,
+    pub seconds: f64,
 }
 
 /// The data order of an epoch: a seeded shuffle that depends only on `(seed, epoch)`, so that a resumed
@@ -321,9 +393,9 @@ pub fn batch_gradients(
         let labels: Vec<u32> = mb.iter().map(|&i| y[i]).collect();
         let tb = tok.encode_batch(&texts)?;
         truncated += tb.truncated;
-        let (ids, types, mask) = tb.to_tensors(&Device::Cpu)?;
+        let (ids, types, mask) = tb.to_tensors(model.encoder.device())?;
         let logits = model.logits(&ids, &types, &mask, true, dropout.as_deref_mut())?;
-        let yt = Tensor::new(labels.as_slice(), &Device::Cpu).map_err(candle_err)?;
+        let yt = Tensor::new(labels.as_slice(), model.encoder.device()).map_err(candle_err)?;
         let loss = cross_entropy_sum(&logits, &yt)
             .and_then(|l| l / batch.len() as f64)
             .map_err(candle_err)?;
@@ -354,6 +426,54 @@ fn accuracy(
         .filter(|(row, g)| crate::head::argmax(row) == **g)
         .count();
     Ok(correct as f64 / y.len().max(1) as f64)
+}
+
+/// Fits the classifier layer on the frozen model's head features (L-BFGS, fixed `c`) and installs it.
+fn probe_init(
+    model: &Classifier,
+    tok: &TextTokenizer,
+    x: &[&str],
+    y: &[u32],
+    dev: Option<(&[&str], &[u32])>,
+    c: f64,
+    batch: usize,
+) -> Result<ProbeReport> {
+    if !(c.is_finite() && c > 0.0) {
+        return Err(Error::Usage(format!(
+            "probe_init must be a positive C (got {c})"
+        )));
+    }
+    let t0 = std::time::Instant::now();
+    let h = model.encoder.config().hidden_size;
+    let feats = model.head_features(tok, x, batch)?;
+    let rows = crate::head::Rows {
+        data: &feats,
+        dim: h,
+    };
+    let (head, iterations) = crate::head::LinearHead::fit(
+        rows,
+        crate::head::Targets::Hard(y),
+        model.classes(),
+        c,
+        500,
+        None,
+    )?;
+    model.set_head(&head)?;
+    let acc = |pred: Vec<u32>, gold: &[u32]| {
+        pred.iter().zip(gold).filter(|(p, g)| p == g).count() as f64 / gold.len().max(1) as f64
+    };
+    let train_accuracy = acc(head.predict(rows)?, y);
+    let dev_accuracy = match dev {
+        Some((dx, dy)) if !dx.is_empty() => Some(accuracy(model, tok, dx, dy, batch)?),
+        _ => None,
+    };
+    Ok(ProbeReport {
+        c,
+        iterations,
+        train_accuracy,
+        dev_accuracy,
+        seconds: t0.elapsed().as_secs_f64(),
+    })
 }
 
 /// Where checkpoints go: `dir/checkpoint.safetensors` (weights + optimiser) and `dir/checkpoint.json`.
@@ -441,7 +561,8 @@ pub fn finetune(
                 )));
             }
             let wp = ck.dir.join("checkpoint.safetensors");
-            let t = candle_core::safetensors::load(&wp, &Device::Cpu).map_err(candle_err)?;
+            let t =
+                candle_core::safetensors::load(&wp, model.encoder.device()).map_err(candle_err)?;
             model.load_params(&|n| t.get(&format!("model.{n}")).cloned())?;
             opt_body.load_state(&|n| t.get(&format!("body.{n}")).cloned())?;
             opt_head.load_state(&|n| t.get(&format!("head.{n}")).cloned())?;
@@ -461,6 +582,9 @@ pub fn finetune(
         }
     }
 
+    if let (Some(c), None) = (cfg.probe_init, report.resumed_from_epoch) {
+        report.probe = Some(probe_init(model, tok, x, y, dev, c, cfg.eval_batch)?);
+    }
     let started = std::time::Instant::now();
     let mut steps_here = 0u64;
     for epoch in start_epoch..cfg.epochs {
@@ -686,7 +810,7 @@ pub fn contrastive(
             let t: Vec<f32> = batch.iter().map(|p| p.2).collect();
             let embed = |texts: &[&str], d: Option<&mut Dropout>| -> Result<Tensor> {
                 let tb = tok.encode_batch(texts)?;
-                let (ids, types, mask) = tb.to_tensors(&Device::Cpu)?;
+                let (ids, types, mask) = tb.to_tensors(encoder.device())?;
                 let h = encoder.forward(&ids, Some(&types), Some(&mask), d)?;
                 pool(&h, &mask, pooling)
             };
@@ -697,7 +821,7 @@ pub fn contrastive(
                 let na = ea.sqr()?.sum(1)?.sqrt()?;
                 let nb = eb.sqr()?.sum(1)?.sqrt()?;
                 let cos = (dot / (na * nb)?.clamp(1e-8, f64::INFINITY)?)?;
-                let tt = Tensor::new(t.as_slice(), &Device::Cpu)?;
+                let tt = Tensor::new(t.as_slice(), encoder.device())?;
                 (cos - tt)?.sqr()?.mean_all()
             })()
             .map_err(candle_err)?;

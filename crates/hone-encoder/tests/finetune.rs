@@ -479,3 +479,100 @@ fn exports_carry_hugging_face_names_and_labels() {
         assert!(st.join(f).is_file(), "{f} missing");
     }
 }
+
+#[test]
+fn linear_probe_initialisation_installs_the_frozen_solution() {
+    let p = tiny("probe", 11);
+    let (x, y) = task(90, 12);
+    let xs: Vec<&str> = x.iter().map(String::as_str).collect();
+    for pooling in [Pooling::Mean, Pooling::Cls] {
+        let m = classifier(&p, pooling, 5);
+        let random_logits = m.predict_logits(&p.tokenizer, &xs, 16).unwrap().0;
+        let cfg = FinetuneConfig {
+            epochs: 0,
+            probe_init: Some(10.0),
+            ..FinetuneConfig::default()
+        };
+        let rep = finetune(
+            &m,
+            &p.tokenizer,
+            &xs,
+            &y,
+            Some((&xs, &y)),
+            &cfg,
+            None,
+            &mut |_, _| {},
+            &mut |_| {},
+        )
+        .unwrap();
+        let probe = rep.probe.expect("probe report");
+        // The installed classifier computes exactly the probe: its eval-mode accuracy is the probe's.
+        assert_eq!(
+            probe.dev_accuracy,
+            Some(probe.train_accuracy),
+            "{pooling:?}"
+        );
+        // The probe's head is the L-BFGS fit on the head features, not the random start.
+        let feats = m.head_features(&p.tokenizer, &xs, 16).unwrap();
+        let h = p.config.hidden_size;
+        let (head, _) = LinearHead::fit(
+            Rows {
+                data: &feats,
+                dim: h,
+            },
+            Targets::Hard(&y),
+            3,
+            10.0,
+            500,
+            None,
+        )
+        .unwrap();
+        let want = head
+            .logits(Rows {
+                data: &feats,
+                dim: h,
+            })
+            .unwrap();
+        let got = m.predict_logits(&p.tokenizer, &xs, 16).unwrap().0;
+        let d = want
+            .iter()
+            .zip(&got)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(d < 1e-3, "{pooling:?}: installed head differs by {d}");
+        let moved = random_logits
+            .iter()
+            .zip(&got)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(
+            moved > 0.1,
+            "{pooling:?}: the head did not change ({moved})"
+        );
+        // The words separate the classes; the probe on frozen random features finds most of it.
+        assert!(
+            probe.train_accuracy > 0.6,
+            "{pooling:?}: {}",
+            probe.train_accuracy
+        );
+    }
+    let m = classifier(&p, Pooling::Mean, 5);
+    let bad = FinetuneConfig {
+        epochs: 0,
+        probe_init: Some(0.0),
+        ..FinetuneConfig::default()
+    };
+    let err = finetune(
+        &m,
+        &p.tokenizer,
+        &xs,
+        &y,
+        None,
+        &bad,
+        None,
+        &mut |_, _| {},
+        &mut |_| {},
+    )
+    .expect_err("C = 0 is refused");
+    assert!(err.to_string().contains("probe_init"), "{err}");
+}
