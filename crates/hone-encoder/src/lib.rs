@@ -4,6 +4,7 @@
 
 pub mod bert;
 pub mod config;
+pub mod device;
 pub mod embed;
 pub mod export;
 pub mod finetune;

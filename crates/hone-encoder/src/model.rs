@@ -74,6 +74,9 @@ pub struct EncoderParams {
     pub contrastive: ContrastiveConfig,
     /// A checkpoint directory for fine-tuning (resumes when a checkpoint is there).
     pub checkpoint_dir: Option<PathBuf>,
+    /// Where training and embedding run: `cpu` (default), `cuda` or `cuda:N` (needs a build with
+    /// `--features cuda`). The trained model is saved the same either way and loads on the CPU.
+    pub device: String,
 }
 
 impl Default for EncoderParams {
@@ -86,6 +89,7 @@ impl Default for EncoderParams {
             finetune: FinetuneConfig::default(),
             contrastive: ContrastiveConfig::default(),
             checkpoint_dir: None,
+            device: "cpu".into(),
         }
     }
 }
@@ -299,7 +303,13 @@ impl EncoderModel {
             fingerprint,
             pooler,
         } = base;
-        let mut report = json!({"method": method, "pooling": pooling_name(pooling), "max_length": params.max_length});
+        let device = crate::device::parse(&params.device)?;
+        let encoder = if device.is_cpu() {
+            encoder
+        } else {
+            BertEncoder::load(&config, &dir.join("model.safetensors"), &device)?
+        };
+        let mut report = json!({"method": method, "pooling": pooling_name(pooling), "max_length": params.max_length, "device": params.device});
         let dev = dev.filter(|(dx, _)| !dx.is_empty());
         let body = match method {
             Method::Frozen | Method::Setfit => {
