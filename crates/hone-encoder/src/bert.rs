@@ -83,13 +83,29 @@ impl Dropout {
         if p <= 0.0 {
             return Ok(x.clone());
         }
-        let scale = (1.0 / (1.0 - p)) as f32;
-        let n = x.elem_count();
-        let mask: Vec<f32> = (0..n)
-            .map(|_| if self.rng.uniform() < p { 0.0 } else { scale })
-            .collect();
+        let mask = self.mask(x.elem_count(), p);
+        if crate::fused::applies(x) && !crate::fused::disabled() {
+            return crate::fused::dropout(x, mask);
+        }
         let mask = Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
         x.mul(&mask)
+    }
+
+    /// The next mask of `n` values: `0` with probability `p`, else `1 / (1 - p)`.
+    pub fn mask(&mut self, n: usize, p: f64) -> Vec<f32> {
+        let scale = (1.0 / (1.0 - p)) as f32;
+        (0..n)
+            .map(|_| if self.rng.uniform() < p { 0.0 } else { scale })
+            .collect()
+    }
+
+    /// `dropout(x) + residual`, one fused op on the CPU (the same mask as [`Dropout::apply`] would draw).
+    pub fn apply_add(&mut self, x: &Tensor, p: f64, residual: &Tensor) -> CResult<Tensor> {
+        if p > 0.0 && crate::fused::applies(x) && !crate::fused::disabled() {
+            let mask = self.mask(x.elem_count(), p);
+            return crate::fused::dropout_add(x, mask, residual);
+        }
+        self.apply(x, p)? + residual
     }
 }
 
@@ -100,6 +116,19 @@ fn maybe_dropout(d: Option<&mut Dropout>, x: Tensor, p: f64) -> CResult<Tensor> 
     }
 }
 
+/// `dropout(x) + residual` in training mode, `x + residual` in eval mode.
+fn maybe_dropout_add(
+    d: Option<&mut Dropout>,
+    x: Tensor,
+    p: f64,
+    residual: &Tensor,
+) -> CResult<Tensor> {
+    match d {
+        Some(d) => d.apply_add(&x, p, residual),
+        None => x + residual,
+    }
+}
+
 struct Linear {
     weight: Tensor, // (out, in), as in PyTorch
     bias: Tensor,   // (out,)
@@ -107,6 +136,9 @@ struct Linear {
 
 impl Linear {
     fn forward(&self, x: &Tensor) -> CResult<Tensor> {
+        if crate::fused::applies(x) && !crate::fused::disabled() {
+            return crate::fused::linear(x, &self.weight, &self.bias);
+        }
         let dims = x.dims().to_vec();
         let (last, lead) = dims
             .split_last()
@@ -549,39 +581,51 @@ impl BertEncoder {
             Some(m) => m.to_dtype(self.dtype)?,
             None => Tensor::ones((b, s), self.dtype, &self.device)?,
         };
-        let additive = ((1.0 - mask)? * f64::from(f32::MIN))?.reshape((b, 1, 1, s))?;
+        let additive = ((1.0 - mask)? * f64::from(f32::MIN))?;
+        // The fused path: one op per linear layer, head split/merge and masked softmax (fused.rs).
+        let fused = crate::fused::applies(&x) && !crate::fused::disabled();
+        let additive4 = additive.reshape((b, 1, 1, s))?;
 
         let nh = cfg.num_attention_heads;
         let hd = cfg.head_size();
         let scale = 1.0 / (hd as f64).sqrt();
         for layer in &self.layers {
             let heads = |t: Tensor| -> CResult<Tensor> {
+                if fused {
+                    return crate::fused::split_heads(&t, nh);
+                }
                 t.reshape((b, s, nh, hd))?.transpose(1, 2)?.contiguous()
             };
             let q = heads(layer.query.forward(&x)?)?;
             let k = heads(layer.key.forward(&x)?)?;
             let v = heads(layer.value.forward(&x)?)?;
-            let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&additive)?;
-            let probs = if fast {
-                candle_nn::ops::softmax_last_dim(&scores)?
-            } else if crate::fused::applies(&scores) && !crate::fused::disabled() {
-                crate::fused::softmax_last_dim(&scores)?
+            let probs = if fused {
+                crate::fused::masked_softmax(&q.matmul(&k.t()?)?, &additive, scale)?
             } else {
-                softmax_last_dim(&scores)?
+                let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&additive4)?;
+                if fast {
+                    candle_nn::ops::softmax_last_dim(&scores)?
+                } else {
+                    softmax_last_dim(&scores)?
+                }
             };
             let probs = maybe_dropout(
                 dropout.as_deref_mut(),
                 probs,
                 cfg.attention_probs_dropout_prob,
             )?;
-            let ctx = probs
-                .matmul(&v)?
-                .transpose(1, 2)?
-                .contiguous()?
-                .reshape((b, s, h))?;
+            let ctx = if fused {
+                crate::fused::merge_heads(&probs.matmul(&v)?, nh)?
+            } else {
+                probs
+                    .matmul(&v)?
+                    .transpose(1, 2)?
+                    .contiguous()?
+                    .reshape((b, s, h))?
+            };
             let a = layer.attn_out.forward(&ctx)?;
-            let a = maybe_dropout(dropout.as_deref_mut(), a, cfg.hidden_dropout_prob)?;
-            let a = layer.attn_ln.forward(&(a + &x)?, fast)?;
+            let a = maybe_dropout_add(dropout.as_deref_mut(), a, cfg.hidden_dropout_prob, &x)?;
+            let a = layer.attn_ln.forward(&a, fast)?;
             let f = layer.intermediate.forward(&a)?;
             let f = match cfg.hidden_act {
                 Activation::GeluErf
@@ -594,8 +638,8 @@ impl BertEncoder {
                 Activation::Relu => f.relu()?,
             };
             let f = layer.output.forward(&f)?;
-            let f = maybe_dropout(dropout.as_deref_mut(), f, cfg.hidden_dropout_prob)?;
-            x = layer.out_ln.forward(&(f + &a)?, fast)?;
+            let f = maybe_dropout_add(dropout.as_deref_mut(), f, cfg.hidden_dropout_prob, &a)?;
+            x = layer.out_ln.forward(&f, fast)?;
         }
         Ok(x)
     }

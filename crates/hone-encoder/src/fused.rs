@@ -2,9 +2,19 @@
 //! last dimension and LayerNorm. Written out in candle's elementwise ops each costs 5–10 temporaries and
 //! as many backward nodes per call; here each is one pass forward and one pass backward, split over
 //! candle's thread count. Checked against the written-out ops in `tests/fused.rs` (values and gradients).
+//!
+//! The structural ops here exist for candle's backward pass: it gives every input of every node a
+//! zero-filled gradient buffer and adds into it, and computes gradients for constant inputs too (a dropout
+//! mask, the attention mask). A linear layer written as reshape → transpose → matmul → broadcast-add →
+//! reshape is six nodes; as one op (`linear`, bias folded into gemm) it is one, and the mask and scale of
+//! attention fold into its softmax (`masked_softmax`), dropout into one op that keeps its mask
+//! (`dropout`, `dropout_add`), and the head split/merge into one copy each (`split_heads`,
+//! `merge_heads`).
+
+use std::sync::Arc;
 
 use candle_core::{
-    CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, bail,
+    CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, bail,
 };
 
 fn slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
@@ -301,4 +311,334 @@ pub fn applies(x: &Tensor) -> bool {
 pub fn disabled() -> bool {
     static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *OFF.get_or_init(|| std::env::var_os("HONE_UNFUSED").is_some_and(|v| v != "0"))
+}
+
+fn gemm_parallelism() -> gemm::Parallelism {
+    match candle_core::utils::get_num_threads() {
+        0 | 1 => gemm::Parallelism::None,
+        n => gemm::Parallelism::Rayon(n),
+    }
+}
+
+/// `x · Wᵀ + b` over the last dimension of `x`, the bias folded into the gemm.
+struct Linear;
+
+impl CustomOp3 for Linear {
+    fn name(&self) -> &'static str {
+        "hone-linear"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = slice(s1, l1, "linear x")?;
+        let w = slice(s2, l2, "linear weight")?;
+        let b = slice(s3, l3, "linear bias")?;
+        let (out_f, in_f) = l2.shape().dims2()?;
+        if b.len() != out_f || l1.dims().last() != Some(&in_f) {
+            bail!(
+                "linear: x {:?}, weight {:?}, bias {}",
+                l1.dims(),
+                l2.dims(),
+                b.len()
+            );
+        }
+        let rows = x.len() / in_f.max(1);
+        let mut dst = Vec::with_capacity(rows * out_f);
+        for _ in 0..rows {
+            dst.extend_from_slice(b);
+        }
+        // dst (rows × out) = 1·dst + x (rows × in) · Wᵀ (in × out); Wᵀ read through W's strides.
+        // SAFETY: every pointer covers the extent gemm reads or writes: dst rows·out, x rows·in, W out·in.
+        unsafe {
+            gemm::gemm(
+                rows,
+                out_f,
+                in_f,
+                dst.as_mut_ptr(),
+                1,
+                out_f as isize,
+                true,
+                x.as_ptr(),
+                1,
+                in_f as isize,
+                w.as_ptr(),
+                in_f as isize,
+                1,
+                1.0f32,
+                1.0f32,
+                false,
+                false,
+                false,
+                gemm_parallelism(),
+            );
+        }
+        let mut dims = l1.dims().to_vec();
+        *dims.last_mut().unwrap_or(&mut 0) = out_f;
+        Ok((CpuStorage::F32(dst), Shape::from(dims)))
+    }
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (out_f, in_f) = w.dims2()?;
+        let rows = x.elem_count() / in_f.max(1);
+        let g = grad.contiguous()?.reshape((rows, out_f))?;
+        let x2 = x.detach().reshape((rows, in_f))?;
+        let dx = g.matmul(&w.detach())?.reshape(x.shape())?;
+        let dw = g.t()?.matmul(&x2)?;
+        // Column sums of g as a (1 × rows) · (rows × out) gemm: faster than candle's strided reduce.
+        let ones = Tensor::ones((1, rows), DType::F32, g.device())?;
+        let db = ones.matmul(&g)?.reshape(out_f)?;
+        Ok((Some(dx), Some(dw), Some(db)))
+    }
+}
+
+/// `x · Wᵀ + b` over the last dimension (`weight` `(out, in)` as in PyTorch), one node in the graph
+/// (f32, CPU).
+pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    x.contiguous()?
+        .apply_op3(&weight.contiguous()?, &bias.contiguous()?, Linear)
+}
+
+/// `softmax(scale · x + mask)` over the last dimension of attention scores `(batch, heads, q, k)` with an
+/// additive mask `(batch, k)`; the mask gets no gradient.
+struct MaskedSoftmax {
+    scale: f32,
+}
+
+impl CustomOp2 for MaskedSoftmax {
+    fn name(&self) -> &'static str {
+        "hone-masked-softmax"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = slice(s1, l1, "masked softmax x")?;
+        let m = slice(s2, l2, "masked softmax mask")?;
+        let (b, k) = l2.shape().dims2()?;
+        let n = l1.dims().last().copied().unwrap_or(0);
+        if n != k || b == 0 || x.len() % (b * k) != 0 {
+            bail!(
+                "masked softmax: scores {:?}, mask {:?}",
+                l1.dims(),
+                l2.dims()
+            );
+        }
+        let rows_per_batch = x.len() / (b * k);
+        let scale = self.scale;
+        let mut out = vec![0f32; x.len()];
+        par_rows(&mut out, n, &|o, r0| {
+            for (j, row) in o.chunks_mut(n).enumerate() {
+                let r = r0 + j;
+                let xr = &x[r * n..(r + 1) * n];
+                let mr = &m[(r / rows_per_batch) * n..(r / rows_per_batch + 1) * n];
+                let mut mx = f32::NEG_INFINITY;
+                for ((y, &v), &a) in row.iter_mut().zip(xr).zip(mr) {
+                    *y = v * scale + a;
+                    mx = mx.max(*y);
+                }
+                let mut sum = 0.0;
+                for y in row.iter_mut() {
+                    *y = (*y - mx).exp();
+                    sum += *y;
+                }
+                let inv = 1.0 / sum;
+                row.iter_mut().for_each(|y| *y *= inv);
+            }
+        });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+    fn bwd(
+        &self,
+        _x: &Tensor,
+        _mask: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let dx = res
+            .contiguous()?
+            .apply_op2_no_bwd(&grad.contiguous()?, &SoftmaxGrad)?;
+        Ok((Some((dx * self.scale as f64)?), None))
+    }
+}
+
+/// `softmax(scale · scores + mask)` over the last dimension; `scores` `(batch, heads, q, k)`, `mask`
+/// `(batch, k)` additive (0 for tokens, a large negative number for padding), constant (f32, CPU).
+pub fn masked_softmax(scores: &Tensor, mask: &Tensor, scale: f64) -> Result<Tensor> {
+    scores.contiguous()?.apply_op2(
+        &mask.contiguous()?,
+        MaskedSoftmax {
+            scale: scale as f32,
+        },
+    )
+}
+
+/// Multiplies by a fixed mask (dropout's `0` or `1 / (1 - p)`); the mask is the op's, not a tensor.
+struct MaskMul {
+    mask: Arc<Vec<f32>>,
+}
+
+impl CustomOp1 for MaskMul {
+    fn name(&self) -> &'static str {
+        "hone-dropout"
+    }
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = slice(s, l, "dropout")?;
+        if x.len() != self.mask.len() {
+            bail!("dropout: {} values, mask of {}", x.len(), self.mask.len());
+        }
+        let out = x.iter().zip(self.mask.iter()).map(|(a, m)| a * m).collect();
+        Ok((CpuStorage::F32(out), l.shape().clone()))
+    }
+    fn bwd(&self, _x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let op = MaskMul {
+            mask: self.mask.clone(),
+        };
+        Ok(Some(grad.contiguous()?.apply_op1_no_bwd(&op)?))
+    }
+}
+
+/// `x · mask + residual` (dropout then the residual add).
+struct MaskMulAdd {
+    mask: Arc<Vec<f32>>,
+}
+
+impl CustomOp2 for MaskMulAdd {
+    fn name(&self) -> &'static str {
+        "hone-dropout-add"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = slice(s1, l1, "dropout-add x")?;
+        let r = slice(s2, l2, "dropout-add residual")?;
+        if x.len() != self.mask.len() || r.len() != x.len() {
+            bail!(
+                "dropout-add: {} values, {} residual, mask of {}",
+                x.len(),
+                r.len(),
+                self.mask.len()
+            );
+        }
+        let out = x
+            .iter()
+            .zip(self.mask.iter())
+            .zip(r)
+            .map(|((a, m), c)| a * m + c)
+            .collect();
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+    fn bwd(
+        &self,
+        _x: &Tensor,
+        _r: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let op = MaskMul {
+            mask: self.mask.clone(),
+        };
+        let g = grad.contiguous()?;
+        Ok((Some(g.apply_op1_no_bwd(&op)?), Some(g)))
+    }
+}
+
+/// `x · mask` with a fixed mask of `x`'s size (f32, CPU).
+pub fn dropout(x: &Tensor, mask: Vec<f32>) -> Result<Tensor> {
+    x.contiguous()?.apply_op1(MaskMul {
+        mask: Arc::new(mask),
+    })
+}
+
+/// `x · mask + residual` with a fixed mask of `x`'s size (f32, CPU).
+pub fn dropout_add(x: &Tensor, mask: Vec<f32>, residual: &Tensor) -> Result<Tensor> {
+    x.contiguous()?.apply_op2(
+        &residual.contiguous()?,
+        MaskMulAdd {
+            mask: Arc::new(mask),
+        },
+    )
+}
+
+/// `(b, s, heads·d)` ↔ `(b, heads, s, d)`, contiguous.
+struct Heads {
+    heads: usize,
+    split: bool,
+}
+
+impl CustomOp1 for Heads {
+    fn name(&self) -> &'static str {
+        "hone-heads"
+    }
+    fn cpu_fwd(&self, st: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = slice(st, l, "heads")?;
+        let nh = self.heads;
+        let (b, s, d, shape): (usize, usize, usize, Shape) = if self.split {
+            let (b, s, h) = l.shape().dims3()?;
+            if nh == 0 || h % nh != 0 {
+                bail!("heads: width {h} is not a multiple of {nh} heads");
+            }
+            (b, s, h / nh, Shape::from((b, nh, s, h / nh)))
+        } else {
+            let (b, n, s, d) = l.shape().dims4()?;
+            if n != nh {
+                bail!("heads: {n} heads, expected {nh}");
+            }
+            (b, s, d, Shape::from((b, s, nh * d)))
+        };
+        let mut out = vec![0f32; x.len()];
+        for bi in 0..b {
+            for si in 0..s {
+                for hi in 0..nh {
+                    let merged = ((bi * s + si) * nh + hi) * d;
+                    let split = ((bi * nh + hi) * s + si) * d;
+                    let (src, dst) = if self.split {
+                        (merged, split)
+                    } else {
+                        (split, merged)
+                    };
+                    out[dst..dst + d].copy_from_slice(&x[src..src + d]);
+                }
+            }
+        }
+        Ok((CpuStorage::F32(out), shape))
+    }
+    fn bwd(&self, _x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let inverse = Heads {
+            heads: self.heads,
+            split: !self.split,
+        };
+        Ok(Some(grad.contiguous()?.apply_op1_no_bwd(&inverse)?))
+    }
+}
+
+/// `(b, s, heads·d)` → `(b, heads, s, d)` contiguous (f32, CPU).
+pub fn split_heads(x: &Tensor, heads: usize) -> Result<Tensor> {
+    x.contiguous()?.apply_op1(Heads { heads, split: true })
+}
+
+/// `(b, heads, s, d)` → `(b, s, heads·d)` contiguous (f32, CPU).
+pub fn merge_heads(x: &Tensor, heads: usize) -> Result<Tensor> {
+    x.contiguous()?.apply_op1(Heads {
+        heads,
+        split: false,
+    })
 }

@@ -121,3 +121,290 @@ fn layer_norm_matches_mean_and_variance_in_value_and_all_three_gradients() {
         );
     }
 }
+
+fn scale_of(t: &Tensor) -> f32 {
+    t.abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+        .max(1.0)
+}
+
+/// Value and the gradients of every input of `f(a, b, c)` under the loss `sum(f * r)`.
+fn grads3(
+    f: &dyn Fn(&Tensor, &Tensor, &Tensor) -> Tensor,
+    ins: [&Tensor; 3],
+    r: &Tensor,
+) -> (Tensor, Vec<Tensor>) {
+    let vars: Vec<Var> = ins.iter().map(|t| Var::from_tensor(t).unwrap()).collect();
+    let y = f(
+        vars[0].as_tensor(),
+        vars[1].as_tensor(),
+        vars[2].as_tensor(),
+    );
+    let g = (&y * r).unwrap().sum_all().unwrap().backward().unwrap();
+    let gs = vars
+        .iter()
+        .map(|v| {
+            g.get(v.as_tensor())
+                .cloned()
+                .unwrap_or_else(|| v.as_tensor().zeros_like().unwrap())
+        })
+        .collect();
+    (y, gs)
+}
+
+#[test]
+fn linear_matches_matmul_plus_bias_in_value_and_all_three_gradients() {
+    for (lead, i, o, seed) in [
+        (vec![3usize, 5], 7usize, 4usize, 40u64),
+        (vec![32, 64], 384, 1536, 41),
+    ] {
+        let mut xs = lead.clone();
+        xs.push(i);
+        let mut ys = lead.clone();
+        ys.push(o);
+        let x = randn(&xs, seed, 1.0);
+        let w = randn(&[o, i], seed + 1, 0.1);
+        let b = randn(&[o], seed + 2, 0.1);
+        let r = randn(&ys, seed + 3, 1.0);
+        let (y1, g1) = grads3(&|x, w, b| fused::linear(x, w, b).unwrap(), [&x, &w, &b], &r);
+        let (y2, g2) = grads3(
+            &|x, w, b| {
+                x.broadcast_matmul(&w.t().unwrap())
+                    .unwrap()
+                    .broadcast_add(b)
+                    .unwrap()
+            },
+            [&x, &w, &b],
+            &r,
+        );
+        assert!(
+            max_diff(&y1, &y2) < 1e-5 * scale_of(&y2),
+            "value {}",
+            max_diff(&y1, &y2)
+        );
+        for (name, a, c) in [
+            ("dx", &g1[0], &g2[0]),
+            ("dw", &g1[1], &g2[1]),
+            ("db", &g1[2], &g2[2]),
+        ] {
+            assert_eq!(a.dims(), c.dims(), "{name}");
+            let d = max_diff(a, c);
+            assert!(d < 1e-5 * scale_of(c), "{name} differs by {d}");
+        }
+    }
+}
+
+#[test]
+fn masked_softmax_matches_scale_add_mask_softmax_and_gives_the_mask_no_gradient() {
+    for (b, h, s, seed) in [(2usize, 3usize, 5usize, 50u64), (4, 12, 64, 51)] {
+        let x = randn(&[b, h, s, s], seed, 3.0);
+        let r = randn(&[b, h, s, s], seed + 1, 1.0);
+        // Padding: the last `i` keys of batch item i are masked out.
+        let mut m = vec![0f32; b * s];
+        for bi in 0..b {
+            for k in s - bi.min(s - 1)..s {
+                m[bi * s + k] = f32::MIN;
+            }
+        }
+        let mask = Tensor::from_vec(m, (b, s), &Device::Cpu).unwrap();
+        let scale = 0.125;
+        let (y1, g1) = run(&|t| fused::masked_softmax(t, &mask, scale).unwrap(), &x, &r);
+        let reference = |t: &Tensor| {
+            let z = (t * scale)
+                .unwrap()
+                .broadcast_add(&mask.reshape((b, 1, 1, s)).unwrap())
+                .unwrap();
+            let mx = z.max_keepdim(D::Minus1).unwrap().detach();
+            let e = z.broadcast_sub(&mx).unwrap().exp().unwrap();
+            let sum = e.sum_keepdim(D::Minus1).unwrap();
+            e.broadcast_div(&sum).unwrap()
+        };
+        let (y2, g2) = run(&reference, &x, &r);
+        assert!(max_diff(&y1, &y2) < 1e-6, "value {}", max_diff(&y1, &y2));
+        assert!(max_diff(&g1, &g2) < 1e-5, "gradient {}", max_diff(&g1, &g2));
+        // Masked keys get no probability.
+        let row = y1
+            .get(b - 1)
+            .unwrap()
+            .get(0)
+            .unwrap()
+            .get(0)
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        assert!(
+            row[s - 1] == 0.0 && (row.iter().sum::<f32>() - 1.0).abs() < 1e-5,
+            "{row:?}"
+        );
+        let mv = Var::from_tensor(&mask).unwrap();
+        let y = fused::masked_softmax(&x, mv.as_tensor(), scale).unwrap();
+        let g = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        assert!(g.get(mv.as_tensor()).is_none(), "the mask is a constant");
+    }
+}
+
+#[test]
+fn dropout_ops_multiply_by_their_mask_and_pass_the_residual_gradient_through() {
+    let shape = [6usize, 33];
+    let x = randn(&shape, 60, 1.0);
+    let res = randn(&shape, 61, 1.0);
+    let r = randn(&shape, 62, 1.0);
+    let mut d = hone_encoder::Dropout::new(7);
+    let mask = d.mask(6 * 33, 0.25);
+    assert!(
+        mask.iter()
+            .all(|&m| m == 0.0 || (m - 1.0 / 0.75).abs() < 1e-6)
+    );
+    let mt = Tensor::from_vec(mask.clone(), &shape, &Device::Cpu).unwrap();
+    let (y1, g1) = grads3(
+        &|x, res, _| fused::dropout_add(x, mask.clone(), res).unwrap(),
+        [&x, &res, &r],
+        &r,
+    );
+    let (y2, g2) = grads3(
+        &|x, res, _| ((x * &mt).unwrap() + res).unwrap(),
+        [&x, &res, &r],
+        &r,
+    );
+    assert!(max_diff(&y1, &y2) < 1e-6);
+    assert!(max_diff(&g1[0], &g2[0]) < 1e-6, "dx");
+    assert!(max_diff(&g1[1], &g2[1]) < 1e-6, "d residual");
+    let (y3, g3) = run(&|t| fused::dropout(t, mask.clone()).unwrap(), &x, &r);
+    let (y4, g4) = run(&|t| (t * &mt).unwrap(), &x, &r);
+    assert!(max_diff(&y3, &y4) < 1e-6 && max_diff(&g3, &g4) < 1e-6);
+    assert!(
+        fused::dropout(&x, vec![1.0; 5]).is_err(),
+        "a mask of the wrong size is an error"
+    );
+}
+
+#[test]
+fn head_split_and_merge_are_the_reshape_transpose_and_its_inverse() {
+    let (b, s, nh, d) = (3usize, 5usize, 4usize, 6usize);
+    let x = randn(&[b, s, nh * d], 70, 1.0);
+    let r = randn(&[b, nh, s, d], 71, 1.0);
+    let (y1, g1) = run(&|t| fused::split_heads(t, nh).unwrap(), &x, &r);
+    let reference = |t: &Tensor| {
+        t.reshape((b, s, nh, d))
+            .unwrap()
+            .transpose(1, 2)
+            .unwrap()
+            .contiguous()
+            .unwrap()
+    };
+    let (y2, g2) = run(&reference, &x, &r);
+    assert_eq!(max_diff(&y1, &y2), 0.0);
+    assert_eq!(max_diff(&g1, &g2), 0.0);
+    let back = fused::merge_heads(&y1, nh).unwrap();
+    assert_eq!(max_diff(&back, &x), 0.0);
+    let r2 = randn(&[b, s, nh * d], 72, 1.0);
+    let (_, gm) = run(&|t| fused::merge_heads(t, nh).unwrap(), &y1, &r2);
+    assert_eq!(max_diff(&gm, &fused::split_heads(&r2, nh).unwrap()), 0.0);
+    assert!(
+        fused::split_heads(&x, 5).is_err(),
+        "24 is not a multiple of 5 heads"
+    );
+}
+
+/// Every parameter's gradient of one training step (dropout on, padded batch) of a tiny random BERT
+/// classifier.
+fn model_gradients() -> Vec<(String, Vec<f32>)> {
+    let dir = std::env::temp_dir().join(format!("hone-fused-model-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    hone_encoder::testing::write_tiny_model(&dir, 5).unwrap();
+    let p = hone_encoder::Pretrained::load(&dir, 16).unwrap();
+    let enc =
+        hone_encoder::BertEncoder::load(&p.config, &dir.join("model.safetensors"), &Device::Cpu)
+            .unwrap();
+    let m = hone_encoder::Classifier::new(enc, hone_encoder::Pooling::Cls, p.pooler.clone(), 3, 9)
+        .unwrap();
+    let texts = [
+        "card lost",
+        "refund my money please now",
+        "win free cash call me now please",
+        "pin",
+    ];
+    let tb = p.tokenizer.encode_batch(&texts).unwrap();
+    let (ids, types, mask) = tb.to_tensors(&Device::Cpu).unwrap();
+    let mut d = hone_encoder::Dropout::new(11);
+    let logits = m.logits(&ids, &types, &mask, true, Some(&mut d)).unwrap();
+    let y = Tensor::new(&[0u32, 1, 2, 0], &Device::Cpu).unwrap();
+    let loss = candle_nn::loss::cross_entropy(&logits, &y).unwrap();
+    let g = loss.backward().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    m.named_vars()
+        .unwrap()
+        .into_iter()
+        .map(|(n, v)| {
+            let t = g
+                .get(v.as_tensor())
+                .expect("every parameter has a gradient");
+            (n, t.flatten_all().unwrap().to_vec1::<f32>().unwrap())
+        })
+        .collect()
+}
+
+/// The whole training path with the fused ops gives the gradients of the written-out ops: the same test
+/// binary runs again with `HONE_UNFUSED=1` (read once per process) and hands its gradients back.
+#[test]
+fn fused_and_written_out_training_paths_give_the_same_gradients() {
+    let grads = model_gradients();
+    if let Some(path) = std::env::var_os("HONE_TEST_GRAD_DUMP") {
+        std::fs::write(path, serde_json::to_vec(&grads).unwrap()).unwrap();
+        return;
+    }
+    assert!(
+        !fused::disabled(),
+        "run without HONE_UNFUSED: this test compares both paths"
+    );
+    let dump = std::env::temp_dir().join(format!("hone-fused-grads-{}.json", std::process::id()));
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "fused_and_written_out_training_paths_give_the_same_gradients",
+            "--exact",
+            "--test-threads=1",
+        ])
+        .env("HONE_UNFUSED", "1")
+        .env("HONE_TEST_GRAD_DUMP", &dump)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reference: Vec<(String, Vec<f32>)> =
+        serde_json::from_slice(&std::fs::read(&dump).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&dump);
+    assert_eq!(grads.len(), reference.len());
+    let mut worst = (0.0f32, String::new());
+    for ((n1, g1), (n2, g2)) in grads.iter().zip(&reference) {
+        assert_eq!(n1, n2);
+        assert_eq!(g1.len(), g2.len(), "{n1}");
+        let scale = g2.iter().fold(0.0f32, |a, v| a.max(v.abs())).max(1e-3);
+        let d = g1
+            .iter()
+            .zip(g2)
+            .fold(0.0f32, |a, (x, y)| a.max((x - y).abs()))
+            / scale;
+        if d > worst.0 {
+            worst = (d, n1.clone());
+        }
+    }
+    eprintln!("fused vs written-out: worst {} ({})", worst.0, worst.1);
+    assert!(
+        worst.0 < 1e-4,
+        "{} differs by {} (relative to its largest entry)",
+        worst.1,
+        worst.0
+    );
+    // Not a vacuous comparison: the gradients are not all zero.
+    assert!(grads.iter().any(|(_, g)| g.iter().any(|v| v.abs() > 1e-6)));
+}
