@@ -32,7 +32,12 @@ export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 PYTHONHASHSEED
 d="$HONE_SHARED/datasets/banking77"
 out="$BENCH_WORK/runs.jsonl"
 mkdir -p "$BENCH_WORK"
-[ "${ENCODER_APPEND:-0}" = 1 ] || : > "$out"
+if [ "${ENCODER_APPEND:-0}" = 1 ] && [ -f "$out" ]; then
+  # Appending: the stages run now replace their earlier rows (setfit covers setfit_k8/setfit_k16).
+  for stage in $stages; do grep -v "^{\"stage\":\"$stage" "$out" > "$out.tmp" || true; mv "$out.tmp" "$out"; done
+else
+  : > "$out"
+fi
 tag() { sed "s/^{/{\"stage\":\"$1\",\"side\":\"$2\",\"round\":$3,/"; }
 py() { OMP_NUM_THREADS=$1 MKL_NUM_THREADS=$1 "$BENCH_PY" "$here/peers.py" "${@:2}"; }
 
