@@ -54,7 +54,7 @@ method = "finetune"
 pooling = "cls"
 [model.params]
 max_length = 12
-finetune = { epochs = 2, batch_size = 16, lr = 0.001, patience = 0 }
+finetune = { epochs = 2, batch_size = 16, lr = 0.001, patience = 0, probe_init = 10.0 }
 
 [[model]]
 name = "student"
@@ -259,6 +259,26 @@ fn the_three_encoder_methods_train_evaluate_and_predict() {
             assert_eq!(r["cached"], true, "{r}");
         }
     }
+}
+
+#[test]
+fn a_gpu_device_in_a_cpu_build_is_a_usage_error_not_a_silent_cpu_run() {
+    if cfg!(feature = "cuda") {
+        return;
+    }
+    let dir = project();
+    set_models(
+        dir.path(),
+        "[[model]]\nname = \"enc\"\nkind = \"encoder\"\npath = \"tiny-bert\"\n[model.params]\nmax_length = 12\ndevice = \"cuda:0\"\n",
+    );
+    let o = hone(dir.path(), &["run"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("cuda:0") && err.contains("--features cuda"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
 }
 
 #[test]
