@@ -34,7 +34,10 @@ out="$BENCH_WORK/runs.jsonl"
 mkdir -p "$BENCH_WORK"
 if [ "${ENCODER_APPEND:-0}" = 1 ] && [ -f "$out" ]; then
   # Appending: the stages run now replace their earlier rows (setfit covers setfit_k8/setfit_k16).
-  for stage in $stages; do grep -v "^{\"stage\":\"$stage" "$out" > "$out.tmp" || true; mv "$out.tmp" "$out"; done
+  for stage in $stages; do
+    [ "$stage" = stretch ] && continue  # replaced per recipe below
+    grep -v "^{\"stage\":\"$stage" "$out" > "$out.tmp" || true; mv "$out.tmp" "$out"
+  done
 else
   : > "$out"
 fi
@@ -89,16 +92,30 @@ for stage in $stages; do
       tag finetune torch 1 < "$BENCH_WORK/ft_torch.json" >> "$out"
       ;;
     stretch)
-      echo "encoder: stretch recipes (lpft, headlr) side by side, 1 thread each" >&2
-      common=(--model "$model" --train "$d/train.jsonl" --test "$d/test.jsonl" --threads 1 --epochs 3
+      # ENCODER_STRETCH picks the recipes (default both, side by side at 1 thread each; one alone gets
+      # ENCODER_FT_THREADS, default 2); ENCODER_DISTILL_ALPHA the gold-label weights of the distilled
+      # students (comma list, default 0 = the teacher alone).
+      recipes=${ENCODER_STRETCH:-lpft headlr}
+      n=$(echo $recipes | wc -w)
+      st=1; [ "$n" = 1 ] && st=${ENCODER_FT_THREADS:-2}
+      echo "encoder: stretch recipes ($recipes), $st thread(s) each" >&2
+      common=(--model "$model" --train "$d/train.jsonl" --test "$d/test.jsonl" --threads "$st" --epochs 3
               --batch 32 --max-length 64 --pooling mean --warmup 0.1)
-      "$bin" finetune "${common[@]}" --lr 5e-5 --probe-init 10 --distill > "$BENCH_WORK/stretch_lpft.json" &
-      ap=$!
-      "$bin" finetune "${common[@]}" --lr 1e-4 --head-lr 1e-3 > "$BENCH_WORK/stretch_headlr.json" &
-      bp=$!
-      wait "$ap"; wait "$bp"
-      tag stretch lpft 1 < "$BENCH_WORK/stretch_lpft.json" >> "$out"
-      tag stretch headlr 1 < "$BENCH_WORK/stretch_headlr.json" >> "$out"
+      pids=()
+      for r in $recipes; do
+        case "$r" in
+          lpft) extra=(--lr 5e-5 --probe-init 10 --distill --distill-alpha "${ENCODER_DISTILL_ALPHA:-0}") ;;
+          headlr) extra=(--lr 1e-4 --head-lr 1e-3) ;;
+          *) echo "encoder: unknown stretch recipe $r" >&2; exit 2 ;;
+        esac
+        "$bin" finetune "${common[@]}" "${extra[@]}" > "$BENCH_WORK/stretch_$r.json" &
+        pids+=($!)
+      done
+      for p in "${pids[@]}"; do wait "$p"; done
+      for r in $recipes; do
+        grep -v "^{\"stage\":\"stretch\",\"side\":\"$r\"" "$out" > "$out.tmp" || true; mv "$out.tmp" "$out"
+        tag stretch "$r" 1 < "$BENCH_WORK/stretch_$r.json" >> "$out"
+      done
       ;;
     *) echo "encoder: unknown stage $stage" >&2; exit 2 ;;
   esac

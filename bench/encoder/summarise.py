@@ -151,7 +151,9 @@ if sr:
         if dd:
             notes.append(f"\nDistilled from {side} (T = {dd['temperature']}): student {f(dd['student_accuracy'])} vs teacher "
                       f"{f(dd['teacher_accuracy'])} → retention {f(dd['retention'],3)}, speed-up {f(dd['speedup'],0)}×; "
-                      f"`ngram` on gold labels alone {f(dd['ngram_on_gold_labels_accuracy'])}.")
+                      f"`ngram` on gold labels alone {f(dd['ngram_on_gold_labels_accuracy'])}." +
+                      ("" if len(dd.get("students") or []) < 2 else " Students by gold-label weight alpha: " +
+                       ", ".join(f"alpha {x['alpha']}: {f(x['accuracy'])}" for x in dd["students"]) + "."))
     md.extend(notes)
     md.append("")
 

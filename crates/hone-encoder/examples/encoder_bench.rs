@@ -337,6 +337,11 @@ fn run_finetune(a: &Args) -> Res<serde_json::Value> {
             &sx,
             &sy,
             a.num("--distill-temperature", 2.0f32)?,
+            &a.get("--distill-alpha")
+                .unwrap_or_else(|| "0".into())
+                .split(',')
+                .map(|v| v.trim().parse::<f32>().map_err(|_| format!("--distill-alpha {v}")))
+                .collect::<Res<Vec<f32>>>()?,
         )?;
     }
     Ok(out)
@@ -355,6 +360,7 @@ fn distill(
     sx: &[&str],
     sy: &[u32],
     temperature: f32,
+    alphas: &[f32],
 ) -> Res<serde_json::Value> {
     let k = labels.len();
     let t0 = Instant::now();
@@ -378,10 +384,31 @@ fn distill(
     let t = Instant::now();
     let (base, _) =
         hone_model::NgramModel::fit(tx, ty, labels, None, &cfg, &mut |_| {}).map_err(e2s)?;
-    let (student, losses) = base
-        .distill(tx, &soft, None, 10, 0.5, 1e-6, 0)
-        .map_err(e2s)?;
-    let student_train_s = t.elapsed().as_secs_f64();
+    let base_s = t.elapsed().as_secs_f64();
+    // One student per alpha (weight of the gold label in each target); the first is reported as "the"
+    // student, the rest under "students".
+    let mut students = Vec::new();
+    let mut first = None;
+    for &alpha in alphas {
+        let t = Instant::now();
+        let mut q = soft.clone();
+        for (row, &y) in q.chunks_mut(k).zip(ty) {
+            row.iter_mut().for_each(|v| *v *= 1.0 - alpha);
+            row[y as usize] += alpha;
+        }
+        let (st, losses) = base.distill(tx, &q, None, 10, 0.5, 1e-6, 0).map_err(e2s)?;
+        let secs = base_s + t.elapsed().as_secs_f64();
+        let pred: Vec<u32> = st
+            .predict_proba_batch(sx)
+            .iter()
+            .map(|r| hone_encoder::head::argmax(r))
+            .collect();
+        students.push(json!({"alpha": alpha, "accuracy": acc_of(&pred, sy)}));
+        if first.is_none() {
+            first = Some((st, losses, secs, alpha));
+        }
+    }
+    let (student, losses, student_train_s, alpha0) = first.ok_or("--distill-alpha: no values")?;
     let mut times = Vec::new();
     let mut probs = Vec::new();
     for _ in 0..5 {
@@ -397,7 +424,8 @@ fn distill(
     let base_pred: Vec<u32> = sx.iter().map(|t| base.predict(t)).collect();
     let (ta, sa) = (acc_of(&teacher_pred, sy), acc_of(&student_pred, sy));
     Ok(json!({
-        "temperature": temperature, "teacher_accuracy": ta, "student_accuracy": sa,
+        "temperature": temperature, "alpha": alpha0, "students": students,
+        "teacher_accuracy": ta, "student_accuracy": sa,
         "retention": sa / ta.max(1e-9), "ngram_on_gold_labels_accuracy": acc_of(&base_pred, sy),
         "teacher_texts_per_s": sx.len() as f64 / teacher_s, "student_texts_per_s": sx.len() as f64 / smin,
         "speedup": teacher_s / smin, "teacher_labelling_seconds": label_s,

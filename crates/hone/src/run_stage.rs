@@ -339,6 +339,9 @@ struct Distill {
     epochs: usize,
     lr: f32,
     l2: f32,
+    /// Weight of the gold label in each labelled text's target (`alpha · one-hot + (1 - alpha) · teacher`,
+    /// the classic distillation mix); 0 learns from the teacher alone. Unlabelled texts use the teacher.
+    alpha: f32,
     /// Extra unlabelled texts for the teacher to label (plain lines, or JSONL with a `text` field).
     unlabelled: Option<std::path::PathBuf>,
 }
@@ -356,9 +359,10 @@ impl Distill {
         let e = params.remove("distill_epochs");
         let lr = params.remove("distill_lr");
         let l2 = params.remove("distill_l2");
+        let a = params.remove("distill_alpha");
         let u = params.remove("distill_unlabelled");
         let Some(from) = from else {
-            if t.is_some() || e.is_some() || u.is_some() {
+            if t.is_some() || e.is_some() || u.is_some() || a.is_some() {
                 return Err(Error::Usage(format!(
                     "[[model]] `{name}`: distill_* settings need distill_from = \"TEACHER\""
                 )));
@@ -366,7 +370,14 @@ impl Distill {
             return Ok(None);
         };
         let num = |v: Option<Value>, d: f64| v.and_then(|v| v.as_f64()).unwrap_or(d);
+        let alpha = num(a, 0.0);
+        if !(0.0..=1.0).contains(&alpha) {
+            return Err(Error::Usage(format!(
+                "[[model]] `{name}`: distill_alpha must be between 0 and 1 (got {alpha})"
+            )));
+        }
         Ok(Some(Distill {
+            alpha: alpha as f32,
             from: from.as_str().unwrap_or_default().to_string(),
             temperature: num(t, 2.0),
             epochs: num(e, 10.0) as usize,
@@ -385,6 +396,7 @@ impl Distill {
         teacher_row: &RunRow,
         base: &NgramModel,
         train_x: &[&str],
+        train_y: &[u32],
         dev: Option<(&[&str], &[u32])>,
         labels: &[String],
         seed: u64,
@@ -434,11 +446,18 @@ impl Distill {
             let z: f32 = r.iter().sum();
             soft.extend(r.iter().map(|v| v / z.max(1e-30)));
         }
+        let k = labels.len();
+        if self.alpha > 0.0 {
+            for (row, &y) in soft.chunks_mut(k).zip(train_y) {
+                row.iter_mut().for_each(|v| *v *= 1.0 - self.alpha);
+                row[y as usize] += self.alpha;
+            }
+        }
         let (student, losses) =
             base.distill(&texts, &soft, dev, self.epochs, self.lr, self.l2, seed)?;
         Ok((
             student,
-            json!({"teacher": teacher_row.model, "teacher_run": teacher_row.id, "temperature": self.temperature,
+            json!({"teacher": teacher_row.model, "teacher_run": teacher_row.id, "temperature": self.temperature, "alpha": self.alpha,
                    "epochs": self.epochs, "n_texts": texts.len(), "n_unlabelled": extra.len(), "losses": losses}),
         ))
     }
@@ -602,6 +621,7 @@ fn train_and_evaluate(
                         teacher_row,
                         &m,
                         &train_x,
+                        &train_y,
                         dev,
                         &data.labels,
                         cfg.seed,
@@ -704,7 +724,7 @@ fn train_and_evaluate(
             "teacher_accuracy": teacher_acc, "student_accuracy": student_acc,
             "retention": match (student_acc, teacher_acc) { (Some(s), Some(t)) if t > 0.0 => json!(s / t), _ => Value::Null },
             "teacher_throughput_per_s": t.record["throughput_per_s"],
-            "n_texts": info["n_texts"], "n_unlabelled": info["n_unlabelled"], "temperature": info["temperature"],
+            "n_texts": info["n_texts"], "n_unlabelled": info["n_unlabelled"], "temperature": info["temperature"], "alpha": info["alpha"],
         });
     }
     let correct: Vec<bool> = test_scored

@@ -62,6 +62,7 @@ kind = "ngram"
 [model.params]
 distill_from = "tuned"
 distill_temperature = 2.0
+distill_alpha = 0.5
 distill_unlabelled = "unlabelled.txt"
 
 [[model]]
@@ -131,6 +132,7 @@ fn the_three_encoder_methods_train_evaluate_and_predict() {
     let d = &student["record"]["test"]["distillation"];
     assert_eq!(d["teacher"], "tuned", "{d}");
     assert_eq!(d["n_unlabelled"], 3, "{d}");
+    assert_eq!(d["alpha"], 0.5, "{d}");
     assert!(d["retention"].as_f64().is_some(), "{d}");
     assert_eq!(
         student["record"]["train"]["report"]["distillation"]["losses"]
