@@ -340,7 +340,11 @@ fn run_finetune(a: &Args) -> Res<serde_json::Value> {
             &a.get("--distill-alpha")
                 .unwrap_or_else(|| "0".into())
                 .split(',')
-                .map(|v| v.trim().parse::<f32>().map_err(|_| format!("--distill-alpha {v}")))
+                .map(|v| {
+                    v.trim()
+                        .parse::<f32>()
+                        .map_err(|_| format!("--distill-alpha {v}"))
+                })
                 .collect::<Res<Vec<f32>>>()?,
         )?;
     }
