@@ -153,7 +153,7 @@ if sr:
                       f"{f(dd['teacher_accuracy'])} → retention {f(dd['retention'],3)}, speed-up {f(dd['speedup'],0)}×; "
                       f"`ngram` on gold labels alone {f(dd['ngram_on_gold_labels_accuracy'])}." +
                       ("" if len(dd.get("students") or []) < 2 else " Students by gold-label weight alpha: " +
-                       ", ".join(f"alpha {x['alpha']}: {f(x['accuracy'])}" for x in dd["students"]) + "."))
+                       ", ".join(f"alpha {round(x['alpha'], 3)}: {f(x['accuracy'])}" for x in dd["students"]) + "."))
     md.extend(notes)
     md.append("")
 
