@@ -91,8 +91,9 @@ impl Classifier {
         Ok(v)
     }
 
-    /// Pooled sentence vectors `(batch, h)` before the pooler/classifier.
-    fn pooled(
+    /// Head inputs `(batch, h)`: the pooled vectors, through the pooler (dense + tanh) with `cls`
+    /// pooling; what the classifier layer sees (before the head's dropout).
+    fn features(
         &self,
         ids: &Tensor,
         types: &Tensor,
@@ -107,7 +108,15 @@ impl Classifier {
             self.encoder
                 .forward_inference(ids, Some(types), Some(mask))?
         };
-        pool(&hidden, mask, self.pooling)
+        let x = pool(&hidden, mask, self.pooling)?;
+        match &self.pooler {
+            Some((w, b)) => x
+                .matmul(&w.as_tensor().t().map_err(candle_err)?)
+                .and_then(|x| x.broadcast_add(b.as_tensor()))
+                .and_then(|x| x.tanh())
+                .map_err(candle_err),
+            None => Ok(x),
+        }
     }
 
     /// Logits `(batch, classes)`. `train`: differentiable path (gradients reach the encoder);
@@ -120,15 +129,9 @@ impl Classifier {
         train: bool,
         mut dropout: Option<&mut Dropout>,
     ) -> Result<Tensor> {
-        let mut x = self.pooled(ids, types, mask, dropout.as_deref_mut(), train)?;
+        let mut x = self.features(ids, types, mask, dropout.as_deref_mut(), train)?;
         let p = self.encoder.config().hidden_dropout_prob;
         (|| {
-            if let Some((w, b)) = &self.pooler {
-                x = x
-                    .matmul(&w.as_tensor().t()?)?
-                    .broadcast_add(b.as_tensor())?
-                    .tanh()?;
-            }
             if let Some(d) = dropout {
                 x = d.apply(&x, p)?;
             }
@@ -138,15 +141,17 @@ impl Classifier {
         .map_err(candle_err)
     }
 
-    /// Eval-mode logits for `texts`, batched by length; rows in input order. Counts truncated inputs.
-    pub fn predict_logits(
+    /// Eval-mode rows of `width` for `texts` from `f(ids, types, mask)`, batched by length; rows in
+    /// input order, plus how many inputs were truncated.
+    fn eval_rows(
         &self,
         tokenizer: &TextTokenizer,
         texts: &[&str],
         batch_size: usize,
+        width: usize,
+        f: &dyn Fn(&Tensor, &Tensor, &Tensor) -> Result<Tensor>,
     ) -> Result<(Vec<f32>, usize)> {
-        let k = self.classes();
-        let mut out = vec![0.0f32; texts.len() * k];
+        let mut out = vec![0.0f32; texts.len() * width];
         let mut truncated = 0;
         let order = length_order(texts);
         for chunk in order.chunks(batch_size.max(1)) {
@@ -154,15 +159,26 @@ impl Classifier {
             let tb = tokenizer.encode_batch(&batch)?;
             truncated += tb.truncated;
             let (ids, types, mask) = tb.to_tensors(self.encoder.device())?;
-            let rows = self
-                .logits(&ids, &types, &mask, false, None)?
+            let rows = f(&ids, &types, &mask)?
                 .to_vec2::<f32>()
                 .map_err(candle_err)?;
             for (&i, row) in chunk.iter().zip(rows) {
-                out[i * k..(i + 1) * k].copy_from_slice(&row);
+                out[i * width..(i + 1) * width].copy_from_slice(&row);
             }
         }
         Ok((out, truncated))
+    }
+
+    /// Eval-mode logits for `texts`, batched by length; rows in input order. Counts truncated inputs.
+    pub fn predict_logits(
+        &self,
+        tokenizer: &TextTokenizer,
+        texts: &[&str],
+        batch_size: usize,
+    ) -> Result<(Vec<f32>, usize)> {
+        self.eval_rows(tokenizer, texts, batch_size, self.classes(), &|i, t, m| {
+            self.logits(i, t, m, false, None)
+        })
     }
 
     /// Eval-mode head inputs `(n, h)` row-major, rows in input order: the pooled vectors, passed through
@@ -174,27 +190,10 @@ impl Classifier {
         batch_size: usize,
     ) -> Result<Vec<f32>> {
         let h = self.encoder.config().hidden_size;
-        let mut out = vec![0.0f32; texts.len() * h];
-        let order = length_order(texts);
-        for chunk in order.chunks(batch_size.max(1)) {
-            let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
-            let (ids, types, mask) = tokenizer
-                .encode_batch(&batch)?
-                .to_tensors(self.encoder.device())?;
-            let mut x = self.pooled(&ids, &types, &mask, None, false)?;
-            if let Some((w, b)) = &self.pooler {
-                x = x
-                    .matmul(&w.as_tensor().t().map_err(candle_err)?)
-                    .and_then(|x| x.broadcast_add(b.as_tensor()))
-                    .and_then(|x| x.tanh())
-                    .map_err(candle_err)?;
-            }
-            let rows = x.to_vec2::<f32>().map_err(candle_err)?;
-            for (&i, row) in chunk.iter().zip(rows) {
-                out[i * h..(i + 1) * h].copy_from_slice(&row);
-            }
-        }
-        Ok(out)
+        let (rows, _) = self.eval_rows(tokenizer, texts, batch_size, h, &|i, t, m| {
+            self.features(i, t, m, None, false)
+        })?;
+        Ok(rows)
     }
 
     /// Sets the classifier layer to a fitted linear head over [`Classifier::head_features`].

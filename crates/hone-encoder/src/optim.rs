@@ -353,6 +353,12 @@ mod tests {
     use candle_core::{Device, Tensor};
     use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 
+    fn max_abs_diff(a: &Var, b: &Var) -> f32 {
+        (a.as_tensor() - b.as_tensor())
+            .and_then(|d| d.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>())
+            .unwrap()
+    }
+
     #[test]
     fn fused_adamw_matches_candle_adamw() {
         let dev = Device::Cpu;
@@ -410,16 +416,7 @@ mod tests {
             let g = lb.backward().unwrap();
             fused.step(&g, cfg.lr, 1.0).unwrap();
         }
-        let d = (a.as_tensor() - b.as_tensor())
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let d = max_abs_diff(&a, &b);
         assert!(d < 1e-6, "fused and stock AdamW differ by {d}");
         // And it moved towards the target: the update is not a no-op.
         assert!(dist(&b) < before - 1.0, "{} -> {}", before, dist(&b));
@@ -456,16 +453,7 @@ mod tests {
             let g = g.get(b.as_tensor()).unwrap();
             device_update(&b, g, &mut mo, &cfg, lr, cfg.weight_decay, scale, t).unwrap();
         }
-        let d = (a.as_tensor() - b.as_tensor())
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let d = max_abs_diff(&a, &b);
         assert!(d < 1e-6, "device and fused AdamW differ by {d}");
         let (m, _) = mo.on_device.as_ref().unwrap();
         let fm = &fused.moments[0].m;

@@ -101,14 +101,7 @@ fn layer_norm_matches_mean_and_variance_in_value_and_all_three_gradients() {
         assert!(max_diff(&y1, &y2) < 2e-5, "value {}", max_diff(&y1, &y2));
         assert!(max_diff(&dx1, &dx2) < 1e-4, "dx {}", max_diff(&dx1, &dx2));
         // dw and db sum over every row: compare relative to their size.
-        let scale = dw2
-            .abs()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-            .max(1.0);
+        let scale = scale_of(&dw2);
         assert!(
             max_diff(&dw1, &dw2) < 1e-4 * scale,
             "dw {}",
