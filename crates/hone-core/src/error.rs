@@ -63,6 +63,37 @@ pub enum Error {
         hint: String,
     },
 
+    /// The frozen test set no longer matches the data: records changed or vanished since it was pinned.
+    /// Nothing trains until the user restores them or refreezes (`--refreeze --reason`, audited).
+    #[error("the frozen test set changed: {detail}{}", hint_suffix(hint))]
+    FrozenTestChanged {
+        changed: usize,
+        vanished: usize,
+        detail: String,
+        hint: String,
+    },
+
+    /// A model directory or file the config points at is missing or incomplete (`config.json`,
+    /// `tokenizer.json`, `model.safetensors`, a saved run's artifacts).
+    #[error("{}: {reason}{}", path.display(), hint_suffix(hint))]
+    ModelFiles {
+        path: PathBuf,
+        reason: String,
+        hint: String,
+    },
+
+    /// Model weights exist but cannot be used: truncated or corrupt safetensors, wrong shapes or dtypes.
+    #[error("{}: corrupt or incompatible weights: {reason}{}", path.display(), hint_suffix(hint))]
+    CorruptWeights {
+        path: PathBuf,
+        reason: String,
+        hint: String,
+    },
+
+    /// A tensor or buffer could not be allocated.
+    #[error("out of memory while {what}{}", hint_suffix(hint))]
+    OutOfMemory { what: String, hint: String },
+
     /// An internal invariant was broken (a bug in hone).
     #[error("internal error: {0}")]
     Internal(String),
@@ -87,7 +118,10 @@ impl Error {
     /// The process exit code for this error (DESIGN §7.6): 1 error, 2 usage or config, 4 contamination.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Config { .. } | Error::Usage(_) => 2,
+            Error::Config { .. }
+            | Error::Usage(_)
+            | Error::FrozenTestChanged { .. }
+            | Error::ModelFiles { .. } => 2,
             Error::Contamination { .. } => 4,
             _ => 1,
         }

@@ -13,19 +13,11 @@ use hone_core::{Error, Result};
 
 use crate::config::{Activation, BertConfig};
 
+pub(crate) use hone_neural::candle_err;
+/// Seeded dropout and randomness, from `hone-neural` (re-exported under their old paths).
+pub use hone_neural::{Dropout, SeededRng};
+
 type CResult<T> = candle_core::Result<T>;
-
-/// candle's error without the backtrace candle attaches when `RUST_BACKTRACE` is set.
-fn strip_backtrace(e: candle_core::Error) -> candle_core::Error {
-    match e {
-        candle_core::Error::WithBacktrace { inner, .. } => strip_backtrace(*inner),
-        e => e,
-    }
-}
-
-pub(crate) fn candle_err(e: candle_core::Error) -> Error {
-    Error::Internal(format!("candle: {}", strip_backtrace(e)))
-}
 
 /// How token states become one vector per input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,79 +26,6 @@ pub enum Pooling {
     Mean,
     /// The state of the first token (`[CLS]`).
     Cls,
-}
-
-/// A small seeded generator (SplitMix64): dropout masks and random initialisation are reproducible.
-#[derive(Debug, Clone)]
-pub struct SeededRng {
-    state: u64,
-}
-
-impl SeededRng {
-    pub fn new(seed: u64) -> Self {
-        Self { state: seed }
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        hone_core::rng::splitmix64(&mut self.state)
-    }
-
-    /// Uniform in [0, 1).
-    pub fn uniform(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Standard normal (Box–Muller).
-    pub fn normal(&mut self) -> f64 {
-        let u1 = 1.0 - self.uniform();
-        let u2 = self.uniform();
-        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
-    }
-}
-
-/// Training mode: dropout with a seeded mask. Pass `None` to [`BertEncoder::forward`] for eval mode
-/// (dropout is the identity).
-#[derive(Debug, Clone)]
-pub struct Dropout {
-    rng: SeededRng,
-}
-
-impl Dropout {
-    pub fn new(seed: u64) -> Self {
-        Self {
-            rng: SeededRng::new(seed),
-        }
-    }
-
-    /// `x * mask / (1 - p)` with `mask ~ Bernoulli(1 - p)`; the identity when `p == 0`.
-    pub fn apply(&mut self, x: &Tensor, p: f64) -> CResult<Tensor> {
-        if p <= 0.0 {
-            return Ok(x.clone());
-        }
-        let mask = self.mask(x.elem_count(), p);
-        if crate::fused::applies(x) && !crate::fused::disabled() {
-            return crate::fused::dropout(x, mask);
-        }
-        let mask = Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
-        x.mul(&mask)
-    }
-
-    /// The next mask of `n` values: `0` with probability `p`, else `1 / (1 - p)`.
-    pub fn mask(&mut self, n: usize, p: f64) -> Vec<f32> {
-        let scale = (1.0 / (1.0 - p)) as f32;
-        (0..n)
-            .map(|_| if self.rng.uniform() < p { 0.0 } else { scale })
-            .collect()
-    }
-
-    /// `dropout(x) + residual`, one fused op on the CPU (the same mask as [`Dropout::apply`] would draw).
-    pub fn apply_add(&mut self, x: &Tensor, p: f64, residual: &Tensor) -> CResult<Tensor> {
-        if p > 0.0 && crate::fused::applies(x) && !crate::fused::disabled() {
-            let mask = self.mask(x.elem_count(), p);
-            return crate::fused::dropout_add(x, mask, residual);
-        }
-        self.apply(x, p)? + residual
-    }
 }
 
 fn maybe_dropout(d: Option<&mut Dropout>, x: Tensor, p: f64) -> CResult<Tensor> {

@@ -1,12 +1,14 @@
-//! Fine-tuning a BERT encoder with a classification head: fused AdamW, warmup + linear decay, gradient
-//! clipping, dropout, gradient accumulation, early stopping on dev, and resumable checkpoints; plus the
-//! SetFit-style contrastive phase for few-shot data.
+//! Fine-tuning a BERT encoder with a classification head: the training loop (fused AdamW, warmup + linear
+//! decay, gradient clipping, dropout and gradient accumulation from `hone-neural`), early stopping on dev,
+//! and resumable checkpoints (`hone_neural::checkpoint`); plus the SetFit-style contrastive phase for
+//! few-shot data.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{D, DType, Tensor, Var};
 use hone_core::{Error, Result};
+use hone_neural::checkpoint;
 use serde::{Deserialize, Serialize};
 
 use crate::bert::{BertEncoder, Dropout, Pooling, SeededRng, candle_err, pool};
@@ -329,7 +331,7 @@ pub struct EpochLog {
 }
 
 /// What a fine-tuning run did.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct FinetuneReport {
     pub epochs: Vec<EpochLog>,
     pub best_epoch: Option<usize>,
@@ -344,7 +346,7 @@ pub struct FinetuneReport {
 }
 
 /// What the linear-probe initialisation did.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProbeReport {
     pub c: f64,
     pub iterations: usize,
@@ -475,7 +477,8 @@ fn probe_init(
     })
 }
 
-/// Where checkpoints go: `dir/checkpoint.safetensors` (weights + optimiser) and `dir/checkpoint.json`.
+/// Where checkpoints go: `dir/checkpoint.safetensors` (weights + optimiser) and `dir/checkpoint.json`
+/// (written and read by `hone_neural::checkpoint`).
 #[derive(Debug, Clone)]
 pub struct Checkpoints {
     pub dir: PathBuf,
@@ -547,29 +550,18 @@ pub fn finetune(
 
     // Resume from a checkpoint when one is there.
     if let Some(ck) = checkpoints {
-        std::fs::create_dir_all(&ck.dir).map_err(|e| Error::io(&ck.dir, e))?;
-        let meta_p = ck.dir.join("checkpoint.json");
-        if meta_p.is_file() {
-            let meta: CheckpointMeta =
-                serde_json::from_slice(&std::fs::read(&meta_p).map_err(|e| Error::io(&meta_p, e))?)
-                    .map_err(|e| Error::Internal(format!("{}: {e}", meta_p.display())))?;
-            if meta.config != *cfg {
-                return Err(Error::Usage(format!(
-                    "the checkpoint in {} was made with other settings; delete it to start over",
-                    ck.dir.display()
-                )));
-            }
-            let wp = ck.dir.join("checkpoint.safetensors");
-            let t =
-                candle_core::safetensors::load(&wp, model.encoder.device()).map_err(candle_err)?;
-            model.load_params(&|n| t.get(&format!("model.{n}")).cloned())?;
-            opt_body.load_state(&|n| t.get(&format!("body.{n}")).cloned())?;
-            opt_head.load_state(&|n| t.get(&format!("head.{n}")).cloned())?;
+        let found = checkpoint::resume(&ck.dir, model.encoder.device(), |m: &CheckpointMeta| {
+            m.config == *cfg
+        })?;
+        if let Some((meta, t)) = found {
+            model.load_params(&|n| t.get("model", n))?;
+            opt_body.load_state(&|n| t.get("body", n))?;
+            opt_head.load_state(&|n| t.get("head", n))?;
             if let Some(be) = meta.best_epoch {
                 let snap = model
                     .named_vars()?
                     .into_iter()
-                    .filter_map(|(n, _)| t.get(&format!("best.{n}")).map(|x| (n, x.clone())))
+                    .filter_map(|(n, _)| t.get("best", &n).map(|x| (n, x)))
                     .collect();
                 best = Some((meta.best.unwrap_or(0.0), be, snap));
             }
@@ -636,20 +628,12 @@ pub fn finetune(
             since_best += 1;
         }
         if let Some(ck) = checkpoints {
-            let mut tensors: HashMap<String, Tensor> = HashMap::new();
-            for (n, t) in model.snapshot()? {
-                tensors.insert(format!("model.{n}"), t);
-            }
-            for (n, t) in opt_body.state()? {
-                tensors.insert(format!("body.{n}"), t);
-            }
-            for (n, t) in opt_head.state()? {
-                tensors.insert(format!("head.{n}"), t);
-            }
+            let mut tensors = checkpoint::Tensors::default();
+            tensors.insert("model", model.snapshot()?);
+            tensors.insert("body", opt_body.state()?);
+            tensors.insert("head", opt_head.state()?);
             if let Some((_, _, snap)) = &best {
-                for (n, t) in snap {
-                    tensors.insert(format!("best.{n}"), t.clone());
-                }
+                tensors.insert("best", snap.iter().cloned());
             }
             let meta = CheckpointMeta {
                 epoch,
@@ -661,7 +645,7 @@ pub fn finetune(
                 log: report.epochs.clone(),
                 config: cfg.clone(),
             };
-            write_checkpoint(&ck.dir, &tensors, &meta)?;
+            checkpoint::write(&ck.dir, &tensors, &meta)?;
             if ck.stop_after_epoch == Some(epoch) {
                 report.steps = step;
                 return Ok(report);
@@ -680,24 +664,6 @@ pub fn finetune(
     report.steps = step;
     report.seconds_per_step = started.elapsed().as_secs_f64() / steps_here.max(1) as f64;
     Ok(report)
-}
-
-/// Weights then metadata, each through a temp file and a rename, so a crash leaves the last whole pair.
-fn write_checkpoint(
-    dir: &Path,
-    tensors: &HashMap<String, Tensor>,
-    meta: &CheckpointMeta,
-) -> Result<()> {
-    let wp = dir.join("checkpoint.safetensors");
-    let tmp = dir.join("checkpoint.safetensors.tmp");
-    candle_core::safetensors::save(tensors, &tmp)
-        .map_err(|e| Error::io(&tmp, std::io::Error::other(e.to_string())))?;
-    std::fs::rename(&tmp, &wp).map_err(|e| Error::io(&wp, e))?;
-    let mp = dir.join("checkpoint.json");
-    let tmp = dir.join("checkpoint.json.tmp");
-    let bytes = serde_json::to_vec_pretty(meta).map_err(|e| Error::Internal(e.to_string()))?;
-    std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, &mp).map_err(|e| Error::io(&mp, e))
 }
 
 /// SetFit-style contrastive phase settings.

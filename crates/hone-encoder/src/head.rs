@@ -41,7 +41,7 @@ pub struct LinearHead {
 }
 
 /// What [`LinearHead::fit_select`] tried and chose.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct HeadReport {
     /// `(C, dev accuracy, L-BFGS iterations)` for each candidate.
     pub tried: Vec<(f64, f64, usize)>,

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use candle_core::{Device, Tensor};
 use hone_core::{Error, Result};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 
 use crate::bert::{BertEncoder, Pooling, candle_err};
 use crate::embed::{Pretrained, embed};
@@ -277,9 +276,57 @@ fn head_tensors(h: &LinearHead) -> Result<HashMap<String, Tensor>> {
     .into())
 }
 
+/// What [`EncoderModel::fit`] did: method, truncation counts, caching, the head choice or the
+/// fine-tuning log, the dev temperature. Optional fields belong to some methods only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FitReport {
+    pub method: Method,
+    pub pooling: String,
+    pub max_length: usize,
+    pub device: String,
+    /// Training texts longer than `max_length` tokens.
+    pub train_truncated: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dev_truncated: Option<usize>,
+    /// Training texts embedded in this run, and those read from the embedding cache (frozen, setfit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedded: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached: Option<usize>,
+    /// Mean cosine loss per contrastive epoch (setfit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contrastive_losses: Option<Vec<f64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head: Option<crate::head::HeadReport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finetune: Option<crate::finetune::FinetuneReport>,
+    /// Softmax temperature fitted on dev.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f32>,
+}
+
+impl Default for FitReport {
+    fn default() -> Self {
+        FitReport {
+            method: Method::Frozen,
+            pooling: "mean".into(),
+            max_length: 0,
+            device: "cpu".into(),
+            train_truncated: 0,
+            dev_truncated: None,
+            embedded: None,
+            cached: None,
+            contrastive_losses: None,
+            head: None,
+            finetune: None,
+            temperature: None,
+        }
+    }
+}
+
 impl EncoderModel {
     /// Trains by `method` on `(x, y)`; `dev` chooses C / the best epoch and fits the temperature.
-    /// Returns the model and a JSON report (method, truncation counts, head choice, epochs...).
+    /// Returns the model and what training did.
     #[allow(clippy::too_many_arguments)]
     pub fn fit(
         base: Pretrained,
@@ -292,7 +339,7 @@ impl EncoderModel {
         dev: Option<(&[&str], &[u32])>,
         cache: &mut dyn EmbeddingCache,
         progress: &mut ProgressFn<'_>,
-    ) -> Result<(EncoderModel, Value)> {
+    ) -> Result<(EncoderModel, FitReport)> {
         let k = labels.len();
         let d = base.config.hidden_size;
         let Pretrained {
@@ -309,7 +356,13 @@ impl EncoderModel {
         } else {
             BertEncoder::load(&config, &dir.join("model.safetensors"), &device)?
         };
-        let mut report = json!({"method": method, "pooling": pooling_name(pooling), "max_length": params.max_length, "device": params.device});
+        let mut report = FitReport {
+            method,
+            pooling: pooling_name(pooling).into(),
+            max_length: params.max_length,
+            device: params.device.clone(),
+            ..FitReport::default()
+        };
         let dev = dev.filter(|(dx, _)| !dx.is_empty());
         let body = match method {
             Method::Frozen | Method::Setfit => {
@@ -324,7 +377,7 @@ impl EncoderModel {
                         &params.contrastive,
                         &mut |s, t| progress("contrastive", s, t),
                     )?;
-                    report["contrastive_losses"] = json!(losses);
+                    report.contrastive_losses = Some(losses);
                     tuned = true;
                 }
                 // Only the base model's embeddings are worth caching across runs.
@@ -341,9 +394,9 @@ impl EncoderModel {
                     cache,
                     progress,
                 )?;
-                report["train_truncated"] = json!(trunc);
-                report["embedded"] = json!(computed);
-                report["cached"] = json!(x.len() - computed);
+                report.train_truncated = trunc;
+                report.embedded = Some(computed);
+                report.cached = Some(x.len() - computed);
                 let dev_rows = match dev {
                     Some((dx, dy)) => {
                         let (v, t, _) = embed_cached(
@@ -357,7 +410,7 @@ impl EncoderModel {
                             cache,
                             progress,
                         )?;
-                        report["dev_truncated"] = json!(t);
+                        report.dev_truncated = Some(t);
                         Some((v, dy))
                     }
                     None => None,
@@ -371,7 +424,7 @@ impl EncoderModel {
                         .map(|(v, dy)| (Rows { data: v, dim: d }, *dy)),
                     &params.c_grid,
                 )?;
-                report["head"] = serde_json::to_value(&rep).unwrap_or_default();
+                report.head = Some(rep);
                 Body::Embed {
                     encoder,
                     head,
@@ -398,8 +451,8 @@ impl EncoderModel {
                     &mut |s, t| progress("fine-tune", s, t),
                     &mut |_| {},
                 )?;
-                report["finetune"] = serde_json::to_value(&rep).unwrap_or_default();
-                report["train_truncated"] = json!(rep.train_truncated);
+                report.train_truncated = rep.train_truncated;
+                report.finetune = Some(rep);
                 Body::Tuned(model)
             }
         };
@@ -422,7 +475,7 @@ impl EncoderModel {
         if let Some((dx, dy)) = dev {
             let (logits, _) = m.logits(dx)?;
             m.meta.temperature = fit_temperature(&logits, k, dy);
-            report["temperature"] = json!(m.meta.temperature);
+            report.temperature = Some(m.meta.temperature);
         }
         Ok((m, report))
     }

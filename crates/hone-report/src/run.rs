@@ -2,7 +2,7 @@
 //! baseline, the chosen model's confusion heat map, learning curve, reliability diagram and slices, and
 //! comparisons with the baseline and the previous run.
 
-use serde_json::Value;
+use std::collections::BTreeMap;
 
 use crate::svg::{heatmap, lines, reliability};
 use crate::{STYLE, esc, md};
@@ -17,22 +17,68 @@ pub struct ComparisonLine {
     pub verdict: String,
 }
 
-pub struct RunReport<'a> {
-    pub task: &'a str,
-    /// `(run id, model name, record)` per model; `chosen` indexes it.
-    pub runs: Vec<(&'a str, &'a str, &'a Value)>,
-    pub chosen: usize,
-    /// `(metric, rule, value, pass, note)`.
-    pub gates: Vec<(String, String, Option<f64>, bool, String)>,
-    pub comparisons: Vec<ComparisonLine>,
-    pub split_summary: &'a Value,
+/// A metric and its 95% interval (`None` where not measured).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Interval {
+    pub estimate: Option<f64>,
+    pub lo: Option<f64>,
+    pub hi: Option<f64>,
 }
 
-fn f(v: &Value) -> String {
-    v.as_f64().map_or("–".into(), |x| format!("{x:.4}"))
+/// One model's row in the comparison table.
+pub struct ModelLine<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub accuracy: Interval,
+    pub macro_f1: Interval,
+    pub ece: Option<f64>,
+    pub dev_macro_f1: Option<f64>,
+    pub p95_latency_us: Option<f64>,
+    pub train_seconds: Option<f64>,
+    pub cost_per_1k_usd: Option<f64>,
 }
-fn ci(v: &Value) -> String {
-    match (v["estimate"].as_f64(), v["lo"].as_f64(), v["hi"].as_f64()) {
+
+/// The chosen model's charts and slices.
+#[derive(Default)]
+pub struct ChosenDetail {
+    pub labels: Vec<String>,
+    /// Gold rows × predicted columns.
+    pub confusion: Vec<Vec<u64>>,
+    /// Named learning curves (dev macro-F1 per epoch).
+    pub curves: Vec<(String, Vec<f64>)>,
+    pub ece: Option<f64>,
+    /// `(mean confidence, accuracy, count)` per reliability bin.
+    pub reliability: Vec<(f64, f64, u64)>,
+    /// `(slice kind, value, n, accuracy)`: source, topic and tag slices, then suites and suite tags.
+    pub slices: Vec<(String, String, u64, f64)>,
+}
+
+/// One `[success]` gate as checked.
+pub struct GateLine {
+    pub metric: String,
+    pub rule: String,
+    pub value: Option<f64>,
+    pub pass: bool,
+    pub note: String,
+}
+
+pub struct RunReport<'a> {
+    pub task: &'a str,
+    /// One line per model; `chosen` indexes it.
+    pub runs: Vec<ModelLine<'a>>,
+    pub chosen: usize,
+    pub detail: ChosenDetail,
+    pub gates: Vec<GateLine>,
+    pub comparisons: Vec<ComparisonLine>,
+    /// Records per part of the split.
+    pub split_counts: BTreeMap<String, u64>,
+}
+
+fn f(v: Option<f64>) -> String {
+    v.map_or("–".into(), |x| format!("{x:.4}"))
+}
+fn ci(v: &Interval) -> String {
+    match (v.estimate, v.lo, v.hi) {
         (Some(e), Some(l), Some(h)) => format!("{e:.4} [{l:.4}, {h:.4}]"),
         _ => "–".into(),
     }
@@ -43,26 +89,22 @@ impl RunReport<'_> {
         self.runs
             .iter()
             .enumerate()
-            .map(|(i, (id, name, r))| {
+            .map(|(i, r)| {
                 [
                     format!(
                         "{}{}",
-                        name,
+                        r.name,
                         if i == self.chosen { " (chosen)" } else { "" }
                     ),
-                    id.chars().take(12).collect(),
-                    ci(&r["test"]["accuracy"]),
-                    ci(&r["test"]["macro_f1"]),
-                    f(&r["test"]["ece"]),
-                    f(&r["dev"]["macro_f1"]),
-                    r["latency_us"]["p95"]
-                        .as_f64()
+                    r.id.chars().take(12).collect(),
+                    ci(&r.accuracy),
+                    ci(&r.macro_f1),
+                    f(r.ece),
+                    f(r.dev_macro_f1),
+                    r.p95_latency_us
                         .map_or("–".into(), |x| format!("{:.1} µs", x)),
-                    r["train"]["wall_seconds"]
-                        .as_f64()
-                        .map_or("–".into(), |x| format!("{x:.2} s")),
-                    r["cost"]["per_1k_predictions_usd"]
-                        .as_f64()
+                    r.train_seconds.map_or("–".into(), |x| format!("{x:.2} s")),
+                    r.cost_per_1k_usd
                         .map_or("–".into(), |x| format!("${x:.2e}")),
                 ]
             })
@@ -75,15 +117,15 @@ impl RunReport<'_> {
             esc(self.task)
         );
         h.push_str(&format!("<h1>Run report: {}</h1>", esc(self.task)));
-        let pass = self.gates.iter().all(|g| g.3);
+        let pass = self.gates.iter().all(|g| g.pass);
         h.push_str(&format!("<h2>Success gates: {}</h2><table><tr><th>metric</th><th>rule</th><th>value</th><th>result</th></tr>", if pass { "all pass" } else { "FAILED" }));
-        for (m, rule, v, ok, note) in &self.gates {
+        for g in &self.gates {
             h.push_str(&format!(
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                esc(m),
-                esc(rule),
-                v.map_or_else(|| esc(note), |x| format!("{x:.4}")),
-                if *ok { "pass" } else { "<b>fail</b>" }
+                esc(&g.metric),
+                esc(&g.rule),
+                g.value.map_or_else(|| esc(&g.note), |x| format!("{x:.4}")),
+                if g.pass { "pass" } else { "<b>fail</b>" }
             ));
         }
         h.push_str("</table><h2>Models on the frozen test set</h2><p class=muted>95% bootstrap confidence intervals in brackets.</p><table><tr><th>model</th><th>run</th><th>accuracy</th><th>macro-F1</th><th>ECE</th><th>dev macro-F1</th><th>p95 latency</th><th>training</th><th>per 1k predictions</th></tr>");
@@ -102,79 +144,30 @@ impl RunReport<'_> {
             }
             h.push_str("</table>");
         }
-        if let Some((_, name, r)) = self.runs.get(self.chosen) {
-            let labels: Vec<String> = r["labels"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|x| x.as_str().map(String::from))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let matrix: Vec<Vec<u64>> =
-                serde_json::from_value(r["test"]["confusion"].clone()).unwrap_or_default();
-            h.push_str(&format!("<h2>Confusion ({})</h2>", esc(name)));
-            h.push_str(&heatmap(&matrix, &labels));
-            let mut series: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
-            for e in r["train"]["epochs"].as_array().into_iter().flatten() {
-                series
-                    .entry(format!("dev macro-F1, l2={}", e["l2"]))
-                    .or_default()
-                    .push(e["dev_macro_f1"].as_f64().unwrap_or(0.0));
-            }
-            if !series.is_empty() {
+        if let Some(r) = self.runs.get(self.chosen) {
+            let d = &self.detail;
+            h.push_str(&format!("<h2>Confusion ({})</h2>", esc(r.name)));
+            h.push_str(&heatmap(&d.confusion, &d.labels));
+            if !d.curves.is_empty() {
                 h.push_str("<h2>Learning curve</h2>");
-                h.push_str(&lines(&series.into_iter().collect::<Vec<_>>()));
+                h.push_str(&lines(&d.curves));
             }
-            let bins: Vec<(f64, f64, u64)> = r["test"]["reliability"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|b| {
-                    (
-                        b["mean_confidence"].as_f64().unwrap_or(0.0),
-                        b["accuracy"].as_f64().unwrap_or(0.0),
-                        b["count"].as_u64().unwrap_or(0),
-                    )
-                })
-                .collect();
-            h.push_str(&format!(
-                "<h2>Reliability (ECE {})</h2>",
-                f(&r["test"]["ece"])
-            ));
-            h.push_str(&reliability(&bins));
+            h.push_str(&format!("<h2>Reliability (ECE {})</h2>", f(d.ece)));
+            h.push_str(&reliability(&d.reliability));
             h.push_str("<h2>Slices</h2><table><tr><th>slice</th><th>value</th><th>n</th><th>accuracy</th></tr>");
-            for kind in ["source", "topic", "tag"] {
-                for (k, v) in r["slices"][kind].as_object().into_iter().flatten() {
-                    h.push_str(&format!(
-                        "<tr><td>{kind}</td><td>{}</td><td class=n>{}</td><td class=n>{}</td></tr>",
-                        esc(k),
-                        v["n"],
-                        f(&v["accuracy"])
-                    ));
-                }
-            }
-            for (k, v) in r["suites"]["by_suite"].as_object().into_iter().flatten() {
+            for (kind, k, n, acc) in &d.slices {
                 h.push_str(&format!(
-                    "<tr><td>suite</td><td>{}</td><td class=n>{}</td><td class=n>{}</td></tr>",
+                    "<tr><td>{}</td><td>{}</td><td class=n>{n}</td><td class=n>{}</td></tr>",
+                    esc(kind),
                     esc(k),
-                    v["n"],
-                    f(&v["accuracy"])
-                ));
-            }
-            for (k, v) in r["suites"]["by_tag"].as_object().into_iter().flatten() {
-                h.push_str(&format!(
-                    "<tr><td>suite tag</td><td>{}</td><td class=n>{}</td><td class=n>{}</td></tr>",
-                    esc(k),
-                    v["n"],
-                    f(&v["accuracy"])
+                    f(Some(*acc))
                 ));
             }
             h.push_str("</table>");
         }
         h.push_str(&format!(
             "<h2>Split</h2><pre>{}</pre></body></html>\n",
-            esc(&serde_json::to_string_pretty(&self.split_summary["counts"]).unwrap_or_default())
+            esc(&serde_json::to_string_pretty(&self.split_counts).unwrap_or_default())
         ));
         h
     }
@@ -184,13 +177,13 @@ impl RunReport<'_> {
             "# Run report: {}\n\n| gate | rule | value | result |\n|---|---|---:|---|\n",
             self.task
         );
-        for (metric, rule, v, ok, note) in &self.gates {
+        for g in &self.gates {
             m.push_str(&format!(
                 "| {} | {} | {} | {} |\n",
-                md(metric),
-                md(rule),
-                v.map_or_else(|| md(note), |x| format!("{x:.4}")),
-                if *ok { "pass" } else { "**fail**" }
+                md(&g.metric),
+                md(&g.rule),
+                g.value.map_or_else(|| md(&g.note), |x| format!("{x:.4}")),
+                if g.pass { "pass" } else { "**fail**" }
             ));
         }
         m.push_str("\n| model | run | accuracy [95% CI] | macro-F1 [95% CI] | ECE | dev macro-F1 | p95 latency | training | per 1k predictions |\n|---|---|---|---|---:|---:|---:|---:|---:|\n");
@@ -214,31 +207,46 @@ impl RunReport<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn run_report_has_gates_models_and_charts() {
-        let rec = json!({
-            "labels": ["a", "b"],
-            "test": {"accuracy": {"estimate": 0.9, "lo": 0.85, "hi": 0.95}, "macro_f1": {"estimate": 0.8, "lo": 0.7, "hi": 0.9}, "ece": 0.05, "confusion": [[9, 1], [1, 9]], "reliability": [{"mean_confidence": 0.9, "accuracy": 0.88, "count": 10}]},
-            "dev": {"macro_f1": 0.81},
-            "train": {"wall_seconds": 0.5, "epochs": [{"l2": 1.0, "dev_macro_f1": 0.7}, {"l2": 1.0, "dev_macro_f1": 0.8}]},
-            "latency_us": {"p95": 12.0},
-            "slices": {"source": {"s": {"n": 20, "accuracy": 0.9}}},
-            "suites": {"by_tag": {"unsafe": {"n": 3, "accuracy": 1.0}}},
-        });
-        let split = json!({"counts": {"train": 70}});
+        let iv = |e, l, h| Interval {
+            estimate: Some(e),
+            lo: Some(l),
+            hi: Some(h),
+        };
         let r = RunReport {
             task: "t",
-            runs: vec![("abc", "ngram", &rec)],
+            runs: vec![ModelLine {
+                id: "abc",
+                name: "ngram",
+                accuracy: iv(0.9, 0.85, 0.95),
+                macro_f1: iv(0.8, 0.7, 0.9),
+                ece: Some(0.05),
+                dev_macro_f1: Some(0.81),
+                p95_latency_us: Some(12.0),
+                train_seconds: Some(0.5),
+                cost_per_1k_usd: None,
+            }],
             chosen: 0,
-            gates: vec![(
-                "accuracy".into(),
-                ">= 0.95".into(),
-                Some(0.9),
-                false,
-                String::new(),
-            )],
+            detail: ChosenDetail {
+                labels: vec!["a".into(), "b".into()],
+                confusion: vec![vec![9, 1], vec![1, 9]],
+                curves: vec![("dev macro-F1, l2=1.0".into(), vec![0.7, 0.8])],
+                ece: Some(0.05),
+                reliability: vec![(0.9, 0.88, 10)],
+                slices: vec![
+                    ("source".into(), "s".into(), 20, 0.9),
+                    ("suite tag".into(), "unsafe".into(), 3, 1.0),
+                ],
+            },
+            gates: vec![GateLine {
+                metric: "accuracy".into(),
+                rule: ">= 0.95".into(),
+                value: Some(0.9),
+                pass: false,
+                note: String::new(),
+            }],
             comparisons: vec![ComparisonLine {
                 what: "ngram vs majority".into(),
                 delta: 0.4,
@@ -247,7 +255,7 @@ mod tests {
                 p_value: 0.001,
                 verdict: "significantly better".into(),
             }],
-            split_summary: &split,
+            split_counts: [("train".to_string(), 70)].into_iter().collect(),
         };
         let html = r.html();
         assert!(

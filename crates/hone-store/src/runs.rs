@@ -45,6 +45,18 @@ pub struct RunRow {
     pub record: serde_json::Value,
 }
 
+/// The model one `hone run` chose among its candidates, and by which rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChoiceRow {
+    pub seq: i64,
+    pub at: String,
+    pub split: String,
+    pub run: String,
+    /// Every candidate run id, in the order the rule saw them.
+    pub candidates: Vec<String>,
+    pub rule: String,
+}
+
 /// A training record the split removed: `(record id or split id, rule, reason, related test record)`.
 pub type SplitDrop = (String, String, String, Option<String>);
 
@@ -207,6 +219,53 @@ impl Store {
             .map_err(db_err)?;
         let rows = stmt.query_map([], row_to_run).map_err(db_err)?;
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
+    }
+
+    /// Record which run a `hone run` chose (appended; the latest is the current choice).
+    pub fn put_choice(
+        &mut self,
+        split: &str,
+        run: &str,
+        candidates: &[String],
+        rule: &str,
+    ) -> Result<()> {
+        let candidates =
+            serde_json::to_string(candidates).map_err(|e| Error::Internal(e.to_string()))?;
+        self.conn
+            .execute(
+                "INSERT INTO choices(at, split, run, candidates, rule) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    chrono::Utc::now().to_rfc3339(),
+                    split,
+                    run,
+                    candidates,
+                    rule
+                ],
+            )
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    /// The latest recorded choice, if any `hone run` recorded one.
+    pub fn latest_choice(&self) -> Result<Option<ChoiceRow>> {
+        self.conn
+            .query_row(
+                "SELECT seq, at, split, run, candidates, rule FROM choices ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| {
+                    Ok(ChoiceRow {
+                        seq: r.get(0)?,
+                        at: r.get(1)?,
+                        split: r.get(2)?,
+                        run: r.get(3)?,
+                        candidates: serde_json::from_str(&r.get::<_, String>(4)?)
+                            .unwrap_or_default(),
+                        rule: r.get(5)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(db_err)
     }
 
     /// A run by id prefix or by its sequence number (`#3` or `3`).

@@ -138,6 +138,17 @@ const MIGRATIONS: &[&str] = &[
         vector BLOB NOT NULL
     );
     "#,
+    // 5: the chosen model of each `hone run` (one rule, applied once; predict/export/reports read it back).
+    r#"
+    CREATE TABLE choices (
+        seq INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        split TEXT NOT NULL,
+        run TEXT NOT NULL,
+        candidates TEXT NOT NULL,
+        rule TEXT NOT NULL
+    );
+    "#,
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {

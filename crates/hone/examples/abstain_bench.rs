@@ -103,7 +103,8 @@ fn main() {
     let dev = conf_pred(&dv_x);
     let dev_conf: Vec<f64> = dev.iter().map(|x| x.0).collect();
     let dev_ok: Vec<bool> = dev.iter().zip(&dv_y).map(|(x, y)| x.1 == *y).collect();
-    let t = hone::run_stage::choose_abstain_threshold(&dev_conf, &dev_ok, 0.01).unwrap_or(0.0);
+    let t =
+        hone_train::run_stage::choose_abstain_threshold(&dev_conf, &dev_ok, 0.01).unwrap_or(0.0);
     let te_x: Vec<&str> = test.iter().map(|x| x.0.as_str()).collect();
     let te_y: Vec<u32> = test.iter().map(|x| idx(&x.1)).collect();
     let te = conf_pred(&te_x);

@@ -1,12 +1,12 @@
 //! One function per command: load the project, call the libraries, render tables or JSON.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context as _, Result, bail};
-use hone::curate::{self, Progress};
-use hone::project::Project;
 use hone_core::{Action, Error};
-use hone_store::{Store, VersionRow};
+use hone_store::Store;
+use hone_train::curate::{self, Progress};
+use hone_train::project::Project;
 use serde_json::json;
 
 use crate::ui::{Context, clip, print_json, table};
@@ -387,133 +387,11 @@ pub fn data_show(ctx: &Context, version: Option<&str>, limit: usize) -> Result<u
     Ok(0)
 }
 
-/// Build and write the data report of a version; returns the HTML path and the Markdown.
-pub fn write_data_report(
-    project: &Project,
-    store: &Store,
-    v: &VersionRow,
-    out: Option<PathBuf>,
-) -> Result<(PathBuf, String)> {
-    use hone_report::data::{DataReport, Example};
-    let lineage = store.lineage(&v.id)?;
-    let removed = curate::load_removed(store, v)?;
-    let removed_text: std::collections::HashMap<&str, &str> = removed
-        .iter()
-        .map(|r| (r.id.as_str(), r.text.as_str()))
-        .collect();
-    let mut examples = Vec::new();
-    let mut per_rule: std::collections::BTreeMap<(String, String), usize> = Default::default();
-    for l in &lineage {
-        let n = per_rule
-            .entry((l.pass.clone(), l.rule.clone()))
-            .or_default();
-        if *n >= 3 {
-            continue;
-        }
-        *n += 1;
-        let text = l
-            .diff
-            .clone()
-            .or_else(|| {
-                removed_text
-                    .get(l.record_id.as_str())
-                    .map(|s| s.to_string())
-            })
-            .unwrap_or_default();
-        examples.push(Example {
-            pass: l.pass.clone(),
-            rule: l.rule.clone(),
-            record_id: l.record_id.clone(),
-            source: l.source.clone(),
-            reason: l.reason.clone(),
-            text: clip(&text, 240),
-        });
-    }
-    let quarantine = store
-        .quarantine(&v.id)?
-        .into_iter()
-        .take(50)
-        .map(|q| Example {
-            pass: "read".into(),
-            rule: q.field.clone(),
-            record_id: format!("{}:{}", q.file, q.line),
-            source: q.source.clone(),
-            reason: q.reason.clone(),
-            text: q.excerpt.clone(),
-        })
-        .collect();
-    let suspects = match store.latest_scan()? {
-        Some(scan) if scan.version == v.id => {
-            let list: Vec<serde_json::Value> =
-                serde_json::from_slice(&store.get_object(&scan.object)?).unwrap_or_default();
-            let text_of: std::collections::HashMap<String, String> =
-                curate::load_records(store, v)?
-                    .into_iter()
-                    .map(|r| (r.id, r.text))
-                    .collect();
-            list.iter()
-                .take(50)
-                .map(|x| {
-                    let id = x["id"].as_str().unwrap_or("").to_string();
-                    Example {
-                        pass: x["kind"].as_str().unwrap_or("").into(),
-                        rule: format!(
-                            "{} → {}",
-                            x["label"].as_str().unwrap_or(""),
-                            x["suggested_label"].as_str().unwrap_or("-")
-                        ),
-                        source: String::new(),
-                        reason: x["evidence"].as_str().unwrap_or("").into(),
-                        text: clip(text_of.get(&id).map(String::as_str).unwrap_or(""), 200),
-                        record_id: id,
-                    }
-                })
-                .collect()
-        }
-        _ => Vec::new(),
-    };
-    let report = DataReport {
-        task: &project.config.task.name,
-        version_id: &v.id,
-        created_at: &v.created_at,
-        parent: v.parent.as_deref(),
-        n_input: v.n_input,
-        n_records: v.n_records,
-        n_quarantined: v.n_quarantined,
-        passes: &v.passes,
-        sources: &v.sources,
-        summary: &v.summary,
-        examples,
-        quarantine,
-        suspects,
-    };
-    let html_path = out.unwrap_or_else(|| {
-        project
-            .root
-            .join("reports")
-            .join(format!("data-{}.html", short(&v.id)))
-    });
-    if let Some(dir) = html_path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let md = report.markdown();
-    write_atomic(&html_path, report.html().as_bytes())?;
-    write_atomic(&html_path.with_extension("md"), md.as_bytes())?;
-    Ok((html_path, md))
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
-}
-
 pub fn data_report(ctx: &Context, version: Option<&str>, out: Option<PathBuf>) -> Result<u8> {
     let project = open_project(ctx)?;
     let store = Store::open_existing(&project.root)?;
     let v = store.resolve_version(version)?;
-    let (path, md) = write_data_report(&project, &store, &v, out)?;
+    let (path, md) = hone_train::reports::write_data_report(&project, &store, &v, out)?;
     if ctx.json {
         print_json(&json!({"version": v.id, "html": path, "markdown": path.with_extension("md")}));
     } else {
@@ -600,59 +478,13 @@ pub fn demo(ctx: &Context, dir: Option<PathBuf>, seed: u64) -> Result<u8> {
             .keep(),
     };
     let pb = ctx.spinner("generating the demo project");
-    let manifest = hone::demo::write_project(&dir, seed, 1200)?;
-    let mut project = Project::discover(&dir)?;
-    let mut store = Store::open(&project.root)?;
-    let cleaned = curate::clean(
-        &project,
-        &mut store,
-        "hone demo",
-        &mut progress_printer(&pb),
-    )?;
-    let (data_report, data_md) = write_data_report(&project, &store, &cleaned.version, None)?;
-    // 1. The first run must stop: the helpdesk export contains edited copies of official test records.
-    let leak = match hone::run_stage::run(
-        &project,
-        &mut store,
-        None,
-        "hone demo",
-        &mut progress_printer(&pb),
-    ) {
-        Err(Error::Contamination { pairs, report, .. }) => (pairs, report),
-        Err(e) => return Err(e.into()),
-        Ok(_) => bail!("the demo's planted test-set leak was not caught (a bug in hone)"),
-    };
-    // 2. The fix: drop the contaminated training records (recorded; the test set is never edited).
-    let toml = std::fs::read_to_string(&project.config_path)?.replace(
-        "on_bad_record = \"quarantine\"",
-        "on_bad_record = \"quarantine\"\ncontamination = \"drop_train\"",
-    );
-    std::fs::write(&project.config_path, toml)?;
-    project = Project::discover(&dir)?;
-    let out = hone::run_stage::run(
-        &project,
-        &mut store,
-        None,
-        "hone demo",
-        &mut progress_printer(&pb),
-    )?;
-    let (run_report, run_md) = write_run_report(&project, &store, &out)?;
-    let chosen = &out.runs[out.chosen].row;
+    let d = hone_train::demo::run_demo(&dir, seed, &mut progress_printer(&pb))?;
     pb.finish_and_clear();
-    let v = &cleaned.version;
-    let caught: usize = manifest
-        .leaks
-        .iter()
-        .filter(|(train, test)| {
-            out.split
-                .contamination
-                .iter()
-                .any(|p| &p.train_id == train && &p.test_id == test)
-        })
-        .count();
+    let (v, out, manifest) = (&d.version, &d.outcome, &d.manifest);
+    let ((data_report, data_md), (run_report, run_md)) = (&d.data_report, &d.run_report);
     if ctx.json {
         print_json(
-            &json!({"project": dir, "version": v.id, "n_input": v.n_input, "n_quarantined": v.n_quarantined, "n_records": v.n_records, "planted": manifest.planted.len(), "leak_pairs": leak.0, "planted_leaks": manifest.leaks.len(), "planted_leaks_caught": caught, "chosen_run": chosen.id, "gates": out.gates, "gates_pass": out.gates_pass(), "data_report": data_report, "run_report": run_report, "seconds": started.elapsed().as_secs_f64()}),
+            &json!({"project": dir, "version": v.id, "n_input": v.n_input, "n_quarantined": v.n_quarantined, "n_records": v.n_records, "planted": manifest.planted.len(), "leak_pairs": d.leak.0, "planted_leaks": manifest.leaks.len(), "planted_leaks_caught": d.caught, "chosen_run": out.chosen().id, "gates": out.gates, "gates_pass": out.gates_pass(), "data_report": data_report, "run_report": run_report, "seconds": started.elapsed().as_secs_f64()}),
         );
     } else {
         println!(
@@ -668,10 +500,10 @@ pub fn demo(ctx: &Context, dir: Option<PathBuf>, seed: u64) -> Result<u8> {
         println!("\n{data_md}");
         println!(
             "2. First `hone run` stopped (exit code 4): {} test/train pair(s) leak, {} of the {} planted leaks among them:\n{}\n",
-            leak.0,
-            caught,
+            d.leak.0,
+            d.caught,
             manifest.leaks.len(),
-            leak.1
+            d.leak.1
         );
         println!(
             "3. Fixed with [policy] contamination = \"drop_train\" (the leaked training records are dropped and recorded) and run again:\n"
@@ -696,15 +528,15 @@ pub fn demo(ctx: &Context, dir: Option<PathBuf>, seed: u64) -> Result<u8> {
     Ok(if out.gates_pass() { 0 } else { 3 })
 }
 
-fn split_summary_line(s: &hone::split_stage::SplitOutcome) -> String {
-    let c = &s.row.summary["counts"];
+fn split_summary_line(s: &hone_train::split_stage::SplitOutcome) -> String {
+    let c = &s.summary;
     format!(
         "split {}{}: train {}, dev {}, test {} (frozen test set #{}{})",
         short(&s.row.id),
         if s.cached { " (cached)" } else { "" },
-        c["train"].as_u64().unwrap_or(0),
-        c["dev"].as_u64().unwrap_or(0),
-        c["test"].as_u64().unwrap_or(0),
+        c.count("train"),
+        c.count("dev"),
+        c.count("test"),
         s.row.frozen_seq,
         if s.froze { ", newly pinned" } else { "" }
     )
@@ -721,11 +553,11 @@ pub fn split(ctx: &Context, refreeze: Option<String>) -> Result<u8> {
         &mut progress_printer(&pb),
     )?;
     let records = curate::load_records(&store, &cur.version)?;
-    let suites = hone::suites::load(
+    let suites = hone_train::suites::load(
         &project.root.join("suites"),
-        &hone_data::pii::PiiDetector::new(),
+        &hone_train::input::TextPrep::new(),
     )?;
-    let s = hone::split_stage::run(
+    let s = hone_train::split_stage::run(
         &project,
         &mut store,
         &cur.version,
@@ -737,7 +569,7 @@ pub fn split(ctx: &Context, refreeze: Option<String>) -> Result<u8> {
     pb.finish_and_clear();
     if ctx.json {
         print_json(
-            &json!({"split": s.row.id, "cached": s.cached, "froze": s.froze, "summary": s.row.summary}),
+            &json!({"split": s.row.id, "cached": s.cached, "froze": s.froze, "summary": s.summary}),
         );
     } else {
         println!("{}", split_summary_line(&s));
@@ -760,102 +592,25 @@ pub fn split(ctx: &Context, refreeze: Option<String>) -> Result<u8> {
     Ok(0)
 }
 
-/// Paired comparison lines for the report and terminal: each model vs majority, and vs its previous run.
-fn comparisons(
-    store: &Store,
-    out: &hone::run_stage::RunOutcome,
-) -> Result<Vec<hone_report::run::ComparisonLine>> {
-    let mut lines = Vec::new();
-    let all = store.runs()?;
-    for r in out.runs.iter().skip(1) {
-        let c = hone::compare::compare(store, &out.runs[0].row, &r.row, 7)?;
-        lines.push(hone_report::run::ComparisonLine {
-            what: format!("{} vs majority", r.row.model),
-            delta: c.accuracy.delta,
-            lo: c.accuracy.lo,
-            hi: c.accuracy.hi,
-            p_value: c.mcnemar.p_value,
-            verdict: c.verdict_text().into(),
-        });
-        if let Some(prev) = all
-            .iter()
-            .rfind(|x| x.model == r.row.model && x.seq < r.row.seq)
-            && let Ok(c) = hone::compare::compare(store, prev, &r.row, 7)
-        {
-            lines.push(hone_report::run::ComparisonLine {
-                what: format!("{} vs its previous run #{}", r.row.model, prev.seq),
-                delta: c.accuracy.delta,
-                lo: c.accuracy.lo,
-                hi: c.accuracy.hi,
-                p_value: c.mcnemar.p_value,
-                verdict: c.verdict_text().into(),
-            });
-        }
-    }
-    Ok(lines)
-}
-
-/// Write the HTML and Markdown run report of `out`; returns the HTML path and the Markdown.
-fn write_run_report(
-    project: &Project,
-    store: &Store,
-    out: &hone::run_stage::RunOutcome,
-) -> Result<(PathBuf, String)> {
-    let report = hone_report::run::RunReport {
-        task: &project.config.task.name,
-        runs: out
-            .runs
-            .iter()
-            .map(|r| (r.row.id.as_str(), r.row.model.as_str(), &r.row.record))
-            .collect(),
-        chosen: out.chosen,
-        gates: out
-            .gates
-            .iter()
-            .map(|g| {
-                (
-                    g.metric.clone(),
-                    g.rule.clone(),
-                    g.value,
-                    g.pass,
-                    g.note.clone(),
-                )
-            })
-            .collect(),
-        comparisons: comparisons(store, out)?,
-        split_summary: &out.split.row.summary,
-    };
-    let chosen = &out.runs[out.chosen].row;
-    let html_path = project
-        .root
-        .join("reports")
-        .join(format!("run-{}.html", short(&chosen.id)));
-    std::fs::create_dir_all(project.root.join("reports")).with_context(|| "creating reports/")?;
-    write_atomic(&html_path, report.html().as_bytes())?;
-    let md = report.markdown();
-    write_atomic(&html_path.with_extension("md"), md.as_bytes())?;
-    Ok((html_path, md))
-}
-
 pub fn run(ctx: &Context, refreeze: Option<String>) -> Result<u8> {
     let project = open_project(ctx)?;
     let mut store = Store::open(&project.root)?;
     let pb = ctx.spinner("running");
-    let out = hone::run_stage::run(
+    let out = hone_train::run_stage::run(
         &project,
         &mut store,
         refreeze.as_deref(),
         &command_line(),
         &mut progress_printer(&pb),
     )?;
-    let (html_path, md) = write_run_report(&project, &store, &out)?;
-    let chosen = &out.runs[out.chosen].row;
+    let (html_path, md) = hone_train::reports::write_run_report(&project, &store, &out)?;
+    let chosen = out.chosen();
     pb.finish_and_clear();
     let code = if out.gates_pass() { 0 } else { 3 };
     if ctx.json {
-        let runs: Vec<serde_json::Value> = out.runs.iter().map(|r| json!({"run": r.row.id, "seq": r.row.seq, "model": r.row.model, "cached": r.cached, "test": {"accuracy": r.row.record["test"]["accuracy"], "macro_f1": r.row.record["test"]["macro_f1"]}, "dev": r.row.record["dev"]})).collect();
+        let runs: Vec<serde_json::Value> = out.runs.iter().map(|r| json!({"run": r.run.id, "seq": r.run.seq, "model": r.run.model, "cached": r.cached, "chosen": r.run.id == chosen.id, "test": {"accuracy": r.run.record.test.accuracy, "macro_f1": r.run.record.test.macro_f1}, "dev": r.run.record.dev})).collect();
         print_json(
-            &json!({"version": out.version_id, "split": out.split.row.id, "chosen": chosen.id, "runs": runs, "metrics": chosen.record["test"], "gates": out.gates, "gates_pass": out.gates_pass(), "report": html_path}),
+            &json!({"version": out.version_id, "split": out.split.row.id, "chosen": chosen.id, "runs": runs, "metrics": chosen.record.test, "gates": out.gates, "gates_pass": out.gates_pass(), "report": html_path}),
         );
     } else {
         println!(
@@ -876,8 +631,8 @@ pub fn run(ctx: &Context, refreeze: Option<String>) -> Result<u8> {
         for r in &out.runs {
             println!(
                 "  run #{} {:<12} {}",
-                r.row.seq,
-                r.row.model,
+                r.run.seq,
+                r.run.model,
                 if r.cached { "cached" } else { "trained" }
             );
         }
@@ -893,25 +648,26 @@ pub fn run(ctx: &Context, refreeze: Option<String>) -> Result<u8> {
 pub fn runs(ctx: &Context) -> Result<u8> {
     let project = open_project(ctx)?;
     let store = Store::open_existing(&project.root)?;
-    let runs = store.runs()?;
+    let runs = hone_train::record::listing(&store)?;
     if ctx.json {
         print_json(&serde_json::to_value(&runs)?);
         return Ok(0);
     }
-    let f = |v: &serde_json::Value| v.as_f64().map_or("–".into(), |x| format!("{x:.4}"));
+    let f = |v: Option<f64>| v.map_or("–".into(), |x| format!("{x:.4}"));
     let rows: Vec<Vec<String>> = runs
         .iter()
-        .map(|r| {
+        .map(|l| {
+            let r = &l.run;
             vec![
-                r.seq.to_string(),
+                format!("{}{}", r.seq, if l.chosen { "*" } else { "" }),
                 short(&r.id).to_string(),
                 r.created_at.chars().take(19).collect(),
                 r.model.clone(),
                 r.kind.clone(),
                 short(&r.version).to_string(),
-                f(&r.record["test"]["accuracy"]["estimate"]),
-                f(&r.record["test"]["macro_f1"]["estimate"]),
-                f(&r.record["dev"]["macro_f1"]),
+                f(l.test.accuracy.estimate),
+                f(l.test.macro_f1.estimate),
+                f(l.dev.macro_f1.estimate),
             ]
         })
         .collect();
@@ -938,8 +694,11 @@ pub fn runs(ctx: &Context) -> Result<u8> {
 pub fn compare(ctx: &Context, a: &str, b: &str) -> Result<u8> {
     let project = open_project(ctx)?;
     let store = Store::open_existing(&project.root)?;
-    let (ra, rb) = (store.resolve_run(a)?, store.resolve_run(b)?);
-    let c = hone::compare::compare(&store, &ra, &rb, 7)?;
+    let (ra, rb) = (
+        hone_train::record::resolve(&store, a)?,
+        hone_train::record::resolve(&store, b)?,
+    );
+    let c = hone_train::compare::compare(&store, &ra, &rb, 7)?;
     if ctx.json {
         let mut v = serde_json::to_value(&c)?;
         v["verdict_text"] = json!(c.verdict_text());
@@ -990,29 +749,6 @@ pub fn compare(ctx: &Context, a: &str, b: &str) -> Result<u8> {
     Ok(0)
 }
 
-/// The run named by `--run` (number or id prefix) or `--model` (its latest run); `None` when neither is given.
-fn named_run(
-    store: &Store,
-    runs: &[hone_store::RunRow],
-    run: Option<&str>,
-    model: Option<&str>,
-) -> Result<Option<hone_store::RunRow>> {
-    Ok(match (run, model) {
-        (Some(r), _) => Some(store.resolve_run(r)?),
-        (None, Some(m)) => Some(
-            runs.iter()
-                .rfind(|r| r.model == m)
-                .cloned()
-                .ok_or_else(|| Error::NotFound {
-                    what: "run of model",
-                    name: m.to_string(),
-                    hint: "`hone runs` lists runs".into(),
-                })?,
-        ),
-        (None, None) => None,
-    })
-}
-
 pub fn export(
     ctx: &Context,
     run: Option<&str>,
@@ -1021,15 +757,8 @@ pub fn export(
 ) -> Result<u8> {
     let project = open_project(ctx)?;
     let store = Store::open_existing(&project.root)?;
-    let chosen = match named_run(&store, &store.runs()?, run, model)? {
-        Some(r) => r,
-        None => {
-            return Err(
-                Error::Usage("say which model to export: --model NAME or --run N".into()).into(),
-            );
-        }
-    };
-    let what = hone::run_stage::export_model(&store, &chosen, out)?;
+    let chosen = hone_train::run_stage::named_or_chosen(&store, run, model)?;
+    let what = hone_train::run_stage::export_model(&store, &chosen, out)?;
     if ctx.json {
         print_json(&json!({"run": chosen.id, "model": chosen.model, "format": what, "dir": out}));
     } else {
@@ -1052,157 +781,41 @@ pub fn predict(
 ) -> Result<u8> {
     let project = open_project(ctx)?;
     let store = Store::open_existing(&project.root)?;
-    let runs = store.runs()?;
-    let chosen = match named_run(&store, &runs, run, model)? {
-        Some(r) => r,
-        None => {
-            let last_split =
-                runs.last()
-                    .map(|r| r.split.clone())
-                    .ok_or_else(|| Error::NotFound {
-                        what: "run",
-                        name: "(any)".into(),
-                        hint: "run `hone run` first".into(),
-                    })?;
-            runs.iter()
-                .filter(|r| r.split == last_split && r.kind != "majority")
-                .max_by(|a, b| {
-                    a.record["dev"]["macro_f1"]
-                        .as_f64()
-                        .unwrap_or(f64::MIN)
-                        .total_cmp(&b.record["dev"]["macro_f1"].as_f64().unwrap_or(f64::MIN))
-                })
-                .cloned()
-                .ok_or_else(|| Error::NotFound {
-                    what: "trained model",
-                    name: "(latest run)".into(),
-                    hint: "add a [[model]] and run `hone run`".into(),
-                })?
-        }
-    };
-    let model = hone::run_stage::load_model(&store, &chosen)?;
+    let chosen = hone_train::run_stage::named_or_chosen(&store, run, model)?;
+    let model = hone_train::run_stage::load_model(&store, &chosen)?;
     let inputs = if input == "-" {
-        hone::predict::read_inputs("-", std::io::stdin().lock())?
+        hone_train::predict::read_inputs("-", std::io::stdin().lock())?
     } else {
         let f = std::fs::File::open(input).map_err(|e| Error::io(input, e))?;
-        hone::predict::read_inputs(input, std::io::BufReader::new(f))?
+        hone_train::predict::read_inputs(input, std::io::BufReader::new(f))?
     };
     let stdout = std::io::stdout();
     let mut w = std::io::BufWriter::new(stdout.lock());
-    let rule = hone::predict::DecisionRule::of_run(&chosen.record);
-    hone::predict::predict(&model, &inputs, top_k.max(1), rule, &mut w)?;
+    hone_train::predict::predict(
+        &model,
+        &inputs,
+        top_k.max(1),
+        chosen.record.decision,
+        &mut w,
+    )?;
     use std::io::Write;
     w.flush()?;
     Ok(0)
 }
 
-/// Check one decision against the latest version: the record exists, is not in the frozen test set, and
-/// a relabel names a known label.
-fn check_decision(
-    d: &hone_store::Decision,
-    known: &std::collections::HashMap<&str, &hone_core::Record>,
-    labels: &std::collections::BTreeSet<&str>,
-    frozen: &std::collections::HashSet<String>,
-) -> std::result::Result<(), String> {
-    if !known.contains_key(d.record_id.as_str()) {
-        return Err(format!(
-            "record `{}` is not in the latest dataset version",
-            d.record_id
-        ));
-    }
-    if frozen.contains(&d.record_id) {
-        return Err(format!(
-            "record `{}` is in the frozen test set; it changes only with `hone split --refreeze --reason`",
-            d.record_id
-        ));
-    }
-    match d.decision.as_str() {
-        "accept" | "drop" | "skip" => Ok(()),
-        "relabel" => match d.label.as_deref() {
-            Some(l) if labels.contains(l) => Ok(()),
-            Some(l) => Err(format!(
-                "unknown label `{l}` (known: {})",
-                labels.iter().copied().collect::<Vec<_>>().join(", ")
-            )),
-            None => Err("`relabel` needs a \"label\"".into()),
-        },
-        other => Err(format!(
-            "unknown decision `{other}` (accept, relabel, drop or skip)"
-        )),
-    }
-}
-
 pub fn review(ctx: &Context, from: Option<PathBuf>) -> Result<u8> {
+    use hone_train::review;
     use std::io::{BufRead, Write};
     let project = open_project(ctx)?;
     let mut store = Store::open_existing(&project.root)?;
-    let v = store.resolve_version(None)?;
-    let records = curate::load_records(&store, &v)?;
-    let known: std::collections::HashMap<&str, &hone_core::Record> =
-        records.iter().map(|r| (r.id.as_str(), r)).collect();
-    let labels: std::collections::BTreeSet<&str> =
-        records.iter().filter_map(|r| r.label.as_deref()).collect();
-    let frozen: std::collections::HashSet<String> = store
-        .frozen_test()?
-        .and_then(|f| f.records.as_array().cloned())
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|r| r["id"].as_str().map(String::from))
-        .collect();
-    let reviewer = hone::project::who();
+    let rctx = review::ReviewContext::load(&store)?;
+    let reviewer = hone_train::project::who();
     let now = chrono::Utc::now().to_rfc3339();
     let mut decisions = Vec::new();
     if let Some(path) = from {
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        for (i, line) in text
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-        {
-            let bad = |reason: String| {
-                Error::BadRecord { file: path.clone(), line: i as u64 + 1, field: "decision".into(), reason, hint: "each line is {\"id\": ..., \"decision\": \"accept\" | \"relabel\" | \"drop\" | \"skip\", \"label\": ..., \"note\": ...}".into() }
-            };
-            let j: serde_json::Value =
-                serde_json::from_str(line).map_err(|e| bad(format!("invalid JSON: {e}")))?;
-            let d = hone_store::Decision {
-                record_id: j["id"]
-                    .as_str()
-                    .map(String::from)
-                    .ok_or_else(|| bad("missing \"id\"".into()))?,
-                decision: j["decision"]
-                    .as_str()
-                    .map(String::from)
-                    .ok_or_else(|| bad("missing \"decision\"".into()))?,
-                label: j["label"].as_str().map(String::from),
-                reviewer: reviewer.clone(),
-                at: now.clone(),
-                note: j["note"].as_str().unwrap_or("").to_string(),
-            };
-            check_decision(&d, &known, &labels, &frozen).map_err(bad)?;
-            decisions.push(d);
-        }
+        decisions = review::read_decisions(&path, &rctx, &reviewer, &now)?;
     } else {
-        let scan = store.latest_scan()?.ok_or_else(|| Error::NotFound {
-            what: "scan",
-            name: "(latest)".into(),
-            hint: "run `hone data scan` first, or pass --from FILE".into(),
-        })?;
-        let suspects: Vec<serde_json::Value> =
-            serde_json::from_slice(&store.get_object(&scan.object)?)
-                .map_err(|e| Error::Store(format!("scan unreadable: {e}")))?;
-        let decided: std::collections::HashSet<String> = store
-            .decisions()?
-            .into_iter()
-            .map(|d| d.record_id)
-            .collect();
-        let queue: Vec<&serde_json::Value> = suspects
-            .iter()
-            .filter(|s| {
-                s["id"]
-                    .as_str()
-                    .is_some_and(|id| !decided.contains(id) && known.contains_key(id))
-            })
-            .collect();
+        let (scan, queue) = review::queue(&store, &rctx)?;
         let stdin = std::io::stdin();
         let mut lines = stdin.lock().lines();
         let mut out = std::io::stdout();
@@ -1211,18 +824,20 @@ pub fn review(ctx: &Context, from: Option<PathBuf>) -> Result<u8> {
             queue.len()
         );
         for (n, s) in queue.iter().enumerate() {
-            let id = s["id"].as_str().unwrap_or("");
-            let r = known[id];
+            let Some(r) = rctx.record(&s.id) else {
+                continue;
+            };
             println!(
-                "\n[{}/{}] {id} ({}) label `{}`, suggested `{}`, score {:.3}\n  {}\n  evidence: {}",
+                "\n[{}/{}] {} ({}) label `{}`, suggested `{}`, score {:.3}\n  {}\n  evidence: {}",
                 n + 1,
                 queue.len(),
-                s["kind"].as_str().unwrap_or(""),
+                s.id,
+                s.kind,
                 r.label.as_deref().unwrap_or(""),
-                s["suggested_label"].as_str().unwrap_or("-"),
-                s["score"].as_f64().unwrap_or(0.0),
+                s.suggested_label.as_deref().unwrap_or("-"),
+                s.score,
                 clip(&r.text, 200),
-                s["evidence"].as_str().unwrap_or("")
+                s.evidence
             );
             let answer = loop {
                 print!("  [a/r/d/s/q] > ");
@@ -1242,7 +857,7 @@ pub fn review(ctx: &Context, from: Option<PathBuf>) -> Result<u8> {
                 "d" => ("drop", None),
                 "s" => ("skip", None),
                 _ => {
-                    let suggested = s["suggested_label"].as_str().unwrap_or("").to_string();
+                    let suggested = s.suggested_label.clone().unwrap_or_default();
                     print!("  new label [{suggested}] > ");
                     out.flush()?;
                     let typed = lines
@@ -1258,14 +873,14 @@ pub fn review(ctx: &Context, from: Option<PathBuf>) -> Result<u8> {
                 }
             };
             let d = hone_store::Decision {
-                record_id: id.to_string(),
+                record_id: s.id.clone(),
                 decision: decision.0.into(),
                 label: decision.1,
                 reviewer: reviewer.clone(),
                 at: now.clone(),
                 note: format!("scan {}", short(&scan.id)),
             };
-            match check_decision(&d, &known, &labels, &frozen) {
+            match rctx.check(&d) {
                 Ok(()) => decisions.push(d),
                 Err(e) => println!("  not recorded: {e}"),
             }
@@ -1275,15 +890,8 @@ pub fn review(ctx: &Context, from: Option<PathBuf>) -> Result<u8> {
         println!("no decisions recorded.");
         return Ok(0);
     }
-    store.put_decisions(&decisions, &reviewer, &command_line())?;
-    let out = curate::clean(&project, &mut store, &command_line(), &mut |_| {})?;
-    let counts = decisions.iter().fold(
-        std::collections::BTreeMap::<&str, u64>::new(),
-        |mut m, d| {
-            *m.entry(d.decision.as_str()).or_default() += 1;
-            m
-        },
-    );
+    let (counts, out) =
+        review::apply(&project, &mut store, &decisions, &reviewer, &command_line())?;
     if ctx.json {
         print_json(
             &json!({"decisions": counts, "reviewer": reviewer, "version": out.version.id, "cached": out.cached}),
@@ -1307,7 +915,7 @@ pub fn data_scan(ctx: &Context, limit: usize) -> Result<u8> {
     let project = open_project(ctx)?;
     let mut store = Store::open(&project.root)?;
     let pb = ctx.spinner("scanning");
-    let out = hone::scan::run(
+    let out = hone_train::scan::run(
         &project,
         &mut store,
         &command_line(),

@@ -99,7 +99,7 @@ enum Command {
     /// Export an encoder model for Python: a Hugging Face `BertForSequenceClassification` directory
     /// (fine-tuned, `cls` pooling) or a sentence-transformers directory plus the head (`mean` pooling).
     ///
-    /// Example: `hone export --model minilm --out export/minilm`
+    /// Example: `hone export --model minilm --out export/minilm` (default: the model `hone run` chose)
     Export {
         /// The run to export (number or id prefix).
         #[arg(long)]

@@ -7,11 +7,11 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use common::{hone, stderr, stdout};
-use hone::curate;
-use hone::demo::{Manifest, write_project};
-use hone::project::Project;
 use hone_core::Action;
 use hone_store::Store;
+use hone_train::curate;
+use hone_train::demo::{Manifest, write_project};
+use hone_train::project::Project;
 
 fn fixture(n_base: usize) -> (tempfile::TempDir, Manifest) {
     let dir = tempfile::tempdir().unwrap();

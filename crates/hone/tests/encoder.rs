@@ -10,7 +10,7 @@ use common::{hone, stderr, stdout};
 
 fn project() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    hone::demo::write_project(dir.path(), 7, 240).unwrap();
+    hone_train::demo::write_project(dir.path(), 7, 240).unwrap();
     hone_encoder::testing::write_tiny_model(&dir.path().join("tiny-bert"), 5).unwrap();
     let p = dir.path().join("hone.toml");
     let t = std::fs::read_to_string(&p).unwrap().replace(

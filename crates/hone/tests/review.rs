@@ -8,7 +8,7 @@ use common::{hone, stderr, stdout};
 #[test]
 fn decisions_file_makes_a_new_audited_version_and_spares_the_frozen_test() {
     let dir = tempfile::tempdir().unwrap();
-    hone::demo::write_project(dir.path(), 7, 300).unwrap();
+    hone_train::demo::write_project(dir.path(), 7, 300).unwrap();
     let toml = std::fs::read_to_string(dir.path().join("hone.toml"))
         .unwrap()
         .replace(
@@ -94,7 +94,7 @@ fn decisions_file_makes_a_new_audited_version_and_spares_the_frozen_test() {
 fn interactive_review_reads_answers_from_stdin() {
     use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
-    hone::demo::write_project(dir.path(), 7, 1200).unwrap();
+    hone_train::demo::write_project(dir.path(), 7, 1200).unwrap();
     let toml = std::fs::read_to_string(dir.path().join("hone.toml"))
         .unwrap()
         .replace(

@@ -7,9 +7,9 @@ mod common;
 use std::path::Path;
 
 use common::{hone, stderr, stdout};
-use hone::demo::write_project;
+use hone_train::demo::write_project;
 
-fn project(n_base: usize) -> (tempfile::TempDir, hone::demo::Manifest) {
+fn project(n_base: usize) -> (tempfile::TempDir, hone_train::demo::Manifest) {
     let dir = tempfile::tempdir().unwrap();
     let m = write_project(dir.path(), 7, n_base).unwrap();
     (dir, m)
@@ -319,7 +319,7 @@ fn binary_tasks_choose_and_apply_a_threshold_on_dev() {
         .status
         .success()
     );
-    let mut rng = hone::demo::Rng::new(3);
+    let mut rng = hone_train::demo::Rng::new(3);
     let ham = [
         "see you at lunch",
         "can you call me later",

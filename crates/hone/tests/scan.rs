@@ -10,7 +10,7 @@ use common::{hone, stderr};
 #[test]
 fn scan_finds_planted_label_noise_and_policies_act_through_decisions() {
     let dir = tempfile::tempdir().unwrap();
-    let m = hone::demo::write_project(dir.path(), 7, 1200).unwrap();
+    let m = hone_train::demo::write_project(dir.path(), 7, 1200).unwrap();
     let toml = std::fs::read_to_string(dir.path().join("hone.toml"))
         .unwrap()
         .replace(

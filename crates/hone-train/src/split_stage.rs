@@ -14,8 +14,33 @@ use crate::project::{Project, who};
 use crate::suites::SuiteCase;
 
 /// A split ready for training.
+/// What a split stores as its summary (the `splits.summary` column).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SplitSummary {
+    /// Records per part (`train`, `dev`, `test`).
+    pub counts: BTreeMap<String, u64>,
+    /// Records per part and label.
+    #[serde(default)]
+    pub by_label: BTreeMap<String, BTreeMap<String, u64>>,
+    #[serde(default)]
+    pub warnings: Vec<String>,
+    #[serde(default)]
+    pub contamination: Vec<ContaminationPair>,
+    /// Training records the contamination remedy removed.
+    #[serde(default)]
+    pub dropped_train: usize,
+    pub spec: SplitSpec,
+}
+
+impl SplitSummary {
+    pub fn count(&self, part: &str) -> u64 {
+        self.counts.get(part).copied().unwrap_or(0)
+    }
+}
+
 pub struct SplitOutcome {
     pub row: SplitRow,
+    pub summary: SplitSummary,
     pub assignment: BTreeMap<String, Part>,
     /// Contaminated pairs found (empty when clean; with `drop_train` they were removed from train/dev).
     pub contamination: Vec<ContaminationPair>,
@@ -64,13 +89,19 @@ pub fn run(
             .take(10)
             .map(|d| format!("{} ({})", d.id, d.kind))
             .collect();
-        return Err(Error::Usage(format!(
-            "{} frozen test record(s) changed or disappeared in dataset version {}: {}{}\n  hint: the test set is frozen; if the change is intended, run `hone split --refreeze --reason \"...\"` (audited)",
-            result.drift.len(),
-            hone_core::hash::short(&version.id),
-            shown.join(", "),
-            if result.drift.len() > 10 { ", …" } else { "" }
-        )));
+        let changed = result.drift.iter().filter(|d| d.kind == "changed").count();
+        return Err(Error::FrozenTestChanged {
+            changed,
+            vanished: result.drift.len() - changed,
+            detail: format!(
+                "{} frozen test record(s) changed or disappeared in dataset version {}: {}{}",
+                result.drift.len(),
+                hone_core::hash::short(&version.id),
+                shown.join(", "),
+                if result.drift.len() > 10 { ", …" } else { "" }
+            ),
+            hint: "the test set is frozen; restore the records, or if the change is intended run `hone split --refreeze --reason \"...\"` (audited)".into(),
+        });
     }
     let (frozen_seq, froze) = match (&current, refreeze) {
         (Some(f), None) => (f.seq, false),
@@ -120,14 +151,14 @@ pub fn run(
         let assignment: BTreeMap<String, Part> =
             serde_json::from_slice(&store.get_object(&row.assignment)?)
                 .map_err(|e| Error::Store(format!("split assignment unreadable: {e}")))?;
-        let contamination =
-            serde_json::from_value(row.summary["contamination"].clone()).unwrap_or_default();
-        let warnings = serde_json::from_value(row.summary["warnings"].clone()).unwrap_or_default();
+        let summary: SplitSummary = serde_json::from_value(row.summary.clone())
+            .map_err(|e| Error::Store(format!("split {} summary unreadable: {e}", row.id)))?;
         return Ok(SplitOutcome {
             row,
             assignment,
-            contamination,
-            warnings,
+            contamination: summary.contamination.clone(),
+            warnings: summary.warnings.clone(),
+            summary,
             cached: true,
             froze,
         });
@@ -191,9 +222,9 @@ pub fn run(
             }
         }
     }
-    let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
     for p in assignment.values() {
-        *counts.entry(p.as_str()).or_default() += 1;
+        *counts.entry(p.as_str().to_string()).or_default() += 1;
     }
     let assignment_obj = store.put_object(
         &serde_json::to_vec(&assignment).map_err(|e| Error::Internal(e.to_string()))?,
@@ -205,11 +236,24 @@ pub fn run(
         created_at: chrono::Utc::now().to_rfc3339(),
         frozen_seq,
         assignment: assignment_obj,
-        summary: serde_json::json!({"counts": counts, "by_label": result.counts, "warnings": result.warnings, "contamination": pairs, "dropped_train": removed.len(), "spec": spec}),
+        summary: serde_json::Value::Null,
+    };
+    let summary = SplitSummary {
+        counts,
+        by_label: result.counts,
+        warnings: result.warnings.clone(),
+        contamination: pairs.clone(),
+        dropped_train: removed.len(),
+        spec: spec.clone(),
+    };
+    let row = SplitRow {
+        summary: serde_json::to_value(&summary).map_err(|e| Error::Internal(e.to_string()))?,
+        ..row
     };
     store.put_split(&row, &removed)?;
     Ok(SplitOutcome {
         row,
+        summary,
         assignment,
         contamination: pairs,
         warnings: result.warnings,

@@ -1,7 +1,8 @@
-//! Fused CPU kernels with their own backward passes for the training path: exact GELU, softmax over the
-//! last dimension and LayerNorm. Written out in candle's elementwise ops each costs 5–10 temporaries and
-//! as many backward nodes per call; here each is one pass forward and one pass backward, split over
-//! candle's thread count. Checked against the written-out ops in `tests/fused.rs` (values and gradients).
+//! Fused CPU kernels with their own backward passes for any model's training path: exact GELU, softmax
+//! over the last dimension and LayerNorm. Written out in candle's elementwise ops each costs 5–10
+//! temporaries and as many backward nodes per call; here each is one pass forward and one pass backward,
+//! split over candle's thread count. Checked against the written-out ops in `tests/fused.rs` (values and
+//! gradients), and as a whole training step of a tiny BERT in `hone-encoder`'s `tests/fused_paths.rs`.
 //!
 //! The structural ops here exist for candle's backward pass: it gives every input of every node a
 //! zero-filled gradient buffer and adds into it, and computes gradients for constant inputs too (a dropout

@@ -1,5 +1,5 @@
-//! Where encoder work runs: `cpu` (the default) or an NVIDIA GPU (`cuda`, `cuda:N`) when hone is built
-//! with `--features cuda`.
+//! Where neural work (the encoder, the causal LM) runs: `cpu` (the default) or an NVIDIA GPU (`cuda`,
+//! `cuda:N`) when hone is built with `--features cuda` (this crate's `cuda` feature).
 
 use candle_core::Device;
 use hone_core::{Error, Result};

@@ -6,9 +6,11 @@ use std::collections::BTreeMap;
 
 use hone_core::{Error, Result};
 use hone_eval::{McNemar, Paired, Verdict};
-use hone_store::{RunRow, Store};
+use hone_store::Store;
 use serde::Serialize;
 use serde_json::Value;
+
+use crate::record::{Predictions, Run};
 
 #[derive(Debug, Serialize)]
 pub struct Comparison {
@@ -37,25 +39,11 @@ impl Comparison {
 }
 
 /// `(id → (gold, predicted))` of a run's test predictions.
-pub fn test_predictions(store: &Store, run: &RunRow) -> Result<BTreeMap<String, (String, String)>> {
-    let hash = run.record["predictions"]
-        .as_str()
-        .ok_or_else(|| Error::Store(format!("run {} has no predictions", run.id)))?;
-    let v: Value = serde_json::from_slice(&store.get_object(hash)?)
-        .map_err(|e| Error::Store(format!("predictions of run {} unreadable: {e}", run.id)))?;
-    Ok(v["test"]
-        .as_array()
+pub fn test_predictions(store: &Store, run: &Run) -> Result<BTreeMap<String, (String, String)>> {
+    Ok(Predictions::load(store, run)?
+        .test
         .into_iter()
-        .flatten()
-        .map(|row| {
-            (
-                row[0].as_str().unwrap_or("").to_string(),
-                (
-                    row[1].as_str().unwrap_or("").to_string(),
-                    row[2].as_str().unwrap_or("").to_string(),
-                ),
-            )
-        })
+        .map(|p| (p.id, (p.gold.unwrap_or_default(), p.predicted)))
         .collect())
 }
 
@@ -74,7 +62,7 @@ fn flatten(prefix: &str, v: &Value, out: &mut BTreeMap<String, Value>) {
     }
 }
 
-pub fn compare(store: &Store, a: &RunRow, b: &RunRow, seed: u64) -> Result<Comparison> {
+pub fn compare(store: &Store, a: &Run, b: &Run, seed: u64) -> Result<Comparison> {
     let pa = test_predictions(store, a)?;
     let pb = test_predictions(store, b)?;
     let shared: Vec<&String> = pa.keys().filter(|k| pb.contains_key(*k)).collect();
@@ -127,8 +115,9 @@ pub fn compare(store: &Store, a: &RunRow, b: &RunRow, seed: u64) -> Result<Compa
     let mcnemar = hone_eval::mcnemar(&ca, &cb);
     let verdict = hone_eval::verdict(&accuracy, Some(&mcnemar), 0.05);
     let (mut fa, mut fb) = (BTreeMap::new(), BTreeMap::new());
-    flatten("", &a.config, &mut fa);
-    flatten("", &b.config, &mut fb);
+    let as_json = |r: &Run| serde_json::to_value(&r.config).unwrap_or(Value::Null);
+    flatten("", &as_json(a), &mut fa);
+    flatten("", &as_json(b), &mut fb);
     fa.insert("seed".into(), a.seed.into());
     fb.insert("seed".into(), b.seed.into());
     let keys: std::collections::BTreeSet<&String> = fa.keys().chain(fb.keys()).collect();

@@ -1,4 +1,5 @@
-//! Optimisation for fine-tuning: a fused in-place AdamW, warmup + linear decay, and global-norm clipping.
+//! Optimisation for training any of hone's models (the encoder's fine-tuning, the causal LM): a fused
+//! in-place AdamW, warmup + linear decay, global-norm clipping and gradient accumulation.
 //!
 //! candle-nn's `AdamW` builds every update from whole-tensor ops (about ten temporaries per parameter per
 //! step, each the size of the parameter: for MiniLM's 30522×384 word embeddings that is ~470 MB of
@@ -13,7 +14,7 @@ use candle_core::backprop::GradStore;
 use candle_core::{CpuStorage, InplaceOp2, Layout, Tensor, Var};
 use hone_core::{Error, Result};
 
-use crate::bert::candle_err;
+use crate::candle_err;
 
 /// AdamW hyper-parameters (PyTorch's defaults except the learning rate).
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -784,3 +784,74 @@ kind = "ngram"
 cpu_hour_usd = 0.05
 gpu_hour_usd = 2.50
 "#;
+
+/// What `hone demo` did, for the binary to show.
+pub struct DemoOutcome {
+    pub manifest: Manifest,
+    /// The curated version of the generated data.
+    pub version: hone_store::VersionRow,
+    pub data_report: (std::path::PathBuf, String),
+    /// The first run's contamination stop: `(pairs, report)`.
+    pub leak: (usize, String),
+    /// Planted leaks among the pairs the second run dropped.
+    pub caught: usize,
+    pub outcome: crate::run_stage::RunOutcome,
+    pub run_report: (std::path::PathBuf, String),
+}
+
+/// The demo: write a messy project into `dir` (which must be empty), curate it, show that the first run
+/// stops on the planted test-set leak, fix it with `contamination = "drop_train"` and run again.
+pub fn run_demo(
+    dir: &Path,
+    seed: u64,
+    progress: &mut dyn FnMut(crate::curate::Progress),
+) -> Result<DemoOutcome> {
+    use crate::project::Project;
+    let manifest = write_project(dir, seed, 1200)?;
+    let mut project = Project::discover(dir)?;
+    let mut store = hone_store::Store::open(&project.root)?;
+    let cleaned = crate::curate::clean(&project, &mut store, "hone demo", progress)?;
+    let data_report = crate::reports::write_data_report(&project, &store, &cleaned.version, None)?;
+    // 1. The first run must stop: the helpdesk export contains edited copies of official test records.
+    let leak = match crate::run_stage::run(&project, &mut store, None, "hone demo", progress) {
+        Err(Error::Contamination { pairs, report, .. }) => (pairs, report),
+        Err(e) => return Err(e),
+        Ok(_) => {
+            return Err(Error::Internal(
+                "the demo's planted test-set leak was not caught".into(),
+            ));
+        }
+    };
+    // 2. The fix: drop the contaminated training records (recorded; the test set is never edited).
+    let path = &project.config_path;
+    let toml = std::fs::read_to_string(path)
+        .map_err(|e| Error::io(path, e))?
+        .replace(
+            "on_bad_record = \"quarantine\"",
+            "on_bad_record = \"quarantine\"\ncontamination = \"drop_train\"",
+        );
+    std::fs::write(path, toml).map_err(|e| Error::io(path, e))?;
+    project = Project::discover(dir)?;
+    let outcome = crate::run_stage::run(&project, &mut store, None, "hone demo", progress)?;
+    let run_report = crate::reports::write_run_report(&project, &store, &outcome)?;
+    let caught = manifest
+        .leaks
+        .iter()
+        .filter(|(train, test)| {
+            outcome
+                .split
+                .contamination
+                .iter()
+                .any(|p| &p.train_id == train && &p.test_id == test)
+        })
+        .count();
+    Ok(DemoOutcome {
+        manifest,
+        version: cleaned.version,
+        data_report,
+        leak,
+        caught,
+        outcome,
+        run_report,
+    })
+}

@@ -39,6 +39,12 @@ pub struct ScanOutcome {
     pub auto_decisions: usize,
 }
 
+/// The suspects a stored scan found.
+pub fn load_suspects(store: &Store, scan: &ScanRow) -> Result<Vec<Suspect>> {
+    serde_json::from_slice(&store.get_object(&scan.object)?)
+        .map_err(|e| Error::Store(format!("scan {} unreadable: {e}", scan.id)))
+}
+
 /// Fewer records than this per fold make out-of-fold probabilities meaningless.
 const MIN_RECORDS_FOR_OOF: usize = 50;
 
@@ -50,10 +56,7 @@ pub fn run(
 ) -> Result<ScanOutcome> {
     let cur = curate::clean(project, store, command, progress)?;
     let records = curate::load_records(store, &cur.version)?;
-    let suites = crate::suites::load(
-        &project.root.join("suites"),
-        &hone_data::pii::PiiDetector::new(),
-    )?;
+    let suites = crate::suites::load(&project.root.join("suites"), &crate::input::TextPrep::new())?;
     let split = crate::split_stage::run(
         project,
         store,

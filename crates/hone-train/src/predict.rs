@@ -3,12 +3,24 @@
 
 use std::io::{BufRead, Write};
 
+use std::path::Path;
+
 use hone_core::{Error, Result};
-use hone_data::passes::Normalise;
-use hone_data::pii::PiiDetector;
+use serde::Deserialize;
 use serde_json::json;
 
+use crate::input::{TextPrep, lenient_id, parse_jsonl};
+
+use crate::decide::{ABSTAIN, DecisionRule, argmax};
 use crate::run_stage::Trained;
+
+/// One JSONL input line.
+#[derive(Deserialize)]
+struct InputLine {
+    #[serde(default, deserialize_with = "lenient_id")]
+    id: Option<String>,
+    text: String,
+}
 
 /// One input to predict.
 pub struct Input {
@@ -75,32 +87,15 @@ pub fn read_inputs(name: &str, reader: impl BufRead) -> Result<Vec<Input>> {
             });
         }
     } else if is_jsonl {
-        for (i, l) in lines.iter().enumerate() {
-            if l.trim().is_empty() {
-                continue;
-            }
-            let bad = |reason: String| Error::BadRecord {
-                file: name.into(),
-                line: i as u64 + 1,
-                field: "text".into(),
-                reason,
-                hint: "each line is {\"id\": ..., \"text\": ...}".into(),
-            };
-            let v: serde_json::Value =
-                serde_json::from_str(l).map_err(|e| bad(format!("invalid JSON: {e}")))?;
-            let text = v
-                .get("text")
-                .and_then(|t| t.as_str())
-                .ok_or_else(|| bad("missing text".into()))?;
-            let id = v
-                .get("id")
-                .map(|x| x.as_str().map_or_else(|| x.to_string(), String::from))
-                .unwrap_or_else(|| (i + 1).to_string());
-            out.push(Input {
-                id,
-                text: text.to_string(),
-            });
-        }
+        let rows: Vec<(u64, InputLine)> = parse_jsonl(
+            Path::new(name),
+            &lines.join("\n"),
+            "each line is {\"id\": ..., \"text\": ...}",
+        )?;
+        out.extend(rows.into_iter().map(|(n, l)| Input {
+            id: l.id.unwrap_or_else(|| n.to_string()),
+            text: l.text,
+        }));
     } else {
         for (i, l) in lines.iter().enumerate() {
             out.push(Input {
@@ -112,31 +107,8 @@ pub fn read_inputs(name: &str, reader: impl BufRead) -> Result<Vec<Input>> {
     Ok(out)
 }
 
-/// How the run decides, read from its record: abstention below a confidence, or a two-class threshold.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct DecisionRule {
-    pub abstain_below: Option<f64>,
-    /// `(positive class index, threshold)`.
-    pub binary: Option<(usize, f64)>,
-}
-
-impl DecisionRule {
-    pub fn of_run(record: &serde_json::Value) -> DecisionRule {
-        let t = &record["test"]["threshold"];
-        DecisionRule {
-            abstain_below: record["abstain"]["threshold"].as_f64(),
-            binary: (t["applied"] == true).then(|| {
-                (
-                    t["positive_index"].as_u64().unwrap_or(1) as usize,
-                    t["chosen_on_dev"].as_f64().unwrap_or(0.5),
-                )
-            }),
-        }
-    }
-}
-
-/// Predict and write one JSON line per input: `{"id", "label", "probability", "top_k"}`, deciding as the
-/// run did on its test set (abstention below its threshold; the dev-chosen threshold for two classes).
+/// Predict and write one JSON line per input: `{"id", "label", "probability", "top_k"}`, deciding by the
+/// run's own [`DecisionRule`] (the one its test metrics were measured under).
 pub fn predict(
     model: &Trained,
     inputs: &[Input],
@@ -144,15 +116,8 @@ pub fn predict(
     rule: DecisionRule,
     out: &mut dyn Write,
 ) -> Result<()> {
-    let detector = PiiDetector::new();
-    let norm = Normalise {
-        mask: std::sync::Arc::new(|s: &str| s.to_string()),
-        keep_newlines: false,
-    };
-    let prepared: Vec<String> = inputs
-        .iter()
-        .map(|i| detector.mask(&norm.apply(&i.text).0).text)
-        .collect();
+    let prep = TextPrep::new();
+    let prepared: Vec<String> = inputs.iter().map(|i| prep.apply(&i.text)).collect();
     let labels = model.labels();
     for (chunk_in, chunk_text) in inputs.chunks(4096).zip(prepared.chunks(4096)) {
         let texts: Vec<&str> = chunk_text.iter().map(String::as_str).collect();
@@ -160,26 +125,17 @@ pub fn predict(
         for (input, p) in chunk_in.iter().zip(probs) {
             let mut order: Vec<usize> = (0..p.len()).collect();
             order.sort_by(|&a, &b| p[b].total_cmp(&p[a]).then(a.cmp(&b)));
-            let mut best = order.first().copied().unwrap_or(0);
-            if let Some((positive, t)) = rule.binary {
-                best = if p.get(positive).copied().unwrap_or(0.0) as f64 >= t {
-                    positive
-                } else {
-                    1 - positive.min(1)
-                };
-            }
             let top: Vec<serde_json::Value> = order
                 .iter()
                 .take(top_k)
                 .map(|&i| json!({"label": labels.get(i), "probability": p[i]}))
                 .collect();
-            let confident = rule
-                .abstain_below
-                .is_none_or(|t| p.get(best).copied().unwrap_or(0.0) as f64 >= t);
-            let label = if confident {
-                labels.get(best).map(String::as_str)
-            } else {
-                Some(crate::run_stage::ABSTAIN)
+            // The probability reported is that of the label the rule picked (the top one on abstention).
+            let decided = rule.decide(&p);
+            let best = decided.unwrap_or_else(|| argmax(&p));
+            let label = match decided {
+                Some(i) => labels.get(i).map(String::as_str),
+                None => Some(ABSTAIN),
             };
             let line =
                 json!({"id": input.id, "label": label, "probability": p.get(best), "top_k": top});

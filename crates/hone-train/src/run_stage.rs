@@ -11,14 +11,23 @@ use std::time::Instant;
 use hone_core::config::{ModelConfig, SuccessRule};
 use hone_core::hash::KeyHasher;
 use hone_core::{Error, Record, Result};
-use hone_data::pii::PiiDetector;
 use hone_data::split::Part;
+use hone_encoder::model::FitReport;
 use hone_encoder::model::{EmbeddingCache, EncoderModel, EncoderParams, Method};
 use hone_model::{MajorityModel, NgramConfig, NgramModel};
-use hone_store::{RunRow, Store};
+use hone_store::Store;
 use serde_json::{Value, json};
 
+use crate::decide::{ABSTAIN, CHOICE_RULE, Candidate, DecisionRule, choose};
+use crate::record::{
+    self, Abstention, Cost, Counts, DevMetrics, DistillReport, Distillation, Estimate, Latency,
+    Predictions, RUN_RECORD_VERSION, Run, RunConfig, RunRecord, SliceAccuracy, SliceTable, Slices,
+    SuiteMetrics, SuitePrediction, TestMetrics, TestPrediction, Threshold, TrainInfo, TrainReport,
+    finite,
+};
+
 use crate::curate::{self, Progress};
+use crate::input::{TextPrep, parse_jsonl};
 use crate::project::{Project, who};
 use crate::split_stage::{self, SplitOutcome};
 use crate::suites::{self, SuiteCase};
@@ -71,12 +80,12 @@ impl Trained {
 
 /// One model's run (new or cached).
 pub struct ModelRun {
-    pub row: RunRow,
+    pub run: Run,
     pub cached: bool,
 }
 
 /// A gate: one `[success]` rule checked on the chosen model.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Gate {
     pub metric: String,
     pub rule: String,
@@ -91,7 +100,7 @@ pub struct RunOutcome {
     pub split: SplitOutcome,
     /// `majority` first, then the `[[model]]`s in config order.
     pub runs: Vec<ModelRun>,
-    /// Index into `runs` of the best model on dev macro-F1 (never `majority` when another exists).
+    /// Index into `runs` of the chosen model ([`crate::decide::choose`]).
     pub chosen: usize,
     pub gates: Vec<Gate>,
 }
@@ -99,6 +108,9 @@ pub struct RunOutcome {
 impl RunOutcome {
     pub fn gates_pass(&self) -> bool {
         self.gates.iter().all(|g| g.pass)
+    }
+    pub fn chosen(&self) -> &Run {
+        &self.runs[self.chosen].run
     }
 }
 
@@ -115,16 +127,6 @@ pub fn cpu_seconds() -> f64 {
     }
 }
 
-fn argmax(p: &[f32]) -> usize {
-    p.iter()
-        .enumerate()
-        .fold(
-            (0, f32::MIN),
-            |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) },
-        )
-        .0
-}
-
 /// Everything the evaluation needs about one model's predictions on a set of examples.
 struct Scored {
     gold: Vec<u32>,
@@ -133,21 +135,22 @@ struct Scored {
     proba: Vec<Vec<f32>>,
 }
 
-/// The label a model answers with when it abstains; its class index is `labels.len()`.
-pub const ABSTAIN: &str = "abstain";
-
-/// How a model's probabilities become an answer.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Decide {
-    /// The most probable label.
-    Argmax,
-    /// `abstain` below this confidence, else the most probable label.
-    Abstain(f64),
-    /// Two classes: `positive` when its probability reaches the dev-chosen threshold, else the other.
-    Binary { positive: usize, threshold: f64 },
+impl Scored {
+    fn correct(&self) -> Vec<bool> {
+        self.gold
+            .iter()
+            .zip(&self.pred)
+            .map(|(g, p)| g == p)
+            .collect()
+    }
 }
 
-fn score(model: &Trained, texts: &[&str], gold_labels: &[&str], decide: Decide) -> Result<Scored> {
+fn score(
+    model: &Trained,
+    texts: &[&str],
+    gold_labels: &[&str],
+    rule: DecisionRule,
+) -> Result<Scored> {
     let labels = model.labels();
     let mut index: BTreeMap<&str, u32> = labels
         .iter()
@@ -162,21 +165,7 @@ fn score(model: &Trained, texts: &[&str], gold_labels: &[&str], decide: Decide) 
         .collect();
     let pred: Vec<u32> = proba
         .iter()
-        .zip(&conf)
-        .map(|(p, &c)| match decide {
-            Decide::Abstain(t) if c < t => labels.len() as u32,
-            Decide::Binary {
-                positive,
-                threshold,
-            } => {
-                if p.get(positive).copied().unwrap_or(0.0) as f64 >= threshold {
-                    positive as u32
-                } else {
-                    1 - positive as u32
-                }
-            }
-            _ => argmax(p) as u32,
-        })
+        .map(|p| rule.decide(p).map_or(labels.len() as u32, |i| i as u32))
         .collect();
     // A gold label the model never saw gets an index no prediction can match.
     let gold = gold_labels
@@ -189,14 +178,6 @@ fn score(model: &Trained, texts: &[&str], gold_labels: &[&str], decide: Decide) 
         conf,
         proba,
     })
-}
-
-fn ci_json(c: &hone_eval::Ci) -> Value {
-    json!({"estimate": finite(c.estimate), "lo": finite(c.lo), "hi": finite(c.hi)})
-}
-
-fn finite(x: f64) -> Value {
-    if x.is_finite() { json!(x) } else { Value::Null }
 }
 
 const BOOT_REPS: usize = 1000;
@@ -229,9 +210,8 @@ pub fn choose_abstain_threshold(conf: &[f64], correct: &[bool], max_loss: f64) -
     Some(best)
 }
 
-/// Metrics on one scored set: accuracy and macro-F1 with 95% bootstrap CIs, per class, confusion,
-/// calibration; for two classes also PR-AUC.
-fn metrics(s: &Scored, n_classes: usize, seed: u64) -> Value {
+/// Accuracy and macro-F1 with 95% bootstrap CIs.
+fn headline(s: &Scored, n_classes: usize, seed: u64) -> (Estimate, Estimate) {
     let n = s.gold.len();
     let acc = hone_eval::bootstrap_ci(
         n,
@@ -253,30 +233,38 @@ fn metrics(s: &Scored, n_classes: usize, seed: u64) -> Value {
         seed,
         0.95,
     );
-    let correct: Vec<bool> = s.gold.iter().zip(&s.pred).map(|(g, p)| g == p).collect();
-    let (ece, bins) = hone_eval::calibration(&s.conf, &correct, 10);
-    let mut m = json!({
-        "n": n,
-        "accuracy": ci_json(&acc),
-        "macro_f1": ci_json(&f1),
-        "ece": finite(ece),
-        "reliability": bins,
-        "per_class": hone_eval::per_class(&s.gold, &s.pred, n_classes),
-        "confusion": hone_eval::confusion(&s.gold, &s.pred, n_classes),
-    });
-    if n_classes == 2 {
+    (Estimate::of(&acc), Estimate::of(&f1))
+}
+
+/// Metrics on one scored set: accuracy and macro-F1 with 95% bootstrap CIs, per class, confusion,
+/// calibration; for two classes also PR-AUC.
+fn metrics(s: &Scored, n_classes: usize, seed: u64) -> TestMetrics {
+    let (accuracy, macro_f1) = headline(s, n_classes, seed);
+    let (ece, reliability) = hone_eval::calibration(&s.conf, &s.correct(), 10);
+    let pr_auc = (n_classes == 2).then(|| {
         let pos: Vec<bool> = s.gold.iter().map(|&g| g == 1).collect();
         let scores: Vec<f64> = s
             .proba
             .iter()
             .map(|p| p.get(1).copied().unwrap_or(0.0) as f64)
             .collect();
-        m["pr_auc"] = finite(hone_eval::average_precision(&scores, &pos));
+        finite(hone_eval::average_precision(&scores, &pos))
+    });
+    TestMetrics {
+        n: s.gold.len(),
+        accuracy,
+        macro_f1,
+        ece: finite(ece),
+        reliability,
+        per_class: hone_eval::per_class(&s.gold, &s.pred, n_classes),
+        confusion: hone_eval::confusion(&s.gold, &s.pred, n_classes),
+        pr_auc: pr_auc.flatten(),
+        threshold: None,
+        distillation: None,
     }
-    m
 }
 
-fn slice_accuracy(keys: &[Vec<String>], correct: &[bool]) -> Value {
+fn slice_accuracy(keys: &[Vec<String>], correct: &[bool]) -> SliceTable {
     let mut acc: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
     for (ks, &c) in keys.iter().zip(correct) {
         for k in ks {
@@ -289,11 +277,13 @@ fn slice_accuracy(keys: &[Vec<String>], correct: &[bool]) -> Value {
         .map(|(k, (n, ok))| {
             (
                 k.to_string(),
-                json!({"n": n, "accuracy": ok as f64 / n as f64}),
+                SliceAccuracy {
+                    n,
+                    accuracy: ok as f64 / n as f64,
+                },
             )
         })
-        .collect::<serde_json::Map<_, _>>()
-        .into()
+        .collect()
 }
 
 struct Data<'a> {
@@ -393,14 +383,14 @@ impl Distill {
     fn run(
         &self,
         store: &Store,
-        teacher_row: &RunRow,
+        teacher_row: &Run,
         base: &NgramModel,
         train_x: &[&str],
         train_y: &[u32],
         dev: Option<(&[&str], &[u32])>,
         labels: &[String],
         seed: u64,
-    ) -> Result<(NgramModel, Value)> {
+    ) -> Result<(NgramModel, DistillReport)> {
         let teacher = load_model(store, teacher_row)?;
         if teacher.labels() != labels {
             return Err(Error::Usage(format!(
@@ -408,33 +398,10 @@ impl Distill {
                 teacher_row.model
             )));
         }
-        let mut extra: Vec<String> = Vec::new();
-        if let Some(p) = &self.unlabelled {
-            let text = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
-            for (i, line) in text.lines().enumerate() {
-                let line = line.trim();
-                if line.is_empty() {
-                    continue;
-                }
-                if line.starts_with('{') {
-                    let v: Value = serde_json::from_str(line).map_err(|e| {
-                        Error::Usage(format!("{}:{}: not JSON: {e}", p.display(), i + 1))
-                    })?;
-                    match v["text"].as_str() {
-                        Some(t) => extra.push(t.to_string()),
-                        None => {
-                            return Err(Error::Usage(format!(
-                                "{}:{}: field `text` is missing (give plain lines or JSONL with a text field)",
-                                p.display(),
-                                i + 1
-                            )));
-                        }
-                    }
-                } else {
-                    extra.push(line.to_string());
-                }
-            }
-        }
+        let extra = match &self.unlabelled {
+            Some(p) => read_unlabelled(p)?,
+            None => Vec::new(),
+        };
         let mut texts: Vec<&str> = train_x.to_vec();
         texts.extend(extra.iter().map(String::as_str));
         let probs = teacher.proba_batch(&texts)?;
@@ -457,10 +424,40 @@ impl Distill {
             base.distill(&texts, &soft, dev, self.epochs, self.lr, self.l2, seed)?;
         Ok((
             student,
-            json!({"teacher": teacher_row.model, "teacher_run": teacher_row.id, "temperature": self.temperature, "alpha": self.alpha,
-                   "epochs": self.epochs, "n_texts": texts.len(), "n_unlabelled": extra.len(), "losses": losses}),
+            DistillReport {
+                teacher: teacher_row.model.clone(),
+                teacher_run: teacher_row.id.clone(),
+                temperature: self.temperature,
+                alpha: self.alpha,
+                epochs: self.epochs,
+                n_texts: texts.len(),
+                n_unlabelled: extra.len(),
+                losses,
+            },
         ))
     }
+}
+
+/// Unlabelled texts for a teacher: plain lines, or JSONL with a `text` field when the first line is JSON.
+fn read_unlabelled(p: &Path) -> Result<Vec<String>> {
+    #[derive(serde::Deserialize)]
+    struct Line {
+        text: String,
+    }
+    let text = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
+    if text.trim_start().starts_with('{') {
+        let hint = "give plain lines, or JSONL with a \"text\" field on every line";
+        return Ok(parse_jsonl::<Line>(p, &text, hint)?
+            .into_iter()
+            .map(|(_, l)| l.text)
+            .collect());
+    }
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect())
 }
 
 /// The embedding cache kept in the store.
@@ -499,7 +496,7 @@ fn fit_encoder(
     dev_y: &[u32],
     seed: u64,
     progress: &mut dyn FnMut(Progress),
-) -> Result<(EncoderModel, Value)> {
+) -> Result<(EncoderModel, FitReport)> {
     let mut rest = params.as_object().cloned().unwrap_or_default();
     let take = |rest: &mut serde_json::Map<String, Value>, k: &str| -> Option<String> {
         rest.remove(k).and_then(|v| v.as_str().map(str::to_string))
@@ -551,7 +548,7 @@ fn fit_encoder(
     )
 }
 
-/// Train one model and evaluate it; returns the run row to store.
+/// Train one model and evaluate it; returns the run to store.
 #[allow(clippy::too_many_arguments)]
 fn train_and_evaluate(
     store: &Store,
@@ -566,9 +563,9 @@ fn train_and_evaluate(
     split_id: &str,
     version_id: &str,
     seed: u64,
-    teacher: Option<&RunRow>,
+    teacher: Option<&Run>,
     progress: &mut dyn FnMut(Progress),
-) -> Result<RunRow> {
+) -> Result<Run> {
     let index: BTreeMap<&str, u32> = data
         .labels
         .iter()
@@ -597,7 +594,7 @@ fn train_and_evaluate(
     let (model, train_report) = match kind {
         "majority" => (
             Trained::Majority(MajorityModel::fit(&train_y, &data.labels)?),
-            Value::Null,
+            TrainReport::Majority,
         ),
         "ngram" => {
             let mut plain = params.as_object().cloned().unwrap_or_default();
@@ -609,16 +606,15 @@ fn train_and_evaluate(
                 cfg.seed = seed;
             }
             let dev = (!dev_x.is_empty()).then_some((dev_x.as_slice(), dev_y.as_slice()));
-            let (m, report) =
+            let (m, fit) =
                 NgramModel::fit(&train_x, &train_y, &data.labels, dev, &cfg, &mut |e| {
-                    epochs.push(serde_json::to_value(e).unwrap_or_default())
+                    epochs.push(e.clone())
                 })?;
-            let mut report = serde_json::to_value(&report).unwrap_or_default();
             match (distill, teacher) {
-                (Some(d), Some(teacher_row)) => {
+                (Some(d), Some(teacher_run)) => {
                     let (student, info) = d.run(
                         store,
-                        teacher_row,
+                        teacher_run,
                         &m,
                         &train_x,
                         &train_y,
@@ -626,8 +622,13 @@ fn train_and_evaluate(
                         &data.labels,
                         cfg.seed,
                     )?;
-                    report["distillation"] = info;
-                    (Trained::Ngram(Box::new(student)), report)
+                    (
+                        Trained::Ngram(Box::new(student)),
+                        TrainReport::Ngram {
+                            fit,
+                            distillation: Some(info),
+                        },
+                    )
                 }
                 (Some(d), None) => {
                     return Err(Error::Usage(format!(
@@ -635,17 +636,28 @@ fn train_and_evaluate(
                         d.from
                     )));
                 }
-                _ => (Trained::Ngram(Box::new(m)), report),
+                _ => (
+                    Trained::Ngram(Box::new(m)),
+                    TrainReport::Ngram {
+                        fit,
+                        distillation: None,
+                    },
+                ),
             }
         }
         "encoder" => {
-            let (m, report) = fit_encoder(
+            let (m, fit) = fit_encoder(
                 store, project, name, params, data, &train_x, &train_y, &dev_x, &dev_y, seed,
                 progress,
             )?;
-            let mut report = report;
-            report["test_truncated"] = json!(m.count_truncated(&texts(&data.test))?);
-            (Trained::Encoder(Box::new(m)), report)
+            let test_truncated = m.count_truncated(&texts(&data.test))?;
+            (
+                Trained::Encoder(Box::new(m)),
+                TrainReport::Encoder {
+                    fit,
+                    test_truncated,
+                },
+            )
         }
         other => {
             return Err(Error::Usage(format!(
@@ -655,13 +667,7 @@ fn train_and_evaluate(
     };
     let train_wall = wall.elapsed().as_secs_f64();
     let train_cpu = cpu_seconds() - cpu0;
-    let plain_dev = score(&model, &dev_x, &golds(&data.dev), Decide::Argmax)?;
-    let correct_dev: Vec<bool> = plain_dev
-        .gold
-        .iter()
-        .zip(&plain_dev.pred)
-        .map(|(g, p)| g == p)
-        .collect();
+    let plain_dev = score(&model, &dev_x, &golds(&data.dev), DecisionRule::Argmax)?;
     // Two classes: the rarer one in training is the positive class, and its decision threshold is the one
     // that maximises its F1 on dev (never for the majority baseline, whose probabilities are constant).
     let binary =
@@ -691,68 +697,106 @@ fn train_and_evaluate(
         } else {
             None
         };
-    let decide = match (abstain, binary) {
-        (true, _) => choose_abstain_threshold(&plain_dev.conf, &correct_dev, 0.01)
-            .map_or(Decide::Argmax, Decide::Abstain),
-        (false, Some((positive, threshold, _))) => Decide::Binary {
+    let rule = match (abstain, binary) {
+        (true, _) => choose_abstain_threshold(&plain_dev.conf, &plain_dev.correct(), 0.01)
+            .map_or(DecisionRule::Argmax, |below| DecisionRule::Abstain {
+                below,
+            }),
+        (false, Some((positive, threshold, _))) => DecisionRule::Binary {
             positive,
             threshold,
         },
-        _ => Decide::Argmax,
+        _ => DecisionRule::Argmax,
     };
-    let threshold = match decide {
-        Decide::Abstain(t) => Some(t),
-        _ => None,
-    };
+    let threshold = rule.abstain_below();
     // With abstention the metrics get one more class, `abstain`, which counts as wrong on in-scope data.
     let n_classes = data.labels.len() + usize::from(threshold.is_some());
-    let dev_scored = score(&model, &dev_x, &golds(&data.dev), decide)?;
-    let test_scored = score(&model, &texts(&data.test), &golds(&data.test), decide)?;
+    let dev_scored = score(&model, &dev_x, &golds(&data.dev), rule)?;
+    let test_scored = score(&model, &texts(&data.test), &golds(&data.test), rule)?;
     let mut test_metrics = metrics(&test_scored, n_classes, seed);
-    let dev_macro_f1 = hone_eval::macro_f1(&dev_scored.gold, &dev_scored.pred, n_classes);
-    let dev_accuracy = hone_eval::accuracy(&dev_scored.gold, &dev_scored.pred);
+    // Point estimates exactly as measured (the chosen-model rule ranks on them); CIs from the bootstrap.
+    let (mut dev_accuracy, mut dev_macro_f1) = headline(&dev_scored, n_classes, seed);
+    dev_accuracy.estimate = finite(hone_eval::accuracy(&dev_scored.gold, &dev_scored.pred));
+    dev_macro_f1.estimate = finite(hone_eval::macro_f1(
+        &dev_scored.gold,
+        &dev_scored.pred,
+        n_classes,
+    ));
     if let Some((positive, t, f1)) = binary {
-        test_metrics["threshold"] = json!({"positive_label": data.labels[positive], "positive_index": positive, "chosen_on_dev": finite(t), "dev_f1": finite(f1), "applied": decide != Decide::Argmax});
-    }
-    if let Some(info) = train_report.get("distillation").cloned()
-        && let Some(t) = teacher
-    {
-        let teacher_acc = t.record["test"]["accuracy"]["estimate"].as_f64();
-        let student_acc = test_metrics["accuracy"]["estimate"].as_f64();
-        test_metrics["distillation"] = json!({
-            "teacher": t.model, "teacher_run": t.id,
-            "teacher_accuracy": teacher_acc, "student_accuracy": student_acc,
-            "retention": match (student_acc, teacher_acc) { (Some(s), Some(t)) if t > 0.0 => json!(s / t), _ => Value::Null },
-            "teacher_throughput_per_s": t.record["throughput_per_s"],
-            "n_texts": info["n_texts"], "n_unlabelled": info["n_unlabelled"], "temperature": info["temperature"], "alpha": info["alpha"],
+        test_metrics.threshold = Some(Threshold {
+            positive_label: data.labels[positive].clone(),
+            positive_index: positive,
+            chosen_on_dev: finite(t),
+            dev_f1: finite(f1),
+            applied: rule != DecisionRule::Argmax,
         });
     }
-    let correct: Vec<bool> = test_scored
-        .gold
-        .iter()
-        .zip(&test_scored.pred)
-        .map(|(g, p)| g == p)
-        .collect();
-    let slices = json!({
-        "source": slice_accuracy(&data.test.iter().map(|r| vec![r.source.clone()]).collect::<Vec<_>>(), &correct),
-        "topic": slice_accuracy(&data.test.iter().map(|r| vec![r.topic.clone().unwrap_or_else(|| "(none)".into())]).collect::<Vec<_>>(), &correct),
-        "tag": slice_accuracy(&data.test.iter().map(|r| r.tags.clone()).collect::<Vec<_>>(), &correct),
-    });
+    if let TrainReport::Ngram {
+        distillation: Some(info),
+        ..
+    } = &train_report
+        && let Some(t) = teacher
+    {
+        let teacher_accuracy = t.record.test.accuracy.estimate;
+        let student_accuracy = test_metrics.accuracy.estimate;
+        test_metrics.distillation = Some(Distillation {
+            teacher: t.model.clone(),
+            teacher_run: t.id.clone(),
+            teacher_accuracy,
+            student_accuracy,
+            retention: match (student_accuracy, teacher_accuracy) {
+                (Some(s), Some(t)) if t > 0.0 => Some(s / t),
+                _ => None,
+            },
+            teacher_throughput_per_s: t.record.throughput_per_s,
+            n_texts: info.n_texts,
+            n_unlabelled: info.n_unlabelled,
+            temperature: info.temperature,
+            alpha: info.alpha,
+        });
+    }
+    let correct = test_scored.correct();
+    let slices = Slices {
+        source: slice_accuracy(
+            &data
+                .test
+                .iter()
+                .map(|r| vec![r.source.clone()])
+                .collect::<Vec<_>>(),
+            &correct,
+        ),
+        topic: slice_accuracy(
+            &data
+                .test
+                .iter()
+                .map(|r| vec![r.topic.clone().unwrap_or_else(|| "(none)".into())])
+                .collect::<Vec<_>>(),
+            &correct,
+        ),
+        tag: slice_accuracy(
+            &data.test.iter().map(|r| r.tags.clone()).collect::<Vec<_>>(),
+            &correct,
+        ),
+    };
     // Suites: accuracy per suite and per tag.
     let suite_texts: Vec<&str> = suites.iter().map(|c| c.text.as_str()).collect();
     let suite_golds: Vec<&str> = suites.iter().map(|c| c.label.as_str()).collect();
-    let suite_scored = score(&model, &suite_texts, &suite_golds, decide)?;
-    let suite_correct: Vec<bool> = suite_scored
-        .gold
-        .iter()
-        .zip(&suite_scored.pred)
-        .map(|(g, p)| g == p)
-        .collect();
-    let suites_json = json!({
-        "by_suite": slice_accuracy(&suites.iter().map(|c| vec![c.suite.clone()]).collect::<Vec<_>>(), &suite_correct),
-        "by_tag": slice_accuracy(&suites.iter().map(|c| c.tags.clone()).collect::<Vec<_>>(), &suite_correct),
-        "n": suites.len(),
-    });
+    let suite_scored = score(&model, &suite_texts, &suite_golds, rule)?;
+    let suite_correct = suite_scored.correct();
+    let suite_metrics = SuiteMetrics {
+        by_suite: slice_accuracy(
+            &suites
+                .iter()
+                .map(|c| vec![c.suite.clone()])
+                .collect::<Vec<_>>(),
+            &suite_correct,
+        ),
+        by_tag: slice_accuracy(
+            &suites.iter().map(|c| c.tags.clone()).collect::<Vec<_>>(),
+            &suite_correct,
+        ),
+        n: suites.len(),
+    };
     // Latency: one example at a time, one thread; throughput: the whole test set as a batch.
     let test_x = texts(&data.test);
     let mut lat: Vec<f64> = Vec::new();
@@ -803,34 +847,97 @@ fn train_and_evaluate(
             store.put_object(&bytes, "model")?,
         );
     }
-    let label_of = |p: u32| data.labels.get(p as usize).map_or(ABSTAIN, String::as_str);
-    let predictions = json!({
-        "labels": data.labels,
-        "test": data.test.iter().zip(&test_scored.pred).zip(&test_scored.conf).map(|((r, &p), &c)| json!([r.id, r.label, label_of(p), c])).collect::<Vec<_>>(),
-        "suites": suites.iter().zip(&suite_scored.pred).map(|(c, &p)| json!([c.id, c.label, label_of(p)])).collect::<Vec<_>>(),
-    });
-    let predictions_obj = store.put_object(predictions.to_string().as_bytes(), "predictions")?;
-    let record = json!({
-        "name": name,
-        "labels": if threshold.is_some() { data.labels.iter().cloned().chain([ABSTAIN.to_string()]).collect::<Vec<_>>() } else { data.labels.clone() },
-        "n": {"train": data.train.len(), "dev": data.dev.len(), "test": data.test.len(), "suites": suites.len()},
-        "dev": {"accuracy": finite(dev_accuracy), "macro_f1": finite(dev_macro_f1)},
-        "abstain": threshold.map(|t| json!({
-            "threshold": t,
-            "dev_accuracy_without": hone_eval::accuracy(&plain_dev.gold, &plain_dev.pred),
-            "test_coverage": test_scored.pred.iter().filter(|&&p| (p as usize) < data.labels.len()).count() as f64 / test_scored.pred.len().max(1) as f64,
-        })),
-        "test": test_metrics,
-        "slices": slices,
-        "suites": suites_json,
-        "latency_us": {"p50": finite(latency.p50), "p95": finite(latency.p95), "p99": finite(latency.p99), "mean": finite(latency.mean)},
-        "throughput_per_s": finite(throughput),
-        "train": {"wall_seconds": train_wall, "cpu_seconds": train_cpu, "epochs": epochs, "report": train_report},
-        "cost": {"train_usd": finite(cost.train_usd), "per_1k_predictions_usd": finite(cost.per_1k_predictions_usd), "per_useful_answer_usd": finite(cost.per_useful_answer_usd)},
-        "artifacts": artifacts,
-        "predictions": predictions_obj,
-    });
-    Ok(RunRow {
+    let label_of = |p: u32| {
+        data.labels
+            .get(p as usize)
+            .map_or(ABSTAIN, String::as_str)
+            .to_string()
+    };
+    let predictions = Predictions {
+        labels: data.labels.clone(),
+        test: data
+            .test
+            .iter()
+            .zip(&test_scored.pred)
+            .zip(&test_scored.conf)
+            .map(|((r, &p), &c)| TestPrediction {
+                id: r.id.clone(),
+                gold: r.label.clone(),
+                predicted: label_of(p),
+                confidence: c,
+            })
+            .collect(),
+        suites: suites
+            .iter()
+            .zip(&suite_scored.pred)
+            .map(|(c, &p)| SuitePrediction {
+                id: c.id.clone(),
+                gold: c.label.clone(),
+                predicted: label_of(p),
+            })
+            .collect(),
+    };
+    let predictions_json =
+        serde_json::to_vec(&predictions).map_err(|e| Error::Internal(e.to_string()))?;
+    let predictions_obj = store.put_object(&predictions_json, "predictions")?;
+    let record = RunRecord {
+        v: RUN_RECORD_VERSION,
+        name: name.to_string(),
+        labels: if threshold.is_some() {
+            data.labels
+                .iter()
+                .cloned()
+                .chain([ABSTAIN.to_string()])
+                .collect()
+        } else {
+            data.labels.clone()
+        },
+        n: Counts {
+            train: data.train.len(),
+            dev: data.dev.len(),
+            test: data.test.len(),
+            suites: suites.len(),
+        },
+        dev: DevMetrics {
+            accuracy: dev_accuracy,
+            macro_f1: dev_macro_f1,
+        },
+        decision: rule,
+        abstain: threshold.map(|t| Abstention {
+            threshold: t,
+            dev_accuracy_without: hone_eval::accuracy(&plain_dev.gold, &plain_dev.pred),
+            test_coverage: test_scored
+                .pred
+                .iter()
+                .filter(|&&p| (p as usize) < data.labels.len())
+                .count() as f64
+                / test_scored.pred.len().max(1) as f64,
+        }),
+        test: test_metrics,
+        slices,
+        suites: suite_metrics,
+        latency_us: Latency {
+            p50: finite(latency.p50),
+            p95: finite(latency.p95),
+            p99: finite(latency.p99),
+            mean: finite(latency.mean),
+        },
+        throughput_per_s: finite(throughput),
+        train: TrainInfo {
+            wall_seconds: train_wall,
+            cpu_seconds: train_cpu,
+            epochs,
+            report: train_report,
+        },
+        cost: Cost {
+            train_usd: finite(cost.train_usd),
+            per_1k_predictions_usd: finite(cost.per_1k_predictions_usd),
+            per_useful_answer_usd: finite(cost.per_useful_answer_usd),
+        },
+        artifacts,
+        predictions: predictions_obj,
+    };
+    Ok(Run {
         id: run_id.to_string(),
         seq: 0,
         created_at: String::new(),
@@ -839,37 +946,44 @@ fn train_and_evaluate(
         version: version_id.to_string(),
         split: split_id.to_string(),
         seed: seed as i64,
-        config: json!({"kind": kind, "name": name, "params": params, "abstain": abstain}),
         hone_version: hone_core::HONE_VERSION.to_string(),
+        config: RunConfig {
+            kind: kind.to_string(),
+            name: name.to_string(),
+            params: params.as_object().cloned().unwrap_or_default(),
+            abstain,
+        },
         record,
     })
 }
 
 /// The value of a gate metric in a run record, or why it has none.
-pub fn gate_value(record: &Value, metric: &str) -> std::result::Result<f64, String> {
-    let num = |v: &Value| {
-        v.as_f64()
-            .ok_or_else(|| format!("`{metric}` was not measured"))
-    };
+pub fn gate_value(record: &RunRecord, metric: &str) -> std::result::Result<f64, String> {
+    let num = |v: Option<f64>| v.ok_or_else(|| format!("`{metric}` was not measured"));
     match metric {
-        "accuracy" | "macro_f1" => num(&record["test"][metric]["estimate"]),
-        "ece" | "pr_auc" => num(&record["test"][metric]),
-        "p50_latency_ms" | "p95_latency_ms" | "p99_latency_ms" => {
-            num(&record["latency_us"][&metric[..3]]).map(|us| us / 1000.0)
-        }
-        "throughput_per_s" => num(&record["throughput_per_s"]),
-        "cost_per_1k_usd" => num(&record["cost"]["per_1k_predictions_usd"]),
-        "dev_accuracy" | "dev_macro_f1" => num(&record["dev"][&metric[4..]]),
+        "accuracy" => num(record.test.accuracy.estimate),
+        "macro_f1" => num(record.test.macro_f1.estimate),
+        "ece" => num(record.test.ece),
+        "pr_auc" => num(record.test.pr_auc),
+        "p50_latency_ms" => num(record.latency_us.p50).map(|us| us / 1000.0),
+        "p95_latency_ms" => num(record.latency_us.p95).map(|us| us / 1000.0),
+        "p99_latency_ms" => num(record.latency_us.p99).map(|us| us / 1000.0),
+        "throughput_per_s" => num(record.throughput_per_s),
+        "cost_per_1k_usd" => num(record.cost.per_1k_predictions_usd),
+        "dev_accuracy" => num(record.dev.accuracy.estimate),
+        "dev_macro_f1" => num(record.dev.macro_f1.estimate),
         m => {
             let tag = m
                 .strip_suffix("_pass_rate")
                 .or_else(|| m.strip_suffix("_accuracy"));
             match tag {
-                Some(t) => match record["suites"]["by_tag"]
+                Some(t) => match record
+                    .suites
+                    .by_tag
                     .get(t)
-                    .or_else(|| record["suites"]["by_suite"].get(t))
+                    .or_else(|| record.suites.by_suite.get(t))
                 {
-                    Some(v) => num(&v["accuracy"]),
+                    Some(v) => Ok(v.accuracy),
                     None => Err(format!(
                         "no suite case is tagged `{t}` (add cases under suites/ with \"tags\": [\"{t}\"])"
                     )),
@@ -883,7 +997,7 @@ pub fn gate_value(record: &Value, metric: &str) -> std::result::Result<f64, Stri
 }
 
 /// Check every `[success]` rule against one run record.
-pub fn gates(project: &Project, record: &Value) -> Vec<Gate> {
+pub fn gates(project: &Project, record: &RunRecord) -> Vec<Gate> {
     project
         .config
         .success
@@ -928,8 +1042,7 @@ pub fn run(
     let cur = curate::clean(project, store, command, progress)?;
     let version = cur.version;
     let records = curate::load_records(store, &version)?;
-    let detector = PiiDetector::new();
-    let suites = suites::load(&project.root.join("suites"), &detector)?;
+    let suites = suites::load(&project.root.join("suites"), &TextPrep::new())?;
     let split = split_stage::run(
         project, store, &version, &records, &suites, refreeze, command,
     )?;
@@ -982,15 +1095,15 @@ pub fn run(
             m.abstain,
         ));
     }
-    let mut runs = Vec::new();
+    let mut runs: Vec<ModelRun> = Vec::new();
     for (kind, name, mut params, abstain) in candidates {
         // A distilled student is keyed by its teacher's run, which must come before it.
         let teacher = match params.get("distill_from").and_then(Value::as_str) {
             Some(from) => {
                 let t = runs
                     .iter()
-                    .find(|r: &&ModelRun| r.row.model == from)
-                    .map(|r| r.row.clone())
+                    .find(|r| r.run.model == from)
+                    .map(|r| r.run.clone())
                     .ok_or_else(|| {
                         Error::Usage(format!(
                             "[[model]] `{name}`: distill_from = \"{from}\" names no [[model]] listed before it"
@@ -1016,11 +1129,11 @@ pub fn run(
             .part("seed", &seed.to_le_bytes())
             .part("hone", hone_core::HONE_VERSION.as_bytes())
             .finish();
-        if let Some(row) = store.run(&run_id)? {
-            runs.push(ModelRun { row, cached: true });
+        if let Some(run) = record::get(store, &run_id)? {
+            runs.push(ModelRun { run, cached: true });
             continue;
         }
-        let row = train_and_evaluate(
+        let run = train_and_evaluate(
             store,
             project,
             &kind,
@@ -1036,18 +1149,23 @@ pub fn run(
             teacher.as_ref(),
             progress,
         )?;
-        let row = store.put_run(&row, &who(), command)?;
-        runs.push(ModelRun { row, cached: false });
+        let row = store.put_run(&run.to_row()?, &who(), command)?;
+        runs.push(ModelRun {
+            run: Run::from_row(row)?,
+            cached: false,
+        });
     }
-    let dev_f1 = |r: &ModelRun| r.row.record["dev"]["macro_f1"].as_f64().unwrap_or(f64::MIN);
-    let chosen = (1..runs.len())
-        .max_by(|&a, &b| {
-            dev_f1(&runs[a])
-                .total_cmp(&dev_f1(&runs[b]))
-                .then(b.cmp(&a))
+    let candidates: Vec<Candidate> = runs
+        .iter()
+        .map(|r| Candidate {
+            kind: &r.run.kind,
+            dev_macro_f1: r.run.record.dev.macro_f1.estimate,
         })
-        .unwrap_or(0);
-    let gates = gates(project, &runs[chosen].row.record);
+        .collect();
+    let chosen = choose(&candidates).unwrap_or(0);
+    let names: Vec<String> = runs.iter().map(|r| r.run.id.clone()).collect();
+    store.put_choice(&split.row.id, &runs[chosen].run.id, &names, CHOICE_RULE)?;
+    let gates = gates(project, &runs[chosen].run.record);
     Ok(RunOutcome {
         version_id: version.id,
         version_cached: cur.cached,
@@ -1058,15 +1176,69 @@ pub fn run(
     })
 }
 
+/// The run `predict`, `export` and reports use when none is named: the one the latest `hone run` chose.
+/// Stores from before choices were recorded fall back to [`choose`] over the runs of the latest split.
+pub fn chosen_run(store: &Store) -> Result<Run> {
+    if let Some(c) = store.latest_choice()? {
+        return record::get(store, &c.run)?.ok_or_else(|| {
+            Error::Store(format!(
+                "the chosen run {} is missing from the store",
+                c.run
+            ))
+        });
+    }
+    let runs = record::all(store)?;
+    let last_split = runs
+        .last()
+        .map(|r| r.split.clone())
+        .ok_or_else(|| Error::NotFound {
+            what: "run",
+            name: "(any)".into(),
+            hint: "run `hone run` first".into(),
+        })?;
+    let of_split: Vec<&Run> = runs.iter().filter(|r| r.split == last_split).collect();
+    let candidates: Vec<Candidate> = of_split
+        .iter()
+        .map(|r| Candidate {
+            kind: &r.kind,
+            dev_macro_f1: r.record.dev.macro_f1.estimate,
+        })
+        .collect();
+    match choose(&candidates) {
+        Some(i) if of_split[i].kind != "majority" => Ok(of_split[i].clone()),
+        _ => Err(Error::NotFound {
+            what: "trained model",
+            name: "(latest run)".into(),
+            hint: "add a [[model]] and run `hone run`".into(),
+        }),
+    }
+}
+
+/// The run named by `--run` (number or id prefix) or `--model` (its latest run), else the chosen one.
+pub fn named_or_chosen(store: &Store, run: Option<&str>, model: Option<&str>) -> Result<Run> {
+    match (run, model) {
+        (Some(r), _) => record::resolve(store, r),
+        (None, Some(m)) => record::all(store)?
+            .into_iter()
+            .rfind(|r| r.model == m)
+            .ok_or_else(|| Error::NotFound {
+                what: "run of model",
+                name: m.to_string(),
+                hint: "`hone runs` lists runs".into(),
+            }),
+        (None, None) => chosen_run(store),
+    }
+}
+
 /// Materialise a run's model from the object store into a temp dir and load it.
-pub fn load_model(store: &Store, run: &RunRow) -> Result<Trained> {
+pub fn load_model(store: &Store, run: &Run) -> Result<Trained> {
     let tmp = materialise(store, run)?;
     Trained::load(&run.kind, tmp.path())
 }
 
 /// Export an `encoder` run's model for Python into `out` (which must not exist or be empty).
 /// Returns what was written (`hf-classifier` or `sentence-transformers`).
-pub fn export_model(store: &Store, run: &RunRow, out: &Path) -> Result<&'static str> {
+pub fn export_model(store: &Store, run: &Run, out: &Path) -> Result<&'static str> {
     if run.kind != "encoder" {
         return Err(Error::Usage(format!(
             "run {} is a `{}` model; only `encoder` models export to Hugging Face",
@@ -1102,13 +1274,13 @@ pub fn export_model(store: &Store, run: &RunRow, out: &Path) -> Result<&'static 
     Ok(what)
 }
 
-fn materialise(store: &Store, run: &RunRow) -> Result<tempfile::TempDir> {
+fn materialise(store: &Store, run: &Run) -> Result<tempfile::TempDir> {
     let tmp = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
-    let artifacts = run.record["artifacts"]
-        .as_object()
-        .ok_or_else(|| Error::Store(format!("run {} has no artifacts", run.id)))?;
-    for (name, hash) in artifacts {
-        let bytes = store.get_object(hash.as_str().unwrap_or(""))?;
+    if run.record.artifacts.is_empty() {
+        return Err(Error::Store(format!("run {} has no artifacts", run.id)));
+    }
+    for (name, hash) in &run.record.artifacts {
+        let bytes = store.get_object(hash)?;
         let p = tmp.path().join(name);
         std::fs::write(&p, bytes).map_err(|e| Error::io(&p, e))?;
     }

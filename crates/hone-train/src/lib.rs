@@ -1,0 +1,18 @@
+//! hone's pipeline library: curation (cached by content hash), split, training, evaluation, gates,
+//! compare, predict, review and reports. The `hone` binary parses arguments and renders what these return.
+
+pub mod compare;
+pub mod curate;
+pub mod decide;
+pub mod demo;
+pub mod input;
+pub mod models;
+pub mod predict;
+pub mod project;
+pub mod record;
+pub mod reports;
+pub mod review;
+pub mod run_stage;
+pub mod scan;
+pub mod split_stage;
+pub mod suites;

@@ -1,0 +1,422 @@
+//! The run record: the typed, versioned account of one model run (metrics with CIs, the decision rule,
+//! slices, suites, latency, cost, training report, artifacts), and the typed predictions object.
+//!
+//! The store keeps both as JSON and knows nothing of their insides; this module is the one place that
+//! writes and reads them. Version 2 is written today. Version 1 rows (hone before the typed pipeline) are
+//! read by [`Run::from_row`], which upgrades them in memory; the upgrade is tested on a stored v1 record.
+//! Non-finite numbers (an ECE of an empty set, a cost per useful answer with none right) are `null`.
+
+use std::collections::BTreeMap;
+
+use hone_core::{Error, Result};
+use hone_eval::{ClassMetrics, ReliabilityBin};
+use hone_store::{RunRow, Store};
+use serde::{Deserialize, Serialize};
+
+use crate::decide::DecisionRule;
+
+/// The version [`RunRecord`] is written in.
+pub const RUN_RECORD_VERSION: u32 = 2;
+
+/// A metric on the full set and its 95% bootstrap interval; `lo`/`hi` are absent where no interval was
+/// computed (dev metrics of v1 records).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct Estimate {
+    pub estimate: Option<f64>,
+    pub lo: Option<f64>,
+    pub hi: Option<f64>,
+}
+
+impl Estimate {
+    pub fn of(c: &hone_eval::Ci) -> Estimate {
+        Estimate {
+            estimate: finite(c.estimate),
+            lo: finite(c.lo),
+            hi: finite(c.hi),
+        }
+    }
+}
+
+/// `Some(x)` when `x` is finite.
+pub fn finite(x: f64) -> Option<f64> {
+    x.is_finite().then_some(x)
+}
+
+/// Example counts per part.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct Counts {
+    pub train: usize,
+    pub dev: usize,
+    pub test: usize,
+    pub suites: usize,
+}
+
+/// Dev metrics under the run's decision rule (the chosen-model rule ranks on `macro_f1`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct DevMetrics {
+    pub accuracy: Estimate,
+    pub macro_f1: Estimate,
+}
+
+/// The two-class threshold chosen on dev (max F1 of the positive class).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Threshold {
+    pub positive_label: String,
+    pub positive_index: usize,
+    pub chosen_on_dev: Option<f64>,
+    pub dev_f1: Option<f64>,
+    /// Whether the decision rule uses it (it does unless the model abstains).
+    pub applied: bool,
+}
+
+/// A distilled student's accuracy next to its teacher's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Distillation {
+    pub teacher: String,
+    pub teacher_run: String,
+    pub teacher_accuracy: Option<f64>,
+    pub student_accuracy: Option<f64>,
+    pub retention: Option<f64>,
+    pub teacher_throughput_per_s: Option<f64>,
+    pub n_texts: usize,
+    pub n_unlabelled: usize,
+    pub temperature: f64,
+    pub alpha: f32,
+}
+
+/// Metrics on the frozen test set under the run's decision rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct TestMetrics {
+    pub n: usize,
+    pub accuracy: Estimate,
+    pub macro_f1: Estimate,
+    pub ece: Option<f64>,
+    pub reliability: Vec<ReliabilityBin>,
+    pub per_class: Vec<ClassMetrics>,
+    /// Rows are gold, columns predicted, in [`RunRecord::labels`] order.
+    pub confusion: Vec<Vec<u64>>,
+    /// Two-class tasks only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pr_auc: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<Threshold>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distillation: Option<Distillation>,
+}
+
+/// Abstention: the dev-chosen confidence threshold and what it costs.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Abstention {
+    pub threshold: f64,
+    pub dev_accuracy_without: f64,
+    pub test_coverage: f64,
+}
+
+/// Accuracy on one slice of examples.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SliceAccuracy {
+    pub n: u64,
+    pub accuracy: f64,
+}
+
+pub type SliceTable = BTreeMap<String, SliceAccuracy>;
+
+/// Test accuracy by record source, topic and tag.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Slices {
+    pub source: SliceTable,
+    pub topic: SliceTable,
+    pub tag: SliceTable,
+}
+
+/// Suite accuracy by suite file and by case tag.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct SuiteMetrics {
+    pub by_suite: SliceTable,
+    pub by_tag: SliceTable,
+    pub n: usize,
+}
+
+/// Single-example latency percentiles in microseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct Latency {
+    pub p50: Option<f64>,
+    pub p95: Option<f64>,
+    pub p99: Option<f64>,
+    pub mean: Option<f64>,
+}
+
+/// Money, from measured time and the `[costs]` prices.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct Cost {
+    pub train_usd: Option<f64>,
+    pub per_1k_predictions_usd: Option<f64>,
+    pub per_useful_answer_usd: Option<f64>,
+}
+
+/// How an `ngram` student was distilled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DistillReport {
+    pub teacher: String,
+    pub teacher_run: String,
+    pub temperature: f64,
+    pub alpha: f32,
+    pub epochs: usize,
+    pub n_texts: usize,
+    pub n_unlabelled: usize,
+    pub losses: Vec<f64>,
+}
+
+/// What training did, by model kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum TrainReport {
+    /// The `majority` baseline has nothing to report.
+    #[default]
+    Majority,
+    Ngram {
+        #[serde(flatten)]
+        fit: hone_model::TrainReport,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        distillation: Option<DistillReport>,
+    },
+    Encoder {
+        #[serde(flatten)]
+        fit: hone_encoder::model::FitReport,
+        /// Test texts longer than `max_length` tokens (cut before the model saw them).
+        test_truncated: usize,
+    },
+}
+
+/// Training time and report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct TrainInfo {
+    pub wall_seconds: f64,
+    pub cpu_seconds: f64,
+    /// `ngram` selection epochs (every `l2` value), for the learning curve.
+    pub epochs: Vec<hone_model::EpochStats>,
+    pub report: TrainReport,
+}
+
+/// Everything one model run measured. Field by field, this is the schema `hone runs --json` prints under
+/// `record` (see ARCHITECTURE.md, "The run record").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct RunRecord {
+    /// [`RUN_RECORD_VERSION`] when written.
+    pub v: u32,
+    pub name: String,
+    /// Class names in index order; `abstain` last when the model abstains.
+    pub labels: Vec<String>,
+    pub n: Counts,
+    pub dev: DevMetrics,
+    /// How this run's probabilities become answers, on dev, test, suites and in `predict`.
+    pub decision: DecisionRule,
+    pub abstain: Option<Abstention>,
+    pub test: TestMetrics,
+    pub slices: Slices,
+    pub suites: SuiteMetrics,
+    pub latency_us: Latency,
+    pub throughput_per_s: Option<f64>,
+    pub train: TrainInfo,
+    pub cost: Cost,
+    /// Artifact file name → object hash.
+    pub artifacts: BTreeMap<String, String>,
+    /// Object hash of the [`Predictions`].
+    pub predictions: String,
+}
+
+/// One test prediction (v1 stored these as `[id, gold, predicted, confidence]`, which reads the same).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TestPrediction {
+    pub id: String,
+    pub gold: Option<String>,
+    pub predicted: String,
+    pub confidence: f64,
+}
+
+/// One suite prediction (v1: `[id, gold, predicted]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SuitePrediction {
+    pub id: String,
+    pub gold: String,
+    pub predicted: String,
+}
+
+/// A run's predictions on the test set and the suites (an object in the store).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Predictions {
+    pub labels: Vec<String>,
+    pub test: Vec<TestPrediction>,
+    pub suites: Vec<SuitePrediction>,
+}
+
+impl Predictions {
+    pub fn load(store: &Store, run: &Run) -> Result<Predictions> {
+        serde_json::from_slice(&store.get_object(&run.record.predictions)?)
+            .map_err(|e| Error::Store(format!("predictions of run {} unreadable: {e}", run.id)))
+    }
+}
+
+/// The settings a run was trained with, as stored beside its record (an echo of `[[model]]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct RunConfig {
+    pub kind: String,
+    pub name: String,
+    /// The model's params as keyed (with `path`, `method`, `pooling` and the base model fingerprint for
+    /// encoders, `teacher_run` for distilled students).
+    pub params: serde_json::Map<String, serde_json::Value>,
+    pub abstain: bool,
+}
+
+/// One stored run: the row's facts and its typed config and record.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Run {
+    pub id: String,
+    pub seq: i64,
+    pub created_at: String,
+    pub model: String,
+    pub kind: String,
+    pub version: String,
+    pub split: String,
+    pub seed: i64,
+    pub hone_version: String,
+    pub config: RunConfig,
+    pub record: RunRecord,
+}
+
+impl Run {
+    /// Read a stored row, upgrading a v1 record.
+    pub fn from_row(row: RunRow) -> Result<Run> {
+        let bad = |what: &str, e: serde_json::Error| {
+            Error::Store(format!(
+                "run {} ({}): its {what} does not read as a run {what}: {e}",
+                row.id, row.model
+            ))
+        };
+        let config: RunConfig =
+            serde_json::from_value(row.config.clone()).map_err(|e| bad("config", e))?;
+        let mut raw = row.record.clone();
+        if raw.get("v").is_none() {
+            upgrade_v1(&mut raw, &row.kind);
+        }
+        let record: RunRecord = serde_json::from_value(raw).map_err(|e| bad("record", e))?;
+        Ok(Run {
+            id: row.id,
+            seq: row.seq,
+            created_at: row.created_at,
+            model: row.model,
+            kind: row.kind,
+            version: row.version,
+            split: row.split,
+            seed: row.seed,
+            hone_version: row.hone_version,
+            config,
+            record,
+        })
+    }
+
+    /// The row to store.
+    pub fn to_row(&self) -> Result<RunRow> {
+        let json = |v: serde_json::Result<serde_json::Value>| {
+            v.map_err(|e| Error::Internal(e.to_string()))
+        };
+        Ok(RunRow {
+            id: self.id.clone(),
+            seq: self.seq,
+            created_at: self.created_at.clone(),
+            model: self.model.clone(),
+            kind: self.kind.clone(),
+            version: self.version.clone(),
+            split: self.split.clone(),
+            seed: self.seed,
+            config: json(serde_json::to_value(&self.config))?,
+            hone_version: self.hone_version.clone(),
+            record: json(serde_json::to_value(&self.record))?,
+        })
+    }
+}
+
+/// v1 → v2 in place: dev metrics were bare numbers; the training report had no `kind` tag (the run's kind
+/// says which it is); the decision rule was implied by `abstain.threshold` and `test.threshold.applied`.
+fn upgrade_v1(raw: &mut serde_json::Value, kind: &str) {
+    use serde_json::{Value, json};
+    raw["v"] = json!(1);
+    let t = &raw["test"]["threshold"];
+    raw["decision"] = if let Some(below) = raw["abstain"]["threshold"].as_f64() {
+        json!({"rule": "abstain", "below": below})
+    } else if t["applied"] == true {
+        json!({"rule": "binary", "positive": t["positive_index"], "threshold": t["chosen_on_dev"]})
+    } else {
+        json!({"rule": "argmax"})
+    };
+    for m in ["accuracy", "macro_f1"] {
+        let x = raw["dev"][m].clone();
+        if !x.is_object() {
+            raw["dev"][m] = json!({"estimate": x, "lo": null, "hi": null});
+        }
+    }
+    let report = &mut raw["train"]["report"];
+    if report.is_null() {
+        *report = json!({});
+    }
+    if let Value::Object(o) = report {
+        o.insert("kind".into(), json!(kind));
+    }
+    if raw["train"]["epochs"].is_null() {
+        raw["train"]["epochs"] = json!([]);
+    }
+}
+
+/// Every run, oldest first.
+pub fn all(store: &Store) -> Result<Vec<Run>> {
+    store.runs()?.into_iter().map(Run::from_row).collect()
+}
+
+/// A run by id, if stored.
+pub fn get(store: &Store, id: &str) -> Result<Option<Run>> {
+    store.run(id)?.map(Run::from_row).transpose()
+}
+
+/// A run by number or id prefix.
+pub fn resolve(store: &Store, key: &str) -> Result<Run> {
+    Run::from_row(store.resolve_run(key)?)
+}
+
+/// Accuracy and macro-F1 with their intervals.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Headline {
+    pub accuracy: Estimate,
+    pub macro_f1: Estimate,
+}
+
+/// One element of `hone runs --json`: the run (id, seq, created_at, model, kind, version, split, seed,
+/// hone_version, config, record) plus `chosen` (the latest `hone run` chose it) and the headline `test`
+/// and `dev` metrics as `{estimate, lo, hi}` objects.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunListing {
+    #[serde(flatten)]
+    pub run: Run,
+    pub chosen: bool,
+    pub test: Headline,
+    pub dev: Headline,
+}
+
+/// Every run, oldest first, marked with the current choice.
+pub fn listing(store: &Store) -> Result<Vec<RunListing>> {
+    let chosen = store.latest_choice()?.map(|c| c.run);
+    Ok(all(store)?
+        .into_iter()
+        .map(|run| RunListing {
+            chosen: chosen.as_deref() == Some(run.id.as_str()),
+            test: Headline {
+                accuracy: run.record.test.accuracy,
+                macro_f1: run.record.test.macro_f1,
+            },
+            dev: Headline {
+                accuracy: run.record.dev.accuracy,
+                macro_f1: run.record.dev.macro_f1,
+            },
+            run,
+        })
+        .collect())
+}

@@ -1,0 +1,271 @@
+//! Report assembly: the data report of a version and the run report of a `hone run`, built from typed
+//! records and written atomically into `reports/` (rendering itself is `hone-report`'s).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use hone_core::{Error, Result};
+use hone_report::run::{ChosenDetail, ComparisonLine, GateLine, Interval, ModelLine, RunReport};
+use hone_store::{Store, VersionRow};
+
+use crate::curate;
+use crate::project::Project;
+use crate::record::{self, Estimate, Run};
+use crate::run_stage::RunOutcome;
+use crate::scan::Suspect;
+
+/// At most `n` characters of `s`, with `…` when cut.
+pub fn clip(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        s.chars().take(n.saturating_sub(1)).collect::<String>() + "…"
+    }
+}
+
+/// Write through a temporary file and a rename, so a reader never sees half a report.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+/// Build and write the data report of a version (HTML at `out`, else `reports/data-ID.html`, plus
+/// Markdown beside it); returns the HTML path and the Markdown.
+pub fn write_data_report(
+    project: &Project,
+    store: &Store,
+    v: &VersionRow,
+    out: Option<PathBuf>,
+) -> Result<(PathBuf, String)> {
+    use hone_report::data::{DataReport, Example};
+    let lineage = store.lineage(&v.id)?;
+    let removed = curate::load_removed(store, v)?;
+    let removed_text: HashMap<&str, &str> = removed
+        .iter()
+        .map(|r| (r.id.as_str(), r.text.as_str()))
+        .collect();
+    let mut examples = Vec::new();
+    let mut per_rule: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for l in &lineage {
+        let n = per_rule
+            .entry((l.pass.clone(), l.rule.clone()))
+            .or_default();
+        if *n >= 3 {
+            continue;
+        }
+        *n += 1;
+        let text = l
+            .diff
+            .clone()
+            .or_else(|| {
+                removed_text
+                    .get(l.record_id.as_str())
+                    .map(|s| s.to_string())
+            })
+            .unwrap_or_default();
+        examples.push(Example {
+            pass: l.pass.clone(),
+            rule: l.rule.clone(),
+            record_id: l.record_id.clone(),
+            source: l.source.clone(),
+            reason: l.reason.clone(),
+            text: clip(&text, 240),
+        });
+    }
+    let quarantine = store
+        .quarantine(&v.id)?
+        .into_iter()
+        .take(50)
+        .map(|q| Example {
+            pass: "read".into(),
+            rule: q.field.clone(),
+            record_id: format!("{}:{}", q.file, q.line),
+            source: q.source.clone(),
+            reason: q.reason.clone(),
+            text: q.excerpt.clone(),
+        })
+        .collect();
+    let suspects = match store.latest_scan()? {
+        Some(scan) if scan.version == v.id => {
+            let list: Vec<Suspect> = crate::scan::load_suspects(store, &scan)?;
+            let text_of: HashMap<String, String> = curate::load_records(store, v)?
+                .into_iter()
+                .map(|r| (r.id, r.text))
+                .collect();
+            list.into_iter()
+                .take(50)
+                .map(|x| Example {
+                    pass: x.kind.clone(),
+                    rule: format!(
+                        "{} → {}",
+                        x.label,
+                        x.suggested_label.as_deref().unwrap_or("-")
+                    ),
+                    source: String::new(),
+                    reason: x.evidence.clone(),
+                    text: clip(text_of.get(&x.id).map(String::as_str).unwrap_or(""), 200),
+                    record_id: x.id,
+                })
+                .collect()
+        }
+        _ => Vec::new(),
+    };
+    let report = DataReport {
+        task: &project.config.task.name,
+        version_id: &v.id,
+        created_at: &v.created_at,
+        parent: v.parent.as_deref(),
+        n_input: v.n_input,
+        n_records: v.n_records,
+        n_quarantined: v.n_quarantined,
+        passes: &v.passes,
+        sources: &v.sources,
+        summary: &v.summary,
+        examples,
+        quarantine,
+        suspects,
+    };
+    let html_path = out.unwrap_or_else(|| {
+        project
+            .root
+            .join("reports")
+            .join(format!("data-{}.html", hone_core::hash::short(&v.id)))
+    });
+    let md = report.markdown();
+    write_atomic(&html_path, report.html().as_bytes())?;
+    write_atomic(&html_path.with_extension("md"), md.as_bytes())?;
+    Ok((html_path, md))
+}
+
+fn comparison_line(what: String, c: &crate::compare::Comparison) -> ComparisonLine {
+    ComparisonLine {
+        what,
+        delta: c.accuracy.delta,
+        lo: c.accuracy.lo,
+        hi: c.accuracy.hi,
+        p_value: c.mcnemar.p_value,
+        verdict: c.verdict_text().into(),
+    }
+}
+
+/// Paired comparisons for the report: each model vs majority, and vs its previous run.
+pub fn comparisons(store: &Store, out: &RunOutcome) -> Result<Vec<ComparisonLine>> {
+    let mut lines = Vec::new();
+    let all = record::all(store)?;
+    let baseline = &out.runs[0].run;
+    for r in out.runs.iter().skip(1).map(|m| &m.run) {
+        let c = crate::compare::compare(store, baseline, r, 7)?;
+        lines.push(comparison_line(format!("{} vs majority", r.model), &c));
+        if let Some(prev) = all.iter().rfind(|x| x.model == r.model && x.seq < r.seq)
+            && let Ok(c) = crate::compare::compare(store, prev, r, 7)
+        {
+            lines.push(comparison_line(
+                format!("{} vs its previous run #{}", r.model, prev.seq),
+                &c,
+            ));
+        }
+    }
+    Ok(lines)
+}
+
+fn interval(e: &Estimate) -> Interval {
+    Interval {
+        estimate: e.estimate,
+        lo: e.lo,
+        hi: e.hi,
+    }
+}
+
+fn model_line(r: &Run) -> ModelLine<'_> {
+    let rec = &r.record;
+    ModelLine {
+        id: &r.id,
+        name: &r.model,
+        accuracy: interval(&rec.test.accuracy),
+        macro_f1: interval(&rec.test.macro_f1),
+        ece: rec.test.ece,
+        dev_macro_f1: rec.dev.macro_f1.estimate,
+        p95_latency_us: rec.latency_us.p95,
+        train_seconds: Some(rec.train.wall_seconds),
+        cost_per_1k_usd: rec.cost.per_1k_predictions_usd,
+    }
+}
+
+/// The chosen model's confusion, learning curves, reliability and slices.
+fn chosen_detail(r: &Run) -> ChosenDetail {
+    let rec = &r.record;
+    let mut curves: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for e in &rec.train.epochs {
+        let l2 = serde_json::to_string(&e.l2).unwrap_or_default();
+        curves
+            .entry(format!("dev macro-F1, l2={l2}"))
+            .or_default()
+            .push(e.dev_macro_f1);
+    }
+    let mut slices = Vec::new();
+    for (kind, table) in [
+        ("source", &rec.slices.source),
+        ("topic", &rec.slices.topic),
+        ("tag", &rec.slices.tag),
+        ("suite", &rec.suites.by_suite),
+        ("suite tag", &rec.suites.by_tag),
+    ] {
+        for (k, v) in table {
+            slices.push((kind.to_string(), k.clone(), v.n, v.accuracy));
+        }
+    }
+    ChosenDetail {
+        labels: rec.labels.clone(),
+        confusion: rec.test.confusion.clone(),
+        curves: curves.into_iter().collect(),
+        ece: rec.test.ece,
+        reliability: rec
+            .test
+            .reliability
+            .iter()
+            .map(|b| (b.mean_confidence, b.accuracy, b.count))
+            .collect(),
+        slices,
+    }
+}
+
+/// Write the HTML and Markdown run report of `out` (`reports/run-ID.html`, ID of the chosen run);
+/// returns the HTML path and the Markdown.
+pub fn write_run_report(
+    project: &Project,
+    store: &Store,
+    out: &RunOutcome,
+) -> Result<(PathBuf, String)> {
+    let chosen = out.chosen();
+    let report = RunReport {
+        task: &project.config.task.name,
+        runs: out.runs.iter().map(|m| model_line(&m.run)).collect(),
+        chosen: out.chosen,
+        detail: chosen_detail(chosen),
+        gates: out
+            .gates
+            .iter()
+            .map(|g| GateLine {
+                metric: g.metric.clone(),
+                rule: g.rule.clone(),
+                value: g.value,
+                pass: g.pass,
+                note: g.note.clone(),
+            })
+            .collect(),
+        comparisons: comparisons(store, out)?,
+        split_counts: out.split.summary.counts.clone(),
+    };
+    let html_path = project
+        .root
+        .join("reports")
+        .join(format!("run-{}.html", hone_core::hash::short(&chosen.id)));
+    write_atomic(&html_path, report.html().as_bytes())?;
+    let md = report.markdown();
+    write_atomic(&html_path.with_extension("md"), md.as_bytes())?;
+    Ok((html_path, md))
+}

@@ -1,0 +1,162 @@
+//! `hone review`: the checks every review decision passes (the record exists, is not in the frozen test
+//! set, a relabel names a known label), decision files, the queue of suspects still to review, and
+//! recording decisions, which makes a new dataset version. The interactive prompt is the binary's.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::path::Path;
+
+use hone_core::{Error, Record, Result};
+use hone_data::split::FrozenRecord;
+use hone_store::{Decision, ScanRow, Store};
+use serde::Deserialize;
+
+use crate::curate::{self, CurateOutcome};
+use crate::input::read_jsonl;
+use crate::project::Project;
+use crate::scan::Suspect;
+
+/// What decisions are checked against: the latest version's records and the frozen test ids.
+pub struct ReviewContext {
+    records: Vec<Record>,
+    frozen: HashSet<String>,
+}
+
+impl ReviewContext {
+    pub fn load(store: &Store) -> Result<ReviewContext> {
+        let v = store.resolve_version(None)?;
+        let records = curate::load_records(store, &v)?;
+        let frozen = match store.frozen_test()? {
+            Some(f) => serde_json::from_value::<Vec<FrozenRecord>>(f.records)
+                .map_err(|e| Error::Store(format!("frozen test set is unreadable: {e}")))?
+                .into_iter()
+                .map(|r| r.id)
+                .collect(),
+            None => HashSet::new(),
+        };
+        Ok(ReviewContext { records, frozen })
+    }
+
+    pub fn record(&self, id: &str) -> Option<&Record> {
+        self.records.iter().find(|r| r.id == id)
+    }
+
+    /// Every label of the latest version.
+    pub fn labels(&self) -> BTreeSet<&str> {
+        self.records
+            .iter()
+            .filter_map(|r| r.label.as_deref())
+            .collect()
+    }
+
+    /// Why a decision cannot be recorded, if it cannot.
+    pub fn check(&self, d: &Decision) -> std::result::Result<(), String> {
+        if self.record(&d.record_id).is_none() {
+            return Err(format!(
+                "record `{}` is not in the latest dataset version",
+                d.record_id
+            ));
+        }
+        if self.frozen.contains(&d.record_id) {
+            return Err(format!(
+                "record `{}` is in the frozen test set; it changes only with `hone split --refreeze --reason`",
+                d.record_id
+            ));
+        }
+        match d.decision.as_str() {
+            "accept" | "drop" | "skip" => Ok(()),
+            "relabel" => {
+                let labels = self.labels();
+                match d.label.as_deref() {
+                    Some(l) if labels.contains(l) => Ok(()),
+                    Some(l) => Err(format!(
+                        "unknown label `{l}` (known: {})",
+                        labels.iter().copied().collect::<Vec<_>>().join(", ")
+                    )),
+                    None => Err("`relabel` needs a \"label\"".into()),
+                }
+            }
+            other => Err(format!(
+                "unknown decision `{other}` (accept, relabel, drop or skip)"
+            )),
+        }
+    }
+}
+
+/// One line of a decisions file.
+#[derive(Deserialize)]
+struct DecisionLine {
+    id: String,
+    decision: String,
+    #[serde(default)]
+    label: Option<String>,
+    #[serde(default)]
+    note: String,
+}
+
+const DECISION_HINT: &str = "each line is {\"id\": ..., \"decision\": \"accept\" | \"relabel\" | \"drop\" | \"skip\", \"label\": ..., \"note\": ...}";
+
+/// Read and check a decisions file (JSONL); the first bad line stops it with file, line and reason.
+pub fn read_decisions(
+    path: &Path,
+    ctx: &ReviewContext,
+    reviewer: &str,
+    at: &str,
+) -> Result<Vec<Decision>> {
+    let mut out = Vec::new();
+    for (n, l) in read_jsonl::<DecisionLine>(path, DECISION_HINT)? {
+        let d = Decision {
+            record_id: l.id,
+            decision: l.decision,
+            label: l.label,
+            reviewer: reviewer.to_string(),
+            at: at.to_string(),
+            note: l.note,
+        };
+        ctx.check(&d).map_err(|reason| Error::BadRecord {
+            file: path.to_path_buf(),
+            line: n,
+            field: "decision".into(),
+            reason,
+            hint: DECISION_HINT.into(),
+        })?;
+        out.push(d);
+    }
+    Ok(out)
+}
+
+/// The latest scan and its suspects that have no decision yet and are in the latest version.
+pub fn queue(store: &Store, ctx: &ReviewContext) -> Result<(ScanRow, Vec<Suspect>)> {
+    let scan = store.latest_scan()?.ok_or_else(|| Error::NotFound {
+        what: "scan",
+        name: "(latest)".into(),
+        hint: "run `hone data scan` first, or pass --from FILE".into(),
+    })?;
+    let decided: HashSet<String> = store
+        .decisions()?
+        .into_iter()
+        .map(|d| d.record_id)
+        .collect();
+    let suspects = crate::scan::load_suspects(store, &scan)?
+        .into_iter()
+        .filter(|s| !decided.contains(&s.id) && ctx.record(&s.id).is_some())
+        .collect();
+    Ok((scan, suspects))
+}
+
+/// Record decisions (audited) and make the dataset version that applies them. Returns the count per
+/// decision and the curation outcome.
+pub fn apply(
+    project: &Project,
+    store: &mut Store,
+    decisions: &[Decision],
+    reviewer: &str,
+    command: &str,
+) -> Result<(BTreeMap<String, u64>, CurateOutcome)> {
+    store.put_decisions(decisions, reviewer, command)?;
+    let out = curate::clean(project, store, command, &mut |_| {})?;
+    let mut counts = BTreeMap::new();
+    for d in decisions {
+        *counts.entry(d.decision.clone()).or_default() += 1;
+    }
+    Ok((counts, out))
+}
