@@ -249,13 +249,12 @@ impl BertEncoder {
     pub fn load_weights(&self, weights: &Path) -> Result<()> {
         std::fs::metadata(weights).map_err(|e| Error::io(weights, e))?;
         let tensors = candle_core::safetensors::load(weights, &self.device).map_err(|e| {
-            Error::io(
-                weights,
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("not a readable safetensors file: {e}"),
-                ),
-            )
+            Error::CorruptWeights {
+                path: weights.to_path_buf(),
+                reason: format!("not a readable safetensors file: {e}"),
+                hint: "download the weights again (scripts/get-minilm fetches all-MiniLM-L6-v2)"
+                    .into(),
+            }
         })?;
         let data = self
             .varmap

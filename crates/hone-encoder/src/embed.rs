@@ -30,9 +30,9 @@ impl Pretrained {
             if p.is_file() {
                 Ok(p)
             } else {
-                Err(Error::NotFound {
-                    what: "model file",
-                    name: p.display().to_string(),
+                Err(Error::ModelFiles {
+                    path: p,
+                    reason: "missing".into(),
                     hint: format!(
                         "{} must be a Hugging Face model directory with config.json, tokenizer.json and model.safetensors (scripts/get-minilm fetches all-MiniLM-L6-v2)",
                         dir.display()
@@ -54,7 +54,13 @@ impl Pretrained {
         }
         let tokenizer = TextTokenizer::from_file(&tok_p, max_length)?;
         let encoder = BertEncoder::load(&config, &w_p, &Device::Cpu)?;
-        let tensors = candle_core::safetensors::load(&w_p, &Device::Cpu).map_err(candle_err)?;
+        let tensors = candle_core::safetensors::load(&w_p, &Device::Cpu).map_err(|e| {
+            Error::CorruptWeights {
+                path: w_p.clone(),
+                reason: crate::bert::candle_err(e).to_string(),
+                hint: String::new(),
+            }
+        })?;
         let find = |n: &str| {
             tensors
                 .get(n)
@@ -85,9 +91,9 @@ pub fn fingerprint(dir: &Path) -> Result<String> {
     for name in ["config.json", "tokenizer.json", "model.safetensors"] {
         let p = dir.join(name);
         let bytes = std::fs::read(&p).map_err(|e| {
-            Error::NotFound {
-                what: "model file",
-                name: format!("{} ({e})", p.display()),
+            Error::ModelFiles {
+                path: p.clone(),
+                reason: format!("cannot be read: {e}"),
                 hint: "an encoder path must be a Hugging Face model directory with config.json, tokenizer.json and model.safetensors (scripts/get-minilm fetches all-MiniLM-L6-v2)".into(),
             }
         })?;

@@ -646,7 +646,11 @@ impl EncoderModel {
     pub fn load(dir: &Path) -> Result<EncoderModel> {
         let p = dir.join("encoder.json");
         let meta: Meta = serde_json::from_slice(&std::fs::read(&p).map_err(|e| Error::io(&p, e))?)
-            .map_err(|e| Error::Internal(format!("{}: {e}", p.display())))?;
+            .map_err(|e| Error::ModelFiles {
+                path: p.clone(),
+                reason: format!("unreadable: {e}"),
+                hint: "the saved model is damaged; train it again with `hone run`".into(),
+            })?;
         let config = crate::config::BertConfig::from_file(&dir.join("config.json"))?;
         let tokenizer = TextTokenizer::from_file(&dir.join("tokenizer.json"), meta.max_length)?;
         let pooling = parse_pooling(&meta.pooling)?;

@@ -316,7 +316,8 @@ fn bad_weights_and_inputs_are_typed_errors() {
     let junk = dir.join("junk.safetensors");
     std::fs::write(&junk, b"not a model").unwrap();
     let e = BertEncoder::load(&cfg, &junk, &dev).err().unwrap();
-    assert!(matches!(e, Error::Io { .. }), "{e:?}");
+    assert!(matches!(e, Error::CorruptWeights { .. }), "{e:?}");
+    assert!(e.to_string().contains("junk.safetensors"), "{e}");
 
     // Bad inputs.
     let ids = Tensor::new(&[[2u32, 150, 3]], &dev).unwrap();

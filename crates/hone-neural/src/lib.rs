@@ -23,7 +23,37 @@ fn strip_backtrace(e: candle_core::Error) -> candle_core::Error {
     }
 }
 
-/// A candle error as hone's internal error (without candle's backtrace).
+/// A candle error as hone's error (without candle's backtrace): an allocation failure (a CUDA or
+/// Metal out-of-memory) is [`Error::OutOfMemory`]; anything else is internal, since the callers map
+/// errors about the user's files (weights, tokenizer, config) themselves.
 pub fn candle_err(e: candle_core::Error) -> Error {
-    Error::Internal(format!("candle: {}", strip_backtrace(e)))
+    let e = strip_backtrace(e);
+    let msg = e.to_string();
+    let lower = msg.to_lowercase();
+    if lower.contains("out of memory")
+        || lower.contains("out_of_memory")
+        || lower.contains("alloc") && lower.contains("fail")
+    {
+        return Error::OutOfMemory {
+            what: format!("computing with candle ({msg})"),
+            hint: "lower `batch` (or `max_length`) under [model.params], or use a device with more memory".into(),
+        };
+    }
+    Error::Internal(format!("candle: {msg}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allocation_failures_are_out_of_memory_and_the_rest_internal() {
+        let oom = candle_err(candle_core::Error::Msg(
+            "CUDA_ERROR_OUT_OF_MEMORY: out of memory".into(),
+        ));
+        assert!(matches!(oom, Error::OutOfMemory { .. }), "{oom:?}");
+        assert!(oom.to_string().contains("lower `batch`"), "{oom}");
+        let other = candle_err(candle_core::Error::Msg("shape mismatch".into()));
+        assert!(matches!(other, Error::Internal(_)), "{other:?}");
+    }
 }

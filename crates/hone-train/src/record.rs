@@ -420,3 +420,142 @@ pub fn listing(store: &Store) -> Result<Vec<RunListing>> {
         })
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A run row as hone wrote it before the typed pipeline (record layout v1), field for field.
+    fn v1_row(kind: &str, record: serde_json::Value) -> RunRow {
+        RunRow {
+            id: "r1".into(),
+            seq: 1,
+            created_at: "2026-11-01T00:00:00Z".into(),
+            model: "m".into(),
+            kind: kind.into(),
+            version: "v".into(),
+            split: "s".into(),
+            seed: 42,
+            config: json!({"kind": kind, "name": "m", "params": {"ngram_max": 2}, "abstain": false}),
+            hone_version: "0.1.0".into(),
+            record,
+        }
+    }
+
+    fn v1_common() -> serde_json::Value {
+        json!({
+            "name": "m", "labels": ["ham", "spam"],
+            "n": {"train": 10, "dev": 5, "test": 5, "suites": 1},
+            "dev": {"accuracy": 0.8, "macro_f1": 0.75},
+            "abstain": null,
+            "test": {"n": 5, "accuracy": {"estimate": 0.8, "lo": 0.4, "hi": 1.0},
+                     "macro_f1": {"estimate": 0.78, "lo": null, "hi": 1.0}, "ece": null,
+                     "reliability": [{"lo": 0.9, "hi": 1.0, "mean_confidence": 0.95, "accuracy": 0.8, "count": 5}],
+                     "per_class": [{"precision": 1.0, "recall": 0.5, "f1": 0.667, "support": 2}],
+                     "confusion": [[2, 0], [1, 2]], "pr_auc": 0.9,
+                     "threshold": {"positive_label": "spam", "positive_index": 1, "chosen_on_dev": 0.35, "dev_f1": 0.8, "applied": true}},
+            "slices": {"source": {"a": {"n": 5, "accuracy": 0.8}}, "topic": {"(none)": {"n": 5, "accuracy": 0.8}}, "tag": {}},
+            "suites": {"by_suite": {"traps": {"n": 1, "accuracy": 1.0}}, "by_tag": {}, "n": 1},
+            "latency_us": {"p50": 10.0, "p95": 20.0, "p99": 30.0, "mean": 12.0},
+            "throughput_per_s": 1000.0,
+            "train": {"wall_seconds": 0.1, "cpu_seconds": 0.2, "epochs": [], "report": null},
+            "cost": {"train_usd": 1e-6, "per_1k_predictions_usd": 2e-7, "per_useful_answer_usd": null},
+            "artifacts": {"model.json": "abc"},
+            "predictions": "def"
+        })
+    }
+
+    #[test]
+    fn v1_ngram_records_read_with_their_decision_rule() {
+        let mut rec = v1_common();
+        rec["train"]["epochs"] = json!([{"l2": 1e-6, "epoch": 1, "train_loss": 0.5, "dev_macro_f1": 0.7, "dev_accuracy": 0.8}]);
+        rec["train"]["report"] = json!({
+            "epochs": [{"l2": 1e-6, "epoch": 1, "train_loss": 0.5, "dev_macro_f1": 0.7, "dev_accuracy": 0.8}],
+            "chosen_l2": 1e-6, "best_epoch": 1, "best_dev_macro_f1": 0.7, "stopped_early": false,
+            "n_features_nonzero": 100, "refit_epochs": 0, "temperature": 1.2, "n_train": 10, "n_dev": 5,
+            "dev_carved": false, "wall_seconds": 0.1,
+            "distillation": {"teacher": "enc", "teacher_run": "t1", "temperature": 2.0, "alpha": 0.0,
+                             "epochs": 10, "n_texts": 12, "n_unlabelled": 2, "losses": [0.3, 0.2]}
+        });
+        let run = Run::from_row(v1_row("ngram", rec)).unwrap();
+        let r = &run.record;
+        assert_eq!(r.v, 1);
+        assert_eq!(r.dev.macro_f1.estimate, Some(0.75));
+        assert_eq!(r.dev.macro_f1.lo, None);
+        assert_eq!(r.test.macro_f1.lo, None);
+        assert_eq!(r.test.accuracy.hi, Some(1.0));
+        assert_eq!(
+            r.decision,
+            DecisionRule::Binary {
+                positive: 1,
+                threshold: 0.35
+            }
+        );
+        match &r.train.report {
+            TrainReport::Ngram { fit, distillation } => {
+                assert_eq!(fit.n_features_nonzero, 100);
+                assert_eq!(distillation.as_ref().unwrap().losses, vec![0.3, 0.2]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(r.train.epochs.len(), 1);
+        assert_eq!(r.cost.per_useful_answer_usd, None);
+        assert_eq!(run.config.params["ngram_max"], 2);
+        // Written back, it is a v1 record in the v2 layout and reads the same.
+        let again = Run::from_row(run.to_row().unwrap()).unwrap();
+        assert_eq!(again, run);
+    }
+
+    #[test]
+    fn v1_majority_and_encoder_records_read() {
+        let mut rec = v1_common();
+        rec["test"]["threshold"]["applied"] = json!(false);
+        rec["abstain"] =
+            json!({"threshold": 0.4, "dev_accuracy_without": 0.8, "test_coverage": 0.9});
+        let run = Run::from_row(v1_row("majority", rec.clone())).unwrap();
+        assert_eq!(run.record.train.report, TrainReport::Majority);
+        assert_eq!(run.record.decision, DecisionRule::Abstain { below: 0.4 });
+        rec["abstain"] = json!(null);
+        rec["train"]["report"] = json!({
+            "method": "frozen", "pooling": "mean", "max_length": 128, "device": "cpu",
+            "train_truncated": 3, "embedded": 7, "cached": 3, "dev_truncated": 0,
+            "head": {"tried": [[1.0, 0.8, 12], [10.0, 0.9, 30]], "chosen_c": 10.0},
+            "temperature": 0.8, "test_truncated": 1
+        });
+        let run = Run::from_row(v1_row("encoder", rec)).unwrap();
+        assert_eq!(run.record.decision, DecisionRule::Argmax);
+        match &run.record.train.report {
+            TrainReport::Encoder {
+                fit,
+                test_truncated,
+            } => {
+                assert_eq!((fit.train_truncated, *test_truncated), (3, 1));
+                assert_eq!(fit.head.as_ref().unwrap().chosen_c, 10.0);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_record_that_is_not_a_run_record_is_a_store_error_naming_the_run() {
+        let mut rec = v1_common();
+        rec["test"]["accuracy"] = json!("high");
+        let e = Run::from_row(v1_row("ngram", rec)).unwrap_err();
+        assert!(matches!(e, Error::Store(_)), "{e:?}");
+        assert!(e.to_string().contains("run r1 (m)"), "{e}");
+    }
+
+    #[test]
+    fn v1_positional_predictions_read() {
+        let p: Predictions = serde_json::from_value(json!({
+            "labels": ["a", "b"],
+            "test": [["t1", "a", "b", 0.7], ["t2", null, "abstain", 0.2]],
+            "suites": [["s1", "a", "a"]]
+        }))
+        .unwrap();
+        assert_eq!(p.test[0].predicted, "b");
+        assert_eq!(p.test[1].gold, None);
+        assert_eq!(p.suites[0].id, "s1");
+    }
+}

@@ -781,8 +781,21 @@ pub fn predict(
 ) -> Result<u8> {
     let project = open_project(ctx)?;
     let store = Store::open_existing(&project.root)?;
+    let named = run.is_some() || model.is_some();
     let chosen = hone_train::run_stage::named_or_chosen(&store, run, model)?;
     let model = hone_train::run_stage::load_model(&store, &chosen)?;
+    // stdout is the predictions; which model made them goes to stderr.
+    eprintln!(
+        "predicting with run #{} `{}` ({}){}",
+        chosen.seq,
+        chosen.model,
+        short(&chosen.id),
+        if named {
+            ""
+        } else {
+            ", the model the latest `hone run` chose"
+        }
+    );
     let inputs = if input == "-" {
         hone_train::predict::read_inputs("-", std::io::stdin().lock())?
     } else {

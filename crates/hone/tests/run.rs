@@ -393,3 +393,75 @@ fn binary_tasks_choose_and_apply_a_threshold_on_dev() {
         );
     }
 }
+
+/// The run id `hone predict` reports on stderr.
+fn predict_run(dir: &Path) -> String {
+    let input = dir.join("in.txt");
+    std::fs::write(&input, "where is my refund\n").unwrap();
+    let o = hone(dir, &["predict", input.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let e = stderr(&o);
+    let id = e.split('(').nth(1).and_then(|s| s.split(')').next());
+    id.unwrap_or_else(|| panic!("no run id in {e}")).to_string()
+}
+
+#[test]
+fn predict_uses_the_model_run_chose_on_ties_and_after_it_leaves_hone_toml() {
+    let (dir, _) = project(300);
+    set_policy(dir.path(), "contamination = \"drop_train\"");
+    // A twin of `baseline`: same kind and params, so the same dev macro-F1 — a tie the earliest wins.
+    let p = dir.path().join("hone.toml");
+    let toml = std::fs::read_to_string(&p).unwrap();
+    let with_twin = toml.replace(
+        "[costs]",
+        "[[model]]\nname = \"twin\"\nkind = \"ngram\"\n\n[costs]",
+    );
+    assert_ne!(toml, with_twin);
+    std::fs::write(&p, &with_twin).unwrap();
+    let out = run_json(dir.path());
+    let runs = out["runs"].as_array().unwrap();
+    let f1 = |i: usize| runs[i]["dev"]["macro_f1"]["estimate"].as_f64().unwrap();
+    assert_eq!(runs[1]["model"], "baseline");
+    assert_eq!(f1(1), f1(2), "the twins tie on dev");
+    let chosen = out["chosen"].as_str().unwrap().to_string();
+    assert_eq!(chosen, runs[1]["run"].as_str().unwrap());
+    assert!(chosen.starts_with(&predict_run(dir.path())));
+
+    // `hone runs --json`: oldest first, the choice marked, headline metrics as {estimate, lo, hi}.
+    let o = hone(dir.path(), &["--json", "runs"]);
+    let listed: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(listed.len(), 3);
+    assert!(
+        listed
+            .windows(2)
+            .all(|w| w[0]["seq"].as_i64() < w[1]["seq"].as_i64())
+    );
+    for r in &listed {
+        assert_eq!(
+            r["chosen"],
+            r["id"].as_str() == Some(chosen.as_str()),
+            "{r}"
+        );
+        for part in ["test", "dev"] {
+            for k in ["estimate", "lo", "hi"] {
+                assert!(
+                    r[part]["accuracy"][k].is_number(),
+                    "{part}.accuracy.{k}: {r}"
+                );
+            }
+        }
+        assert!(r["kind"].is_string() && r["model"].is_string());
+    }
+
+    // `baseline` leaves hone.toml: until the next `hone run`, predict keeps the recorded choice.
+    std::fs::write(
+        &p,
+        with_twin.replace("[[model]]\nname = \"baseline\"\nkind = \"ngram\"\n", ""),
+    )
+    .unwrap();
+    assert!(chosen.starts_with(&predict_run(dir.path())));
+    let out = run_json(dir.path());
+    let twin = out["chosen"].as_str().unwrap();
+    assert_ne!(twin, chosen);
+    assert!(twin.starts_with(&predict_run(dir.path())));
+}
