@@ -48,6 +48,11 @@ pub enum Error {
         hint: String,
     },
 
+    /// The data cannot support what was asked: a single label, an empty training or test set, too few
+    /// examples for a method. The fix is in the data (or the split), not in the command.
+    #[error("{message}{}", hint_suffix(hint))]
+    Data { message: String, hint: String },
+
     /// A usage error that is not tied to a file (e.g. conflicting options).
     #[error("{0}")]
     Usage(String),
@@ -121,6 +126,7 @@ impl Error {
             Error::Config { .. }
             | Error::Usage(_)
             | Error::FrozenTestChanged { .. }
+            | Error::Data { .. }
             | Error::ModelFiles { .. } => 2,
             Error::Contamination { .. } => 4,
             _ => 1,

@@ -740,9 +740,11 @@ pub fn contrastive(
 ) -> Result<Vec<f64>> {
     let pairs = contrastive_pairs(y, cfg.iterations, cfg.seed);
     if pairs.is_empty() {
-        return Err(Error::Usage(
-            "contrastive training needs at least two labels and two examples of some label".into(),
-        ));
+        return Err(Error::Data {
+            message: "contrastive training needs at least two labels and two examples of some label"
+                .into(),
+            hint: "add labelled examples, or use method = \"frozen\"".into(),
+        });
     }
     let named: Vec<(String, Var)> = {
         let data = encoder

@@ -677,10 +677,11 @@ impl EncoderModel {
             Method::Frozen => {
                 let base = Pretrained::load(&meta.base_dir, meta.max_length)?;
                 if base.fingerprint != meta.base_fingerprint {
-                    return Err(Error::Usage(format!(
-                        "the base model in {} changed since this model was trained; run `hone run` again",
-                        meta.base_dir.display()
-                    )));
+                    return Err(Error::ModelFiles {
+                        path: meta.base_dir.clone(),
+                        reason: "the base model changed since this model was trained".into(),
+                        hint: "run `hone run` again to train on the new weights".into(),
+                    });
                 }
                 Body::Embed {
                     encoder: base.encoder,

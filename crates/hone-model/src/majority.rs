@@ -26,9 +26,10 @@ impl MajorityModel {
     /// Fits on class indices into `label_names`. Errors on an empty training set or an out-of-range label.
     pub fn fit(train_labels: &[u32], label_names: &[String]) -> Result<MajorityModel> {
         if train_labels.is_empty() {
-            return Err(Error::Usage(
-                "majority model: the training set is empty".into(),
-            ));
+            return Err(Error::Data {
+                message: "majority model: the training set is empty".into(),
+                hint: String::new(),
+            });
         }
         if label_names.is_empty() {
             return Err(Error::Usage("majority model: no label names given".into()));

@@ -813,10 +813,13 @@ impl NgramModel {
         check_labels("training", train_labels, n_classes)?;
         let first = train_labels[0];
         if train_labels.iter().all(|&y| y == first) {
-            return Err(Error::Usage(format!(
-                "ngram: every training example has the label `{}`; a classifier needs at least two classes",
-                label_names[first as usize]
-            )));
+            return Err(Error::Data {
+                message: format!(
+                    "ngram: every training example has the label `{}`; a classifier needs at least two classes",
+                    label_names[first as usize]
+                ),
+                hint: "add examples of another label".into(),
+            });
         }
         if let Some((dx, dy)) = dev {
             if dx.len() != dy.len() {

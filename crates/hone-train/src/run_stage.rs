@@ -1067,16 +1067,19 @@ pub fn run(
         .into_iter()
         .collect();
     if labels.len() < 2 {
-        return Err(Error::Usage(format!(
-            "training needs at least two labels in train/dev; found {}",
-            labels.len()
-        )));
+        return Err(Error::Data {
+            message: format!(
+                "training needs at least two labels in train/dev; found {}",
+                labels.len()
+            ),
+            hint: "add examples of another label to the sources".into(),
+        });
     }
     if test.is_empty() {
-        return Err(Error::Usage(
-            "the test split is empty: set [split] test > 0 or declare a role = \"test\" source"
-                .into(),
-        ));
+        return Err(Error::Data {
+            message: "the test split is empty".into(),
+            hint: "set [split] test > 0 or declare a role = \"test\" source".into(),
+        });
     }
     let data = Data {
         train,
