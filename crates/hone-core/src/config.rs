@@ -2,9 +2,11 @@
 //! line and suggest the closest known key. Key names are a contract: add keys freely, rename none.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use toml::de::{DeTable, DeValue};
 
 use crate::error::{Error, Result};
 
@@ -421,42 +423,50 @@ impl Config {
     }
 
     fn validate(&self, text: &str, path: &Path) -> Result<()> {
-        let err = |table: &str, index: Option<usize>, key: &str, message: String, hint: &str| {
-            let (line, col) = locate_key(text, table, index, key);
-            Error::Config {
-                path: path.to_path_buf(),
-                line,
-                col,
-                message,
-                hint: hint.to_string(),
-            }
+        let spans = Spans::new(text);
+        // Errors about a key's name point at the key; errors about its value point at the value.
+        let at_key = |keys: &[Seg<'_>], message: String, hint: &str| {
+            config_error(path, spans.key_or_parent(keys), message, hint)
         };
+        let at_value = |keys: &[Seg<'_>], message: String, hint: &str| {
+            config_error(path, spans.value_or_parent(keys), message, hint)
+        };
+        use Seg::{Index, Key};
         if self.task.name.trim().is_empty() {
-            return Err(err(
-                "task",
-                None,
-                "name",
+            return Err(at_value(
+                &[Key("task"), Key("name")],
                 "`task.name` is empty".into(),
                 "give the task a short name",
             ));
         }
+        if self.task.kind == TaskKind::Generate {
+            return Err(at_value(
+                &[Key("task"), Key("kind")],
+                "`task.kind = \"generate\"` is not supported yet: hone cannot train or evaluate generators".into(),
+                "generation comes with the causal language model kind, which is not built yet; use kind = \"classify\"",
+            ));
+        }
         for (metric, rule) in &self.success {
+            if let Err(hint) = check_gate_metric(metric) {
+                return Err(at_key(
+                    &[Key("success"), Key(metric)],
+                    format!("`[success]` names an unknown metric `{metric}`"),
+                    &hint,
+                ));
+            }
             if SuccessRule::parse(rule).is_none() {
-                return Err(err(
-                    "success",
-                    None,
-                    metric,
+                return Err(at_value(
+                    &[Key("success"), Key(metric)],
                     format!("success rule `{metric} = \"{rule}\"` is not a comparison"),
                     "write it as an operator and a number, e.g. \">= 0.90\" or \"<= 5\"",
                 ));
             }
         }
         let p = &self.policy;
+        let policy = |k| [Key("policy"), Key(k)];
         if !(0.0..=1.0).contains(&p.near_duplicate_jaccard) || p.near_duplicate_jaccard == 0.0 {
-            return Err(err(
-                "policy",
-                None,
-                "near_duplicate_jaccard",
+            return Err(at_value(
+                &policy("near_duplicate_jaccard"),
                 format!(
                     "`near_duplicate_jaccard = {}` is outside (0, 1]",
                     p.near_duplicate_jaccard
@@ -465,10 +475,8 @@ impl Config {
             ));
         }
         if !(0.0..=1.0).contains(&p.short_text_containment) || p.short_text_containment == 0.0 {
-            return Err(err(
-                "policy",
-                None,
-                "short_text_containment",
+            return Err(at_value(
+                &policy("short_text_containment"),
                 format!(
                     "`short_text_containment = {}` is outside (0, 1]",
                     p.short_text_containment
@@ -477,52 +485,100 @@ impl Config {
             ));
         }
         if p.shingle_words == 0 || p.minhash_permutations < 8 || p.minhash_permutations > 1024 {
-            return Err(err(
-                "policy",
-                None,
-                if p.shingle_words == 0 {
+            return Err(at_value(
+                &policy(if p.shingle_words == 0 {
                     "shingle_words"
                 } else {
                     "minhash_permutations"
-                },
+                }),
                 "near-duplicate settings out of range".into(),
                 "shingle_words >= 1 and 8 <= minhash_permutations <= 1024",
             ));
         }
+        if p.contamination_ngram == 0 {
+            return Err(at_value(
+                &policy("contamination_ngram"),
+                "`contamination_ngram = 0`: the overlap check needs n-grams of at least one token"
+                    .into(),
+                "13 is the default",
+            ));
+        }
+        if !(p.contamination_ngram_share > 0.0 && p.contamination_ngram_share <= 1.0) {
+            return Err(at_value(
+                &policy("contamination_ngram_share"),
+                format!(
+                    "`contamination_ngram_share = {}` is outside (0, 1]",
+                    p.contamination_ngram_share
+                ),
+                "0.5 is the default",
+            ));
+        }
         if p.min_chars > p.max_chars {
-            return Err(err(
-                "policy",
-                None,
-                "min_chars",
+            return Err(at_value(
+                &policy("min_chars"),
                 format!(
                     "`min_chars = {}` is larger than `max_chars = {}`",
                     p.min_chars, p.max_chars
                 ),
-                "",
+                "min_chars must not exceed max_chars (defaults: 2 and 10000)",
             ));
         }
         if let Some(as_of) = &p.as_of
             && parse_date(as_of).is_none()
         {
-            return Err(err(
-                "policy",
-                None,
-                "as_of",
+            return Err(at_value(
+                &policy("as_of"),
                 format!("`as_of = \"{as_of}\"` is not a date"),
                 "write it as YYYY-MM-DD",
             ));
         }
-        if !(0.0..1.0).contains(&self.split.test)
-            || !(0.0..1.0).contains(&self.split.dev)
-            || self.split.test + self.split.dev >= 1.0
+        if let Some(enc) = &p.scan_encoder
+            && enc.trim().is_empty()
         {
-            return Err(err(
-                "split",
-                None,
-                "test",
-                "split fractions must be in [0, 1) and leave room for training".into(),
-                "e.g. test = 0.2, dev = 0.1",
+            return Err(at_value(
+                &policy("scan_encoder"),
+                "`scan_encoder` is empty".into(),
+                "name a Hugging Face model directory relative to the project root, or remove the key",
             ));
+        }
+        let sp = &self.split;
+        for (key, v) in [("test", sp.test), ("dev", sp.dev)] {
+            if !(0.0..1.0).contains(&v) {
+                return Err(at_value(
+                    &[Key("split"), Key(key)],
+                    format!("`split.{key} = {v}` is outside [0, 1)"),
+                    "split fractions are shares of the data, e.g. test = 0.2, dev = 0.1",
+                ));
+            }
+        }
+        if sp.test + sp.dev >= 1.0 {
+            return Err(at_value(
+                &[
+                    Key("split"),
+                    Key(if spans.has(&[Key("split"), Key("dev")]) {
+                        "dev"
+                    } else {
+                        "test"
+                    }),
+                ],
+                format!(
+                    "split fractions test = {} and dev = {} leave nothing for training",
+                    sp.test, sp.dev
+                ),
+                "keep test + dev below 1, e.g. test = 0.2, dev = 0.1",
+            ));
+        }
+        for (key, v) in [
+            ("cpu_hour_usd", self.costs.cpu_hour_usd),
+            ("gpu_hour_usd", self.costs.gpu_hour_usd),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(at_value(
+                    &[Key("costs"), Key(key)],
+                    format!("`costs.{key} = {v}` is not a price"),
+                    "prices are numbers >= 0 in US dollars per hour",
+                ));
+            }
         }
         if self.sources.is_empty() {
             let (line, col) = (1, 1);
@@ -536,29 +592,31 @@ impl Config {
         }
         let mut names = std::collections::BTreeSet::new();
         for (i, s) in self.sources.iter().enumerate() {
+            let source = |k| [Key("source"), Index(i), Key(k)];
             if !names.insert(s.name.as_str()) {
-                return Err(err(
-                    "source",
-                    Some(i),
-                    "name",
+                return Err(at_value(
+                    &source("name"),
                     format!("source name `{}` is used twice", s.name),
                     "give each [[source]] its own name",
                 ));
             }
             if s.name.trim().is_empty() || s.name.contains(char::is_whitespace) {
-                return Err(err(
-                    "source",
-                    Some(i),
-                    "name",
+                return Err(at_value(
+                    &source("name"),
                     format!("source name `{}` is empty or has spaces", s.name),
                     "use a short slug such as helpdesk-2025",
                 ));
             }
+            if s.path.trim().is_empty() {
+                return Err(at_value(
+                    &source("path"),
+                    format!("source `{}` has an empty path", s.name),
+                    "give the data file's path relative to the project root, e.g. data/tickets.jsonl",
+                ));
+            }
             if s.format().is_none() {
-                return Err(err(
-                    "source",
-                    Some(i),
-                    "path",
+                return Err(at_value(
+                    &source("path"),
                     format!("cannot tell the format of `{}` from its extension", s.path),
                     "name it .jsonl, .csv, .tsv or .parquet, or set format = \"jsonl\" | \"csv\" | \"parquet\"",
                 ));
@@ -566,10 +624,8 @@ impl Config {
             if let Some(c) = &s.collected
                 && parse_date(c).is_none()
             {
-                return Err(err(
-                    "source",
-                    Some(i),
-                    "collected",
+                return Err(at_value(
+                    &source("collected"),
                     format!("`collected = \"{c}\"` is not a date"),
                     "write it as YYYY-MM-DD",
                 ));
@@ -577,19 +633,15 @@ impl Config {
             if let Some(d) = &s.delimiter
                 && delimiter_byte(d).is_none()
             {
-                return Err(err(
-                    "source",
-                    Some(i),
-                    "delimiter",
+                return Err(at_value(
+                    &source("delimiter"),
                     format!("delimiter `{d}` is not a single ASCII character"),
                     "use \",\", \";\", \"|\" or \"\\t\"",
                 ));
             }
             if p.require_consent && s.role == SourceRole::Train && s.fields.consent.is_none() {
-                return Err(err(
-                    "source",
-                    Some(i),
-                    "name",
+                return Err(at_key(
+                    &source("name"),
                     format!(
                         "source `{}` has no consent field but [policy] require_consent = true",
                         s.name
@@ -601,12 +653,54 @@ impl Config {
         let mut model_names = std::collections::BTreeSet::new();
         for (i, m) in self.models.iter().enumerate() {
             if !model_names.insert(m.name.as_str()) {
-                return Err(err(
-                    "model",
-                    Some(i),
-                    "name",
+                return Err(at_value(
+                    &[Key("model"), Index(i), Key("name")],
                     format!("model name `{}` is used twice", m.name),
                     "give each [[model]] its own name",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that every path in the config exists, resolved against the project `root` (the directory
+    /// holding `hone.toml`): each `[[source]]` file and `[policy] scan_encoder` (a Hugging Face model
+    /// directory). `text` and `path` are the config's text and file name, for the error position.
+    /// Model paths are checked by the model registry.
+    pub fn check_paths(&self, text: &str, path: &Path, root: &Path) -> Result<()> {
+        let spans = Spans::new(text);
+        for (i, s) in self.sources.iter().enumerate() {
+            let full = resolve_path(root, &s.path);
+            if !full.is_file() {
+                let what = if full.is_dir() {
+                    "is a directory, not a data file"
+                } else {
+                    "does not exist"
+                };
+                return Err(config_error(
+                    path,
+                    spans.value_or_parent(&[Seg::Key("source"), Seg::Index(i), Seg::Key("path")]),
+                    format!(
+                        "source `{}`: `{}` {what} (looked for {})",
+                        s.name,
+                        s.path,
+                        full.display()
+                    ),
+                    "paths in hone.toml are relative to the project root, the directory holding hone.toml",
+                ));
+            }
+        }
+        if let Some(enc) = &self.policy.scan_encoder {
+            let dir = resolve_path(root, enc);
+            if let Some(missing) = missing_model_file(&dir) {
+                return Err(config_error(
+                    path,
+                    spans.value_or_parent(&[Seg::Key("policy"), Seg::Key("scan_encoder")]),
+                    format!(
+                        "`scan_encoder = \"{enc}\"` is not a Hugging Face model directory ({} is missing)",
+                        dir.join(missing).display()
+                    ),
+                    "the path is relative to the project root; scripts/get-minilm fetches all-MiniLM-L6-v2 into models/all-MiniLM-L6-v2",
                 ));
             }
         }
@@ -633,6 +727,169 @@ pub fn delimiter_byte(d: &str) -> Option<u8> {
         "\\t" | "\t" | "tab" => Some(b'\t'),
         s if s.len() == 1 && s.is_ascii() => Some(s.as_bytes()[0]),
         _ => None,
+    }
+}
+
+/// A path from `hone.toml`, resolved against the project root (absolute paths stay as they are).
+pub fn resolve_path(root: &Path, path: &str) -> PathBuf {
+    let p = Path::new(path);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        root.join(p)
+    }
+}
+
+/// The files a Hugging Face encoder directory must hold.
+pub const MODEL_FILES: [&str; 3] = ["config.json", "tokenizer.json", "model.safetensors"];
+
+/// The first of [`MODEL_FILES`] missing from `dir`, if any.
+pub fn missing_model_file(dir: &Path) -> Option<&'static str> {
+    MODEL_FILES.into_iter().find(|f| !dir.join(f).is_file())
+}
+
+/// The gate metrics `[success]` knows by name; `<tag>_pass_rate` and `<tag>_accuracy` name suite tags.
+pub const GATE_METRICS: &[&str] = &[
+    "accuracy",
+    "macro_f1",
+    "ece",
+    "pr_auc",
+    "p50_latency_ms",
+    "p95_latency_ms",
+    "p99_latency_ms",
+    "throughput_per_s",
+    "cost_per_1k_usd",
+    "dev_accuracy",
+    "dev_macro_f1",
+];
+
+/// Whether `[success]` can gate on `metric`; the error is a hint naming the closest metric.
+pub fn check_gate_metric(metric: &str) -> std::result::Result<(), String> {
+    if GATE_METRICS.contains(&metric) {
+        return Ok(());
+    }
+    let tag = metric
+        .strip_suffix("_pass_rate")
+        .or_else(|| metric.strip_suffix("_accuracy"));
+    if let Some(t) = tag
+        && !t.is_empty()
+        && !t.contains(char::is_whitespace)
+    {
+        return Ok(());
+    }
+    Err(match closest(metric, GATE_METRICS) {
+        Some(best) => format!("did you mean `{best}`?"),
+        None => format!(
+            "known metrics: {}, or <tag>_pass_rate for a suite tag",
+            GATE_METRICS.join(", ")
+        ),
+    })
+}
+
+/// Builds a config error at a line and column.
+pub fn config_error(
+    path: &Path,
+    (line, col): (usize, usize),
+    message: impl Into<String>,
+    hint: impl Into<String>,
+) -> Error {
+    Error::Config {
+        path: path.to_path_buf(),
+        line,
+        col,
+        message: message.into(),
+        hint: hint.into(),
+    }
+}
+
+/// One step of a path into the `hone.toml` document: a key, or an array element (`[[model]]` number
+/// 2 is `[Seg::Key("model"), Seg::Index(2)]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seg<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// Exact positions of the keys and values of a `hone.toml` text (from toml's spanned parse), so that a
+/// validation error points at the offending key or value.
+pub struct Spans<'a> {
+    text: &'a str,
+    doc: Option<toml::Spanned<DeTable<'a>>>,
+}
+
+impl<'a> Spans<'a> {
+    /// Parses `text`; a text that is not TOML has no positions (every lookup gives line 1).
+    pub fn new(text: &'a str) -> Self {
+        Spans {
+            text,
+            doc: DeTable::parse(text).ok(),
+        }
+    }
+
+    /// The byte ranges of the key and of the value at `path` (for an array element, both are the
+    /// element: the `[[table]]` header for an array of tables).
+    fn find(&self, path: &[Seg<'_>]) -> Option<(Range<usize>, Range<usize>)> {
+        let doc = self.doc.as_ref()?;
+        let mut here: Option<&DeValue<'a>> = None;
+        let mut found = (doc.span(), doc.span());
+        for seg in path {
+            match *seg {
+                Seg::Key(k) => {
+                    let table = match here {
+                        None => doc.get_ref(),
+                        Some(DeValue::Table(t)) => t,
+                        Some(_) => return None,
+                    };
+                    let (key, value) = table.iter().find(|(key, _)| &**key.get_ref() == k)?;
+                    found = (key.span(), value.span());
+                    here = Some(value.get_ref());
+                }
+                Seg::Index(i) => {
+                    let Some(DeValue::Array(a)) = here else {
+                        return None;
+                    };
+                    let e = a.get(i)?;
+                    found = (e.span(), e.span());
+                    here = Some(e.get_ref());
+                }
+            }
+        }
+        Some(found)
+    }
+
+    /// Whether the document has a key at `path`.
+    pub fn has(&self, path: &[Seg<'_>]) -> bool {
+        !path.is_empty() && self.find(path).is_some()
+    }
+
+    /// Line and column of the key at `path`.
+    pub fn key(&self, path: &[Seg<'_>]) -> Option<(usize, usize)> {
+        let (k, _) = self.find(path)?;
+        Some(line_col(self.text, k.start))
+    }
+
+    /// Line and column of the value at `path`.
+    pub fn value(&self, path: &[Seg<'_>]) -> Option<(usize, usize)> {
+        let (_, v) = self.find(path)?;
+        Some(line_col(self.text, v.start))
+    }
+
+    /// Byte offset of the key at `path` (to report the first of several problems in reading order).
+    pub fn offset(&self, path: &[Seg<'_>]) -> Option<usize> {
+        self.find(path).map(|(k, _)| k.start)
+    }
+
+    /// The key at `path`, else the nearest enclosing key that exists, else line 1.
+    pub fn key_or_parent(&self, path: &[Seg<'_>]) -> (usize, usize) {
+        (1..=path.len())
+            .rev()
+            .find_map(|n| self.key(&path[..n]))
+            .unwrap_or((1, 1))
+    }
+
+    /// The value at `path`, else the nearest enclosing key that exists, else line 1.
+    pub fn value_or_parent(&self, path: &[Seg<'_>]) -> (usize, usize) {
+        self.value(path).unwrap_or_else(|| self.key_or_parent(path))
     }
 }
 
@@ -702,28 +959,16 @@ const KNOWN_KEYS: &[&str] = &[
 fn toml_error(text: &str, path: &Path, e: &toml::de::Error) -> Error {
     let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
     let message = e.message().trim().to_string();
-    let mut hint = String::new();
-    if let Some(rest) = message.strip_prefix("unknown field `") {
-        let field = rest.split('`').next().unwrap_or("");
-        // Prefer the keys serde says it expected; fall back to every key hone knows.
-        let expected: Vec<&str> = message
-            .split("expected")
-            .nth(1)
-            .map(|s| s.split('`').skip(1).step_by(2).collect())
-            .unwrap_or_default();
-        let pool: &[&str] = if expected.is_empty() {
-            KNOWN_KEYS
-        } else {
-            &expected
-        };
-        if let Some(best) = closest(field, pool) {
-            hint = format!("did you mean `{best}`?");
-        } else if !expected.is_empty() {
-            hint = format!("known keys here: {}", expected.join(", "));
-        }
-    } else if message.starts_with("unknown variant") {
-        hint = "see the comments in the hone.toml written by `hone init` for the allowed values"
-            .into();
+    let mut hint = hint_for(&message, KNOWN_KEYS);
+    // A rule written as a bare number (`accuracy = 0.9`) is the usual slip in [success].
+    if message.starts_with("invalid type")
+        && message.ends_with("expected a string")
+        && table_at(text, e.span().map_or(0, |s| s.start)) == "success"
+    {
+        hint = "write the rule as a quoted comparison, e.g. accuracy = \">= 0.90\"".into();
+    }
+    if hint.is_empty() {
+        hint = "check the TOML syntax here: strings in double quotes, one `key = value` per line, each key once per table".into();
     }
     Error::Config {
         path: path.to_path_buf(),
@@ -731,6 +976,89 @@ fn toml_error(text: &str, path: &Path, e: &toml::de::Error) -> Error {
         col,
         message,
         hint,
+    }
+}
+
+/// The name of the `[table]` (or `[[table]]`) whose body holds byte `offset`, "" before any header.
+fn table_at(text: &str, offset: usize) -> &str {
+    let offset = offset.min(text.len());
+    text[..offset]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| {
+            l.trim_start_matches('[')
+                .split(']')
+                .next()
+                .unwrap_or("")
+                .trim()
+        })
+        .unwrap_or("")
+}
+
+/// The names serde lists after "expected" in an error message (`expected one of `a`, `b``).
+fn expected_names(message: &str) -> Vec<&str> {
+    message
+        .split_once("expected")
+        .map(|(_, rest)| rest.split('`').skip(1).step_by(2).collect())
+        .unwrap_or_default()
+}
+
+/// A hint for a toml/serde error message: "did you mean" for an unknown field (among the fields serde
+/// lists, else `pool`) or an unknown variant, what a key takes for a wrong type or value, what to add
+/// for a missing field. Empty when there is nothing useful to say.
+pub fn hint_for(message: &str, pool: &[&str]) -> String {
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        let field = rest.split('`').next().unwrap_or("");
+        let expected = expected_names(message);
+        let candidates: &[&str] = if expected.is_empty() { pool } else { &expected };
+        return match closest(field, candidates) {
+            Some(best) => format!("did you mean `{best}`?"),
+            None if !expected.is_empty() => format!("known keys here: {}", expected.join(", ")),
+            None if message.contains("there are no fields") => "this table takes no keys".into(),
+            None => String::new(),
+        };
+    }
+    if let Some(rest) = message.strip_prefix("unknown variant `") {
+        let value = rest.split('`').next().unwrap_or("");
+        let expected = expected_names(message);
+        return match closest(value, &expected) {
+            Some(best) => format!("did you mean `{best}`?"),
+            None => format!("allowed values: {}", expected.join(", ")),
+        };
+    }
+    if let Some(rest) = message.strip_prefix("missing field `") {
+        let field = rest.split('`').next().unwrap_or("");
+        return format!("add `{field} = ...` to this table");
+    }
+    if (message.starts_with("invalid type") || message.starts_with("invalid value"))
+        && let Some((_, expected)) = message.rsplit_once(", expected ")
+    {
+        return format!("this key takes {}", describe_expected(expected));
+    }
+    if message.starts_with("invalid length") {
+        if message.ends_with("fewer elements in array") {
+            return "this list has too many values".into();
+        }
+        if let Some((_, expected)) = message.rsplit_once(", expected ") {
+            return format!("this key takes {}", describe_expected(expected));
+        }
+    }
+    String::new()
+}
+
+/// Plain words for the type names serde puts in its messages.
+fn describe_expected(expected: &str) -> String {
+    match expected.trim() {
+        "usize" | "u64" | "u32" | "u16" | "u8" => "a whole number >= 0, e.g. 3".into(),
+        "i64" | "i32" => "a whole number, e.g. 3".into(),
+        "f64" | "f32" => "a number, e.g. 0.5".into(),
+        "a boolean" => "true or false".into(),
+        "a string" => "a quoted string".into(),
+        "a sequence" => "a list, e.g. [1.0, 10.0]".into(),
+        "a tuple of size 2" => "a pair of whole numbers, e.g. [1, 2]".into(),
+        other => other.to_string(),
     }
 }
 
@@ -750,51 +1078,8 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
-/// Best-effort location of `key` inside `[table]` (or the `index`-th `[[table]]`) for validation errors.
-fn locate_key(text: &str, table: &str, index: Option<usize>, key: &str) -> (usize, usize) {
-    let mut in_table = false;
-    let mut seen = 0usize;
-    let mut table_line = None;
-    for (i, raw) in text.lines().enumerate() {
-        let line = raw.trim();
-        if line.starts_with('[') {
-            let name = line
-                .trim_start_matches('[')
-                .split(']')
-                .next()
-                .unwrap_or("")
-                .trim();
-            in_table = false;
-            if name == table {
-                if line.starts_with("[[") {
-                    let this = seen;
-                    seen += 1;
-                    in_table = index.is_none_or(|want| want == this);
-                } else {
-                    in_table = index.is_none();
-                }
-                if in_table {
-                    table_line = Some(i + 1);
-                }
-            }
-            continue;
-        }
-        if in_table {
-            let k = line
-                .split('=')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .trim_matches('"');
-            if k == key {
-                return (i + 1, raw.len() - raw.trim_start().len() + 1);
-            }
-        }
-    }
-    (table_line.unwrap_or(1), 1)
-}
-
-/// The candidate closest to `word` by edit distance, if close enough to be a plausible typo.
+/// The candidate closest to `word` by edit distance, if close enough to be a plausible typo; else the
+/// shortest candidate that starts with `word` (at least three characters), e.g. `distill_temp`.
 pub fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
     candidates
         .iter()
@@ -802,6 +1087,17 @@ pub fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
         .filter(|(d, c)| *d <= (c.len().max(word.len()) / 3).max(2))
         .min()
         .map(|(_, c)| c)
+        .or_else(|| {
+            (word.chars().count() >= 3)
+                .then(|| {
+                    candidates
+                        .iter()
+                        .filter(|c| c.starts_with(word))
+                        .min_by_key(|c| c.len())
+                        .copied()
+                })
+                .flatten()
+        })
 }
 
 fn levenshtein(a: &str, b: &str) -> usize {
@@ -907,6 +1203,85 @@ path = "data/a.jsonl"
         let r = SuccessRule::parse("<= 5").unwrap();
         assert!(r.holds(5.0) && !r.holds(5.1));
         assert!(SuccessRule::parse("~ 3").is_none());
+    }
+
+    #[test]
+    fn generate_is_refused_at_the_kind() {
+        let text = MINIMAL.replace("kind = \"classify\"", "kind = \"generate\"");
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(e.starts_with("hone.toml:4:8: "), "{e}");
+        assert!(e.contains("not built yet"), "{e}");
+    }
+
+    #[test]
+    fn gate_metrics_are_checked_by_name() {
+        assert!(check_gate_metric("accuracy").is_ok());
+        assert!(check_gate_metric("billing_pass_rate").is_ok());
+        assert!(check_gate_metric("refunds_accuracy").is_ok());
+        assert!(check_gate_metric("_pass_rate").is_err());
+        assert_eq!(
+            check_gate_metric("p95_latency").unwrap_err(),
+            "did you mean `p95_latency_ms`?"
+        );
+        let text = MINIMAL.to_string() + "\n[success]\nmacro_f2 = \">= 0.9\"\n";
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(e.starts_with("hone.toml:11:1: "), "{e}");
+        assert!(e.contains("did you mean `macro_f1`?"), "{e}");
+    }
+
+    #[test]
+    fn spans_point_at_keys_and_values() {
+        let text = "[task]\nname = \"t\"\n\n[[model]]\nname = \"a\"\n\n[[model]]\nname = \"b\"\nparams = { seed = 1 }\n";
+        let s = Spans::new(text);
+        let m1 = |k| [Seg::Key("model"), Seg::Index(1), Seg::Key(k)];
+        assert_eq!(s.key(&m1("name")), Some((8, 1)));
+        assert_eq!(s.value(&m1("name")), Some((8, 8)));
+        let seed = [
+            Seg::Key("model"),
+            Seg::Index(1),
+            Seg::Key("params"),
+            Seg::Key("seed"),
+        ];
+        assert_eq!(s.value(&seed), Some((9, 19)));
+        // A missing key falls back to its nearest parent: here the second [[model]] header.
+        assert_eq!(s.value_or_parent(&m1("kind")), (7, 1));
+        assert!(!s.has(&m1("kind")));
+    }
+
+    #[test]
+    fn hints_for_serde_messages() {
+        assert_eq!(
+            hint_for("unknown variant `mask_`, expected `mask` or `drop`", &[]),
+            "did you mean `mask`?"
+        );
+        assert_eq!(
+            hint_for("invalid type: string \"x\", expected usize", &[]),
+            "this key takes a whole number >= 0, e.g. 3"
+        );
+        assert_eq!(
+            hint_for("missing field `name`", &[]),
+            "add `name = ...` to this table"
+        );
+        assert_eq!(
+            closest("distill_temp", &["distill_temperature", "distill_epochs"]),
+            Some("distill_temperature")
+        );
+    }
+
+    #[test]
+    fn paths_must_exist_under_the_root() {
+        let dir = std::env::temp_dir().join(format!("hone-core-paths-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        let c = parse(MINIMAL).unwrap();
+        let e = c
+            .check_paths(MINIMAL, Path::new("hone.toml"), &dir)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("hone.toml:8:8: "), "{e}");
+        std::fs::write(dir.join("data/a.jsonl"), "").unwrap();
+        c.check_paths(MINIMAL, Path::new("hone.toml"), &dir)
+            .unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

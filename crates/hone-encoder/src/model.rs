@@ -50,7 +50,8 @@ pub fn parse_pooling(s: &str) -> Result<Pooling> {
     }
 }
 
-fn pooling_name(p: Pooling) -> &'static str {
+/// The name `hone.toml` uses for a pooling.
+pub fn pooling_name(p: Pooling) -> &'static str {
     match p {
         Pooling::Mean => "mean",
         Pooling::Cls => "cls",

@@ -1,18 +1,26 @@
-//! A hone project on disk: the directory holding `hone.toml`, its parsed config, and who is acting.
+//! A hone project on disk: the directory holding `hone.toml`, its parsed and fully validated config (every
+//! `[[model]]` as a typed spec, every path resolved against the root), and who is acting.
 
 use std::path::{Path, PathBuf};
 
 use hone_core::{Config, Error, Result};
+
+use crate::models::{self, ModelEntry};
 
 /// A loaded project.
 pub struct Project {
     pub root: PathBuf,
     pub config_path: PathBuf,
     pub config: Config,
+    /// The `[[model]]`s of `config`, validated and typed, in `hone.toml` order (the majority baseline is
+    /// not among them: see [`ModelEntry::majority`]).
+    pub models: Vec<ModelEntry>,
 }
 
 impl Project {
-    /// Find `hone.toml` by searching upward from `start` and load it.
+    /// Find `hone.toml` by searching upward from `start` and load it. The whole config is validated here
+    /// (syntax, keys, values, model kinds and parameters, and that every path exists relative to the
+    /// project root), so a bad `hone.toml` fails every command before any work starts.
     pub fn discover(start: &Path) -> Result<Project> {
         let config_path = Config::find(start).ok_or_else(|| Error::NotFound {
             what: "hone.toml",
@@ -23,11 +31,15 @@ impl Project {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
-        let config = Config::load(&config_path)?;
+        let text = std::fs::read_to_string(&config_path).map_err(|e| Error::io(&config_path, e))?;
+        let config = Config::parse(&text, &config_path)?;
+        config.check_paths(&text, &config_path, &root)?;
+        let models = models::validate(&config, &text, &config_path, &root)?;
         Ok(Project {
             root,
             config_path,
             config,
+            models,
         })
     }
 }

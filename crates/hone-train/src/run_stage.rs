@@ -9,12 +9,14 @@ use std::path::Path;
 use std::time::Instant;
 
 use hone_core::config::{ModelConfig, SuccessRule};
+
+use crate::models::{DistillSpec, EncoderSpec, ModelEntry, ModelSpec};
 use hone_core::hash::KeyHasher;
 use hone_core::{Error, Record, Result};
 use hone_data::split::Part;
 use hone_encoder::model::FitReport;
-use hone_encoder::model::{EmbeddingCache, EncoderModel, EncoderParams, Method};
-use hone_model::{MajorityModel, NgramConfig, NgramModel};
+use hone_encoder::model::{EmbeddingCache, EncoderModel};
+use hone_model::{MajorityModel, NgramModel};
 use hone_store::Store;
 use serde_json::{Value, json};
 
@@ -73,7 +75,9 @@ impl Trained {
             "ngram" => Ok(Trained::Ngram(Box::new(NgramModel::load(dir)?))),
             "majority" => Ok(Trained::Majority(MajorityModel::load(dir)?)),
             "encoder" => Ok(Trained::Encoder(Box::new(EncoderModel::load(dir)?))),
-            other => Err(Error::Usage(format!("unknown model kind `{other}`"))),
+            other => Err(Error::Store(format!(
+                "a stored run has model kind `{other}`, which this hone does not know"
+            ))),
         }
     }
 }
@@ -302,140 +306,86 @@ fn golds<'a>(rs: &[&'a Record]) -> Vec<&'a str> {
         .collect()
 }
 
-/// A model's params as stored with its run. For `encoder` models they also carry `path`, `method`,
-/// `pooling` and the base model's fingerprint, so that new weights under the same path are a new run.
-fn model_params(project: &Project, m: &ModelConfig) -> Result<Value> {
-    let mut v = serde_json::to_value(&m.params).map_err(|e| Error::Internal(e.to_string()))?;
-    if m.kind == "encoder" {
-        let path = m.path.clone().ok_or_else(|| {
-            Error::Usage(format!(
-                "[[model]] `{}`: kind = \"encoder\" needs path = \"DIR\" (a Hugging Face model directory; scripts/get-minilm fetches all-MiniLM-L6-v2)",
-                m.name
-            ))
-        })?;
-        let fp = hone_encoder::embed::fingerprint(&encoder_dir(project, &path))?;
-        v["path"] = json!(path);
-        v["method"] = json!(m.method.clone().unwrap_or_else(|| "frozen".into()));
-        v["pooling"] = json!(m.pooling.clone().unwrap_or_else(|| "mean".into()));
-        v["base_fingerprint"] = json!(fp);
+/// A model's params as stored with its run and hashed into its key: the `[model.params]` as written
+/// (so a run id does not change when defaults do). For `encoder` models they also carry `path` (as
+/// written), `method`, `pooling` and the base model's fingerprint, so that new weights under the same path
+/// are a new run.
+fn model_params(entry: &ModelEntry, raw: Option<&ModelConfig>) -> Result<Value> {
+    let mut v = match raw {
+        Some(m) => serde_json::to_value(&m.params).map_err(|e| Error::Internal(e.to_string()))?,
+        None => json!({}),
+    };
+    if let ModelSpec::Encoder(e) = &entry.spec {
+        v["path"] = json!(e.path_as_written);
+        v["method"] = json!(e.method);
+        v["pooling"] = json!(hone_encoder::model::pooling_name(e.pooling));
+        v["base_fingerprint"] = json!(hone_encoder::embed::fingerprint(&e.path)?);
     }
     Ok(v)
 }
 
-/// `distill_from` settings of an `ngram` model: learn from a teacher's temperature-softened probabilities.
-struct Distill {
-    from: String,
-    temperature: f64,
-    epochs: usize,
-    lr: f32,
-    l2: f32,
-    /// Weight of the gold label in each labelled text's target (`alpha · one-hot + (1 - alpha) · teacher`,
-    /// the classic distillation mix); 0 learns from the teacher alone. Unlabelled texts use the teacher.
-    alpha: f32,
-    /// Extra unlabelled texts for the teacher to label (plain lines, or JSONL with a `text` field).
-    unlabelled: Option<std::path::PathBuf>,
-}
-
-impl Distill {
-    /// Removes the distillation keys from `params` (the rest is the `ngram` config).
-    fn take(
-        params: &mut serde_json::Map<String, Value>,
-        name: &str,
-        project: &Project,
-    ) -> Result<Option<Distill>> {
-        params.remove("teacher_run");
-        let from = params.remove("distill_from");
-        let t = params.remove("distill_temperature");
-        let e = params.remove("distill_epochs");
-        let lr = params.remove("distill_lr");
-        let l2 = params.remove("distill_l2");
-        let a = params.remove("distill_alpha");
-        let u = params.remove("distill_unlabelled");
-        let Some(from) = from else {
-            if t.is_some() || e.is_some() || u.is_some() || a.is_some() {
-                return Err(Error::Usage(format!(
-                    "[[model]] `{name}`: distill_* settings need distill_from = \"TEACHER\""
-                )));
-            }
-            return Ok(None);
-        };
-        let num = |v: Option<Value>, d: f64| v.and_then(|v| v.as_f64()).unwrap_or(d);
-        let alpha = num(a, 0.0);
-        if !(0.0..=1.0).contains(&alpha) {
-            return Err(Error::Usage(format!(
-                "[[model]] `{name}`: distill_alpha must be between 0 and 1 (got {alpha})"
-            )));
-        }
-        Ok(Some(Distill {
-            alpha: alpha as f32,
-            from: from.as_str().unwrap_or_default().to_string(),
-            temperature: num(t, 2.0),
-            epochs: num(e, 10.0) as usize,
-            lr: num(lr, 0.5) as f32,
-            l2: num(l2, 1e-6) as f32,
-            unlabelled: u.and_then(|v| v.as_str().map(|s| project.root.join(s))),
-        }))
-    }
-
-    /// Labels the training texts (and the unlabelled ones) with the teacher, softened by the temperature,
-    /// and retrains `base`'s weights on them with soft cross-entropy.
-    #[allow(clippy::too_many_arguments)]
-    fn run(
-        &self,
-        store: &Store,
-        teacher_row: &Run,
-        base: &NgramModel,
-        train_x: &[&str],
-        train_y: &[u32],
-        dev: Option<(&[&str], &[u32])>,
-        labels: &[String],
-        seed: u64,
-    ) -> Result<(NgramModel, DistillReport)> {
-        let teacher = load_model(store, teacher_row)?;
-        if teacher.labels() != labels {
-            return Err(Error::Usage(format!(
-                "the teacher `{}` was trained on other labels; rerun it on this data first",
+/// Distillation of an `ngram` student ([`DistillSpec`]): labels the training texts (and the unlabelled
+/// ones) with the teacher, softened by the temperature, and retrains `base`'s weights on them with soft
+/// cross-entropy.
+#[allow(clippy::too_many_arguments)]
+fn distill(
+    spec: &DistillSpec,
+    store: &Store,
+    teacher_row: &Run,
+    base: &NgramModel,
+    train_x: &[&str],
+    train_y: &[u32],
+    dev: Option<(&[&str], &[u32])>,
+    labels: &[String],
+    seed: u64,
+) -> Result<(NgramModel, DistillReport)> {
+    let teacher = load_model(store, teacher_row)?;
+    if teacher.labels() != labels {
+        return Err(Error::Data {
+            message: format!(
+                "the teacher `{}` was trained on other labels than its student",
                 teacher_row.model
-            )));
-        }
-        let extra = match &self.unlabelled {
-            Some(p) => read_unlabelled(p)?,
-            None => Vec::new(),
-        };
-        let mut texts: Vec<&str> = train_x.to_vec();
-        texts.extend(extra.iter().map(String::as_str));
-        let probs = teacher.proba_batch(&texts)?;
-        // p^(1/T), renormalised = softmax(logits / (T_dev * T)).
-        let inv = (1.0 / self.temperature.max(1e-3)) as f32;
-        let mut soft = Vec::with_capacity(texts.len() * labels.len());
-        for row in &probs {
-            let r: Vec<f32> = row.iter().map(|p| p.max(1e-30).powf(inv)).collect();
-            let z: f32 = r.iter().sum();
-            soft.extend(r.iter().map(|v| v / z.max(1e-30)));
-        }
-        let k = labels.len();
-        if self.alpha > 0.0 {
-            for (row, &y) in soft.chunks_mut(k).zip(train_y) {
-                row.iter_mut().for_each(|v| *v *= 1.0 - self.alpha);
-                row[y as usize] += self.alpha;
-            }
-        }
-        let (student, losses) =
-            base.distill(&texts, &soft, dev, self.epochs, self.lr, self.l2, seed)?;
-        Ok((
-            student,
-            DistillReport {
-                teacher: teacher_row.model.clone(),
-                teacher_run: teacher_row.id.clone(),
-                temperature: self.temperature,
-                alpha: self.alpha,
-                epochs: self.epochs,
-                n_texts: texts.len(),
-                n_unlabelled: extra.len(),
-                losses,
-            },
-        ))
+            ),
+            hint: "rerun the teacher on this data first".into(),
+        });
     }
+    let extra = match &spec.unlabelled {
+        Some(p) => read_unlabelled(p)?,
+        None => Vec::new(),
+    };
+    let mut texts: Vec<&str> = train_x.to_vec();
+    texts.extend(extra.iter().map(String::as_str));
+    let probs = teacher.proba_batch(&texts)?;
+    // p^(1/T), renormalised = softmax(logits / (T_dev * T)).
+    let inv = (1.0 / spec.temperature.max(1e-3)) as f32;
+    let mut soft = Vec::with_capacity(texts.len() * labels.len());
+    for row in &probs {
+        let r: Vec<f32> = row.iter().map(|p| p.max(1e-30).powf(inv)).collect();
+        let z: f32 = r.iter().sum();
+        soft.extend(r.iter().map(|v| v / z.max(1e-30)));
+    }
+    let k = labels.len();
+    if spec.alpha > 0.0 {
+        for (row, &y) in soft.chunks_mut(k).zip(train_y) {
+            row.iter_mut().for_each(|v| *v *= 1.0 - spec.alpha);
+            row[y as usize] += spec.alpha;
+        }
+    }
+    let (student, losses) =
+        base.distill(&texts, &soft, dev, spec.epochs, spec.lr, spec.l2, seed)?;
+    Ok((
+        student,
+        DistillReport {
+            teacher: teacher_row.model.clone(),
+            teacher_run: teacher_row.id.clone(),
+            temperature: spec.temperature,
+            alpha: spec.alpha,
+            epochs: spec.epochs,
+            n_texts: texts.len(),
+            n_unlabelled: extra.len(),
+            losses,
+        },
+    ))
 }
 
 /// Unlabelled texts for a teacher: plain lines, or JSONL with a `text` field when the first line is JSON.
@@ -472,23 +422,12 @@ impl EmbeddingCache for StoreCache<'_> {
     }
 }
 
-/// The model directory of an `encoder` model, relative paths from the project root.
-pub fn encoder_dir(project: &Project, path: &str) -> std::path::PathBuf {
-    let p = Path::new(path);
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        project.root.join(p)
-    }
-}
-
-/// Trains an `encoder` model: `params` carries `path`, `method`, `pooling` and the [`EncoderParams`].
+/// Trains an `encoder` model by its validated spec.
 #[allow(clippy::too_many_arguments)]
 fn fit_encoder(
     store: &Store,
-    project: &Project,
     name: &str,
-    params: &Value,
+    spec: &EncoderSpec,
     data: &Data,
     train_x: &[&str],
     train_y: &[u32],
@@ -497,41 +436,15 @@ fn fit_encoder(
     seed: u64,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<(EncoderModel, FitReport)> {
-    let mut rest = params.as_object().cloned().unwrap_or_default();
-    let take = |rest: &mut serde_json::Map<String, Value>, k: &str| -> Option<String> {
-        rest.remove(k).and_then(|v| v.as_str().map(str::to_string))
-    };
-    let path = take(&mut rest, "path").ok_or_else(|| {
-        Error::Usage(format!(
-            "[[model]] `{name}`: kind = \"encoder\" needs path = \"DIR\" (a Hugging Face model directory; scripts/get-minilm fetches all-MiniLM-L6-v2)"
-        ))
-    })?;
-    let method: Method = take(&mut rest, "method")
-        .unwrap_or_else(|| "frozen".into())
-        .parse()
-        .map_err(|e: Error| Error::Usage(format!("[[model]] `{name}`: {e}")))?;
-    let pooling = hone_encoder::model::parse_pooling(
-        &take(&mut rest, "pooling").unwrap_or_else(|| "mean".into()),
-    )
-    .map_err(|e| Error::Usage(format!("[[model]] `{name}`: {e}")))?;
-    rest.remove("base_fingerprint");
-    let mut p: EncoderParams = serde_json::from_value(Value::Object(rest))
-        .map_err(|e| Error::Usage(format!("[[model]] `{name}`: bad params: {e}")))?;
-    if params.pointer("/finetune/seed").is_none() {
-        p.finetune.seed = seed;
-    }
-    if params.pointer("/contrastive/seed").is_none() {
-        p.contrastive.seed = seed;
-    }
-    let dir = encoder_dir(project, &path);
-    let base = hone_encoder::Pretrained::load(&dir, p.max_length)?;
+    let p = spec.seeded_params(seed);
+    let base = hone_encoder::Pretrained::load(&spec.path, p.max_length)?;
     let dev = (!dev_x.is_empty()).then_some((dev_x, dev_y));
     let mut cache = StoreCache(store);
     let label = format!("train {name}");
     EncoderModel::fit(
         base,
-        method,
-        pooling,
+        spec.method,
+        spec.pooling,
         &p,
         &data.labels,
         train_x,
@@ -553,10 +466,8 @@ fn fit_encoder(
 fn train_and_evaluate(
     store: &Store,
     project: &Project,
-    kind: &str,
-    name: &str,
+    entry: &ModelEntry,
     params: &Value,
-    abstain: bool,
     data: &Data,
     suites: &[SuiteCase],
     run_id: &str,
@@ -590,29 +501,24 @@ fn train_and_evaluate(
     );
     let wall = Instant::now();
     let cpu0 = cpu_seconds();
+    let (name, kind, abstain) = (entry.name.as_str(), entry.kind().name(), entry.abstain);
     let mut epochs = Vec::new();
-    let (model, train_report) = match kind {
-        "majority" => (
+    let (model, train_report) = match &entry.spec {
+        ModelSpec::Majority => (
             Trained::Majority(MajorityModel::fit(&train_y, &data.labels)?),
             TrainReport::Majority,
         ),
-        "ngram" => {
-            let mut plain = params.as_object().cloned().unwrap_or_default();
-            let distill = Distill::take(&mut plain, name, project)?;
-            let mut cfg: NgramConfig = serde_json::from_value(Value::Object(plain))
-                .map_err(|e| Error::Usage(format!("[[model]] `{name}`: bad params: {e}")))?;
-            // The project seed, unless the model's params set their own.
-            if params.get("seed").is_none() {
-                cfg.seed = seed;
-            }
+        ModelSpec::Ngram(spec) => {
+            let cfg = spec.seeded(seed);
             let dev = (!dev_x.is_empty()).then_some((dev_x.as_slice(), dev_y.as_slice()));
             let (m, fit) =
                 NgramModel::fit(&train_x, &train_y, &data.labels, dev, &cfg, &mut |e| {
                     epochs.push(e.clone())
                 })?;
-            match (distill, teacher) {
+            match (&spec.distill, teacher) {
                 (Some(d), Some(teacher_run)) => {
-                    let (student, info) = d.run(
+                    let (student, info) = distill(
+                        d,
                         store,
                         teacher_run,
                         &m,
@@ -631,8 +537,8 @@ fn train_and_evaluate(
                     )
                 }
                 (Some(d), None) => {
-                    return Err(Error::Usage(format!(
-                        "[[model]] `{name}`: distill_from = \"{}\" names no model trained before it in hone.toml",
+                    return Err(Error::Internal(format!(
+                        "[[model]] `{name}`: the teacher `{}` was not trained first (validation lets only earlier teachers through)",
                         d.from
                     )));
                 }
@@ -645,10 +551,9 @@ fn train_and_evaluate(
                 ),
             }
         }
-        "encoder" => {
+        ModelSpec::Encoder(spec) => {
             let (m, fit) = fit_encoder(
-                store, project, name, params, data, &train_x, &train_y, &dev_x, &dev_y, seed,
-                progress,
+                store, name, spec, data, &train_x, &train_y, &dev_x, &dev_y, seed, progress,
             )?;
             let test_truncated = m.count_truncated(&texts(&data.test))?;
             (
@@ -658,11 +563,6 @@ fn train_and_evaluate(
                     test_truncated,
                 },
             )
-        }
-        other => {
-            return Err(Error::Usage(format!(
-                "[[model]] `{name}`: unknown kind `{other}` (this hone knows `ngram` and `encoder`; `majority` runs beside every model)"
-            )));
         }
     };
     let train_wall = wall.elapsed().as_secs_f64();
@@ -1088,28 +988,35 @@ pub fn run(
         labels,
     };
     let seed = project.config.split.seed;
-    let mut candidates: Vec<(String, String, Value, bool)> =
-        vec![("majority".into(), "majority".into(), json!({}), false)];
-    for m in &project.config.models {
-        candidates.push((
-            m.kind.clone(),
-            m.name.clone(),
-            model_params(project, m)?,
-            m.abstain,
-        ));
-    }
+    // The majority baseline first, then every [[model]] in hone.toml order (validated at load).
+    let entries: Vec<(ModelEntry, Option<&ModelConfig>)> =
+        std::iter::once((ModelEntry::majority(), None))
+            .chain(
+                project
+                    .models
+                    .iter()
+                    .cloned()
+                    .zip(project.config.models.iter().map(Some)),
+            )
+            .collect();
     let mut runs: Vec<ModelRun> = Vec::new();
-    for (kind, name, mut params, abstain) in candidates {
+    for (entry, raw) in &entries {
+        let (kind, name, abstain) = (entry.kind().name(), entry.name.as_str(), entry.abstain);
+        let mut params = model_params(entry, *raw)?;
         // A distilled student is keyed by its teacher's run, which must come before it.
-        let teacher = match params.get("distill_from").and_then(Value::as_str) {
+        let distill_from = match &entry.spec {
+            ModelSpec::Ngram(n) => n.distill.as_ref().map(|d| d.from.as_str()),
+            _ => None,
+        };
+        let teacher = match distill_from {
             Some(from) => {
                 let t = runs
                     .iter()
                     .find(|r| r.run.model == from)
                     .map(|r| r.run.clone())
                     .ok_or_else(|| {
-                        Error::Usage(format!(
-                            "[[model]] `{name}`: distill_from = \"{from}\" names no [[model]] listed before it"
+                        Error::Internal(format!(
+                            "[[model]] `{name}`: distill_from = \"{from}\" names no [[model]] before it, yet passed validation"
                         ))
                     })?;
                 params["teacher_run"] = json!(t.id);
@@ -1139,10 +1046,8 @@ pub fn run(
         let run = train_and_evaluate(
             store,
             project,
-            &kind,
-            &name,
+            entry,
             &params,
-            abstain,
             &data,
             &suites,
             &run_id,

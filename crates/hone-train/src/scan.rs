@@ -102,7 +102,7 @@ pub fn run(
                 index: 0,
                 total: 3,
             });
-            let dir = crate::run_stage::encoder_dir(project, path);
+            let dir = hone_core::config::resolve_path(&project.root, path);
             let max_len = hone_encoder::BertConfig::from_file(&dir.join("config.json"))
                 .map(|c| c.max_position_embeddings.min(128))
                 .unwrap_or(128);

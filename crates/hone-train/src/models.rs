@@ -1,0 +1,1130 @@
+//! The registry of model kinds: what a `[[model]]` in `hone.toml` may be, each kind's typed parameters,
+//! and their validation when the project is loaded, so that an unknown kind, method or parameter, a wrong
+//! type, a bad value or a missing path fails every command with `hone.toml:LINE:COL` and a hint before any
+//! work starts.
+//!
+//! Kinds: `ngram` (the built-in n-gram linear model, optionally distilled from an earlier model) and
+//! `encoder` (a Hugging Face encoder: frozen, fine-tuned or SetFit). `majority` is the built-in baseline:
+//! it is never listed in `hone.toml` and runs beside every model ([`ModelEntry::majority`]). A new kind
+//! adds a [`ModelKind`] variant, a [`ModelSpec`] variant with its typed parameters, and a branch in
+//! [`validate`].
+
+use std::path::{Path, PathBuf};
+
+use hone_core::config::{Seg, Spans, closest, config_error, hint_for, resolve_path};
+use hone_core::{Config, Error, Result};
+use hone_encoder::Pooling;
+use hone_encoder::finetune::{ContrastiveConfig, FinetuneConfig};
+use hone_encoder::model::{EncoderParams, Method, parse_pooling};
+use hone_model::NgramConfig;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// The name of the built-in baseline (reserved: no `[[model]]` may use it).
+pub const MAJORITY: &str = "majority";
+
+/// A kind of model hone can train.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ModelKind {
+    /// The built-in baseline that always answers the most frequent training label; runs beside every
+    /// model and is never listed in `hone.toml`.
+    Majority,
+    /// The built-in hashed n-gram linear model (`hone_model::NgramModel`).
+    Ngram,
+    /// A pretrained Hugging Face encoder (`hone_encoder::EncoderModel`).
+    Encoder,
+}
+
+impl ModelKind {
+    /// Every kind.
+    pub const ALL: [ModelKind; 3] = [ModelKind::Majority, ModelKind::Ngram, ModelKind::Encoder];
+    /// The kinds a `[[model]]` may name.
+    pub const LISTED: [ModelKind; 2] = [ModelKind::Ngram, ModelKind::Encoder];
+
+    /// The kind's name in `hone.toml` and in run rows.
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelKind::Majority => MAJORITY,
+            ModelKind::Ngram => "ngram",
+            ModelKind::Encoder => "encoder",
+        }
+    }
+
+    /// The kind called `name`, listed or not.
+    pub fn from_name(name: &str) -> Option<ModelKind> {
+        ModelKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// The keys `[model.params]` accepts for this kind.
+    pub fn param_names(self) -> Vec<&'static str> {
+        match self {
+            ModelKind::Majority => Vec::new(),
+            ModelKind::Ngram => NGRAM_PARAMS.iter().chain(DISTILL_PARAMS).copied().collect(),
+            ModelKind::Encoder => ENCODER_PARAMS.to_vec(),
+        }
+    }
+}
+
+impl std::fmt::Display for ModelKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The keys of [`NgramConfig`] (checked against serde in the tests).
+pub const NGRAM_PARAMS: &[&str] = &[
+    "buckets",
+    "word_ngrams",
+    "char_ngrams",
+    "char_within_words",
+    "lowercase",
+    "sublinear_tf",
+    "idf",
+    "max_epochs",
+    "patience",
+    "min_delta",
+    "l2_grid",
+    "dev_fraction",
+    "refit",
+    "refit_epochs",
+    "seed",
+    "threads",
+];
+
+/// The distillation keys of an `ngram` model's params.
+pub const DISTILL_PARAMS: &[&str] = &[
+    "distill_from",
+    "distill_temperature",
+    "distill_epochs",
+    "distill_lr",
+    "distill_l2",
+    "distill_alpha",
+    "distill_unlabelled",
+];
+
+/// The keys of [`EncoderParams`].
+pub const ENCODER_PARAMS: &[&str] = &[
+    "max_length",
+    "batch",
+    "c_grid",
+    "normalize",
+    "finetune",
+    "contrastive",
+    "checkpoint_dir",
+    "device",
+];
+
+/// The keys of `[model.params.finetune]` ([`FinetuneConfig`]).
+pub const FINETUNE_PARAMS: &[&str] = &[
+    "epochs",
+    "batch_size",
+    "grad_accum",
+    "lr",
+    "head_lr",
+    "warmup_ratio",
+    "weight_decay",
+    "max_grad_norm",
+    "dropout",
+    "patience",
+    "seed",
+    "eval_batch",
+    "probe_init",
+];
+
+/// The keys of `[model.params.contrastive]` ([`ContrastiveConfig`]).
+pub const CONTRASTIVE_PARAMS: &[&str] = &[
+    "iterations",
+    "epochs",
+    "batch_size",
+    "lr",
+    "warmup_ratio",
+    "seed",
+];
+
+/// The `[[model]]` keys that only an `encoder` takes.
+pub const ENCODER_KEYS: &[&str] = &["path", "method", "pooling"];
+
+/// An encoder's `method` values.
+pub const METHODS: &[&str] = &["frozen", "finetune", "setfit"];
+
+/// An encoder's `pooling` values.
+pub const POOLINGS: &[&str] = &["mean", "cls"];
+
+/// The default encoder method and pooling (when `hone.toml` sets none).
+pub const DEFAULT_METHOD: &str = "frozen";
+pub const DEFAULT_POOLING: &str = "mean";
+
+/// One model to train: a validated `[[model]]`, or the majority baseline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelEntry {
+    pub name: String,
+    /// Abstain below a dev-chosen confidence threshold (`abstain = true`).
+    pub abstain: bool,
+    pub spec: ModelSpec,
+}
+
+impl ModelEntry {
+    /// The majority baseline, trained beside every `[[model]]`.
+    pub fn majority() -> ModelEntry {
+        ModelEntry {
+            name: MAJORITY.into(),
+            abstain: false,
+            spec: ModelSpec::Majority,
+        }
+    }
+
+    pub fn kind(&self) -> ModelKind {
+        self.spec.kind()
+    }
+}
+
+/// A model's kind with its typed parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelSpec {
+    Majority,
+    Ngram(NgramSpec),
+    Encoder(EncoderSpec),
+}
+
+impl ModelSpec {
+    pub fn kind(&self) -> ModelKind {
+        match self {
+            ModelSpec::Majority => ModelKind::Majority,
+            ModelSpec::Ngram(_) => ModelKind::Ngram,
+            ModelSpec::Encoder(_) => ModelKind::Encoder,
+        }
+    }
+}
+
+/// An `ngram` model's parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NgramSpec {
+    /// The n-gram settings from `[model.params]` (serde defaults for the rest).
+    pub config: NgramConfig,
+    /// `[model.params]` sets `seed`; otherwise the run uses the project's `[split] seed`.
+    pub seed_set: bool,
+    /// `distill_from` and its settings.
+    pub distill: Option<DistillSpec>,
+}
+
+impl NgramSpec {
+    /// The config to train with: the project seed unless the params set their own.
+    pub fn seeded(&self, project_seed: u64) -> NgramConfig {
+        let mut c = self.config.clone();
+        if !self.seed_set {
+            c.seed = project_seed;
+        }
+        c
+    }
+}
+
+/// Distillation of an `ngram` student from a teacher's temperature-softened probabilities.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DistillSpec {
+    /// The teacher: a `[[model]]` listed before the student.
+    pub from: String,
+    /// Softening temperature (default 2.0).
+    pub temperature: f64,
+    /// Epochs of SGD on the soft targets (default 10).
+    pub epochs: usize,
+    /// SGD learning rate (default 0.5).
+    pub lr: f32,
+    /// L2 strength (default 1e-6).
+    pub l2: f32,
+    /// Weight of the gold label in each labelled text's target, in [0, 1] (default 0: the teacher alone).
+    pub alpha: f32,
+    /// Extra unlabelled texts for the teacher to label, resolved against the project root.
+    pub unlabelled: Option<PathBuf>,
+}
+
+impl DistillSpec {
+    pub const DEFAULT_TEMPERATURE: f64 = 2.0;
+    pub const DEFAULT_EPOCHS: usize = 10;
+    pub const DEFAULT_LR: f32 = 0.5;
+    pub const DEFAULT_L2: f32 = 1e-6;
+    pub const DEFAULT_ALPHA: f32 = 0.0;
+}
+
+/// The distillation keys as serde reads them (every one optional; defaults applied afterwards).
+#[derive(Debug, Default, serde::Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+struct DistillParams {
+    distill_from: Option<String>,
+    distill_temperature: Option<f64>,
+    distill_epochs: Option<usize>,
+    distill_lr: Option<f32>,
+    distill_l2: Option<f32>,
+    distill_alpha: Option<f32>,
+    distill_unlabelled: Option<String>,
+}
+
+/// An `encoder` model's parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EncoderSpec {
+    /// The Hugging Face model directory, resolved against the project root.
+    pub path: PathBuf,
+    /// `path` as written in `hone.toml` (part of the run key, so a moved project keeps its runs).
+    pub path_as_written: String,
+    pub method: Method,
+    pub pooling: Pooling,
+    /// `[model.params]`; `checkpoint_dir` is resolved against the project root.
+    pub params: EncoderParams,
+    /// `[model.params.finetune]` sets `seed`; otherwise the run uses the project seed.
+    pub finetune_seed_set: bool,
+    /// `[model.params.contrastive]` sets `seed`; otherwise the run uses the project seed.
+    pub contrastive_seed_set: bool,
+}
+
+impl EncoderSpec {
+    /// The params to train with: the project seed wherever the params set none.
+    pub fn seeded_params(&self, project_seed: u64) -> EncoderParams {
+        let mut p = self.params.clone();
+        if !self.finetune_seed_set {
+            p.finetune.seed = project_seed;
+        }
+        if !self.contrastive_seed_set {
+            p.contrastive.seed = project_seed;
+        }
+        p
+    }
+}
+
+/// Validates every `[[model]]` of `config` and returns their typed specs in `hone.toml` order (without
+/// the majority baseline). `text` is the config's text and `path` its file, for errors that point at
+/// the offending key or value (`Error::Config` with line, column and a hint); `root` is the project
+/// root, against which every path resolves.
+pub fn validate(config: &Config, text: &str, path: &Path, root: &Path) -> Result<Vec<ModelEntry>> {
+    let spans = Spans::new(text);
+    let mut out: Vec<ModelEntry> = Vec::new();
+    for (index, m) in config.models.iter().enumerate() {
+        let at = At {
+            spans: &spans,
+            path,
+            index,
+            name: &m.name,
+        };
+        if m.name.trim().is_empty() {
+            return Err(at.value(
+                &["name"],
+                "a [[model]] has an empty name".into(),
+                "give each [[model]] a short name, e.g. name = \"baseline\"",
+            ));
+        }
+        if m.name == MAJORITY {
+            return Err(at.value(
+                &["name"],
+                "the name `majority` is reserved for the built-in baseline".into(),
+                "the majority baseline runs beside every model; give this [[model]] another name",
+            ));
+        }
+        if out.iter().any(|e| e.name == m.name) {
+            return Err(at.value(
+                &["name"],
+                format!("model name `{}` is used twice", m.name),
+                "give each [[model]] its own name",
+            ));
+        }
+        let listed: Vec<&str> = ModelKind::LISTED.iter().map(|k| k.name()).collect();
+        let kind = match ModelKind::from_name(&m.kind) {
+            Some(k) if ModelKind::LISTED.contains(&k) => k,
+            Some(_) => {
+                return Err(at.value(
+                    &["kind"],
+                    format!("[[model]] `{}`: kind = \"{}\" is the built-in baseline", m.name, m.kind),
+                    "the majority baseline runs beside every model without being listed; remove this [[model]]",
+                ));
+            }
+            None => {
+                let hint = match closest(&m.kind, &listed) {
+                    Some(best) => format!("did you mean `{best}`?"),
+                    None => format!(
+                        "known kinds: {} (`majority` runs beside every model)",
+                        listed.join(", ")
+                    ),
+                };
+                return Err(at.value(
+                    &["kind"],
+                    format!("[[model]] `{}`: unknown model kind `{}`", m.name, m.kind),
+                    &hint,
+                ));
+            }
+        };
+        let spec = match kind {
+            ModelKind::Ngram => ModelSpec::Ngram(ngram_spec(&at, m, &out, config, root)?),
+            ModelKind::Encoder => ModelSpec::Encoder(encoder_spec(&at, m, root)?),
+            ModelKind::Majority => ModelSpec::Majority,
+        };
+        out.push(ModelEntry {
+            name: m.name.clone(),
+            abstain: m.abstain,
+            spec,
+        });
+    }
+    Ok(out)
+}
+
+/// Where errors about one `[[model]]` point.
+struct At<'a> {
+    spans: &'a Spans<'a>,
+    path: &'a Path,
+    index: usize,
+    name: &'a str,
+}
+
+impl At<'_> {
+    fn segs<'k>(&self, keys: &[&'k str]) -> Vec<Seg<'k>> {
+        let mut segs = vec![Seg::Key("model"), Seg::Index(self.index)];
+        segs.extend(keys.iter().map(|k| Seg::Key(k)));
+        segs
+    }
+    /// An error at the key `keys` (below this `[[model]]`), or its nearest enclosing key.
+    fn key(&self, keys: &[&str], message: String, hint: &str) -> Error {
+        config_error(
+            self.path,
+            self.spans.key_or_parent(&self.segs(keys)),
+            message,
+            hint,
+        )
+    }
+    /// An error at the value of `keys`, or its nearest enclosing key.
+    fn value(&self, keys: &[&str], message: String, hint: &str) -> Error {
+        config_error(
+            self.path,
+            self.spans.value_or_parent(&self.segs(keys)),
+            message,
+            hint,
+        )
+    }
+    fn has(&self, keys: &[&str]) -> bool {
+        self.spans.has(&self.segs(keys))
+    }
+    fn offset(&self, keys: &[&str]) -> usize {
+        self.spans.offset(&self.segs(keys)).unwrap_or(usize::MAX)
+    }
+    /// The keys of `table` in reading order.
+    fn in_order<'t>(&self, prefix: &[&str], table: &'t toml::Table) -> Vec<&'t str> {
+        let mut keys: Vec<&str> = table.keys().map(String::as_str).collect();
+        keys.sort_by_key(|k| {
+            let mut p = prefix.to_vec();
+            p.push(k);
+            self.offset(&p)
+        });
+        keys
+    }
+    /// `params.finetune.lr` for `["params", "finetune", "lr"]`.
+    fn dotted(keys: &[&str]) -> String {
+        keys.join(".")
+    }
+}
+
+/// Reads `table` (at `prefix` below the `[[model]]`) as `T`: an unknown key fails at the key with the
+/// closest of `known`; a wrong type or value fails at that key's value, saying what the key takes and
+/// its default.
+fn typed<T: DeserializeOwned + Serialize + Default>(
+    at: &At<'_>,
+    prefix: &[&str],
+    table: &toml::Table,
+    known: &[&str],
+    hint_unknown: &dyn Fn(&str) -> Option<String>,
+) -> Result<T> {
+    for key in at.in_order(prefix, table) {
+        if !known.contains(&key) {
+            let mut keys = prefix.to_vec();
+            keys.push(key);
+            let hint = hint_unknown(key)
+                .or_else(|| closest(key, known).map(|b| format!("did you mean `{b}`?")))
+                .unwrap_or_else(|| format!("known keys here: {}", known.join(", ")));
+            return Err(at.key(
+                &keys,
+                format!(
+                    "[[model]] `{}`: unknown parameter `{}`",
+                    at.name,
+                    At::dotted(&keys)
+                ),
+                &hint,
+            ));
+        }
+    }
+    let whole = toml::Value::Table(table.clone()).try_into::<T>();
+    let err = match whole {
+        Ok(v) => return Ok(v),
+        Err(e) => e,
+    };
+    // Find the key that fails on its own (the others take their defaults), in reading order.
+    for key in at.in_order(prefix, table) {
+        let mut one = toml::Table::new();
+        one.insert(key.to_string(), table[key].clone());
+        if let Err(e) = toml::Value::Table(one).try_into::<T>() {
+            let mut keys = prefix.to_vec();
+            keys.push(key);
+            let msg = e.message().trim().to_string();
+            let mut hint = hint_for(&msg, known);
+            if let Some(d) = default_of::<T>(key) {
+                if !hint.is_empty() {
+                    hint.push_str("; ");
+                }
+                hint.push_str(&format!("the default is {d}"));
+            }
+            return Err(at.value(
+                &keys,
+                format!("[[model]] `{}`: `{}`: {msg}", at.name, At::dotted(&keys)),
+                &hint,
+            ));
+        }
+    }
+    let msg = err.message().trim().to_string();
+    Err(at.key(
+        prefix,
+        format!("[[model]] `{}`: bad parameters: {msg}", at.name),
+        &hint_for(&msg, known),
+    ))
+}
+
+/// `T::default()`'s value of `key`, as TOML.
+fn default_of<T: Serialize + Default>(key: &str) -> Option<String> {
+    let v = toml::Value::try_from(T::default()).ok()?;
+    v.get(key).map(ToString::to_string)
+}
+
+fn params_table(m: &hone_core::config::ModelConfig) -> toml::Table {
+    m.params
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+fn ngram_spec(
+    at: &At<'_>,
+    m: &hone_core::config::ModelConfig,
+    before: &[ModelEntry],
+    config: &Config,
+    root: &Path,
+) -> Result<NgramSpec> {
+    for key in ENCODER_KEYS {
+        if at.has(&[key]) {
+            return Err(at.key(
+                &[key],
+                format!(
+                    "[[model]] `{}`: `{key}` applies to kind = \"encoder\" only",
+                    m.name
+                ),
+                "remove it, or set kind = \"encoder\"",
+            ));
+        }
+    }
+    let table = params_table(m);
+    let known: Vec<&str> = ModelKind::Ngram.param_names();
+    let not_here = |key: &str| -> Option<String> {
+        if ENCODER_PARAMS.contains(&key) {
+            Some(format!(
+                "`{key}` is an encoder parameter; this model is kind = \"ngram\""
+            ))
+        } else {
+            None
+        }
+    };
+    let (distill_t, plain_t): (toml::Table, toml::Table) = table
+        .clone()
+        .into_iter()
+        .partition(|(k, _)| DISTILL_PARAMS.contains(&k.as_str()));
+    // Unknown keys first, against both lists.
+    for key in at.in_order(&["params"], &table) {
+        if !known.contains(&key) {
+            let hint = not_here(key)
+                .or_else(|| closest(key, &known).map(|b| format!("did you mean `{b}`?")))
+                .unwrap_or_else(|| format!("known parameters: {}", known.join(", ")));
+            return Err(at.key(
+                &["params", key],
+                format!(
+                    "[[model]] `{}`: unknown parameter `params.{key}` for kind = \"ngram\"",
+                    m.name
+                ),
+                &hint,
+            ));
+        }
+    }
+    let ngram: NgramConfig = typed(at, &["params"], &plain_t, NGRAM_PARAMS, &not_here)?;
+    if let Err(e) = ngram.validate() {
+        let msg = e.to_string();
+        let msg = msg
+            .strip_prefix("ngram config: ")
+            .unwrap_or(&msg)
+            .to_string();
+        let field = msg.split_whitespace().next().unwrap_or("");
+        let field = NGRAM_PARAMS
+            .iter()
+            .find(|k| **k == field)
+            .copied()
+            .or_else(|| {
+                ["word_ngrams", "char_ngrams"]
+                    .into_iter()
+                    .find(|k| msg.contains(k) && at.has(&["params", k]))
+            });
+        let hint = match field.and_then(default_of::<NgramConfig>) {
+            Some(d) => format!("the default is {d}"),
+            None => "see hone_model::NgramConfig for the accepted ranges".into(),
+        };
+        let keys: Vec<&str> = match field {
+            Some(f) => vec!["params", f],
+            None => vec!["params"],
+        };
+        return Err(at.value(&keys, format!("[[model]] `{}`: {msg}", m.name), &hint));
+    }
+    let d: DistillParams = typed(at, &["params"], &distill_t, DISTILL_PARAMS, &not_here)?;
+    let distill = match d.distill_from.clone() {
+        None => {
+            if let Some(key) = at.in_order(&["params"], &distill_t).first() {
+                return Err(at.key(
+                    &["params", key],
+                    format!(
+                        "[[model]] `{}`: `{key}` needs distill_from = \"TEACHER\"",
+                        m.name
+                    ),
+                    "name the teacher with distill_from (a [[model]] listed before this one), or remove the distill_* keys",
+                ));
+            }
+            None
+        }
+        Some(from) => Some(distill_spec(at, &d, from, before, config, root)?),
+    };
+    Ok(NgramSpec {
+        config: ngram,
+        seed_set: table.contains_key("seed"),
+        distill,
+    })
+}
+
+fn distill_spec(
+    at: &At<'_>,
+    d: &DistillParams,
+    from: String,
+    before: &[ModelEntry],
+    config: &Config,
+    root: &Path,
+) -> Result<DistillSpec> {
+    let from_key = ["params", "distill_from"];
+    if from == at.name {
+        return Err(at.value(
+            &from_key,
+            format!("[[model]] `{}` cannot distill from itself", at.name),
+            "name another [[model]] listed before this one as the teacher",
+        ));
+    }
+    if !before.iter().any(|e| e.name == from) {
+        let earlier: Vec<&str> = before.iter().map(|e| e.name.as_str()).collect();
+        let later = config
+            .models
+            .iter()
+            .skip(at.index + 1)
+            .any(|m| m.name == from);
+        let hint = if later {
+            format!(
+                "move the [[model]] `{from}` above `{}`: the teacher trains first",
+                at.name
+            )
+        } else if let Some(best) = closest(&from, &earlier) {
+            format!("did you mean `{best}`?")
+        } else if from == MAJORITY {
+            "the teacher must be a [[model]] (the majority baseline has nothing to teach)".into()
+        } else if earlier.is_empty() {
+            "list the teacher [[model]] above this one".into()
+        } else {
+            format!("models listed before this one: {}", earlier.join(", "))
+        };
+        return Err(at.value(
+            &from_key,
+            format!(
+                "[[model]] `{}`: distill_from = \"{from}\" names no [[model]] listed before it",
+                at.name
+            ),
+            &hint,
+        ));
+    }
+    let temperature = d
+        .distill_temperature
+        .unwrap_or(DistillSpec::DEFAULT_TEMPERATURE);
+    let epochs = d.distill_epochs.unwrap_or(DistillSpec::DEFAULT_EPOCHS);
+    let lr = d.distill_lr.unwrap_or(DistillSpec::DEFAULT_LR);
+    let l2 = d.distill_l2.unwrap_or(DistillSpec::DEFAULT_L2);
+    let alpha = d.distill_alpha.unwrap_or(DistillSpec::DEFAULT_ALPHA);
+    let range = |ok: bool, key: &str, what: &str, hint: &str| -> Result<()> {
+        if ok {
+            Ok(())
+        } else {
+            Err(at.value(
+                &["params", key],
+                format!("[[model]] `{}`: `{key}` must be {what}", at.name),
+                hint,
+            ))
+        }
+    };
+    range(
+        temperature.is_finite() && temperature > 0.0,
+        "distill_temperature",
+        &format!("a number > 0 (got {temperature})"),
+        "the default is 2.0; higher values soften the teacher's probabilities",
+    )?;
+    range(
+        epochs >= 1,
+        "distill_epochs",
+        "at least 1",
+        "the default is 10",
+    )?;
+    range(
+        lr.is_finite() && lr > 0.0,
+        "distill_lr",
+        &format!("a number > 0 (got {lr})"),
+        "the default is 0.5",
+    )?;
+    range(
+        l2.is_finite() && l2 >= 0.0,
+        "distill_l2",
+        &format!("a number >= 0 (got {l2})"),
+        "the default is 1e-6",
+    )?;
+    range(
+        (0.0..=1.0).contains(&alpha),
+        "distill_alpha",
+        &format!("between 0 and 1 (got {alpha})"),
+        "0 learns from the teacher alone (the default), 1 from the gold labels alone",
+    )?;
+    let unlabelled = match &d.distill_unlabelled {
+        None => None,
+        Some(p) => {
+            let full = resolve_path(root, p);
+            if !full.is_file() {
+                return Err(at.value(
+                    &["params", "distill_unlabelled"],
+                    format!(
+                        "[[model]] `{}`: distill_unlabelled = \"{p}\" does not exist (looked for {})",
+                        at.name,
+                        full.display()
+                    ),
+                    "give a text file (one text per line, or JSONL with a text field) relative to the project root",
+                ));
+            }
+            Some(full)
+        }
+    };
+    Ok(DistillSpec {
+        from,
+        temperature,
+        epochs,
+        lr,
+        l2,
+        alpha,
+        unlabelled,
+    })
+}
+
+fn encoder_spec(
+    at: &At<'_>,
+    m: &hone_core::config::ModelConfig,
+    root: &Path,
+) -> Result<EncoderSpec> {
+    let get_minilm = "scripts/get-minilm fetches all-MiniLM-L6-v2 into models/all-MiniLM-L6-v2; paths are relative to the project root";
+    let path_as_written = match m.path.as_deref() {
+        Some(p) if !p.trim().is_empty() => p.to_string(),
+        Some(_) => {
+            return Err(at.value(
+                &["path"],
+                format!("[[model]] `{}`: `path` is empty", m.name),
+                get_minilm,
+            ));
+        }
+        None => {
+            return Err(at.value(
+                &["kind"],
+                format!(
+                    "[[model]] `{}`: kind = \"encoder\" needs path = \"DIR\" (a Hugging Face model directory)",
+                    m.name
+                ),
+                get_minilm,
+            ));
+        }
+    };
+    let path = resolve_path(root, &path_as_written);
+    if let Some(missing) = hone_core::config::missing_model_file(&path) {
+        return Err(at.value(
+            &["path"],
+            format!(
+                "[[model]] `{}`: `{path_as_written}` is not a Hugging Face model directory ({} is missing)",
+                m.name,
+                path.join(missing).display()
+            ),
+            get_minilm,
+        ));
+    }
+    let method_name = m.method.as_deref().unwrap_or(DEFAULT_METHOD);
+    let method: Method = method_name.parse().map_err(|_| {
+        at.value(
+            &["method"],
+            format!(
+                "[[model]] `{}`: unknown encoder method `{method_name}`",
+                m.name
+            ),
+            &choice_hint(method_name, METHODS),
+        )
+    })?;
+    let pooling_name = m.pooling.as_deref().unwrap_or(DEFAULT_POOLING);
+    let pooling = parse_pooling(pooling_name).map_err(|_| {
+        at.value(
+            &["pooling"],
+            format!("[[model]] `{}`: unknown pooling `{pooling_name}`", m.name),
+            &choice_hint(pooling_name, POOLINGS),
+        )
+    })?;
+    let table = params_table(m);
+    let not_here = |key: &str| -> Option<String> {
+        if ENCODER_KEYS.contains(&key) {
+            Some(format!(
+                "`{key}` belongs in the [[model]] table itself, not under params"
+            ))
+        } else if DISTILL_PARAMS.contains(&key) {
+            Some("distillation trains an `ngram` student: put distill_from on a kind = \"ngram\" model".into())
+        } else if NGRAM_PARAMS.contains(&key) && !FINETUNE_PARAMS.contains(&key) {
+            Some(format!(
+                "`{key}` is an ngram parameter; this model is kind = \"encoder\""
+            ))
+        } else {
+            None
+        }
+    };
+    // Nested tables first, so that their errors point inside them.
+    for (key, known) in [
+        ("finetune", FINETUNE_PARAMS),
+        ("contrastive", CONTRASTIVE_PARAMS),
+    ] {
+        if let Some(toml::Value::Table(sub)) = table.get(key) {
+            if key == "finetune" {
+                typed::<FinetuneConfig>(at, &["params", key], sub, known, &|_| None)?;
+            } else {
+                typed::<ContrastiveConfig>(at, &["params", key], sub, known, &|_| None)?;
+            }
+        }
+    }
+    let mut params: EncoderParams = typed(at, &["params"], &table, ENCODER_PARAMS, &not_here)?;
+    check_encoder_ranges(at, &params, &path)?;
+    if let Some(dir) = &params.checkpoint_dir {
+        if dir.as_os_str().is_empty() {
+            return Err(at.value(
+                &["params", "checkpoint_dir"],
+                format!("[[model]] `{}`: `checkpoint_dir` is empty", m.name),
+                "give a directory relative to the project root, or remove the key",
+            ));
+        }
+        params.checkpoint_dir = Some(root.join(dir));
+    }
+    let seed_in =
+        |key: &str| matches!(table.get(key), Some(toml::Value::Table(t)) if t.contains_key("seed"));
+    Ok(EncoderSpec {
+        path,
+        path_as_written,
+        method,
+        pooling,
+        params,
+        finetune_seed_set: seed_in("finetune"),
+        contrastive_seed_set: seed_in("contrastive"),
+    })
+}
+
+fn choice_hint(value: &str, allowed: &[&str]) -> String {
+    match closest(value, allowed) {
+        Some(best) => format!("did you mean `{best}`? (allowed: {})", allowed.join(", ")),
+        None => format!("allowed values: {}", allowed.join(", ")),
+    }
+}
+
+/// Ranges of the encoder settings (what training would refuse later, refused at load).
+fn check_encoder_ranges(at: &At<'_>, p: &EncoderParams, dir: &Path) -> Result<()> {
+    let fail = |keys: &[&str], what: String, hint: &str| -> Result<()> {
+        Err(at.value(
+            keys,
+            format!("[[model]] `{}`: `{}` {what}", at.name, At::dotted(keys)),
+            hint,
+        ))
+    };
+    let max_positions = std::fs::read(dir.join("config.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v["max_position_embeddings"].as_u64())
+        .map(|n| n as usize);
+    if p.max_length < 2 {
+        return fail(
+            &["params", "max_length"],
+            format!("must be at least 2 (got {})", p.max_length),
+            "the default is 128 tokens; [CLS] and [SEP] take two",
+        );
+    }
+    if let Some(n) = max_positions
+        && p.max_length > n
+        && !at.has(&["params", "max_length"])
+    {
+        return Err(at.value(
+            &["params", "max_length"],
+            format!(
+                "[[model]] `{}`: the model takes at most {n} tokens but max_length defaults to {}",
+                at.name, p.max_length
+            ),
+            &format!("set max_length = {n} (or less) under [model.params]"),
+        ));
+    }
+    if let Some(n) = max_positions
+        && p.max_length > n
+    {
+        return fail(
+            &["params", "max_length"],
+            format!(
+                "= {} exceeds the model's max_position_embeddings {n}",
+                p.max_length
+            ),
+            &format!("use at most {n} (the default is 128)"),
+        );
+    }
+    if p.batch == 0 {
+        return fail(
+            &["params", "batch"],
+            "must be at least 1".into(),
+            "the default is 64",
+        );
+    }
+    if p.c_grid.is_empty() || p.c_grid.iter().any(|c| !(c.is_finite() && *c > 0.0)) {
+        return fail(
+            &["params", "c_grid"],
+            format!(
+                "must be a non-empty list of numbers > 0 (got {:?})",
+                p.c_grid
+            ),
+            "the default is [1.0, 10.0, 100.0, 1000.0]",
+        );
+    }
+    if !device_syntax_ok(&p.device) {
+        return fail(
+            &["params", "device"],
+            format!("= \"{}\" is not a device", p.device),
+            &match closest(&p.device, &["cpu", "cuda", "cuda:0"]) {
+                Some(best) => format!("did you mean `{best}`? (allowed: cpu, cuda, cuda:N)"),
+                None => "allowed values: cpu, cuda, cuda:N".into(),
+            },
+        );
+    }
+    if p.device.trim().starts_with("cuda") && !cfg!(feature = "cuda") {
+        return fail(
+            &["params", "device"],
+            format!(
+                "= \"{}\": this hone was built without GPU support (--features cuda)",
+                p.device
+            ),
+            "rebuild with `cargo build --release --features cuda` on a machine with the CUDA toolkit, or use device = \"cpu\"",
+        );
+    }
+    let f = &p.finetune;
+    let ft = |k| ["params", "finetune", k];
+    let positive = |x: f64| x.is_finite() && x > 0.0;
+    let checks: [(bool, [&str; 3], String, &str); 10] = [
+        (
+            f.epochs >= 1,
+            ft("epochs"),
+            "must be at least 1".into(),
+            "the default is 3",
+        ),
+        (
+            f.batch_size >= 1,
+            ft("batch_size"),
+            "must be at least 1".into(),
+            "the default is 32",
+        ),
+        (
+            f.grad_accum >= 1,
+            ft("grad_accum"),
+            "must be at least 1".into(),
+            "the default is 1",
+        ),
+        (
+            f.grad_accum == 0 || f.batch_size % f.grad_accum == 0,
+            ft("grad_accum"),
+            format!(
+                "= {} must divide batch_size = {} (micro-batches of equal size)",
+                f.grad_accum, f.batch_size
+            ),
+            "e.g. batch_size = 32 with grad_accum = 4",
+        ),
+        (
+            positive(f.lr),
+            ft("lr"),
+            format!("must be a number > 0 (got {})", f.lr),
+            "the default is 5e-5",
+        ),
+        (
+            f.head_lr.is_none_or(positive),
+            ft("head_lr"),
+            "must be a number > 0".into(),
+            "remove it to use lr",
+        ),
+        (
+            (0.0..=1.0).contains(&f.warmup_ratio),
+            ft("warmup_ratio"),
+            format!("must be between 0 and 1 (got {})", f.warmup_ratio),
+            "the default is 0.0",
+        ),
+        (
+            f.weight_decay.is_finite() && f.weight_decay >= 0.0,
+            ft("weight_decay"),
+            format!("must be a number >= 0 (got {})", f.weight_decay),
+            "the default is 0.01",
+        ),
+        (
+            f.max_grad_norm.is_finite() && f.max_grad_norm >= 0.0,
+            ft("max_grad_norm"),
+            format!(
+                "must be a number >= 0 (got {}; 0 turns clipping off)",
+                f.max_grad_norm
+            ),
+            "the default is 1.0",
+        ),
+        (
+            f.probe_init.is_none_or(positive) && f.eval_batch >= 1,
+            ft(if f.eval_batch == 0 {
+                "eval_batch"
+            } else {
+                "probe_init"
+            }),
+            "must be > 0".into(),
+            "probe_init is the C of the linear probe, e.g. 10.0; eval_batch defaults to 64",
+        ),
+    ];
+    for (ok, keys, what, hint) in checks {
+        if !ok {
+            return fail(&keys, what, hint);
+        }
+    }
+    let c = &p.contrastive;
+    let ct = |k| ["params", "contrastive", k];
+    let checks: [(bool, [&str; 3], String, &str); 5] = [
+        (
+            c.iterations >= 1,
+            ct("iterations"),
+            "must be at least 1".into(),
+            "the default is 20",
+        ),
+        (
+            c.epochs >= 1,
+            ct("epochs"),
+            "must be at least 1".into(),
+            "the default is 1",
+        ),
+        (
+            c.batch_size >= 1,
+            ct("batch_size"),
+            "must be at least 1".into(),
+            "the default is 16",
+        ),
+        (
+            positive(c.lr),
+            ct("lr"),
+            format!("must be a number > 0 (got {})", c.lr),
+            "the default is 2e-5",
+        ),
+        (
+            (0.0..=1.0).contains(&c.warmup_ratio),
+            ct("warmup_ratio"),
+            format!("must be between 0 and 1 (got {})", c.warmup_ratio),
+            "the default is 0.1",
+        ),
+    ];
+    for (ok, keys, what, hint) in checks {
+        if !ok {
+            return fail(&keys, what, hint);
+        }
+    }
+    Ok(())
+}
+
+/// `cpu`, `cuda` or `cuda:N`.
+fn device_syntax_ok(spec: &str) -> bool {
+    let spec = spec.trim();
+    spec.eq_ignore_ascii_case("cpu")
+        || match spec.strip_prefix("cuda") {
+            Some("") => true,
+            Some(n) => n
+                .strip_prefix(':')
+                .is_some_and(|n| n.parse::<usize>().is_ok()),
+            None => false,
+        }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    /// The names serde lists for `T` (from its unknown-field error).
+    fn serde_fields<T: DeserializeOwned>() -> BTreeSet<String> {
+        let mut t = toml::Table::new();
+        t.insert("__no_such_key__".into(), toml::Value::Integer(1));
+        let msg = match toml::Value::Table(t).try_into::<T>() {
+            Ok(_) => panic!("an unknown key was accepted"),
+            Err(e) => e.message().to_string(),
+        };
+        let rest = msg.split_once("expected").unwrap().1;
+        rest.split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn set(list: &[&str]) -> BTreeSet<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn param_lists_match_what_serde_accepts() {
+        assert_eq!(serde_fields::<NgramConfig>(), set(NGRAM_PARAMS));
+        assert_eq!(serde_fields::<DistillParams>(), set(DISTILL_PARAMS));
+        assert_eq!(serde_fields::<EncoderParams>(), set(ENCODER_PARAMS));
+        assert_eq!(serde_fields::<FinetuneConfig>(), set(FINETUNE_PARAMS));
+        assert_eq!(serde_fields::<ContrastiveConfig>(), set(CONTRASTIVE_PARAMS));
+        for m in METHODS {
+            assert!(m.parse::<Method>().is_ok(), "{m}");
+        }
+        for p in POOLINGS {
+            assert!(parse_pooling(p).is_ok(), "{p}");
+        }
+        assert!("nope".parse::<Method>().is_err() && parse_pooling("nope").is_err());
+    }
+
+    #[test]
+    fn kinds_round_trip_by_name() {
+        for k in ModelKind::ALL {
+            assert_eq!(ModelKind::from_name(k.name()), Some(k));
+        }
+        assert!(!ModelKind::LISTED.contains(&ModelKind::Majority));
+        assert_eq!(ModelEntry::majority().kind(), ModelKind::Majority);
+    }
+
+    #[test]
+    fn device_syntax() {
+        for ok in ["cpu", "cuda", "cuda:1", "CPU"] {
+            assert!(device_syntax_ok(ok), "{ok}");
+        }
+        for bad in ["gpu", "cuda:", "cuda:x", "cuda1"] {
+            assert!(!device_syntax_ok(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn seeds_follow_the_project_unless_set() {
+        let s = NgramSpec {
+            config: NgramConfig::default(),
+            seed_set: false,
+            distill: None,
+        };
+        assert_eq!(s.seeded(9).seed, 9);
+        let s = NgramSpec {
+            seed_set: true,
+            ..s
+        };
+        assert_eq!(s.seeded(9).seed, NgramConfig::default().seed);
+    }
+}
