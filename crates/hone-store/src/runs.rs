@@ -29,8 +29,10 @@ pub struct SplitRow {
     pub summary: serde_json::Value,
 }
 
+/// A stored run. The store keeps `config` and `record` as JSON and knows nothing of their insides; the
+/// pipeline reads them as typed values (`RunRow<RunConfig, RunRecord>` in hone-train).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RunRow {
+pub struct RunRow<C = serde_json::Value, R = serde_json::Value> {
     pub id: String,
     pub seq: i64,
     pub created_at: String,
@@ -39,10 +41,33 @@ pub struct RunRow {
     pub version: String,
     pub split: String,
     pub seed: i64,
-    pub config: serde_json::Value,
+    pub config: C,
     pub hone_version: String,
     /// Metrics, per-epoch curves, times, cost, gates, artifact hashes.
-    pub record: serde_json::Value,
+    pub record: R,
+}
+
+impl<C, R> RunRow<C, R> {
+    /// The same row with its payloads converted (e.g. parsed into typed values).
+    pub fn try_map<C2, R2, E>(
+        self,
+        config: impl FnOnce(C) -> std::result::Result<C2, E>,
+        record: impl FnOnce(R) -> std::result::Result<R2, E>,
+    ) -> std::result::Result<RunRow<C2, R2>, E> {
+        Ok(RunRow {
+            config: config(self.config)?,
+            record: record(self.record)?,
+            id: self.id,
+            seq: self.seq,
+            created_at: self.created_at,
+            model: self.model,
+            kind: self.kind,
+            version: self.version,
+            split: self.split,
+            seed: self.seed,
+            hone_version: self.hone_version,
+        })
+    }
 }
 
 /// The model one `hone run` chose among its candidates, and by which rule.

@@ -5,28 +5,13 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use hone_core::rng::SeededRng;
 use hone_core::{Error, Result};
 
-/// SplitMix64: small, fast, seeded; enough for generating fixtures.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed ^ 0x9E37_79B9_7F4A_7C15)
-    }
-    pub fn next_u64(&mut self) -> u64 {
-        hone_core::rng::splitmix64(&mut self.0)
-    }
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n.max(1) as u64) as usize
-    }
-    pub fn chance(&mut self, p: f64) -> bool {
-        ((self.next_u64() >> 11) as f64 / (1u64 << 53) as f64) < p
-    }
-    pub fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
-        xs[self.below(xs.len())]
-    }
-}
+/// The generator's seed mixing: `write_project(dir, seed, ..)` draws from
+/// `SeededRng::new(seed ^ SEED_MIX)`, with modulo bounded draws (`below_mod`, `pick`), as it always has;
+/// the planted-defect counts the tests assert depend on this exact stream.
+pub const SEED_MIX: u64 = 0x9E37_79B9_7F4A_7C15;
 
 /// A defect the generator planted, and the rule hone must apply to it.
 #[derive(Debug, Clone, PartialEq)]
@@ -209,7 +194,7 @@ const SLOTS: &[(&str, &[&str])] = &[
     ),
 ];
 
-fn fill(template: &str, rng: &mut Rng) -> String {
+fn fill(template: &str, rng: &mut SeededRng) -> String {
     let mut out = template.to_string();
     while let Some(start) = out.find('{') {
         let Some(len) = out[start..].find('}') else {
@@ -252,10 +237,10 @@ const CLOSERS: &[&str] = &[
     " this is annoying",
 ];
 
-fn luhn_card(rng: &mut Rng) -> String {
+fn luhn_card(rng: &mut SeededRng) -> String {
     let mut digits: Vec<u32> = vec![4];
     for _ in 0..14 {
-        digits.push(rng.below(10) as u32);
+        digits.push(rng.below_mod(10) as u32);
     }
     let sum: u32 = digits
         .iter()
@@ -278,9 +263,9 @@ fn luhn_card(rng: &mut Rng) -> String {
     format!("{} {} {} {}", &s[0..4], &s[4..8], &s[8..12], &s[12..16])
 }
 
-fn iban_de(rng: &mut Rng) -> String {
+fn iban_de(rng: &mut SeededRng) -> String {
     let bban: String = (0..18)
-        .map(|_| char::from_digit(rng.below(10) as u32, 10).unwrap_or('0'))
+        .map(|_| char::from_digit(rng.below_mod(10) as u32, 10).unwrap_or('0'))
         .collect();
     // check digits: 98 - (BBAN + "DE00" as digits) mod 97
     let rearranged = format!("{bban}131400");
@@ -297,7 +282,7 @@ fn iban_de(rng: &mut Rng) -> String {
 }
 
 /// One planted PII value of a given kind, and a sentence carrying it (some in non-ASCII text).
-fn pii_sentence(kind: usize, rng: &mut Rng, n: usize) -> (String, String) {
+fn pii_sentence(kind: usize, rng: &mut SeededRng, n: usize) -> (String, String) {
     let first = [
         "Jürgen", "María", "Zoë", "Łukasz", "Søren", "Anaïs", "Peter", "Olga",
     ];
@@ -327,7 +312,11 @@ fn pii_sentence(kind: usize, rng: &mut Rng, n: usize) -> (String, String) {
             )
         }
         1 => {
-            let v = format!("+49 30 {}{:06}", 2 + rng.below(7), rng.below(1_000_000));
+            let v = format!(
+                "+49 30 {}{:06}",
+                2 + rng.below_mod(7),
+                rng.below_mod(1_000_000)
+            );
             (
                 v.clone(),
                 format!("call me back on {v} about the refund, I am in Zürich until friday"),
@@ -389,7 +378,7 @@ fn csv_field(s: &str) -> String {
 /// Write a demo project into `dir` (which must exist) and return what was planted.
 /// `n_base` is the number of clean base rows before defects are added (the demo uses 1,200).
 pub fn write_project(dir: &Path, seed: u64, n_base: usize) -> Result<Manifest> {
-    let mut rng = Rng::new(seed);
+    let mut rng = SeededRng::new(seed ^ SEED_MIX);
     let mut manifest = Manifest {
         labels: INTENTS.iter().map(|(l, _)| l.to_string()).collect(),
         ..Default::default()
@@ -400,7 +389,7 @@ pub fn write_project(dir: &Path, seed: u64, n_base: usize) -> Result<Manifest> {
     let mut attempts = 0;
     while base.len() < n_base && attempts < n_base * 50 {
         attempts += 1;
-        let (label, templates) = INTENTS[rng.below(INTENTS.len())];
+        let (label, templates) = INTENTS[rng.below_mod(INTENTS.len())];
         let template: &str = rng.pick(templates);
         let opener: &str = rng.pick(OPENERS);
         let body = fill(template, &mut rng);
@@ -427,14 +416,18 @@ pub fn write_project(dir: &Path, seed: u64, n_base: usize) -> Result<Manifest> {
         .collect();
 
     let topics = ["cards", "payments", "account", "shipping"];
-    let mk = |rng: &mut Rng, id: String, label: &str, text: String| Row {
+    let mk = |rng: &mut SeededRng, id: String, label: &str, text: String| Row {
         id,
         text,
         label: label.to_string(),
-        date: format!("2025-{:02}-{:02}", 1 + rng.below(5), 1 + rng.below(28)),
+        date: format!(
+            "2025-{:02}-{:02}",
+            1 + rng.below_mod(5),
+            1 + rng.below_mod(28)
+        ),
         consent: "yes",
-        topic: topics[rng.below(topics.len())].to_string(),
-        customer: format!("cust-{:04}", rng.below(400)),
+        topic: topics[rng.below_mod(topics.len())].to_string(),
+        customer: format!("cust-{:04}", rng.below_mod(400)),
         valid_until: String::new(),
     };
     let mut helpdesk: Vec<Row> = Vec::new();
@@ -449,7 +442,7 @@ pub fn write_project(dir: &Path, seed: u64, n_base: usize) -> Result<Manifest> {
             // Rushed labelling: about 4% of helpdesk tickets carry a wrong intent (the official test set is
             // clean), as real exports do; finding them is the label-issue finder's job.
             let noisy = if rng.chance(0.04) {
-                INTENTS[rng.below(INTENTS.len())].0
+                INTENTS[rng.below_mod(INTENTS.len())].0
             } else {
                 label.as_str()
             };

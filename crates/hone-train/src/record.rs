@@ -3,7 +3,7 @@
 //!
 //! The store keeps both as JSON and knows nothing of their insides; this module is the one place that
 //! writes and reads them. Version 2 is written today. Version 1 rows (hone before the typed pipeline) are
-//! read by [`Run::from_row`], which upgrades them in memory; the upgrade is tested on a stored v1 record.
+//! read by [`from_row`], which upgrades them in memory; the upgrade is tested on a stored v1 record.
 //! Non-finite numbers (an ECE of an empty set, a cost per useful answer with none right) are `null`.
 
 use std::collections::BTreeMap;
@@ -269,71 +269,34 @@ pub struct RunConfig {
 }
 
 /// One stored run: the row's facts and its typed config and record.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Run {
-    pub id: String,
-    pub seq: i64,
-    pub created_at: String,
-    pub model: String,
-    pub kind: String,
-    pub version: String,
-    pub split: String,
-    pub seed: i64,
-    pub hone_version: String,
-    pub config: RunConfig,
-    pub record: RunRecord,
+pub type Run = RunRow<RunConfig, RunRecord>;
+
+/// Read a stored row, upgrading a v1 record.
+pub fn from_row(row: RunRow) -> Result<Run> {
+    let (id, model, kind) = (row.id.clone(), row.model.clone(), row.kind.clone());
+    let bad = |what: &str, e: serde_json::Error| {
+        Error::Store(format!(
+            "run {id} ({model}): its {what} does not read as a run {what}: {e}"
+        ))
+    };
+    row.try_map(
+        |c| serde_json::from_value::<RunConfig>(c).map_err(|e| bad("config", e)),
+        |mut raw| {
+            if raw.get("v").is_none() {
+                upgrade_v1(&mut raw, &kind);
+            }
+            serde_json::from_value::<RunRecord>(raw).map_err(|e| bad("record", e))
+        },
+    )
 }
 
-impl Run {
-    /// Read a stored row, upgrading a v1 record.
-    pub fn from_row(row: RunRow) -> Result<Run> {
-        let bad = |what: &str, e: serde_json::Error| {
-            Error::Store(format!(
-                "run {} ({}): its {what} does not read as a run {what}: {e}",
-                row.id, row.model
-            ))
-        };
-        let config: RunConfig =
-            serde_json::from_value(row.config.clone()).map_err(|e| bad("config", e))?;
-        let mut raw = row.record.clone();
-        if raw.get("v").is_none() {
-            upgrade_v1(&mut raw, &row.kind);
-        }
-        let record: RunRecord = serde_json::from_value(raw).map_err(|e| bad("record", e))?;
-        Ok(Run {
-            id: row.id,
-            seq: row.seq,
-            created_at: row.created_at,
-            model: row.model,
-            kind: row.kind,
-            version: row.version,
-            split: row.split,
-            seed: row.seed,
-            hone_version: row.hone_version,
-            config,
-            record,
-        })
-    }
-
-    /// The row to store.
-    pub fn to_row(&self) -> Result<RunRow> {
-        let json = |v: serde_json::Result<serde_json::Value>| {
-            v.map_err(|e| Error::Internal(e.to_string()))
-        };
-        Ok(RunRow {
-            id: self.id.clone(),
-            seq: self.seq,
-            created_at: self.created_at.clone(),
-            model: self.model.clone(),
-            kind: self.kind.clone(),
-            version: self.version.clone(),
-            split: self.split.clone(),
-            seed: self.seed,
-            config: json(serde_json::to_value(&self.config))?,
-            hone_version: self.hone_version.clone(),
-            record: json(serde_json::to_value(&self.record))?,
-        })
-    }
+/// The row to store.
+pub fn to_row(run: &Run) -> Result<RunRow> {
+    let json = |e: serde_json::Error| Error::Internal(e.to_string());
+    run.clone().try_map(
+        |c| serde_json::to_value(c).map_err(json),
+        |r| serde_json::to_value(r).map_err(json),
+    )
 }
 
 /// v1 → v2 in place: dev metrics were bare numbers; the training report had no `kind` tag (the run's kind
@@ -369,17 +332,17 @@ fn upgrade_v1(raw: &mut serde_json::Value, kind: &str) {
 
 /// Every run, oldest first.
 pub fn all(store: &Store) -> Result<Vec<Run>> {
-    store.runs()?.into_iter().map(Run::from_row).collect()
+    store.runs()?.into_iter().map(from_row).collect()
 }
 
 /// A run by id, if stored.
 pub fn get(store: &Store, id: &str) -> Result<Option<Run>> {
-    store.run(id)?.map(Run::from_row).transpose()
+    store.run(id)?.map(from_row).transpose()
 }
 
 /// A run by number or id prefix.
 pub fn resolve(store: &Store, key: &str) -> Result<Run> {
-    Run::from_row(store.resolve_run(key)?)
+    from_row(store.resolve_run(key)?)
 }
 
 /// Accuracy and macro-F1 with their intervals.
@@ -478,7 +441,7 @@ mod tests {
             "distillation": {"teacher": "enc", "teacher_run": "t1", "temperature": 2.0, "alpha": 0.0,
                              "epochs": 10, "n_texts": 12, "n_unlabelled": 2, "losses": [0.3, 0.2]}
         });
-        let run = Run::from_row(v1_row("ngram", rec)).unwrap();
+        let run = from_row(v1_row("ngram", rec)).unwrap();
         let r = &run.record;
         assert_eq!(r.v, 1);
         assert_eq!(r.dev.macro_f1.estimate, Some(0.75));
@@ -503,7 +466,7 @@ mod tests {
         assert_eq!(r.cost.per_useful_answer_usd, None);
         assert_eq!(run.config.params["ngram_max"], 2);
         // Written back, it is a v1 record in the v2 layout and reads the same.
-        let again = Run::from_row(run.to_row().unwrap()).unwrap();
+        let again = from_row(to_row(&run).unwrap()).unwrap();
         assert_eq!(again, run);
     }
 
@@ -513,7 +476,7 @@ mod tests {
         rec["test"]["threshold"]["applied"] = json!(false);
         rec["abstain"] =
             json!({"threshold": 0.4, "dev_accuracy_without": 0.8, "test_coverage": 0.9});
-        let run = Run::from_row(v1_row("majority", rec.clone())).unwrap();
+        let run = from_row(v1_row("majority", rec.clone())).unwrap();
         assert_eq!(run.record.train.report, TrainReport::Majority);
         assert_eq!(run.record.decision, DecisionRule::Abstain { below: 0.4 });
         rec["abstain"] = json!(null);
@@ -523,7 +486,7 @@ mod tests {
             "head": {"tried": [[1.0, 0.8, 12], [10.0, 0.9, 30]], "chosen_c": 10.0},
             "temperature": 0.8, "test_truncated": 1
         });
-        let run = Run::from_row(v1_row("encoder", rec)).unwrap();
+        let run = from_row(v1_row("encoder", rec)).unwrap();
         assert_eq!(run.record.decision, DecisionRule::Argmax);
         match &run.record.train.report {
             TrainReport::Encoder {
@@ -541,7 +504,7 @@ mod tests {
     fn a_record_that_is_not_a_run_record_is_a_store_error_naming_the_run() {
         let mut rec = v1_common();
         rec["test"]["accuracy"] = json!("high");
-        let e = Run::from_row(v1_row("ngram", rec)).unwrap_err();
+        let e = from_row(v1_row("ngram", rec)).unwrap_err();
         assert!(matches!(e, Error::Store(_)), "{e:?}");
         assert!(e.to_string().contains("run r1 (m)"), "{e}");
     }

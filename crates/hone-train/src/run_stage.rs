@@ -1057,9 +1057,9 @@ pub fn run(
             teacher.as_ref(),
             progress,
         )?;
-        let row = store.put_run(&run.to_row()?, &who(), command)?;
+        let row = store.put_run(&record::to_row(&run)?, &who(), command)?;
         runs.push(ModelRun {
-            run: Run::from_row(row)?,
+            run: record::from_row(row)?,
             cached: false,
         });
     }
