@@ -1,7 +1,9 @@
 //! hone-core: the shared vocabulary of hone — records, lineage entries, the `hone.toml` schema, ids and
-//! hashing, and typed errors. No I/O beyond parsing strings.
+//! hashing, the decision rules (how probabilities become answers, which model is chosen), the seeded
+//! generator, and typed errors. No I/O beyond reading the config file.
 
 pub mod config;
+pub mod decide;
 pub mod error;
 pub mod hash;
 pub mod record;

@@ -11,7 +11,7 @@ use hone_core::{Error, Result};
 /// The generator's seed mixing: `write_project(dir, seed, ..)` draws from
 /// `SeededRng::new(seed ^ SEED_MIX)`, with modulo bounded draws (`below_mod`, `pick`), as it always has;
 /// the planted-defect counts the tests assert depend on this exact stream.
-pub const SEED_MIX: u64 = 0x9E37_79B9_7F4A_7C15;
+const SEED_MIX: u64 = 0x9E37_79B9_7F4A_7C15;
 
 /// A defect the generator planted, and the rule hone must apply to it.
 #[derive(Debug, Clone, PartialEq)]
@@ -206,7 +206,7 @@ fn fill(template: &str, rng: &mut SeededRng) -> String {
             .find(|(n, _)| *n == name)
             .map(|(_, v)| *v)
             .unwrap_or(&["?"]);
-        let v = rng.pick(values).to_string();
+        let v = (*rng.pick(values)).to_string();
         out.replace_range(start..start + len + 1, &v);
     }
     out
@@ -338,7 +338,7 @@ fn pii_sentence(kind: usize, rng: &mut SeededRng, n: usize) -> (String, String) 
         }
         4 => {
             let key: String = (0..32)
-                .map(|_| rng.pick(&['a', 'B', 'c', '7', 'X', 'q', '3', 'z', 'M', '9']))
+                .map(|_| *rng.pick(&['a', 'B', 'c', '7', 'X', 'q', '3', 'z', 'M', '9']))
                 .collect();
             let v = format!("sk_live_{key}");
             (
@@ -390,10 +390,10 @@ pub fn write_project(dir: &Path, seed: u64, n_base: usize) -> Result<Manifest> {
     while base.len() < n_base && attempts < n_base * 50 {
         attempts += 1;
         let (label, templates) = INTENTS[rng.below_mod(INTENTS.len())];
-        let template: &str = rng.pick(templates);
-        let opener: &str = rng.pick(OPENERS);
+        let template: &str = *rng.pick(templates);
+        let opener: &str = *rng.pick(OPENERS);
         let body = fill(template, &mut rng);
-        let closer: &str = rng.pick(CLOSERS);
+        let closer: &str = *rng.pick(CLOSERS);
         let text = format!("{opener}{body}{closer}");
         if seen.insert(text.to_lowercase()) {
             base.push((label.to_string(), text));
@@ -548,7 +548,7 @@ pub fn write_project(dir: &Path, seed: u64, n_base: usize) -> Result<Manifest> {
             .find(|(l, _)| *l == label)
             .map(|(_, t)| *t)
             .unwrap_or(&["help"]);
-        let template: &str = rng.pick(templates);
+        let template: &str = *rng.pick(templates);
         let lead = fill(template, &mut rng);
         let row = mk(
             &mut rng,

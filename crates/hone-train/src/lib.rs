@@ -3,7 +3,6 @@
 
 pub mod compare;
 pub mod curate;
-pub mod decide;
 pub mod demo;
 pub mod input;
 pub mod models;

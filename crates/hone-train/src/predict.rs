@@ -11,8 +11,8 @@ use serde_json::json;
 
 use crate::input::{TextPrep, lenient_id, parse_jsonl};
 
-use crate::decide::{ABSTAIN, DecisionRule, argmax};
 use crate::run_stage::Trained;
+use hone_core::decide::{ABSTAIN, DecisionRule, argmax};
 
 /// One JSONL input line.
 #[derive(Deserialize)]

@@ -13,7 +13,7 @@ use hone_eval::{ClassMetrics, ReliabilityBin};
 use hone_store::{RunRow, Store};
 use serde::{Deserialize, Serialize};
 
-use crate::decide::DecisionRule;
+use hone_core::decide::DecisionRule;
 
 /// The version [`RunRecord`] is written in.
 pub const RUN_RECORD_VERSION: u32 = 2;

@@ -20,13 +20,13 @@ use hone_model::{MajorityModel, NgramModel};
 use hone_store::Store;
 use serde_json::{Value, json};
 
-use crate::decide::{ABSTAIN, CHOICE_RULE, Candidate, DecisionRule, choose};
 use crate::record::{
     self, Abstention, Cost, Counts, DevMetrics, DistillReport, Distillation, Estimate, Latency,
     Predictions, RUN_RECORD_VERSION, Run, RunConfig, RunRecord, SliceAccuracy, SliceTable, Slices,
     SuiteMetrics, SuitePrediction, TestMetrics, TestPrediction, Threshold, TrainInfo, TrainReport,
     finite,
 };
+use hone_core::decide::{ABSTAIN, CHOICE_RULE, Candidate, DecisionRule, choose};
 
 use crate::curate::{self, Progress};
 use crate::input::{TextPrep, parse_jsonl};
@@ -104,7 +104,7 @@ pub struct RunOutcome {
     pub split: SplitOutcome,
     /// `majority` first, then the `[[model]]`s in config order.
     pub runs: Vec<ModelRun>,
-    /// Index into `runs` of the chosen model ([`crate::decide::choose`]).
+    /// Index into `runs` of the chosen model ([`hone_core::decide::choose`]).
     pub chosen: usize,
     pub gates: Vec<Gate>,
 }
