@@ -390,10 +390,10 @@ pub fn write_project(dir: &Path, seed: u64, n_base: usize) -> Result<Manifest> {
     while base.len() < n_base && attempts < n_base * 50 {
         attempts += 1;
         let (label, templates) = INTENTS[rng.below_mod(INTENTS.len())];
-        let template: &str = *rng.pick(templates);
-        let opener: &str = *rng.pick(OPENERS);
+        let template = *rng.pick(templates);
+        let opener = *rng.pick(OPENERS);
         let body = fill(template, &mut rng);
-        let closer: &str = *rng.pick(CLOSERS);
+        let closer = *rng.pick(CLOSERS);
         let text = format!("{opener}{body}{closer}");
         if seen.insert(text.to_lowercase()) {
             base.push((label.to_string(), text));
@@ -548,7 +548,7 @@ pub fn write_project(dir: &Path, seed: u64, n_base: usize) -> Result<Manifest> {
             .find(|(l, _)| *l == label)
             .map(|(_, t)| *t)
             .unwrap_or(&["help"]);
-        let template: &str = *rng.pick(templates);
+        let template = *rng.pick(templates);
         let lead = fill(template, &mut rng);
         let row = mk(
             &mut rng,
@@ -847,44 +847,4 @@ pub fn run_demo(
         outcome,
         run_report,
     })
-}
-
-#[cfg(test)]
-mod tmp_rng_snapshot {
-    fn walk(p: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
-        for e in std::fs::read_dir(p).unwrap() {
-            let e = e.unwrap().path();
-            if e.is_dir() {
-                walk(&e, out)
-            } else {
-                out.push(e)
-            }
-        }
-    }
-    #[test]
-    fn tmp_rng_snapshot() {
-        for (seed, n) in [(7u64, 1200usize), (7, 300), (3, 240)] {
-            let d = tempfile::tempdir().unwrap();
-            let m = super::write_project(d.path(), seed, n).unwrap();
-            let mut files = Vec::new();
-            walk(d.path(), &mut files);
-            files.sort();
-            let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-            for f in &files {
-                let rel = f
-                    .strip_prefix(d.path())
-                    .unwrap()
-                    .to_string_lossy()
-                    .into_owned();
-                for b in rel
-                    .bytes()
-                    .chain(std::fs::read(f).unwrap())
-                    .chain(format!("{m:?}").into_bytes())
-                {
-                    h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3);
-                }
-            }
-            eprintln!("SNAP demo {seed} {n} files={} {h:016x}", files.len());
-        }
-    }
 }

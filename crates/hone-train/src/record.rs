@@ -13,7 +13,7 @@ use hone_eval::{ClassMetrics, ReliabilityBin};
 use hone_store::{RunRow, Store};
 use serde::{Deserialize, Serialize};
 
-use hone_core::decide::DecisionRule;
+use hone_core::decide::{Candidate, DecisionRule, choose};
 
 /// The version [`RunRecord`] is written in.
 pub const RUN_RECORD_VERSION: u32 = 2;
@@ -345,6 +345,60 @@ pub fn resolve(store: &Store, key: &str) -> Result<Run> {
     from_row(store.resolve_run(key)?)
 }
 
+/// The run `predict`, `export` and reports use when none is named: the one the latest `hone run` chose.
+/// Stores from before choices were recorded fall back to [`choose`] over the runs of the latest split.
+pub fn chosen_run(store: &Store) -> Result<Run> {
+    if let Some(c) = store.latest_choice()? {
+        return get(store, &c.run)?.ok_or_else(|| {
+            Error::Store(format!(
+                "the chosen run {} is missing from the store",
+                c.run
+            ))
+        });
+    }
+    let runs = all(store)?;
+    let last_split = runs
+        .last()
+        .map(|r| r.split.clone())
+        .ok_or_else(|| Error::NotFound {
+            what: "run",
+            name: "(any)".into(),
+            hint: "run `hone run` first".into(),
+        })?;
+    let of_split: Vec<&Run> = runs.iter().filter(|r| r.split == last_split).collect();
+    let candidates: Vec<Candidate> = of_split
+        .iter()
+        .map(|r| Candidate {
+            kind: &r.kind,
+            dev_macro_f1: r.record.dev.macro_f1.estimate,
+        })
+        .collect();
+    match choose(&candidates) {
+        Some(i) if of_split[i].kind != "majority" => Ok(of_split[i].clone()),
+        _ => Err(Error::NotFound {
+            what: "trained model",
+            name: "(latest run)".into(),
+            hint: "add a [[model]] and run `hone run`".into(),
+        }),
+    }
+}
+
+/// The run named by `--run` (number or id prefix) or `--model` (its latest run), else the chosen one.
+pub fn named_or_chosen(store: &Store, run: Option<&str>, model: Option<&str>) -> Result<Run> {
+    match (run, model) {
+        (Some(r), _) => resolve(store, r),
+        (None, Some(m)) => all(store)?
+            .into_iter()
+            .rfind(|r| r.model == m)
+            .ok_or_else(|| Error::NotFound {
+                what: "run of model",
+                name: m.to_string(),
+                hint: "`hone runs` lists runs".into(),
+            }),
+        (None, None) => chosen_run(store),
+    }
+}
+
 /// Accuracy and macro-F1 with their intervals.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Headline {
@@ -364,9 +418,13 @@ pub struct RunListing {
     pub dev: Headline,
 }
 
-/// Every run, oldest first, marked with the current choice.
+/// Every run, oldest first, marked with the current choice ([`chosen_run`]).
 pub fn listing(store: &Store) -> Result<Vec<RunListing>> {
-    let chosen = store.latest_choice()?.map(|c| c.run);
+    let chosen = match chosen_run(store) {
+        Ok(r) => Some(r.id),
+        Err(Error::NotFound { .. }) => None,
+        Err(e) => return Err(e),
+    };
     Ok(all(store)?
         .into_iter()
         .map(|run| RunListing {

@@ -1084,60 +1084,6 @@ pub fn run(
     })
 }
 
-/// The run `predict`, `export` and reports use when none is named: the one the latest `hone run` chose.
-/// Stores from before choices were recorded fall back to [`choose`] over the runs of the latest split.
-pub fn chosen_run(store: &Store) -> Result<Run> {
-    if let Some(c) = store.latest_choice()? {
-        return record::get(store, &c.run)?.ok_or_else(|| {
-            Error::Store(format!(
-                "the chosen run {} is missing from the store",
-                c.run
-            ))
-        });
-    }
-    let runs = record::all(store)?;
-    let last_split = runs
-        .last()
-        .map(|r| r.split.clone())
-        .ok_or_else(|| Error::NotFound {
-            what: "run",
-            name: "(any)".into(),
-            hint: "run `hone run` first".into(),
-        })?;
-    let of_split: Vec<&Run> = runs.iter().filter(|r| r.split == last_split).collect();
-    let candidates: Vec<Candidate> = of_split
-        .iter()
-        .map(|r| Candidate {
-            kind: &r.kind,
-            dev_macro_f1: r.record.dev.macro_f1.estimate,
-        })
-        .collect();
-    match choose(&candidates) {
-        Some(i) if of_split[i].kind != "majority" => Ok(of_split[i].clone()),
-        _ => Err(Error::NotFound {
-            what: "trained model",
-            name: "(latest run)".into(),
-            hint: "add a [[model]] and run `hone run`".into(),
-        }),
-    }
-}
-
-/// The run named by `--run` (number or id prefix) or `--model` (its latest run), else the chosen one.
-pub fn named_or_chosen(store: &Store, run: Option<&str>, model: Option<&str>) -> Result<Run> {
-    match (run, model) {
-        (Some(r), _) => record::resolve(store, r),
-        (None, Some(m)) => record::all(store)?
-            .into_iter()
-            .rfind(|r| r.model == m)
-            .ok_or_else(|| Error::NotFound {
-                what: "run of model",
-                name: m.to_string(),
-                hint: "`hone runs` lists runs".into(),
-            }),
-        (None, None) => chosen_run(store),
-    }
-}
-
 /// Materialise a run's model from the object store into a temp dir and load it.
 pub fn load_model(store: &Store, run: &Run) -> Result<Trained> {
     let tmp = materialise(store, run)?;

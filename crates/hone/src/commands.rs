@@ -757,7 +757,7 @@ pub fn export(
 ) -> Result<u8> {
     let project = open_project(ctx)?;
     let store = Store::open_existing(&project.root)?;
-    let chosen = hone_train::run_stage::named_or_chosen(&store, run, model)?;
+    let chosen = hone_train::record::named_or_chosen(&store, run, model)?;
     let what = hone_train::run_stage::export_model(&store, &chosen, out)?;
     if ctx.json {
         print_json(&json!({"run": chosen.id, "model": chosen.model, "format": what, "dir": out}));
@@ -782,7 +782,7 @@ pub fn predict(
     let project = open_project(ctx)?;
     let store = Store::open_existing(&project.root)?;
     let named = run.is_some() || model.is_some();
-    let chosen = hone_train::run_stage::named_or_chosen(&store, run, model)?;
+    let chosen = hone_train::record::named_or_chosen(&store, run, model)?;
     let model = hone_train::run_stage::load_model(&store, &chosen)?;
     // stdout is the predictions; which model made them goes to stderr.
     eprintln!(
