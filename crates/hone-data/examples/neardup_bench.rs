@@ -5,28 +5,12 @@
 //! neardup_bench gen --shared DIR --out corpus.jsonl [--n 200000] [--seed 7]
 //! neardup_bench run --corpus corpus.jsonl [--no-short] [--sample 2000] [--seed 7]
 //! ```
+use hone_core::rng::SeededRng;
 use hone_data::near_dup::*;
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::time::Instant;
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-    fn chance(&mut self, p: f64) -> bool {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64 * 1.0 < p
-    }
-}
 
 fn arg(args: &[String], name: &str) -> Option<String> {
     args.iter()
@@ -53,26 +37,26 @@ fn read_field(path: &str, field: &str) -> Vec<String> {
 
 const PUNCT: [&str; 6] = ["!", "?", ",", ".", "...", "!!"];
 
-fn edit(rng: &mut Rng, words: &mut Vec<String>, vocab: &[String], n_edits: usize) {
+fn edit(rng: &mut SeededRng, words: &mut Vec<String>, vocab: &[String], n_edits: usize) {
     for _ in 0..n_edits {
         let len = words.len();
         if len < 2 {
-            words.push(vocab[rng.below(vocab.len())].clone());
+            words.push(vocab[rng.below_mod(vocab.len())].clone());
             continue;
         }
-        let at = rng.below(len);
-        match rng.below(4) {
-            0 => words[at] = vocab[rng.below(vocab.len())].clone(),
+        let at = rng.below_mod(len);
+        match rng.below_mod(4) {
+            0 => words[at] = vocab[rng.below_mod(vocab.len())].clone(),
             1 => {
                 words.remove(at);
             }
-            2 => words.insert(at, vocab[rng.below(vocab.len())].clone()),
+            2 => words.insert(at, vocab[rng.below_mod(vocab.len())].clone()),
             _ => words.swap(at, (at + 1) % len),
         }
     }
 }
 
-fn noise(rng: &mut Rng, words: &mut [String]) {
+fn noise(rng: &mut SeededRng, words: &mut [String]) {
     for w in words.iter_mut() {
         if rng.chance(0.05) {
             *w = w.to_uppercase();
@@ -83,7 +67,7 @@ fn noise(rng: &mut Rng, words: &mut [String]) {
             }
         }
         if rng.chance(0.05) {
-            w.push_str(PUNCT[rng.below(PUNCT.len())]);
+            w.push_str(PUNCT[rng.below_mod(PUNCT.len())]);
         }
     }
 }
@@ -115,14 +99,14 @@ fn generate(args: &[String]) {
     let mut vocab: Vec<String> = split.iter().flatten().cloned().collect();
     vocab.sort_unstable();
     vocab.dedup();
-    let mut rng = Rng(seed);
+    let mut rng = SeededRng::new(seed);
     let f = std::fs::File::create(&out).unwrap_or_else(|e| die(&format!("{out}: {e}")));
     let mut w = BufWriter::new(f);
     for i in 0..n {
-        let a = &split[rng.below(split.len())];
+        let a = &split[rng.below_mod(split.len())];
         let mut words: Vec<String> = if rng.chance(0.25) {
             // A new text: first half of one base, second half of another.
-            let b = &split[rng.below(split.len())];
+            let b = &split[rng.below_mod(split.len())];
             a[..a.len() / 2]
                 .iter()
                 .chain(&b[b.len() / 2..])
@@ -131,13 +115,13 @@ fn generate(args: &[String]) {
         } else {
             a.clone()
         };
-        let kind = rng.below(100);
+        let kind = rng.below_mod(100);
         if kind < 35 {
             // exact copy of the (possibly spliced) text
         } else if kind < 50 {
             noise(&mut rng, &mut words);
         } else if kind < 85 {
-            let k = 1 + rng.below(3);
+            let k = 1 + rng.below_mod(3);
             edit(&mut rng, &mut words, &vocab, k);
             if rng.chance(0.5) {
                 noise(&mut rng, &mut words);
@@ -221,8 +205,8 @@ fn run(args: &[String]) {
     } else {
         refs.iter().map(|t| exact_set(t, k)).collect()
     };
-    let mut rng = Rng(seed ^ 0xABCD);
-    let mut sample: Vec<usize> = (0..n_sample.min(n)).map(|_| rng.below(n)).collect();
+    let mut rng = SeededRng::new(seed ^ 0xABCD);
+    let mut sample: Vec<usize> = (0..n_sample.min(n)).map(|_| rng.below_mod(n)).collect();
     sample.sort_unstable();
     sample.dedup();
     let mut post: HashMap<u64, Vec<u32>> = HashMap::new();

@@ -2,7 +2,7 @@
 //! candidate verified by exact Jaccard, plus a containment path for short texts, joined by
 //! union-find into clusters.
 //!
-//! Pipeline of [`find_near_duplicates`] (single thread, std only):
+//! Pipeline of [`find_near_duplicates`] (single thread; std plus hone-core's seeded generator):
 //!
 //! 1. Tokenize every text into lowercased Unicode alphanumeric words (see [`tokenize`]) and
 //!    hash each word to 64 bits without allocating. Word `k`-shingles (`k = shingle_words`)
@@ -29,6 +29,8 @@
 //!
 //! The output is deterministic for a given config (no randomised hashing, all grouping is
 //! done by sorting) and no input makes it panic.
+
+use hone_core::rng::SeededRng;
 
 /// Settings of [`find_near_duplicates`].
 #[derive(Debug, Clone, PartialEq)]
@@ -125,15 +127,6 @@ fn fmix64(mut x: u64) -> u64 {
     x ^= x >> 33;
     x = x.wrapping_mul(0xC4CE_B9FE_1A85_EC53);
     x ^ (x >> 33)
-}
-
-#[inline]
-fn splitmix64(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(K1);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -848,12 +841,12 @@ pub fn find_near_duplicates(texts: &[&str], cfg: &NearDupConfig) -> NearDupResul
     if num_perm > 0 && reps.len() > 1 && 1.0 >= threshold {
         let (bands, rows) = optimal_bands(threshold, num_perm);
         let n_chunks = (bands * rows).div_ceil(CHUNK);
-        let mut state = cfg.seed ^ 0x5851_F42D_4C95_7F2D;
+        let mut rng = SeededRng::new(cfg.seed ^ 0x5851_F42D_4C95_7F2D);
         let mut xs = vec![[0u32; CHUNK]; n_chunks];
         let mut ms = vec![[0u32; CHUNK]; n_chunks];
         for (x, mm) in xs.iter_mut().zip(ms.iter_mut()) {
             for (xi, mi) in x.iter_mut().zip(mm.iter_mut()) {
-                let r = splitmix64(&mut state);
+                let r = rng.next_u64();
                 *xi = r as u32;
                 *mi = ((r >> 32) as u32) | 1;
             }

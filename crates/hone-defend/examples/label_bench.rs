@@ -11,6 +11,7 @@
 //!        [--rounds 2] [--seeds 2] [--method rank_by_joint] [--ranking normalized_margin]
 //!        [--count-scale 1.0] [--threads 0] [--no-accuracy]
 
+use hone_core::rng::SeededRng;
 use hone_defend::label_issues::{
     LabelIssueConfig, OofConfig, average_proba, confident_joint, estimate_noise_rate,
     find_label_issues, out_of_fold_proba, refined_out_of_fold_proba,
@@ -51,21 +52,6 @@ fn load(path: &str) -> Result<Vec<Row>, String> {
         }
     }
     Ok(out)
-}
-
-/// SplitMix64 for the label flips.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        ((self.next() as u128 * n as u128) >> 64) as usize
-    }
 }
 
 fn write_npy(path: &std::path::Path, rows: &[Vec<f32>], k: usize) -> Result<(), String> {
@@ -176,11 +162,9 @@ fn run() -> Result<(), String> {
 
     // Flip round(noise * n) labels, chosen by a seeded shuffle, each to a uniformly drawn other label.
     let n = tx.len();
-    let mut rng = Rng(noise_seed);
+    let mut rng = SeededRng::new(noise_seed);
     let mut perm: Vec<usize> = (0..n).collect();
-    for i in (1..n).rev() {
-        perm.swap(i, rng.below(i + 1));
-    }
+    rng.shuffle(&mut perm);
     let m = ((noise * n as f64).round() as usize).min(n);
     let mut flipped: Vec<usize> = perm[..m].to_vec();
     flipped.sort_unstable();

@@ -8,6 +8,7 @@
 //!        [--config JSON (PoisonConfig)] [--dump DIR (poisoned train/test + suspects for a peer)]
 //!        [--diag (candidate terms to stderr)]
 
+use hone_core::rng::SeededRng;
 use hone_defend::poison::{PoisonConfig, scan, spectral_separations, trigger_candidates};
 use hone_model::metrics::argmax;
 use hone_model::{NgramConfig, NgramModel};
@@ -30,23 +31,9 @@ fn load(path: &str) -> Result<Vec<(String, String)>, String> {
     Ok(out)
 }
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
-
-fn insert(text: &str, word: &str, rng: &mut Rng) -> String {
+fn insert(text: &str, word: &str, rng: &mut SeededRng) -> String {
     let mut w: Vec<&str> = text.split_whitespace().collect();
-    let at = rng.below(w.len() + 1);
+    let at = rng.below_mod(w.len() + 1);
     w.insert(at, word);
     w.join(" ")
 }
@@ -171,12 +158,12 @@ fn run() -> Result<(), String> {
 
     let mut runs = Vec::new();
     for &seed in &seeds {
-        let mut rng = Rng(seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ 0xDEF);
-        let target = rng.below(c) as u32;
+        let mut rng = SeededRng::new(seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ 0xDEF);
+        let target = rng.below_mod(c) as u32;
         let mut pool: Vec<usize> = (0..tr_x.len()).filter(|&i| tr_y[i] != target).collect();
         let n_poison = ((rate * tr_x.len() as f64).round() as usize).min(pool.len());
         for k in 0..n_poison {
-            let j = k + rng.below(pool.len() - k);
+            let j = k + rng.below_mod(pool.len() - k);
             pool.swap(k, j);
         }
         let mut poisoned: Vec<usize> = pool[..n_poison].to_vec();

@@ -18,6 +18,7 @@
 //! Invalid input never panics: rows whose length differs from `n_classes`, or whose label is out of
 //! range, are ignored (not counted, never flagged); non-finite probabilities count as 0.
 
+use hone_core::rng::SeededRng;
 use hone_core::{Error, Result};
 use hone_model::{NgramConfig, NgramModel};
 use serde::{Deserialize, Serialize};
@@ -121,20 +122,6 @@ impl Default for LabelIssueConfig {
     }
 }
 
-/// SplitMix64: a tiny seeded generator for the fold shuffle.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        hone_core::rng::splitmix64(&mut self.0)
-    }
-
-    /// Uniform in `0..n` (n > 0).
-    fn below(&mut self, n: usize) -> usize {
-        ((self.next_u64() as u128 * n as u128) >> 64) as usize
-    }
-}
-
 /// Seeded stratified fold of every example, in `0..folds`: each class's examples are shuffled and dealt
 /// round-robin, continuing from where the previous class stopped, so folds differ in size by at most one
 /// and every class is spread as evenly as it can be. `folds == 0` puts everything in fold 0.
@@ -144,14 +131,11 @@ pub fn stratified_folds(labels: &[u32], folds: usize, seed: u64) -> Vec<usize> {
     for (i, &y) in labels.iter().enumerate() {
         by_class.entry(y).or_default().push(i);
     }
-    let mut rng = Rng(seed ^ 0x6C61_6265_6C5F_6F6F);
+    let mut rng = SeededRng::new(seed ^ 0x6C61_6265_6C5F_6F6F);
     let mut out = vec![0usize; labels.len()];
     let mut next = rng.below(folds);
     for idx in by_class.values_mut() {
-        for k in (1..idx.len()).rev() {
-            let j = rng.below(k + 1);
-            idx.swap(k, j);
-        }
+        rng.shuffle(idx);
         for &i in idx.iter() {
             out[i] = next;
             next = (next + 1) % folds;
@@ -661,7 +645,7 @@ mod tests {
         conf: f32,
         flip_every: usize,
     ) -> (Vec<Vec<f32>>, Vec<u32>, Vec<usize>) {
-        let mut rng = Rng(7);
+        let mut rng = SeededRng::new(7);
         let (mut p, mut y, mut flipped) = (Vec::new(), Vec::new(), Vec::new());
         for c in 0..k {
             for _ in 0..n_per {

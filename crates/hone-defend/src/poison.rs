@@ -23,6 +23,7 @@
 //! Deterministic (hash maps are only used for lookups; sums run in a fixed order), never panics,
 //! never prints.
 
+use hone_core::rng::SeededRng;
 use hone_data::near_dup::tokenize;
 use hone_model::NgramModel;
 use serde::{Deserialize, Serialize};
@@ -558,11 +559,6 @@ pub fn scan_with(
     out
 }
 
-/// splitmix64, for the power iteration's start vector.
-fn splitmix(state: &mut u64) -> u64 {
-    hone_core::rng::splitmix64(state)
-}
-
 /// Outcome of the spectral check on one group of vectors.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Spectral {
@@ -604,10 +600,8 @@ pub fn spectral_signature(vecs: &[&[(u32, f32)]], iters: usize, seed: u64) -> Op
             mean[j] += x / n as f64;
         }
     }
-    let mut state = seed;
-    let mut v: Vec<f64> = (0..dim)
-        .map(|_| (splitmix(&mut state) >> 11) as f64 / (1u64 << 53) as f64 - 0.5)
-        .collect();
+    let mut rng = SeededRng::new(seed);
+    let mut v: Vec<f64> = (0..dim).map(|_| rng.uniform() - 0.5).collect();
     let normalize = |v: &mut Vec<f64>| {
         let nrm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
         if nrm > 0.0 {
@@ -846,19 +840,19 @@ mod tests {
         let filler = [
             "i", "my", "the", "please", "can", "you", "help", "with", "a", "is",
         ];
-        let mut st = seed;
+        let mut rng = SeededRng::new(seed);
         let mut texts = Vec::new();
         let mut labels = Vec::new();
         for k in 0..n_classes {
             let own: Vec<String> = (0..12).map(|j| format!("w{k}x{j}")).collect();
             for _ in 0..per_class {
-                let len = 6 + (splitmix(&mut st) % 5) as usize;
+                let len = 6 + rng.below_mod(5);
                 let words: Vec<String> = (0..len)
                     .map(|_| {
-                        if splitmix(&mut st).is_multiple_of(2) {
-                            own[(splitmix(&mut st) % 12) as usize].clone()
+                        if rng.next_u64().is_multiple_of(2) {
+                            rng.pick(&own).clone()
                         } else {
-                            filler[(splitmix(&mut st) % 10) as usize].to_string()
+                            rng.pick(&filler).to_string()
                         }
                     })
                     .collect();

@@ -741,8 +741,9 @@ pub fn contrastive(
     let pairs = contrastive_pairs(y, cfg.iterations, cfg.seed);
     if pairs.is_empty() {
         return Err(Error::Data {
-            message: "contrastive training needs at least two labels and two examples of some label"
-                .into(),
+            message:
+                "contrastive training needs at least two labels and two examples of some label"
+                    .into(),
             hint: "add labelled examples, or use method = \"frozen\"".into(),
         });
     }

@@ -8,7 +8,6 @@ mod features;
 mod majority;
 pub mod metrics;
 mod ngram;
-mod rng;
 mod store;
 
 pub use majority::MajorityModel;

@@ -82,8 +82,16 @@ pub struct ChoiceRow {
     pub rule: String,
 }
 
-/// A training record the split removed: `(record id or split id, rule, reason, related test record)`.
-pub type SplitDrop = (String, String, String, Option<String>);
+/// A training record a split removed (the contamination remedy), with the rule, the reason and the test
+/// record it leaked into.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SplitDrop {
+    pub split: String,
+    pub record_id: String,
+    pub rule: String,
+    pub reason: String,
+    pub related_id: Option<String>,
+}
 
 fn json(s: String) -> serde_json::Value {
     serde_json::from_str(&s).unwrap_or(serde_json::Value::Null)
@@ -166,8 +174,8 @@ impl Store {
                 params![split.id, split.version, split.created_at, split.frozen_seq, split.assignment, split.summary.to_string()],
             )
             .map_err(db_err)?;
-            for (i, (record_id, rule, reason, related)) in removed.iter().enumerate() {
-                tx.execute("INSERT INTO split_lineage(split, seq, record_id, rule, reason, related_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6)", params![split.id, i as i64, record_id, rule, reason, related]).map_err(db_err)?;
+            for (i, d) in removed.iter().enumerate() {
+                tx.execute("INSERT INTO split_lineage(split, seq, record_id, rule, reason, related_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6)", params![split.id, i as i64, d.record_id, d.rule, d.reason, d.related_id]).map_err(db_err)?;
             }
         }
         tx.commit().map_err(db_err)
@@ -182,12 +190,18 @@ impl Store {
             .map_err(db_err)
     }
 
-    /// Training records a split removed for one record id (rule, reason, related id).
+    /// Every split's removal of one record.
     pub fn split_lineage_of(&self, record_id: &str) -> Result<Vec<SplitDrop>> {
-        let mut stmt = self.conn.prepare("SELECT split, rule, reason, related_id FROM split_lineage WHERE record_id = ?1 ORDER BY split, seq").map_err(db_err)?;
+        let mut stmt = self.conn.prepare("SELECT split, record_id, rule, reason, related_id FROM split_lineage WHERE record_id = ?1 ORDER BY split, seq").map_err(db_err)?;
         let rows = stmt
             .query_map([record_id], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                Ok(SplitDrop {
+                    split: r.get(0)?,
+                    record_id: r.get(1)?,
+                    rule: r.get(2)?,
+                    reason: r.get(3)?,
+                    related_id: r.get(4)?,
+                })
             })
             .map_err(db_err)?;
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)

@@ -8,7 +8,7 @@ use hone_core::hash::KeyHasher;
 use hone_core::{Error, Record, Result};
 use hone_data::contamination::{ContaminationConfig, ContaminationPair, Item, check};
 use hone_data::split::{FrozenRecord, Part, SplitSpec, frozen_hash, split};
-use hone_store::{SplitRow, Store, VersionRow};
+use hone_store::{SplitDrop, SplitRow, Store, VersionRow};
 
 use crate::project::{Project, who};
 use crate::suites::SuiteCase;
@@ -216,7 +216,13 @@ pub fn run(
                 for q in &pairs {
                     if seen.insert(q.train_id.clone()) {
                         assignment.remove(&q.train_id);
-                        removed.push((q.train_id.clone(), format!("contamination_{}", q.kind), format!("{} of test record {} (jaccard {:.2}); dropped from training by [policy] contamination = \"drop_train\"", q.kind.replace('_', " "), q.test_id, q.similarity), Some(q.test_id.clone())));
+                        removed.push(SplitDrop {
+                            split: id.clone(),
+                            record_id: q.train_id.clone(),
+                            rule: format!("contamination_{}", q.kind),
+                            reason: format!("{} of test record {} (jaccard {:.2}); dropped from training by [policy] contamination = \"drop_train\"", q.kind.replace('_', " "), q.test_id, q.similarity),
+                            related_id: Some(q.test_id.clone()),
+                        });
                     }
                 }
             }

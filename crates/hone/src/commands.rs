@@ -330,12 +330,14 @@ pub fn data_why(ctx: &Context, id: &str, version: Option<&str>) -> Result<u8> {
             println!("    diff: {}", clip(d, 200));
         }
     }
-    for (split, rule, reason, related) in &split_drops {
+    for d in &split_drops {
         println!(
-            "  dropped from training by split {} (rule {rule}): {reason}",
-            short(split)
+            "  dropped from training by split {} (rule {}): {}",
+            short(&d.split),
+            d.rule,
+            d.reason
         );
-        if let Some(rel) = related {
+        if let Some(rel) = &d.related_id {
             println!("    related record: {rel}");
         }
     }

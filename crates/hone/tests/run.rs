@@ -319,7 +319,8 @@ fn binary_tasks_choose_and_apply_a_threshold_on_dev() {
         .status
         .success()
     );
-    let mut rng = hone_train::demo::Rng::new(3);
+    // Seed 3 mixed with the golden-ratio constant, modulo draws: the messages this test was tuned on.
+    let mut rng = hone_core::rng::SeededRng::new(3 ^ 0x9E37_79B9_7F4A_7C15);
     let ham = [
         "see you at lunch",
         "can you call me later",
@@ -341,13 +342,13 @@ fn binary_tasks_choose_and_apply_a_threshold_on_dev() {
     for i in 0..600 {
         let is_spam = rng.chance(0.2);
         let base = if is_spam {
-            rng.pick(&spam)
+            *rng.pick(&spam)
         } else {
-            rng.pick(&ham)
+            *rng.pick(&ham)
         };
         let text = format!(
             "{base} {} {}",
-            ["ok", "pls", "today", "x", "now", "lol", "soon"][rng.below(7)],
+            ["ok", "pls", "today", "x", "now", "lol", "soon"][rng.below_mod(7)],
             i
         );
         lines.push_str(&serde_json::json!({"id": format!("m{i}"), "text": text, "label": if is_spam { "spam" } else { "ham" }}).to_string());
