@@ -941,7 +941,7 @@ fn check_encoder_ranges(at: &At<'_>, p: &EncoderParams, dir: &Path) -> Result<()
             "the default is 1",
         ),
         (
-            f.grad_accum == 0 || f.batch_size % f.grad_accum == 0,
+            f.grad_accum == 0 || f.batch_size.is_multiple_of(f.grad_accum),
             ft("grad_accum"),
             format!(
                 "= {} must divide batch_size = {} (micro-batches of equal size)",
