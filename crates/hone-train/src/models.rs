@@ -844,11 +844,10 @@ fn check_encoder_ranges(at: &At<'_>, p: &EncoderParams, dir: &Path) -> Result<()
             hint,
         ))
     };
-    let max_positions = std::fs::read(dir.join("config.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .and_then(|v| v["max_position_embeddings"].as_u64())
-        .map(|n| n as usize);
+    // The model's own config.json must read (its errors name that file, line and column).
+    let max_positions = Some(
+        hone_encoder::BertConfig::from_file(&dir.join("config.json"))?.max_position_embeddings,
+    );
     if p.max_length < 2 {
         return fail(
             &["params", "max_length"],

@@ -42,7 +42,10 @@ fn project(toml: &str) -> tempfile::TempDir {
     std::fs::create_dir_all(&model).unwrap();
     std::fs::write(
         model.join("config.json"),
-        "{\"max_position_embeddings\": 512}",
+        hone_encoder::testing::tiny_config_json(64).replace(
+            "\"max_position_embeddings\": 64",
+            "\"max_position_embeddings\": 512",
+        ),
     )
     .unwrap();
     std::fs::write(model.join("tokenizer.json"), "{}").unwrap();
@@ -592,7 +595,7 @@ fn the_default_max_length_must_fit_the_model() {
     let dir = project(&with(ENCODER));
     std::fs::write(
         dir.path().join("models/tiny/config.json"),
-        "{\"max_position_embeddings\": 64}",
+        hone_encoder::testing::tiny_config_json(64),
     )
     .unwrap();
     let e = Project::discover(dir.path()).err().unwrap().to_string();
@@ -619,4 +622,22 @@ fn a_project_without_models_loads() {
     let dir = project(BASE);
     let p = Project::discover(Path::new(dir.path())).unwrap();
     assert!(p.models.is_empty());
+}
+
+#[test]
+fn a_model_directory_whose_config_json_does_not_read_fails_at_load_naming_that_file() {
+    let dir = project(&with(ENCODER));
+    std::fs::write(
+        dir.path().join("models/tiny/config.json"),
+        "{\"model_type\": \"bert\",\n \"hidden_size\": oops}",
+    )
+    .unwrap();
+    let e = Project::discover(dir.path()).err().unwrap();
+    match &e {
+        Error::Config { path, line, .. } => {
+            assert!(path.ends_with("models/tiny/config.json"), "{e}");
+            assert_eq!(*line, 2, "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
 }
