@@ -64,9 +64,10 @@ pub fn argmax(p: &[f32]) -> usize {
         .0
 }
 
-/// A candidate for [`choose`]: its kind and dev macro-F1 (`None` when not measured).
-pub struct Candidate<'a> {
-    pub kind: &'a str,
+/// A candidate for [`choose`]: whether it is the `majority` baseline, and its dev macro-F1 (`None` when
+/// not measured).
+pub struct Candidate {
+    pub baseline: bool,
     pub dev_macro_f1: Option<f64>,
 }
 
@@ -78,7 +79,7 @@ pub const CHOICE_RULE: &str = "best dev macro-F1 among the [[model]]s (majority 
 pub fn choose(candidates: &[Candidate]) -> Option<usize> {
     let score = |c: &Candidate| c.dev_macro_f1.unwrap_or(f64::MIN);
     let trained: Vec<usize> = (0..candidates.len())
-        .filter(|&i| candidates[i].kind != "majority")
+        .filter(|&i| !candidates[i].baseline)
         .collect();
     if trained.is_empty() {
         return (!candidates.is_empty()).then_some(0);
@@ -131,8 +132,8 @@ mod tests {
 
     #[test]
     fn the_earliest_best_wins_and_majority_only_when_alone() {
-        let c = |kind, f1| Candidate {
-            kind,
+        let c = |kind: &str, f1| Candidate {
+            baseline: kind == "majority",
             dev_macro_f1: f1,
         };
         assert_eq!(

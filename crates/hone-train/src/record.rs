@@ -369,12 +369,12 @@ pub fn chosen_run(store: &Store) -> Result<Run> {
     let candidates: Vec<Candidate> = of_split
         .iter()
         .map(|r| Candidate {
-            kind: &r.kind,
+            baseline: r.kind == crate::models::MAJORITY,
             dev_macro_f1: r.record.dev.macro_f1.estimate,
         })
         .collect();
     match choose(&candidates) {
-        Some(i) if of_split[i].kind != "majority" => Ok(of_split[i].clone()),
+        Some(i) if of_split[i].kind != crate::models::MAJORITY => Ok(of_split[i].clone()),
         _ => Err(Error::NotFound {
             what: "trained model",
             name: "(latest run)".into(),

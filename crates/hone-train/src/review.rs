@@ -2,7 +2,7 @@
 //! set, a relabel names a known label), decision files, the queue of suspects still to review, and
 //! recording decisions, which makes a new dataset version. The interactive prompt is the binary's.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
 
 use hone_core::{Error, Record, Result};
@@ -18,6 +18,8 @@ use crate::scan::Suspect;
 /// What decisions are checked against: the latest version's records and the frozen test ids.
 pub struct ReviewContext {
     records: Vec<Record>,
+    /// Record id → position in `records`.
+    index: HashMap<String, usize>,
     frozen: HashSet<String>,
 }
 
@@ -33,11 +35,20 @@ impl ReviewContext {
                 .collect(),
             None => HashSet::new(),
         };
-        Ok(ReviewContext { records, frozen })
+        let index = records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.id.clone(), i))
+            .collect();
+        Ok(ReviewContext {
+            records,
+            index,
+            frozen,
+        })
     }
 
     pub fn record(&self, id: &str) -> Option<&Record> {
-        self.records.iter().find(|r| r.id == id)
+        self.index.get(id).map(|&i| &self.records[i])
     }
 
     /// Every label of the latest version.

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use hone_core::config::{ModelConfig, SuccessRule};
 
-use crate::models::{DistillSpec, EncoderSpec, ModelEntry, ModelSpec};
+use crate::models::{DistillSpec, EncoderSpec, ModelEntry, ModelKind, ModelSpec};
 use hone_core::hash::KeyHasher;
 use hone_core::{Error, Record, Result};
 use hone_data::split::Part;
@@ -71,12 +71,12 @@ impl Trained {
         }
     }
     pub fn load(kind: &str, dir: &Path) -> Result<Trained> {
-        match kind {
-            "ngram" => Ok(Trained::Ngram(Box::new(NgramModel::load(dir)?))),
-            "majority" => Ok(Trained::Majority(MajorityModel::load(dir)?)),
-            "encoder" => Ok(Trained::Encoder(Box::new(EncoderModel::load(dir)?))),
-            other => Err(Error::Store(format!(
-                "a stored run has model kind `{other}`, which this hone does not know"
+        match ModelKind::from_name(kind) {
+            Some(ModelKind::Ngram) => Ok(Trained::Ngram(Box::new(NgramModel::load(dir)?))),
+            Some(ModelKind::Majority) => Ok(Trained::Majority(MajorityModel::load(dir)?)),
+            Some(ModelKind::Encoder) => Ok(Trained::Encoder(Box::new(EncoderModel::load(dir)?))),
+            None => Err(Error::Store(format!(
+                "a stored run has model kind `{kind}`, which this hone does not know"
             ))),
         }
     }
@@ -570,33 +570,36 @@ fn train_and_evaluate(
     let plain_dev = score(&model, &dev_x, &golds(&data.dev), DecisionRule::Argmax)?;
     // Two classes: the rarer one in training is the positive class, and its decision threshold is the one
     // that maximises its F1 on dev (never for the majority baseline, whose probabilities are constant).
-    let binary =
-        if data.labels.len() == 2 && !abstain && kind != "majority" && !plain_dev.gold.is_empty() {
-            let n_second = data
-                .train
-                .iter()
-                .filter(|r| r.label.as_deref() == Some(data.labels[1].as_str()))
-                .count();
-            let positive = if 2 * n_second <= data.train.len() {
-                1
-            } else {
-                0
-            };
-            let is_pos: Vec<bool> = plain_dev
-                .gold
-                .iter()
-                .map(|&g| g as usize == positive)
-                .collect();
-            let scores: Vec<f64> = plain_dev
-                .proba
-                .iter()
-                .map(|p| p.get(positive).copied().unwrap_or(0.0) as f64)
-                .collect();
-            let (t, f1) = hone_eval::best_threshold_f1(&scores, &is_pos);
-            t.is_finite().then_some((positive, t, f1))
+    let binary = if data.labels.len() == 2
+        && !abstain
+        && entry.kind() != ModelKind::Majority
+        && !plain_dev.gold.is_empty()
+    {
+        let n_second = data
+            .train
+            .iter()
+            .filter(|r| r.label.as_deref() == Some(data.labels[1].as_str()))
+            .count();
+        let positive = if 2 * n_second <= data.train.len() {
+            1
         } else {
-            None
+            0
         };
+        let is_pos: Vec<bool> = plain_dev
+            .gold
+            .iter()
+            .map(|&g| g as usize == positive)
+            .collect();
+        let scores: Vec<f64> = plain_dev
+            .proba
+            .iter()
+            .map(|p| p.get(positive).copied().unwrap_or(0.0) as f64)
+            .collect();
+        let (t, f1) = hone_eval::best_threshold_f1(&scores, &is_pos);
+        t.is_finite().then_some((positive, t, f1))
+    } else {
+        None
+    };
     let rule = match (abstain, binary) {
         (true, _) => choose_abstain_threshold(&plain_dev.conf, &plain_dev.correct(), 0.01)
             .map_or(DecisionRule::Argmax, |below| DecisionRule::Abstain {
@@ -1066,7 +1069,7 @@ pub fn run(
     let candidates: Vec<Candidate> = runs
         .iter()
         .map(|r| Candidate {
-            kind: &r.run.kind,
+            baseline: r.run.kind == crate::models::MAJORITY,
             dev_macro_f1: r.run.record.dev.macro_f1.estimate,
         })
         .collect();
@@ -1093,7 +1096,7 @@ pub fn load_model(store: &Store, run: &Run) -> Result<Trained> {
 /// Export an `encoder` run's model for Python into `out` (which must not exist or be empty).
 /// Returns what was written (`hf-classifier` or `sentence-transformers`).
 pub fn export_model(store: &Store, run: &Run, out: &Path) -> Result<&'static str> {
-    if run.kind != "encoder" {
+    if ModelKind::from_name(&run.kind) != Some(ModelKind::Encoder) {
         return Err(Error::Usage(format!(
             "run {} is a `{}` model; only `encoder` models export to Hugging Face",
             run.id, run.kind
