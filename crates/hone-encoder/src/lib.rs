@@ -14,7 +14,7 @@ pub mod model;
 pub mod testing;
 pub mod tokenize;
 
-pub use hone_neural::{device, fused, optim};
+pub use hone_neural::{device, fused, max_abs_diff, optim};
 
 pub use bert::{BertEncoder, Dropout, Pooling, l2_normalize, pool};
 pub use config::{Activation, BertConfig};

@@ -10,16 +10,7 @@ use hone_encoder::tokenize::TextTokenizer;
 use hone_encoder::{BertConfig, BertEncoder, Pooling, l2_normalize, pool};
 
 fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
+    hone_encoder::max_abs_diff(a, b).unwrap()
 }
 
 fn model_dir() -> Option<PathBuf> {

@@ -8,6 +8,10 @@ use hone_core::Error;
 use hone_encoder::bert::{SeededRng, parameter_shapes};
 use hone_encoder::{BertConfig, BertEncoder, Dropout, Pooling, pool};
 
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    hone_encoder::max_abs_diff(a, b).unwrap()
+}
+
 const TINY: &str = r#"{
   "model_type": "bert", "vocab_size": 100, "hidden_size": 32, "num_hidden_layers": 2,
   "num_attention_heads": 4, "intermediate_size": 64, "hidden_act": "gelu",
@@ -56,19 +60,6 @@ fn batch() -> (Tensor, Tensor, Tensor) {
     ];
     let t = |v: Vec<u32>| Tensor::from_vec(v, (3, 8), &dev).unwrap();
     (t(ids), t(types), t(mask))
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
 }
 
 #[test]

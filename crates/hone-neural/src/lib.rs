@@ -15,6 +15,14 @@ pub use rng::SeededRng;
 
 use hone_core::Error;
 
+/// The largest absolute difference between two f32 tensors of one shape: the measure every numerical
+/// check in hone uses (fused kernels against written-out ops, encoders against references, optimisers).
+pub fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> hone_core::Result<f32> {
+    (a - b)
+        .and_then(|d| d.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>())
+        .map_err(candle_err)
+}
+
 /// candle's error without the backtrace candle attaches when `RUST_BACKTRACE` is set.
 fn strip_backtrace(e: candle_core::Error) -> candle_core::Error {
     match e {

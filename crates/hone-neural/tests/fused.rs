@@ -5,24 +5,15 @@
 use candle_core::{D, Device, Tensor, Var};
 use hone_neural::{Dropout, SeededRng, fused};
 
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    hone_neural::max_abs_diff(a, b).unwrap()
+}
+
 fn randn(shape: &[usize], seed: u64, scale: f64) -> Tensor {
     let mut r = SeededRng::new(seed);
     let n: usize = shape.iter().product();
     let v: Vec<f32> = (0..n).map(|_| (r.normal() * scale) as f32).collect();
     Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-}
-
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
 }
 
 /// Value and input gradient of `f` under the loss `sum(f(x) * r)`.
@@ -41,8 +32,16 @@ fn gelu_matches_the_erf_form() {
         let r = randn(&shape, seed + 10, 1.0);
         let (y1, g1) = run(&|t| fused::gelu_erf(t).unwrap(), &x, &r);
         let (y2, g2) = run(&|t| t.gelu_erf().unwrap(), &x, &r);
-        assert!(max_diff(&y1, &y2) < 2e-6, "value {}", max_diff(&y1, &y2));
-        assert!(max_diff(&g1, &g2) < 2e-5, "gradient {}", max_diff(&g1, &g2));
+        assert!(
+            max_abs_diff(&y1, &y2) < 2e-6,
+            "value {}",
+            max_abs_diff(&y1, &y2)
+        );
+        assert!(
+            max_abs_diff(&g1, &g2) < 2e-5,
+            "gradient {}",
+            max_abs_diff(&g1, &g2)
+        );
     }
 }
 
@@ -59,8 +58,16 @@ fn softmax_matches_exp_over_sum() {
         };
         let (y1, g1) = run(&|t| fused::softmax_last_dim(t).unwrap(), &x, &r);
         let (y2, g2) = run(&reference, &x, &r);
-        assert!(max_diff(&y1, &y2) < 1e-6, "value {}", max_diff(&y1, &y2));
-        assert!(max_diff(&g1, &g2) < 1e-5, "gradient {}", max_diff(&g1, &g2));
+        assert!(
+            max_abs_diff(&y1, &y2) < 1e-6,
+            "value {}",
+            max_abs_diff(&y1, &y2)
+        );
+        assert!(
+            max_abs_diff(&g1, &g2) < 1e-5,
+            "gradient {}",
+            max_abs_diff(&g1, &g2)
+        );
     }
 }
 
@@ -98,19 +105,27 @@ fn layer_norm_matches_mean_and_variance_in_value_and_all_three_gradients() {
         };
         let (y1, dx1, dw1, db1) = grads(true);
         let (y2, dx2, dw2, db2) = grads(false);
-        assert!(max_diff(&y1, &y2) < 2e-5, "value {}", max_diff(&y1, &y2));
-        assert!(max_diff(&dx1, &dx2) < 1e-4, "dx {}", max_diff(&dx1, &dx2));
+        assert!(
+            max_abs_diff(&y1, &y2) < 2e-5,
+            "value {}",
+            max_abs_diff(&y1, &y2)
+        );
+        assert!(
+            max_abs_diff(&dx1, &dx2) < 1e-4,
+            "dx {}",
+            max_abs_diff(&dx1, &dx2)
+        );
         // dw and db sum over every row: compare relative to their size.
         let scale = scale_of(&dw2);
         assert!(
-            max_diff(&dw1, &dw2) < 1e-4 * scale,
+            max_abs_diff(&dw1, &dw2) < 1e-4 * scale,
             "dw {}",
-            max_diff(&dw1, &dw2)
+            max_abs_diff(&dw1, &dw2)
         );
         assert!(
-            max_diff(&db1, &db2) < 1e-4 * scale,
+            max_abs_diff(&db1, &db2) < 1e-4 * scale,
             "db {}",
-            max_diff(&db1, &db2)
+            max_abs_diff(&db1, &db2)
         );
     }
 }
@@ -177,9 +192,9 @@ fn linear_matches_matmul_plus_bias_in_value_and_all_three_gradients() {
             &r,
         );
         assert!(
-            max_diff(&y1, &y2) < 1e-5 * scale_of(&y2),
+            max_abs_diff(&y1, &y2) < 1e-5 * scale_of(&y2),
             "value {}",
-            max_diff(&y1, &y2)
+            max_abs_diff(&y1, &y2)
         );
         for (name, a, c) in [
             ("dx", &g1[0], &g2[0]),
@@ -187,7 +202,7 @@ fn linear_matches_matmul_plus_bias_in_value_and_all_three_gradients() {
             ("db", &g1[2], &g2[2]),
         ] {
             assert_eq!(a.dims(), c.dims(), "{name}");
-            let d = max_diff(a, c);
+            let d = max_abs_diff(a, c);
             assert!(d < 1e-5 * scale_of(c), "{name} differs by {d}");
         }
     }
@@ -219,8 +234,16 @@ fn masked_softmax_matches_scale_add_mask_softmax_and_gives_the_mask_no_gradient(
             e.broadcast_div(&sum).unwrap()
         };
         let (y2, g2) = run(&reference, &x, &r);
-        assert!(max_diff(&y1, &y2) < 1e-6, "value {}", max_diff(&y1, &y2));
-        assert!(max_diff(&g1, &g2) < 1e-5, "gradient {}", max_diff(&g1, &g2));
+        assert!(
+            max_abs_diff(&y1, &y2) < 1e-6,
+            "value {}",
+            max_abs_diff(&y1, &y2)
+        );
+        assert!(
+            max_abs_diff(&g1, &g2) < 1e-5,
+            "gradient {}",
+            max_abs_diff(&g1, &g2)
+        );
         // Masked keys get no probability.
         let row = y1
             .get(b - 1)
@@ -265,12 +288,12 @@ fn dropout_ops_multiply_by_their_mask_and_pass_the_residual_gradient_through() {
         [&x, &res, &r],
         &r,
     );
-    assert!(max_diff(&y1, &y2) < 1e-6);
-    assert!(max_diff(&g1[0], &g2[0]) < 1e-6, "dx");
-    assert!(max_diff(&g1[1], &g2[1]) < 1e-6, "d residual");
+    assert!(max_abs_diff(&y1, &y2) < 1e-6);
+    assert!(max_abs_diff(&g1[0], &g2[0]) < 1e-6, "dx");
+    assert!(max_abs_diff(&g1[1], &g2[1]) < 1e-6, "d residual");
     let (y3, g3) = run(&|t| fused::dropout(t, mask.clone()).unwrap(), &x, &r);
     let (y4, g4) = run(&|t| (t * &mt).unwrap(), &x, &r);
-    assert!(max_diff(&y3, &y4) < 1e-6 && max_diff(&g3, &g4) < 1e-6);
+    assert!(max_abs_diff(&y3, &y4) < 1e-6 && max_abs_diff(&g3, &g4) < 1e-6);
     assert!(
         fused::dropout(&x, vec![1.0; 5]).is_err(),
         "a mask of the wrong size is an error"
@@ -292,13 +315,16 @@ fn head_split_and_merge_are_the_reshape_transpose_and_its_inverse() {
             .unwrap()
     };
     let (y2, g2) = run(&reference, &x, &r);
-    assert_eq!(max_diff(&y1, &y2), 0.0);
-    assert_eq!(max_diff(&g1, &g2), 0.0);
+    assert_eq!(max_abs_diff(&y1, &y2), 0.0);
+    assert_eq!(max_abs_diff(&g1, &g2), 0.0);
     let back = fused::merge_heads(&y1, nh).unwrap();
-    assert_eq!(max_diff(&back, &x), 0.0);
+    assert_eq!(max_abs_diff(&back, &x), 0.0);
     let r2 = randn(&[b, s, nh * d], 72, 1.0);
     let (_, gm) = run(&|t| fused::merge_heads(t, nh).unwrap(), &y1, &r2);
-    assert_eq!(max_diff(&gm, &fused::split_heads(&r2, nh).unwrap()), 0.0);
+    assert_eq!(
+        max_abs_diff(&gm, &fused::split_heads(&r2, nh).unwrap()),
+        0.0
+    );
     assert!(
         fused::split_heads(&x, 5).is_err(),
         "24 is not a multiple of 5 heads"
