@@ -466,3 +466,31 @@ fn predict_uses_the_model_run_chose_on_ties_and_after_it_leaves_hone_toml() {
     assert_ne!(twin, chosen);
     assert!(twin.starts_with(&predict_run(dir.path())));
 }
+
+#[test]
+fn a_broken_hone_toml_stops_every_command_before_any_work() {
+    let (dir, _) = project(60);
+    let p = dir.path().join("hone.toml");
+    let toml = std::fs::read_to_string(&p).unwrap();
+    // A typo in a model kind, far down the file.
+    let broken = toml.replace("kind = \"ngram\"", "kind = \"ngramm\"");
+    assert_ne!(toml, broken);
+    std::fs::write(&p, &broken).unwrap();
+    let line = broken.lines().position(|l| l.contains("ngramm")).unwrap() + 1;
+    for args in [
+        &["run"][..],
+        &["data", "clean"],
+        &["split"],
+        &["data", "scan"],
+    ] {
+        let o = hone(dir.path(), args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        let e = stderr(&o);
+        assert!(e.contains(&format!("hone.toml:{line}:8")), "{args:?}: {e}");
+        assert!(e.contains("did you mean `ngram`"), "{args:?}: {e}");
+    }
+    assert!(
+        !dir.path().join(".hone").exists(),
+        "no store is created before the config is valid"
+    );
+}
