@@ -161,4 +161,58 @@ mod tests {
         assert_eq!(c.exit_code(), 2);
         assert_eq!(c.to_string(), "hone.toml:3:1: x");
     }
+
+    #[test]
+    fn each_kind_of_failure_names_what_to_do_and_has_its_exit_code() {
+        let cases = [
+            (
+                Error::FrozenTestChanged {
+                    changed: 1,
+                    vanished: 0,
+                    detail: "1 frozen test record(s) changed".into(),
+                    hint: "refreeze".into(),
+                },
+                2,
+                "the frozen test set changed",
+            ),
+            (
+                Error::ModelFiles {
+                    path: "models/m/tokenizer.json".into(),
+                    reason: "missing".into(),
+                    hint: String::new(),
+                },
+                2,
+                "models/m/tokenizer.json: missing",
+            ),
+            (
+                Error::CorruptWeights {
+                    path: "m.safetensors".into(),
+                    reason: "truncated".into(),
+                    hint: String::new(),
+                },
+                1,
+                "m.safetensors: corrupt or incompatible weights: truncated",
+            ),
+            (
+                Error::OutOfMemory {
+                    what: "fine-tuning".into(),
+                    hint: "lower batch".into(),
+                },
+                1,
+                "out of memory while fine-tuning",
+            ),
+            (
+                Error::Data {
+                    message: "one label".into(),
+                    hint: "add another".into(),
+                },
+                2,
+                "one label\n  hint: add another",
+            ),
+        ];
+        for (e, code, text) in cases {
+            assert_eq!(e.exit_code(), code, "{e}");
+            assert!(e.to_string().starts_with(text), "{e}");
+        }
+    }
 }
