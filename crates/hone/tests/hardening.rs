@@ -1,0 +1,59 @@
+//! Regression tests for the hardening findings (issue "Nothing silent"), one per finding, named after it.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use common::{hone, stderr};
+
+fn cleaned_demo() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    hone_train::demo::write_project(dir.path(), 7, 300).unwrap();
+    let o = hone(dir.path(), &["data", "clean"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    dir
+}
+
+/// Finding 6: `hone data show | head -1` and `hone runs > /dev/full` ended with exit 101 and a backtrace.
+#[test]
+fn finding_6_a_closed_or_full_stdout_is_not_a_panic() {
+    let dir = cleaned_demo();
+    // A reader that takes one line and goes away, as `head -1` does.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hone"))
+        .arg("-C")
+        .arg(dir.path())
+        .args(["data", "show", "--limit", "100000"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.contains("dataset version"), "{first}");
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(101), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+
+    if std::path::Path::new("/dev/full").exists() {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_hone"))
+            .arg("-C")
+            .arg(dir.path())
+            .args(["data", "log"])
+            .stdout(full)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.starts_with("error: cannot write the output"), "{err}");
+    }
+}
