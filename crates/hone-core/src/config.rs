@@ -392,6 +392,18 @@ impl SuccessRule {
         let value: f64 = rest.trim().parse().ok()?;
         value.is_finite().then_some(SuccessRule { op, value })
     }
+    /// Whether some value in `[lo, hi]` satisfies the rule.
+    pub fn satisfiable(&self, lo: f64, hi: f64) -> bool {
+        let v = self.value;
+        match self.op {
+            CmpOp::Ge => v <= hi,
+            CmpOp::Gt => v < hi,
+            CmpOp::Le => v >= lo,
+            CmpOp::Lt => v > lo,
+            CmpOp::Eq => (lo..=hi).contains(&v),
+        }
+    }
+
     pub fn holds(&self, x: f64) -> bool {
         match self.op {
             CmpOp::Ge => x >= self.value,
@@ -454,11 +466,26 @@ impl Config {
                     &hint,
                 ));
             }
-            if SuccessRule::parse(rule).is_none() {
+            let Some(parsed) = SuccessRule::parse(rule) else {
                 return Err(at_value(
                     &[Key("success"), Key(metric)],
                     format!("success rule `{metric} = \"{rule}\"` is not a comparison"),
                     "write it as an operator and a number, e.g. \">= 0.90\" or \"<= 5\"",
+                ));
+            };
+            let (lo, hi) = gate_metric_range(metric);
+            if !parsed.satisfiable(lo, hi) {
+                let range = if hi.is_finite() {
+                    format!("[{lo}, {hi}]")
+                } else {
+                    format!("[{lo}, ∞)")
+                };
+                return Err(at_value(
+                    &[Key("success"), Key(metric)],
+                    format!(
+                        "success rule `{metric} = \"{rule}\"` can never hold: `{metric}` lies in {range}"
+                    ),
+                    "a gate that no model can pass fails every run; rates and scores are fractions (0.9, not 90)",
                 ));
             }
         }
@@ -762,6 +789,16 @@ pub const GATE_METRICS: &[&str] = &[
     "dev_accuracy",
     "dev_macro_f1",
 ];
+
+/// The values a gate metric can take: fractions in [0, 1] for rates and scores, [0, ∞) for latency,
+/// throughput and cost.
+pub fn gate_metric_range(metric: &str) -> (f64, f64) {
+    match metric {
+        "p50_latency_ms" | "p95_latency_ms" | "p99_latency_ms" | "throughput_per_s"
+        | "cost_per_1k_usd" => (0.0, f64::INFINITY),
+        _ => (0.0, 1.0),
+    }
+}
 
 /// Whether `[success]` can gate on `metric`; the error is a hint naming the closest metric.
 pub fn check_gate_metric(metric: &str) -> std::result::Result<(), String> {
@@ -1194,6 +1231,31 @@ path = "data/a.jsonl"
                 .to_string()
                 .contains("cannot tell the format")
         );
+    }
+
+    #[test]
+    fn impossible_gates_fail_at_load() {
+        let with = |rule: &str| format!("{MINIMAL}\n[success]\n{rule}\n");
+        for bad in [
+            "accuracy = \">= 1.5\"",
+            "ece = \"< 0\"",
+            "p95_latency_ms = \"<= -1\"",
+        ] {
+            let e = parse(&with(bad)).unwrap_err().to_string();
+            assert!(e.contains("can never hold"), "{bad}: {e}");
+            let col = bad.find('"').unwrap() + 1;
+            assert!(
+                e.starts_with(&format!("hone.toml:11:{col}: ")),
+                "{bad}: {e}"
+            );
+        }
+        for ok in [
+            "accuracy = \">= 1\"",
+            "billing_pass_rate = \"== 1\"",
+            "throughput_per_s = \">= 5000\"",
+        ] {
+            parse(&with(ok)).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
     }
 
     #[test]

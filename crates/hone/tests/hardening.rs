@@ -57,3 +57,26 @@ fn finding_6_a_closed_or_full_stdout_is_not_a_panic() {
         assert!(err.starts_with("error: cannot write the output"), "{err}");
     }
 }
+
+/// Finding 7 (gates): a gate typo (`acuracy`) or an impossible rule (`>= 1.5`) was found only after
+/// training (exit 3).
+#[test]
+fn finding_7_gate_typos_and_impossible_rules_fail_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    hone_train::demo::write_project(dir.path(), 7, 60).unwrap();
+    let p = dir.path().join("hone.toml");
+    let toml = std::fs::read_to_string(&p).unwrap();
+    assert!(toml.contains("accuracy = \">= 0.85\""));
+    for (rule, expect) in [
+        ("acuracy = \">= 0.85\"", "did you mean `accuracy`"),
+        ("accuracy = \">= 1.5\"", "can never hold"),
+        ("accuracy = \">= 85\"", "fractions"),
+    ] {
+        std::fs::write(&p, toml.replace("accuracy = \">= 0.85\"", rule)).unwrap();
+        let o = hone(dir.path(), &["run"]);
+        assert_eq!(o.status.code(), Some(2), "{rule}: {}", stderr(&o));
+        assert!(stderr(&o).contains(expect), "{rule}: {}", stderr(&o));
+        assert!(stderr(&o).contains("hone.toml:"), "{rule}: {}", stderr(&o));
+        assert!(!dir.path().join(".hone").exists(), "{rule}: nothing ran");
+    }
+}
