@@ -1,7 +1,7 @@
 //! The data report of one dataset version: funnel of records through the passes, label distribution,
 //! tables per source and per topic, PII counts by type, and masked examples of each kind of removal.
 
-use serde_json::Value;
+use std::collections::BTreeMap;
 
 use crate::svg::hbars;
 use crate::{STYLE, esc, md};
@@ -17,7 +17,36 @@ pub struct Example {
     pub text: String,
 }
 
-/// Everything the data report shows. JSON fields are the version's stored values.
+/// One curation pass of the funnel: its counts and its rule counts (`stats`; zeros are not shown).
+#[derive(Debug, Clone, Default)]
+pub struct PassLine {
+    pub pass: String,
+    pub n_in: u64,
+    pub n_kept: u64,
+    pub n_dropped: u64,
+    pub n_changed: u64,
+    pub n_flagged: u64,
+    pub stats: BTreeMap<String, u64>,
+}
+
+/// One source of the version: where it came from, its data card fields and its counts.
+#[derive(Debug, Clone, Default)]
+pub struct SourceLine {
+    pub name: String,
+    pub path: String,
+    /// `train` or `test`.
+    pub role: String,
+    pub license: Option<String>,
+    pub collected: Option<String>,
+    pub as_of: String,
+    pub owner: Option<String>,
+    pub n_rows: u64,
+    pub n_quarantined: u64,
+    pub n_kept: u64,
+    pub notes: Option<String>,
+}
+
+/// Everything the data report shows.
 pub struct DataReport<'a> {
     pub task: &'a str,
     pub version_id: &'a str,
@@ -26,30 +55,27 @@ pub struct DataReport<'a> {
     pub n_input: u64,
     pub n_records: u64,
     pub n_quarantined: u64,
-    pub passes: &'a Value,
-    pub sources: &'a Value,
-    pub summary: &'a Value,
+    pub passes: Vec<PassLine>,
+    pub sources: Vec<SourceLine>,
+    /// Kept records per label.
+    pub by_label: BTreeMap<String, u64>,
+    /// Kept records per topic.
+    pub by_topic: BTreeMap<String, u64>,
+    /// PII values masked, per type.
+    pub pii: BTreeMap<String, u64>,
     pub examples: Vec<Example>,
     pub quarantine: Vec<Example>,
     /// Suspects of the latest `hone data scan` of this version (label issues, poisoning), if any.
     pub suspects: Vec<Example>,
 }
 
-fn u(v: &Value, k: &str) -> u64 {
-    v.get(k).and_then(Value::as_u64).unwrap_or(0)
+fn opt(v: &Option<String>) -> &str {
+    v.as_deref().unwrap_or("")
 }
-fn s<'v>(v: &'v Value, k: &str) -> &'v str {
-    v.get(k).and_then(Value::as_str).unwrap_or("")
-}
-fn map_rows(v: &Value) -> Vec<(String, f64)> {
-    let mut rows: Vec<(String, f64)> = v
-        .as_object()
-        .map(|o| {
-            o.iter()
-                .map(|(k, v)| (k.clone(), v.as_f64().unwrap_or(0.0)))
-                .collect()
-        })
-        .unwrap_or_default();
+
+/// A count table's rows, largest first then by name (values as `f64` for the bar chart).
+fn map_rows(m: &BTreeMap<String, u64>) -> Vec<(String, f64)> {
+    let mut rows: Vec<(String, f64)> = m.iter().map(|(k, v)| (k.clone(), *v as f64)).collect();
     rows.sort_by(|a, b| {
         b.1.partial_cmp(&a.1)
             .unwrap_or(std::cmp::Ordering::Equal)
@@ -65,8 +91,8 @@ impl DataReport<'_> {
             ("rows read".to_string(), self.n_input as f64),
             ("quarantined".to_string(), self.n_quarantined as f64),
         ];
-        for p in self.passes.as_array().into_iter().flatten() {
-            rows.push((format!("after {}", s(p, "pass")), u(p, "n_kept") as f64));
+        for p in &self.passes {
+            rows.push((format!("after {}", p.pass), p.n_kept as f64));
         }
         rows
     }
@@ -96,40 +122,36 @@ impl DataReport<'_> {
             .collect();
         h.push_str(&hbars(&funnel, "#4a7bd0"));
         h.push_str("<table><tr><th>pass</th><th>in</th><th>kept</th><th>dropped</th><th>changed</th><th>flagged</th><th>details</th></tr>");
-        for p in self.passes.as_array().into_iter().flatten() {
+        for p in &self.passes {
             let stats = p
-                .get("stats")
-                .and_then(Value::as_object)
-                .map(|o| {
-                    o.iter()
-                        .filter(|(_, v)| v.as_u64() != Some(0))
-                        .map(|(k, v)| format!("{k}: {v}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                })
-                .unwrap_or_default();
-            h.push_str(&format!("<tr><td>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td>{}</td></tr>", esc(s(p, "pass")), u(p, "n_in"), u(p, "n_kept"), u(p, "n_dropped"), u(p, "n_changed"), u(p, "n_flagged"), esc(&stats)));
+                .stats
+                .iter()
+                .filter(|(_, v)| **v != 0)
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            h.push_str(&format!("<tr><td>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td>{}</td></tr>", esc(&p.pass), p.n_in, p.n_kept, p.n_dropped, p.n_changed, p.n_flagged, esc(&stats)));
         }
         h.push_str("</table>");
         h.push_str("<h2>Sources</h2><table><tr><th>source</th><th>role</th><th>license</th><th>collected</th><th>as of</th><th>owner</th><th>rows</th><th>quarantined</th><th>kept</th><th>notes</th></tr>");
-        for src in self.sources.as_array().into_iter().flatten() {
+        for src in &self.sources {
             h.push_str(&format!(
                 "<tr><td>{}<br><span class=muted>{}</span></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td>{}</td></tr>",
-                esc(s(src, "name")), esc(s(src, "path")), esc(s(src, "role")), esc(s(src, "license")), esc(s(src, "collected")), esc(s(src, "as_of")), esc(s(src, "owner")), u(src, "n_rows"), u(src, "n_quarantined"), u(src, "n_kept"), esc(s(src, "notes"))
+                esc(&src.name), esc(&src.path), esc(&src.role), esc(opt(&src.license)), esc(opt(&src.collected)), esc(&src.as_of), esc(opt(&src.owner)), src.n_rows, src.n_quarantined, src.n_kept, esc(opt(&src.notes))
             ));
         }
         h.push_str("</table>");
         h.push_str("<h2>Labels</h2>");
-        h.push_str(&hbars(&map_rows(&self.summary["by_label"]), "#3b9c6e"));
+        h.push_str(&hbars(&map_rows(&self.by_label), "#3b9c6e"));
         h.push_str("<h2>Topics</h2><table><tr><th>topic</th><th>records</th></tr>");
-        for (t, n) in map_rows(&self.summary["by_topic"]) {
+        for (t, n) in map_rows(&self.by_topic) {
             h.push_str(&format!(
                 "<tr><td>{}</td><td class=n>{n}</td></tr>",
                 esc(&t)
             ));
         }
         h.push_str("</table><h2>Personal data found (by type)</h2><table><tr><th>type</th><th>values</th></tr>");
-        for (t, n) in map_rows(&self.summary["pii"]) {
+        for (t, n) in map_rows(&self.pii) {
             h.push_str(&format!(
                 "<tr><td>{}</td><td class=n>{n}</td></tr>",
                 esc(&t)
@@ -182,31 +204,31 @@ impl DataReport<'_> {
         m.push_str(
             "| pass | in | kept | dropped | changed | flagged |\n|---|---:|---:|---:|---:|---:|\n",
         );
-        for p in self.passes.as_array().into_iter().flatten() {
+        for p in &self.passes {
             m.push_str(&format!(
                 "| {} | {} | {} | {} | {} | {} |\n",
-                md(s(p, "pass")),
-                u(p, "n_in"),
-                u(p, "n_kept"),
-                u(p, "n_dropped"),
-                u(p, "n_changed"),
-                u(p, "n_flagged")
+                md(&p.pass),
+                p.n_in,
+                p.n_kept,
+                p.n_dropped,
+                p.n_changed,
+                p.n_flagged
             ));
         }
         m.push_str(
             "\n| source | license | rows | quarantined | kept |\n|---|---|---:|---:|---:|\n",
         );
-        for src in self.sources.as_array().into_iter().flatten() {
+        for src in &self.sources {
             m.push_str(&format!(
                 "| {} | {} | {} | {} | {} |\n",
-                md(s(src, "name")),
-                md(s(src, "license")),
-                u(src, "n_rows"),
-                u(src, "n_quarantined"),
-                u(src, "n_kept")
+                md(&src.name),
+                md(opt(&src.license)),
+                src.n_rows,
+                src.n_quarantined,
+                src.n_kept
             ));
         }
-        let pii: Vec<String> = map_rows(&self.summary["pii"])
+        let pii: Vec<String> = map_rows(&self.pii)
             .into_iter()
             .filter(|(_, n)| *n > 0.0)
             .map(|(k, n)| format!("{k} {n}"))
@@ -226,14 +248,30 @@ impl DataReport<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn report_shows_funnel_sources_and_examples() {
-        let passes = json!([{"pass": "exact_duplicates", "n_in": 10, "n_kept": 8, "n_dropped": 2, "n_changed": 0, "n_flagged": 0, "stats": {"exact_duplicate": 2}}]);
-        let sources = json!([{"name": "helpdesk", "path": "data/h.csv", "license": "internal", "n_rows": 11, "n_quarantined": 1, "n_kept": 8}]);
-        let summary =
-            json!({"by_label": {"a": 5, "b": 3}, "by_topic": {"cards": 8}, "pii": {"email": 2}});
+        let counts = |kv: &[(&str, u64)]| -> BTreeMap<String, u64> {
+            kv.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+        };
+        let passes = vec![PassLine {
+            pass: "exact_duplicates".into(),
+            n_in: 10,
+            n_kept: 8,
+            n_dropped: 2,
+            stats: counts(&[("exact_duplicate", 2), ("unused", 0)]),
+            ..Default::default()
+        }];
+        let sources = vec![SourceLine {
+            name: "helpdesk".into(),
+            path: "data/h.csv".into(),
+            role: "train".into(),
+            license: Some("internal".into()),
+            n_rows: 11,
+            n_quarantined: 1,
+            n_kept: 8,
+            ..Default::default()
+        }];
         let r = DataReport {
             task: "t",
             version_id: "abc",
@@ -242,9 +280,11 @@ mod tests {
             n_input: 11,
             n_records: 8,
             n_quarantined: 1,
-            passes: &passes,
-            sources: &sources,
-            summary: &summary,
+            passes,
+            sources,
+            by_label: counts(&[("a", 5), ("b", 3)]),
+            by_topic: counts(&[("cards", 8)]),
+            pii: counts(&[("email", 2), ("ssn", 0)]),
             examples: vec![Example {
                 pass: "pii".into(),
                 rule: "pii_mask".into(),
@@ -280,5 +320,13 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("PII masked: email 2"), "{md}");
+        assert!(md.contains("| helpdesk | internal | 11 | 1 | 8 |"), "{md}");
+        assert!(
+            html.contains("<td>exact_duplicate: 2</td>") && !html.contains("unused"),
+            "zero counts are not shown"
+        );
+        assert!(html.contains(
+            "helpdesk<br><span class=muted>data/h.csv</span></td><td>train</td><td>internal</td>"
+        ));
     }
 }

@@ -14,7 +14,7 @@ use hone_data::passes::{self, Pass, PassReport};
 use hone_data::pii::{PiiDetector, PiiKind};
 use hone_data::readers::{ReadOptions, read_source};
 use hone_store::{NewVersion, Store, VersionRow};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::project::Project;
@@ -35,20 +35,81 @@ pub enum Progress<'a> {
 }
 
 /// Per-source counts and notes, stored with every version.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SourceSummary {
     pub name: String,
     pub path: String,
+    #[serde(default)]
     pub role: SourceRole,
+    #[serde(default)]
     pub license: Option<String>,
+    #[serde(default)]
     pub collected: Option<String>,
+    #[serde(default)]
     pub owner: Option<String>,
+    #[serde(default)]
     pub notes: Option<String>,
+    #[serde(default)]
     pub file_hash: String,
+    #[serde(default)]
     pub as_of: String,
     pub n_rows: u64,
     pub n_quarantined: u64,
     pub n_kept: u64,
+}
+
+/// A version's counts: kept records per label and per topic, PII values masked per type (every type,
+/// zeros included), lineage entries per `action:rule`, and the object holding the removed records.
+/// Stored as the version's `summary` JSON (keys in this layout; nothing hashes it into an id).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct VersionSummary {
+    #[serde(default)]
+    pub by_label: BTreeMap<String, u64>,
+    #[serde(default)]
+    pub by_topic: BTreeMap<String, u64>,
+    #[serde(default)]
+    pub pii: BTreeMap<String, u64>,
+    #[serde(default)]
+    pub by_rule: BTreeMap<String, u64>,
+    /// Hash of the Parquet object with the removed (masked) records; set when the version is committed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removed_object: Option<String>,
+}
+
+/// A stored version's passes, sources and summary, read back into their types.
+#[derive(Debug, Clone)]
+pub struct VersionInfo {
+    pub passes: Vec<PassReport>,
+    pub sources: Vec<SourceSummary>,
+    pub summary: VersionSummary,
+}
+
+/// One stored JSON value of a version as its type (`Error::Store` naming the version if it does not read).
+fn stored<T: serde::de::DeserializeOwned>(
+    v: &VersionRow,
+    what: &str,
+    value: &serde_json::Value,
+) -> Result<T> {
+    T::deserialize(value).map_err(|e| {
+        Error::Store(format!(
+            "dataset version {}: the stored {what} do not read: {e}",
+            hone_core::hash::short(&v.id)
+        ))
+    })
+}
+
+/// The typed passes, sources and summary of a stored version.
+pub fn version_info(v: &VersionRow) -> Result<VersionInfo> {
+    Ok(VersionInfo {
+        passes: stored(v, "passes", &v.passes)?,
+        sources: stored(v, "sources", &v.sources)?,
+        summary: version_summary(v)?,
+    })
+}
+
+/// The typed summary of a stored version.
+pub fn version_summary(v: &VersionRow) -> Result<VersionSummary> {
+    stored(v, "summary", &v.summary)
 }
 
 /// What one curation produced (whether newly made or cached).
@@ -353,7 +414,7 @@ pub fn compute(
 }
 
 /// Counts for the version summary: per source, per topic, per label, PII found per type.
-pub fn summarise(cur: &Curation) -> serde_json::Value {
+pub fn summarise(cur: &Curation) -> VersionSummary {
     let mut by_label: BTreeMap<String, u64> = BTreeMap::new();
     let mut by_topic: BTreeMap<String, u64> = BTreeMap::new();
     for r in &cur.records {
@@ -364,14 +425,19 @@ pub fn summarise(cur: &Curation) -> serde_json::Value {
             .entry(r.topic.clone().unwrap_or_else(|| "(none)".into()))
             .or_default() += 1;
     }
-    let pii: BTreeMap<&str, u64> = cur
+    let pii: BTreeMap<String, u64> = cur
         .reports
         .iter()
         .find(|r| r.pass == "pii")
         .map(|r| {
             PiiKind::ALL
                 .iter()
-                .map(|k| (k.name(), r.stats.get(k.name()).copied().unwrap_or(0)))
+                .map(|k| {
+                    (
+                        k.name().to_string(),
+                        r.stats.get(k.name()).copied().unwrap_or(0),
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -381,7 +447,13 @@ pub fn summarise(cur: &Curation) -> serde_json::Value {
             .entry(format!("{}:{}", l.action.as_str(), l.rule))
             .or_default() += 1;
     }
-    json!({"by_label": by_label, "by_topic": by_topic, "pii": pii, "by_rule": by_rule})
+    VersionSummary {
+        by_label,
+        by_topic,
+        pii,
+        by_rule,
+        removed_object: None,
+    }
 }
 
 /// Curate and commit a new version, unless one with the same key exists (then `cached`).
@@ -404,10 +476,9 @@ pub fn clean(
     let object = store.put_object(&hone_data::dataset::encode(&cur.records)?, "dataset")?;
     let removed_object = store.put_object(&hone_data::dataset::encode(&cur.removed)?, "removed")?;
     let parent = store.versions()?.last().map(|v| v.id.clone());
-    let summary = {
-        let mut s = summarise(&cur);
-        s["removed_object"] = json!(removed_object);
-        s
+    let summary = VersionSummary {
+        removed_object: Some(removed_object.clone()),
+        ..summarise(&cur)
     };
     let v = NewVersion {
         id: cur.id.clone(),
@@ -419,7 +490,7 @@ pub fn clean(
         passes: serde_json::to_value(&cur.reports).map_err(|e| Error::Internal(e.to_string()))?,
         sources: serde_json::to_value(&cur.sources).map_err(|e| Error::Internal(e.to_string()))?,
         policy: cur.policy.clone(),
-        summary,
+        summary: serde_json::to_value(&summary).map_err(|e| Error::Internal(e.to_string()))?,
     };
     let inputs = json!({"config": hone_core::hash::hash_bytes(&std::fs::read(&project.config_path).map_err(|e| Error::io(&project.config_path, e))?), "sources": cur.sources.iter().map(|s| json!({"name": s.name, "hash": s.file_hash})).collect::<Vec<_>>()});
     let outputs = json!({"version": cur.id, "object": object, "removed_object": removed_object});
@@ -442,12 +513,71 @@ pub fn load_records(store: &Store, version: &VersionRow) -> Result<Vec<Record>> 
 
 /// Load the removed (masked) records of a version.
 pub fn load_removed(store: &Store, version: &VersionRow) -> Result<Vec<Record>> {
-    match version
-        .summary
-        .get("removed_object")
-        .and_then(|v| v.as_str())
-    {
-        Some(h) => hone_data::dataset::decode(&store.get_object(h)?),
+    match version_summary(version)?.removed_object {
+        Some(h) => hone_data::dataset::decode(&store.get_object(&h)?),
         None => Ok(Vec::new()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(
+        passes: serde_json::Value,
+        sources: serde_json::Value,
+        summary: serde_json::Value,
+    ) -> VersionRow {
+        VersionRow {
+            id: "0123456789abcdef".into(),
+            seq: 1,
+            created_at: "2025-06-30T00:00:00Z".into(),
+            parent: None,
+            object: "obj".into(),
+            n_input: 3,
+            n_records: 2,
+            n_quarantined: 0,
+            passes,
+            sources,
+            policy: json!({}),
+            summary,
+            hone_version: "0.1.0".into(),
+        }
+    }
+
+    #[test]
+    fn stored_values_read_back_typed_and_the_summary_keeps_its_json_layout() {
+        let summary = json!({"by_label": {"a": 2}, "by_rule": {"drop:empty": 1}, "by_topic": {"(none)": 2}, "pii": {"email": 0}, "removed_object": "abc"});
+        let v = row(
+            json!([{"pass": "length", "config": {"min_chars": 2}, "n_in": 3, "n_kept": 2, "n_dropped": 1, "n_changed": 0, "n_flagged": 0, "stats": {"empty": 1}}]),
+            json!([{"name": "s", "path": "d.jsonl", "role": "test", "license": null, "collected": null, "owner": null, "notes": null, "file_hash": "h", "as_of": "2025-06-30", "n_rows": 3, "n_quarantined": 0, "n_kept": 2}]),
+            summary.clone(),
+        );
+        let info = version_info(&v).unwrap();
+        assert_eq!(info.passes[0].stats["empty"], 1);
+        assert_eq!(info.sources[0].role, SourceRole::Test);
+        assert_eq!(info.summary.by_label["a"], 2);
+        assert_eq!(info.summary.removed_object.as_deref(), Some("abc"));
+        // Written back, the summary is the same JSON (stored versions and new ones agree byte for byte).
+        assert_eq!(
+            serde_json::to_value(&info.summary).unwrap().to_string(),
+            summary.to_string()
+        );
+        let fresh = VersionSummary::default();
+        assert_eq!(
+            serde_json::to_value(&fresh).unwrap(),
+            json!({"by_label": {}, "by_topic": {}, "pii": {}, "by_rule": {}})
+        );
+    }
+
+    #[test]
+    fn a_stored_value_that_does_not_read_is_a_store_error_naming_the_version() {
+        let v = row(json!([{"pass": 3}]), json!([]), json!({}));
+        match version_info(&v) {
+            Err(Error::Store(m)) => {
+                assert!(m.contains("0123456789ab") && m.contains("passes"), "{m}")
+            }
+            other => panic!("expected a store error, got {other:?}"),
+        }
     }
 }

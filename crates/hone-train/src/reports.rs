@@ -41,7 +41,43 @@ pub fn write_data_report(
     v: &VersionRow,
     out: Option<PathBuf>,
 ) -> Result<(PathBuf, String)> {
-    use hone_report::data::{DataReport, Example};
+    use hone_core::config::SourceRole;
+    use hone_report::data::{DataReport, Example, PassLine, SourceLine};
+    let info = curate::version_info(v)?;
+    let passes = info
+        .passes
+        .into_iter()
+        .map(|p| PassLine {
+            pass: p.pass,
+            n_in: p.n_in,
+            n_kept: p.n_kept,
+            n_dropped: p.n_dropped,
+            n_changed: p.n_changed,
+            n_flagged: p.n_flagged,
+            stats: p.stats,
+        })
+        .collect();
+    let sources = info
+        .sources
+        .into_iter()
+        .map(|s| SourceLine {
+            role: match s.role {
+                SourceRole::Train => "train",
+                SourceRole::Test => "test",
+            }
+            .into(),
+            name: s.name,
+            path: s.path,
+            license: s.license,
+            collected: s.collected,
+            as_of: s.as_of,
+            owner: s.owner,
+            n_rows: s.n_rows,
+            n_quarantined: s.n_quarantined,
+            n_kept: s.n_kept,
+            notes: s.notes,
+        })
+        .collect();
     let lineage = store.lineage(&v.id)?;
     let removed = curate::load_removed(store, v)?;
     let removed_text: HashMap<&str, &str> = removed
@@ -122,9 +158,11 @@ pub fn write_data_report(
         n_input: v.n_input,
         n_records: v.n_records,
         n_quarantined: v.n_quarantined,
-        passes: &v.passes,
-        sources: &v.sources,
-        summary: &v.summary,
+        passes,
+        sources,
+        by_label: info.summary.by_label,
+        by_topic: info.summary.by_topic,
+        pii: info.summary.pii,
         examples,
         quarantine,
         suspects,

@@ -978,6 +978,7 @@ pub fn run(
             hint: "add examples of another label to the sources".into(),
         });
     }
+    suites::check_labels(&project.root.join("suites"), &suites, &labels)?;
     if test.is_empty() {
         return Err(Error::Data {
             message: "the test split is empty".into(),

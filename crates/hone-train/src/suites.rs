@@ -30,6 +30,38 @@ pub struct SuiteCase {
     pub label: String,
     #[serde(default)]
     pub tags: Vec<String>,
+    /// The case's line in `suites/<suite>.jsonl` (1-based).
+    #[serde(default)]
+    pub line: u64,
+}
+
+/// A case whose expected label the task does not have (a typo, or a label with no training data) can
+/// never pass: it is refused with its file and line. `abstain` is always a valid expectation.
+pub fn check_labels(dir: &Path, cases: &[SuiteCase], labels: &[String]) -> Result<()> {
+    let Some(c) = cases
+        .iter()
+        .find(|c| c.label != hone_core::decide::ABSTAIN && !labels.contains(&c.label))
+    else {
+        return Ok(());
+    };
+    let known: Vec<&str> = labels.iter().take(12).map(String::as_str).collect();
+    Err(hone_core::Error::BadRecord {
+        file: dir.join(format!("{}.jsonl", c.suite)),
+        line: c.line,
+        field: "label".into(),
+        reason: format!(
+            "`{}` is not a label of this task's training data (known: {}{})",
+            c.label,
+            known.join(", "),
+            if labels.len() > known.len() {
+                ", …"
+            } else {
+                ""
+            }
+        ),
+        hint: "fix the expected label (or expect \"abstain\"), or add training examples of it"
+            .into(),
+    })
 }
 
 /// Load every `*.jsonl` under `dir` (sorted by file name). A missing directory means no suites.
@@ -60,6 +92,7 @@ pub fn load(dir: &Path, prep: &TextPrep) -> Result<Vec<SuiteCase>> {
                 text: prep.apply(&line.text),
                 label: line.label,
                 tags: line.tags,
+                line: n,
             });
         }
     }

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, Result, bail};
 use hone_core::{Action, Error};
+use hone_data::passes::PassReport;
 use hone_store::Store;
 use hone_train::curate::{self, Progress};
 use hone_train::project::Project;
@@ -86,34 +87,24 @@ fn open_project(ctx: &Context) -> Result<Project> {
     Ok(Project::discover(&ctx.start)?)
 }
 
-fn funnel_rows(passes: &serde_json::Value) -> Vec<Vec<String>> {
+fn funnel_rows(passes: &[PassReport]) -> Vec<Vec<String>> {
     passes
-        .as_array()
-        .into_iter()
-        .flatten()
+        .iter()
         .map(|p| {
-            let g = |k: &str| p.get(k).and_then(|v| v.as_u64()).unwrap_or(0).to_string();
             let stats = p
-                .get("stats")
-                .and_then(|s| s.as_object())
-                .map(|o| {
-                    o.iter()
-                        .filter(|(_, v)| v.as_u64() != Some(0))
-                        .map(|(k, v)| format!("{k}={v}"))
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                })
-                .unwrap_or_default();
+                .stats
+                .iter()
+                .filter(|(_, v)| **v != 0)
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ");
             vec![
-                p.get("pass")
-                    .and_then(|v| v.as_str())
-                    .unwrap_or("")
-                    .to_string(),
-                g("n_in"),
-                g("n_kept"),
-                g("n_dropped"),
-                g("n_changed"),
-                g("n_flagged"),
+                p.pass.clone(),
+                p.n_in.to_string(),
+                p.n_kept.to_string(),
+                p.n_dropped.to_string(),
+                p.n_changed.to_string(),
+                p.n_flagged.to_string(),
                 clip(&stats, 70),
             ]
         })
@@ -134,10 +125,9 @@ pub fn data_check(ctx: &Context) -> Result<u8> {
     };
     let cur = curate::compute(&project, &decisions, &mut progress_printer(&pb))?;
     pb.finish_and_clear();
-    let passes = serde_json::to_value(&cur.reports)?;
     if ctx.json {
         print_json(
-            &json!({"version": cur.id, "n_input": cur.n_input, "n_quarantined": cur.quarantined.len(), "n_records": cur.records.len(), "passes": passes, "sources": cur.sources, "quarantined": cur.quarantined}),
+            &json!({"version": cur.id, "n_input": cur.n_input, "n_quarantined": cur.quarantined.len(), "n_records": cur.records.len(), "passes": cur.reports, "sources": cur.sources, "quarantined": cur.quarantined}),
         );
     } else {
         println!(
@@ -146,7 +136,7 @@ pub fn data_check(ctx: &Context) -> Result<u8> {
             cur.quarantined.len(),
             cur.records.len()
         );
-        print!("{}", table(&FUNNEL_HEADERS, &funnel_rows(&passes)));
+        print!("{}", table(&FUNNEL_HEADERS, &funnel_rows(&cur.reports)));
         for q in cur.quarantined.iter().take(20) {
             println!(
                 "quarantine {}:{}: field `{}`: {}",
@@ -172,9 +162,10 @@ pub fn data_clean(ctx: &Context) -> Result<u8> {
     )?;
     pb.finish_and_clear();
     let v = &out.version;
+    let passes = curate::version_info(v)?.passes;
     if ctx.json {
         print_json(
-            &json!({"version": v.id, "cached": out.cached, "n_input": v.n_input, "n_quarantined": v.n_quarantined, "n_records": v.n_records, "passes": v.passes}),
+            &json!({"version": v.id, "cached": out.cached, "n_input": v.n_input, "n_quarantined": v.n_quarantined, "n_records": v.n_records, "passes": passes}),
         );
     } else {
         if out.cached {
@@ -191,7 +182,7 @@ pub fn data_clean(ctx: &Context) -> Result<u8> {
                 v.n_quarantined,
                 v.n_records
             );
-            print!("{}", table(&FUNNEL_HEADERS, &funnel_rows(&v.passes)));
+            print!("{}", table(&FUNNEL_HEADERS, &funnel_rows(&passes)));
         }
         println!(
             "\nNext: `hone data report` for the HTML report, `hone data why ID` for one record."
@@ -216,19 +207,17 @@ pub fn data_log(ctx: &Context) -> Result<u8> {
         println!("no dataset versions yet: run `hone data clean`.");
         return Ok(0);
     }
-    let rows: Vec<Vec<String>> = versions
+    let rows = versions
         .iter()
         .rev()
         .map(|v| {
-            let dropped: Vec<String> = v
+            let dropped: Vec<String> = curate::version_info(v)?
                 .passes
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|p| p["n_dropped"].as_u64().unwrap_or(0) > 0)
-                .map(|p| format!("{} -{}", p["pass"].as_str().unwrap_or(""), p["n_dropped"]))
+                .iter()
+                .filter(|p| p.n_dropped > 0)
+                .map(|p| format!("{} -{}", p.pass, p.n_dropped))
                 .collect();
-            vec![
+            Ok(vec![
                 v.seq.to_string(),
                 short(&v.id).to_string(),
                 v.created_at.chars().take(19).collect(),
@@ -237,9 +226,9 @@ pub fn data_log(ctx: &Context) -> Result<u8> {
                 v.n_quarantined.to_string(),
                 v.n_records.to_string(),
                 clip(&dropped.join(", "), 80),
-            ]
+            ])
         })
-        .collect();
+        .collect::<Result<Vec<Vec<String>>>>()?;
     print!(
         "{}",
         table(
@@ -498,7 +487,13 @@ pub fn demo(ctx: &Context, dir: Option<PathBuf>, seed: u64) -> Result<u8> {
             "1. Curation ({} rows read, {} quarantined, {} records kept):\n",
             v.n_input, v.n_quarantined, v.n_records
         );
-        print!("{}", table(&FUNNEL_HEADERS, &funnel_rows(&v.passes)));
+        print!(
+            "{}",
+            table(
+                &FUNNEL_HEADERS,
+                &funnel_rows(&curate::version_info(v)?.passes)
+            )
+        );
         println!("\n{data_md}");
         println!(
             "2. First `hone run` stopped (exit code 4): {} test/train pair(s) leak, {} of the {} planted leaks among them:\n{}\n",

@@ -14,6 +14,16 @@ pub fn hone(dir: &Path, args: &[&str]) -> Output {
         .expect("run hone")
 }
 
+/// Add a line under `[policy]` of a demo project's `hone.toml`.
+pub fn set_policy(dir: &Path, line: &str) {
+    let p = dir.join("hone.toml");
+    let t = std::fs::read_to_string(&p).unwrap().replace(
+        "on_bad_record = \"quarantine\"",
+        &format!("on_bad_record = \"quarantine\"\n{line}"),
+    );
+    std::fs::write(p, t).unwrap();
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }

@@ -80,3 +80,26 @@ fn finding_7_gate_typos_and_impossible_rules_fail_at_load() {
         assert!(!dir.path().join(".hone").exists(), "{rule}: nothing ran");
     }
 }
+
+/// Finding 7 (suites): a suite case whose label the task does not have was accepted and could never pass.
+#[test]
+fn finding_7_a_suite_with_an_unknown_label_is_refused_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    hone_train::demo::write_project(dir.path(), 7, 300).unwrap();
+    common::set_policy(dir.path(), "contamination = \"drop_train\"");
+    let suite = dir.path().join("suites/safety.jsonl");
+    let mut text = std::fs::read_to_string(&suite).unwrap();
+    let n = text.lines().count() + 1;
+    text.push_str(
+        "{\"id\": \"typo-1\", \"text\": \"where is my refund\", \"label\": \"refund_stauts\"}\n",
+    );
+    std::fs::write(&suite, text).unwrap();
+    let o = hone(dir.path(), &["run"]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(
+        e.contains(&format!("safety.jsonl:{n}: field `label`")),
+        "{e}"
+    );
+    assert!(e.contains("refund_stauts"), "{e}");
+}

@@ -6,7 +6,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{hone, stderr, stdout};
+use common::{hone, set_policy, stderr, stdout};
 use hone_train::demo::write_project;
 
 fn project(n_base: usize) -> (tempfile::TempDir, hone_train::demo::Manifest) {
@@ -26,15 +26,6 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
-}
-
-fn set_policy(dir: &Path, line: &str) {
-    let p = dir.join("hone.toml");
-    let t = std::fs::read_to_string(&p).unwrap().replace(
-        "on_bad_record = \"quarantine\"",
-        &format!("on_bad_record = \"quarantine\"\n{line}"),
-    );
-    std::fs::write(p, t).unwrap();
 }
 
 fn run_json(dir: &Path) -> serde_json::Value {
