@@ -314,23 +314,56 @@ pub fn compute(
     let mut file_hashes = Vec::new();
     let mut n_input = 0u64;
     let mut test_sources = std::collections::BTreeSet::new();
-    let mut id_owner: HashMap<String, (String, u64)> = HashMap::new();
+    // Every source is read before ids are claimed, so that the records of test sources own their ids:
+    // a training record that reuses a test record's id is the one quarantined (test records are never
+    // lost). Among the rest, the first record in read order keeps its id.
+    let mut outs = Vec::with_capacity(c.sources.len());
     for (i, s) in c.sources.iter().enumerate() {
         progress(Progress::Reading {
             source: &s.name,
             index: i,
             total: c.sources.len(),
         });
-        let out = read_source(&project.root, s, &opts)?;
-        n_input += out.n_rows;
+        outs.push(read_source(&project.root, s, &opts)?);
+    }
+    let mut id_owner: HashMap<String, (String, u64)> = HashMap::new();
+    for (s, out) in c.sources.iter().zip(&outs) {
         if s.role == SourceRole::Test {
+            for r in &out.records {
+                id_owner
+                    .entry(r.id.clone())
+                    .or_insert((s.name.clone(), r.line));
+            }
+        }
+    }
+    for (s, out) in c.sources.iter().zip(outs) {
+        n_input += out.n_rows;
+        let is_test = s.role == SourceRole::Test;
+        if is_test {
             test_sources.insert(s.name.clone());
         }
         let mut n_q = out.quarantined.len() as u64;
         quarantined.extend(out.quarantined);
         for r in out.records {
-            if let Some((src, line)) = id_owner.get(&r.id) {
-                let reason = format!("id `{}` is already used by {src} line {line}", mask(&r.id));
+            let clash = match id_owner.get(&r.id) {
+                // A test record meets its own claim (made above) the first time.
+                Some((src, line)) if is_test && src == &s.name && *line == r.line => None,
+                Some((src, line)) => Some((src.clone(), *line)),
+                None => None,
+            };
+            if let Some((src, line)) = clash {
+                let owner_is_test = c
+                    .sources
+                    .iter()
+                    .any(|x| x.name == src && x.role == SourceRole::Test);
+                let reason = if owner_is_test && !is_test {
+                    format!(
+                        "id `{}` is the id of test record {src} line {line}; the test record is kept and this training record is set aside",
+                        mask(&r.id)
+                    )
+                } else {
+                    format!("id `{}` is already used by {src} line {line}", mask(&r.id))
+                };
                 if c.policy.on_bad_record == BadRecordPolicy::Fail {
                     return Err(Error::BadRecord { file: project.root.join(&s.path), line: r.line, field: "id".into(), reason, hint: "ids must be unique across sources: fix the id column or map another one with fields.id".into() });
                 }

@@ -50,6 +50,80 @@ pub struct SplitOutcome {
     pub froze: bool,
 }
 
+/// A label needs this many train/dev records before a test set without it is refused: fewer, and a
+/// stratified split may rightly keep them all in training (the split warns about those).
+const MIN_RECORDS_FOR_A_TEST_EXAMPLE: usize = 10;
+
+/// Whether a split can support evaluation: two labels to train on, a non-empty test set, and no label
+/// with plenty of training records but none in test. Checked before a test set is frozen, so a run that
+/// cannot evaluate never pins one; for a test set frozen earlier the remedy is a refreeze.
+fn supports_evaluation(
+    records: &[Record],
+    assignment: &BTreeMap<String, Part>,
+    frozen_earlier: bool,
+) -> Result<()> {
+    let mut train: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut test: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in records {
+        let Some(label) = r.label.as_deref() else {
+            continue;
+        };
+        match assignment.get(&r.id) {
+            Some(Part::Test) => *test.entry(label).or_default() += 1,
+            Some(_) => *train.entry(label).or_default() += 1,
+            None => {}
+        }
+    }
+    let refreeze = "the frozen test set was pinned from earlier data; after fixing the data, pin a new one with `hone split --refreeze --reason \"...\"` (audited)";
+    if train.len() < 2 {
+        return Err(Error::Data {
+            message: format!(
+                "training needs at least two labels in train/dev; found {}",
+                train.len()
+            ),
+            hint: if frozen_earlier {
+                refreeze.into()
+            } else {
+                "add examples of another label to the sources (no test set was frozen)".into()
+            },
+        });
+    }
+    if test.is_empty() {
+        return Err(Error::Data {
+            message: "the test split is empty".into(),
+            hint: if frozen_earlier {
+                refreeze.into()
+            } else {
+                "set [split] test > 0 or declare a role = \"test\" source (no test set was frozen)"
+                    .into()
+            },
+        });
+    }
+    let missing: Vec<String> = train
+        .iter()
+        .filter(|(l, n)| **n >= MIN_RECORDS_FOR_A_TEST_EXAMPLE && !test.contains_key(*l))
+        .map(|(l, n)| format!("`{l}` ({n} in train/dev)"))
+        .collect();
+    if !missing.is_empty() {
+        return Err(Error::Data {
+            message: format!(
+                "the test set has no example of {}: its metrics would say nothing about {}",
+                missing.join(", "),
+                if missing.len() == 1 { "it" } else { "them" }
+            ),
+            hint: format!(
+                "add test examples of these labels (to a role = \"test\" source, or let the split draw them with [split] test > 0){}",
+                if frozen_earlier {
+                    ", then pin a new test set with `hone split --refreeze --reason \"...\"` (audited)"
+                } else {
+                    ""
+                }
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// `refreeze`: `Some(reason)` pins a new frozen test set from this version.
 pub fn run(
     project: &Project,
@@ -103,6 +177,11 @@ pub fn run(
             hint: "the test set is frozen; restore the records, or if the change is intended run `hone split --refreeze --reason \"...\"` (audited)".into(),
         });
     }
+    supports_evaluation(
+        records,
+        &result.assignment,
+        current.is_some() && refreeze.is_none(),
+    )?;
     let (frozen_seq, froze) = match (&current, refreeze) {
         (Some(f), None) => (f.seq, false),
         _ => {

@@ -69,7 +69,7 @@ fn every_planted_defect_is_caught_and_every_record_accounted_for() {
         v.n_records + v.n_quarantined + dropped,
         "kept + removed + quarantined = input"
     );
-    let passes = curate::version_info(&v).unwrap().passes;
+    let passes = curate::version_info(v).unwrap().passes;
     assert!(!passes.is_empty());
     for p in &passes {
         assert_eq!(p.n_in, p.n_kept + p.n_dropped, "{p:?}");

@@ -103,3 +103,166 @@ fn finding_7_a_suite_with_an_unknown_label_is_refused_with_its_line() {
     );
     assert!(e.contains("refund_stauts"), "{e}");
 }
+
+/// Finding 3: records of a `role = "test"` source were quarantined when their ids collided with
+/// training ids (60 of 62 test records gone, exit 0, no warning).
+#[test]
+fn finding_3_test_records_keep_their_ids_and_the_training_side_gives_way() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("data")).unwrap();
+    std::fs::write(
+        root.join("hone.toml"),
+        "[task]\nname = \"clash\"\nkind = \"classify\"\n\n[[source]]\nname = \"train\"\npath = \"data/train.jsonl\"\n\n[[source]]\nname = \"official\"\npath = \"data/test.jsonl\"\nrole = \"test\"\n",
+    )
+    .unwrap();
+    let line = |i: usize, what: &str| {
+        let label = if i.is_multiple_of(2) {
+            "refund"
+        } else {
+            "card"
+        };
+        format!(
+            "{{\"id\": \"{i}\", \"text\": \"{what} message number {i} about my {label}\", \"label\": \"{label}\"}}\n"
+        )
+    };
+    let train: String = (1..=80).map(|i| line(i, "training")).collect();
+    let test: String = (1..=62).map(|i| line(i, "held out")).collect();
+    std::fs::write(root.join("data/train.jsonl"), train).unwrap();
+    std::fs::write(root.join("data/test.jsonl"), test).unwrap();
+    let o = hone(root, &["--json", "data", "check"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let q = v["quarantined"].as_array().unwrap();
+    assert_eq!(q.len(), 62, "{v}");
+    assert!(q.iter().all(|x| x["source"] == "train"), "{v}");
+    assert!(
+        q[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("the test record is kept")
+    );
+    let official = v["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "official")
+        .unwrap();
+    assert_eq!(official["n_quarantined"], 0, "{official}");
+}
+
+/// Finding 1: a failed first run froze a wrong test set (only `ham`); after `spam` rows were added the
+/// run passed with a test set of 58 ham and 0 spam, and both models scored 1.0000.
+#[test]
+fn finding_1_a_run_that_cannot_evaluate_freezes_nothing_and_a_one_sided_test_set_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("data")).unwrap();
+    std::fs::write(
+        root.join("hone.toml"),
+        "[task]\nname = \"spam\"\nkind = \"classify\"\n\n[policy]\ncontamination = \"drop_train\"\n\n[[source]]\nname = \"sms\"\npath = \"data/sms.jsonl\"\n\n[[model]]\nname = \"fast\"\nkind = \"ngram\"\n",
+    )
+    .unwrap();
+    // Varied texts, so that no two are near-duplicates (or leaks of each other).
+    let words = [
+        "dinner", "garden", "river", "train", "office", "kitchen", "market", "concert", "school",
+        "beach", "cinema", "library", "station", "museum", "bakery", "harbour", "forest", "bridge",
+    ];
+    let pick = |i: usize, k: usize| words[(i * (2 * k + 1) + k * k) % words.len()];
+    let row = |i: usize, label: &str| {
+        let text = if label == "ham" {
+            format!(
+                "meet me near the {} after the {}, then we walk to the {} and the {}",
+                pick(i, 1),
+                pick(i, 2),
+                pick(i, 3),
+                pick(i / 3, 4)
+            )
+        } else {
+            format!(
+                "WIN a free {} voucher for the {} now, txt {} to claim your {} prize",
+                pick(i, 5),
+                pick(i, 6),
+                pick(i / 2, 7),
+                pick(i, 8)
+            )
+        };
+        format!("{{\"id\": \"{label}{i}\", \"text\": \"{text}\", \"label\": \"{label}\"}}\n")
+    };
+    let ham: String = (0..290).map(|i| row(i, "ham")).collect();
+    std::fs::write(root.join("data/sms.jsonl"), &ham).unwrap();
+    let o = hone(root, &["run"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("at least two labels"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no test set was frozen"),
+        "{}",
+        stderr(&o)
+    );
+    // With spam added, the first real split freezes a test set holding both labels.
+    let spam: String = (0..60).map(|i| row(i, "spam")).collect();
+    std::fs::write(root.join("data/sms.jsonl"), format!("{ham}{spam}")).unwrap();
+    let o = hone(root, &["--json", "run"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let labels = v["metrics"]["per_class"].as_array().unwrap();
+    assert_eq!(labels.len(), 2);
+    assert!(
+        labels.iter().all(|c| c["support"].as_u64().unwrap() > 0),
+        "{v}"
+    );
+}
+
+/// Finding 1, second half: a test set frozen while a label was rare (all its records kept in training)
+/// cannot judge that label once it is common; the run stops and names the remedy, a refreeze.
+#[test]
+fn finding_1_a_frozen_test_set_without_a_now_common_label_stops_the_run_until_refreeze() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("data")).unwrap();
+    std::fs::write(
+        root.join("hone.toml"),
+        "[task]\nname = \"t\"\nkind = \"classify\"\n\n[policy]\ncontamination = \"drop_train\"\n\n[[source]]\nname = \"a\"\npath = \"data/a.jsonl\"\n\n[[source]]\nname = \"b\"\npath = \"data/b.jsonl\"\nrole = \"test\"\n\n[[model]]\nname = \"fast\"\nkind = \"ngram\"\n",
+    )
+    .unwrap();
+    let row = |id: String, i: usize, label: &str| {
+        format!(
+            "{{\"id\": \"{id}\", \"text\": \"{label} request number {i} with code {}\", \"label\": \"{label}\"}}\n",
+            i * 7919 % 10007
+        )
+    };
+    let mut train: String = (0..40)
+        .map(|i| row(format!("a{i}"), i, "billing"))
+        .collect();
+    train += &(0..40)
+        .map(|i| row(format!("b{i}"), i, "login"))
+        .collect::<String>();
+    // The official test set has billing and login only.
+    let test: String = (100..110)
+        .map(|i| {
+            row(
+                format!("t{i}"),
+                i,
+                if i.is_multiple_of(2) {
+                    "billing"
+                } else {
+                    "login"
+                },
+            )
+        })
+        .collect();
+    std::fs::write(root.join("data/a.jsonl"), &train).unwrap();
+    std::fs::write(root.join("data/b.jsonl"), &test).unwrap();
+    let o = hone(root, &["run"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // A third label grows in training; the frozen test set has none of it.
+    train += &(0..30)
+        .map(|i| row(format!("c{i}"), i, "refund"))
+        .collect::<String>();
+    std::fs::write(root.join("data/a.jsonl"), &train).unwrap();
+    let o = hone(root, &["run"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(e.contains("no example of `refund`"), "{e}");
+    assert!(e.contains("--refreeze"), "{e}");
+}
