@@ -44,6 +44,22 @@ impl TextPrep {
     }
 }
 
+/// Text a person typed (a `--reason`, a review note, the command line that holds them) as it may be
+/// stored: PII masked, control characters escaped so that it cannot forge lines in a log.
+pub fn free_text(raw: &str) -> String {
+    let masked = PiiDetector::new().mask(raw).text;
+    masked
+        .chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
 /// Parse every non-blank line of `text` (read from `file`) as a `T`. A line that is not JSON, or not a
 /// `T`, is an [`Error::BadRecord`] naming the file, the 1-based line, the field serde complained about
 /// (or `(line)`), and `hint` (the expected shape of a line).
@@ -150,6 +166,13 @@ mod tests {
             e.starts_with("in.jsonl:1: field `(line)`: invalid JSON"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn free_text_is_masked_and_cannot_forge_lines() {
+        let t = free_text("moved test rows, ask jane.doe@example.com\nforged line");
+        assert!(!t.contains("jane.doe@example.com"), "{t}");
+        assert!(!t.contains('\n') && t.contains("\\nforged"), "{t}");
     }
 
     #[test]

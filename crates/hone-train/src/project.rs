@@ -46,8 +46,18 @@ impl Project {
 
 /// Who is acting, for the audit log: `HONE_USER`, else the OS user, else `unknown`.
 pub fn who() -> String {
-    ["HONE_USER", "USER", "USERNAME", "LOGNAME"]
+    let name = ["HONE_USER", "USER", "USERNAME", "LOGNAME"]
         .iter()
         .find_map(|k| std::env::var(k).ok().filter(|v| !v.trim().is_empty()))
-        .unwrap_or_else(|| "unknown".to_string())
+        .unwrap_or_else(|| "unknown".to_string());
+    // A newline in HONE_USER must not forge a line in `hone audit log`.
+    name.chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
 }

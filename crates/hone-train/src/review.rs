@@ -163,6 +163,15 @@ pub fn apply(
     reviewer: &str,
     command: &str,
 ) -> Result<(BTreeMap<String, u64>, CurateOutcome)> {
+    // Notes are typed by people: masked before they are stored.
+    let decisions: Vec<Decision> = decisions
+        .iter()
+        .map(|d| Decision {
+            note: crate::input::free_text(&d.note),
+            ..d.clone()
+        })
+        .collect();
+    let decisions = &decisions[..];
     store.put_decisions(decisions, reviewer, command)?;
     let out = curate::clean(project, store, command, &mut |_| {})?;
     let mut counts = BTreeMap::new();

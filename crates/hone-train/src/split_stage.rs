@@ -187,12 +187,12 @@ pub fn run(
         _ => {
             let records =
                 serde_json::to_value(&result.frozen).map_err(|e| Error::Internal(e.to_string()))?;
-            let reason = refreeze.unwrap_or("first split");
+            let reason = crate::input::free_text(refreeze.unwrap_or("first split"));
             (
                 store.freeze_test(
                     &frozen_hash(&result.frozen),
                     &records,
-                    reason,
+                    &reason,
                     &who(),
                     command,
                 )?,

@@ -14,8 +14,9 @@ use crate::ui::{Context, clip, print_json, table};
 
 const INIT_TOML: &str = include_str!("init_template.toml");
 
+/// The command line as the audit log records it (masked: a `--reason` may hold personal data).
 fn command_line() -> String {
-    std::env::args().collect::<Vec<_>>().join(" ")
+    hone_train::input::free_text(&std::env::args().collect::<Vec<_>>().join(" "))
 }
 
 fn progress_printer(pb: &indicatif::ProgressBar) -> impl FnMut(Progress) + '_ {

@@ -266,3 +266,45 @@ fn finding_1_a_frozen_test_set_without_a_now_common_label_stops_the_run_until_re
     assert!(e.contains("no example of `refund`"), "{e}");
     assert!(e.contains("--refreeze"), "{e}");
 }
+
+/// Finding 5 (free text) and 4 (identity): a `--reason` with personal data was stored unmasked in
+/// `hone.db` and the audit inputs; a newline in `HONE_USER` forged an extra line in `hone audit log`.
+#[test]
+fn finding_5_typed_reasons_are_masked_and_finding_4_a_user_name_cannot_forge_audit_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    hone_train::demo::write_project(dir.path(), 7, 300).unwrap();
+    common::set_policy(dir.path(), "contamination = \"drop_train\"");
+    let o = hone(dir.path(), &["run"]);
+    assert!(matches!(o.status.code(), Some(0 | 3)), "{}", stderr(&o));
+    let email = "jane.doe@example.com";
+    let o = Command::new(env!("CARGO_BIN_EXE_hone"))
+        .arg("-C")
+        .arg(dir.path())
+        .args([
+            "split",
+            "--refreeze",
+            "--reason",
+            &format!("relabelled by {email}"),
+        ])
+        .env("HONE_USER", "eve\nforged entry")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut bytes = Vec::new();
+    for f in ["hone.db", "hone.db-wal"] {
+        bytes.extend(std::fs::read(dir.path().join(".hone").join(f)).unwrap_or_default());
+    }
+    assert!(
+        !bytes.windows(email.len()).any(|w| w == email.as_bytes()),
+        "the reason's e-mail address reached the store"
+    );
+    let log = common::stdout(&hone(dir.path(), &["audit", "log"]));
+    assert!(log.contains("eve\\nforged entry"), "{log}");
+    assert!(
+        !log.lines()
+            .any(|l| l.trim_start().starts_with("forged entry")),
+        "{log}"
+    );
+    let o = hone(dir.path(), &["audit", "verify"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
