@@ -1,6 +1,12 @@
 //! The audit log: every command that changes the store appends who, when, the command and its input and
 //! output hashes to a hash-chained table; [`Store::verify_audit`] finds an edited, deleted or reordered
-//! entry and names it.
+//! entry and names it. The chain's head (last sequence number and hash) is anchored in a file outside
+//! the database, `.hone/audit-head`, rewritten after every committed append, so that cutting the end of
+//! the chain, deleting every entry or replacing the database is found too.
+//!
+//! What the anchor cannot do: someone who can write both the database and the anchor file can rewrite
+//! both consistently, and deleting the anchor leaves a store that reads as "not anchored". Copy the
+//! anchor line somewhere you control (a commit, a ticket) to pin the history at that point.
 
 use rusqlite::params;
 use serde::{Deserialize, Serialize};
@@ -32,6 +38,8 @@ pub struct AuditProblem {
 pub struct AuditReport {
     pub n_entries: usize,
     pub problems: Vec<AuditProblem>,
+    /// The anchored head `(seq, hash)`, when `.hone/audit-head` exists.
+    pub anchor: Option<(i64, String)>,
 }
 
 impl AuditReport {
@@ -39,6 +47,9 @@ impl AuditReport {
         self.problems.is_empty()
     }
 }
+
+/// The file outside the database that holds the chain's head: `SEQ HASH`.
+pub(crate) const ANCHOR_FILE: &str = "audit-head";
 
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -105,7 +116,49 @@ impl Store {
         inputs: serde_json::Value,
         outputs: serde_json::Value,
     ) -> Result<AuditEntry> {
-        append(&self.conn, who, command, &inputs, &outputs)
+        let entry = append(&self.conn, who, command, &inputs, &outputs)?;
+        self.anchor_audit()?;
+        Ok(entry)
+    }
+
+    /// Rewrite `.hone/audit-head` with the chain's committed head (through a temp file and a rename).
+    /// Called after every commit that appended entries; a crash between the commit and this write
+    /// leaves the anchor one entry behind, which `verify_audit` accepts.
+    pub(crate) fn anchor_audit(&self) -> Result<()> {
+        let head: Option<(i64, String)> = self
+            .conn
+            .query_row(
+                "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .ok();
+        let Some((seq, hash)) = head else {
+            return Ok(());
+        };
+        let path = self.dir.join(ANCHOR_FILE);
+        let tmp = self.dir.join("tmp").join(ANCHOR_FILE);
+        let write = || -> std::io::Result<()> {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp)?;
+            writeln!(f, "{seq} {hash}")?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &path)
+        };
+        write().map_err(|e| hone_core::Error::io(&path, e))
+    }
+
+    /// The anchored head, if the anchor file exists; an unreadable anchor is a problem in itself.
+    fn read_anchor(&self) -> std::result::Result<Option<(i64, String)>, String> {
+        let path = self.dir.join(ANCHOR_FILE);
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            return Ok(None);
+        };
+        let mut it = text.split_whitespace();
+        match (it.next().and_then(|s| s.parse::<i64>().ok()), it.next()) {
+            (Some(seq), Some(hash)) if hash.len() == 64 => Ok(Some((seq, hash.to_string()))),
+            _ => Err(format!("{} does not read as `SEQ HASH`", path.display())),
+        }
     }
 
     /// All audit entries in sequence order.
@@ -178,9 +231,71 @@ impl Store {
             expected_prev = hash.clone();
             expected_seq = seq + 1;
         }
+        // Run records are covered by the chain: each run's audit entry holds the hash of its record.
+        for (seq, _, _, _, _, outputs, _, _) in &rows {
+            let Ok(out) = serde_json::from_str::<serde_json::Value>(outputs) else {
+                continue;
+            };
+            let (Some(run), Some(want)) = (out["run"].as_str(), out["record"].as_str()) else {
+                continue;
+            };
+            let stored: Option<String> = self
+                .conn
+                .query_row("SELECT record FROM runs WHERE id = ?1", [run], |r| r.get(0))
+                .ok();
+            match stored {
+                None => problems.push(AuditProblem {
+                    seq: *seq,
+                    problem: format!("run {run} (entry {seq}) is missing from the runs table"),
+                }),
+                Some(rec) if crate::runs::record_hash(&rec) != want => problems.push(AuditProblem {
+                    seq: *seq,
+                    problem: format!(
+                        "run {run}'s record was edited after entry {seq} stored it: its hash no longer matches"
+                    ),
+                }),
+                Some(_) => {}
+            }
+        }
+        let anchor = match self.read_anchor() {
+            Ok(a) => a,
+            Err(problem) => {
+                problems.push(AuditProblem { seq: 0, problem });
+                None
+            }
+        };
+        if let Some((aseq, ahash)) = &anchor {
+            let last = rows.last().map_or(0, |r| r.0);
+            match rows.iter().find(|r| r.0 == *aseq) {
+                None => problems.push(AuditProblem {
+                    seq: *aseq,
+                    problem: format!(
+                        "the log was anchored at entry {aseq} but {}: entries were deleted or the database was replaced",
+                        if rows.is_empty() { "is empty".to_string() } else { format!("ends at entry {last}") }
+                    ),
+                }),
+                Some(r) if r.7 != *ahash => problems.push(AuditProblem {
+                    seq: *aseq,
+                    problem: format!(
+                        "entry {aseq} is not the anchored one (hash {} vs anchored {}): the database was replaced or rewritten",
+                        &r.7[..12],
+                        &ahash[..12]
+                    ),
+                }),
+                Some(_) if last > aseq + 1 => problems.push(AuditProblem {
+                    seq: aseq + 1,
+                    problem: format!(
+                        "entries {}..{last} come after the anchored head (entry {aseq}) but were never anchored: written outside hone, or the anchor was rolled back",
+                        aseq + 1
+                    ),
+                }),
+                Some(_) => {}
+            }
+        }
         Ok(AuditReport {
             n_entries: rows.len(),
             problems,
+            anchor,
         })
     }
 }
@@ -240,6 +355,60 @@ mod tests {
             "{}",
             r.problems[0].problem
         );
+    }
+
+    #[test]
+    fn cutting_the_end_emptying_or_replacing_the_log_is_found_by_the_anchor() {
+        let (d, s) = store_with(7);
+        assert_eq!(s.verify_audit().unwrap().anchor.unwrap().0, 7);
+        // Cut the end (a removed review decision, say).
+        s.connection()
+            .execute("DELETE FROM audit WHERE seq >= 6", [])
+            .unwrap();
+        let r = s.verify_audit().unwrap();
+        assert!(!r.ok());
+        assert!(
+            r.problems[0].problem.contains("anchored at entry 7"),
+            "{r:?}"
+        );
+        // Every entry gone.
+        s.connection().execute("DELETE FROM audit", []).unwrap();
+        let r = s.verify_audit().unwrap();
+        assert!(r.problems[0].problem.contains("is empty"), "{r:?}");
+        drop(s);
+        // A zero-length database in place of the real one.
+        let db = d.path().join(".hone/hone.db");
+        for ext in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{ext}", db.display()));
+        }
+        std::fs::write(&db, b"").unwrap();
+        let s = Store::open(d.path()).unwrap();
+        assert!(!s.verify_audit().unwrap().ok());
+    }
+
+    #[test]
+    fn entries_appended_behind_the_anchors_back_are_found() {
+        let (d, s) = store_with(3);
+        let anchor = std::fs::read_to_string(d.path().join(".hone/audit-head")).unwrap();
+        for i in 0..2 {
+            s.append_audit("mallory", &format!("forged{i}"), json!({}), json!({}))
+                .unwrap();
+        }
+        // Roll the anchor back as if the two entries were never anchored.
+        std::fs::write(d.path().join(".hone/audit-head"), anchor).unwrap();
+        let r = s.verify_audit().unwrap();
+        assert!(
+            r.problems
+                .iter()
+                .any(|p| p.problem.contains("never anchored")),
+            "{r:?}"
+        );
+        // One entry past the anchor is the crash window between a commit and the anchor write: accepted.
+        let (d, s) = store_with(3);
+        let anchor = std::fs::read_to_string(d.path().join(".hone/audit-head")).unwrap();
+        s.append_audit("ana", "cmd", json!({}), json!({})).unwrap();
+        std::fs::write(d.path().join(".hone/audit-head"), anchor).unwrap();
+        assert!(s.verify_audit().unwrap().ok());
     }
 
     #[test]

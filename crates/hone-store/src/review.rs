@@ -65,6 +65,7 @@ impl Store {
             )?;
         }
         tx.commit().map_err(db_err)?;
+        self.anchor_audit()?;
         self.latest_scan()?
             .ok_or_else(|| hone_core::Error::Internal("scan vanished after commit".into()))
     }
@@ -106,7 +107,8 @@ impl Store {
             &serde_json::json!({"decisions": hash}),
             &serde_json::json!({"counts": counts}),
         )?;
-        tx.commit().map_err(db_err)
+        tx.commit().map_err(db_err)?;
+        self.anchor_audit()
     }
 
     /// The latest decision per record (skips excluded), in record-id order.

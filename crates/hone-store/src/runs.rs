@@ -70,6 +70,11 @@ impl<C, R> RunRow<C, R> {
     }
 }
 
+/// The hash the audit log keeps of a run's stored record, so that an edited record is found.
+pub(crate) fn record_hash(stored: &str) -> String {
+    blake3::hash(stored.as_bytes()).to_hex().to_string()
+}
+
 /// The model one `hone run` chose among its candidates, and by which rule.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChoiceRow {
@@ -153,6 +158,7 @@ impl Store {
             &serde_json::json!({"frozen_test": hash, "seq": seq}),
         )?;
         tx.commit().map_err(db_err)?;
+        self.anchor_audit()?;
         Ok(seq)
     }
 
@@ -215,6 +221,7 @@ impl Store {
             .optional()
             .map_err(db_err)?
             .is_some();
+        let record = run.record.to_string();
         if !exists {
             let seq: i64 = tx
                 .query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM runs", [], |r| {
@@ -223,7 +230,7 @@ impl Store {
                 .map_err(db_err)?;
             tx.execute(
                 &format!("INSERT INTO runs({RUN_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"),
-                params![run.id, seq, chrono::Utc::now().to_rfc3339(), run.model, run.kind, run.version, run.split, run.seed, run.config.to_string(), hone_core::HONE_VERSION, run.record.to_string()],
+                params![run.id, seq, chrono::Utc::now().to_rfc3339(), run.model, run.kind, run.version, run.split, run.seed, run.config.to_string(), hone_core::HONE_VERSION, record],
             )
             .map_err(db_err)?;
             crate::audit::append(
@@ -231,10 +238,11 @@ impl Store {
                 who,
                 command,
                 &serde_json::json!({"version": run.version, "split": run.split, "model": run.model}),
-                &serde_json::json!({"run": run.id, "artifacts": run.record.get("artifacts")}),
+                &serde_json::json!({"run": run.id, "artifacts": run.record.get("artifacts"), "record": record_hash(&record)}),
             )?;
         }
         tx.commit().map_err(db_err)?;
+        self.anchor_audit()?;
         self.run(&run.id)?
             .ok_or_else(|| Error::Internal("run vanished after commit".into()))
     }

@@ -135,6 +135,7 @@ impl Store {
         let (who, command, inputs, outputs) = audit;
         let entry = crate::audit::append(&tx, who, command, &inputs, &outputs)?;
         tx.commit().map_err(db_err)?;
+        self.anchor_audit()?;
         Ok(entry)
     }
 

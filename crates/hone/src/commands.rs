@@ -400,8 +400,12 @@ pub fn audit_verify(ctx: &Context) -> Result<u8> {
         print_json(&serde_json::to_value(&report)?);
     } else if report.ok() {
         println!(
-            "audit log intact: {} entries, hash chain verified.",
-            report.n_entries
+            "audit log intact: {} entries, hash chain verified, {}.",
+            report.n_entries,
+            match &report.anchor {
+                Some((seq, hash)) => format!("head anchored at entry {seq} ({})", short(hash)),
+                None => "no anchored head yet (the next change writes .hone/audit-head)".into(),
+            }
         );
     } else {
         for p in &report.problems {

@@ -308,3 +308,49 @@ fn finding_5_typed_reasons_are_masked_and_finding_4_a_user_name_cannot_forge_aud
     let o = hone(dir.path(), &["audit", "verify"]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+/// Finding 4: the audit chain could be cut at its end (`delete from audit where seq >= 7` → "intact"),
+/// and run metrics edited in the `runs` table passed `audit verify`.
+#[test]
+fn finding_4_a_cut_chain_and_an_edited_run_record_fail_audit_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    hone_train::demo::write_project(dir.path(), 7, 300).unwrap();
+    common::set_policy(dir.path(), "contamination = \"drop_train\"");
+    let o = hone(dir.path(), &["run"]);
+    assert!(matches!(o.status.code(), Some(0 | 3)), "{}", stderr(&o));
+    let o = hone(dir.path(), &["audit", "verify"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(common::stdout(&o).contains("head anchored at entry"));
+
+    let store = hone_store::Store::open(dir.path()).unwrap();
+    store
+        .connection()
+        .execute(
+            "UPDATE runs SET record = json_set(record, '$.test.accuracy.estimate', 0.9999) WHERE seq = 2",
+            [],
+        )
+        .unwrap();
+    let o = hone(dir.path(), &["audit", "verify"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        common::stdout(&o).contains("record was edited"),
+        "{}",
+        common::stdout(&o)
+    );
+
+    let n: i64 = store
+        .connection()
+        .query_row("SELECT MAX(seq) FROM audit", [], |r| r.get(0))
+        .unwrap();
+    store
+        .connection()
+        .execute("DELETE FROM audit WHERE seq >= ?1", [n - 1])
+        .unwrap();
+    let o = hone(dir.path(), &["audit", "verify"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        common::stdout(&o).contains(&format!("anchored at entry {n}")),
+        "{}",
+        common::stdout(&o)
+    );
+}
