@@ -293,6 +293,75 @@ pub fn load_decisions(store: &Store) -> Result<Decisions> {
         .collect())
 }
 
+/// A source that yields no record is a mistake to report, not an empty success: an empty file, or every
+/// row quarantined (a wrong `fields` mapping, another delimiter, a binary file).
+fn check_source_yield(
+    project: &Project,
+    s: &hone_core::config::SourceConfig,
+    out: &hone_data::readers::ReadOutcome,
+) -> Result<()> {
+    let path = project.root.join(&s.path);
+    if out.n_rows == 0 {
+        return Err(Error::Data {
+            message: format!("{}: source `{}` has no rows", path.display(), s.name),
+            hint: "put data in the file, or remove the [[source]] from hone.toml".into(),
+        });
+    }
+    if !out.records.is_empty() {
+        return Ok(());
+    }
+    let first = out.quarantined.first();
+    // What the file looks like, for CSV-like sources: the header as read, and a delimiter guess.
+    let header = std::fs::read(&path)
+        .ok()
+        .and_then(|b| {
+            let text = String::from_utf8_lossy(&b[..b.len().min(4096)]).into_owned();
+            text.lines().next().map(str::to_string)
+        })
+        .unwrap_or_default();
+    let binary = std::fs::read(&path)
+        .map(|b| b.iter().take(4096).any(|&c| c == 0))
+        .unwrap_or(false);
+    let is_csv = matches!(s.format(), Some(hone_core::config::SourceFormat::Csv));
+    let delimiter = match s.delimiter.as_deref() {
+        Some(d) => d,
+        None if s.path.ends_with(".tsv") => "\t",
+        None => ",",
+    };
+    let guess = [";", "\t", "|", ","]
+        .into_iter()
+        .map(|d| (d, header.matches(d).count()))
+        .filter(|&(d, n)| n > 0 && d != delimiter)
+        .max_by_key(|&(_, n)| n);
+    // The first line may be a data row: masked before it is shown.
+    let shown = crate::input::free_text(&crate::reports::clip(&header, 120));
+    let hint = if binary {
+        "the file is not text: point path at the exported data (JSONL, CSV or Parquet)".to_string()
+    } else if let (true, Some((d, _)), false) = (is_csv, guess, header.contains(delimiter)) {
+        format!(
+            "the header `{shown}` has no `{}`: if the file is {}-separated, set delimiter = \"{}\" on the source",
+            delimiter.escape_default(),
+            d.escape_default(),
+            d.escape_default()
+        )
+    } else {
+        format!(
+            "check the field mapping (fields = {{ text = \"…\", label = \"…\" }}); the first line reads `{shown}`"
+        )
+    };
+    Err(Error::BadRecord {
+        file: path,
+        line: first.map_or(0, |q| q.line),
+        field: first.map_or_else(|| "(row)".into(), |q| q.field.clone()),
+        reason: format!(
+            "every one of the {} rows was quarantined; the first: {}",
+            out.n_rows,
+            first.map_or("", |q| q.reason.as_str())
+        ),
+        hint,
+    })
+}
+
 pub fn compute(
     project: &Project,
     decisions: &Decisions,
@@ -324,7 +393,9 @@ pub fn compute(
             index: i,
             total: c.sources.len(),
         });
-        outs.push(read_source(&project.root, s, &opts)?);
+        let out = read_source(&project.root, s, &opts)?;
+        check_source_yield(project, s, &out)?;
+        outs.push(out);
     }
     let mut id_owner: HashMap<String, (String, u64)> = HashMap::new();
     for (s, out) in c.sources.iter().zip(&outs) {

@@ -354,3 +354,50 @@ fn finding_4_a_cut_chain_and_an_edited_run_record_fail_audit_verify() {
         common::stdout(&o)
     );
 }
+
+/// Finding 7 (silent successes): 100% of rows quarantined (a semicolon CSV without `delimiter`, a wrong
+/// `fields` mapping) or an empty or binary data file exited 0 with no diagnosis.
+#[test]
+fn finding_7_a_source_that_yields_nothing_is_an_error_with_a_diagnosis() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("data")).unwrap();
+    let toml = |path: &str, extra: &str| {
+        format!(
+            "[task]\nname = \"t\"\nkind = \"classify\"\n\n[[source]]\nname = \"s\"\npath = \"{path}\"\n{extra}"
+        )
+    };
+    let check = |path: &str, extra: &str, expect: &[&str]| {
+        std::fs::write(root.join("hone.toml"), toml(path, extra)).unwrap();
+        let o = hone(root, &["data", "clean"]);
+        let e = stderr(&o);
+        assert!(matches!(o.status.code(), Some(1 | 2)), "{path}: {e}");
+        for x in expect {
+            assert!(e.contains(x), "{path}: expected `{x}` in {e}");
+        }
+    };
+    std::fs::write(
+        root.join("data/semi.csv"),
+        "text;label\nwhere is my refund;refund\nmy card is lost;card\n",
+    )
+    .unwrap();
+    check(
+        "data/semi.csv",
+        "",
+        &["every one of the 2 rows", "delimiter = \";\""],
+    );
+    std::fs::write(
+        root.join("data/a.jsonl"),
+        "{\"body\": \"where is my refund\", \"intent\": \"refund\"}\n",
+    )
+    .unwrap();
+    check("data/a.jsonl", "", &["every one of the 1 rows", "fields ="]);
+    std::fs::write(root.join("data/empty.jsonl"), "").unwrap();
+    check("data/empty.jsonl", "", &["has no rows"]);
+    std::fs::write(
+        root.join("data/blob.csv"),
+        [0u8, 159, 146, 150, 0, 10, 1, 2, 0, 10],
+    )
+    .unwrap();
+    check("data/blob.csv", "", &["not text"]);
+}
