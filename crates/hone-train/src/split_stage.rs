@@ -50,6 +50,33 @@ pub struct SplitOutcome {
     pub froze: bool,
 }
 
+/// Labels that are one class written several ways (`Spam`/`SPAM`/`spam`, `1`/`true`/`yes`) become
+/// separate classes; say so, since nothing else will.
+fn label_spelling_warnings(records: &[Record]) -> Vec<String> {
+    let mut by_key: BTreeMap<String, std::collections::BTreeSet<&str>> = BTreeMap::new();
+    for l in records.iter().filter_map(|r| r.label.as_deref()) {
+        let lower = l.trim().to_lowercase();
+        let key = match lower.as_str() {
+            "1" | "1.0" | "true" | "yes" | "y" => "(true)".to_string(),
+            "0" | "0.0" | "false" | "no" | "n" => "(false)".to_string(),
+            _ => lower,
+        };
+        by_key.entry(key).or_default().insert(l);
+    }
+    by_key
+        .values()
+        .filter(|spellings| spellings.len() > 1)
+        .map(|spellings| {
+            let names: Vec<String> = spellings.iter().map(|l| format!("`{l}`")).collect();
+            format!(
+                "labels {} look like one class written {} ways; they are trained as separate classes (map them to one label in the source, or relabel with `hone review --from`)",
+                names.join(", "),
+                names.len()
+            )
+        })
+        .collect()
+}
+
 /// A label needs this many train/dev records before a test set without it is refused: fewer, and a
 /// stratified split may rightly keep them all in training (the split warns about those).
 const MIN_RECORDS_FOR_A_TEST_EXAMPLE: usize = 10;
@@ -155,7 +182,8 @@ pub fn run(
         ),
         _ => None,
     };
-    let result = split(records, &spec, frozen.as_deref());
+    let mut result = split(records, &spec, frozen.as_deref());
+    result.warnings.extend(label_spelling_warnings(records));
     if !result.drift.is_empty() {
         let shown: Vec<String> = result
             .drift

@@ -401,3 +401,39 @@ fn finding_7_a_source_that_yields_nothing_is_an_error_with_a_diagnosis() {
     .unwrap();
     check("data/blob.csv", "", &["not text"]);
 }
+
+/// Finding 7 (labels): `Spam`/`SPAM`/`1`/`true` became separate classes without a word.
+#[test]
+fn finding_7_labels_that_differ_only_by_case_or_truth_spelling_are_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("data")).unwrap();
+    std::fs::write(
+        root.join("hone.toml"),
+        "[task]\nname = \"t\"\nkind = \"classify\"\n\n[policy]\ncontamination = \"drop_train\"\n\n[[source]]\nname = \"s\"\npath = \"data/s.jsonl\"\n",
+    )
+    .unwrap();
+    let labels = ["spam", "Spam", "ham", "true", "1"];
+    let rows: String = (0..200)
+        .map(|i| {
+            format!(
+                "{{\"id\": \"r{i}\", \"text\": \"message {i} number {} says {}\", \"label\": \"{}\"}}\n",
+                i * 7919 % 10007,
+                i * 31 % 97,
+                labels[i % labels.len()]
+            )
+        })
+        .collect();
+    std::fs::write(root.join("data/s.jsonl"), rows).unwrap();
+    let o = hone(root, &["split"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = common::stdout(&o);
+    assert!(
+        out.contains("labels `Spam`, `spam` look like one class"),
+        "{out}"
+    );
+    assert!(
+        out.contains("labels `1`, `true` look like one class"),
+        "{out}"
+    );
+}
