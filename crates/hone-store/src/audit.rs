@@ -116,7 +116,17 @@ impl Store {
         inputs: serde_json::Value,
         outputs: serde_json::Value,
     ) -> Result<AuditEntry> {
-        let entry = append(&self.conn, who, command, &inputs, &outputs)?;
+        // Reading the head and appending are one write transaction, so two processes cannot both
+        // take the same sequence number.
+        self.conn.execute_batch("BEGIN IMMEDIATE").map_err(db_err)?;
+        let entry = match append(&self.conn, who, command, &inputs, &outputs) {
+            Ok(e) => e,
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                return Err(e);
+            }
+        };
+        self.conn.execute_batch("COMMIT").map_err(db_err)?;
         self.anchor_audit()?;
         Ok(entry)
     }
@@ -137,7 +147,14 @@ impl Store {
             return Ok(());
         };
         let path = self.dir.join(ANCHOR_FILE);
-        let tmp = self.dir.join("tmp").join(ANCHOR_FILE);
+        // A name of its own, so that two processes anchoring at once never share a temp file.
+        let tmp = self.dir.join("tmp").join(format!(
+            "{ANCHOR_FILE}.{}.{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        ));
         let write = || -> std::io::Result<()> {
             use std::io::Write;
             let mut f = std::fs::File::create(&tmp)?;

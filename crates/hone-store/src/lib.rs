@@ -21,6 +21,9 @@ use std::path::{Path, PathBuf};
 use hone_core::{Error, Result};
 use rusqlite::Connection;
 
+/// Temp files older than this are a killed writer's leftovers.
+const STALE_TEMP: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
 /// An open store.
 pub struct Store {
     dir: PathBuf,
@@ -38,10 +41,20 @@ impl Store {
         for sub in ["objects", "tmp"] {
             std::fs::create_dir_all(dir.join(sub)).map_err(|e| Error::io(dir.join(sub), e))?;
         }
-        // Temp files left by a killed writer are never referenced: clear them.
+        // Temp files left by a killed writer are never referenced: clear them. Only old ones: a recent
+        // file may belong to another hone process writing into this store right now.
         if let Ok(entries) = std::fs::read_dir(dir.join("tmp")) {
+            let now = std::time::SystemTime::now();
             for e in entries.flatten() {
-                let _ = std::fs::remove_file(e.path());
+                let stale = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| now.duration_since(t).ok())
+                    .is_none_or(|age| age > STALE_TEMP);
+                if stale {
+                    let _ = std::fs::remove_file(e.path());
+                }
             }
         }
         let db = dir.join("hone.db");
@@ -70,6 +83,14 @@ impl Store {
             });
         }
         Store::open(project_root)
+    }
+
+    /// A write transaction that takes the write lock up front (IMMEDIATE): a concurrent writer waits for
+    /// it (busy timeout) instead of failing with "database is locked" when a read turns into a write.
+    pub(crate) fn write_tx(&mut self) -> Result<rusqlite::Transaction<'_>> {
+        self.conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(db_err)
     }
 
     pub fn dir(&self) -> &Path {

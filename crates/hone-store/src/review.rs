@@ -43,7 +43,7 @@ impl Store {
         who: &str,
         command: &str,
     ) -> Result<ScanRow> {
-        let tx = self.conn.transaction().map_err(db_err)?;
+        let tx = self.write_tx()?;
         let exists = tx
             .query_row("SELECT 1 FROM scans WHERE id = ?1", [id], |_| Ok(()))
             .optional()
@@ -88,7 +88,7 @@ impl Store {
         who: &str,
         command: &str,
     ) -> Result<()> {
-        let tx = self.conn.transaction().map_err(db_err)?;
+        let tx = self.write_tx()?;
         for d in decisions {
             tx.execute("INSERT INTO review_decisions(record_id, decision, label, reviewer, at, note) VALUES (?1, ?2, ?3, ?4, ?5, ?6)", params![d.record_id, d.decision, d.label, d.reviewer, d.at, d.note]).map_err(db_err)?;
         }

@@ -133,22 +133,31 @@ impl Store {
     }
 
     /// Pin a new frozen test set (the first split, or `--refreeze`), with its audit entry, atomically.
+    /// `replacing` is the frozen set the caller split against (`None` for the first); if another
+    /// command froze one meanwhile, nothing is written and `None` comes back (split again against the
+    /// new one), so that concurrent first runs leave one frozen set, never two.
     pub fn freeze_test(
         &mut self,
+        replacing: Option<i64>,
         hash: &str,
         records: &serde_json::Value,
         reason: &str,
         who: &str,
         command: &str,
-    ) -> Result<i64> {
-        let tx = self.conn.transaction().map_err(db_err)?;
-        let seq: i64 = tx
-            .query_row(
-                "SELECT COALESCE(MAX(seq), 0) + 1 FROM frozen_tests",
-                [],
-                |r| r.get(0),
-            )
+    ) -> Result<Option<i64>> {
+        // IMMEDIATE: the check below and the insert are one write transaction; a concurrent writer
+        // waits (busy timeout) instead of interleaving.
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(db_err)?;
+        let current: Option<i64> = tx
+            .query_row("SELECT MAX(seq) FROM frozen_tests", [], |r| r.get(0))
+            .map_err(db_err)?;
+        if current != replacing {
+            return Ok(None);
+        }
+        let seq = current.unwrap_or(0) + 1;
         tx.execute("INSERT INTO frozen_tests(seq, created_at, hash, records, reason, who) VALUES (?1, ?2, ?3, ?4, ?5, ?6)", params![seq, chrono::Utc::now().to_rfc3339(), hash, records.to_string(), reason, who]).map_err(db_err)?;
         crate::audit::append(
             &tx,
@@ -159,12 +168,12 @@ impl Store {
         )?;
         tx.commit().map_err(db_err)?;
         self.anchor_audit()?;
-        Ok(seq)
+        Ok(Some(seq))
     }
 
     /// Record a split and the training records it removed (rule, reason, related test record).
     pub fn put_split(&mut self, split: &SplitRow, removed: &[SplitDrop]) -> Result<()> {
-        let tx = self.conn.transaction().map_err(db_err)?;
+        let tx = self.write_tx()?;
         let exists: bool = tx
             .query_row(
                 "SELECT 1 FROM splits WHERE id = ?1",
@@ -215,7 +224,7 @@ impl Store {
 
     /// Record a run and its audit entry atomically. A run id that exists is left as it is.
     pub fn put_run(&mut self, run: &RunRow, who: &str, command: &str) -> Result<RunRow> {
-        let tx = self.conn.transaction().map_err(db_err)?;
+        let tx = self.write_tx()?;
         let exists: bool = tx
             .query_row("SELECT 1 FROM runs WHERE id = ?1", [&run.id], |_| Ok(()))
             .optional()
@@ -350,6 +359,7 @@ mod tests {
         let mut s = Store::open(dir.path()).unwrap();
         assert!(s.frozen_test().unwrap().is_none());
         s.freeze_test(
+            None,
             "h1",
             &json!([{"id": "a", "content_hash": "x"}]),
             "first split",
@@ -358,6 +368,7 @@ mod tests {
         )
         .unwrap();
         s.freeze_test(
+            Some(1),
             "h2",
             &json!([]),
             "relabelled test",
@@ -371,6 +382,12 @@ mod tests {
             (2, "h2", "relabelled test")
         );
         assert_eq!(s.audit_entries().unwrap().len(), 2);
+        // A writer that split against an older frozen set is refused, and writes nothing.
+        let late = s
+            .freeze_test(Some(1), "h3", &json!([]), "late", "ana", "hone split")
+            .unwrap();
+        assert_eq!(late, None);
+        assert_eq!(s.frozen_test().unwrap().unwrap().seq, 2);
         assert!(s.verify_audit().unwrap().ok());
     }
 }

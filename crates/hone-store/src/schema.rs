@@ -162,7 +162,16 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
         )));
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
-        let tx = conn.transaction().map_err(db_err)?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(db_err)?;
+        // Another process may have migrated since `current` was read: re-read under the write lock.
+        let now: i64 = tx
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(db_err)?;
+        if now as usize > i {
+            continue;
+        }
         tx.execute_batch(sql).map_err(db_err)?;
         tx.pragma_update(None, "user_version", (i + 1) as i64)
             .map_err(db_err)?;

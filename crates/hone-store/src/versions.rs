@@ -66,15 +66,25 @@ fn row_to_version(r: &rusqlite::Row) -> rusqlite::Result<VersionRow> {
 }
 
 impl Store {
-    /// Commit a version, its lineage, its quarantine rows and the audit entry atomically.
+    /// Commit a version, its lineage, its quarantine rows and the audit entry atomically. `None` when the
+    /// version already exists (another process committed the same inputs first; a version id is the hash
+    /// of its inputs, so its content is the same): nothing is written.
     pub fn commit_version(
         &mut self,
         v: &NewVersion,
         lineage: &[LineageEntry],
         quarantine: &[Quarantined],
         audit: (&str, &str, serde_json::Value, serde_json::Value),
-    ) -> Result<AuditEntry> {
-        let tx = self.conn.transaction().map_err(db_err)?;
+    ) -> Result<Option<AuditEntry>> {
+        let tx = self.write_tx()?;
+        let exists: bool = tx
+            .query_row("SELECT 1 FROM versions WHERE id = ?1", [&v.id], |_| Ok(()))
+            .optional()
+            .map_err(db_err)?
+            .is_some();
+        if exists {
+            return Ok(None);
+        }
         let seq: i64 = tx
             .query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM versions", [], |r| {
                 r.get(0)
@@ -136,7 +146,7 @@ impl Store {
         let entry = crate::audit::append(&tx, who, command, &inputs, &outputs)?;
         tx.commit().map_err(db_err)?;
         self.anchor_audit()?;
-        Ok(entry)
+        Ok(Some(entry))
     }
 
     /// All versions, oldest first.

@@ -598,7 +598,7 @@ pub fn clean(
     };
     let inputs = json!({"config": hone_core::hash::hash_bytes(&std::fs::read(&project.config_path).map_err(|e| Error::io(&project.config_path, e))?), "sources": cur.sources.iter().map(|s| json!({"name": s.name, "hash": s.file_hash})).collect::<Vec<_>>()});
     let outputs = json!({"version": cur.id, "object": object, "removed_object": removed_object});
-    store.commit_version(
+    let made = store.commit_version(
         &v,
         &cur.lineage,
         &cur.quarantined,
@@ -606,7 +606,8 @@ pub fn clean(
     )?;
     Ok(CurateOutcome {
         version: store.resolve_version(Some(&cur.id))?,
-        cached: false,
+        // `None`: a concurrent command committed this very version first.
+        cached: made.is_none(),
     })
 }
 

@@ -77,18 +77,21 @@ fn label_spelling_warnings(records: &[Record]) -> Vec<String> {
         .collect()
 }
 
-/// A label needs this many train/dev records before a test set without it is refused: fewer, and a
-/// stratified split may rightly keep them all in training (the split warns about those).
+/// A label needs this many train/dev records before its absence from the test set is worth a warning:
+/// fewer, and a stratified (or grouped) split may rightly keep them all in training.
 const MIN_RECORDS_FOR_A_TEST_EXAMPLE: usize = 10;
 
-/// Whether a split can support evaluation: two labels to train on, a non-empty test set, and no label
-/// with plenty of training records but none in test. Checked before a test set is frozen, so a run that
-/// cannot evaluate never pins one; for a test set frozen earlier the remedy is a refreeze.
+/// Whether a split can support evaluation, checked before a test set is frozen so that a run that
+/// cannot evaluate never pins one: two labels to train on and a non-empty test set, else an error. A
+/// label with training records but none in the test set is an error only when the test set was frozen
+/// earlier and a fresh split would now give that label test examples (`fresh_test_labels`): then the
+/// frozen set predates the label, and a refreeze is the remedy. Otherwise it is a warning (returned).
 fn supports_evaluation(
     records: &[Record],
     assignment: &BTreeMap<String, Part>,
     frozen_earlier: bool,
-) -> Result<()> {
+    fresh_test_labels: impl FnOnce() -> std::collections::BTreeSet<String>,
+) -> Result<Vec<String>> {
     let mut train: BTreeMap<&str, usize> = BTreeMap::new();
     let mut test: BTreeMap<&str, usize> = BTreeMap::new();
     for r in records {
@@ -126,29 +129,52 @@ fn supports_evaluation(
             },
         });
     }
-    let missing: Vec<String> = train
+    let missing: Vec<(&str, usize)> = train
         .iter()
-        .filter(|(l, n)| **n >= MIN_RECORDS_FOR_A_TEST_EXAMPLE && !test.contains_key(*l))
-        .map(|(l, n)| format!("`{l}` ({n} in train/dev)"))
+        .filter(|(l, _)| !test.contains_key(*l))
+        .map(|(l, n)| (*l, *n))
         .collect();
-    if !missing.is_empty() {
-        return Err(Error::Data {
-            message: format!(
-                "the test set has no example of {}: its metrics would say nothing about {}",
-                missing.join(", "),
-                if missing.len() == 1 { "it" } else { "them" }
-            ),
-            hint: format!(
-                "add test examples of these labels (to a role = \"test\" source, or let the split draw them with [split] test > 0){}",
-                if frozen_earlier {
-                    ", then pin a new test set with `hone split --refreeze --reason \"...\"` (audited)"
-                } else {
-                    ""
-                }
-            ),
-        });
+    if missing.is_empty() {
+        return Ok(Vec::new());
     }
-    Ok(())
+    let named = |ls: &[(&str, usize)]| {
+        ls.iter()
+            .map(|(l, n)| format!("`{l}` ({n} in train/dev)"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if frozen_earlier {
+        let fresh = fresh_test_labels();
+        let fixable: Vec<(&str, usize)> = missing
+            .iter()
+            .filter(|(l, _)| fresh.contains(*l))
+            .copied()
+            .collect();
+        if !fixable.is_empty() {
+            return Err(Error::Data {
+                message: format!(
+                    "the frozen test set has no example of {}, though a new split would: its metrics would say nothing about {}",
+                    named(&fixable),
+                    if fixable.len() == 1 { "it" } else { "them" }
+                ),
+                hint: "pin a new test set with `hone split --refreeze --reason \"...\"` (audited)"
+                    .into(),
+            });
+        }
+    }
+    let worth: Vec<(&str, usize)> = missing
+        .into_iter()
+        .filter(|(_, n)| *n >= MIN_RECORDS_FOR_A_TEST_EXAMPLE)
+        .collect();
+    Ok(if worth.is_empty() {
+        Vec::new()
+    } else {
+        vec![format!(
+            "the test set has no example of {}: test metrics say nothing about {}",
+            named(&worth),
+            if worth.len() == 1 { "it" } else { "them" }
+        )]
+    })
 }
 
 /// `refreeze`: `Some(reason)` pins a new frozen test set from this version.
@@ -161,6 +187,28 @@ pub fn run(
     refreeze: Option<&str>,
     command: &str,
 ) -> Result<SplitOutcome> {
+    // A first split that lost the race to freeze (another command froze a test set meanwhile) splits
+    // again, against that set.
+    for _ in 0..2 {
+        if let Some(out) = run_once(project, store, version, records, suites, refreeze, command)? {
+            return Ok(out);
+        }
+    }
+    Err(Error::Usage(
+        "other hone commands keep freezing test sets in this project; run this command again"
+            .into(),
+    ))
+}
+
+fn run_once(
+    project: &Project,
+    store: &mut Store,
+    version: &VersionRow,
+    records: &[Record],
+    suites: &[SuiteCase],
+    refreeze: Option<&str>,
+    command: &str,
+) -> Result<Option<SplitOutcome>> {
     let c = &project.config;
     let spec = SplitSpec {
         test: c.split.test,
@@ -205,27 +253,42 @@ pub fn run(
             hint: "the test set is frozen; restore the records, or if the change is intended run `hone split --refreeze --reason \"...\"` (audited)".into(),
         });
     }
-    supports_evaluation(
+    let lacking = supports_evaluation(
         records,
         &result.assignment,
         current.is_some() && refreeze.is_none(),
+        || {
+            let fresh = split(records, &spec, None);
+            records
+                .iter()
+                .filter(|r| fresh.assignment.get(&r.id) == Some(&Part::Test))
+                .filter_map(|r| r.label.clone())
+                .collect()
+        },
     )?;
+    result.warnings.extend(lacking);
     let (frozen_seq, froze) = match (&current, refreeze) {
         (Some(f), None) => (f.seq, false),
         _ => {
             let records =
                 serde_json::to_value(&result.frozen).map_err(|e| Error::Internal(e.to_string()))?;
             let reason = crate::input::free_text(refreeze.unwrap_or("first split"));
-            (
-                store.freeze_test(
-                    &frozen_hash(&result.frozen),
-                    &records,
-                    &reason,
-                    &who(),
-                    command,
-                )?,
-                true,
-            )
+            match store.freeze_test(
+                current.as_ref().map(|f| f.seq),
+                &frozen_hash(&result.frozen),
+                &records,
+                &reason,
+                &who(),
+                command,
+            )? {
+                Some(seq) => (seq, true),
+                None if refreeze.is_none() => return Ok(None),
+                None => {
+                    return Err(Error::Usage(
+                        "another hone command froze a test set while this one was refreezing; run it again".into(),
+                    ));
+                }
+            }
         }
     };
     let p = &c.policy;
@@ -260,7 +323,7 @@ pub fn run(
                 .map_err(|e| Error::Store(format!("split assignment unreadable: {e}")))?;
         let summary: SplitSummary = serde_json::from_value(row.summary.clone())
             .map_err(|e| Error::Store(format!("split {} summary unreadable: {e}", row.id)))?;
-        return Ok(SplitOutcome {
+        return Ok(Some(SplitOutcome {
             row,
             assignment,
             contamination: summary.contamination.clone(),
@@ -268,7 +331,7 @@ pub fn run(
             summary,
             cached: true,
             froze,
-        });
+        }));
     }
     let mut assignment = result.assignment;
     let test_items: Vec<Item> = records
@@ -364,7 +427,7 @@ pub fn run(
         ..row
     };
     store.put_split(&row, &removed)?;
-    Ok(SplitOutcome {
+    Ok(Some(SplitOutcome {
         row,
         summary,
         assignment,
@@ -372,5 +435,5 @@ pub fn run(
         warnings: result.warnings,
         cached: false,
         froze,
-    })
+    }))
 }

@@ -222,7 +222,7 @@ fn finding_1_a_frozen_test_set_without_a_now_common_label_stops_the_run_until_re
     std::fs::create_dir_all(root.join("data")).unwrap();
     std::fs::write(
         root.join("hone.toml"),
-        "[task]\nname = \"t\"\nkind = \"classify\"\n\n[policy]\ncontamination = \"drop_train\"\n\n[[source]]\nname = \"a\"\npath = \"data/a.jsonl\"\n\n[[source]]\nname = \"b\"\npath = \"data/b.jsonl\"\nrole = \"test\"\n\n[[model]]\nname = \"fast\"\nkind = \"ngram\"\n",
+        "[task]\nname = \"t\"\nkind = \"classify\"\n\n[policy]\ncontamination = \"drop_train\"\n\n[[source]]\nname = \"a\"\npath = \"data/a.jsonl\"\n\n[[model]]\nname = \"fast\"\nkind = \"ngram\"\n",
     )
     .unwrap();
     let row = |id: String, i: usize, label: &str| {
@@ -231,40 +231,42 @@ fn finding_1_a_frozen_test_set_without_a_now_common_label_stops_the_run_until_re
             i * 7919 % 10007
         )
     };
-    let mut train: String = (0..40)
+    let mut data: String = (0..40)
         .map(|i| row(format!("a{i}"), i, "billing"))
         .collect();
-    train += &(0..40)
+    data += &(0..40)
         .map(|i| row(format!("b{i}"), i, "login"))
         .collect::<String>();
-    // The official test set has billing and login only.
-    let test: String = (100..110)
-        .map(|i| {
-            row(
-                format!("t{i}"),
-                i,
-                if i.is_multiple_of(2) {
-                    "billing"
-                } else {
-                    "login"
-                },
-            )
-        })
-        .collect();
-    std::fs::write(root.join("data/a.jsonl"), &train).unwrap();
-    std::fs::write(root.join("data/b.jsonl"), &test).unwrap();
-    let o = hone(root, &["run"]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    // A third label grows in training; the frozen test set has none of it.
-    train += &(0..30)
+    // Two refund records: too few for the split to put one in test.
+    data += &(0..2)
         .map(|i| row(format!("c{i}"), i, "refund"))
         .collect::<String>();
-    std::fs::write(root.join("data/a.jsonl"), &train).unwrap();
+    std::fs::write(root.join("data/a.jsonl"), &data).unwrap();
+    let o = hone(root, &["run"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Refund grows in the data; the frozen test set has none of it (new records go to train/dev).
+    data += &(2..30)
+        .map(|i| row(format!("c{i}"), i, "refund"))
+        .collect::<String>();
+    std::fs::write(root.join("data/a.jsonl"), &data).unwrap();
     let o = hone(root, &["run"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     let e = stderr(&o);
     assert!(e.contains("no example of `refund`"), "{e}");
     assert!(e.contains("--refreeze"), "{e}");
+    // The remedy works: a new test set draws refund examples too.
+    let o = hone(
+        root,
+        &[
+            "split",
+            "--refreeze",
+            "--reason",
+            "refund is a real class now",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = hone(root, &["run"]);
+    assert!(o.status.success(), "{}", stderr(&o));
 }
 
 /// Finding 5 (free text) and 4 (identity): a `--reason` with personal data was stored unmasked in
@@ -436,4 +438,51 @@ fn finding_7_labels_that_differ_only_by_case_or_truth_spelling_are_warned_about(
         out.contains("labels `1`, `true` look like one class"),
         "{out}"
     );
+}
+
+/// Finding 1 (concurrency): two first runs at once created two frozen test sets (2 of 6 tries).
+/// `HONE_CONCURRENCY_TRIES` sets the number of tries (default 4).
+#[test]
+fn finding_1_concurrent_first_runs_leave_one_frozen_test_set_and_no_raw_sql_error() {
+    let tries: usize = std::env::var("HONE_CONCURRENCY_TRIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4);
+    let mut retried = 0;
+    for t in 0..tries {
+        let dir = tempfile::tempdir().unwrap();
+        hone_train::demo::write_project(dir.path(), 7 + t as u64, 200).unwrap();
+        common::set_policy(dir.path(), "contamination = \"drop_train\"");
+        let spawn = || {
+            Command::new(env!("CARGO_BIN_EXE_hone"))
+                .arg("-C")
+                .arg(dir.path())
+                .args(["--json", "run"])
+                .env("HONE_USER", "test-user")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let (a, b) = (spawn(), spawn());
+        for out in [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()] {
+            let err = String::from_utf8_lossy(&out.stderr);
+            for raw in ["database is locked", "UNIQUE constraint", "SQLITE_BUSY"] {
+                assert!(!err.contains(raw), "try {t}: raw SQL error: {err}");
+            }
+            match out.status.code() {
+                Some(0 | 3) => {}
+                Some(2) if err.contains("run this command again") => retried += 1,
+                other => panic!("try {t}: exit {other:?}: {err}"),
+            }
+        }
+        let store = hone_store::Store::open(dir.path()).unwrap();
+        let n: i64 = store
+            .connection()
+            .query_row("SELECT COUNT(*) FROM frozen_tests", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 1, "try {t}: {n} frozen test sets");
+        assert!(store.verify_audit().unwrap().ok(), "try {t}");
+    }
+    eprintln!("{tries} tries, {retried} command(s) told to run again");
 }
