@@ -12,6 +12,7 @@ mod schema;
 mod versions;
 
 pub use audit::{AuditEntry, AuditProblem, AuditReport};
+pub use objects::ObjectStatus;
 pub use review::{Decision, ScanRow};
 pub use runs::{ChoiceRow, FrozenTest, RunRow, SplitDrop, SplitRow};
 pub use versions::{NewVersion, VersionRow};

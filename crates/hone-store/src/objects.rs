@@ -42,6 +42,27 @@ impl Store {
         Ok(hash)
     }
 
+    /// Every object the store has recorded: `(hash, kind)`, in hash order.
+    pub fn objects(&self) -> Result<Vec<(String, String)>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT hash, kind FROM objects ORDER BY hash")
+            .map_err(db_err)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(db_err)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
+    }
+
+    /// Whether an object's file is there and still has its hash.
+    pub fn object_status(&self, hash: &str) -> ObjectStatus {
+        match self.get_object(hash) {
+            Ok(_) => ObjectStatus::Ok,
+            Err(Error::Io { .. }) => ObjectStatus::Missing,
+            Err(_) => ObjectStatus::Corrupt,
+        }
+    }
+
     /// Read an object and check its hash.
     pub fn get_object(&self, hash: &str) -> Result<Vec<u8>> {
         if hash.len() < 3 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -56,5 +77,24 @@ impl Store {
             )));
         }
         Ok(bytes)
+    }
+}
+
+/// The state of one object file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ObjectStatus {
+    Ok,
+    Missing,
+    Corrupt,
+}
+
+impl ObjectStatus {
+    pub fn name(self) -> &'static str {
+        match self {
+            ObjectStatus::Ok => "ok",
+            ObjectStatus::Missing => "missing",
+            ObjectStatus::Corrupt => "corrupt",
+        }
     }
 }

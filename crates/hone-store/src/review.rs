@@ -70,6 +70,28 @@ impl Store {
             .ok_or_else(|| hone_core::Error::Internal("scan vanished after commit".into()))
     }
 
+    /// Every scan, oldest first.
+    pub fn scans(&self) -> Result<Vec<ScanRow>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, seq, version, created_at, object, summary FROM scans ORDER BY seq")
+            .map_err(db_err)?;
+        let rows = stmt
+            .query_map([], |r| {
+                let summary: String = r.get(5)?;
+                Ok(ScanRow {
+                    id: r.get(0)?,
+                    seq: r.get(1)?,
+                    version: r.get(2)?,
+                    created_at: r.get(3)?,
+                    object: r.get(4)?,
+                    summary: serde_json::from_str(&summary).unwrap_or_default(),
+                })
+            })
+            .map_err(db_err)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
+    }
+
     /// The most recent scan, if any.
     pub fn latest_scan(&self) -> Result<Option<ScanRow>> {
         self.conn

@@ -196,6 +196,27 @@ impl Store {
         tx.commit().map_err(db_err)
     }
 
+    /// Every split, in creation order.
+    pub fn splits(&self) -> Result<Vec<SplitRow>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, version, created_at, frozen_seq, assignment, summary FROM splits ORDER BY created_at, id")
+            .map_err(db_err)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(SplitRow {
+                    id: r.get(0)?,
+                    version: r.get(1)?,
+                    created_at: r.get(2)?,
+                    frozen_seq: r.get(3)?,
+                    assignment: r.get(4)?,
+                    summary: json(r.get(5)?),
+                })
+            })
+            .map_err(db_err)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
+    }
+
     pub fn split(&self, id: &str) -> Result<Option<SplitRow>> {
         self.conn
             .query_row("SELECT id, version, created_at, frozen_seq, assignment, summary FROM splits WHERE id = ?1", [id], |r| {

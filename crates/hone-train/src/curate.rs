@@ -117,6 +117,8 @@ pub fn version_summary(v: &VersionRow) -> Result<VersionSummary> {
 pub struct CurateOutcome {
     pub version: VersionRow,
     pub cached: bool,
+    /// The version existed but its objects had vanished or were corrupt: they were rebuilt.
+    pub restored: bool,
 }
 
 /// A curation computed in memory (used by `data check` without writing, and by `data clean`).
@@ -569,16 +571,45 @@ pub fn clean(
 ) -> Result<CurateOutcome> {
     let decisions = load_decisions(store)?;
     let key = current_key(project, &decisions)?;
-    if store.has_version(&key)? {
-        return Ok(CurateOutcome {
-            version: store.resolve_version(Some(&key))?,
-            cached: true,
-        });
+    let existing = if store.has_version(&key)? {
+        Some(store.resolve_version(Some(&key))?)
+    } else {
+        None
+    };
+    if let Some(v) = &existing {
+        let intact = store.object_status(&v.object) == hone_store::ObjectStatus::Ok
+            && version_summary(v)?
+                .removed_object
+                .is_none_or(|h| store.object_status(&h) == hone_store::ObjectStatus::Ok);
+        if intact {
+            return Ok(CurateOutcome {
+                version: v.clone(),
+                cached: true,
+                restored: false,
+            });
+        }
     }
     let cur = compute(project, &decisions, progress)?;
     progress(Progress::Writing);
     let object = store.put_object(&hone_data::dataset::encode(&cur.records)?, "dataset")?;
     let removed_object = store.put_object(&hone_data::dataset::encode(&cur.removed)?, "removed")?;
+    if let Some(v) = existing {
+        // The version's objects had vanished (or rotted): the same inputs give them back, byte for byte.
+        let removed_ok = version_summary(&v)?
+            .removed_object
+            .is_none_or(|h| h == removed_object);
+        if v.object != object || !removed_ok {
+            return Err(Error::Store(format!(
+                "dataset version {} lost its objects, and curating its sources again gives different ones; it cannot be restored",
+                hone_core::hash::short(&v.id)
+            )));
+        }
+        return Ok(CurateOutcome {
+            version: v,
+            cached: true,
+            restored: true,
+        });
+    }
     let parent = store.versions()?.last().map(|v| v.id.clone());
     let summary = VersionSummary {
         removed_object: Some(removed_object.clone()),
@@ -608,6 +639,7 @@ pub fn clean(
         version: store.resolve_version(Some(&cur.id))?,
         // `None`: a concurrent command committed this very version first.
         cached: made.is_none(),
+        restored: false,
     })
 }
 

@@ -4,6 +4,7 @@
 pub mod compare;
 pub mod curate;
 pub mod demo;
+pub mod doctor;
 pub mod input;
 pub mod models;
 pub mod predict;

@@ -169,7 +169,13 @@ pub fn data_clean(ctx: &Context) -> Result<u8> {
             &json!({"version": v.id, "cached": out.cached, "n_input": v.n_input, "n_quarantined": v.n_quarantined, "n_records": v.n_records, "passes": passes}),
         );
     } else {
-        if out.cached {
+        if out.restored {
+            println!(
+                "dataset version {} had lost its objects; curated again from its sources and restored ({} records).",
+                short(&v.id),
+                v.n_records
+            );
+        } else if out.cached {
             println!(
                 "cached: dataset version {} is up to date ({} records).",
                 short(&v.id),
@@ -390,6 +396,47 @@ pub fn data_report(ctx: &Context, version: Option<&str>, out: Option<PathBuf>) -
         println!("{md}\nHTML report: {}", path.display());
     }
     Ok(0)
+}
+
+pub fn doctor(ctx: &Context, repair: bool) -> Result<u8> {
+    let project = open_project(ctx)?;
+    let mut store = Store::open_existing(&project.root)?;
+    let report = if repair {
+        hone_train::doctor::repair(&project, &mut store, &command_line())?
+    } else {
+        hone_train::doctor::check(&store)?
+    };
+    if ctx.json {
+        print_json(&serde_json::to_value(&report)?);
+    } else {
+        for v in &report.repaired {
+            println!(
+                "repaired: dataset version {} curated again from its sources",
+                short(v)
+            );
+        }
+        if report.ok() {
+            println!(
+                "store intact: {} objects checked against their hashes and references.",
+                report.objects_checked
+            );
+        }
+        for p in &report.problems {
+            println!(
+                "object {} is {}: {}\n  used by: {}\n  remedy: {}",
+                short(&p.hash),
+                p.status.name(),
+                if p.used_by.is_empty() {
+                    "(nothing)".to_string()
+                } else {
+                    p.used_by.len().to_string() + " reference(s)"
+                },
+                p.used_by.join("; "),
+                p.remedy
+            );
+        }
+    }
+    Ok(if report.ok() { 0 } else { 1 })
 }
 
 pub fn audit_verify(ctx: &Context) -> Result<u8> {

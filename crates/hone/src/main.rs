@@ -126,6 +126,14 @@ enum Command {
     /// The audit log of every command that changed the store.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Check every object of the store against its hash and every reference to it; exit 1 on a problem.
+    ///
+    /// Example: `hone doctor --repair` (rebuilds a dataset version whose objects vanished)
+    Doctor {
+        /// Rebuild what can be rebuilt from the sources.
+        #[arg(long)]
+        repair: bool,
+    },
     /// Generate a messy example project in a temporary directory and run the loop on it.
     ///
     /// Example: `hone demo` (or `hone demo --dir /tmp/demo` to choose where)
@@ -288,6 +296,7 @@ fn main() -> ExitCode {
         Command::Data(DataCommand::Report { version, out }) => {
             commands::data_report(&ctx, version.as_deref(), out)
         }
+        Command::Doctor { repair } => commands::doctor(&ctx, repair),
         Command::Audit(AuditCommand::Verify) => commands::audit_verify(&ctx),
         Command::Audit(AuditCommand::Log) => commands::audit_log(&ctx),
     };

@@ -486,3 +486,47 @@ fn finding_1_concurrent_first_runs_leave_one_frozen_test_set_and_no_raw_sql_erro
     }
     eprintln!("{tries} tries, {retried} command(s) told to run again");
 }
+
+/// Finding 8: a deleted object left `data clean` saying "cached: up to date" and `predict` failing
+/// forever; nothing checked the store.
+#[test]
+fn finding_8_doctor_names_lost_objects_and_a_lost_dataset_version_is_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    hone_train::demo::write_project(dir.path(), 7, 300).unwrap();
+    common::set_policy(dir.path(), "contamination = \"drop_train\"");
+    let o = hone(dir.path(), &["run"]);
+    assert!(matches!(o.status.code(), Some(0 | 3)), "{}", stderr(&o));
+    let o = hone(dir.path(), &["doctor"]);
+    assert!(o.status.success(), "{}", common::stdout(&o));
+    let store = hone_store::Store::open(dir.path()).unwrap();
+    let v = store.resolve_version(None).unwrap();
+    let path = |h: &str| dir.path().join(".hone/objects").join(&h[..2]).join(&h[2..]);
+    std::fs::remove_file(path(&v.object)).unwrap();
+    let runs = hone_train::record::all(&store).unwrap();
+    let model = runs[1].record.artifacts.values().next().unwrap().clone();
+    std::fs::write(path(&model), b"rotted").unwrap();
+    let o = hone(dir.path(), &["doctor"]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = common::stdout(&o);
+    assert!(
+        out.contains("is missing") && out.contains("dataset of version"),
+        "{out}"
+    );
+    assert!(
+        out.contains("is corrupt") && out.contains("of run #2"),
+        "{out}"
+    );
+    // `data clean` no longer calls a version with a lost object "up to date": it rebuilds it.
+    let o = hone(dir.path(), &["data", "clean"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        common::stdout(&o).contains("restored"),
+        "{}",
+        common::stdout(&o)
+    );
+    assert_eq!(store.object_status(&v.object), hone_store::ObjectStatus::Ok);
+    // What cannot be rebuilt is still named.
+    let o = hone(dir.path(), &["doctor", "--repair"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(!common::stdout(&o).contains("dataset of version"));
+}
