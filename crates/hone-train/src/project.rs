@@ -44,6 +44,50 @@ impl Project {
     }
 }
 
+/// The commented `hone.toml` that `hone init` writes (`{{name}}` becomes the project's name).
+pub const INIT_TOML: &str = include_str!("init_template.toml");
+
+/// `hone init`: a commented `hone.toml`, `data/` (with two example rows), `suites/` and `reports/` in
+/// `dir`. Refuses to overwrite an existing `hone.toml` unless `force`. Returns the config's path.
+pub fn init(dir: &Path, force: bool) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let toml_path = dir.join("hone.toml");
+    if toml_path.exists() && !force {
+        return Err(Error::Usage(format!(
+            "{} already exists; pass --force to overwrite it",
+            toml_path.display()
+        )));
+    }
+    let name = dir
+        .canonicalize()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "my-task".into());
+    let slug: String = name
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    for sub in ["data", "suites", "reports"] {
+        let p = dir.join(sub);
+        std::fs::create_dir_all(&p).map_err(|e| Error::io(&p, e))?;
+    }
+    // Write atomically: a partial hone.toml is worse than none.
+    let tmp = dir.join(".hone.toml.tmp");
+    std::fs::write(&tmp, INIT_TOML.replace("{{name}}", &slug)).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, &toml_path).map_err(|e| Error::io(&toml_path, e))?;
+    let sample = dir.join("data/examples.jsonl");
+    if !sample.exists() {
+        std::fs::write(&sample, "{\"id\": \"ex-1\", \"text\": \"where is my refund?\", \"label\": \"refund_status\"}\n{\"id\": \"ex-2\", \"text\": \"I lost my card yesterday\", \"label\": \"card_lost\"}\n").map_err(|e| Error::io(&sample, e))?;
+    }
+    Ok(toml_path)
+}
+
 /// Who is acting, for the audit log: `HONE_USER`, else the OS user, else `unknown`.
 pub fn who() -> String {
     let name = ["HONE_USER", "USER", "USERNAME", "LOGNAME"]

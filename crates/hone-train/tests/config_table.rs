@@ -605,7 +605,7 @@ fn the_default_max_length_must_fit_the_model() {
 
 #[test]
 fn the_init_template_loads() {
-    let template = include_str!("../../hone/src/init_template.toml").replace("{{name}}", "t");
+    let template = hone_train::project::INIT_TOML.replace("{{name}}", "t");
     let dir = project(&template);
     std::fs::write(
         dir.path().join("data/examples.jsonl"),

@@ -12,8 +12,6 @@ use serde_json::json;
 
 use crate::ui::{Context, clip, print_json, table};
 
-const INIT_TOML: &str = include_str!("init_template.toml");
-
 /// The command line as the audit log records it (masked: a `--reason` may hold personal data).
 fn command_line() -> String {
     hone_train::input::free_text(&std::env::args().collect::<Vec<_>>().join(" "))
@@ -35,44 +33,7 @@ fn progress_printer(pb: &indicatif::ProgressBar) -> impl FnMut(Progress) + '_ {
 
 pub fn init(ctx: &Context, dir: Option<PathBuf>, force: bool) -> Result<u8> {
     let dir = dir.unwrap_or_else(|| ctx.start.clone());
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let toml_path = dir.join("hone.toml");
-    if toml_path.exists() && !force {
-        return Err(Error::Usage(format!(
-            "{} already exists; pass --force to overwrite it",
-            toml_path.display()
-        ))
-        .into());
-    }
-    let name = dir
-        .canonicalize()
-        .ok()
-        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .unwrap_or_else(|| "my-task".into());
-    let slug: String = name
-        .chars()
-        .map(|c| {
-            if c.is_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    for sub in ["data", "suites", "reports"] {
-        std::fs::create_dir_all(dir.join(sub))
-            .with_context(|| format!("creating {}", dir.join(sub).display()))?;
-    }
-    let text = INIT_TOML.replace("{{name}}", &slug);
-    // Write atomically: a partial hone.toml is worse than none.
-    let tmp = dir.join(".hone.toml.tmp");
-    std::fs::write(&tmp, &text).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &toml_path)
-        .with_context(|| format!("writing {}", toml_path.display()))?;
-    let sample = dir.join("data/examples.jsonl");
-    if !sample.exists() {
-        std::fs::write(&sample, "{\"id\": \"ex-1\", \"text\": \"where is my refund?\", \"label\": \"refund_status\"}\n{\"id\": \"ex-2\", \"text\": \"I lost my card yesterday\", \"label\": \"card_lost\"}\n").with_context(|| format!("writing {}", sample.display()))?;
-    }
+    let toml_path = hone_train::project::init(&dir, force)?;
     if ctx.json {
         print_json(&json!({"project": dir, "config": toml_path}));
     } else {
