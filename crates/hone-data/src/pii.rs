@@ -16,8 +16,13 @@
 //! - Person names are only found after cues (greetings, sign-offs, titles, self-introductions)
 //!   and must be capitalised; names without a cue or in ALL CAPS are not detected.
 //!
-//! Known limitations: 7-digit local phone numbers (`555-0132`) and unseparated national numbers
-//! are not phones; a phone glued to a date by a single space can be missed; IBANs must be
+//! Unseparated national numbers are phones when they have a national shape: 11 digits `0[1-3789]…`
+//! (UK-style: `07700900123`, `09066368327`) or 10 digits `NXXNXXXXXX` (North American: `4155550199`),
+//! unless a cue (`order`, `ticket`, `#`…) or a currency is next to them, or the first eight digits are a
+//! `yyyymmdd` date; other digit runs (ids, amounts, timestamps) stay unmasked.
+//!
+//! Known limitations: 7-digit local phone numbers (`555-0132`) are not phones; a 10-digit id without a
+//! cue that has the North American shape is masked; a phone glued to a date by a single space can be missed; IBANs must be
 //! uppercase; `I'm`/`I am`/`this is` need a two-word name; `password is x` (no `=`/`:`) is
 //! missed, and `key: value` only counts when the value has a digit, symbol or inner capital;
 //! `ssh://git@host` yields an e-mail span.
@@ -422,6 +427,8 @@ const STOPWORDS: &[&str] = &[
 const NUMBER_CUES: &[&str] = &[
     "order",
     "orders",
+    "purchase",
+    "purchases",
     "ordernumber",
     "ticket",
     "invoice",
@@ -1421,6 +1428,26 @@ fn is_date_like(groups: &[&str], seps: &[u8]) -> bool {
     false
 }
 
+/// A phone number written without separators: 11 digits `0[1-3789]…` (UK-style national) or 10 digits
+/// `NXXNXXXXXX` (North American). A `yyyymmdd…` prefix is a date stamp, not a phone.
+fn unseparated_national(g: &str) -> bool {
+    let b = g.as_bytes();
+    let date_stamp = b.len() >= 8 && {
+        let n = |r: std::ops::Range<usize>| g[r].parse::<u32>().unwrap_or(0);
+        (1900..=2099).contains(&n(0..4))
+            && (1..=12).contains(&n(4..6))
+            && (1..=31).contains(&n(6..8))
+    };
+    if date_stamp {
+        return false;
+    }
+    match b.len() {
+        11 => b[0] == b'0' && matches!(b[1], b'1'..=b'3' | b'7'..=b'9'),
+        10 => matches!(b[0], b'2'..=b'9') && matches!(b[3], b'2'..=b'9'),
+        _ => false,
+    }
+}
+
 fn phone_ok(text: &str, s: usize, e: usize) -> bool {
     let cand = &text[s..e];
     let plus = cand.starts_with('+');
@@ -1476,8 +1503,11 @@ fn phone_ok(text: &str, s: usize, e: usize) -> bool {
     if intl || shape.paren {
         return plus || groups.len() >= 2;
     }
+    if groups.len() == 1 {
+        return unseparated_national(groups[0]);
+    }
     // National formats need separator groups.
-    if groups.len() < 2 || sizes[1..].iter().any(|&g| g < 2) {
+    if sizes[1..].iter().any(|&g| g < 2) {
         return false;
     }
     if sizes[0] == 1 && groups[0] != "1" && groups[0] != "0" {
@@ -2282,8 +2312,23 @@ mod tests {
             "07700 900123",
             "+91 98765 43210",
             "415.555.0132",
+            "07700900123",
+            "4155550199",
+            "09066368327",
         ] {
             has(&format!("Call me at {p}, thanks."), PiiKind::Phone, p);
+        }
+        // Digit runs that are not phones: ids with a cue, date stamps, timestamps, amounts, short runs.
+        for n in [
+            "order 4155550199 shipped",
+            "ticket #07700900123",
+            "batch 2024031512 done",
+            "epoch 1700000000 seconds",
+            "paid 4155550199 USD",
+            "code 123456789",
+            "id 01234567890123",
+        ] {
+            none_of(n, PiiKind::Phone);
         }
         for n in [
             "on 2024-03-15 at 10:15:00",
