@@ -228,112 +228,181 @@ fn json_type(v: &Value) -> &'static str {
     }
 }
 
-fn read_csv(path: &Path, reader: impl BufRead, delimiter: u8, sink: &mut Sink) -> Result<()> {
-    let mut reader = csv::ReaderBuilder::new()
-        .delimiter(delimiter)
-        .flexible(true)
-        .has_headers(false)
-        .from_reader(reader);
-    let mut record = csv::ByteRecord::new();
-    let mut headers: Option<Vec<String>> = None;
-    loop {
-        let more = match reader.read_byte_record(&mut record) {
-            Ok(m) => m,
-            Err(e) => {
-                let line = e.position().map_or(0, |p| p.line());
-                match e.kind() {
-                    csv::ErrorKind::Io(_) => {
-                        return Err(Error::io(path, std::io::Error::other(e.to_string())));
+/// Whether a record's raw bytes keep RFC 4180's quoting: a quoted field ends at a quote followed by the
+/// delimiter, a line end or the end, and `""` is an escaped quote. csv's lenient parser reads past a
+/// broken quote into the following lines, so a multi-line record that breaks these rules is rows merged
+/// by an unclosed quote, not one row with line breaks in a field.
+fn strict_quotes_ok(raw: &[u8], delimiter: u8) -> bool {
+    let mut i = 0;
+    let mut at_field_start = true;
+    while i < raw.len() {
+        let b = raw[i];
+        if at_field_start && b == b'"' {
+            // A quoted field: find its end.
+            i += 1;
+            loop {
+                match raw.get(i) {
+                    None => return false, // still open at the end
+                    Some(b'"') if raw.get(i + 1) == Some(&b'"') => i += 2,
+                    Some(b'"') => {
+                        i += 1;
+                        match raw.get(i) {
+                            None | Some(b'\r') | Some(b'\n') => break,
+                            Some(&c) if c == delimiter => break,
+                            Some(_) => return false, // text after the closing quote
+                        }
                     }
-                    _ => {
-                        sink(line, Err(bad("(row)", format!("malformed CSV: {e}"))), "")?;
-                        continue;
-                    }
+                    Some(_) => i += 1,
                 }
             }
-        };
-        if !more {
-            break;
+            at_field_start = false;
+            continue;
         }
-        let line = record.position().map_or(0, |p| p.line());
-        let Some(cols) = &headers else {
-            let mut names = Vec::with_capacity(record.len());
-            for (i, f) in record.iter().enumerate() {
-                let name = String::from_utf8_lossy(f)
-                    .trim()
-                    .trim_start_matches('\u{feff}')
-                    .to_string();
-                if name.is_empty() {
+        at_field_start = b == delimiter || b == b'\n';
+        i += 1;
+    }
+    true
+}
+
+/// CSV is read whole (curation holds every record in memory anyway): a row that an unclosed quote would
+/// merge with the rows after it is quarantined alone, and reading starts again on the next line.
+fn read_csv(path: &Path, mut reader: impl BufRead, delimiter: u8, sink: &mut Sink) -> Result<()> {
+    let mut data = Vec::new();
+    reader
+        .read_to_end(&mut data)
+        .map_err(|e| Error::io(path, e))?;
+    let mut headers: Option<Vec<String>> = None;
+    // Where the current csv reader starts: a byte offset and the number of lines before it.
+    let (mut offset, mut line_base) = (0usize, 0u64);
+    'restart: loop {
+        let mut reader = csv::ReaderBuilder::new()
+            .delimiter(delimiter)
+            .flexible(true)
+            .has_headers(false)
+            .from_reader(&data[offset..]);
+        let mut record = csv::ByteRecord::new();
+        loop {
+            let more = match reader.read_byte_record(&mut record) {
+                Ok(m) => m,
+                Err(e) => {
+                    let line = e.position().map_or(0, |p| p.line()) + line_base;
+                    match e.kind() {
+                        csv::ErrorKind::Io(_) => {
+                            return Err(Error::io(path, std::io::Error::other(e.to_string())));
+                        }
+                        _ => {
+                            sink(line, Err(bad("(row)", format!("malformed CSV: {e}"))), "")?;
+                            continue;
+                        }
+                    }
+                }
+            };
+            if !more {
+                break 'restart;
+            }
+            let (start, end) = (
+                record.position().map_or(0, |p| p.byte() as usize),
+                reader.position().byte() as usize,
+            );
+            let raw = &data[offset + start..(offset + end).min(data.len())];
+            let body = raw.strip_suffix(b"\n").unwrap_or(raw);
+            let body = body.strip_suffix(b"\r").unwrap_or(body);
+            if headers.is_some() && body.contains(&b'\n') && !strict_quotes_ok(body, delimiter) {
+                let line = record.position().map_or(0, |p| p.line()) + line_base;
+                let first = body.iter().position(|&b| b == b'\n').unwrap_or(body.len());
+                let excerpt = String::from_utf8_lossy(&body[..first]).into_owned();
+                sink(
+                    line,
+                    Err(bad(
+                        "(row)",
+                        "a quote opened on this line is never closed where a field ends (a quote inside a quoted field is written \"\"); this line is set aside alone and the next line is read as the next row",
+                    )),
+                    &excerpt,
+                )?;
+                offset += start + first + 1;
+                line_base = line;
+                continue 'restart;
+            }
+            let line = record.position().map_or(0, |p| p.line()) + line_base;
+            let Some(cols) = &headers else {
+                let mut names = Vec::with_capacity(record.len());
+                for (i, f) in record.iter().enumerate() {
+                    let name = String::from_utf8_lossy(f)
+                        .trim()
+                        .trim_start_matches('\u{feff}')
+                        .to_string();
+                    if name.is_empty() {
+                        return Err(Error::BadRecord {
+                            file: path.into(),
+                            line,
+                            field: format!("column {}", i + 1),
+                            reason: "empty column name in the header row".into(),
+                            hint: "give every column a name in the first row".into(),
+                        });
+                    }
+                    names.push(name);
+                }
+                let unique: BTreeSet<&String> = names.iter().collect();
+                if unique.len() != names.len() {
                     return Err(Error::BadRecord {
                         file: path.into(),
                         line,
-                        field: format!("column {}", i + 1),
-                        reason: "empty column name in the header row".into(),
-                        hint: "give every column a name in the first row".into(),
+                        field: "(header)".into(),
+                        reason: "duplicate column names in the header row".into(),
+                        hint: "rename the repeated columns".into(),
                     });
                 }
-                names.push(name);
+                headers = Some(names);
+                continue;
+            };
+            let raw_lossy: String = record
+                .iter()
+                .map(|f| String::from_utf8_lossy(f))
+                .collect::<Vec<_>>()
+                .join(",");
+            if record.len() == 1 && record.get(0).is_some_and(|f| f.is_empty()) {
+                continue; // a blank line
             }
-            let unique: BTreeSet<&String> = names.iter().collect();
-            if unique.len() != names.len() {
-                return Err(Error::BadRecord {
-                    file: path.into(),
+            if record.len() != cols.len() {
+                sink(
                     line,
-                    field: "(header)".into(),
-                    reason: "duplicate column names in the header row".into(),
-                    hint: "rename the repeated columns".into(),
-                });
+                    Err(bad(
+                        "(row)",
+                        format!(
+                            "has {} columns, the header has {}",
+                            record.len(),
+                            cols.len()
+                        ),
+                    )),
+                    &raw_lossy,
+                )?;
+                continue;
             }
-            headers = Some(names);
-            continue;
-        };
-        let raw_lossy: String = record
-            .iter()
-            .map(|f| String::from_utf8_lossy(f))
-            .collect::<Vec<_>>()
-            .join(",");
-        if record.len() == 1 && record.get(0).is_some_and(|f| f.is_empty()) {
-            continue; // a blank line
-        }
-        if record.len() != cols.len() {
-            sink(
-                line,
-                Err(bad(
-                    "(row)",
-                    format!(
-                        "has {} columns, the header has {}",
-                        record.len(),
-                        cols.len()
-                    ),
-                )),
-                &raw_lossy,
-            )?;
-            continue;
-        }
-        let mut map = Map::with_capacity(cols.len());
-        let mut err = None;
-        for (name, field) in cols.iter().zip(record.iter()) {
-            match std::str::from_utf8(field) {
-                Ok(s) => {
-                    map.insert(
-                        name.clone(),
-                        if s.is_empty() {
-                            Value::Null
-                        } else {
-                            Value::String(s.to_string())
-                        },
-                    );
-                }
-                Err(e) => {
-                    err = Some(bad(
-                        name,
-                        format!("invalid UTF-8 at byte {}", e.valid_up_to()),
-                    ));
-                    break;
+            let mut map = Map::with_capacity(cols.len());
+            let mut err = None;
+            for (name, field) in cols.iter().zip(record.iter()) {
+                match std::str::from_utf8(field) {
+                    Ok(s) => {
+                        map.insert(
+                            name.clone(),
+                            if s.is_empty() {
+                                Value::Null
+                            } else {
+                                Value::String(s.to_string())
+                            },
+                        );
+                    }
+                    Err(e) => {
+                        err = Some(bad(
+                            name,
+                            format!("invalid UTF-8 at byte {}", e.valid_up_to()),
+                        ));
+                        break;
+                    }
                 }
             }
+            sink(line, err.map_or(Ok(map), Err), &raw_lossy)?;
         }
-        sink(line, err.map_or(Ok(map), Err), &raw_lossy)?;
     }
     Ok(())
 }
@@ -760,6 +829,48 @@ mod tests {
                 .reason
                 .contains("has 2 columns, the header has 4")
         );
+    }
+
+    #[test]
+    fn an_unclosed_quote_never_merges_rows() {
+        // Issue 12, finding 2: a2's quote used to swallow a3 and a4, and a2 took a4's label.
+        let dir = tempfile::tempdir().unwrap();
+        let mut data = String::from("id,text,label\na1,hello there,ham\n");
+        data += "a2,\"unterminated quote, win a prize now,spam\n";
+        data += "a3,see you at eight,ham\n";
+        data += "a4,\"a quoted, fine field\",ham\n";
+        for i in 5..=10 {
+            data += &format!("a{i},message {i},ham\n");
+        }
+        // A legitimate line break inside a quoted field is still one row.
+        data += "a11,\"two\nlines\",ham\n";
+        let out = read(
+            dir.path(),
+            "q.csv",
+            data.as_bytes(),
+            "",
+            BadRecordPolicy::Quarantine,
+        )
+        .unwrap();
+        let ids: Vec<&str> = out.records.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            ["a1", "a3", "a4", "a5", "a6", "a7", "a8", "a9", "a10", "a11"]
+        );
+        assert_eq!(out.records[2].text, "a quoted, fine field");
+        assert_eq!(out.records[2].label.as_deref(), Some("ham"));
+        assert_eq!(out.records[9].text, "two\nlines");
+        let lines: Vec<u64> = out.records.iter().map(|r| r.line).collect();
+        assert_eq!(lines, [2, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+        assert_eq!(out.quarantined.len(), 1);
+        assert_eq!(out.quarantined[0].line, 3);
+        assert!(
+            out.quarantined[0].reason.contains("never closed"),
+            "{:?}",
+            out.quarantined[0]
+        );
+        // Every physical row line is accounted for: 12 rows on 13 lines (one holds a line break).
+        assert_eq!(out.n_rows, 11);
     }
 
     #[test]

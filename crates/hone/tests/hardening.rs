@@ -530,3 +530,33 @@ fn finding_8_doctor_names_lost_objects_and_a_lost_dataset_version_is_rebuilt() {
     assert_eq!(o.status.code(), Some(1));
     assert!(!common::stdout(&o).contains("dataset of version"));
 }
+
+/// Finding 2: a CSV row with an unclosed quote swallowed the rows after it (a3 and a4 became part of
+/// a2's text, a2 took a4's label, "8 rows read" for 10 lines, nothing quarantined).
+#[test]
+fn finding_2_an_unclosed_csv_quote_is_quarantined_alone_and_never_merges_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("data")).unwrap();
+    std::fs::write(
+        root.join("hone.toml"),
+        "[task]\nname = \"t\"\nkind = \"classify\"\n\n[[source]]\nname = \"sms\"\npath = \"data/sms.csv\"\n",
+    )
+    .unwrap();
+    let mut csv = String::from("id,text,label\na1,free entry to win a prize,spam\n");
+    csv += "a2,\"unterminated quote, win a prize now,spam\n";
+    csv += "a3,see you at eight tonight,ham\n";
+    csv += "a4,\"ok, call me when you land\",ham\n";
+    for i in 5..=10 {
+        csv += &format!("a{i},message number {i} about dinner,ham\n");
+    }
+    std::fs::write(root.join("data/sms.csv"), csv).unwrap();
+    let o = hone(root, &["--json", "data", "check"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["n_input"], 10, "{v}");
+    let q = v["quarantined"].as_array().unwrap();
+    assert_eq!(q.len(), 1, "{v}");
+    assert_eq!(q[0]["line"], 3, "{v}");
+    assert_eq!(q[0]["id"], "sms-3", "{v}");
+}
