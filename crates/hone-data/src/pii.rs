@@ -227,6 +227,24 @@ const INTRO_TWO: &str = r"(?i:i'm|i’m|i am|this is|ich bin|je suis|soy)";
 
 /// Capitalised words that follow cues but are not names.
 const STOPWORDS: &[&str] = &[
+    // Addressees that are not names (`Dear Voucher Holder`, `Hey Boys`, `Hi Dear Call me`).
+    "Voucher",
+    "Subscriber",
+    "Welcome",
+    "Call",
+    "Boys",
+    "Girls",
+    "Guys",
+    "Mobile",
+    "Winner",
+    "Holder",
+    "User",
+    "Member",
+    "Friend",
+    "Friends",
+    "Dear",
+    "Valued",
+    "Player",
     "I",
     "A",
     "An",
@@ -1042,7 +1060,15 @@ impl PiiDetector {
                 && !next_char(text, name.end()).is_some_and(char::is_alphanumeric)
             {
                 let min_tokens = if caps.name("i2").is_some() { 2 } else { 1 };
-                if let Some(len) = trim_name(name.as_str(), min_tokens) {
+                // `thanks. Got a surprise`: after a sign-off that ends a sentence, a capitalised word
+                // followed by more of the sentence starts that sentence; a signature ends its line.
+                let signoff = caps.name("sa").or_else(|| caps.name("sb"));
+                let sentence_goes_on = signoff.is_some_and(|c| c.as_str().contains(['.', '!']))
+                    && text[name.end()..]
+                        .strip_prefix(' ')
+                        .and_then(|r| r.chars().next())
+                        .is_some_and(char::is_lowercase);
+                if !sentence_goes_on && let Some(len) = trim_name(name.as_str(), min_tokens) {
                     accepted = Some((name.start(), name.start() + len));
                 }
             }
@@ -2564,9 +2590,19 @@ mod tests {
             "Dear Sir or Madam",
             "Hi I am here",
             "thanks, everyone",
+            // False positives seen on SMS Spam (issue 12, finding 5).
+            "If so, thanks. Got a pleasant surprise",
+            "Thanks. Fills me with complete calm",
+            "Cheers. Oh yeah and how are you",
+            "Dear Voucher Holder, to claim",
+            "Dear Subscriber ur draw",
+            "Hey Boys. Want hot pics",
+            "Hi Dear Call me its urgnt",
         ] {
             none_of(n, PiiKind::Person);
         }
+        has("Thanks. John", PiiKind::Person, "John");
+        has("Cheers.\nJohn Smith", PiiKind::Person, "John Smith");
         let m = det().mask("Dear Ms. García, thanks");
         assert_eq!(m.text, "Dear Ms. <PERSON>, thanks");
     }
