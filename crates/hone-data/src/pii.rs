@@ -1331,6 +1331,29 @@ fn entropy_token_ok(text: &str, start: usize, tok: &str) -> bool {
     if wordy >= 2 || camel_coverage(core) * 10 >= core.len() * 7 {
         return false;
     }
+    // A path of short word-like segments (`150p/MsgrcvdHG/Suite342/2Lands/Row/W1J6HL`, an address in
+    // SMS spam): random tokens rarely hold four slashes, and their segments are not words.
+    let segments: Vec<&str> = core.split('/').collect();
+    let has_word = |seg: &str| {
+        let b = seg.as_bytes();
+        b.windows(3).any(|w| {
+            w[0].is_ascii_uppercase() && w[1].is_ascii_lowercase() && w[2].is_ascii_lowercase()
+        }) || b.windows(4).any(|w| w.iter().all(u8::is_ascii_lowercase))
+    };
+    if segments.len() >= 5 && segments.iter().filter(|g| has_word(g)).count() * 2 >= segments.len()
+    {
+        return false;
+    }
+    // Words run together (`50pmmorefrommobile2Bremoved-Moby…`): ten lowercase letters in a row are
+    // about 0.4% likely anywhere in a random 40-character token.
+    let longest_lower = core
+        .split(|c: char| !c.is_ascii_lowercase())
+        .map(str::len)
+        .max()
+        .unwrap_or(0);
+    if longest_lower >= 10 {
+        return false;
+    }
     let mut counts = [0u32; 128];
     for b in core.bytes() {
         counts[usize::from(b & 0x7f)] += 1;
@@ -2512,9 +2535,18 @@ mod tests {
             "request 550e8400-e29b-41d4-a716-446655440000",
             "see how-to-reset-your-account-password-2024-guide-part-1",
             "compass: north",
+            // An address in SMS spam (issue 12, finding 5).
+            "Txt CHAT to 86688 150p/MsgrcvdHG/Suite342/2Lands/Row/W1J6HL LDN 18 yrs",
+            "claimcode M39M51 £1.50pmmorefrommobile2Bremoved-MobyPOBox734LS27YF",
         ] {
             none_of(n, PiiKind::Secret);
         }
+        // A random token with slashes is still a secret.
+        has(
+            "token ghp_Xk9aQ2/Lm8Zr4Tq1/Vb7Nc3Wd6Ye0Fj5Hs2Pu",
+            PiiKind::Secret,
+            "ghp_Xk9aQ2/Lm8Zr4Tq1/Vb7Nc3Wd6Ye0Fj5Hs2Pu",
+        );
         has(
             "key 3f5a9c0b7e1d2f4a6b8c0d1e2f3a4b5c6d7e8f90",
             PiiKind::Secret,
