@@ -15,7 +15,11 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(out.records.len() + out.quarantined.len(), out.n_rows as usize);
         // Every row starts on its own physical line after the header, and no two rows share one: a
         // broken quote may not fold rows into each other.
-        let physical = data.split(|&b| b == b'\n').count() as u64;
+        // Line ends: `\n`, `\r\n`, or a lone `\r`.
+        let ends = (0..data.len())
+            .filter(|&i| data[i] == b'\n' || (data[i] == b'\r' && data.get(i + 1) != Some(&b'\n')))
+            .count();
+        let physical = ends as u64 + 1;
         let mut lines: Vec<u64> = out
             .records
             .iter()

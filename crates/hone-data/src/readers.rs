@@ -264,6 +264,30 @@ fn strict_quotes_ok(raw: &[u8], delimiter: u8) -> bool {
     true
 }
 
+/// 1-based physical line numbers of byte offsets, counting `\n`, `\r\n` and a lone `\r` as line ends
+/// (the csv crate counts only `\n`, so every row of a CR-only file was on "line 1"). Offsets must come
+/// in increasing order.
+#[derive(Default)]
+struct LineCounter {
+    pos: usize,
+    line: u64,
+}
+
+impl LineCounter {
+    fn line_at(&mut self, data: &[u8], at: usize) -> u64 {
+        let at = at.min(data.len());
+        while self.pos < at {
+            match data[self.pos] {
+                b'\n' => self.line += 1,
+                b'\r' if data.get(self.pos + 1) != Some(&b'\n') => self.line += 1,
+                _ => {}
+            }
+            self.pos += 1;
+        }
+        self.line + 1
+    }
+}
+
 /// CSV is read whole (curation holds every record in memory anyway): a row that an unclosed quote would
 /// merge with the rows after it is quarantined alone, and reading starts again on the next line.
 fn read_csv(path: &Path, mut reader: impl BufRead, delimiter: u8, sink: &mut Sink) -> Result<()> {
@@ -273,7 +297,8 @@ fn read_csv(path: &Path, mut reader: impl BufRead, delimiter: u8, sink: &mut Sin
         .map_err(|e| Error::io(path, e))?;
     let mut headers: Option<Vec<String>> = None;
     // Where the current csv reader starts: a byte offset and the number of lines before it.
-    let (mut offset, mut line_base) = (0usize, 0u64);
+    let mut offset = 0usize;
+    let mut lines = LineCounter::default();
     'restart: loop {
         let mut reader = csv::ReaderBuilder::new()
             .delimiter(delimiter)
@@ -285,7 +310,8 @@ fn read_csv(path: &Path, mut reader: impl BufRead, delimiter: u8, sink: &mut Sin
             let more = match reader.read_byte_record(&mut record) {
                 Ok(m) => m,
                 Err(e) => {
-                    let line = e.position().map_or(0, |p| p.line()) + line_base;
+                    let at = e.position().map_or(0, |p| p.byte() as usize);
+                    let line = lines.line_at(&data, offset + at);
                     match e.kind() {
                         csv::ErrorKind::Io(_) => {
                             return Err(Error::io(path, std::io::Error::other(e.to_string())));
@@ -308,7 +334,7 @@ fn read_csv(path: &Path, mut reader: impl BufRead, delimiter: u8, sink: &mut Sin
             let body = raw.strip_suffix(b"\n").unwrap_or(raw);
             let body = body.strip_suffix(b"\r").unwrap_or(body);
             if headers.is_some() && body.contains(&b'\n') && !strict_quotes_ok(body, delimiter) {
-                let line = record.position().map_or(0, |p| p.line()) + line_base;
+                let line = lines.line_at(&data, offset + start);
                 let first = body.iter().position(|&b| b == b'\n').unwrap_or(body.len());
                 let excerpt = String::from_utf8_lossy(&body[..first]).into_owned();
                 sink(
@@ -320,10 +346,9 @@ fn read_csv(path: &Path, mut reader: impl BufRead, delimiter: u8, sink: &mut Sin
                     &excerpt,
                 )?;
                 offset += start + first + 1;
-                line_base = line;
                 continue 'restart;
             }
-            let line = record.position().map_or(0, |p| p.line()) + line_base;
+            let line = lines.line_at(&data, offset + start);
             let Some(cols) = &headers else {
                 let mut names = Vec::with_capacity(record.len());
                 for (i, f) in record.iter().enumerate() {
@@ -871,6 +896,23 @@ mod tests {
         );
         // Every physical row line is accounted for: 12 rows on 13 lines (one holds a line break).
         assert_eq!(out.n_rows, 11);
+    }
+
+    #[test]
+    fn rows_of_a_file_with_carriage_return_line_ends_get_their_own_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = "id,text,label\ra1,hello,ham\ra2,short row\ra3,bye,ham\r";
+        let out = read(
+            dir.path(),
+            "cr.csv",
+            data.as_bytes(),
+            "",
+            BadRecordPolicy::Quarantine,
+        )
+        .unwrap();
+        let lines: Vec<u64> = out.records.iter().map(|r| r.line).collect();
+        assert_eq!(lines, [2, 4]);
+        assert_eq!(out.quarantined[0].line, 3);
     }
 
     #[test]
