@@ -330,7 +330,14 @@ fn read_csv(path: &Path, mut reader: impl BufRead, delimiter: u8, sink: &mut Sin
                 record.position().map_or(0, |p| p.byte() as usize),
                 reader.position().byte() as usize,
             );
-            let raw = &data[offset + start..(offset + end).min(data.len())];
+            // csv may place a record's start on the line end before it (`\r` then `\n`): skip those.
+            let start = start
+                + data[(offset + start).min(data.len())..]
+                    .iter()
+                    .take_while(|&&b| b == b'\r' || b == b'\n')
+                    .count();
+            let end = end.max(start);
+            let raw = &data[(offset + start).min(data.len())..(offset + end).min(data.len())];
             let body = raw.strip_suffix(b"\n").unwrap_or(raw);
             let body = body.strip_suffix(b"\r").unwrap_or(body);
             if headers.is_some() && body.contains(&b'\n') && !strict_quotes_ok(body, delimiter) {
@@ -913,6 +920,19 @@ mod tests {
         let lines: Vec<u64> = out.records.iter().map(|r| r.line).collect();
         assert_eq!(lines, [2, 4]);
         assert_eq!(out.quarantined[0].line, 3);
+        // Found by fuzzing: after a `\r\n`, csv put the next row's start on the `\n`.
+        let out = read(
+            dir.path(),
+            "crlf.csv",
+            b"text\nab\r\ncd",
+            "",
+            BadRecordPolicy::Quarantine,
+        )
+        .unwrap();
+        let mut lines: Vec<u64> = out.records.iter().map(|r| r.line).collect();
+        lines.extend(out.quarantined.iter().map(|q| q.line));
+        lines.sort_unstable();
+        assert_eq!(lines, [2, 3]);
     }
 
     #[test]
