@@ -47,9 +47,13 @@ impl TextPrep {
 /// Text a person typed (a `--reason`, a review note, the command line that holds them) as it may be
 /// stored: PII masked, control characters escaped so that it cannot forge lines in a log.
 pub fn free_text(raw: &str) -> String {
-    let masked = PiiDetector::new().mask(raw).text;
-    masked
-        .chars()
+    escape_controls(&PiiDetector::new().mask(raw).text)
+}
+
+/// `s` with control characters (newlines, escapes) written as `\n`, `\u{1b}`…, so that it stays on
+/// one line of a log.
+pub fn escape_controls(s: &str) -> String {
+    s.chars()
         .flat_map(|c| {
             if c.is_control() {
                 c.escape_default().collect::<Vec<_>>()

@@ -95,13 +95,5 @@ pub fn who() -> String {
         .find_map(|k| std::env::var(k).ok().filter(|v| !v.trim().is_empty()))
         .unwrap_or_else(|| "unknown".to_string());
     // A newline in HONE_USER must not forge a line in `hone audit log`.
-    name.chars()
-        .flat_map(|c| {
-            if c.is_control() {
-                c.escape_default().collect::<Vec<_>>()
-            } else {
-                vec![c]
-            }
-        })
-        .collect()
+    crate::input::escape_controls(&name)
 }
