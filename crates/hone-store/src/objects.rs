@@ -54,7 +54,12 @@ impl Store {
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
     }
 
-    /// Whether an object's file is there and still has its hash.
+    /// Whether an object's file is there (without reading it: see [`Store::object_status`]).
+    pub fn has_object_file(&self, hash: &str) -> bool {
+        hash.len() >= 3 && self.object_path(hash).is_file()
+    }
+
+    /// Whether an object's file is there and still has its hash (reads and hashes it).
     pub fn object_status(&self, hash: &str) -> ObjectStatus {
         match self.get_object(hash) {
             Ok(_) => ObjectStatus::Ok,

@@ -122,7 +122,7 @@ pub fn repair(project: &Project, store: &mut Store, command: &str) -> Result<Doc
         .iter()
         .any(|p| p.used_by.iter().any(|u| u.contains("of version")))
     {
-        let out = curate::clean(project, store, command, &mut |_| {})?;
+        let out = curate::clean_with(project, store, command, &mut |_| {}, true)?;
         if out.restored {
             repaired.push(out.version.id);
         }

@@ -47,7 +47,9 @@ impl TextPrep {
 /// Text a person typed (a `--reason`, a review note, the command line that holds them) as it may be
 /// stored: PII masked, control characters escaped so that it cannot forge lines in a log.
 pub fn free_text(raw: &str) -> String {
-    escape_controls(&PiiDetector::new().mask(raw).text)
+    // One detector for the process: compiling its regexes per note would dominate a decisions file.
+    static DETECTOR: std::sync::OnceLock<PiiDetector> = std::sync::OnceLock::new();
+    escape_controls(&DETECTOR.get_or_init(PiiDetector::new).mask(raw).text)
 }
 
 /// `s` with control characters (newlines, escapes) written as `\n`, `\u{1b}`…, so that it stays on

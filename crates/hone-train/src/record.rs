@@ -357,30 +357,39 @@ pub fn chosen_run(store: &Store) -> Result<Run> {
         });
     }
     let runs = all(store)?;
-    let last_split = runs
-        .last()
-        .map(|r| r.split.clone())
-        .ok_or_else(|| Error::NotFound {
+    if runs.is_empty() {
+        return Err(Error::NotFound {
             what: "run",
             name: "(any)".into(),
             hint: "run `hone run` first".into(),
-        })?;
-    let of_split: Vec<&Run> = runs.iter().filter(|r| r.split == last_split).collect();
-    let candidates: Vec<Candidate> = of_split
-        .iter()
-        .map(|r| Candidate {
-            baseline: r.kind == crate::models::MAJORITY,
-            dev_macro_f1: r.record.dev.macro_f1.estimate,
-        })
-        .collect();
-    match choose(&candidates) {
-        Some(i) if of_split[i].kind != crate::models::MAJORITY => Ok(of_split[i].clone()),
-        _ => Err(Error::NotFound {
+        });
+    }
+    fallback_choice(&runs)
+        .map(|i| runs[i].clone())
+        .ok_or_else(|| Error::NotFound {
             what: "trained model",
             name: "(latest run)".into(),
             hint: "add a [[model]] and run `hone run`".into(),
-        }),
-    }
+        })
+}
+
+/// For stores from before choices were recorded: [`choose`] over the runs of the latest split, never
+/// `majority`. An index into `runs`.
+fn fallback_choice(runs: &[Run]) -> Option<usize> {
+    let last_split = &runs.last()?.split;
+    let of_split: Vec<usize> = (0..runs.len())
+        .filter(|&i| &runs[i].split == last_split)
+        .collect();
+    let candidates: Vec<Candidate> = of_split
+        .iter()
+        .map(|&i| Candidate {
+            baseline: runs[i].kind == crate::models::MAJORITY,
+            dev_macro_f1: runs[i].record.dev.macro_f1.estimate,
+        })
+        .collect();
+    choose(&candidates)
+        .map(|k| of_split[k])
+        .filter(|&i| runs[i].kind != crate::models::MAJORITY)
 }
 
 /// The run named by `--run` (number or id prefix) or `--model` (its latest run), else the chosen one.
@@ -420,12 +429,12 @@ pub struct RunListing {
 
 /// Every run, oldest first, marked with the current choice ([`chosen_run`]).
 pub fn listing(store: &Store) -> Result<Vec<RunListing>> {
-    let chosen = match chosen_run(store) {
-        Ok(r) => Some(r.id),
-        Err(Error::NotFound { .. }) => None,
-        Err(e) => return Err(e),
+    let runs = all(store)?;
+    let chosen = match store.latest_choice()? {
+        Some(c) => Some(c.run),
+        None => fallback_choice(&runs).map(|i| runs[i].id.clone()),
     };
-    Ok(all(store)?
+    Ok(runs
         .into_iter()
         .map(|run| RunListing {
             chosen: chosen.as_deref() == Some(run.id.as_str()),
