@@ -63,8 +63,21 @@ impl Store {
             Connection::open(&db).map_err(|e| Error::Store(format!("{}: {e}", db.display())))?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(db_err)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(db_err)?;
+        // Switching a new database to WAL needs an exclusive lock, and SQLite does not wait for it
+        // (no busy handler): when another hone opens the same new store at once, try again.
+        let mut tries = 0;
+        loop {
+            match conn.pragma_update(None, "journal_mode", "WAL") {
+                Ok(()) => break,
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::DatabaseBusy && tries < 100 =>
+                {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(e) => return Err(db_err(e)),
+            }
+        }
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(db_err)?;
         conn.pragma_update(None, "foreign_keys", "ON")

@@ -120,11 +120,14 @@ fn supports_evaluation(
     }
     if test.is_empty() {
         return Err(Error::Data {
-            message: "the test split is empty".into(),
+            message: format!(
+                "the test split is empty ({} labelled records in train/dev)",
+                train.values().sum::<usize>()
+            ),
             hint: if frozen_earlier {
                 refreeze.into()
             } else {
-                "set [split] test > 0 or declare a role = \"test\" source (no test set was frozen)"
+                "add data (a few dozen records per label), set [split] test > 0, or declare a role = \"test\" source; no test set was frozen"
                     .into()
             },
         });

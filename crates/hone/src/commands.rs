@@ -698,6 +698,9 @@ pub fn runs(ctx: &Context) -> Result<u8> {
             &rows
         )
     );
+    if runs.iter().any(|l| l.chosen) {
+        println!("* the model the latest `hone run` chose (predict and export use it)");
+    }
     Ok(0)
 }
 
