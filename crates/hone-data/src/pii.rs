@@ -455,6 +455,7 @@ const NUMBER_CUES: &[&str] = &[
     "reference",
     "case",
     "tracking",
+    "batch",
     "account",
     "acct",
     "booking",
@@ -2849,6 +2850,101 @@ mod tests {
             assert!(truth_n[i] >= 10, "too few planted {k:?}");
             assert!(p >= 0.95 && r >= 0.95, "{k:?}: P={p:.3} R={r:.3}");
         }
+    }
+
+    /// Recall on planted phone numbers written without separators (UK national, premium-rate, North
+    /// American, E.164), and the look-alikes that must stay unmasked (order and reference numbers,
+    /// amounts, date stamps, account numbers). Its own seeded set, so the main fixture's counts stay put.
+    #[test]
+    fn separator_less_phones_planted_recall() {
+        let mut rng = hone_core::rng::SeededRng::new(0x9E0_5E9);
+        let digits = |rng: &mut hone_core::rng::SeededRng, n: usize| -> String {
+            (0..n)
+                .map(|_| char::from(b'0' + rng.below(10) as u8))
+                .collect()
+        };
+        let phone_frames = [
+            "call me on {} after six",
+            "Text {} to claim your prize",
+            "my mobile is {}, ring any time",
+            "ring {} for more info.",
+            "Please phone {} today",
+            "{} is my new number",
+            "Reach our team at {} or by email",
+            "ok call {}",
+        ];
+        let lookalike_frames = [
+            "my order {} has not arrived",
+            "invoice {} is wrong",
+            "tracking {} says delivered",
+            "ref {} please check",
+            "I was charged £{} instead",
+            "a payment of {} EUR went out",
+            "the file backup_{}.tar failed",
+            "account 1{} is frozen",
+            "batch {} shipped",
+            "case {} still open",
+        ];
+        let (mut planted, mut found) = (0usize, 0usize);
+        let (mut lookalikes, mut masked_lookalikes) = (0usize, 0usize);
+        let mut misses = Vec::new();
+        for i in 0..600 {
+            let phone = match i % 5 {
+                // UK mobile, UK geographic, premium-rate (the SMS set's 09066368327), US, E.164.
+                0 => format!("07{}", digits(&mut rng, 9)),
+                1 => format!("0{}{}", 1 + rng.below(2), digits(&mut rng, 9)),
+                2 => format!("09{}", digits(&mut rng, 9)),
+                3 => format!(
+                    "{}{}{}{}",
+                    2 + rng.below(8),
+                    digits(&mut rng, 2),
+                    2 + rng.below(8),
+                    digits(&mut rng, 6)
+                ),
+                _ => format!("+447{}", digits(&mut rng, 9)),
+            };
+            let text = phone_frames[i % phone_frames.len()].replace("{}", &phone);
+            planted += 1;
+            let spans = det().detect(&text);
+            if spans
+                .iter()
+                .any(|s| s.kind == PiiKind::Phone && text[s.start..s.end] == phone)
+            {
+                found += 1;
+            } else {
+                misses.push(text);
+            }
+        }
+        for i in 0..400 {
+            let number = match i % lookalike_frames.len() {
+                // A yyyymmdd stamp with a time after it.
+                6 => format!(
+                    "2024{:02}{:02}{}",
+                    1 + rng.below(12),
+                    1 + rng.below(28),
+                    digits(&mut rng, 3)
+                ),
+                7 => digits(&mut rng, 11),
+                // Amounts and cued numbers of phone length.
+                _ => format!("{}{}", 2 + rng.below(8), digits(&mut rng, 9)),
+            };
+            let text = lookalike_frames[i % lookalike_frames.len()].replace("{}", &number);
+            lookalikes += 1;
+            if det().mask(&text).text != text {
+                masked_lookalikes += 1;
+                misses.push(format!("FP: {text}"));
+            }
+        }
+        let recall = found as f64 / planted as f64;
+        let fp_rate = masked_lookalikes as f64 / lookalikes as f64;
+        eprintln!(
+            "separator-less phones: recall {found}/{planted} = {recall:.4}; look-alikes masked {masked_lookalikes}/{lookalikes} = {fp_rate:.4}"
+        );
+        for m in misses.iter().take(20) {
+            eprintln!("  {m}");
+        }
+        assert!(recall >= 0.95, "recall {recall:.4}");
+        assert!(fp_rate <= 0.02, "look-alikes masked {fp_rate:.4}");
     }
 
     #[test]

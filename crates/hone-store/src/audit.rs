@@ -248,30 +248,17 @@ impl Store {
             expected_prev = hash.clone();
             expected_seq = seq + 1;
         }
-        // Run records are covered by the chain: each run's audit entry holds the hash of its record.
-        for (seq, _, _, _, _, outputs, _, _) in &rows {
-            let Ok(out) = serde_json::from_str::<serde_json::Value>(outputs) else {
+        // Run records, frozen test sets, review decisions and dataset versions are covered by the
+        // chain: each one's audit entry holds its hash, checked here against what the tables hold now.
+        for (seq, _, _, command, inputs, outputs, _, _) in &rows {
+            let (Ok(inp), Ok(out)) = (
+                serde_json::from_str::<serde_json::Value>(inputs),
+                serde_json::from_str::<serde_json::Value>(outputs),
+            ) else {
                 continue;
             };
-            let (Some(run), Some(want)) = (out["run"].as_str(), out["record"].as_str()) else {
-                continue;
-            };
-            let stored: Option<String> = self
-                .conn
-                .query_row("SELECT record FROM runs WHERE id = ?1", [run], |r| r.get(0))
-                .ok();
-            match stored {
-                None => problems.push(AuditProblem {
-                    seq: *seq,
-                    problem: format!("run {run} (entry {seq}) is missing from the runs table"),
-                }),
-                Some(rec) if crate::runs::record_hash(&rec) != want => problems.push(AuditProblem {
-                    seq: *seq,
-                    problem: format!(
-                        "run {run}'s record was edited after entry {seq} stored it: its hash no longer matches"
-                    ),
-                }),
-                Some(_) => {}
+            if let Some(problem) = self.cross_check(*seq, command, &inp, &out)? {
+                problems.push(AuditProblem { seq: *seq, problem });
             }
         }
         let anchor = match self.read_anchor() {
@@ -314,6 +301,99 @@ impl Store {
             problems,
             anchor,
         })
+    }
+}
+
+impl Store {
+    /// What the tables hold now against what audit entry `seq` recorded; `None` when they agree or the
+    /// entry covers nothing checkable (entries written before a hash was recorded are not checked).
+    fn cross_check(
+        &self,
+        seq: i64,
+        command: &str,
+        inputs: &serde_json::Value,
+        outputs: &serde_json::Value,
+    ) -> Result<Option<String>> {
+        use rusqlite::OptionalExtension;
+        let one = |sql: &str, key: &dyn rusqlite::ToSql| -> Result<Option<(String, String)>> {
+            self.conn
+                .query_row(sql, [key], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+                .map_err(db_err)
+        };
+        if let (Some(run), Some(want)) = (outputs["run"].as_str(), outputs["record"].as_str()) {
+            return Ok(
+                match one("SELECT id, record FROM runs WHERE id = ?1", &run)? {
+                    None => Some(format!(
+                        "run {run} (entry {seq}) is missing from the runs table"
+                    )),
+                    Some((_, rec)) if crate::runs::record_hash(&rec) != want => Some(format!(
+                        "run {run}'s record was edited after entry {seq} stored it: its hash no longer matches"
+                    )),
+                    Some(_) => None,
+                },
+            );
+        }
+        if let (Some(hash), Some(fseq)) = (outputs["frozen_test"].as_str(), outputs["seq"].as_i64())
+        {
+            return Ok(
+                match one(
+                    "SELECT hash, records FROM frozen_tests WHERE seq = ?1",
+                    &fseq,
+                )? {
+                    None => Some(format!(
+                        "frozen test set {fseq} (entry {seq}) is missing from the frozen_tests table"
+                    )),
+                    Some((h, _)) if h != hash => Some(format!(
+                        "frozen test set {fseq}'s hash was edited after entry {seq} pinned it"
+                    )),
+                    Some((_, records)) => match outputs["records"].as_str() {
+                        Some(want) if crate::runs::record_hash(&records) != want => Some(format!(
+                            "frozen test set {fseq}'s records were edited after entry {seq} pinned them: their hash no longer matches"
+                        )),
+                        _ => None,
+                    },
+                },
+            );
+        }
+        if let (Some(want), Some(range)) =
+            (inputs["decisions"].as_str(), outputs["rows"].as_array())
+        {
+            let (Some(first), Some(last)) = (
+                range.first().and_then(|v| v.as_i64()),
+                range.get(1).and_then(|v| v.as_i64()),
+            ) else {
+                return Ok(None);
+            };
+            let stored = self.decision_rows(first, last)?;
+            return Ok(
+                if stored.len() as i64 != last - first + 1
+                    || crate::review::decisions_hash(&stored) != want
+                {
+                    Some(format!(
+                        "review decisions {first}..{last} ({command}, entry {seq}) were edited or deleted after they were recorded: their hash no longer matches"
+                    ))
+                } else {
+                    None
+                },
+            );
+        }
+        if let (Some(version), Some(object)) =
+            (outputs["version"].as_str(), outputs["object"].as_str())
+        {
+            return Ok(
+                match one("SELECT id, object FROM versions WHERE id = ?1", &version)? {
+                    None => Some(format!(
+                        "dataset version {version} (entry {seq}) is missing from the versions table"
+                    )),
+                    Some((_, o)) if o != object => Some(format!(
+                        "dataset version {version}'s object was changed after entry {seq} recorded it"
+                    )),
+                    Some(_) => None,
+                },
+            );
+        }
+        Ok(None)
     }
 }
 
@@ -426,6 +506,66 @@ mod tests {
         s.append_audit("ana", "cmd", json!({}), json!({})).unwrap();
         std::fs::write(d.path().join(".hone/audit-head"), anchor).unwrap();
         assert!(s.verify_audit().unwrap().ok());
+    }
+
+    #[test]
+    fn edited_or_deleted_review_decisions_and_frozen_sets_are_found() {
+        let (_d, mut s) = store_with(0);
+        let d = |id: &str, label: &str| crate::Decision {
+            record_id: id.into(),
+            decision: "relabel".into(),
+            label: Some(label.into()),
+            reviewer: "ana".into(),
+            at: "2026-11-30T00:00:00Z".into(),
+            note: String::new(),
+        };
+        s.put_decisions(&[d("a", "spam"), d("b", "ham")], "ana", "review")
+            .unwrap();
+        s.put_decisions(&[d("c", "spam")], "ana", "review").unwrap();
+        s.freeze_test(
+            None,
+            "h1",
+            &json!([{"id": "t1"}, {"id": "t2"}]),
+            "first",
+            "ana",
+            "split",
+        )
+        .unwrap();
+        assert!(s.verify_audit().unwrap().ok());
+        let c = s.connection();
+        c.execute(
+            "UPDATE review_decisions SET label = 'ham' WHERE record_id = 'a'",
+            [],
+        )
+        .unwrap();
+        let r = s.verify_audit().unwrap();
+        assert_eq!(r.problems.len(), 1, "{r:?}");
+        assert!(
+            r.problems[0].problem.contains("review decisions 1..2"),
+            "{r:?}"
+        );
+        c.execute(
+            "UPDATE review_decisions SET label = 'spam' WHERE record_id = 'a'",
+            [],
+        )
+        .unwrap();
+        assert!(s.verify_audit().unwrap().ok());
+        c.execute("DELETE FROM review_decisions WHERE record_id = 'c'", [])
+            .unwrap();
+        let r = s.verify_audit().unwrap();
+        assert!(
+            r.problems[0].problem.contains("review decisions 3..3"),
+            "{r:?}"
+        );
+        c.execute("UPDATE frozen_tests SET records = '[{\"id\":\"t1\"}]'", [])
+            .unwrap();
+        let r = s.verify_audit().unwrap();
+        assert!(
+            r.problems
+                .iter()
+                .any(|p| p.problem.contains("frozen test set 1's records")),
+            "{r:?}"
+        );
     }
 
     #[test]

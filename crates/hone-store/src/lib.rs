@@ -22,6 +22,17 @@ use std::path::{Path, PathBuf};
 use hone_core::{Error, Result};
 use rusqlite::Connection;
 
+/// Whether this process may write the store: the directory (SQLite creates its `-wal`/`-shm` files
+/// there) and the database file. Asked of the OS (`access(2)` semantics through a real open), so that
+/// root, ACLs and read-only mounts all answer truthfully.
+fn writable(dir: &Path, db: &Path) -> bool {
+    let file_ok = std::fs::OpenOptions::new().append(true).open(db).is_ok();
+    let probe = dir.join(format!(".write-probe-{}", std::process::id()));
+    let dir_ok = std::fs::File::create(&probe).is_ok();
+    let _ = std::fs::remove_file(&probe);
+    file_ok && dir_ok
+}
+
 /// Temp files older than this are a killed writer's leftovers.
 const STALE_TEMP: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
@@ -32,13 +43,27 @@ pub struct Store {
 }
 
 pub(crate) fn db_err(e: rusqlite::Error) -> Error {
-    Error::Store(e.to_string())
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ReadOnly => {
+            Error::Store(format!(
+                "{e}: the store is read-only (file permissions or a read-only mount), and this command writes to it; read-only commands (runs, data show, audit verify, doctor, predict) still work"
+            ))
+        }
+        _ => Error::Store(e.to_string()),
+    }
 }
 
 impl Store {
     /// Open (creating if needed) the store in `<project>/.hone`.
+    ///
+    /// A store this process cannot write (permissions, a read-only mount) opens read-only: every read
+    /// works and the first write fails with a message that says so.
     pub fn open(project_root: &Path) -> Result<Store> {
         let dir = project_root.join(".hone");
+        let db = dir.join("hone.db");
+        if db.is_file() && !writable(&dir, &db) {
+            return Store::open_read_only(dir, db);
+        }
         for sub in ["objects", "tmp"] {
             std::fs::create_dir_all(dir.join(sub)).map_err(|e| Error::io(dir.join(sub), e))?;
         }
@@ -58,7 +83,6 @@ impl Store {
                 }
             }
         }
-        let db = dir.join("hone.db");
         let conn =
             Connection::open(&db).map_err(|e| Error::Store(format!("{}: {e}", db.display())))?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
@@ -85,6 +109,60 @@ impl Store {
         let mut store = Store { dir, conn };
         schema::migrate(&mut store.conn)?;
         Ok(store)
+    }
+
+    /// Open without writing anything: no temp cleanup, no WAL switch, no migration (a store that needs
+    /// one says so).
+    fn open_read_only(dir: PathBuf, db: PathBuf) -> Result<Store> {
+        use rusqlite::OpenFlags;
+        // A WAL database needs its `-shm` file, which a read-only directory cannot get. After a clean
+        // close there is no `-wal` either: everything is in the main file, and opening it immutable
+        // (no locks, no shared memory) reads exactly that. With a `-wal` left behind, its pages
+        // matter: read through it (which needs the `-shm` to exist too).
+        let wal = dir.join("hone.db-wal");
+        let has_wal = std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0);
+        let (path, flags) = if has_wal {
+            (
+                db.display().to_string(),
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+        } else {
+            (
+                format!("file:{}?immutable=1", db.display()),
+                OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                    | OpenFlags::SQLITE_OPEN_URI,
+            )
+        };
+        let conn = Connection::open_with_flags(&path, flags).map_err(|e| {
+            Error::Store(format!(
+                "{}: {e}{}",
+                db.display(),
+                if has_wal {
+                    " (the store is read-only and a write-ahead log was left behind: make it writable and run any hone command once)"
+                } else {
+                    ""
+                }
+            ))
+        })?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(db_err)?;
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(|e| Error::Store(format!("{}: {e}", db.display())))?;
+        if version as usize != schema::LATEST {
+            return Err(Error::Store(format!(
+                "{} is read-only and has schema {version}, but this hone reads schema {}: {}",
+                db.display(),
+                schema::LATEST,
+                if (version as usize) < schema::LATEST {
+                    "make it writable and run any hone command once to migrate it"
+                } else {
+                    "it was written by a newer hone; upgrade hone"
+                }
+            )));
+        }
+        Ok(Store { dir, conn })
     }
 
     /// Open an existing store; an error when the project has none yet.

@@ -32,7 +32,33 @@ pub struct Decision {
     pub note: String,
 }
 
+/// The hash of a batch of decisions as the audit chain holds it.
+pub(crate) fn decisions_hash(decisions: &[Decision]) -> String {
+    hone_core::hash::hash_bytes(&serde_json::to_vec(decisions).unwrap_or_default())
+}
+
 impl Store {
+    /// The decision rows `first..=last` in sequence order, as stored (for `audit verify`).
+    pub(crate) fn decision_rows(&self, first: i64, last: i64) -> Result<Vec<Decision>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT record_id, decision, label, reviewer, at, note FROM review_decisions WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq")
+            .map_err(db_err)?;
+        let rows = stmt
+            .query_map([first, last], |r| {
+                Ok(Decision {
+                    record_id: r.get(0)?,
+                    decision: r.get(1)?,
+                    label: r.get(2)?,
+                    reviewer: r.get(3)?,
+                    at: r.get(4)?,
+                    note: r.get(5)?,
+                })
+            })
+            .map_err(db_err)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
+    }
+
     /// Record a scan and its audit entry.
     pub fn put_scan(
         &mut self,
@@ -111,8 +137,11 @@ impl Store {
         command: &str,
     ) -> Result<()> {
         let tx = self.write_tx()?;
+        let mut rows: Option<(i64, i64)> = None;
         for d in decisions {
             tx.execute("INSERT INTO review_decisions(record_id, decision, label, reviewer, at, note) VALUES (?1, ?2, ?3, ?4, ?5, ?6)", params![d.record_id, d.decision, d.label, d.reviewer, d.at, d.note]).map_err(db_err)?;
+            let seq = tx.last_insert_rowid();
+            rows = Some(rows.map_or((seq, seq), |(first, _)| (first, seq)));
         }
         let counts = decisions.iter().fold(
             std::collections::BTreeMap::<&str, u64>::new(),
@@ -121,13 +150,14 @@ impl Store {
                 m
             },
         );
-        let hash = hone_core::hash::hash_bytes(&serde_json::to_vec(decisions).unwrap_or_default());
+        // The batch's hash and its row range go into the chain: `audit verify` reads the rows back and
+        // re-hashes them, so an edited, added or deleted decision is found.
         crate::audit::append(
             &tx,
             who,
             command,
-            &serde_json::json!({"decisions": hash}),
-            &serde_json::json!({"counts": counts}),
+            &serde_json::json!({"decisions": decisions_hash(decisions)}),
+            &serde_json::json!({"counts": counts, "rows": rows}),
         )?;
         tx.commit().map_err(db_err)?;
         self.anchor_audit()

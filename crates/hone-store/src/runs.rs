@@ -158,13 +158,16 @@ impl Store {
             return Ok(None);
         }
         let seq = current.unwrap_or(0) + 1;
-        tx.execute("INSERT INTO frozen_tests(seq, created_at, hash, records, reason, who) VALUES (?1, ?2, ?3, ?4, ?5, ?6)", params![seq, chrono::Utc::now().to_rfc3339(), hash, records.to_string(), reason, who]).map_err(db_err)?;
+        let records = records.to_string();
+        tx.execute("INSERT INTO frozen_tests(seq, created_at, hash, records, reason, who) VALUES (?1, ?2, ?3, ?4, ?5, ?6)", params![seq, chrono::Utc::now().to_rfc3339(), hash, records, reason, who]).map_err(db_err)?;
+        // The stored record list's hash goes into the chain, so that `audit verify` finds an edited
+        // frozen set (a test record swapped out, a label changed) as it finds an edited run.
         crate::audit::append(
             &tx,
             who,
             command,
             &serde_json::json!({"reason": reason}),
-            &serde_json::json!({"frozen_test": hash, "seq": seq}),
+            &serde_json::json!({"frozen_test": hash, "seq": seq, "records": record_hash(&records)}),
         )?;
         tx.commit().map_err(db_err)?;
         self.anchor_audit()?;

@@ -151,6 +151,9 @@ const MIGRATIONS: &[&str] = &[
     "#,
 ];
 
+/// The schema version this hone writes and reads.
+pub(crate) const LATEST: usize = MIGRATIONS.len();
+
 pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
     let current: usize = conn
         .pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))

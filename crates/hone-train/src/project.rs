@@ -88,12 +88,40 @@ pub fn init(dir: &Path, force: bool) -> Result<PathBuf> {
     Ok(toml_path)
 }
 
-/// Who is acting, for the audit log: `HONE_USER`, else the OS user, else `unknown`.
+/// The name the acting person goes by: `HONE_USER` when set, else the OS account. Control
+/// characters are escaped (a newline in `HONE_USER` must not forge a line in `hone audit log`).
+pub fn user_name() -> String {
+    let declared = std::env::var("HONE_USER")
+        .ok()
+        .filter(|v| !v.trim().is_empty());
+    crate::input::escape_controls(&declared.unwrap_or_else(os_account))
+}
+
+/// The OS account this process runs as (from the user database, not from `$USER`, which anyone can
+/// set); `unknown` where the platform cannot say.
+pub fn os_account() -> String {
+    whoami::fallible::username()
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .or_else(|| {
+            ["USER", "USERNAME", "LOGNAME"]
+                .iter()
+                .find_map(|k| std::env::var(k).ok().filter(|v| !v.trim().is_empty()))
+        })
+        .map_or_else(
+            || "unknown".to_string(),
+            |n| crate::input::escape_controls(&n),
+        )
+}
+
+/// Who is acting, for the audit log: the declared name and, when it differs, the OS account beside
+/// it (`ana (os: build)`), so that `HONE_USER` alone cannot put a change on someone else's name.
 pub fn who() -> String {
-    let name = ["HONE_USER", "USER", "USERNAME", "LOGNAME"]
-        .iter()
-        .find_map(|k| std::env::var(k).ok().filter(|v| !v.trim().is_empty()))
-        .unwrap_or_else(|| "unknown".to_string());
-    // A newline in HONE_USER must not forge a line in `hone audit log`.
-    crate::input::escape_controls(&name)
+    let name = user_name();
+    let os = os_account();
+    if name == os {
+        name
+    } else {
+        format!("{name} (os: {os})")
+    }
 }

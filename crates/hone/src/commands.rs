@@ -835,7 +835,7 @@ pub fn review(ctx: &Context, from: Option<PathBuf>) -> Result<u8> {
     let project = open_project(ctx)?;
     let mut store = Store::open_existing(&project.root)?;
     let rctx = review::ReviewContext::load(&store)?;
-    let reviewer = hone_train::project::who();
+    let reviewer = hone_train::project::user_name();
     let now = chrono::Utc::now().to_rfc3339();
     let mut decisions = Vec::new();
     if let Some(path) = from {

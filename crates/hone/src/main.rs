@@ -303,7 +303,16 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // The chain down to hone's own error, whose message already includes its cause (an
+            // I/O error's text would otherwise print twice).
+            let mut parts = Vec::new();
+            for cause in e.chain() {
+                parts.push(cause.to_string());
+                if cause.downcast_ref::<hone_core::Error>().is_some() {
+                    break;
+                }
+            }
+            eprintln!("error: {}", parts.join(": "));
             // One place maps library errors to exit codes: config and usage errors are 2, the rest 1.
             let code = e
                 .downcast_ref::<hone_core::Error>()

@@ -302,6 +302,13 @@ fn finding_5_typed_reasons_are_masked_and_finding_4_a_user_name_cannot_forge_aud
     );
     let log = common::stdout(&hone(dir.path(), &["audit", "log"]));
     assert!(log.contains("eve\\nforged entry"), "{log}");
+    // The OS account stands beside the declared name: HONE_USER alone cannot put a change on
+    // someone else's name.
+    let os = hone_train::project::os_account();
+    assert!(
+        log.contains(&format!("eve\\nforged entry (os: {os})")),
+        "{log}"
+    );
     assert!(
         !log.lines()
             .any(|l| l.trim_start().starts_with("forged entry")),
@@ -312,7 +319,7 @@ fn finding_5_typed_reasons_are_masked_and_finding_4_a_user_name_cannot_forge_aud
 }
 
 /// Finding 4: the audit chain could be cut at its end (`delete from audit where seq >= 7` → "intact"),
-/// and run metrics edited in the `runs` table passed `audit verify`.
+/// and run metrics edited in the `runs` table passed `audit verify`; so would an edited frozen set.
 #[test]
 fn finding_4_a_cut_chain_and_an_edited_run_record_fail_audit_verify() {
     let dir = tempfile::tempdir().unwrap();
@@ -336,6 +343,22 @@ fn finding_4_a_cut_chain_and_an_edited_run_record_fail_audit_verify() {
     assert_eq!(o.status.code(), Some(1));
     assert!(
         common::stdout(&o).contains("record was edited"),
+        "{}",
+        common::stdout(&o)
+    );
+
+    // A test record taken out of the frozen set (to hide a failure, say) is found too.
+    store
+        .connection()
+        .execute(
+            "UPDATE frozen_tests SET records = json_remove(records, '$[0]')",
+            [],
+        )
+        .unwrap();
+    let o = hone(dir.path(), &["audit", "verify"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        common::stdout(&o).contains("frozen test set 1's records were edited"),
         "{}",
         common::stdout(&o)
     );
@@ -559,4 +582,107 @@ fn finding_2_an_unclosed_csv_quote_is_quarantined_alone_and_never_merges_rows() 
     assert_eq!(q.len(), 1, "{v}");
     assert_eq!(q[0]["line"], 3, "{v}");
     assert_eq!(q[0]["id"], "sms-3", "{v}");
+}
+
+/// Finding 8 (read-only): a read-only store could not even run `runs`, `predict` or `audit verify`
+/// ("attempt to write a readonly database"). Tests run as root here, which ignores file modes, so the
+/// commands run as `nobody` through `setpriv` when that is available; as another user, directly.
+#[test]
+fn finding_8_read_only_commands_work_on_a_read_only_store() {
+    use std::os::unix::fs::PermissionsExt;
+    let is_root = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false);
+    let setpriv = ["/usr/bin/setpriv", "/bin/setpriv"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists());
+    if is_root && setpriv.is_none() {
+        eprintln!("skipped: running as root without setpriv, file modes cannot be tested");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    hone_train::demo::write_project(dir.path(), 7, 300).unwrap();
+    common::set_policy(dir.path(), "contamination = \"drop_train\"");
+    let o = hone(dir.path(), &["run"]);
+    assert!(matches!(o.status.code(), Some(0 | 3)), "{}", stderr(&o));
+    std::fs::write(
+        dir.path().join("in.jsonl"),
+        "{\"text\": \"where is my refund\"}\n",
+    )
+    .unwrap();
+    let set_modes = |readonly: bool| {
+        for e in walk(dir.path()) {
+            let m = std::fs::metadata(&e).unwrap();
+            let mode = match (m.is_dir(), readonly) {
+                (true, true) => 0o555,
+                (false, true) => 0o444,
+                (true, false) => 0o755,
+                (false, false) => 0o644,
+            };
+            std::fs::set_permissions(&e, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+    };
+    set_modes(true);
+    let run = |args: &[&str]| {
+        let mut c = match setpriv.filter(|_| is_root) {
+            Some(sp) => {
+                let mut c = Command::new(sp);
+                c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+                    .arg(env!("CARGO_BIN_EXE_hone"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_hone")),
+        };
+        c.arg("-C")
+            .arg(dir.path())
+            .args(args)
+            .env("HONE_USER", "test-user");
+        c.output().unwrap()
+    };
+    for args in [
+        &["runs"][..],
+        &["audit", "verify"],
+        &["audit", "log"],
+        &["data", "show"],
+        &["doctor"],
+        &["compare", "1", "2"],
+    ] {
+        let o = run(args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+    }
+    let input = dir.path().join("in.jsonl");
+    let o = run(&["predict", input.to_str().unwrap()]);
+    assert!(o.status.success(), "predict: {}", stderr(&o));
+    // A command that writes says why it cannot, in one line.
+    let o = run(&["split", "--refreeze", "--reason", "try"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("the store is read-only"),
+        "{}",
+        stderr(&o)
+    );
+    set_modes(false);
+    // The store was not touched by any of it.
+    let o = hone(dir.path(), &["audit", "verify"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+/// Every path under `root`, the root included.
+fn walk(root: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = vec![root.to_path_buf()];
+    let mut i = 0;
+    while i < out.len() {
+        if out[i].is_dir()
+            && let Ok(rd) = std::fs::read_dir(&out[i])
+        {
+            out.extend(rd.flatten().map(|e| e.path()));
+        }
+        i += 1;
+    }
+    out
 }
