@@ -1478,8 +1478,8 @@ fn is_date_like(groups: &[&str], seps: &[u8]) -> bool {
     false
 }
 
-/// A phone number written without separators: 11 digits `0[1-3789]…` (UK-style national) or 10 digits
-/// `NXXNXXXXXX` (North American). A `yyyymmdd…` prefix is a date stamp, not a phone.
+/// A phone number written without separators: 11 digits `0[1-3789]…` (UK-style national), 12 digits
+/// `447…` (a UK mobile without its `+`) or 10 digits `NXXNXXXXXX` (North American). A `yyyymmdd…` prefix is a date stamp, not a phone.
 fn unseparated_national(g: &str) -> bool {
     let b = g.as_bytes();
     let date_stamp = b.len() >= 8 && {
@@ -1493,6 +1493,8 @@ fn unseparated_national(g: &str) -> bool {
     }
     match b.len() {
         11 => b[0] == b'0' && matches!(b[1], b'1'..=b'3' | b'7'..=b'9'),
+        // A UK mobile written internationally without the `+` (SMS Spam has `447801259231`).
+        12 => g.starts_with("447"),
         10 => matches!(b[0], b'2'..=b'9') && matches!(b[3], b'2'..=b'9'),
         _ => false,
     }
@@ -2901,7 +2903,8 @@ mod tests {
                     2 + rng.below(8),
                     digits(&mut rng, 6)
                 ),
-                _ => format!("+447{}", digits(&mut rng, 9)),
+                _ if i % 10 == 4 => format!("+447{}", digits(&mut rng, 9)),
+                _ => format!("447{}", digits(&mut rng, 9)),
             };
             let text = phone_frames[i % phone_frames.len()].replace("{}", &phone);
             planted += 1;
