@@ -158,6 +158,9 @@ pub struct PolicyConfig {
     pub contamination_ngram: usize,
     /// Share of a test text's n-grams that one training text must contain to count as a leak (default 0.5).
     pub contamination_ngram_share: f64,
+    /// Leak check `typo` rule: character edits allowed per character of the longer text (default 0.05:
+    /// one edit below 40 characters, two from 40, three from 60; 0 turns the rule off).
+    pub contamination_edit_share: f64,
     /// Texts with fewer characters (after normalising) are dropped as too short (default 2).
     pub min_chars: usize,
     /// Texts with more characters are dropped as too long (default 10000).
@@ -185,6 +188,7 @@ impl Default for PolicyConfig {
             short_text_containment: 0.9,
             contamination_ngram: 13,
             contamination_ngram_share: 0.5,
+            contamination_edit_share: 0.05,
             min_chars: 2,
             max_chars: 10_000,
         }
@@ -538,6 +542,16 @@ impl Config {
                     p.contamination_ngram_share
                 ),
                 "0.5 is the default",
+            ));
+        }
+        if !(0.0..0.5).contains(&p.contamination_edit_share) {
+            return Err(at_value(
+                &policy("contamination_edit_share"),
+                format!(
+                    "`contamination_edit_share = {}` is outside [0, 0.5): at half the characters changed, any two texts of a length match",
+                    p.contamination_edit_share
+                ),
+                "0.05 is the default (one edit per 20 characters); 0 turns the typo rule off",
             ));
         }
         if p.min_chars > p.max_chars {
@@ -960,6 +974,7 @@ const KNOWN_KEYS: &[&str] = &[
     "short_text_containment",
     "contamination_ngram",
     "contamination_ngram_share",
+    "contamination_edit_share",
     "min_chars",
     "max_chars",
     "path",

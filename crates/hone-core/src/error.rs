@@ -66,6 +66,8 @@ pub enum Error {
         pairs: usize,
         report: String,
         hint: String,
+        /// Every pair (the message shows the first 25).
+        all: Vec<crate::record::LeakPair>,
     },
 
     /// The frozen test set no longer matches the data: records changed or vanished since it was pinned.

@@ -136,3 +136,16 @@ pub struct Quarantined {
     pub reason: String,
     pub excerpt: String,
 }
+
+/// One leaked (test, train) pair found by the leak check: the rule that fired and that rule's own
+/// similarity. Defined here so that an error can carry every pair (`hone split --json` lists them all).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeakPair {
+    pub test_id: String,
+    pub train_id: String,
+    /// The rule that fired: `shared_id`, `exact`, `numbers_differ`, `typo`, `words_differ`, `contained`
+    /// or `ngram_overlap` (splits made before rules version 2 also hold `near_duplicate`).
+    pub kind: String,
+    /// That rule's own similarity; 1.0 for `shared_id` and `exact`.
+    pub similarity: f64,
+}

@@ -440,6 +440,32 @@ const STOPWORDS: &[&str] = &[
     "Lieber",
     "Sehr",
     "Mit",
+    // Question and function words that follow a greeting (`Good morning, How do I…`).
+    "How",
+    "What",
+    "Why",
+    "When",
+    "Where",
+    "Who",
+    "Which",
+    "Can",
+    "Could",
+    "Would",
+    "Do",
+    "Does",
+    "Did",
+    "Have",
+    "Has",
+    "Need",
+    "Want",
+    "Any",
+    "Some",
+    "Im",
+    "Me",
+    "Should",
+    "Quick",
+    "Question",
+    "Urgent",
 ];
 
 const NUMBER_CUES: &[&str] = &[
@@ -2852,6 +2878,23 @@ mod tests {
             assert!(truth_n[i] >= 10, "too few planted {k:?}");
             assert!(p >= 0.95 && r >= 0.95, "{k:?}: P={p:.3} R={r:.3}");
         }
+    }
+
+    #[test]
+    fn a_question_word_after_a_greeting_is_not_a_name() {
+        for t in [
+            "Good morning, How do I cancel my card?",
+            "Hi, Can I top up using an international card",
+            "Hello, Why was my transfer declined?",
+        ] {
+            assert_eq!(det().mask(t).text, t);
+        }
+        assert!(
+            det()
+                .mask("Good morning, Anna Berg")
+                .text
+                .contains("<PERSON>")
+        );
     }
 
     /// Recall on planted phone numbers written without separators (UK national, premium-rate, North

@@ -298,7 +298,7 @@ fn run_once(
     let cfg = ContaminationConfig {
         ngram: p.contamination_ngram,
         ngram_share: p.contamination_ngram_share,
-        near: crate::curate::near_dup_config(p),
+        edit_share: p.contamination_edit_share,
     };
     let suites_hash = {
         let mut h = KeyHasher::new();
@@ -316,7 +316,18 @@ fn run_once(
                 .as_bytes(),
         )
         .part("frozen", frozen_seq.to_le_bytes().as_slice())
-        .part("contamination", format!("{:?}", p.contamination).as_bytes())
+        .part(
+            "contamination",
+            format!(
+                "{:?} {} {} {} v{}",
+                p.contamination,
+                p.contamination_ngram,
+                p.contamination_ngram_share,
+                p.contamination_edit_share,
+                hone_data::contamination::LEAK_RULES_VERSION
+            )
+            .as_bytes(),
+        )
         .part("suites", suites_hash.as_bytes())
         .part("hone", hone_core::HONE_VERSION.as_bytes())
         .finish();
@@ -367,7 +378,7 @@ fn run_once(
                     .take(25)
                     .map(|q| {
                         format!(
-                            "  test {} ~ train {}: {} (jaccard {:.2})",
+                            "  test {} ~ train {}: {} (similarity {:.2})",
                             q.test_id, q.train_id, q.kind, q.similarity
                         )
                     })
@@ -381,6 +392,7 @@ fn run_once(
                 return Err(Error::Contamination {
                     pairs: pairs.len(),
                     report: report + &more,
+                    all: pairs.clone(),
                     hint: "remove the leaked records from the training sources, or set [policy] contamination = \"drop_train\" to drop them from training (recorded; the test set is never edited)".into(),
                 });
             }
@@ -393,7 +405,7 @@ fn run_once(
                             split: id.clone(),
                             record_id: q.train_id.clone(),
                             rule: format!("contamination_{}", q.kind),
-                            reason: format!("{} of test record {} (jaccard {:.2}); dropped from training by [policy] contamination = \"drop_train\"", q.kind.replace('_', " "), q.test_id, q.similarity),
+                            reason: format!("{} of test record {} (similarity {:.2}); dropped from training by [policy] contamination = \"drop_train\"", q.kind.replace('_', " "), q.test_id, q.similarity),
                             related_id: Some(q.test_id.clone()),
                         });
                     }

@@ -593,7 +593,7 @@ pub fn split(ctx: &Context, refreeze: Option<String>) -> Result<u8> {
             );
             for p in s.contamination.iter().take(20) {
                 println!(
-                    "  test {} ~ train {}: {} (jaccard {:.2})",
+                    "  test {} ~ train {}: {} (similarity {:.2})",
                     p.test_id, p.train_id, p.kind, p.similarity
                 );
             }

@@ -313,6 +313,14 @@ fn main() -> ExitCode {
                 }
             }
             eprintln!("error: {}", parts.join(": "));
+            // Scripts get every leaked pair, not the message's first 25.
+            if let (true, Some(hone_core::Error::Contamination { all, .. })) =
+                (cli.json, e.downcast_ref::<hone_core::Error>())
+            {
+                ui::print_json(
+                    &serde_json::json!({"error": "contamination", "contamination": all}),
+                );
+            }
             // One place maps library errors to exit codes: config and usage errors are 2, the rest 1.
             let code = e
                 .downcast_ref::<hone_core::Error>()

@@ -225,10 +225,18 @@ fn finding_1_a_frozen_test_set_without_a_now_common_label_stops_the_run_until_re
         "[task]\nname = \"t\"\nkind = \"classify\"\n\n[policy]\ncontamination = \"drop_train\"\n\n[[source]]\nname = \"a\"\npath = \"data/a.jsonl\"\n\n[[model]]\nname = \"fast\"\nkind = \"ngram\"\n",
     )
     .unwrap();
+    // Texts that differ in words, not only in numbers (copies that differ only in their numbers are
+    // leaks of one another: `numbers_differ`).
+    const W: [&str; 12] = [
+        "river", "garden", "yellow", "window", "planet", "silver", "forest", "pocket", "candle",
+        "mirror", "basket", "rocket",
+    ];
     let row = |id: String, i: usize, label: &str| {
         format!(
-            "{{\"id\": \"{id}\", \"text\": \"{label} request number {i} with code {}\", \"label\": \"{label}\"}}\n",
-            i * 7919 % 10007
+            "{{\"id\": \"{id}\", \"text\": \"{label} request about the {} {} and the {}\", \"label\": \"{label}\"}}\n",
+            W[i % 12],
+            W[(i / 12 + 5) % 12],
+            W[(i * 7 + 3) % 12]
         )
     };
     let mut data: String = (0..40)
