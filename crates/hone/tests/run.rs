@@ -60,6 +60,26 @@ fn planted_leak_stops_training_with_a_clear_report() {
         err.contains("drop_train"),
         "the hint names the remedy: {err}"
     );
+    // Scripts get every pair, with its rule and that rule's similarity, not the message's first 25.
+    let o = hone(dir.path(), &["--json", "split"]);
+    assert_eq!(o.status.code(), Some(4));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let pairs = v["contamination"].as_array().unwrap();
+    let n: usize = stderr(&o)
+        .split("contamination: ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap();
+    assert_eq!(pairs.len(), n);
+    for (train, test) in &m.leaks {
+        let p = pairs
+            .iter()
+            .find(|p| p["test_id"] == *test && p["train_id"] == *train)
+            .unwrap_or_else(|| panic!("{train} ~ {test} missing from --json"));
+        assert!(hone_data::contamination::RULES.contains(&p["kind"].as_str().unwrap()));
+        assert!(p["similarity"].as_f64().unwrap() > 0.0);
+    }
     let runs = hone(dir.path(), &["--json", "runs"]);
     assert_eq!(
         serde_json::from_slice::<serde_json::Value>(&runs.stdout)
