@@ -422,6 +422,13 @@ fn cases() -> Vec<Case> {
             "did you mean `drop`?",
         ),
         case(
+            "leak check typo share out of range",
+            with("\n[policy]\ncontamination_edit_share = 0.6\n"),
+            "0.6",
+            "outside [0, 0.5)",
+            "0.05 is the default",
+        ),
+        case(
             "split fraction out of range",
             with("\n[split]\ntest = 1.5\n"),
             "1.5",
