@@ -1271,6 +1271,12 @@ impl NgramModel {
         self.temperature
     }
 
+    /// Replaces the softmax temperature, for a refit whose own fit saw the data a temperature should be
+    /// fitted on (the pipeline's `fold_dev` keeps the one fitted on dev by the train-only fit).
+    pub fn set_temperature(&mut self, temperature: f32) {
+        self.temperature = temperature;
+    }
+
     /// Sets the number of threads [`NgramModel::predict_proba_batch`] uses (0 = all cores).
     pub fn set_threads(&mut self, threads: usize) {
         self.config.threads = threads;

@@ -191,6 +191,10 @@ pub enum TrainReport {
 /// Training time and report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct TrainInfo {
+    /// Whether the model that answers on test was refitted on train + dev (`[split] fold_dev`) after
+    /// dev ranked it and chose its decision rule; the dev metrics are the train-only fit's.
+    #[serde(default)]
+    pub dev_folded: bool,
     pub wall_seconds: f64,
     pub cpu_seconds: f64,
     /// `ngram` selection epochs (every `l2` value), for the learning curve.

@@ -461,6 +461,88 @@ fn fit_encoder(
     )
 }
 
+/// One model fitted on `train_x`/`train_y` (with `dev` for selection and calibration where the kind
+/// uses one). Called once, and once more on train + dev when `[split] fold_dev` folds dev back in.
+#[allow(clippy::too_many_arguments)]
+fn fit_model(
+    store: &Store,
+    entry: &ModelEntry,
+    data: &Data,
+    train_x: &[&str],
+    train_y: &[u32],
+    dev_x: &[&str],
+    dev_y: &[u32],
+    seed: u64,
+    teacher: Option<&Run>,
+    epochs: &mut Vec<hone_model::EpochStats>,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<(Trained, TrainReport)> {
+    let name = entry.name.as_str();
+    Ok(match &entry.spec {
+        ModelSpec::Majority => (
+            Trained::Majority(MajorityModel::fit(train_y, &data.labels)?),
+            TrainReport::Majority,
+        ),
+        ModelSpec::Ngram(spec) => {
+            let cfg = spec.seeded(seed);
+            let dev = (!dev_x.is_empty()).then_some((dev_x, dev_y));
+            let (m, fit) =
+                NgramModel::fit(train_x, train_y, &data.labels, dev, &cfg, &mut |e| {
+                    epochs.push(e.clone())
+                })?;
+            match (&spec.distill, teacher) {
+                (Some(d), Some(teacher_run)) => {
+                    let (student, info) = distill(
+                        d,
+                        store,
+                        teacher_run,
+                        &m,
+                        train_x,
+                        train_y,
+                        dev,
+                        &data.labels,
+                        cfg.seed,
+                    )?;
+                    (
+                        Trained::Ngram(Box::new(student)),
+                        TrainReport::Ngram {
+                            fit,
+                            distillation: Some(info),
+                        },
+                    )
+                }
+                (Some(d), None) => {
+                    return Err(Error::Internal(format!(
+                        "[[model]] `{name}`: the teacher `{}` was not trained first (validation lets only earlier teachers through)",
+                        d.from
+                    )));
+                }
+                _ => (
+                    Trained::Ngram(Box::new(m)),
+                    TrainReport::Ngram {
+                        fit,
+                        distillation: None,
+                    },
+                ),
+            }
+        }
+        ModelSpec::Encoder(spec) => {
+            let (m, fit) = fit_encoder(
+                store, name, spec, data, train_x, train_y, dev_x, dev_y, seed, progress,
+            )?;
+            let test_truncated = m.count_truncated(&texts(&data.test))?;
+            (
+                Trained::Encoder(Box::new(m)),
+                TrainReport::Encoder {
+                    fit,
+                    test_truncated,
+                },
+            )
+        }
+    })
+}
+
+
 /// Train one model and evaluate it; returns the run to store.
 #[allow(clippy::too_many_arguments)]
 fn train_and_evaluate(
@@ -503,68 +585,10 @@ fn train_and_evaluate(
     let cpu0 = cpu_seconds();
     let (name, kind, abstain) = (entry.name.as_str(), entry.kind().name(), entry.abstain);
     let mut epochs = Vec::new();
-    let (model, train_report) = match &entry.spec {
-        ModelSpec::Majority => (
-            Trained::Majority(MajorityModel::fit(&train_y, &data.labels)?),
-            TrainReport::Majority,
-        ),
-        ModelSpec::Ngram(spec) => {
-            let cfg = spec.seeded(seed);
-            let dev = (!dev_x.is_empty()).then_some((dev_x.as_slice(), dev_y.as_slice()));
-            let (m, fit) =
-                NgramModel::fit(&train_x, &train_y, &data.labels, dev, &cfg, &mut |e| {
-                    epochs.push(e.clone())
-                })?;
-            match (&spec.distill, teacher) {
-                (Some(d), Some(teacher_run)) => {
-                    let (student, info) = distill(
-                        d,
-                        store,
-                        teacher_run,
-                        &m,
-                        &train_x,
-                        &train_y,
-                        dev,
-                        &data.labels,
-                        cfg.seed,
-                    )?;
-                    (
-                        Trained::Ngram(Box::new(student)),
-                        TrainReport::Ngram {
-                            fit,
-                            distillation: Some(info),
-                        },
-                    )
-                }
-                (Some(d), None) => {
-                    return Err(Error::Internal(format!(
-                        "[[model]] `{name}`: the teacher `{}` was not trained first (validation lets only earlier teachers through)",
-                        d.from
-                    )));
-                }
-                _ => (
-                    Trained::Ngram(Box::new(m)),
-                    TrainReport::Ngram {
-                        fit,
-                        distillation: None,
-                    },
-                ),
-            }
-        }
-        ModelSpec::Encoder(spec) => {
-            let (m, fit) = fit_encoder(
-                store, name, spec, data, &train_x, &train_y, &dev_x, &dev_y, seed, progress,
-            )?;
-            let test_truncated = m.count_truncated(&texts(&data.test))?;
-            (
-                Trained::Encoder(Box::new(m)),
-                TrainReport::Encoder {
-                    fit,
-                    test_truncated,
-                },
-            )
-        }
-    };
+    let (model, train_report) = fit_model(
+        store, entry, data, &train_x, &train_y, &dev_x, &dev_y, seed, teacher, &mut epochs,
+        progress,
+    )?;
     let train_wall = wall.elapsed().as_secs_f64();
     let train_cpu = cpu_seconds() - cpu0;
     let plain_dev = score(&model, &dev_x, &golds(&data.dev), DecisionRule::Argmax)?;
@@ -615,6 +639,46 @@ fn train_and_evaluate(
     // With abstention the metrics get one more class, `abstain`, which counts as wrong on in-scope data.
     let n_classes = data.labels.len() + usize::from(threshold.is_some());
     let dev_scored = score(&model, &dev_x, &golds(&data.dev), rule)?;
+    // `[split] fold_dev`: after dev has ranked the model and chosen its decision rule, the model that
+    // answers on test (and in `predict`) is refitted on train + dev with the same settings and seed.
+    // Only kinds whose own fit holds data out for calibration are refitted: `ngram` carves its own dev,
+    // fits its temperature there and refits (so its temperature never comes from data it trained on);
+    // `majority` has nothing to calibrate. An encoder keeps its train-only fit: its temperature and
+    // early stopping need the project's dev, and a second fine-tune would double its cost.
+    let dev_folded = project.config.split.fold_dev
+        && !dev_x.is_empty()
+        && matches!(entry.spec, ModelSpec::Ngram(_) | ModelSpec::Majority);
+    let (model, train_report, train_wall, train_cpu) = if dev_folded {
+        let all_x: Vec<&str> = train_x.iter().chain(&dev_x).copied().collect();
+        let all_y: Vec<u32> = train_y.iter().chain(&dev_y).copied().collect();
+        let (wall, cpu0) = (Instant::now(), cpu_seconds());
+        let (mut refit, report) = fit_model(
+            store,
+            entry,
+            data,
+            &all_x,
+            &all_y,
+            &[],
+            &[],
+            seed,
+            teacher,
+            &mut Vec::new(),
+            progress,
+        )?;
+        // Calibration stays honest: the temperature is the one the train-only fit found on dev, data
+        // that fit never trained on (the refit's own temperature comes from a carve of train + dev).
+        if let (Trained::Ngram(r), Trained::Ngram(m)) = (&mut refit, &model) {
+            r.set_temperature(m.temperature());
+        }
+        (
+            refit,
+            report,
+            train_wall + wall.elapsed().as_secs_f64(),
+            train_cpu + cpu_seconds() - cpu0,
+        )
+    } else {
+        (model, train_report, train_wall, train_cpu)
+    };
     let test_scored = score(&model, &texts(&data.test), &golds(&data.test), rule)?;
     let mut test_metrics = metrics(&test_scored, n_classes, seed);
     // Point estimates exactly as measured (the chosen-model rule ranks on them); CIs from the bootstrap.
@@ -827,6 +891,7 @@ fn train_and_evaluate(
         },
         throughput_per_s: finite(throughput),
         train: TrainInfo {
+            dev_folded,
             wall_seconds: train_wall,
             cpu_seconds: train_cpu,
             epochs,
@@ -1033,16 +1098,22 @@ pub fn run(
             index: runs.len(),
             total: project.config.models.len() + 1,
         });
-        let run_id = KeyHasher::new()
-            .part("kind", kind.as_bytes())
+        let mut key = KeyHasher::new();
+        key.part("kind", kind.as_bytes())
             .part("name", name.as_bytes())
             .part("params", params.to_string().as_bytes())
             .part("abstain", &[u8::from(abstain)])
             .part("version", version.id.as_bytes())
             .part("split", split.row.id.as_bytes())
             .part("seed", &seed.to_le_bytes())
-            .part("hone", hone_core::HONE_VERSION.as_bytes())
-            .finish();
+            .part("hone", hone_core::HONE_VERSION.as_bytes());
+        // Only where it changes the model (see `train_and_evaluate`), so other runs keep their ids.
+        if project.config.split.fold_dev
+            && matches!(entry.spec, ModelSpec::Ngram(_) | ModelSpec::Majority)
+        {
+            key.part("fold_dev", &[1]);
+        }
+        let run_id = key.finish();
         if let Some(run) = record::get(store, &run_id)? {
             runs.push(ModelRun { run, cached: true });
             continue;
