@@ -156,6 +156,23 @@ fn lcs(a: &[u32], b: &[u32]) -> usize {
     prev[b.len()]
 }
 
+/// The number of values two sorted, deduplicated lists share.
+fn merge_count<T: Ord>(a: &[T], b: &[T]) -> usize {
+    let (mut i, mut j, mut n) = (0, 0, 0);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                n += 1;
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    n
+}
+
 /// Where `short` first occurs as a contiguous run inside `long`.
 fn find_run(long: &[u32], short: &[u32]) -> Option<usize> {
     if short.is_empty() {
@@ -172,7 +189,16 @@ struct Prepared {
     trigrams: Vec<u64>,
     words: Vec<u32>,
     distinct_words: Vec<u32>,
+    /// One bit per distinct word (by a hash of its id): `a.sig & !b.sig` has a bit set for at least
+    /// one word of `a` that `b` lacks, so its popcount bounds the missing words from below; a
+    /// one-instruction filter before the exact count.
+    sig: u64,
     tokens: Vec<String>,
+}
+
+/// How many of `a`'s words `b` lacks, at least.
+fn missing_at_least(a: &Prepared, b: &Prepared) -> usize {
+    (a.sig & !b.sig).count_ones() as usize
 }
 
 fn trigram_hashes(chars: &[char]) -> Vec<u64> {
@@ -205,7 +231,11 @@ fn prepare(text: &str, vocab: &mut HashMap<String, u32>) -> Prepared {
     let mut distinct_words = words.clone();
     distinct_words.sort_unstable();
     distinct_words.dedup();
+    let sig = distinct_words.iter().fold(0u64, |m, &w| {
+        m | 1u64 << (u64::from(w).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58)
+    });
     Prepared {
+        sig,
         trigrams: trigram_hashes(&chars),
         key,
         chars,
@@ -344,6 +374,76 @@ fn max_word_edits(n: usize) -> usize {
     }
 }
 
+/// `typo` for one pair: its similarity, when the pair is within the allowed character edits.
+fn typo_rule(t: &Prepared, r: &Prepared, cfg: &ContaminationConfig) -> Option<f64> {
+    let (lt, lr) = (t.chars.len(), r.chars.len());
+    let k = max_edits(lt, lr, cfg.edit_share);
+    if k == 0
+        || lt.min(lr) < 10
+        || lt.abs_diff(lr) > k
+        || missing_at_least(t, r) > 2 * k
+        || missing_at_least(r, t) > 2 * k
+        || merge_count(&t.trigrams, &r.trigrams)
+            < t.trigrams.len().max(r.trigrams.len()).saturating_sub(4 * k)
+        || t.key == r.key
+    {
+        return None;
+    }
+    let d = osa_distance(&t.chars, &r.chars, k)?;
+    Some(1.0 - d as f64 / lt.max(lr) as f64)
+}
+
+/// `words_differ` or `contained` for one pair: rank, rule and similarity.
+fn word_rules(t: &Prepared, r: &Prepared) -> Option<(u8, &'static str, f64)> {
+    let (short, long) = if t.words.len() <= r.words.len() {
+        (t, r)
+    } else {
+        (r, t)
+    };
+    let (ns, nl) = (short.words.len(), long.words.len());
+    let kw = max_word_edits(nl);
+    let missing = missing_at_least(short, long);
+    let word_rule = kw > 0 && nl - ns <= kw && missing <= kw;
+    let contained_rule = ns >= CONTAINED_MIN_WORDS && nl > ns && missing == 0;
+    if !word_rule && !contained_rule {
+        return None;
+    }
+    let shared = merge_count(&t.distinct_words, &r.distinct_words);
+    if word_rule && shared + kw >= short.distinct_words.len() && t.key != r.key {
+        let common = lcs(&short.words, &long.words);
+        if ns + nl - 2 * common <= kw {
+            return Some((4, "words_differ", common as f64 / nl as f64));
+        }
+    }
+    if contained_rule
+        && shared == short.distinct_words.len()
+        && let Some(at) = find_run(&long.words, &short.words)
+        && long.tokens[..at]
+            .iter()
+            .chain(&long.tokens[at + ns..])
+            .all(|w| COURTESY.binary_search(&w.as_str()).is_ok())
+    {
+        return Some((5, "contained", ns as f64 / nl as f64));
+    }
+    None
+}
+
+/// Every rule from `exact` to `contained` for one pair, without candidate filtering: the strongest
+/// that fires. The reference `check` is tested against.
+#[cfg(test)]
+fn pair_rules(t: &Prepared, r: &Prepared, cfg: &ContaminationConfig) -> Option<(u8, &'static str)> {
+    if t.key == r.key {
+        return Some((1, "exact"));
+    }
+    if t.key.bytes().any(|b| b.is_ascii_digit()) && mask_digits(&t.key) == mask_digits(&r.key) {
+        return Some((2, "numbers_differ"));
+    }
+    if typo_rule(t, r, cfg).is_some() {
+        return Some((3, "typo"));
+    }
+    word_rules(t, r).map(|(rank, kind, _)| (rank, kind))
+}
+
 /// Find every (test, train) pair that leaks. Pairs are sorted and each (test, train) pair appears once,
 /// under its strongest rule (shared id > exact > numbers_differ > typo > words_differ > contained >
 /// n-gram overlap).
@@ -397,107 +497,95 @@ pub fn check(test: &[Item], train: &[Item], cfg: &ContaminationConfig) -> Vec<Co
         }
     }
 
-    // typo: candidates share enough character trigrams (each edit touches at most 4 distinct ones),
-    // then the edit distance decides.
+    // Candidates come from prefix filtering: a pair within the allowed edits must share at least one
+    // of the shorter side's rarest words, so only those posting lists are walked, never
+    // the long lists of common words; the exact overlap is then counted by merging sorted lists.
+    let mut word_df: HashMap<u32, u32> = HashMap::new();
+    for x in tp.iter().chain(&rp) {
+        for &w in &x.distinct_words {
+            *word_df.entry(w).or_default() += 1;
+        }
+    }
+    let rarest_words = |x: &Prepared, p: usize| -> Vec<u32> {
+        let mut v = x.distinct_words.clone();
+        v.sort_by_key(|w| (word_df.get(w).copied().unwrap_or(0), *w));
+        v.truncate(p);
+        v
+    };
+    // The most words `words_differ` may miss from a shorter text of `n` words (its partner has at most
+    // n + n/9 + 1 words), plus one: a candidate shares at least one of that many rarest words. Below 9
+    // words only `contained` can fire, which needs every word: the rarest one is enough.
+    let word_prefix = |n: usize| if n < 9 { 1 } else { n / 9 + 2 };
     let mut tri_index: HashMap<u64, Vec<u32>> = HashMap::new();
+    let mut word_index: HashMap<u32, Vec<u32>> = HashMap::new();
+    let mut word_prefix_index: HashMap<u32, Vec<u32>> = HashMap::new();
     for (j, r) in rp.iter().enumerate() {
         for &g in &r.trigrams {
             tri_index.entry(g).or_default().push(j as u32);
         }
-    }
-    let mut word_index: HashMap<u32, Vec<u32>> = HashMap::new();
-    for (j, r) in rp.iter().enumerate() {
         for &w in &r.distinct_words {
             word_index.entry(w).or_default().push(j as u32);
         }
+        for w in rarest_words(r, word_prefix(r.words.len())) {
+            word_prefix_index.entry(w).or_default().push(j as u32);
+        }
     }
-    let mut counts = vec![0u32; rp.len()];
-    let mut touched: Vec<u32> = Vec::new();
+    let mut seen = vec![false; rp.len()];
+    let mut cands: Vec<u32> = Vec::new();
+    let take = |list: Option<&Vec<u32>>, seen: &mut Vec<bool>, cands: &mut Vec<u32>| {
+        for &j in list.into_iter().flatten() {
+            if !seen[j as usize] {
+                seen[j as usize] = true;
+                cands.push(j);
+            }
+        }
+    };
     for (i, t) in tp.iter().enumerate() {
-        if t.chars.len() >= 10 {
-            for g in &t.trigrams {
-                for &j in tri_index.get(g).into_iter().flatten() {
-                    if counts[j as usize] == 0 {
-                        touched.push(j);
-                    }
-                    counts[j as usize] += 1;
+        // typo: one character edit changes at most two words (a space typed or lost joins or splits
+        // them), so a partner within k edits shares one of the test text's 2k + 1 rarest words; k is
+        // bounded by the longest partner that could match. Then at most 4 distinct trigrams differ per
+        // edit (a cheap count filter) before the edit distance decides.
+        let l = t.chars.len();
+        let k_bound = max_edits(l + l / 19 + 1, 0, cfg.edit_share);
+        if l >= 10 && k_bound > 0 {
+            for w in rarest_words(t, 2 * k_bound + 1) {
+                take(word_index.get(&w), &mut seen, &mut cands);
+            }
+            // With at most 2k distinct words, one edit can change them all ("cardblocked" / "card
+            // blocked"): those texts take their candidates from the trigram index instead.
+            if t.distinct_words.len() <= 2 * k_bound {
+                let mut rare = t.trigrams.clone();
+                rare.sort_by_key(|g| (tri_index.get(g).map_or(0, Vec::len), *g));
+                rare.truncate(4 * k_bound + 1);
+                for g in &rare {
+                    take(tri_index.get(g), &mut seen, &mut cands);
                 }
             }
-            for &j in &touched {
-                let r = &rp[j as usize];
-                let k = max_edits(t.chars.len(), r.chars.len(), cfg.edit_share);
-                let need = t.trigrams.len().max(r.trigrams.len()).saturating_sub(4 * k);
-                if k > 0
-                    && (counts[j as usize] as usize) >= need
-                    && t.key != r.key
-                    && let Some(d) = osa_distance(&t.chars, &r.chars, k)
-                {
-                    let l = t.chars.len().max(r.chars.len());
-                    add(
-                        test[i].id,
-                        train[j as usize].id,
-                        3,
-                        "typo",
-                        1.0 - d as f64 / l as f64,
-                    );
+            for &j in &cands {
+                if let Some(sim) = typo_rule(t, &rp[j as usize], cfg) {
+                    add(test[i].id, train[j as usize].id, 3, "typo", sim);
                 }
             }
-            for j in touched.drain(..) {
-                counts[j as usize] = 0;
+            for j in cands.drain(..) {
+                seen[j as usize] = false;
             }
         }
-        // words_differ and contained: candidates share the shorter text's words.
+        // words_differ and contained: the shorter side's words are (nearly) all in the longer. Test
+        // shorter: walk the postings of its rarest words; train shorter: the train texts indexed under
+        // one of their own rarest words that the test text has.
+        for w in rarest_words(t, word_prefix(t.words.len())) {
+            take(word_index.get(&w), &mut seen, &mut cands);
+        }
         for w in &t.distinct_words {
-            for &j in word_index.get(w).into_iter().flatten() {
-                if counts[j as usize] == 0 {
-                    touched.push(j);
-                }
-                counts[j as usize] += 1;
+            take(word_prefix_index.get(w), &mut seen, &mut cands);
+        }
+        for &j in &cands {
+            if let Some((rank, kind, sim)) = word_rules(t, &rp[j as usize]) {
+                add(test[i].id, train[j as usize].id, rank, kind, sim);
             }
         }
-        for &j in &touched {
-            let r = &rp[j as usize];
-            let shared = counts[j as usize] as usize;
-            let (short, long) = if t.words.len() <= r.words.len() {
-                (t, r)
-            } else {
-                (r, t)
-            };
-            let (ns, nl) = (short.words.len(), long.words.len());
-            let kw = max_word_edits(nl);
-            if kw > 0 && nl - ns <= kw && shared + kw >= short.distinct_words.len() {
-                let common = lcs(&short.words, &long.words);
-                if ns + nl - 2 * common <= kw && t.key != r.key {
-                    add(
-                        test[i].id,
-                        train[j as usize].id,
-                        4,
-                        "words_differ",
-                        common as f64 / nl as f64,
-                    );
-                    continue;
-                }
-            }
-            if ns >= CONTAINED_MIN_WORDS
-                && nl > ns
-                && shared == short.distinct_words.len()
-                && let Some(at) = find_run(&long.words, &short.words)
-                && long.tokens[..at]
-                    .iter()
-                    .chain(&long.tokens[at + ns..])
-                    .all(|w| COURTESY.binary_search(&w.as_str()).is_ok())
-            {
-                add(
-                    test[i].id,
-                    train[j as usize].id,
-                    5,
-                    "contained",
-                    ns as f64 / nl as f64,
-                );
-            }
-        }
-        for j in touched.drain(..) {
-            counts[j as usize] = 0;
+        for j in cands.drain(..) {
+            seen[j as usize] = false;
         }
     }
 
@@ -775,5 +863,139 @@ mod tests {
         for (kind, (found, n)) in per_kind {
             assert_eq!(found, n, "{kind}");
         }
+    }
+
+    /// The candidate filters (rarest-word prefixes, signatures, trigram counts) never lose a pair:
+    /// `check` equals every pair tested without them, on texts built to sit at the rules' edges.
+    #[test]
+    fn candidate_filtering_finds_exactly_what_brute_force_finds() {
+        let vocab = [
+            "my",
+            "card",
+            "was",
+            "declined",
+            "refund",
+            "where",
+            "is",
+            "the",
+            "transfer",
+            "pending",
+            "hi",
+            "thanks",
+            "please",
+            "help",
+            "top",
+            "up",
+            "account",
+            "cardblocked",
+            "pin",
+            "order",
+            "arrived",
+            "still",
+            "not",
+            "why",
+            "fee",
+            "12",
+            "3456",
+        ];
+        // Plus 80 rarer words, so that long texts rarely repeat a word.
+        let extra: Vec<String> = (0..80).map(|i| format!("word{i}")).collect();
+        let mut rng = hone_core::rng::SeededRng::new(5);
+        let sentence = |rng: &mut hone_core::rng::SeededRng| -> String {
+            let n = 1 + rng.below(24);
+            (0..n)
+                .map(|_| {
+                    if rng.below(2) == 0 {
+                        rng.pick(&vocab).to_string()
+                    } else {
+                        rng.pick(&extra).clone()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let tests: Vec<String> = (0..80).map(|_| sentence(&mut rng)).collect();
+        let mut trains: Vec<String> = Vec::new();
+        for _ in 0..300 {
+            let base = tests[rng.below(tests.len())].clone();
+            let mut w: Vec<String> = base.split(' ').map(String::from).collect();
+            match rng.below(7) {
+                0 => {
+                    let i = rng.below(w.len());
+                    let mut c: Vec<char> = w[i].chars().collect();
+                    if c.len() > 1 {
+                        let a = rng.below(c.len() - 1);
+                        c.swap(a, a + 1);
+                    }
+                    w[i] = c.into_iter().collect();
+                }
+                1 if w.len() > 1 => {
+                    w.remove(rng.below(w.len()));
+                }
+                2 => w.insert(
+                    rng.below(w.len() + 1),
+                    vocab[rng.below(vocab.len())].to_string(),
+                ),
+                3 => {
+                    w.insert(0, "hi".into());
+                    w.push("thanks".into());
+                }
+                4 => {
+                    let n = format!("{}", rng.below(1000));
+                    match w.iter().position(|x| x.bytes().all(|b| b.is_ascii_digit())) {
+                        Some(i) => w[i] = n,
+                        None => w.push(n),
+                    }
+                }
+                5 => {
+                    // a space lost between two words
+                    if w.len() > 1 {
+                        let i = rng.below(w.len() - 1);
+                        let joined = format!("{}{}", w[i], w[i + 1]);
+                        w[i] = joined;
+                        w.remove(i + 1);
+                    }
+                }
+                _ => w = sentence(&mut rng).split(' ').map(String::from).collect(),
+            }
+            trains.push(w.join(" "));
+        }
+        let t_ids: Vec<String> = (0..tests.len()).map(|i| format!("t{i}")).collect();
+        let r_ids: Vec<String> = (0..trains.len()).map(|i| format!("r{i}")).collect();
+        let ti: Vec<Item> = tests
+            .iter()
+            .zip(&t_ids)
+            .map(|(text, id)| Item { id, text })
+            .collect();
+        let ri: Vec<Item> = trains
+            .iter()
+            .zip(&r_ids)
+            .map(|(text, id)| Item { id, text })
+            .collect();
+        let cfg = ContaminationConfig::default();
+        let got: BTreeMap<(String, String), String> = check(&ti, &ri, &cfg)
+            .into_iter()
+            .filter(|p| p.kind != "ngram_overlap" && p.kind != "shared_id")
+            .map(|p| ((p.test_id, p.train_id), p.kind))
+            .collect();
+        let mut vocab_ids = HashMap::new();
+        let tp: Vec<Prepared> = tests.iter().map(|t| prepare(t, &mut vocab_ids)).collect();
+        let rp: Vec<Prepared> = trains.iter().map(|t| prepare(t, &mut vocab_ids)).collect();
+        let mut want = BTreeMap::new();
+        for (i, t) in tp.iter().enumerate() {
+            for (j, r) in rp.iter().enumerate() {
+                if let Some((_, kind)) = pair_rules(t, r, &cfg) {
+                    want.insert((t_ids[i].clone(), r_ids[j].clone()), kind.to_string());
+                }
+            }
+        }
+        assert!(
+            want.len() > 100,
+            "the fixture should leak a lot: {}",
+            want.len()
+        );
+        let kinds: std::collections::BTreeSet<&str> = want.values().map(String::as_str).collect();
+        assert!(kinds.len() >= 5, "{kinds:?}");
+        assert_eq!(got, want);
     }
 }

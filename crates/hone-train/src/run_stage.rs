@@ -486,10 +486,9 @@ fn fit_model(
         ModelSpec::Ngram(spec) => {
             let cfg = spec.seeded(seed);
             let dev = (!dev_x.is_empty()).then_some((dev_x, dev_y));
-            let (m, fit) =
-                NgramModel::fit(train_x, train_y, &data.labels, dev, &cfg, &mut |e| {
-                    epochs.push(e.clone())
-                })?;
+            let (m, fit) = NgramModel::fit(train_x, train_y, &data.labels, dev, &cfg, &mut |e| {
+                epochs.push(e.clone())
+            })?;
             match (&spec.distill, teacher) {
                 (Some(d), Some(teacher_run)) => {
                     let (student, info) = distill(
@@ -542,7 +541,6 @@ fn fit_model(
     })
 }
 
-
 /// Train one model and evaluate it; returns the run to store.
 #[allow(clippy::too_many_arguments)]
 fn train_and_evaluate(
@@ -586,7 +584,16 @@ fn train_and_evaluate(
     let (name, kind, abstain) = (entry.name.as_str(), entry.kind().name(), entry.abstain);
     let mut epochs = Vec::new();
     let (model, train_report) = fit_model(
-        store, entry, data, &train_x, &train_y, &dev_x, &dev_y, seed, teacher, &mut epochs,
+        store,
+        entry,
+        data,
+        &train_x,
+        &train_y,
+        &dev_x,
+        &dev_y,
+        seed,
+        teacher,
+        &mut epochs,
         progress,
     )?;
     let train_wall = wall.elapsed().as_secs_f64();

@@ -532,14 +532,21 @@ fn fold_dev_refits_the_answering_model_on_train_and_dev() {
     };
     let toml = dir.path().join("hone.toml");
     let t = std::fs::read_to_string(&toml).unwrap();
-    std::fs::write(&toml, t.replace("seed = 7\n", "seed = 7\nfold_dev = false\n")).unwrap();
+    std::fs::write(
+        &toml,
+        t.replace("seed = 7\n", "seed = 7\nfold_dev = false\n"),
+    )
+    .unwrap();
     let plain = run_json(dir.path());
     let before = runs(dir.path());
     // The default folds dev back in.
     std::fs::write(&toml, &t).unwrap();
     let folded = run_json(dir.path());
     assert_eq!(plain["split"], folded["split"], "the split does not change");
-    assert_ne!(plain["chosen"], folded["chosen"], "a folded run is another run");
+    assert_ne!(
+        plain["chosen"], folded["chosen"],
+        "a folded run is another run"
+    );
     let after = runs(dir.path());
     let find = |rs: &[serde_json::Value], id: &serde_json::Value| {
         rs.iter().find(|r| r["id"] == *id).unwrap().clone()
@@ -548,9 +555,16 @@ fn fold_dev_refits_the_answering_model_on_train_and_dev() {
     let f = find(&after, &folded["chosen"]);
     assert_eq!(p["record"]["train"]["dev_folded"], false);
     assert_eq!(f["record"]["train"]["dev_folded"], true);
-    assert_eq!(p["record"]["dev"], f["record"]["dev"], "dev metrics come from the train-only fit");
+    assert_eq!(
+        p["record"]["dev"], f["record"]["dev"],
+        "dev metrics come from the train-only fit"
+    );
     let n_dev = p["record"]["n"]["dev"].as_u64().unwrap();
     assert!(n_dev > 0);
     let n_fit = |r: &serde_json::Value| r["record"]["train"]["report"]["n_train"].as_u64().unwrap();
-    assert_eq!(n_fit(&f), n_fit(&p) + n_dev, "the refit trained on train + dev");
+    assert_eq!(
+        n_fit(&f),
+        n_fit(&p) + n_dev,
+        "the refit trained on train + dev"
+    );
 }
