@@ -123,11 +123,53 @@ pub enum BadRecordPolicy {
     Fail,
 }
 
+/// One type of personal data, by its placeholder (`[policy] pii_types`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum PiiType {
+    Person,
+    Address,
+    Location,
+    Org,
+    Email,
+    Phone,
+    Card,
+    Iban,
+    Ssn,
+    Ip,
+    Secret,
+    Url,
+}
+
+impl PiiType {
+    /// The types hone has a detector for today, masked by default. `ADDRESS`, `LOCATION` and `ORG` need
+    /// the learned detector, which is not built yet: naming them is refused at load.
+    pub const DETECTED: [PiiType; 9] = [
+        PiiType::Email,
+        PiiType::Phone,
+        PiiType::Card,
+        PiiType::Iban,
+        PiiType::Ssn,
+        PiiType::Ip,
+        PiiType::Secret,
+        PiiType::Url,
+        PiiType::Person,
+    ];
+}
+
+fn default_pii_types() -> Vec<PiiType> {
+    PiiType::DETECTED.to_vec()
+}
+
 /// `[policy]`: what curation does. Every field has a documented default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PolicyConfig {
     pub pii: PiiPolicy,
+    /// Which types `pii` masks (or drops, or fails on), by placeholder; default every type hone detects.
+    /// Predict and suites prepare their texts under the same list as the data the model learned from.
+    #[serde(default = "default_pii_types")]
+    pub pii_types: Vec<PiiType>,
     /// When true, records without an explicit opt-in never reach training (default false).
     pub require_consent: bool,
     /// Records older than this many days (counted back from `as_of`) are dropped as outdated.
@@ -173,6 +215,7 @@ impl Default for PolicyConfig {
     fn default() -> Self {
         PolicyConfig {
             pii: PiiPolicy::Mask,
+            pii_types: default_pii_types(),
             require_consent: false,
             max_age_days: None,
             as_of: None,
@@ -533,6 +576,19 @@ impl Config {
                 }),
                 "near-duplicate settings out of range".into(),
                 "shingle_words >= 1 and 8 <= minhash_permutations <= 1024",
+            ));
+        }
+        if let Some(t) = p.pii_types.iter().find(|t| !PiiType::DETECTED.contains(t)) {
+            return Err(at_value(
+                &policy("pii_types"),
+                format!(
+                    "`{}` in `pii_types` has no detector yet: hone finds e-mails, phones, cards, IBANs, SSNs, IPs, secrets, URLs with credentials and person names after cues; addresses, places and organisations need the learned detector, which is not built",
+                    serde_json::to_value(t)
+                        .ok()
+                        .and_then(|v| v.as_str().map(String::from))
+                        .unwrap_or_default()
+                ),
+                "remove it; the default is [\"EMAIL\", \"PHONE\", \"CARD\", \"IBAN\", \"SSN\", \"IP\", \"SECRET\", \"URL\", \"PERSON\"]",
             ));
         }
         if p.contamination_ngram == 0 {
@@ -966,6 +1022,7 @@ const KNOWN_KEYS: &[&str] = &[
     "owner",
     "description",
     "pii",
+    "pii_types",
     "require_consent",
     "max_age_days",
     "as_of",

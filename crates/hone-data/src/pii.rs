@@ -47,6 +47,27 @@ pub enum PiiKind {
 }
 
 impl PiiKind {
+    fn bit(self) -> u16 {
+        1 << PiiKind::ALL.iter().position(|&k| k == self).unwrap_or(0)
+    }
+
+    /// The detector kind for a `[policy] pii_types` entry; `None` for types with no detector yet.
+    pub fn from_type(t: hone_core::config::PiiType) -> Option<PiiKind> {
+        use hone_core::config::PiiType as T;
+        Some(match t {
+            T::Email => PiiKind::Email,
+            T::Phone => PiiKind::Phone,
+            T::Card => PiiKind::Card,
+            T::Iban => PiiKind::Iban,
+            T::Ssn => PiiKind::Ssn,
+            T::Ip => PiiKind::Ip,
+            T::Secret => PiiKind::Secret,
+            T::Url => PiiKind::Url,
+            T::Person => PiiKind::Person,
+            T::Address | T::Location | T::Org => return None,
+        })
+    }
+
     /// Every kind, in declaration order.
     pub const ALL: [PiiKind; 9] = [
         PiiKind::Email,
@@ -137,8 +158,11 @@ impl Masked {
 }
 
 /// A set of compiled detectors. Build once (it compiles ~15 regexes) and share: it is
-/// `Send + Sync`.
+/// `Send + Sync`; [`PiiDetector::only`] makes a cheap copy limited to some kinds.
+#[derive(Clone)]
 pub struct PiiDetector {
+    /// Bit `i` set: kind `PiiKind::ALL[i]` is detected.
+    enabled: u16,
     email: Regex,
     url: Regex,
     phone: Regex,
@@ -695,7 +719,26 @@ impl PiiDetector {
             ),
             entropy: re(r"[A-Za-z0-9_+/\-]{32,}={0,2}"),
             person: re(&person),
+            enabled: (1u16 << PiiKind::ALL.len()) - 1,
         }
+    }
+
+    /// The same detectors, finding only `kinds` (`[policy] pii_types`). A kind left out never shadows
+    /// one that is kept: candidates are filtered before overlaps are resolved.
+    pub fn only(&self, kinds: &[PiiKind]) -> PiiDetector {
+        PiiDetector {
+            enabled: kinds.iter().fold(0, |m, k| m | k.bit()),
+            ..self.clone()
+        }
+    }
+
+    /// The detector for a policy's `pii_types`.
+    pub fn for_types(&self, types: &[hone_core::config::PiiType]) -> PiiDetector {
+        let kinds: Vec<PiiKind> = types
+            .iter()
+            .filter_map(|&t| PiiKind::from_type(t))
+            .collect();
+        self.only(&kinds)
     }
 
     /// Finds PII spans: sorted by start, non-overlapping, offsets into `text`.
@@ -743,6 +786,7 @@ impl PiiDetector {
                 ) && blocked.iter().any(|&(s, e)| c.start < e && s < c.end))
             });
         }
+        cands.retain(|c| self.enabled & c.kind.bit() != 0);
         let chosen = resolve(cands);
         with_char_offsets(text, chosen)
     }

@@ -243,9 +243,11 @@ pub fn build_passes(
             mask: masker,
             keep_newlines: project.config.task.kind == hone_core::config::TaskKind::Generate,
         }),
+        // The pass masks the policy's types; messages, excerpts and removed records (stored on the
+        // side) keep the full detector: masking more there costs nothing.
         Box::new(passes::PiiMask {
             policy: p.pii,
-            detector,
+            detector: Arc::new(detector.for_types(&p.pii_types)),
         }),
         Box::new(passes::Length {
             min_chars: p.min_chars,
@@ -670,6 +672,15 @@ pub fn load_removed(store: &Store, version: &VersionRow) -> Result<Vec<Record>> 
         Some(h) => hone_data::dataset::decode(&store.get_object(&h)?),
         None => Ok(Vec::new()),
     }
+}
+
+/// The text preparation a dataset version's records went through (its `[policy] pii_types`), for
+/// inputs that a model trained on it will see.
+pub fn text_prep_of(store: &Store, version: &str) -> Result<crate::input::TextPrep> {
+    let v = store.resolve_version(Some(version))?;
+    let policy: hone_core::config::PolicyConfig = serde_json::from_value(v.policy.clone())
+        .map_err(|e| Error::Store(format!("dataset version {version}: policy unreadable: {e}")))?;
+    Ok(crate::input::TextPrep::for_policy(&policy))
 }
 
 #[cfg(test)]

@@ -24,6 +24,15 @@ impl Default for TextPrep {
 }
 
 impl TextPrep {
+    /// The preparation of a version made under `policy`: the same `pii_types` masked as in its data.
+    pub fn for_policy(policy: &hone_core::config::PolicyConfig) -> TextPrep {
+        let all = TextPrep::new();
+        TextPrep {
+            detector: all.detector.for_types(&policy.pii_types),
+            ..all
+        }
+    }
+
     pub fn new() -> TextPrep {
         TextPrep {
             detector: PiiDetector::new(),

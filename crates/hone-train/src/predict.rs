@@ -114,9 +114,9 @@ pub fn predict(
     inputs: &[Input],
     top_k: usize,
     rule: DecisionRule,
+    prep: &TextPrep,
     out: &mut dyn Write,
 ) -> Result<()> {
-    let prep = TextPrep::new();
     let prepared: Vec<String> = inputs.iter().map(|i| prep.apply(&i.text)).collect();
     let labels = model.labels();
     for (chunk_in, chunk_text) in inputs.chunks(4096).zip(prepared.chunks(4096)) {

@@ -1017,7 +1017,10 @@ pub fn run(
     let cur = curate::clean(project, store, command, progress)?;
     let version = cur.version;
     let records = curate::load_records(store, &version)?;
-    let suites = suites::load(&project.root.join("suites"), &TextPrep::new())?;
+    let suites = suites::load(
+        &project.root.join("suites"),
+        &TextPrep::for_policy(&project.config.policy),
+    )?;
     let split = split_stage::run(
         project, store, &version, &records, &suites, refreeze, command,
     )?;

@@ -56,7 +56,10 @@ pub fn run(
 ) -> Result<ScanOutcome> {
     let cur = curate::clean(project, store, command, progress)?;
     let records = curate::load_records(store, &cur.version)?;
-    let suites = crate::suites::load(&project.root.join("suites"), &crate::input::TextPrep::new())?;
+    let suites = crate::suites::load(
+        &project.root.join("suites"),
+        &crate::input::TextPrep::for_policy(&project.config.policy),
+    )?;
     let split = crate::split_stage::run(
         project,
         store,

@@ -422,6 +422,13 @@ fn cases() -> Vec<Case> {
             "did you mean `drop`?",
         ),
         case(
+            "a pii type without a detector",
+            with("\n[policy]\npii_types = [\"EMAIL\", \"ADDRESS\"]\n"),
+            "[\"EMAIL\", \"ADDRESS\"]",
+            "no detector yet",
+            "the default is",
+        ),
+        case(
             "leak check typo share out of range",
             with("\n[policy]\ncontamination_edit_share = 0.6\n"),
             "0.6",

@@ -565,7 +565,7 @@ pub fn split(ctx: &Context, refreeze: Option<String>) -> Result<u8> {
     let records = curate::load_records(&store, &cur.version)?;
     let suites = hone_train::suites::load(
         &project.root.join("suites"),
-        &hone_train::input::TextPrep::new(),
+        &hone_train::input::TextPrep::for_policy(&project.config.policy),
     )?;
     let s = hone_train::split_stage::run(
         &project,
@@ -817,11 +817,14 @@ pub fn predict(
     };
     let stdout = std::io::stdout();
     let mut w = std::io::BufWriter::new(stdout.lock());
+    // Inputs are prepared as the run's training data was: the policy of its dataset version.
+    let prep = hone_train::curate::text_prep_of(&store, &chosen.version)?;
     hone_train::predict::predict(
         &model,
         &inputs,
         top_k.max(1),
         chosen.record.decision,
+        &prep,
         &mut w,
     )?;
     use std::io::Write;

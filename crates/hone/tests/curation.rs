@@ -408,3 +408,81 @@ fn why_explains_kept_dropped_and_quarantined_records() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("record not found"));
 }
+
+/// `[policy] pii_types` picks what is masked: with only EMAIL, phones stay in the data and a predict
+/// input is prepared the same way (the run's version policy), while e-mails are masked in both.
+#[test]
+fn pii_types_choose_what_is_masked_in_the_data_and_at_predict() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("data")).unwrap();
+    // Texts that differ in words, not only in their numbers (else they are leaks of one another).
+    const W: [&str; 20] = [
+        "river", "garden", "yellow", "window", "planet", "silver", "forest", "pocket", "candle",
+        "mirror", "basket", "rocket", "orange", "bridge", "castle", "dragon", "finger", "hammer",
+        "jacket", "ladder",
+    ];
+    let mut rows = String::new();
+    for i in 0..40 {
+        let (label, text) = if i % 2 == 0 {
+            (
+                "callback",
+                format!(
+                    "please call me back on 07700 900{i:03} about the {} {}",
+                    W[i / 2],
+                    W[(i / 2 + 7) % 20]
+                ),
+            )
+        } else {
+            (
+                "email",
+                format!(
+                    "write to user{i}@example.com about the {} {}",
+                    W[i / 2],
+                    W[(i / 2 + 3) % 20]
+                ),
+            )
+        };
+        rows.push_str(
+            &serde_json::json!({"id": format!("r{i}"), "text": text, "label": label}).to_string(),
+        );
+        rows.push('\n');
+    }
+    std::fs::write(root.join("data/a.jsonl"), rows).unwrap();
+    std::fs::write(
+        root.join("hone.toml"),
+        "[task]\nname = \"t\"\nkind = \"classify\"\n\n[policy]\npii_types = [\"EMAIL\"]\n\n[[source]]\nname = \"a\"\npath = \"data/a.jsonl\"\n\n[[model]]\nname = \"m\"\nkind = \"ngram\"\n",
+    )
+    .unwrap();
+    assert!(hone(root, &["data", "clean"]).status.success());
+    let o = hone(root, &["--json", "data", "show"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let shown = stdout(&o);
+    assert!(
+        shown.contains("07700 900000"),
+        "phones are not in pii_types: {shown}"
+    );
+    assert!(!shown.contains("@example.com") && shown.contains("<EMAIL>"));
+    let project = Project::discover(root).unwrap();
+    let prep = hone_train::input::TextPrep::for_policy(&project.config.policy);
+    assert_eq!(
+        prep.apply("call 07700 900123 or mail a.b@example.com"),
+        "call 07700 900123 or mail <EMAIL>"
+    );
+    // The version remembers its types, so predict prepares inputs as the model's data was.
+    let o = hone(root, &["run"]);
+    assert!(matches!(o.status.code(), Some(0 | 3)), "{}", stderr(&o));
+    let store = Store::open(root).unwrap();
+    let v = store.resolve_version(None).unwrap();
+    let prep = curate::text_prep_of(&store, &v.id).unwrap();
+    assert_eq!(
+        prep.apply("call 07700 900123 or mail a.b@example.com"),
+        "call 07700 900123 or mail <EMAIL>"
+    );
+    // Every type by default.
+    let all = hone_train::input::TextPrep::for_policy(&hone_core::config::PolicyConfig::default());
+    assert_eq!(
+        all.apply("call 07700 900123 or mail a.b@example.com"),
+        "call <PHONE> or mail <EMAIL>"
+    );
+}
