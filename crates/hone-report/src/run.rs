@@ -36,7 +36,12 @@ pub struct ModelLine<'a> {
     pub p95_latency_us: Option<f64>,
     pub train_seconds: Option<f64>,
     pub cost_per_1k_usd: Option<f64>,
+    /// Refitted on train + dev after dev ranked it (`[split] fold_dev`): marked `†` in the table.
+    pub dev_folded: bool,
 }
+
+/// What `†` means under the models table.
+const FOLDED_NOTE: &str = "† refitted on train + dev after dev ranked it ([split] fold_dev); its dev macro-F1 is the train-only fit's, its test figures the refit's.";
 
 /// The chosen model's charts and slices.
 #[derive(Default)]
@@ -92,8 +97,9 @@ impl RunReport<'_> {
             .map(|(i, r)| {
                 [
                     format!(
-                        "{}{}",
+                        "{}{}{}",
                         r.name,
+                        if r.dev_folded { " †" } else { "" },
                         if i == self.chosen { " (chosen)" } else { "" }
                     ),
                     r.id.chars().take(12).collect(),
@@ -137,6 +143,9 @@ impl RunReport<'_> {
             h.push_str("</tr>");
         }
         h.push_str("</table>");
+        if self.runs.iter().any(|r| r.dev_folded) {
+            h.push_str(&format!("<p class=muted>{}</p>", esc(FOLDED_NOTE)));
+        }
         if !self.comparisons.is_empty() {
             h.push_str("<h2>Comparisons (paired bootstrap on accuracy + McNemar)</h2><table><tr><th>comparison</th><th>Δ accuracy</th><th>95% CI</th><th>p</th><th>verdict</th></tr>");
             for c in &self.comparisons {
@@ -193,6 +202,9 @@ impl RunReport<'_> {
                 row.iter().map(|c| md(c)).collect::<Vec<_>>().join(" | ")
             ));
         }
+        if self.runs.iter().any(|r| r.dev_folded) {
+            m.push_str(&format!("\n{}\n", md(FOLDED_NOTE)));
+        }
         for c in &self.comparisons {
             m.push_str(&format!(
                 "\n{}: Δ accuracy {:+.4} [{:+.4}, {:+.4}], p = {:.4} → **{}**",
@@ -227,6 +239,7 @@ mod tests {
                 p95_latency_us: Some(12.0),
                 train_seconds: Some(0.5),
                 cost_per_1k_usd: None,
+                dev_folded: true,
             }],
             chosen: 0,
             detail: ChosenDetail {
@@ -271,5 +284,9 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("significantly better"));
+        assert!(
+            md.contains("ngram †") && md.contains("† refitted on train + dev"),
+            "{md}"
+        );
     }
 }

@@ -231,6 +231,7 @@ fn model_line(r: &Run) -> ModelLine<'_> {
         p95_latency_us: rec.latency_us.p95,
         train_seconds: Some(rec.train.wall_seconds),
         cost_per_1k_usd: rec.cost.per_1k_predictions_usd,
+        dev_folded: rec.train.dev_folded,
     }
 }
 
