@@ -361,7 +361,7 @@ pub struct SplitConfig {
     pub seed: u64,
     pub group_by: Option<String>,
     /// Refit the final model on train + dev after dev has ranked it and chosen its decision rule
-    /// (`ngram` and `majority`; an encoder keeps its train-only fit). Default true, by measurement
+    /// (`ngram`, `majority` and a frozen encoder's head; fine-tuned encoders keep their train-only fit). Default true, by measurement
     /// (ARCHITECTURE.md, "Defaults chosen by measurement"). Not part of the split's id: it changes the
     /// runs (their ids include it), not the split.
     #[serde(skip_serializing)]

@@ -326,6 +326,17 @@ impl Default for FitReport {
 }
 
 impl EncoderModel {
+    /// The softmax temperature applied to the logits (fitted on dev; 1 without one).
+    pub fn temperature(&self) -> f32 {
+        self.meta.temperature
+    }
+
+    /// Replaces the temperature, for a refit whose own fit had no held-out data to fit it on (the
+    /// pipeline's `fold_dev` keeps the one the train-only fit found on dev).
+    pub fn set_temperature(&mut self, temperature: f32) {
+        self.meta.temperature = temperature;
+    }
+
     /// Trains by `method` on `(x, y)`; `dev` chooses C / the best epoch and fits the temperature.
     /// Returns the model and what training did.
     #[allow(clippy::too_many_arguments)]

@@ -461,6 +461,17 @@ fn fit_encoder(
     )
 }
 
+/// Whether `[split] fold_dev` refits this model on train + dev: `ngram` (with its dev-chosen settings
+/// re-selected on a carve, its temperature kept from dev), `majority`, and a frozen encoder's linear head
+/// (with the C dev chose; its embeddings are cached). Fine-tuned and SetFit encoders keep their
+/// train-only fit: early stopping needs dev, and a second fine-tune would double the cost.
+fn folds(spec: &ModelSpec) -> bool {
+    match spec {
+        ModelSpec::Ngram(_) | ModelSpec::Majority => true,
+        ModelSpec::Encoder(e) => e.method == hone_encoder::Method::Frozen,
+    }
+}
+
 /// One model fitted on `train_x`/`train_y` (with `dev` for selection and calibration where the kind
 /// uses one). Called once, and once more on train + dev when `[split] fold_dev` folds dev back in.
 #[allow(clippy::too_many_arguments)]
@@ -648,17 +659,29 @@ fn train_and_evaluate(
     let dev_scored = score(&model, &dev_x, &golds(&data.dev), rule)?;
     // `[split] fold_dev`: after dev has ranked the model and chosen its decision rule, the model that
     // answers on test (and in `predict`) is refitted on train + dev with the same settings and seed.
-    // Only kinds whose own fit holds data out for calibration are refitted: `ngram` carves its own dev,
-    // fits its temperature there and refits (so its temperature never comes from data it trained on);
-    // `majority` has nothing to calibrate. An encoder keeps its train-only fit: its temperature and
-    // early stopping need the project's dev, and a second fine-tune would double its cost.
-    let dev_folded = project.config.split.fold_dev
-        && !dev_x.is_empty()
-        && matches!(entry.spec, ModelSpec::Ngram(_) | ModelSpec::Majority);
+    // Every refit keeps the temperature the train-only fit found on dev (data that fit never saw), and
+    // the decision rule chosen there; see `folds` for which models are refitted.
+    let dev_folded = project.config.split.fold_dev && !dev_x.is_empty() && folds(&entry.spec);
     let (model, train_report, train_wall, train_cpu) = if dev_folded {
         let all_x: Vec<&str> = train_x.iter().chain(&dev_x).copied().collect();
         let all_y: Vec<u32> = train_y.iter().chain(&dev_y).copied().collect();
         let (wall, cpu0) = (Instant::now(), cpu_seconds());
+        // A frozen encoder's head is refitted with the C that dev chose (its embeddings are cached).
+        let refit_entry;
+        let entry = match (&entry.spec, &train_report) {
+            (ModelSpec::Encoder(spec), TrainReport::Encoder { fit, .. }) => {
+                let mut spec = spec.clone();
+                if let Some(head) = &fit.head {
+                    spec.params.c_grid = vec![head.chosen_c];
+                }
+                refit_entry = ModelEntry {
+                    spec: ModelSpec::Encoder(spec),
+                    ..entry.clone()
+                };
+                &refit_entry
+            }
+            _ => entry,
+        };
         let (mut refit, report) = fit_model(
             store,
             entry,
@@ -674,9 +697,19 @@ fn train_and_evaluate(
         )?;
         // Calibration stays honest: the temperature is the one the train-only fit found on dev, data
         // that fit never trained on (the refit's own temperature comes from a carve of train + dev).
-        if let (Trained::Ngram(r), Trained::Ngram(m)) = (&mut refit, &model) {
-            r.set_temperature(m.temperature());
-        }
+        let report = match (&mut refit, &model) {
+            (Trained::Ngram(r), Trained::Ngram(m)) => {
+                r.set_temperature(m.temperature());
+                report
+            }
+            // The head was refitted with dev's C: the train-only fit's report (the C grid on dev, the
+            // temperature) is what describes the model; `dev_folded` says the head saw dev too.
+            (Trained::Encoder(r), Trained::Encoder(m)) => {
+                r.set_temperature(m.temperature());
+                train_report.clone()
+            }
+            _ => report,
+        };
         (
             refit,
             report,
@@ -1118,9 +1151,7 @@ pub fn run(
             .part("seed", &seed.to_le_bytes())
             .part("hone", hone_core::HONE_VERSION.as_bytes());
         // Only where it changes the model (see `train_and_evaluate`), so other runs keep their ids.
-        if project.config.split.fold_dev
-            && matches!(entry.spec, ModelSpec::Ngram(_) | ModelSpec::Majority)
-        {
+        if project.config.split.fold_dev && folds(&entry.spec) {
             key.part("fold_dev", &[1]);
         }
         let run_id = key.finish();

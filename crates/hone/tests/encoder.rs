@@ -125,6 +125,12 @@ fn the_three_encoder_methods_train_evaluate_and_predict() {
     assert_eq!(rep["cached"], 0, "first run embeds everything: {rep}");
     assert!(rep["head"]["tried"].as_array().unwrap().len() == 2, "{rep}");
     assert!(rep["temperature"].as_f64().unwrap() > 0.0);
+    // The default `fold_dev` refits a frozen encoder's head on train + dev with the C dev chose.
+    assert_eq!(frozen["record"]["train"]["dev_folded"], true);
+    assert_eq!(
+        record(dir.path(), "tuned")["record"]["train"]["dev_folded"],
+        false
+    );
     let tuned = record(dir.path(), "tuned");
     let ft = &tuned["record"]["train"]["report"]["finetune"];
     assert_eq!(ft["epochs"].as_array().unwrap().len(), 2, "{ft}");
