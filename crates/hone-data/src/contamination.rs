@@ -13,8 +13,8 @@
 //! | `contained` | the shorter text (≥ 3 words) appears whole inside the longer, and every word the longer adds is a courtesy word (a greeting, a sign-off, a plea: `COURTESY`) | shorter's words / longer's words |
 //! | `ngram_overlap` | at least `ngram_share` of the test text's distinct `ngram`-token runs occur in one training text (long documents) | that share |
 //!
-//! Names, e-mail addresses and phone numbers are masked before the check, so a copy with a swapped name
-//! is `exact` here. Curation's near-duplicate pass uses a looser rule (MinHash Jaccard + short-text
+//! Personal data is masked before the check (the types `[policy] pii_types` names, every type by
+//! default), so a copy with a swapped name is `exact` here when the masker finds the name. Curation's near-duplicate pass uses a looser rule (MinHash Jaccard + short-text
 //! containment): there a false match only drops a redundant training copy, here it would accuse a test
 //! item and remove training data, so every rule is symmetric in length or bounds what the longer text
 //! may add. Training refuses to start on any finding unless the policy drops the leaked training
@@ -32,7 +32,7 @@ pub struct Item<'a> {
 }
 
 /// The version of the leak rules, part of a split's id: a split computed under other rules is recomputed.
-pub const LEAK_RULES_VERSION: u32 = 2;
+pub const LEAK_RULES_VERSION: u32 = 3;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ContaminationConfig {
@@ -88,6 +88,14 @@ fn ngram_hashes(toks: &[String], n: usize) -> Vec<u64> {
             )
         })
         .collect()
+}
+
+/// Whether a normalised key has a number and a word that is not only digits.
+fn has_numbers_and_words(key: &str) -> bool {
+    key.bytes().any(|b| b.is_ascii_digit())
+        && key
+            .split(' ')
+            .any(|w| !w.is_empty() && !w.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Every digit run replaced by `#`.
@@ -245,8 +253,8 @@ fn prepare(text: &str, vocab: &mut HashMap<String, u32>) -> Prepared {
     }
 }
 
-/// The most character edits `typo` allows between texts of these lengths: one below 10 / `share`
-/// characters (20 at the default 0.05), then one more per 1 / `share`; none under 10 characters.
+/// The most character edits `typo` allows between texts of these lengths: one from 10 characters,
+/// two from 2 / `share` (40 at the default 0.05), then one more per 1 / `share`; none under 10.
 fn max_edits(la: usize, lb: usize, share: f64) -> usize {
     let l = la.max(lb);
     if l < 10 || share <= 0.0 {
@@ -432,10 +440,13 @@ fn word_rules(t: &Prepared, r: &Prepared) -> Option<(u8, &'static str, f64)> {
 /// that fires. The reference `check` is tested against.
 #[cfg(test)]
 fn pair_rules(t: &Prepared, r: &Prepared, cfg: &ContaminationConfig) -> Option<(u8, &'static str)> {
+    if t.key.is_empty() || r.key.is_empty() {
+        return None;
+    }
     if t.key == r.key {
         return Some((1, "exact"));
     }
-    if t.key.bytes().any(|b| b.is_ascii_digit()) && mask_digits(&t.key) == mask_digits(&r.key) {
+    if has_numbers_and_words(&t.key) && mask_digits(&t.key) == mask_digits(&r.key) {
         return Some((2, "numbers_differ"));
     }
     if typo_rule(t, r, cfg).is_some() {
@@ -470,17 +481,25 @@ pub fn check(test: &[Item], train: &[Item], cfg: &ContaminationConfig) -> Vec<Co
     // exact and numbers_differ: hash lookups.
     let mut by_key: HashMap<&str, Vec<usize>> = HashMap::new();
     let mut by_masked: HashMap<String, Vec<usize>> = HashMap::new();
+    // A text with no word (emoji, punctuation) has an empty key: it matches nothing, not every other
+    // such text. `numbers_differ` needs words besides the numbers.
     for (i, t) in tp.iter().enumerate() {
+        if t.key.is_empty() {
+            continue;
+        }
         by_key.entry(t.key.as_str()).or_default().push(i);
-        if t.key.bytes().any(|b| b.is_ascii_digit()) {
+        if has_numbers_and_words(&t.key) {
             by_masked.entry(mask_digits(&t.key)).or_default().push(i);
         }
     }
     for (j, r) in rp.iter().enumerate() {
+        if r.key.is_empty() {
+            continue;
+        }
         for &i in by_key.get(r.key.as_str()).into_iter().flatten() {
             add(test[i].id, train[j].id, 1, "exact", 1.0);
         }
-        if r.key.bytes().any(|b| b.is_ascii_digit()) {
+        if has_numbers_and_words(&r.key) {
             for &i in by_masked.get(&mask_digits(&r.key)).into_iter().flatten() {
                 if tp[i].key != r.key {
                     let l = tp[i].chars.len().max(r.chars.len()).max(1);
@@ -997,5 +1016,20 @@ mod tests {
         let kinds: std::collections::BTreeSet<&str> = want.values().map(String::as_str).collect();
         assert!(kinds.len() >= 5, "{kinds:?}");
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn texts_without_words_or_with_only_numbers_are_not_leaks_of_one_another() {
+        let test = [("t1", "🙏🙏"), ("t2", "12"), ("t3", "order 12 please")];
+        let train = [("r1", "👍👍"), ("r2", "3456"), ("r3", "order 9 please")];
+        let got: Vec<(String, String)> = check(
+            &items(&test),
+            &items(&train),
+            &ContaminationConfig::default(),
+        )
+        .into_iter()
+        .map(|p| (p.test_id, p.kind))
+        .collect();
+        assert_eq!(got, vec![("t3".to_string(), "numbers_differ".to_string())]);
     }
 }

@@ -490,6 +490,21 @@ const STOPWORDS: &[&str] = &[
     "Quick",
     "Question",
     "Urgent",
+    // Words that start a message after `Hi, ` (`Hi, Today i have…`, `Hey, Ordered a while back`).
+    "Today",
+    "Yesterday",
+    "Yesterdays",
+    "Tomorrow",
+    "Last",
+    "Next",
+    "One",
+    "Ordered",
+    "Received",
+    "Got",
+    "Since",
+    "After",
+    "Before",
+    "Recently",
 ];
 
 const NUMBER_CUES: &[&str] = &[
@@ -1133,29 +1148,13 @@ impl PiiDetector {
                 let min_tokens = if caps.name("i2").is_some() { 2 } else { 1 };
                 // `thanks. Got a surprise`: after a sign-off that ends a sentence, a capitalised word
                 // followed by more of the sentence starts that sentence; a signature ends its line.
-                // Likewise `Hey, Ordered a while back`: after a greeting and its comma, one capitalised
-                // word that the sentence carries on from (a lowercase word, no punctuation) starts
-                // the message; a name there is followed by punctuation (`Hey, Sam!`) or more names.
                 let signoff = caps.name("sa").or_else(|| caps.name("sb"));
                 let continues = text[name.end()..]
                     .strip_prefix(' ')
                     .and_then(|r| r.chars().next())
                     .is_some_and(char::is_lowercase);
-                let next_word = text[name.end()..]
-                    .trim_start()
-                    .split(|c: char| !c.is_alphanumeric())
-                    .next()
-                    .unwrap_or("");
-                // Not after a title (`Hello, Dr. McDonald`), nor before `here` (`Hi, Sam here`).
-                let greeting_then_sentence = caps
-                    .name("g")
-                    .is_some_and(|g| g.as_str().trim_end().ends_with(','))
-                    && !name.as_str().contains([' ', '\t'])
-                    && continues
-                    && next_word != "here";
-                let sentence_goes_on = (signoff.is_some_and(|c| c.as_str().contains(['.', '!']))
-                    && continues)
-                    || greeting_then_sentence;
+                let sentence_goes_on =
+                    signoff.is_some_and(|c| c.as_str().contains(['.', '!'])) && continues;
                 if !sentence_goes_on && let Some(len) = trim_name(name.as_str(), min_tokens) {
                     accepted = Some((name.start(), name.start() + len));
                 }
@@ -2964,6 +2963,12 @@ mod tests {
         );
         let t = "Hey, Ordered awhile back, what is the ETA in the US?";
         assert_eq!(det().mask(t).text, t);
+        assert!(
+            det()
+                .mask("Hi, Sarah can you check my order")
+                .text
+                .contains("<PERSON>")
+        );
     }
 
     /// Recall on planted phone numbers written without separators (UK national, premium-rate, North

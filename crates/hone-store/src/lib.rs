@@ -115,36 +115,43 @@ impl Store {
     /// one says so).
     fn open_read_only(dir: PathBuf, db: PathBuf) -> Result<Store> {
         use rusqlite::OpenFlags;
-        // A WAL database needs its `-shm` file, which a read-only directory cannot get. After a clean
-        // close there is no `-wal` either: everything is in the main file, and opening it immutable
-        // (no locks, no shared memory) reads exactly that. With a `-wal` left behind, its pages
-        // matter: read through it (which needs the `-shm` to exist too).
+        // A plain read-only open first: it sees a writer that shares the store (another account). A WAL
+        // database needs its `-shm` file, which a read-only directory cannot get, so that fails there;
+        // then, with no `-wal` left behind (everything is in the main file), open it immutable (no locks,
+        // no shared memory). With a `-wal` left behind its pages matter and the error says so.
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let readable = |c: &Connection| {
+            c.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))
+                .is_ok()
+        };
         let wal = dir.join("hone.db-wal");
         let has_wal = std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0);
-        let (path, flags) = if has_wal {
-            (
-                db.display().to_string(),
-                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            )
-        } else {
-            (
-                format!("file:{}?immutable=1", db.display()),
-                OpenFlags::SQLITE_OPEN_READ_ONLY
-                    | OpenFlags::SQLITE_OPEN_NO_MUTEX
-                    | OpenFlags::SQLITE_OPEN_URI,
-            )
+        let plain = Connection::open_with_flags(&db, flags)
+            .ok()
+            .filter(readable);
+        let conn = match plain {
+            Some(c) => c,
+            None if !has_wal => {
+                // SQLite reads `?`, `#` and `%` in a URI: escape them in the path.
+                let path = db
+                    .display()
+                    .to_string()
+                    .replace('%', "%25")
+                    .replace('?', "%3f")
+                    .replace('#', "%23");
+                Connection::open_with_flags(
+                    format!("file:{path}?immutable=1"),
+                    flags | OpenFlags::SQLITE_OPEN_URI,
+                )
+                .map_err(|e| Error::Store(format!("{}: {e}", db.display())))?
+            }
+            None => {
+                return Err(Error::Store(format!(
+                    "{}: the store is read-only and a write-ahead log was left behind: make it writable and run any hone command once",
+                    db.display()
+                )));
+            }
         };
-        let conn = Connection::open_with_flags(&path, flags).map_err(|e| {
-            Error::Store(format!(
-                "{}: {e}{}",
-                db.display(),
-                if has_wal {
-                    " (the store is read-only and a write-ahead log was left behind: make it writable and run any hone command once)"
-                } else {
-                    ""
-                }
-            ))
-        })?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(db_err)?;
         let version: i64 = conn

@@ -472,6 +472,16 @@ fn folds(spec: &ModelSpec) -> bool {
     }
 }
 
+/// Whether this run refits its model on train + dev: `[split] fold_dev`, a dev set to fold, a kind
+/// that [`folds`], and no later model distilling from it (a student's train-only fit, which dev
+/// scores, must learn from a teacher that has not seen dev).
+fn refits(project: &Project, entry: &ModelEntry, has_dev: bool) -> bool {
+    let is_teacher = project.models.iter().any(|m| {
+        matches!(&m.spec, ModelSpec::Ngram(s) if s.distill.as_ref().is_some_and(|d| d.from == entry.name))
+    });
+    project.config.split.fold_dev && has_dev && folds(&entry.spec) && !is_teacher
+}
+
 /// One model fitted on `train_x`/`train_y` (with `dev` for selection and calibration where the kind
 /// uses one). Called once, and once more on train + dev when `[split] fold_dev` folds dev back in.
 #[allow(clippy::too_many_arguments)]
@@ -661,7 +671,7 @@ fn train_and_evaluate(
     // answers on test (and in `predict`) is refitted on train + dev with the same settings and seed.
     // Every refit keeps the temperature the train-only fit found on dev (data that fit never saw), and
     // the decision rule chosen there; see `folds` for which models are refitted.
-    let dev_folded = project.config.split.fold_dev && !dev_x.is_empty() && folds(&entry.spec);
+    let dev_folded = refits(project, entry, !dev_x.is_empty());
     let (model, train_report, train_wall, train_cpu) = if dev_folded {
         let all_x: Vec<&str> = train_x.iter().chain(&dev_x).copied().collect();
         let all_y: Vec<u32> = train_y.iter().chain(&dev_y).copied().collect();
@@ -676,6 +686,18 @@ fn train_and_evaluate(
                 }
                 refit_entry = ModelEntry {
                     spec: ModelSpec::Encoder(spec),
+                    ..entry.clone()
+                };
+                &refit_entry
+            }
+            // The refit keeps the l2 dev chose (and at most its epochs), so that dev's temperature and
+            // decision rule apply to scores on the same scale.
+            (ModelSpec::Ngram(spec), TrainReport::Ngram { fit, .. }) => {
+                let mut spec = spec.clone();
+                spec.config.l2_grid = vec![fit.chosen_l2];
+                spec.config.max_epochs = fit.best_epoch.max(1);
+                refit_entry = ModelEntry {
+                    spec: ModelSpec::Ngram(spec),
                     ..entry.clone()
                 };
                 &refit_entry
@@ -1151,7 +1173,7 @@ pub fn run(
             .part("seed", &seed.to_le_bytes())
             .part("hone", hone_core::HONE_VERSION.as_bytes());
         // Only where it changes the model (see `train_and_evaluate`), so other runs keep their ids.
-        if project.config.split.fold_dev && folds(&entry.spec) {
+        if refits(project, entry, !data.dev.is_empty()) {
             key.part("fold_dev", &[1]);
         }
         let run_id = key.finish();
