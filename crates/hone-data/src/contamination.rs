@@ -22,7 +22,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use crate::near_dup::tokenize;
+use crate::near_dup::{intersect_count, tokenize};
 
 /// One side of the check: an id and its text.
 #[derive(Debug, Clone, Copy)]
@@ -162,23 +162,6 @@ fn lcs(a: &[u32], b: &[u32]) -> usize {
         std::mem::swap(&mut prev, &mut cur);
     }
     prev[b.len()]
-}
-
-/// The number of values two sorted, deduplicated lists share.
-fn merge_count<T: Ord>(a: &[T], b: &[T]) -> usize {
-    let (mut i, mut j, mut n) = (0, 0, 0);
-    while i < a.len() && j < b.len() {
-        match a[i].cmp(&b[j]) {
-            std::cmp::Ordering::Less => i += 1,
-            std::cmp::Ordering::Greater => j += 1,
-            std::cmp::Ordering::Equal => {
-                n += 1;
-                i += 1;
-                j += 1;
-            }
-        }
-    }
-    n
 }
 
 /// Where `short` first occurs as a contiguous run inside `long`.
@@ -391,7 +374,7 @@ fn typo_rule(t: &Prepared, r: &Prepared, cfg: &ContaminationConfig) -> Option<f6
         || lt.abs_diff(lr) > k
         || missing_at_least(t, r) > 2 * k
         || missing_at_least(r, t) > 2 * k
-        || merge_count(&t.trigrams, &r.trigrams)
+        || intersect_count(&t.trigrams, &r.trigrams)
             < t.trigrams.len().max(r.trigrams.len()).saturating_sub(4 * k)
         || t.key == r.key
     {
@@ -416,7 +399,7 @@ fn word_rules(t: &Prepared, r: &Prepared) -> Option<(u8, &'static str, f64)> {
     if !word_rule && !contained_rule {
         return None;
     }
-    let shared = merge_count(&t.distinct_words, &r.distinct_words);
+    let shared = intersect_count(&t.distinct_words, &r.distinct_words);
     if word_rule && shared + kw >= short.distinct_words.len() && t.key != r.key {
         let common = lcs(&short.words, &long.words);
         if ns + nl - 2 * common <= kw {

@@ -510,7 +510,7 @@ fn bucket_sort<T: Copy + Ord>(v: &mut [T], tmp: &mut Vec<T>, top: impl Fn(&T) ->
 
 /// Size of the intersection of two sorted, deduplicated slices.
 #[inline]
-fn intersect_count<T: Ord>(a: &[T], b: &[T]) -> usize {
+pub(crate) fn intersect_count<T: Ord>(a: &[T], b: &[T]) -> usize {
     let (mut i, mut j, mut c) = (0, 0, 0);
     while i < a.len() && j < b.len() {
         match a[i].cmp(&b[j]) {

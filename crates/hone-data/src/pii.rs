@@ -47,8 +47,9 @@ pub enum PiiKind {
 }
 
 impl PiiKind {
+    /// Its bit in a detector's enabled set (declaration order, as in [`PiiKind::ALL`]).
     fn bit(self) -> u16 {
-        1 << PiiKind::ALL.iter().position(|&k| k == self).unwrap_or(0)
+        1 << self as u16
     }
 
     /// The detector kind for a `[policy] pii_types` entry; `None` for types with no detector yet.
@@ -2937,6 +2938,13 @@ mod tests {
             );
             assert!(truth_n[i] >= 10, "too few planted {k:?}");
             assert!(p >= 0.95 && r >= 0.95, "{k:?}: P={p:.3} R={r:.3}");
+        }
+    }
+
+    #[test]
+    fn each_kind_has_its_own_bit_in_all_order() {
+        for (i, k) in PiiKind::ALL.iter().enumerate() {
+            assert_eq!(k.bit(), 1 << i, "{k:?}");
         }
     }
 

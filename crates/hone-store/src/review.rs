@@ -32,6 +32,18 @@ pub struct Decision {
     pub note: String,
 }
 
+/// One `review_decisions` row selected as `record_id, decision, label, reviewer, at, note`.
+fn row_to_decision(r: &rusqlite::Row) -> rusqlite::Result<Decision> {
+    Ok(Decision {
+        record_id: r.get(0)?,
+        decision: r.get(1)?,
+        label: r.get(2)?,
+        reviewer: r.get(3)?,
+        at: r.get(4)?,
+        note: r.get(5)?,
+    })
+}
+
 /// The hash of a batch of decisions as the audit chain holds it.
 pub(crate) fn decisions_hash(decisions: &[Decision]) -> String {
     hone_core::hash::hash_bytes(&serde_json::to_vec(decisions).unwrap_or_default())
@@ -45,16 +57,7 @@ impl Store {
             .prepare("SELECT record_id, decision, label, reviewer, at, note FROM review_decisions WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq")
             .map_err(db_err)?;
         let rows = stmt
-            .query_map([first, last], |r| {
-                Ok(Decision {
-                    record_id: r.get(0)?,
-                    decision: r.get(1)?,
-                    label: r.get(2)?,
-                    reviewer: r.get(3)?,
-                    at: r.get(4)?,
-                    note: r.get(5)?,
-                })
-            })
+            .query_map([first, last], row_to_decision)
             .map_err(db_err)?;
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
     }
@@ -169,18 +172,7 @@ impl Store {
             .conn
             .prepare("SELECT record_id, decision, label, reviewer, at, note FROM review_decisions d WHERE seq = (SELECT MAX(seq) FROM review_decisions e WHERE e.record_id = d.record_id) AND decision != 'skip' ORDER BY record_id")
             .map_err(db_err)?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok(Decision {
-                    record_id: r.get(0)?,
-                    decision: r.get(1)?,
-                    label: r.get(2)?,
-                    reviewer: r.get(3)?,
-                    at: r.get(4)?,
-                    note: r.get(5)?,
-                })
-            })
-            .map_err(db_err)?;
+        let rows = stmt.query_map([], row_to_decision).map_err(db_err)?;
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
     }
 }

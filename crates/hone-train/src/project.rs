@@ -91,10 +91,15 @@ pub fn init(dir: &Path, force: bool) -> Result<PathBuf> {
 /// The name the acting person goes by: `HONE_USER` when set, else the OS account. Control
 /// characters are escaped (a newline in `HONE_USER` must not forge a line in `hone audit log`).
 pub fn user_name() -> String {
-    let declared = std::env::var("HONE_USER")
+    declared_user().unwrap_or_else(os_account)
+}
+
+/// `HONE_USER`, when set, with control characters escaped.
+fn declared_user() -> Option<String> {
+    std::env::var("HONE_USER")
         .ok()
-        .filter(|v| !v.trim().is_empty());
-    crate::input::escape_controls(&declared.unwrap_or_else(os_account))
+        .filter(|v| !v.trim().is_empty())
+        .map(|v| crate::input::escape_controls(&v))
 }
 
 /// The OS account this process runs as (from the user database, not from `$USER`, which anyone can
@@ -117,11 +122,9 @@ pub fn os_account() -> String {
 /// Who is acting, for the audit log: the declared name and, when it differs, the OS account beside
 /// it (`ana (os: build)`), so that `HONE_USER` alone cannot put a change on someone else's name.
 pub fn who() -> String {
-    let name = user_name();
     let os = os_account();
-    if name == os {
-        name
-    } else {
-        format!("{name} (os: {os})")
+    match declared_user() {
+        Some(name) if name != os => format!("{name} (os: {os})"),
+        _ => os,
     }
 }
