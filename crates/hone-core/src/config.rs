@@ -1175,7 +1175,9 @@ fn describe_expected(expected: &str) -> String {
         "f64" | "f32" => "a number, e.g. 0.5".into(),
         "a boolean" => "true or false".into(),
         "a string" => "a quoted string".into(),
-        "a sequence" => "a list, e.g. [1.0, 10.0]".into(),
+        "a sequence" => {
+            "a list in square brackets, e.g. [1.0, 10.0] or [\"EMAIL\", \"PHONE\"]".into()
+        }
         "a tuple of size 2" => "a pair of whole numbers, e.g. [1, 2]".into(),
         other => other.to_string(),
     }
