@@ -142,9 +142,10 @@ pub enum PiiType {
 }
 
 impl PiiType {
-    /// The types hone has a detector for today, masked by default. `ADDRESS`, `LOCATION` and `ORG` need
-    /// the learned detector, which is not built yet: naming them is refused at load.
-    pub const DETECTED: [PiiType; 9] = [
+    /// The types masked by default: all but `LOCATION` and `ORG`, which are opt-in (masking "Apple
+    /// Pay", "Visa" or country names would damage intent data, and a city or an employer alone rarely
+    /// identifies a person).
+    pub const DEFAULT: [PiiType; 10] = [
         PiiType::Email,
         PiiType::Phone,
         PiiType::Card,
@@ -154,11 +155,12 @@ impl PiiType {
         PiiType::Secret,
         PiiType::Url,
         PiiType::Person,
+        PiiType::Address,
     ];
 }
 
 fn default_pii_types() -> Vec<PiiType> {
-    PiiType::DETECTED.to_vec()
+    PiiType::DEFAULT.to_vec()
 }
 
 /// `[policy]`: what curation does. Every field has a documented default.
@@ -166,7 +168,8 @@ fn default_pii_types() -> Vec<PiiType> {
 #[serde(deny_unknown_fields, default)]
 pub struct PolicyConfig {
     pub pii: PiiPolicy,
-    /// Which types `pii` masks (or drops, or fails on), by placeholder; default every type hone detects.
+    /// Which types `pii` masks (or drops, or fails on), by placeholder; default every type except
+    /// `LOCATION` and `ORG` (opt-in).
     /// Predict and suites prepare their texts under the same list as the data the model learned from.
     #[serde(default = "default_pii_types")]
     pub pii_types: Vec<PiiType>,
@@ -576,19 +579,6 @@ impl Config {
                 }),
                 "near-duplicate settings out of range".into(),
                 "shingle_words >= 1 and 8 <= minhash_permutations <= 1024",
-            ));
-        }
-        if let Some(t) = p.pii_types.iter().find(|t| !PiiType::DETECTED.contains(t)) {
-            return Err(at_value(
-                &policy("pii_types"),
-                format!(
-                    "`{}` in `pii_types` has no detector yet: hone finds e-mails, phones, cards, IBANs, SSNs, IPs, secrets, URLs with credentials and person names after cues; addresses, places and organisations need the learned detector, which is not built",
-                    serde_json::to_value(t)
-                        .ok()
-                        .and_then(|v| v.as_str().map(String::from))
-                        .unwrap_or_default()
-                ),
-                "remove it; the default is [\"EMAIL\", \"PHONE\", \"CARD\", \"IBAN\", \"SSN\", \"IP\", \"SECRET\", \"URL\", \"PERSON\"]",
             ));
         }
         if p.contamination_ngram == 0 {

@@ -71,6 +71,10 @@ pub struct VersionSummary {
     pub pii: BTreeMap<String, u64>,
     #[serde(default)]
     pub by_rule: BTreeMap<String, u64>,
+    /// The learned PII tagger that masked names, addresses, places and organisations
+    /// (`hone-ner <fingerprint prefix>`); absent when `pii_types` names none of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pii_tagger: Option<String>,
     /// Hash of the Parquet object with the removed (masked) records; set when the version is committed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub removed_object: Option<String>,
@@ -138,6 +142,11 @@ fn today() -> NaiveDate {
     chrono::Utc::now().date_naive()
 }
 
+/// The learned tagger a policy's PII pass uses, if any (none when no learned type is named).
+fn pii_tagger(p: &hone_core::config::PolicyConfig) -> Option<String> {
+    hone_data::pii::tagger_id(&p.pii_types)
+}
+
 /// The key of a curation: source files, the whole policy and task kind, resolved `as_of` dates, hone's version.
 fn version_key(
     project: &Project,
@@ -156,6 +165,10 @@ fn version_key(
         );
     }
     h.part("hone", hone_core::HONE_VERSION.as_bytes());
+    // Another tagger masks other spans: its fingerprint is part of what the data is.
+    if let Some(t) = pii_tagger(&c.policy) {
+        h.part("pii-tagger", t.as_bytes());
+    }
     h.part("kind", format!("{:?}", c.task.kind).as_bytes());
     h.part(
         "policy",
@@ -559,6 +572,7 @@ pub fn summarise(cur: &Curation) -> VersionSummary {
         by_topic,
         pii,
         by_rule,
+        pii_tagger: None,
         removed_object: None,
     }
 }
@@ -631,6 +645,7 @@ pub fn clean_with(
     let parent = store.versions()?.last().map(|v| v.id.clone());
     let summary = VersionSummary {
         removed_object: Some(removed_object.clone()),
+        pii_tagger: pii_tagger(&project.config.policy),
         ..summarise(&cur)
     };
     let v = NewVersion {

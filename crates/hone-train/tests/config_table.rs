@@ -422,11 +422,11 @@ fn cases() -> Vec<Case> {
             "did you mean `drop`?",
         ),
         case(
-            "a pii type without a detector",
-            with("\n[policy]\npii_types = [\"EMAIL\", \"ADDRESS\"]\n"),
-            "[\"EMAIL\", \"ADDRESS\"]",
-            "no detector yet",
-            "the default is",
+            "an unknown pii type",
+            with("\n[policy]\npii_types = [\"EMAIL\", \"ADRESS\"]\n"),
+            "\"ADRESS\"",
+            "unknown variant",
+            "did you mean `ADDRESS`?",
         ),
         case(
             "leak check typo share out of range",
