@@ -13,8 +13,8 @@
 //! | `contained` | the shorter text (≥ 3 words) appears whole inside the longer, and every word the longer adds is a courtesy word (a greeting, a sign-off, a plea: `COURTESY`) | shorter's words / longer's words |
 //! | `ngram_overlap` | at least `ngram_share` of the test text's distinct `ngram`-token runs occur in one training text (long documents) | that share |
 //!
-//! Personal data is masked before the check (the types `[policy] pii_types` names, every type by
-//! default), so a copy with a swapped name is `exact` here when the masker finds the name. Curation's near-duplicate pass uses a looser rule (MinHash Jaccard + short-text
+//! Personal data is masked before the check (the types `[policy] pii_types` names, all but
+//! `LOCATION` and `ORG` by default), so a copy with a swapped name is `exact` here when the masker finds the name. Curation's near-duplicate pass uses a looser rule (MinHash Jaccard + short-text
 //! containment): there a false match only drops a redundant training copy, here it would accuse a test
 //! item and remove training data, so every rule is symmetric in length or bounds what the longer text
 //! may add. Training refuses to start on any finding unless the policy drops the leaked training

@@ -1,6 +1,7 @@
 //! PII detection and masking for training-data curation: finds e-mail addresses, phone numbers,
 //! payment cards, IBANs, US SSNs, IP addresses, secrets, credential-bearing URLs and cue-introduced
-//! person names, and replaces each with a typed placeholder such as `<EMAIL>`.
+//! person names, plus names, street addresses, places and organisations found by the learned tagger
+//! ([`hone_ner`]), and replaces each with a typed placeholder such as `<EMAIL>`.
 //!
 //! Design notes:
 //! - Every detector is a regex that proposes candidates plus a validator in code (Luhn, ISO 7064
@@ -9,12 +10,15 @@
 //! - Cheap pre-checks (digit count, `@`, `://`, `:`, `=`, `-----BEGIN`) skip detectors that
 //!   cannot match.
 //! - Overlaps are resolved deterministically: longest span first, then kind priority
-//!   (secret > url > email > iban > card > ssn > ip > phone > person), then earliest start.
+//!   (secret > url > email > iban > card > ssn > ip > phone > person > address > location > org),
+//!   then earliest start.
 //! - Hex hashes: a pure-hex run of 32+ chars is masked as a secret (API keys are often hex)
 //!   unless one of the two preceding words is a hash cue (`commit`, `sha`, `sha256`, `md5`,
 //!   `hash`, `checksum`, `digest`, `revision`, ...). Canonical UUIDs are never masked.
-//! - Person names are only found after cues (greetings, sign-offs, titles, self-introductions)
-//!   and must be capitalised; names without a cue or in ALL CAPS are not detected.
+//! - Person names are found after cues (greetings, sign-offs, titles, self-introductions) by rules,
+//!   and anywhere by the learned tagger; both need capitals, so lower-case names are missed. The
+//!   tagger's spans pass the cue rules' stop words. `PiiDetector::new()` finds the default policy's
+//!   types: every kind but the opt-in `Location` and `Org`.
 //!
 //! Unseparated national numbers are phones when they have a national shape: 11 digits `0[1-3789]…`
 //! (UK-style: `07700900123`, `09066368327`) or 10 digits `NXXNXXXXXX` (North American: `4155550199`),
@@ -854,6 +858,14 @@ impl PiiDetector {
         }
         out.push_str(&text[last..]);
         Masked { text: out, spans }
+    }
+
+    /// The kinds this detector finds, in declaration order.
+    pub fn kinds(&self) -> Vec<PiiKind> {
+        PiiKind::ALL
+            .into_iter()
+            .filter(|k| self.enabled & k.bit() != 0)
+            .collect()
     }
 
     /// Whether this detector uses the learned tagger (any of its kinds enabled).

@@ -133,6 +133,64 @@ fn all_files(dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
 fn no_planted_pii_value_appears_in_any_output() {
     let (dir, manifest) = fixture(400);
     let d = dir.path();
+    // Names and street addresses, found by the learned tagger (the fixture's own values are found by
+    // validators and cue rules): appended as chat records in the fixture's own shape.
+    let chat = d.join("data/chat.jsonl");
+    let first: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(&chat)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    let text_key = ["text", "message", "body", "content"]
+        .into_iter()
+        .find(|k| first.get(*k).is_some_and(|v| v.is_string()))
+        .expect("a text field in the chat fixture");
+    let id_key = ["id", "ticket", "msg_id"]
+        .into_iter()
+        .find(|k| first.get(*k).is_some())
+        .expect("an id field in the chat fixture");
+    let named = [
+        (
+            "Hi, my name is Margaret Thompson and my card was declined.",
+            "Margaret Thompson",
+        ),
+        (
+            "Please send the replacement card to 27 Willow Lane, Manchester.",
+            "27 Willow Lane",
+        ),
+        (
+            "I spoke to Daniel Hughes yesterday about the refund.",
+            "Daniel Hughes",
+        ),
+        (
+            "Ship it to 118 Station Road, the parcel is urgent.",
+            "118 Station Road",
+        ),
+        (
+            "The card never came. Thanks,\nEleanor Whitfield",
+            "Eleanor Whitfield",
+        ),
+        (
+            "Bitte an Lindenstraße 14 schicken, danke.",
+            "Lindenstraße 14",
+        ),
+    ];
+    let mut lines = String::new();
+    for (i, (text, _)) in named.iter().enumerate() {
+        let mut r = first.clone();
+        r[text_key] = serde_json::Value::from(*text);
+        r[id_key] = serde_json::Value::from(format!("named-{i}"));
+        lines.push_str(&serde_json::to_string(&r).unwrap());
+        lines.push('\n');
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&chat)
+        .unwrap();
+    std::io::Write::write_all(&mut f, lines.as_bytes()).unwrap();
     let mut outputs = Vec::new();
     for args in [
         vec!["data", "clean"],
@@ -188,8 +246,9 @@ fn no_planted_pii_value_appears_in_any_output() {
             serde_json::to_vec(&recs).unwrap(),
         ));
     }
-    let values = manifest.pii_values();
+    let mut values = manifest.pii_values();
     assert_eq!(values.len(), 60);
+    values.extend(named.iter().map(|(_, v)| *v));
     let mut leaks = Vec::new();
     for v in &values {
         let compact: String = v.chars().filter(|c| !c.is_whitespace()).collect();

@@ -53,7 +53,15 @@ impl Pass for PiiMask {
         "pii"
     }
     fn config(&self) -> serde_json::Value {
-        serde_json::json!({"pii": self.policy, "kinds": PiiKind::ALL.iter().map(|k| k.name()).collect::<Vec<_>>()})
+        let kinds: Vec<&str> = self.detector.kinds().iter().map(|k| k.name()).collect();
+        let mut c = serde_json::json!({"pii": self.policy, "kinds": kinds});
+        if self.detector.uses_tagger() {
+            c["tagger"] = serde_json::Value::from(format!(
+                "hone-ner {}",
+                &hone_ner::default_fingerprint()[..16]
+            ));
+        }
+        c
     }
     /// Protected (test) records are always masked, never dropped, whatever the policy.
     fn run_protected(&self, records: Vec<Record>) -> Result<PassOutput> {
