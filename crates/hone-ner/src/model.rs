@@ -560,12 +560,33 @@ fn plausible(v: &str, k: Entity) -> bool {
         {
             false
         }
+        // A street address names its kind of street ("Road", "Rue", "…straße", "Apt"): without one,
+        // a number next to capitalised words is an offer code or a product ("41685 Expires 07",
+        // "400 Inclusive Video" in SMS spam).
+        Entity::Address if !names_a_street(v) => false,
         Entity::Address => {
             !(one_token
                 && (!v.chars().any(|c| c.is_numeric()) || !v.chars().any(|c| c.is_alphabetic())))
         }
         _ => letters > 1,
     }
+}
+
+fn names_a_street(v: &str) -> bool {
+    v.split(|c: char| c.is_whitespace() || c == ',')
+        .map(|t| t.trim_end_matches('.').to_lowercase())
+        .any(|t| {
+            GAZ.street.contains(&t)
+                || GAZ.street_prefix.contains(&t)
+                || LISTS
+                    .units
+                    .iter()
+                    .any(|u| u.trim_end_matches('.').eq_ignore_ascii_case(&t))
+                || LISTS
+                    .street_compound
+                    .iter()
+                    .any(|s| t.len() > s.len() + 2 && t.ends_with(s))
+        })
 }
 
 fn abbreviation_before(text: &str, dot: usize) -> bool {
