@@ -13,6 +13,11 @@
 //! | `contained` | the shorter text (≥ 3 words) appears whole inside the longer, and every word the longer adds is a courtesy word (a greeting, a sign-off, a plea: `COURTESY`) | shorter's words / longer's words |
 //! | `ngram_overlap` | at least `ngram_share` of the test text's distinct `ngram`-token runs occur in one training text (long documents) | that share |
 //!
+//! In `words_differ` and `contained`, a PII placeholder stands for any one word of the other text
+//! (in texts of at least six other words; at most two placeholders per pair, or one per five words): the masker decides from context, so a
+//! test item and its copy can be masked differently ("…to <PERSON>" / "…to Gdańsk asap"), and a
+//! swapped name is a small edit like a swapped number (rules version 4).
+//!
 //! Personal data is masked before the check (the types `[policy] pii_types` names, all but
 //! `LOCATION` and `ORG` by default), so a copy with a swapped name is `exact` here when the masker finds the name. Curation's near-duplicate pass uses a looser rule (MinHash Jaccard + short-text
 //! containment): there a false match only drops a redundant training copy, here it would accuse a test
@@ -23,6 +28,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::near_dup::{intersect_count, tokenize};
+use crate::pii::PiiKind;
 
 /// One side of the check: an id and its text.
 #[derive(Debug, Clone, Copy)]
@@ -32,7 +38,7 @@ pub struct Item<'a> {
 }
 
 /// The version of the leak rules, part of a split's id: a split computed under other rules is recomputed.
-pub const LEAK_RULES_VERSION: u32 = 3;
+pub const LEAK_RULES_VERSION: u32 = 4;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ContaminationConfig {
@@ -72,6 +78,9 @@ pub const RULES: [&str; 7] = [
 
 /// Texts of at least this many words may differ by added or removed words (`words_differ`).
 const WORD_EDIT_MIN_WORDS: usize = 10;
+/// A placeholder stands for a word only in texts with at least this many words of their own: "Who
+/// was <PERSON>?" is not a copy of "Who was Darius?".
+const LOOSE_MIN_WORDS: usize = 6;
 /// `contained` needs a copy of at least this many words.
 const CONTAINED_MIN_WORDS: usize = 3;
 
@@ -148,12 +157,12 @@ pub fn osa_distance(a: &[char], b: &[char], max: usize) -> Option<usize> {
 }
 
 /// Length of the longest common subsequence of two word sequences.
-fn lcs(a: &[u32], b: &[u32]) -> usize {
+fn lcs(a: &[u32], b: &[u32], loose: bool) -> usize {
     let mut prev = vec![0usize; b.len() + 1];
     let mut cur = vec![0usize; b.len() + 1];
     for &x in a {
         for (j, &y) in b.iter().enumerate() {
-            cur[j + 1] = if x == y {
+            cur[j + 1] = if same_word(x, y, loose) {
                 prev[j] + 1
             } else {
                 prev[j + 1].max(cur[j])
@@ -165,11 +174,12 @@ fn lcs(a: &[u32], b: &[u32]) -> usize {
 }
 
 /// Where `short` first occurs as a contiguous run inside `long`.
-fn find_run(long: &[u32], short: &[u32]) -> Option<usize> {
+fn find_run(long: &[u32], short: &[u32], loose: bool) -> Option<usize> {
     if short.is_empty() {
         return None;
     }
-    long.windows(short.len()).position(|w| w == short)
+    long.windows(short.len())
+        .position(|w| w.iter().zip(short).all(|(&a, &b)| same_word(a, b, loose)))
 }
 
 /// One text, prepared once.
@@ -208,8 +218,46 @@ fn trigram_hashes(chars: &[char]) -> Vec<u64> {
     out
 }
 
+/// The word a PII placeholder becomes in the check (`<PERSON>` → `piiperson`): one token, which
+/// [`same_word`] lets stand for any single word of the other text. The masker decides from context,
+/// so a copied test item can be masked in one place and not in its copy ("…to <PERSON>" / "…to
+/// Gdańsk asap"); a swapped name is a small edit like a swapped number.
+fn placeholder_word(k: PiiKind) -> String {
+    format!(
+        "pii{}",
+        k.placeholder().trim_matches(['<', '>']).to_lowercase()
+    )
+}
+
+/// A vocabulary whose first ids are the placeholder words (see [`is_placeholder`]).
+fn new_vocab() -> HashMap<String, u32> {
+    PiiKind::ALL
+        .iter()
+        .enumerate()
+        .map(|(i, &k)| (placeholder_word(k), i as u32))
+        .collect()
+}
+
+fn is_placeholder(w: u32) -> bool {
+    (w as usize) < PiiKind::ALL.len()
+}
+
+/// Equal words, or (when `loose`) a placeholder against any word.
+fn same_word(a: u32, b: u32, loose: bool) -> bool {
+    a == b || (loose && (is_placeholder(a) || is_placeholder(b)))
+}
+
 fn prepare(text: &str, vocab: &mut HashMap<String, u32>) -> Prepared {
-    let tokens = tokenize(text);
+    let mut text = std::borrow::Cow::Borrowed(text);
+    if text.contains('<') {
+        for k in PiiKind::ALL {
+            if text.contains(k.placeholder()) {
+                let w = format!(" {} ", placeholder_word(k));
+                text = std::borrow::Cow::Owned(text.replace(k.placeholder(), &w));
+            }
+        }
+    }
+    let tokens = tokenize(&text);
     let key = tokens.join(" ");
     let chars: Vec<char> = key.chars().collect();
     let words: Vec<u32> = tokens
@@ -219,7 +267,12 @@ fn prepare(text: &str, vocab: &mut HashMap<String, u32>) -> Prepared {
             *vocab.entry(t.clone()).or_insert(n)
         })
         .collect();
-    let mut distinct_words = words.clone();
+    // Placeholders are no word of their own: they never make a candidate and never count missing.
+    let mut distinct_words: Vec<u32> = words
+        .iter()
+        .copied()
+        .filter(|&w| !is_placeholder(w))
+        .collect();
     distinct_words.sort_unstable();
     distinct_words.dedup();
     let sig = distinct_words.iter().fold(0u64, |m, &w| {
@@ -248,8 +301,9 @@ fn max_edits(la: usize, lb: usize, share: f64) -> usize {
 }
 
 /// Sorted (binary search). Words a greeting, a sign-off, a plea or a chaser (`any news?`) adds around a message without changing what it asks
-/// (`contained` allows only these around a copy). `person`, `email` and `phone` are the masked
-/// placeholders (`Hi <PERSON>,`); `s`, `m`, `re`, `ll`, `ve`, `d` are contraction tails.
+/// (`contained` allows only these around a copy). `piiperson`, `piiemail` and `piiphone` are the
+/// masked placeholders (`Hi <PERSON>,`, see [`placeholder_word`]); `s`, `m`, `re`, `ll`, `ve`, `d`
+/// are contraction tails.
 const COURTESY: &[&str] = &[
     "a",
     "advance",
@@ -314,8 +368,10 @@ const COURTESY: &[&str] = &[
     "oh",
     "ok",
     "okay",
-    "person",
     "phone",
+    "piiemail",
+    "piiperson",
+    "piiphone",
     "please",
     "pls",
     "plz",
@@ -392,23 +448,29 @@ fn word_rules(t: &Prepared, r: &Prepared) -> Option<(u8, &'static str, f64)> {
         (r, t)
     };
     let (ns, nl) = (short.words.len(), long.words.len());
+    // A placeholder may stand for one word of the other text, a few times per pair (a text of
+    // placeholders matches nothing by them); past that, placeholders only match their own kind.
+    let wild = |p: &Prepared| p.words.iter().filter(|&&w| is_placeholder(w)).count();
+    let (wild_short, wild_long) = (wild(short), wild(long));
+    let loose = ns - wild_short >= LOOSE_MIN_WORDS && wild_short + wild_long <= 2.max(ns / 5);
     let kw = max_word_edits(nl);
     let missing = missing_at_least(short, long);
     let word_rule = kw > 0 && nl - ns <= kw && missing <= kw;
-    let contained_rule = ns >= CONTAINED_MIN_WORDS && nl > ns && missing == 0;
+    let own_words = if loose { ns - wild_short } else { ns };
+    let contained_rule = own_words >= CONTAINED_MIN_WORDS && nl > ns && missing == 0;
     if !word_rule && !contained_rule {
         return None;
     }
     let shared = intersect_count(&t.distinct_words, &r.distinct_words);
     if word_rule && shared + kw >= short.distinct_words.len() && t.key != r.key {
-        let common = lcs(&short.words, &long.words);
+        let common = lcs(&short.words, &long.words, loose);
         if ns + nl - 2 * common <= kw {
             return Some((4, "words_differ", common as f64 / nl as f64));
         }
     }
     if contained_rule
         && shared == short.distinct_words.len()
-        && let Some(at) = find_run(&long.words, &short.words)
+        && let Some(at) = find_run(&long.words, &short.words, loose)
         && long.tokens[..at]
             .iter()
             .chain(&long.tokens[at + ns..])
@@ -457,7 +519,7 @@ pub fn check(test: &[Item], train: &[Item], cfg: &ContaminationConfig) -> Vec<Co
             add(r.id, r.id, 0, "shared_id", 1.0);
         }
     }
-    let mut vocab = HashMap::new();
+    let mut vocab = new_vocab();
     let tp: Vec<Prepared> = test.iter().map(|t| prepare(t.text, &mut vocab)).collect();
     let rp: Vec<Prepared> = train.iter().map(|r| prepare(r.text, &mut vocab)).collect();
 
@@ -685,6 +747,48 @@ mod tests {
                 ("t5", "t5", "shared_id")
             ]
         );
+    }
+
+    #[test]
+    fn a_placeholder_stands_for_one_word_in_longer_texts_only() {
+        let test = [
+            (
+                "t1",
+                "help! please change the delivery address on my account to <PERSON>",
+            ),
+            ("t2", "Who was <PERSON> ?"),
+            (
+                "t3",
+                "<PERSON> <PERSON> <PERSON> please change the delivery address on my account",
+            ),
+        ];
+        let train = [
+            (
+                "r1",
+                "help! please change the delivery address on my account to Gdańsk asap",
+            ),
+            ("r2", "Who was Darius the Great ?"),
+            (
+                "r3",
+                "Anna Maria Smith please change the delivery address on my account",
+            ),
+            // Without the placeholder the word must match: a different city is another item.
+            (
+                "r4",
+                "help! please change the delivery address on my card to Leeds asap",
+            ),
+        ];
+        let pairs = check(
+            &items(&test),
+            &items(&train),
+            &ContaminationConfig::default(),
+        );
+        let got: Vec<(&str, &str, &str)> = pairs
+            .iter()
+            .map(|p| (p.test_id.as_str(), p.train_id.as_str(), p.kind.as_str()))
+            .collect();
+        // t2 is too short for a placeholder to stand for a word; t3 has too many placeholders.
+        assert_eq!(got, vec![("t1", "r1", "words_differ")]);
     }
 
     #[test]
@@ -980,7 +1084,7 @@ mod tests {
             .filter(|p| p.kind != "ngram_overlap" && p.kind != "shared_id")
             .map(|p| ((p.test_id, p.train_id), p.kind))
             .collect();
-        let mut vocab_ids = HashMap::new();
+        let mut vocab_ids = new_vocab();
         let tp: Vec<Prepared> = tests.iter().map(|t| prepare(t, &mut vocab_ids)).collect();
         let rp: Vec<Prepared> = trains.iter().map(|t| prepare(t, &mut vocab_ids)).collect();
         let mut want = BTreeMap::new();

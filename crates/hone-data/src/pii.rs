@@ -227,6 +227,17 @@ pub fn tagger_id(types: &[hone_core::config::PiiType]) -> Option<String> {
         .then(|| format!("hone-ner {}", &hone_ner::default_fingerprint()[..16]))
 }
 
+/// Whether the learned tagger still has to be trained on this machine (first use, about 8 s), so that
+/// a caller can say so before [`prepare_tagger`] does it.
+pub fn tagger_needs_training() -> bool {
+    !hone_ner::default_is_cached()
+}
+
+/// Loads or trains the learned tagger now rather than at the first text that needs it.
+pub fn prepare_tagger() {
+    let _ = hone_ner::shared();
+}
+
 /// Masks `text` with a process-wide shared detector.
 pub fn mask_text(text: &str) -> String {
     DETECTOR.mask(text).text

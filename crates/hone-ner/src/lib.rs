@@ -223,6 +223,11 @@ pub fn shared() -> &'static Tagger {
     &SHARED
 }
 
+/// Whether the default tagger is in the per-user cache (else first use trains it, about 8 s).
+pub fn default_is_cached() -> bool {
+    cache_dir().is_some_and(|d| cache_file(&d, default_fingerprint()).is_file())
+}
+
 /// The default recipe's fingerprint, without loading or training anything.
 pub fn default_fingerprint() -> &'static str {
     static FP: LazyLock<String> = LazyLock::new(|| fingerprint(&model::TrainConfig::DEFAULT));

@@ -112,12 +112,7 @@ fn gaz_bits(words: &[String]) -> Vec<u16> {
         if g.country.contains(w) {
             b |= G_COUNTRY;
         }
-        if g.street.contains(w)
-            || LISTS
-                .street_compound
-                .iter()
-                .any(|s| w.len() > s.len() + 2 && w.ends_with(s))
-        {
+        if g.street.contains(w) || compound_street(w) {
             b |= G_STREET;
         }
         if g.street_prefix.contains(w) {
@@ -245,12 +240,42 @@ pub struct Prepared {
 
 const PAD: &str = "\u{1}";
 
-fn prepare(text: &str, drop: &mut dyn FnMut(usize, &str) -> (bool, bool)) -> Prepared {
+/// A sentence's tokens with their lower-case forms, shapes and list bits: what features are built
+/// from, before any word is dropped.
+struct Lexed {
+    tokens: Vec<Token>,
+    lower: Vec<String>,
+    shapes: Vec<String>,
+    gaz: Vec<u16>,
+}
+
+fn lex(text: &str) -> Lexed {
     let tokens = tokenize(text);
     let words: Vec<&str> = tokens.iter().map(|t| &text[t.start..t.end]).collect();
     let lower: Vec<String> = words.iter().map(|w| w.to_lowercase()).collect();
     let shapes: Vec<String> = words.iter().map(|w| shape(w)).collect();
     let gaz = gaz_bits(&lower);
+    Lexed {
+        tokens,
+        lower,
+        shapes,
+        gaz,
+    }
+}
+
+fn prepare(text: &str, drop: &mut dyn FnMut(usize, &str) -> (bool, bool)) -> Prepared {
+    featurize(lex(text), drop)
+}
+
+/// The features of a lexed sentence; `drop(i, word)` says whether token `i` keeps its word features
+/// and its list bits.
+fn featurize(lx: Lexed, drop: &mut dyn FnMut(usize, &str) -> (bool, bool)) -> Prepared {
+    let Lexed {
+        tokens,
+        lower,
+        shapes,
+        gaz,
+    } = lx;
     let n = tokens.len();
     let keep: Vec<(bool, bool)> = (0..n).map(|i| drop(i, &lower[i])).collect();
     // The words as the features see them: a dropped word is unknown everywhere, in its own features
@@ -301,7 +326,7 @@ fn prepare(text: &str, drop: &mut dyn FnMut(usize, &str) -> (bool, bool)) -> Pre
         let start = i == 0
             || tokens[i].after_newline
             || matches!(
-                words[i - 1],
+                lower[i - 1].as_str(),
                 "." | "!" | "?" | ":" | ";" | "|" | "-" | "(" | "\""
             );
         let len_bucket: u8 = match chars.len() {
@@ -519,10 +544,80 @@ impl Weights {
 
     /// The entity spans of `text` (byte offsets, sorted).
     pub fn spans(&self, text: &str) -> Vec<(usize, usize, Entity)> {
+        // In Title Case or capitals, capitalisation says nothing: the text is tagged as if written
+        // in lower case, with only the words the lists know as names and places capitalised, so
+        // that "Am I Able To Exchange Currencies?" masks what "Am I able to exchange currencies?"
+        // masks (nothing), and a leaked copy in other casing stays a copy.
+        let recased;
+        let text = if capitals_say_nothing(text) {
+            recased = recase(text);
+            recased.as_str()
+        } else {
+            text
+        };
         let p = self.prepare(text);
         let tags = self.decode(&p);
         spans_of(&p, &tags, text)
     }
+}
+
+/// Whether `text` capitalises most words that do not start a sentence ("I" aside): at least three
+/// such words, more than 60% of them capitalised.
+fn capitals_say_nothing(text: &str) -> bool {
+    let tokens = tokenize(text);
+    let (mut words, mut capital) = (0usize, 0usize);
+    for (i, t) in tokens.iter().enumerate() {
+        let w = &text[t.start..t.end];
+        let Some(first) = w.chars().next() else {
+            continue;
+        };
+        let starts_sentence = i == 0
+            || t.after_newline
+            || matches!(
+                &text[tokens[i - 1].start..tokens[i - 1].end],
+                "." | "!" | "?" | ":" | ";" | "|" | "-" | "(" | "\""
+            );
+        if !first.is_alphabetic() || starts_sentence || w == "I" {
+            continue;
+        }
+        words += 1;
+        capital += usize::from(first.is_uppercase());
+    }
+    words >= 3 && capital * 10 > words * 6
+}
+
+/// `text` in ASCII lower case, except the first letter of what the lists know as a name (a first
+/// name next to a first or last name: "JOHN SMITH"; a lone surname is too often a word, "BLOCK"), a
+/// city or a country: same bytes, same offsets.
+fn recase(text: &str) -> String {
+    let mut b = text.as_bytes().to_ascii_lowercase();
+    let tokens = tokenize(text);
+    let lower: Vec<String> = tokens
+        .iter()
+        .map(|t| text[t.start..t.end].to_lowercase())
+        .collect();
+    let g = &*GAZ;
+    let plain = |w: &String| !g.look_alike.contains(w) && !g.calendar.contains(w);
+    let first = |i: usize| {
+        lower
+            .get(i)
+            .is_some_and(|w| g.first.contains(w) && plain(w))
+    };
+    let name = |i: usize| {
+        lower
+            .get(i)
+            .is_some_and(|w| (g.first.contains(w) || g.last.contains(w)) && plain(w))
+    };
+    for (i, t) in tokens.iter().enumerate() {
+        let w = &lower[i];
+        let place = (g.city.contains(w) || g.country.contains(w)) && plain(w);
+        let in_name = (first(i) && name(i + 1)) || (name(i) && i > 0 && first(i - 1));
+        if place || in_name {
+            b[t.start] = b[t.start].to_ascii_uppercase();
+        }
+    }
+    // Only ASCII letters changed case, so the bytes are still the same UTF-8.
+    String::from_utf8(b).unwrap_or_else(|_| text.to_string())
 }
 
 /// The entity spans that `tags` (one class per token of `p`) mark in `text`, trimmed of trailing
@@ -659,11 +754,16 @@ fn names_a_street(v: &str) -> bool {
                     .units
                     .iter()
                     .any(|u| u.trim_end_matches('.').eq_ignore_ascii_case(&t))
-                || LISTS
-                    .street_compound
-                    .iter()
-                    .any(|s| t.len() > s.len() + 2 && t.ends_with(s))
+                || compound_street(&t)
         })
+}
+
+/// A lower-case word that ends in a compound street suffix ("hauptstraße", "kerkstraat").
+fn compound_street(w: &str) -> bool {
+    LISTS
+        .street_compound
+        .iter()
+        .any(|s| w.len() > s.len() + 2 && w.ends_with(s))
 }
 
 fn abbreviation_before(text: &str, dot: usize) -> bool {
@@ -675,8 +775,8 @@ fn abbreviation_before(text: &str, dot: usize) -> bool {
     (1..=4).contains(&word.chars().count())
 }
 
-fn gold_tags(p: &Prepared, ex: &Example) -> Vec<u8> {
-    p.tokens
+fn gold_tags(tokens: &[Token], ex: &Example) -> Vec<u8> {
+    tokens
         .iter()
         .map(|t| {
             for &(s, e, k) in &ex.spans {
@@ -705,8 +805,8 @@ pub fn train(corpus: &[Example], cfg: &TrainConfig) -> Weights {
         for &k in &order {
             let ex = &corpus[k];
             let keep_gaz = !rng.chance(cfg.gazetteer_dropout);
-            let probe = prepare(&ex.text, &mut |_, _| (true, true));
-            let gold = gold_tags(&probe, ex);
+            let lx = lex(&ex.text);
+            let gold = gold_tags(&lx.tokens, ex);
             // An entity token whose word features are dropped loses its list membership too: that is
             // what a name the lists lack looks like.
             let mut keep_words = Vec::with_capacity(gold.len());
@@ -715,9 +815,9 @@ pub fn train(corpus: &[Example], cfg: &TrainConfig) -> Weights {
                 // keep their words more often: as unknown words they would teach that an unknown
                 // capitalised word is ordinary, which is what a name the lists lack looks like.
                 let capital_inside = i > 0
-                    && !probe.tokens[i].after_newline
-                    && probe.shapes[i].starts_with('X')
-                    && !matches!(probe.lower[i - 1].as_str(), "." | "!" | "?" | ":" | "\"");
+                    && !lx.tokens[i].after_newline
+                    && lx.shapes[i].starts_with('X')
+                    && !matches!(lx.lower[i - 1].as_str(), "." | "!" | "?" | ":" | "\"");
                 let p = match (g, capital_inside) {
                     (0, false) => cfg.other_dropout,
                     (0, true) => cfg.other_dropout / 4.0,
@@ -725,9 +825,7 @@ pub fn train(corpus: &[Example], cfg: &TrainConfig) -> Weights {
                 };
                 keep_words.push(!rng.chance(p));
             }
-            let p = prepare(&ex.text, &mut |i, _| {
-                (keep_words[i], keep_gaz && keep_words[i])
-            });
+            let p = featurize(lx, &mut |i, _| (keep_words[i], keep_gaz && keep_words[i]));
             let (mut prev, mut prev2) = (0u8, 0u8);
             for (i, &g) in gold.iter().enumerate() {
                 t += 1;

@@ -32,6 +32,8 @@ pub enum Progress<'a> {
         total: usize,
     },
     Writing,
+    /// The learned PII tagger is being trained (first use on this machine; then cached).
+    TrainingTagger,
 }
 
 /// Per-source counts and notes, stored with every version.
@@ -384,6 +386,12 @@ pub fn compute(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Curation> {
     let c = &project.config;
+    // Messages, excerpts and removed records are masked with every type, so curation always uses the
+    // tagger: train it up front, said, instead of as an unexplained pause inside a pass.
+    if hone_data::pii::tagger_needs_training() {
+        progress(Progress::TrainingTagger);
+        hone_data::pii::prepare_tagger();
+    }
     let detector = Arc::new(PiiDetector::new());
     let mask_detector = detector.clone();
     let mask = move |s: &str| mask_detector.mask(s).text;

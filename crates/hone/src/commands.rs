@@ -18,7 +18,8 @@ fn command_line() -> String {
 }
 
 fn progress_printer(pb: &indicatif::ProgressBar) -> impl FnMut(Progress) + '_ {
-    move |p| match p {
+    move |p| {
+        match p {
         Progress::Reading {
             source,
             index,
@@ -28,6 +29,10 @@ fn progress_printer(pb: &indicatif::ProgressBar) -> impl FnMut(Progress) + '_ {
             pb.set_message(format!("pass {}/{total}: {name}", index + 1))
         }
         Progress::Writing => pb.set_message("writing the dataset version"),
+        Progress::TrainingTagger => pb.set_message(
+            "training the PII tagger for names and addresses (first use on this machine, about 8 s; cached after)",
+        ),
+    }
     }
 }
 
