@@ -17,9 +17,11 @@ fn command_line() -> String {
     hone_train::input::free_text(&std::env::args().collect::<Vec<_>>().join(" "))
 }
 
+/// What the progress line says while the learned PII tagger trains (first use on this machine).
+pub const TRAINING_TAGGER: &str = "training the PII tagger for names and addresses (first use on this machine, about 8 s; cached after)";
+
 fn progress_printer(pb: &indicatif::ProgressBar) -> impl FnMut(Progress) + '_ {
-    move |p| {
-        match p {
+    move |p| match p {
         Progress::Reading {
             source,
             index,
@@ -29,10 +31,7 @@ fn progress_printer(pb: &indicatif::ProgressBar) -> impl FnMut(Progress) + '_ {
             pb.set_message(format!("pass {}/{total}: {name}", index + 1))
         }
         Progress::Writing => pb.set_message("writing the dataset version"),
-        Progress::TrainingTagger => pb.set_message(
-            "training the PII tagger for names and addresses (first use on this machine, about 8 s; cached after)",
-        ),
-    }
+        Progress::TrainingTagger => pb.set_message(TRAINING_TAGGER),
     }
 }
 

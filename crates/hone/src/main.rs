@@ -262,6 +262,14 @@ fn main() -> ExitCode {
         json: cli.json,
         start: cli.project.clone().unwrap_or_else(|| PathBuf::from(".")),
     };
+    // The learned PII tagger trains on first use on this machine and masks even the command line in
+    // the audit log, before any command has a progress line: train it here, said. `init` masks
+    // nothing.
+    if !matches!(cli.command, Command::Init { .. }) && hone_data::pii::tagger_needs_training() {
+        let pb = ctx.spinner(commands::TRAINING_TAGGER);
+        hone_data::pii::prepare_tagger();
+        pb.finish_and_clear();
+    }
     let result = match cli.command {
         Command::Init { dir, force } => commands::init(&ctx, dir, force),
         Command::Demo { dir, seed } => commands::demo(&ctx, dir, seed),
