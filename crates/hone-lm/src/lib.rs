@@ -1,0 +1,42 @@
+//! Local causal language models: reading a GGUF file (hyperparameters, weights, the tokenizer and the
+//! chat template from its metadata), rendering chat templates, and generating text with a KV cache
+//! (greedy or seeded sampling, stop strings, end of sequence). Inference only so far; training needs
+//! a full-sequence decoder of hone's own (DESIGN §8b).
+
+pub mod chat;
+pub mod generate;
+pub mod gguf;
+
+pub use chat::{ChatTemplate, Message};
+pub use generate::{GenerateConfig, Generation, Lm, StopReason};
+pub use gguf::{LmFile, LmInfo};
+
+/// What can go wrong reading or running a language model.
+#[derive(Debug, thiserror::Error)]
+pub enum LmError {
+    #[error("{path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    /// The file is not what it should be (not GGUF, a metadata key missing or of the wrong type).
+    #[error("{path}: {what}")]
+    Format {
+        path: std::path::PathBuf,
+        what: String,
+    },
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    #[error("chat template: {0}")]
+    Template(String),
+    #[error("model: {0}")]
+    Model(String),
+}
+
+impl From<candle_core::Error> for LmError {
+    fn from(e: candle_core::Error) -> Self {
+        LmError::Model(e.to_string())
+    }
+}
+
+pub type Result<T> = std::result::Result<T, LmError>;
