@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# bench/lm, stage 1 (the rest of issue 13's bench comes with training): token ids of hone's tokenizer,
+# rebuilt from SmolLM2-135M-Instruct's GGUF metadata, against `transformers`' tokenizer loaded from the
+# same file, on 1,500 texts from the shared datasets and chat renders.
+set -euo pipefail
+: "${HONE_ROOT:?run via bench/run}" "${HONE_SHARED:?}" "${BENCH_WORK:?}" "${BENCH_PY:?}"
+here="$HONE_ROOT/bench/lm"
+bash "$HONE_ROOT/scripts/get-smollm2"
+model="$HONE_ROOT/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+# transformers reads GGUF through the `gguf` package and imports torch to do it.
+"$BENCH_PY" -c "import torch, transformers" 2>/dev/null || BENCH_PY="$BENCH_PY" bash "$HONE_ROOT/bench/encoder/install.sh"
+"$BENCH_PY" "$here/tokenizer_texts.py" "$HONE_SHARED/datasets" "$BENCH_WORK/texts.jsonl" 300
+"$BENCH_PY" "$here/tokenizer_peer.py" "$model" "$BENCH_WORK/texts.jsonl" "$BENCH_WORK/ids-transformers.jsonl"
+"$HONE_ROOT/target/release/examples/lm_tokenize" "$model" "$BENCH_WORK/texts.jsonl" > "$BENCH_WORK/ids-hone.jsonl"
+"$BENCH_PY" "$here/compare_ids.py" "$model" "$BENCH_WORK" "$HONE_ROOT/bench/results/lm.json" "$HONE_ROOT/bench/RESULTS.md"
