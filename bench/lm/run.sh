@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# bench/lm, stage 1 (the rest of issue 13's bench comes with training): token ids of hone's tokenizer,
+# bench/lm (issue 13; training stages to come). Stage 1: token ids of hone's tokenizer,
 # rebuilt from SmolLM2-135M-Instruct's GGUF metadata, against `transformers`' tokenizer loaded from the
-# same file, on 1,500 texts from the shared datasets and chat renders.
+# same file, on 1,500 texts from the shared datasets and chat renders. Stage 2: next-token logits and greedy
+# continuations against transformers on the same weights and token ids, 50 prompts.
 set -euo pipefail
 : "${HONE_ROOT:?run via bench/run}" "${HONE_SHARED:?}" "${BENCH_WORK:?}" "${BENCH_PY:?}"
 here="$HONE_ROOT/bench/lm"
@@ -13,3 +14,8 @@ model="$HONE_ROOT/models/SmolLM2-135M-Instruct.Q4_1.gguf"
 "$BENCH_PY" "$here/tokenizer_peer.py" "$model" "$BENCH_WORK/texts.jsonl" "$BENCH_WORK/ids-transformers.jsonl"
 "$HONE_ROOT/target/release/examples/lm_tokenize" "$model" "$BENCH_WORK/texts.jsonl" > "$BENCH_WORK/ids-hone.jsonl"
 "$BENCH_PY" "$here/compare_ids.py" "$model" "$BENCH_WORK" "$HONE_ROOT/bench/results/lm.json" "$HONE_ROOT/bench/RESULTS.md"
+# Stage 2: next-token logits and greedy continuations on the same weights and token ids.
+"$BENCH_PY" "$here/prompts.py" "$HONE_SHARED/datasets" "$BENCH_WORK/prompts.jsonl" 50
+"$HONE_ROOT/target/release/examples/lm_logits" "$model" "$BENCH_WORK/prompts.jsonl" > "$BENCH_WORK/logits-hone.jsonl"
+"$BENCH_PY" "$here/logits_peer.py" "$model" "$BENCH_WORK/logits-hone.jsonl" "$BENCH_WORK/logits-transformers.jsonl"
+"$BENCH_PY" "$here/compare_logits.py" "$BENCH_WORK" "$HONE_ROOT/bench/results/lm.json" "$HONE_ROOT/bench/RESULTS.md"

@@ -184,9 +184,31 @@ impl Lm {
             .map_err(|e| LmError::Tokenizer(e.to_string()))
     }
 
+    /// Feeds `ids` at position `pos` of the sequence (`pos == 0` starts a new one, clearing the KV
+    /// cache) and returns the next-token logits.
+    pub fn forward(&mut self, ids: &[u32], pos: usize) -> Result<Vec<f32>> {
+        if ids.is_empty() {
+            return Err(LmError::Tokenizer("no tokens to feed".into()));
+        }
+        if pos == 0 {
+            self.model.clear_kv_cache();
+        }
+        let input = Tensor::new(ids, &self.device)?.unsqueeze(0)?;
+        Ok(self
+            .model
+            .forward(&input, pos)?
+            .squeeze(0)?
+            .to_vec1::<f32>()?)
+    }
+
     /// Continues `prompt` (already rendered: see [`Lm::chat_prompt`]).
     pub fn generate(&mut self, prompt: &str, cfg: &GenerateConfig) -> Result<Generation> {
         let prompt_ids = self.encode(prompt)?;
+        self.generate_ids(&prompt_ids, cfg)
+    }
+
+    /// Continues the token ids `prompt_ids`.
+    pub fn generate_ids(&mut self, prompt_ids: &[u32], cfg: &GenerateConfig) -> Result<Generation> {
         if prompt_ids.is_empty() {
             return Err(LmError::Tokenizer("the prompt has no tokens".into()));
         }
@@ -213,7 +235,7 @@ impl Lm {
         let mut sampler = LogitsProcessor::from_sampling(cfg.seed, sampling);
         self.model.clear_kv_cache();
         let mut out: Vec<u32> = Vec::new();
-        let mut input = Tensor::new(prompt_ids.as_slice(), &self.device)?.unsqueeze(0)?;
+        let mut input = Tensor::new(prompt_ids, &self.device)?.unsqueeze(0)?;
         let mut pos = 0;
         let mut stop = StopReason::Length;
         let mut text = String::new();

@@ -72,6 +72,14 @@ fn smollm2_loads_tokenizes_and_answers_the_capital_of_france() {
         )
         .unwrap();
     assert!(g.text.contains("Paris"), "{g:?}");
+    // The logits of a fresh forward pass pick the same first token.
+    let ids = lm.encode(&prompt).unwrap();
+    let logits = lm.forward(&ids, 0).unwrap();
+    assert_eq!(logits.len(), 49152);
+    let argmax = (0..logits.len())
+        .max_by(|&a, &b| logits[a].total_cmp(&logits[b]))
+        .unwrap();
+    assert_eq!(argmax as u32, g.tokens[0]);
 
     // Stop strings end generation and are not part of the answer; seeded sampling repeats itself.
     let stopped = lm
