@@ -43,8 +43,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Greedy with the KV cache, keeping the gap between the two best logits at every step.
         let (mut greedy, mut gaps) = (Vec::new(), Vec::new());
         let mut step = logits.clone();
-        let mut pos = ids.len();
-        for _ in 0..64 {
+        for pos in ids.len()..ids.len() + 64 {
             let (next, gap) = top2_gap(&step);
             gaps.push(gap);
             if next == eos {
@@ -52,7 +51,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             greedy.push(next);
             step = lm.forward(&[next], pos)?;
-            pos += 1;
         }
         let rounded: Vec<f64> = logits
             .iter()
