@@ -9,7 +9,14 @@ use std::time::Instant;
 
 use hone_lm::{GenerateConfig, Lm, Message};
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let path = args.next().ok_or("usage: lm_chat MODEL.gguf QUESTION")?;
     let question = args.next().ok_or("usage: lm_chat MODEL.gguf QUESTION")?;

@@ -66,6 +66,7 @@ pub struct Generation {
 /// of France?" with garbled French), while the same weights dequantized answer "The capital of
 /// France is Paris." and stop; training starts from f32 weights anyway (DESIGN §8b).
 fn dequantized(
+    path: &Path,
     content: &Content,
     reader: &mut std::fs::File,
 ) -> Result<(Content, std::io::Cursor<Vec<u8>>)> {
@@ -74,7 +75,16 @@ fn dequantized(
     names.sort();
     let mut tensors = Vec::with_capacity(names.len());
     for n in names {
-        let t = content.tensor(reader, n, &cpu)?.dequantize(&cpu)?;
+        let t = content
+            .tensor(reader, n, &cpu)
+            .map_err(|e| LmError::Format {
+                path: path.to_path_buf(),
+                what: format!(
+                    "tensor `{n}` cannot be read (a truncated or damaged file?): {}",
+                    crate::candle_message(e)
+                ),
+            })?
+            .dequantize(&cpu)?;
         tensors.push((n.as_str(), QTensor::quantize(&t, GgmlDType::F32)?));
     }
     let metadata: Vec<(&str, &Value)> = content
@@ -134,7 +144,7 @@ impl Lm {
             source,
         })?;
         let LmFile { info, content, .. } = file;
-        let (content, mut weights) = dequantized(&content, &mut reader)?;
+        let (content, mut weights) = dequantized(path, &content, &mut reader)?;
         let model = ModelWeights::from_gguf(content, &mut weights, &device)?;
         Ok(Lm {
             model,

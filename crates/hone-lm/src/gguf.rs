@@ -59,8 +59,12 @@ impl LmFile {
             path: path.to_path_buf(),
             source,
         })?;
-        let content = Content::read(&mut f)
-            .map_err(|e| format_err(path, format!("not a readable GGUF file: {e}")))?;
+        let content = Content::read(&mut f).map_err(|e| {
+            format_err(
+                path,
+                format!("not a readable GGUF file: {}", crate::candle_message(e)),
+            )
+        })?;
         let info = info(path, &content.metadata)?;
         Ok(LmFile {
             path: path.to_path_buf(),

@@ -35,7 +35,15 @@ pub enum LmError {
 
 impl From<candle_core::Error> for LmError {
     fn from(e: candle_core::Error) -> Self {
-        LmError::Model(e.to_string())
+        LmError::Model(candle_message(e))
+    }
+}
+
+/// A candle error's message without the backtrace candle attaches when `RUST_BACKTRACE` is set.
+pub(crate) fn candle_message(e: candle_core::Error) -> String {
+    match e {
+        candle_core::Error::WithBacktrace { inner, .. } => candle_message(*inner),
+        other => other.to_string(),
     }
 }
 

@@ -106,4 +106,13 @@ fn smollm2_loads_tokenizes_and_answers_the_capital_of_france() {
     };
     let (a, b) = (sampled(7), sampled(7));
     assert_eq!(a, b);
+
+    // A truncated copy is a format error naming the file and the tensor, without a backtrace.
+    let dir = tempfile::tempdir().unwrap();
+    let cut = dir.path().join("cut.gguf");
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&cut, &bytes[..5_000_000]).unwrap();
+    let e = Lm::load(&cut).err().unwrap().to_string();
+    assert!(e.contains("cut.gguf") && e.contains("truncated"), "{e}");
+    assert!(!e.contains("backtrace") && !e.contains("at /"), "{e}");
 }
