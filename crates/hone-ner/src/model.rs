@@ -250,7 +250,11 @@ struct Lexed {
 }
 
 fn lex(text: &str) -> Lexed {
-    let tokens = tokenize(text);
+    lex_tokens(text, tokenize(text))
+}
+
+/// [`lex`] with `text`'s tokens already found.
+fn lex_tokens(text: &str, tokens: Vec<Token>) -> Lexed {
     let words: Vec<&str> = tokens.iter().map(|t| &text[t.start..t.end]).collect();
     let lower: Vec<String> = words.iter().map(|w| w.to_lowercase()).collect();
     let shapes: Vec<String> = words.iter().map(|w| shape(w)).collect();
@@ -261,10 +265,6 @@ fn lex(text: &str) -> Lexed {
         shapes,
         gaz,
     }
-}
-
-fn prepare(text: &str, drop: &mut dyn FnMut(usize, &str) -> (bool, bool)) -> Prepared {
-    featurize(lex(text), drop)
 }
 
 /// The features of a lexed sentence; `drop(i, word)` says whether token `i` keeps its word features
@@ -447,7 +447,12 @@ impl Weights {
     /// `text` prepared as training saw it: a word the model has no weights for is read as unknown, in
     /// its own features and as context, exactly like a word dropped in training.
     fn prepare(&self, text: &str) -> Prepared {
-        prepare(text, &mut |_, w| {
+        self.prepare_tokens(text, tokenize(text))
+    }
+
+    /// [`Weights::prepare`] with `text`'s tokens already found.
+    fn prepare_tokens(&self, text: &str, tokens: Vec<Token>) -> Prepared {
+        featurize(lex_tokens(text, tokens), &mut |_, w| {
             (self.rows.contains_key(&fnv(1, &[w.as_bytes()])), true)
         })
     }
@@ -548,14 +553,16 @@ impl Weights {
         // in lower case, with only the words the lists know as names and places capitalised, so
         // that "Am I Able To Exchange Currencies?" masks what "Am I able to exchange currencies?"
         // masks (nothing), and a leaked copy in other casing stays a copy.
+        // Tokens are found once: changing the case of ASCII letters moves no token boundary.
+        let tokens = tokenize(text);
         let recased;
-        let text = if capitals_say_nothing(text) {
-            recased = recase(text);
+        let text = if capitals_say_nothing(text, &tokens) {
+            recased = recase(text, &tokens);
             recased.as_str()
         } else {
             text
         };
-        let p = self.prepare(text);
+        let p = self.prepare_tokens(text, tokens);
         let tags = self.decode(&p);
         spans_of(&p, &tags, text)
     }
@@ -563,8 +570,7 @@ impl Weights {
 
 /// Whether `text` capitalises most words that do not start a sentence ("I" aside): at least three
 /// such words, more than 60% of them capitalised.
-fn capitals_say_nothing(text: &str) -> bool {
-    let tokens = tokenize(text);
+fn capitals_say_nothing(text: &str, tokens: &[Token]) -> bool {
     let (mut words, mut capital) = (0usize, 0usize);
     for (i, t) in tokens.iter().enumerate() {
         let w = &text[t.start..t.end];
@@ -589,9 +595,8 @@ fn capitals_say_nothing(text: &str) -> bool {
 /// `text` in ASCII lower case, except the first letter of what the lists know as a name (a first
 /// name next to a first or last name: "JOHN SMITH"; a lone surname is too often a word, "BLOCK"), a
 /// city or a country: same bytes, same offsets.
-fn recase(text: &str) -> String {
+fn recase(text: &str, tokens: &[Token]) -> String {
     let mut b = text.as_bytes().to_ascii_lowercase();
-    let tokens = tokenize(text);
     let lower: Vec<String> = tokens
         .iter()
         .map(|t| text[t.start..t.end].to_lowercase())
