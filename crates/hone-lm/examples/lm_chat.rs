@@ -10,6 +10,12 @@ use std::time::Instant;
 use hone_lm::{GenerateConfig, Lm, Message};
 
 fn main() {
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        // As the `hone` binary does: candle recounts cores from /proc/cpuinfo on every matmul.
+        let n = hone_neural::default_threads();
+        // SAFETY: no other thread exists yet.
+        unsafe { std::env::set_var("RAYON_NUM_THREADS", n.to_string()) };
+    }
     if let Err(e) = run() {
         eprintln!("error: {e}");
         std::process::exit(1);

@@ -3,14 +3,12 @@
 
 use std::path::Path;
 
-use candle_core::quantized::gguf_file::{self, Content, Value};
-use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 use candle_transformers::generation::{LogitsProcessor, Sampling};
-use candle_transformers::models::quantized_llama::ModelWeights;
 use tokenizers::Tokenizer;
 
 use crate::chat::{ChatTemplate, Message};
+use crate::decoder::{Decoder, KvCache};
 use crate::gguf::{LmFile, LmInfo};
 use crate::{LmError, Result};
 
@@ -61,50 +59,13 @@ pub struct Generation {
     pub stop: StopReason,
 }
 
-/// The file's tensors dequantized to f32, as an in-memory GGUF file. candle 0.11's quantized CPU
-/// matmul gives wrong logits on SmolLM2's Q4_1 blocks (greedy decoding answers "What is the capital
-/// of France?" with garbled French), while the same weights dequantized answer "The capital of
-/// France is Paris." and stop; training starts from f32 weights anyway (DESIGN §8b).
-fn dequantized(
-    path: &Path,
-    content: &Content,
-    reader: &mut std::fs::File,
-) -> Result<(Content, std::io::Cursor<Vec<u8>>)> {
-    let cpu = Device::Cpu;
-    let mut names: Vec<&String> = content.tensor_infos.keys().collect();
-    names.sort();
-    let mut tensors = Vec::with_capacity(names.len());
-    for n in names {
-        let t = content
-            .tensor(reader, n, &cpu)
-            .map_err(|e| LmError::Format {
-                path: path.to_path_buf(),
-                what: format!(
-                    "tensor `{n}` cannot be read (a truncated or damaged file?): {}",
-                    crate::candle_message(e)
-                ),
-            })?
-            .dequantize(&cpu)?;
-        tensors.push((n.as_str(), QTensor::quantize(&t, GgmlDType::F32)?));
-    }
-    let metadata: Vec<(&str, &Value)> = content
-        .metadata
-        .iter()
-        .map(|(k, v)| (k.as_str(), v))
-        .collect();
-    let refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, q)| (*n, q)).collect();
-    let mut buf = std::io::Cursor::new(Vec::new());
-    gguf_file::write(&mut buf, &metadata, &refs)?;
-    drop(tensors);
-    buf.set_position(0);
-    let content = Content::read(&mut buf)?;
-    Ok((content, buf))
-}
-
-/// A causal language model loaded for inference (weights in f32), with its tokenizer and chat
-/// template.
+/// A causal language model loaded for inference (hone's [`Decoder`], weights in f32), with its
+/// tokenizer and chat template. candle 0.11's quantized CPU matmul gives wrong logits on SmolLM2's
+/// Q4_1 blocks (greedy decoding answers "What is the capital of France?" with garbled French), so
+/// weights are dequantized on load; training needs f32 weights anyway (DESIGN §8b).
 pub struct Lm {
-    model: ModelWeights,
+    model: Decoder,
+    cache: KvCache,
     tokenizer: Tokenizer,
     template: Option<ChatTemplate>,
     info: LmInfo,
@@ -138,20 +99,14 @@ impl Lm {
             )?),
             None => None,
         };
-        let device = Device::Cpu;
-        let mut reader = std::fs::File::open(path).map_err(|source| LmError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let LmFile { info, content, .. } = file;
-        let (content, mut weights) = dequantized(path, &content, &mut reader)?;
-        let model = ModelWeights::from_gguf(content, &mut weights, &device)?;
+        let model = Decoder::from_gguf(path, &file.content, &file.info)?;
         Ok(Lm {
+            device: model.device().clone(),
             model,
+            cache: KvCache::new(),
             tokenizer,
             template,
-            info,
-            device,
+            info: file.info,
         })
     }
 
@@ -201,12 +156,18 @@ impl Lm {
             return Err(LmError::Tokenizer("no tokens to feed".into()));
         }
         if pos == 0 {
-            self.model.clear_kv_cache();
+            self.cache = KvCache::new();
+        }
+        if pos != self.cache.len() {
+            return Err(LmError::Model(format!(
+                "position {pos} does not follow the {} tokens fed so far",
+                self.cache.len()
+            )));
         }
         let input = Tensor::new(ids, &self.device)?.unsqueeze(0)?;
         Ok(self
             .model
-            .forward(&input, pos)?
+            .forward_cached(&input, &[0], &mut self.cache)?
             .squeeze(0)?
             .to_vec1::<f32>()?)
     }
@@ -219,16 +180,37 @@ impl Lm {
 
     /// Continues the token ids `prompt_ids`.
     pub fn generate_ids(&mut self, prompt_ids: &[u32], cfg: &GenerateConfig) -> Result<Generation> {
-        if prompt_ids.is_empty() {
-            return Err(LmError::Tokenizer("the prompt has no tokens".into()));
-        }
-        let budget = prompt_ids.len() + cfg.max_new_tokens;
-        if budget > self.info.context {
+        let mut out = self.generate_batch(&[prompt_ids.to_vec()], &[cfg.seed], cfg)?;
+        out.pop()
+            .ok_or_else(|| LmError::Model("no generation".into()))
+    }
+
+    /// Continues several prompts at once (left-padded to the longest, one KV cache). Row `i` samples
+    /// with `seeds[i]`, so a prompt's completion does not depend on what it is batched with.
+    pub fn generate_batch(
+        &mut self,
+        prompts: &[Vec<u32>],
+        seeds: &[u64],
+        cfg: &GenerateConfig,
+    ) -> Result<Vec<Generation>> {
+        if prompts.len() != seeds.len() {
             return Err(LmError::Model(format!(
-                "the prompt ({} tokens) plus max_new_tokens ({}) exceed the model's context ({})",
-                prompt_ids.len(),
-                cfg.max_new_tokens,
-                self.info.context
+                "{} prompts with {} seeds",
+                prompts.len(),
+                seeds.len()
+            )));
+        }
+        if prompts.is_empty() {
+            return Ok(Vec::new());
+        }
+        if prompts.iter().any(Vec::is_empty) {
+            return Err(LmError::Tokenizer("a prompt has no tokens".into()));
+        }
+        let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
+        if longest + cfg.max_new_tokens > self.info.context {
+            return Err(LmError::Model(format!(
+                "the prompt ({longest} tokens) plus max_new_tokens ({}) exceed the model's context ({})",
+                cfg.max_new_tokens, self.info.context
             )));
         }
         let sampling = if cfg.temperature <= 0.0 {
@@ -242,40 +224,67 @@ impl Lm {
                 (Some(k), Some(p)) => Sampling::TopKThenTopP { k, p, temperature },
             }
         };
-        let mut sampler = LogitsProcessor::from_sampling(cfg.seed, sampling);
-        self.model.clear_kv_cache();
-        let mut out: Vec<u32> = Vec::new();
-        let mut input = Tensor::new(prompt_ids, &self.device)?.unsqueeze(0)?;
-        let mut pos = 0;
-        let mut stop = StopReason::Length;
-        let mut text = String::new();
-        for _ in 0..cfg.max_new_tokens {
-            let logits = self.model.forward(&input, pos)?.squeeze(0)?;
-            pos += input.dim(1)?;
-            let next = sampler.sample(&logits)?;
-            if next == self.info.eos {
-                stop = StopReason::Eos;
-                break;
-            }
-            out.push(next);
-            text = self.decode(&out)?;
-            if let Some((at, s)) = cfg
-                .stop
-                .iter()
-                .filter_map(|s| text.find(s.as_str()).map(|at| (at, s)))
-                .min_by_key(|(at, _)| *at)
-            {
-                stop = StopReason::Stop(s.clone());
-                text.truncate(at);
-                break;
-            }
-            input = Tensor::new(&[next], &self.device)?.unsqueeze(0)?;
+        let n = prompts.len();
+        let mut samplers: Vec<LogitsProcessor> = seeds
+            .iter()
+            .map(|&s| LogitsProcessor::from_sampling(s, sampling.clone()))
+            .collect();
+        let pad_id = self.info.pad.unwrap_or(self.info.eos);
+        let pads: Vec<usize> = prompts.iter().map(|p| longest - p.len()).collect();
+        let mut flat = Vec::with_capacity(n * longest);
+        for (p, &k) in prompts.iter().zip(&pads) {
+            flat.extend(std::iter::repeat_n(pad_id, k));
+            flat.extend_from_slice(p);
         }
-        Ok(Generation {
-            text,
-            tokens: out,
-            prompt_tokens: prompt_ids.len(),
-            stop,
-        })
+        self.cache = KvCache::new();
+        let mut input = Tensor::from_vec(flat, (n, longest), &self.device)?;
+        let mut outs: Vec<Vec<u32>> = vec![Vec::new(); n];
+        let mut texts = vec![String::new(); n];
+        let mut stops: Vec<Option<StopReason>> = vec![None; n];
+        for _ in 0..cfg.max_new_tokens {
+            let logits = self.model.forward_cached(&input, &pads, &mut self.cache)?;
+            let mut next = Vec::with_capacity(n);
+            for i in 0..n {
+                if stops[i].is_some() {
+                    next.push(pad_id);
+                    continue;
+                }
+                let t = samplers[i].sample(&logits.get(i)?)?;
+                next.push(t);
+                if t == self.info.eos {
+                    stops[i] = Some(StopReason::Eos);
+                    continue;
+                }
+                outs[i].push(t);
+                let text = self.decode(&outs[i])?;
+                if let Some((at, s)) = cfg
+                    .stop
+                    .iter()
+                    .filter_map(|s| text.find(s.as_str()).map(|at| (at, s)))
+                    .min_by_key(|(at, _)| *at)
+                {
+                    stops[i] = Some(StopReason::Stop(s.clone()));
+                    texts[i] = text[..at].to_string();
+                } else {
+                    texts[i] = text;
+                }
+            }
+            if stops.iter().all(Option::is_some) {
+                break;
+            }
+            input = Tensor::from_vec(next, (n, 1), &self.device)?;
+        }
+        Ok(outs
+            .into_iter()
+            .zip(texts)
+            .zip(stops)
+            .zip(prompts)
+            .map(|(((tokens, text), stop), p)| Generation {
+                text,
+                tokens,
+                prompt_tokens: p.len(),
+                stop: stop.unwrap_or(StopReason::Length),
+            })
+            .collect())
     }
 }

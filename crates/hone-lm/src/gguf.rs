@@ -28,6 +28,8 @@ pub struct LmInfo {
     pub ffn: usize,
     pub context: usize,
     pub rope_theta: f64,
+    /// RMSNorm's epsilon (`<arch>.attention.layer_norm_rms_epsilon`, default 1e-5).
+    pub rms_eps: f64,
     pub vocab: usize,
     pub bos: Option<u32>,
     pub eos: u32,
@@ -122,6 +124,10 @@ fn info(path: &Path, md: &HashMap<String, Value>) -> Result<LmInfo> {
             .get(&key("rope.freq_base"))
             .and_then(|v| v.to_f32().ok())
             .map_or(10_000.0, f64::from),
+        rms_eps: md
+            .get(&key("attention.layer_norm_rms_epsilon"))
+            .and_then(|v| v.to_f32().ok())
+            .map_or(1e-5, f64::from),
         vocab,
         bos: opt_u32(md, "tokenizer.ggml.bos_token_id"),
         eos: opt_u32(md, "tokenizer.ggml.eos_token_id").ok_or_else(|| {

@@ -1,13 +1,17 @@
 //! Local causal language models: reading a GGUF file (hyperparameters, weights, the tokenizer and the
-//! chat template from its metadata), rendering chat templates, and generating text with a KV cache
-//! (greedy or seeded sampling, stop strings, end of sequence). Inference only so far; training needs
-//! a full-sequence decoder of hone's own (DESIGN §8b).
+//! chat template from its metadata), hone's own trainable Llama-family decoder (`decoder.rs`),
+//! rendering chat templates, and generating text with a KV cache, one prompt or a left-padded batch
+//! (greedy or seeded sampling, stop strings, end of sequence). Tiny random models for tests are
+//! written by `testing.rs`.
 
 pub mod chat;
+pub mod decoder;
 pub mod generate;
 pub mod gguf;
+pub mod testing;
 
 pub use chat::{ChatTemplate, Message};
+pub use decoder::{Decoder, DecoderConfig, KvCache};
 pub use generate::{GenerateConfig, Generation, Lm, StopReason};
 pub use gguf::{LmFile, LmInfo};
 

@@ -22,6 +22,49 @@ fn model_path() -> Option<PathBuf> {
     None
 }
 
+/// candle-transformers' quantized Llama, every tensor dequantized to f32 first (its Q4_1 CPU
+/// matmul gives wrong logits on this file), fed `ids` at once: the logits of the last position.
+fn reference_logits(path: &std::path::Path, ids: &[u32]) -> Vec<f32> {
+    use candle_core::quantized::gguf_file::{self, Content};
+    use candle_core::quantized::{GgmlDType, QTensor};
+    use candle_core::{Device, Tensor};
+    let cpu = Device::Cpu;
+    let mut f = std::fs::File::open(path).unwrap();
+    let content = Content::read(&mut f).unwrap();
+    let mut tensors = Vec::new();
+    for name in content.tensor_infos.keys() {
+        let t = content
+            .tensor(&mut f, name, &cpu)
+            .unwrap()
+            .dequantize(&cpu)
+            .unwrap();
+        tensors.push((name.clone(), QTensor::quantize(&t, GgmlDType::F32).unwrap()));
+    }
+    let md: Vec<(&str, &gguf_file::Value)> = content
+        .metadata
+        .iter()
+        .map(|(k, v)| (k.as_str(), v))
+        .collect();
+    let refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, q)| (n.as_str(), q)).collect();
+    let mut buf = std::io::Cursor::new(Vec::new());
+    gguf_file::write(&mut buf, &md, &refs).unwrap();
+    drop(tensors);
+    buf.set_position(0);
+    let content = Content::read(&mut buf).unwrap();
+    let mut model = candle_transformers::models::quantized_llama::ModelWeights::from_gguf(
+        content, &mut buf, &cpu,
+    )
+    .unwrap();
+    let input = Tensor::new(ids, &cpu).unwrap().unsqueeze(0).unwrap();
+    model
+        .forward(&input, 0)
+        .unwrap()
+        .squeeze(0)
+        .unwrap()
+        .to_vec1()
+        .unwrap()
+}
+
 #[test]
 fn smollm2_loads_tokenizes_and_answers_the_capital_of_france() {
     let Some(path) = model_path() else { return };
@@ -80,6 +123,37 @@ fn smollm2_loads_tokenizes_and_answers_the_capital_of_france() {
         .max_by(|&a, &b| logits[a].total_cmp(&logits[b]))
         .unwrap();
     assert_eq!(argmax as u32, g.tokens[0]);
+    // hone's decoder (Q/K rows restored to the Hugging Face order, half-split rotary) against
+    // candle-transformers' quantized Llama on the same weights dequantized to f32.
+    let reference = reference_logits(&path, &ids);
+    let diff = reference
+        .iter()
+        .zip(&logits)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(diff < 1e-3, "max |Δlogit| = {diff}");
+
+    // Batched prompts of different lengths give each prompt's own greedy answer.
+    let other = lm
+        .chat_prompt(&[Message::new("user", "Name a colour.")])
+        .unwrap();
+    let cfg = GenerateConfig {
+        max_new_tokens: 16,
+        ..Default::default()
+    };
+    let alone: Vec<Vec<u32>> = [&prompt, &other]
+        .iter()
+        .map(|p| lm.generate(p, &cfg).unwrap().tokens)
+        .collect();
+    let batch = lm
+        .generate_batch(
+            &[lm.encode(&prompt).unwrap(), lm.encode(&other).unwrap()],
+            &[0, 0],
+            &cfg,
+        )
+        .unwrap();
+    assert_eq!(batch[0].tokens, alone[0]);
+    assert_eq!(batch[1].tokens, alone[1]);
 
     // Stop strings end generation and are not part of the answer; seeded sampling repeats itself.
     let stopped = lm

@@ -50,6 +50,12 @@ pub fn candle_err(e: candle_core::Error) -> Error {
     Error::Internal(format!("candle: {msg}"))
 }
 
+/// The number of threads candle's kernels use when `RAYON_NUM_THREADS` is unset (the physical
+/// cores, counted by reading `/proc/cpuinfo`, which candle does again on every matmul).
+pub fn default_threads() -> usize {
+    candle_core::utils::get_num_threads()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

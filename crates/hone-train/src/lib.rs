@@ -16,3 +16,9 @@ pub mod run_stage;
 pub mod scan;
 pub mod split_stage;
 pub mod suites;
+
+/// The number of threads candle's kernels use when `RAYON_NUM_THREADS` is unset (physical cores).
+/// The binary sets `RAYON_NUM_THREADS` to it once: candle otherwise recounts on every matmul.
+pub fn default_threads() -> usize {
+    hone_neural::default_threads()
+}

@@ -1,0 +1,837 @@
+//! hone's own Llama-family decoder on differentiable candle ops (RMSNorm, rotary embeddings in the
+//! Hugging Face half-split layout, grouped-query attention, SwiGLU, tied or separate output), with
+//! Hugging Face tensor names in a `VarMap`: one model for training, evaluation and KV-cache generation.
+//!
+//! candle-transformers' Llama models are inference only (their RMSNorm and rotary kernels have no
+//! backward pass); they are this module's numerical reference in tests.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::quantized::gguf_file::Content;
+use candle_core::{D, DType, Device, Tensor, Var};
+use candle_nn::VarMap;
+
+use crate::gguf::LmInfo;
+use crate::{LmError, Result};
+
+type CResult<T> = candle_core::Result<T>;
+
+/// The shape of a Llama-family decoder.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecoderConfig {
+    pub vocab: usize,
+    pub hidden: usize,
+    /// The SwiGLU inner size.
+    pub ffn: usize,
+    pub layers: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub rope_theta: f64,
+    pub rms_eps: f64,
+    /// The output projection is the embedding matrix (no `lm_head.weight`).
+    pub tied: bool,
+    /// The longest sequence the rotary tables cover.
+    pub context: usize,
+}
+
+impl DecoderConfig {
+    pub fn head_dim(&self) -> usize {
+        self.hidden / self.heads
+    }
+
+    pub fn from_info(info: &LmInfo, tied: bool) -> DecoderConfig {
+        DecoderConfig {
+            vocab: info.vocab,
+            hidden: info.hidden,
+            ffn: info.ffn,
+            layers: info.layers,
+            heads: info.heads,
+            kv_heads: info.kv_heads,
+            rope_theta: info.rope_theta,
+            rms_eps: info.rms_eps,
+            tied,
+            context: info.context,
+        }
+    }
+
+    /// The number of trainable parameters.
+    pub fn parameters(&self) -> usize {
+        let hd = self.head_dim();
+        let attn = self.hidden * self.heads * hd * 2 + self.hidden * self.kv_heads * hd * 2;
+        let mlp = 3 * self.hidden * self.ffn;
+        let per_layer = attn + mlp + 2 * self.hidden;
+        let out = if self.tied {
+            0
+        } else {
+            self.vocab * self.hidden
+        };
+        self.vocab * self.hidden + self.layers * per_layer + self.hidden + out
+    }
+
+    /// Checks the shape is one this decoder can run.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.heads == 0 || self.kv_heads == 0 || self.layers == 0 || self.vocab == 0 {
+            return Err(format!("an empty model: {self:?}"));
+        }
+        if !self.hidden.is_multiple_of(self.heads) || !self.head_dim().is_multiple_of(2) {
+            return Err(format!(
+                "hidden size {} is not an even head size times {} heads",
+                self.hidden, self.heads
+            ));
+        }
+        if !self.heads.is_multiple_of(self.kv_heads) {
+            return Err(format!(
+                "{} attention heads are not a multiple of {} key/value heads",
+                self.heads, self.kv_heads
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Hugging Face names of every tensor, in a fixed order (the order of `Decoder::vars`).
+pub fn tensor_names(cfg: &DecoderConfig) -> Vec<String> {
+    let mut names = vec!["model.embed_tokens.weight".to_string()];
+    for i in 0..cfg.layers {
+        for part in [
+            "input_layernorm",
+            "self_attn.q_proj",
+            "self_attn.k_proj",
+            "self_attn.v_proj",
+            "self_attn.o_proj",
+            "post_attention_layernorm",
+            "mlp.gate_proj",
+            "mlp.up_proj",
+            "mlp.down_proj",
+        ] {
+            names.push(format!("model.layers.{i}.{part}.weight"));
+        }
+    }
+    names.push("model.norm.weight".into());
+    if !cfg.tied {
+        names.push("lm_head.weight".into());
+    }
+    names
+}
+
+fn shape_of(cfg: &DecoderConfig, name: &str) -> Vec<usize> {
+    let hd = cfg.head_dim();
+    let (h, f) = (cfg.hidden, cfg.ffn);
+    let part = name.rsplit_once(".weight").map_or(name, |(p, _)| p);
+    match part.rsplit('.').next().unwrap_or_default() {
+        "embed_tokens" | "lm_head" => vec![cfg.vocab, h],
+        "input_layernorm" | "post_attention_layernorm" | "norm" => vec![h],
+        "q_proj" => vec![cfg.heads * hd, h],
+        "k_proj" | "v_proj" => vec![cfg.kv_heads * hd, h],
+        "o_proj" => vec![h, cfg.heads * hd],
+        "gate_proj" | "up_proj" => vec![f, h],
+        "down_proj" => vec![h, f],
+        _ => vec![],
+    }
+}
+
+/// GGUF tensor name → Hugging Face name.
+fn hf_name(gguf: &str) -> Option<String> {
+    let simple = match gguf {
+        "token_embd.weight" => Some("model.embed_tokens.weight"),
+        "output_norm.weight" => Some("model.norm.weight"),
+        "output.weight" => Some("lm_head.weight"),
+        _ => None,
+    };
+    if let Some(s) = simple {
+        return Some(s.to_string());
+    }
+    let rest = gguf.strip_prefix("blk.")?;
+    let (i, part) = rest.split_once('.')?;
+    let i: usize = i.parse().ok()?;
+    let part = match part {
+        "attn_norm.weight" => "input_layernorm",
+        "attn_q.weight" => "self_attn.q_proj",
+        "attn_k.weight" => "self_attn.k_proj",
+        "attn_v.weight" => "self_attn.v_proj",
+        "attn_output.weight" => "self_attn.o_proj",
+        "ffn_norm.weight" => "post_attention_layernorm",
+        "ffn_gate.weight" => "mlp.gate_proj",
+        "ffn_up.weight" => "mlp.up_proj",
+        "ffn_down.weight" => "mlp.down_proj",
+        _ => return None,
+    };
+    Some(format!("model.layers.{i}.{part}.weight"))
+}
+
+/// Hugging Face name → GGUF tensor name (for writing GGUF files).
+pub fn gguf_name(hf: &str) -> Option<String> {
+    let simple = match hf {
+        "model.embed_tokens.weight" => Some("token_embd.weight"),
+        "model.norm.weight" => Some("output_norm.weight"),
+        "lm_head.weight" => Some("output.weight"),
+        _ => None,
+    };
+    if let Some(s) = simple {
+        return Some(s.to_string());
+    }
+    let rest = hf.strip_prefix("model.layers.")?;
+    let (i, part) = rest.split_once('.')?;
+    let part = match part.strip_suffix(".weight")? {
+        "input_layernorm" => "attn_norm",
+        "self_attn.q_proj" => "attn_q",
+        "self_attn.k_proj" => "attn_k",
+        "self_attn.v_proj" => "attn_v",
+        "self_attn.o_proj" => "attn_output",
+        "post_attention_layernorm" => "ffn_norm",
+        "mlp.gate_proj" => "ffn_gate",
+        "mlp.up_proj" => "ffn_up",
+        "mlp.down_proj" => "ffn_down",
+        _ => return None,
+    };
+    Some(format!("blk.{i}.{part}.weight"))
+}
+
+/// llama.cpp's converter reorders the rows of each head of Q and K so that rotary embeddings apply to
+/// interleaved pairs (`permute` in `convert_hf_to_gguf.py`). `unpermute` restores the Hugging Face
+/// order, in which pairs are the two halves of a head; `permute` does the converter's step.
+pub fn unpermute(w: &Tensor, heads: usize) -> CResult<Tensor> {
+    let (rows, cols) = w.dims2()?;
+    let hd = rows / heads;
+    w.reshape((heads, hd / 2, 2, cols))?
+        .transpose(1, 2)?
+        .contiguous()?
+        .reshape((rows, cols))
+}
+
+/// The converter's reordering (the inverse of [`unpermute`]).
+pub fn permute(w: &Tensor, heads: usize) -> CResult<Tensor> {
+    let (rows, cols) = w.dims2()?;
+    let hd = rows / heads;
+    w.reshape((heads, 2, hd / 2, cols))?
+        .transpose(1, 2)?
+        .contiguous()?
+        .reshape((rows, cols))
+}
+
+/// One layer's keys and values: buffers `(batch, kv_heads, capacity, head_dim)` of which the first
+/// `len` positions are filled. Appending writes in place; the buffers double when full, so a
+/// generation step copies only the new position instead of the whole history.
+struct LayerCache {
+    k: Tensor,
+    v: Tensor,
+    len: usize,
+}
+
+impl LayerCache {
+    fn append(slot: &mut Option<LayerCache>, k: &Tensor, v: &Tensor) -> CResult<(Tensor, Tensor)> {
+        let (b, kv, t, d) = k.dims4()?;
+        let len = slot.as_ref().map_or(0, |c| c.len);
+        let cap = slot.as_ref().map_or(0, |c| c.k.dim(2).unwrap_or(0));
+        if len + t > cap {
+            let new_cap = (len + t).max(2 * cap).max(64);
+            let grow = |old: Option<&Tensor>| -> CResult<Tensor> {
+                let buf = Tensor::zeros((b, kv, new_cap, d), k.dtype(), k.device())?;
+                if let Some(o) = old
+                    && len > 0
+                {
+                    buf.slice_set(&o.narrow(2, 0, len)?.contiguous()?, 2, 0)?;
+                }
+                Ok(buf)
+            };
+            let (nk, nv) = (
+                grow(slot.as_ref().map(|c| &c.k))?,
+                grow(slot.as_ref().map(|c| &c.v))?,
+            );
+            *slot = Some(LayerCache { k: nk, v: nv, len });
+        }
+        let c = slot
+            .as_mut()
+            .ok_or_else(|| candle_core::Error::Msg("cache slot".into()))?;
+        c.k.slice_set(&k.contiguous()?, 2, c.len)?;
+        c.v.slice_set(&v.contiguous()?, 2, c.len)?;
+        c.len += t;
+        Ok((c.k.narrow(2, 0, c.len)?, c.v.narrow(2, 0, c.len)?))
+    }
+}
+
+/// Key and value states of every layer for the positions fed so far.
+#[derive(Default)]
+pub struct KvCache {
+    layers: Vec<Option<LayerCache>>,
+}
+
+impl KvCache {
+    pub fn new() -> KvCache {
+        KvCache::default()
+    }
+    /// How many positions are cached.
+    pub fn len(&self) -> usize {
+        self.layers
+            .first()
+            .and_then(|l| l.as_ref())
+            .map_or(0, |c| c.len)
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+struct Layer {
+    attn_norm: Tensor,
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    o: Tensor,
+    mlp_norm: Tensor,
+    gate: Tensor,
+    up: Tensor,
+    down: Tensor,
+}
+
+/// A Llama-family decoder whose weights are `Var`s (trainable in place).
+pub struct Decoder {
+    cfg: DecoderConfig,
+    vars: VarMap,
+    embed: Tensor,
+    layers: Vec<Layer>,
+    norm: Tensor,
+    lm_head: Option<Tensor>,
+    cos: Tensor,
+    sin: Tensor,
+    device: Device,
+}
+
+/// `x · wᵀ` over the last dimension, `w` as PyTorch stores it `(out, in)`.
+fn linear(x: &Tensor, w: &Tensor) -> CResult<Tensor> {
+    let dims = x.dims().to_vec();
+    let (last, lead) = dims
+        .split_last()
+        .ok_or_else(|| candle_core::Error::Msg("rank 0".into()))?;
+    let rows: usize = lead.iter().product();
+    let y = x.reshape((rows, *last))?.matmul(&w.t()?)?;
+    let mut out = lead.to_vec();
+    out.push(w.dim(0)?);
+    y.reshape(out)
+}
+
+fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> CResult<Tensor> {
+    let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
+    x.broadcast_div(&(ms + eps)?.sqrt()?)?.broadcast_mul(w)
+}
+
+fn softmax(x: &Tensor) -> CResult<Tensor> {
+    if hone_neural::fused::applies(x) && !hone_neural::fused::disabled() {
+        hone_neural::fused::softmax_last_dim(x)
+    } else {
+        let m = x.max_keepdim(D::Minus1)?;
+        let e = x.broadcast_sub(&m)?.exp()?;
+        e.broadcast_div(&e.sum_keepdim(D::Minus1)?)
+    }
+}
+
+fn rotate_half(x: &Tensor) -> CResult<Tensor> {
+    let d = x.dim(D::Minus1)?;
+    let a = x.narrow(D::Minus1, 0, d / 2)?;
+    let b = x.narrow(D::Minus1, d / 2, d / 2)?;
+    Tensor::cat(&[&b.neg()?, &a], D::Minus1)
+}
+
+/// Rotary embedding in the half-split layout: `x (b, h, t, d)`, `cos`/`sin` `(b or 1, 1, t, d)`.
+fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> CResult<Tensor> {
+    x.broadcast_mul(cos)? + rotate_half(x)?.broadcast_mul(sin)?
+}
+
+const MASKED: f32 = -1e9;
+
+impl Decoder {
+    /// A decoder with the given weights (Hugging Face names; every name of [`tensor_names`] must be
+    /// present with its shape). `lm_head.weight` present in a tied config is ignored.
+    pub fn from_tensors(
+        cfg: DecoderConfig,
+        mut tensors: HashMap<String, Tensor>,
+        device: &Device,
+    ) -> Result<Decoder> {
+        cfg.validate().map_err(LmError::Model)?;
+        let vars = VarMap::new();
+        {
+            let mut data = vars.data().lock().map_err(|_| {
+                LmError::Model("the weight map's lock was poisoned by an earlier panic".into())
+            })?;
+            for name in tensor_names(&cfg) {
+                let t = tensors
+                    .remove(&name)
+                    .ok_or_else(|| LmError::Model(format!("tensor `{name}` is missing")))?;
+                let want = shape_of(&cfg, &name);
+                if t.dims() != want.as_slice() {
+                    return Err(LmError::Model(format!(
+                        "tensor `{name}` has shape {:?}, the config says {want:?}",
+                        t.dims()
+                    )));
+                }
+                let t = t.to_dtype(DType::F32)?.to_device(device)?;
+                data.insert(name, Var::from_tensor(&t)?);
+            }
+        }
+        Self::from_vars(cfg, vars, device)
+    }
+
+    fn from_vars(cfg: DecoderConfig, vars: VarMap, device: &Device) -> Result<Decoder> {
+        let get = |name: &str| -> Result<Tensor> {
+            vars.data()
+                .lock()
+                .map_err(|_| LmError::Model("the weight map's lock was poisoned".into()))?
+                .get(name)
+                .map(|v| v.as_tensor().clone())
+                .ok_or_else(|| LmError::Model(format!("tensor `{name}` is missing")))
+        };
+        let mut layers = Vec::with_capacity(cfg.layers);
+        for i in 0..cfg.layers {
+            let p = |s: &str| format!("model.layers.{i}.{s}.weight");
+            layers.push(Layer {
+                attn_norm: get(&p("input_layernorm"))?,
+                q: get(&p("self_attn.q_proj"))?,
+                k: get(&p("self_attn.k_proj"))?,
+                v: get(&p("self_attn.v_proj"))?,
+                o: get(&p("self_attn.o_proj"))?,
+                mlp_norm: get(&p("post_attention_layernorm"))?,
+                gate: get(&p("mlp.gate_proj"))?,
+                up: get(&p("mlp.up_proj"))?,
+                down: get(&p("mlp.down_proj"))?,
+            });
+        }
+        let (cos, sin) = rope_tables(&cfg, device)?;
+        Ok(Decoder {
+            embed: get("model.embed_tokens.weight")?,
+            norm: get("model.norm.weight")?,
+            lm_head: if cfg.tied {
+                None
+            } else {
+                Some(get("lm_head.weight")?)
+            },
+            layers,
+            cos,
+            sin,
+            device: device.clone(),
+            vars,
+            cfg,
+        })
+    }
+
+    /// A decoder with seeded random weights (normal, std 0.02; norms at 1): for pre-training and tests.
+    pub fn random(cfg: DecoderConfig, seed: u64, device: &Device) -> Result<Decoder> {
+        cfg.validate().map_err(LmError::Model)?;
+        let mut rng = hone_neural::SeededRng::new(seed);
+        let mut tensors = HashMap::new();
+        for name in tensor_names(&cfg) {
+            let shape = shape_of(&cfg, &name);
+            let n: usize = shape.iter().product();
+            let data: Vec<f32> = if shape.len() == 1 {
+                vec![1.0; n]
+            } else {
+                (0..n).map(|_| rng.normal() as f32 * 0.02).collect()
+            };
+            tensors.insert(name, Tensor::from_vec(data, shape, &Device::Cpu)?);
+        }
+        Self::from_tensors(cfg, tensors, device)
+    }
+
+    /// The decoder stored in a GGUF file, every tensor dequantized to f32 and Q/K rows restored to
+    /// the Hugging Face order.
+    pub fn from_gguf(path: &Path, content: &Content, info: &LmInfo) -> Result<Decoder> {
+        let cpu = Device::Cpu;
+        let mut reader = std::fs::File::open(path).map_err(|source| LmError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut tensors = HashMap::new();
+        for name in content.tensor_infos.keys() {
+            let Some(hf) = hf_name(name) else { continue };
+            let t = content
+                .tensor(&mut reader, name, &cpu)
+                .map_err(|e| LmError::Format {
+                    path: path.to_path_buf(),
+                    what: format!(
+                        "tensor `{name}` cannot be read (a truncated or damaged file?): {}",
+                        crate::candle_message(e)
+                    ),
+                })?
+                .dequantize(&cpu)?;
+            let t = if name.ends_with("attn_q.weight") {
+                unpermute(&t, info.heads)?
+            } else if name.ends_with("attn_k.weight") {
+                unpermute(&t, info.kv_heads)?
+            } else {
+                t
+            };
+            tensors.insert(hf, t);
+        }
+        let tied = !tensors.contains_key("lm_head.weight");
+        let cfg = DecoderConfig::from_info(info, tied);
+        Self::from_tensors(cfg, tensors, &cpu).map_err(|e| match e {
+            LmError::Model(what) => LmError::Format {
+                path: path.to_path_buf(),
+                what,
+            },
+            other => other,
+        })
+    }
+
+    pub fn config(&self) -> &DecoderConfig {
+        &self.cfg
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The trainable weights, in the order of [`tensor_names`].
+    pub fn vars(&self) -> Vec<(String, Var)> {
+        let data = self.vars.data().lock().unwrap_or_else(|e| e.into_inner());
+        tensor_names(&self.cfg)
+            .into_iter()
+            .filter_map(|n| data.get(&n).cloned().map(|v| (n, v)))
+            .collect()
+    }
+
+    /// Copies of every weight by Hugging Face name (for saving).
+    pub fn tensors(&self) -> Result<HashMap<String, Tensor>> {
+        let mut out = HashMap::new();
+        for (n, v) in self.vars() {
+            out.insert(n, v.as_tensor().copy()?);
+        }
+        Ok(out)
+    }
+
+    /// Logits `(batch, seq, vocab)` for right-padded (or unpadded) token ids `(batch, seq)`, every
+    /// position attending to itself and the positions before it. Differentiable.
+    pub fn forward(&self, ids: &Tensor) -> Result<Tensor> {
+        let (_, t) = ids.dims2()?;
+        let positions: Vec<u32> = (0..t as u32).collect();
+        let pos = Tensor::new(positions.as_slice(), &self.device)?.unsqueeze(0)?;
+        let mask = causal_mask(&[0], t, 0, &self.device)?;
+        let mut cache = None;
+        Ok(self.run(ids, &pos, &mask, &mut cache)?)
+    }
+
+    /// Feeds `ids (batch, t)` after what `cache` holds and returns the logits of the last position
+    /// `(batch, vocab)`. `pads[b]` is the number of left-padding tokens of row `b` (their keys are
+    /// masked and positions count from the first real token).
+    pub fn forward_cached(
+        &self,
+        ids: &Tensor,
+        pads: &[usize],
+        cache: &mut KvCache,
+    ) -> Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        if pads.len() != b {
+            return Err(LmError::Model(format!(
+                "{} padding counts for {b} rows",
+                pads.len()
+            )));
+        }
+        let past = cache.len();
+        if past + t > self.cfg.context {
+            return Err(LmError::Model(format!(
+                "{} tokens exceed the model's context of {}",
+                past + t,
+                self.cfg.context
+            )));
+        }
+        let mut positions = Vec::with_capacity(b * t);
+        for &p in pads {
+            for j in 0..t {
+                positions.push((past + j).saturating_sub(p) as u32);
+            }
+        }
+        let pos = Tensor::from_vec(positions, (b, t), &self.device)?;
+        let mask = causal_mask(pads, t, past, &self.device)?;
+        if cache.layers.len() != self.cfg.layers {
+            cache.layers = (0..self.cfg.layers).map(|_| None).collect();
+        }
+        let mut c = Some(&mut cache.layers);
+        let logits = self.run(ids, &pos, &mask, &mut c)?;
+        Ok(logits.narrow(1, t - 1, 1)?.squeeze(1)?)
+    }
+
+    fn run(
+        &self,
+        ids: &Tensor,
+        pos: &Tensor,
+        mask: &Tensor,
+        cache: &mut Option<&mut Vec<Option<LayerCache>>>,
+    ) -> CResult<Tensor> {
+        let cfg = &self.cfg;
+        let (b, t) = ids.dims2()?;
+        let hd = cfg.head_dim();
+        let rows = pos.dim(0)?;
+        let flat = pos.flatten_all()?;
+        let cos = self.cos.index_select(&flat, 0)?.reshape((rows, 1, t, hd))?;
+        let sin = self.sin.index_select(&flat, 0)?.reshape((rows, 1, t, hd))?;
+        let mut x = self
+            .embed
+            .index_select(&ids.flatten_all()?, 0)?
+            .reshape((b, t, cfg.hidden))?;
+        let scale = 1.0 / (hd as f64).sqrt();
+        let rep = cfg.heads / cfg.kv_heads;
+        for (i, l) in self.layers.iter().enumerate() {
+            let h = rms_norm(&x, &l.attn_norm, cfg.rms_eps)?;
+            let heads = |w: &Tensor, n: usize| -> CResult<Tensor> {
+                linear(&h, w)?
+                    .reshape((b, t, n, hd))?
+                    .transpose(1, 2)?
+                    .contiguous()
+            };
+            let q = rope(&heads(&l.q, cfg.heads)?, &cos, &sin)?;
+            let mut k = rope(&heads(&l.k, cfg.kv_heads)?, &cos, &sin)?;
+            let mut v = heads(&l.v, cfg.kv_heads)?;
+            if let Some(c) = cache.as_deref_mut() {
+                (k, v) = LayerCache::append(&mut c[i], &k, &v)?;
+            }
+            // Grouped-query attention without copying keys and values: the `rep` query heads of
+            // each key/value head are stacked along the query axis.
+            let total = k.dim(2)?;
+            let qg = q.reshape((b, cfg.kv_heads, rep * t, hd))?;
+            let scores = (qg.matmul(&k.t()?)? * scale)?
+                .reshape((b, cfg.heads, t, total))?
+                .broadcast_add(mask)?;
+            let p = softmax(&scores)?.reshape((b, cfg.kv_heads, rep * t, total))?;
+            let att = p
+                .matmul(&v)?
+                .reshape((b, cfg.heads, t, hd))?
+                .transpose(1, 2)?
+                .reshape((b, t, cfg.heads * hd))?;
+            x = (x + linear(&att, &l.o)?)?;
+            let h = rms_norm(&x, &l.mlp_norm, cfg.rms_eps)?;
+            let g = linear(&h, &l.gate)?.silu()?;
+            let m = (g * linear(&h, &l.up)?)?;
+            x = (x + linear(&m, &l.down)?)?;
+        }
+        let x = rms_norm(&x, &self.norm, cfg.rms_eps)?;
+        linear(&x, self.lm_head.as_ref().unwrap_or(&self.embed))
+    }
+}
+
+/// Rotary tables `(context, head_dim)` with each frequency repeated for both halves.
+fn rope_tables(cfg: &DecoderConfig, device: &Device) -> Result<(Tensor, Tensor)> {
+    let hd = cfg.head_dim();
+    let inv: Vec<f32> = (0..hd / 2)
+        .map(|i| 1.0 / cfg.rope_theta.powf(2.0 * i as f64 / hd as f64) as f32)
+        .collect();
+    let n = cfg.context.max(1);
+    let mut cos = Vec::with_capacity(n * hd);
+    let mut sin = Vec::with_capacity(n * hd);
+    for p in 0..n {
+        for half in 0..2 {
+            let _ = half;
+            for f in &inv {
+                let a = p as f32 * f;
+                cos.push(a.cos());
+                sin.push(a.sin());
+            }
+        }
+    }
+    Ok((
+        Tensor::from_vec(cos, (n, hd), device)?,
+        Tensor::from_vec(sin, (n, hd), device)?,
+    ))
+}
+
+/// Additive mask `(rows, 1, t, past + t)`: query `j` (at absolute index `past + j`) sees keys up to
+/// its own index, except row `r`'s first `pads[r]` keys (left padding).
+fn causal_mask(pads: &[usize], t: usize, past: usize, device: &Device) -> CResult<Tensor> {
+    let total = past + t;
+    let mut m = Vec::with_capacity(pads.len() * t * total);
+    for &p in pads {
+        for j in 0..t {
+            for k in 0..total {
+                let visible = k <= past + j && k >= p;
+                m.push(if visible { 0.0 } else { MASKED });
+            }
+        }
+    }
+    Tensor::from_vec(m, (pads.len(), 1, t, total), device)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing;
+    use candle_transformers::models::quantized_llama::ModelWeights;
+
+    fn sharp_tiny(seed: u64) -> Decoder {
+        let d = Decoder::random(testing::tiny_config(), seed, &Device::Cpu).unwrap();
+        let w = testing::scaled(&d, 10.0).unwrap();
+        Decoder::from_tensors(testing::tiny_config(), w, &Device::Cpu).unwrap()
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
+    #[test]
+    fn permute_and_unpermute_are_inverse() {
+        let w = Tensor::arange(0f32, 64.0, &Device::Cpu)
+            .unwrap()
+            .reshape((8, 8))
+            .unwrap();
+        let p = permute(&w, 2).unwrap();
+        assert!(max_diff(&p, &w) > 0.0);
+        assert_eq!(max_diff(&unpermute(&p, 2).unwrap(), &w), 0.0);
+    }
+
+    /// The decoder read back from a llama.cpp-layout GGUF file gives candle-transformers' logits at
+    /// every position: the Q/K reordering is undone and the half-split rotary matches the
+    /// interleaved one on the permuted weights.
+    #[test]
+    fn matches_candle_transformers_on_the_same_gguf() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tiny.gguf");
+        testing::write_gguf(&sharp_tiny(3), &path).unwrap();
+        let file = crate::LmFile::open(&path).unwrap();
+        let ours = Decoder::from_gguf(&path, &file.content, &file.info).unwrap();
+        let mut f = std::fs::File::open(&path).unwrap();
+        let content = Content::read(&mut f).unwrap();
+        let mut reference = ModelWeights::from_gguf(content, &mut f, &Device::Cpu).unwrap();
+        let ids: Vec<u32> = (0..24).map(|i| (i * 37 + 5) % 259).collect();
+        let full = ours
+            .forward(
+                &Tensor::new(ids.as_slice(), &Device::Cpu)
+                    .unwrap()
+                    .unsqueeze(0)
+                    .unwrap(),
+            )
+            .unwrap()
+            .squeeze(0)
+            .unwrap();
+        let spread = full
+            .abs()
+            .unwrap()
+            .max_keepdim(1)
+            .unwrap()
+            .mean_all()
+            .unwrap();
+        assert!(
+            spread.to_scalar::<f32>().unwrap() > 0.5,
+            "logits too flat to test"
+        );
+        for (pos, &id) in ids.iter().enumerate() {
+            let x = Tensor::new(&[id], &Device::Cpu)
+                .unwrap()
+                .unsqueeze(0)
+                .unwrap();
+            let r = reference.forward(&x, pos).unwrap().squeeze(0).unwrap();
+            let o = full.get(pos).unwrap();
+            assert!(
+                max_diff(&r, &o) < 1e-4,
+                "position {pos}: {}",
+                max_diff(&r, &o)
+            );
+        }
+    }
+
+    #[test]
+    fn cached_and_batched_left_padded_logits_equal_full_forward() {
+        let d = sharp_tiny(5);
+        let rows: [&[u32]; 3] = [&[7, 8, 9, 10, 11, 12], &[40, 41], &[100, 3, 200, 4]];
+        let longest = rows.iter().map(|r| r.len()).max().unwrap();
+        let pads: Vec<usize> = rows.iter().map(|r| longest - r.len()).collect();
+        let mut flat = Vec::new();
+        for (r, &p) in rows.iter().zip(&pads) {
+            flat.extend(std::iter::repeat_n(2u32, p));
+            flat.extend_from_slice(r);
+        }
+        let ids = Tensor::from_vec(flat, (3, longest), &Device::Cpu).unwrap();
+        let mut cache = KvCache::new();
+        let first = d.forward_cached(&ids, &pads, &mut cache).unwrap();
+        // One more token per row through the cache.
+        let next = Tensor::new(&[[50u32], [51], [52]], &Device::Cpu).unwrap();
+        let second = d.forward_cached(&next, &pads, &mut cache).unwrap();
+        assert_eq!(cache.len(), longest + 1);
+        for (i, r) in rows.iter().enumerate() {
+            let mut seq = r.to_vec();
+            let alone = d
+                .forward(
+                    &Tensor::new(seq.as_slice(), &Device::Cpu)
+                        .unwrap()
+                        .unsqueeze(0)
+                        .unwrap(),
+                )
+                .unwrap();
+            let last = alone.get(0).unwrap().get(seq.len() - 1).unwrap();
+            assert!(max_diff(&last, &first.get(i).unwrap()) < 1e-4, "row {i}");
+            seq.push(50 + i as u32);
+            let alone = d
+                .forward(
+                    &Tensor::new(seq.as_slice(), &Device::Cpu)
+                        .unwrap()
+                        .unsqueeze(0)
+                        .unwrap(),
+                )
+                .unwrap();
+            let last = alone.get(0).unwrap().get(seq.len() - 1).unwrap();
+            assert!(
+                max_diff(&last, &second.get(i).unwrap()) < 1e-4,
+                "row {i} step 2"
+            );
+        }
+    }
+
+    #[test]
+    fn every_parameter_receives_a_gradient() {
+        for tied in [true, false] {
+            let cfg = DecoderConfig {
+                tied,
+                ..testing::tiny_config()
+            };
+            let d = Decoder::random(cfg, 9, &Device::Cpu).unwrap();
+            let ids =
+                Tensor::new(&[[5u32, 6, 7, 8, 9], [10, 11, 12, 13, 14]], &Device::Cpu).unwrap();
+            let logits = d.forward(&ids).unwrap();
+            let targets = Tensor::new(&[[6u32, 7, 8, 9, 10], [11, 12, 13, 14, 15]], &Device::Cpu)
+                .unwrap()
+                .flatten_all()
+                .unwrap();
+            let loss =
+                candle_nn::loss::cross_entropy(&logits.flatten_to(1).unwrap(), &targets).unwrap();
+            let grads = loss.backward().unwrap();
+            let vars = d.vars();
+            assert_eq!(vars.len(), tensor_names(d.config()).len());
+            for (name, v) in vars {
+                let g = grads
+                    .get(v.as_tensor())
+                    .unwrap_or_else(|| panic!("no gradient for {name}"));
+                let n = g
+                    .sqr()
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
+                assert!(n > 0.0 && n.is_finite(), "{name}: |g|² = {n}");
+            }
+        }
+    }
+
+    #[test]
+    fn parameter_count_matches_the_tensors() {
+        for tied in [true, false] {
+            let cfg = DecoderConfig {
+                tied,
+                ..testing::tiny_config()
+            };
+            let d = Decoder::random(cfg.clone(), 1, &Device::Cpu).unwrap();
+            let n: usize = d
+                .vars()
+                .iter()
+                .map(|(_, v)| v.as_tensor().elem_count())
+                .sum();
+            assert_eq!(n, cfg.parameters());
+        }
+    }
+}
