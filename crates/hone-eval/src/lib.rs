@@ -20,6 +20,7 @@ pub mod latency;
 pub mod rng;
 pub mod significance;
 pub mod special;
+pub mod text;
 
 pub use binary::{average_precision, best_threshold_f1};
 pub use bootstrap::{Ci, Paired, bootstrap_ci, paired_bootstrap};
