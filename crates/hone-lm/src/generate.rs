@@ -118,6 +118,21 @@ impl Lm {
         &self.tokenizer
     }
 
+    /// The chat template, if the model has one.
+    pub fn template(&self) -> Option<&ChatTemplate> {
+        self.template.as_ref()
+    }
+
+    /// Replaces the chat template (a project may bring its own).
+    pub fn set_template(&mut self, template: ChatTemplate) {
+        self.template = Some(template);
+    }
+
+    /// The decoder (its weights train in place).
+    pub fn decoder(&self) -> &Decoder {
+        &self.model
+    }
+
     /// The prompt the model's chat template builds for `messages`, ending where the answer starts.
     pub fn chat_prompt(&self, messages: &[Message]) -> Result<String> {
         self.template

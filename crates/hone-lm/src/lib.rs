@@ -8,6 +8,7 @@ pub mod chat;
 pub mod decoder;
 pub mod generate;
 pub mod gguf;
+pub mod sft;
 pub mod testing;
 
 pub use chat::{ChatTemplate, Message};
@@ -35,6 +36,9 @@ pub enum LmError {
     Template(String),
     #[error("model: {0}")]
     Model(String),
+    /// Training data that cannot train (an example with no trainable tokens, an empty set).
+    #[error("{0}")]
+    Data(String),
 }
 
 impl From<candle_core::Error> for LmError {
