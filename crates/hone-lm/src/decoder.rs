@@ -273,16 +273,54 @@ impl KvCache {
     }
 }
 
+/// The projections of a layer, in the order of [`PROJECTIONS`].
+const Q: usize = 0;
+const K: usize = 1;
+const V: usize = 2;
+const O: usize = 3;
+const GATE: usize = 4;
+const UP: usize = 5;
+const DOWN: usize = 6;
+
+/// The linear layers LoRA can adapt (Hugging Face module names), indexed by `Q`…`DOWN`.
+pub const PROJECTIONS: [&str; 7] = [
+    "self_attn.q_proj",
+    "self_attn.k_proj",
+    "self_attn.v_proj",
+    "self_attn.o_proj",
+    "mlp.gate_proj",
+    "mlp.up_proj",
+    "mlp.down_proj",
+];
+
 struct Layer {
     attn_norm: Tensor,
-    q: Tensor,
-    k: Tensor,
-    v: Tensor,
-    o: Tensor,
     mlp_norm: Tensor,
-    gate: Tensor,
-    up: Tensor,
-    down: Tensor,
+    proj: [Tensor; 7],
+    /// LoRA adapters `(A (r, in), B (out, r))` per projection.
+    lora: [Option<(Tensor, Tensor)>; 7],
+}
+
+/// LoRA settings: adapters of rank `rank` on the `targets` projections, scaled by `alpha / rank`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoraConfig {
+    pub rank: usize,
+    pub alpha: f64,
+    pub dropout: f64,
+    /// Short module names (`q_proj`, `k_proj`, `v_proj`, `o_proj`, `gate_proj`, `up_proj`,
+    /// `down_proj`).
+    pub targets: Vec<String>,
+}
+
+impl LoraConfig {
+    pub fn scale(&self) -> f64 {
+        self.alpha / self.rank.max(1) as f64
+    }
+    fn index(name: &str) -> Option<usize> {
+        PROJECTIONS
+            .iter()
+            .position(|p| p.rsplit('.').next() == Some(name))
+    }
 }
 
 /// A Llama-family decoder whose weights are `Var`s (trainable in place).
@@ -296,6 +334,9 @@ pub struct Decoder {
     cos: Tensor,
     sin: Tensor,
     device: Device,
+    lora: Option<LoraConfig>,
+    /// The adapters' variables by PEFT name, in a fixed order.
+    lora_vars: Vec<(String, Var)>,
 }
 
 /// `x · wᵀ` over the last dimension, `w` as PyTorch stores it `(out, in)`.
@@ -386,14 +427,17 @@ impl Decoder {
             let p = |s: &str| format!("model.layers.{i}.{s}.weight");
             layers.push(Layer {
                 attn_norm: get(&p("input_layernorm"))?,
-                q: get(&p("self_attn.q_proj"))?,
-                k: get(&p("self_attn.k_proj"))?,
-                v: get(&p("self_attn.v_proj"))?,
-                o: get(&p("self_attn.o_proj"))?,
                 mlp_norm: get(&p("post_attention_layernorm"))?,
-                gate: get(&p("mlp.gate_proj"))?,
-                up: get(&p("mlp.up_proj"))?,
-                down: get(&p("mlp.down_proj"))?,
+                proj: [
+                    get(&p(PROJECTIONS[Q]))?,
+                    get(&p(PROJECTIONS[K]))?,
+                    get(&p(PROJECTIONS[V]))?,
+                    get(&p(PROJECTIONS[O]))?,
+                    get(&p(PROJECTIONS[GATE]))?,
+                    get(&p(PROJECTIONS[UP]))?,
+                    get(&p(PROJECTIONS[DOWN]))?,
+                ],
+                lora: Default::default(),
             });
         }
         let (cos, sin) = rope_tables(&cfg, device)?;
@@ -411,6 +455,8 @@ impl Decoder {
             device: device.clone(),
             vars,
             cfg,
+            lora: None,
+            lora_vars: Vec::new(),
         })
     }
 
@@ -481,6 +527,151 @@ impl Decoder {
         &self.device
     }
 
+    /// Adds LoRA adapters (PEFT's initialisation: A uniform in ±1/√in, B zero, so the model is
+    /// unchanged until it trains) and freezes every base weight: from now on only the adapters train.
+    pub fn add_lora(&mut self, cfg: LoraConfig, seed: u64) -> Result<()> {
+        if self.lora.is_some() {
+            return Err(LmError::Model("the model already has LoRA adapters".into()));
+        }
+        if cfg.rank == 0 {
+            return Err(LmError::Model("lora_rank must be at least 1".into()));
+        }
+        let mut which = Vec::new();
+        for t in &cfg.targets {
+            which.push(LoraConfig::index(t).ok_or_else(|| {
+                LmError::Model(format!(
+                    "unknown target module `{t}` (known: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)"
+                ))
+            })?);
+        }
+        if which.is_empty() {
+            return Err(LmError::Model(
+                "LoRA needs at least one target module".into(),
+            ));
+        }
+        which.sort_unstable();
+        which.dedup();
+        let mut rng = hone_neural::SeededRng::new(seed);
+        let mut tensors = Vec::new();
+        for (i, layer) in self.layers.iter().enumerate() {
+            for &j in &which {
+                let (out, inp) = layer.proj[j].dims2()?;
+                let bound = 1.0 / (inp as f64).sqrt();
+                let a: Vec<f32> = (0..cfg.rank * inp)
+                    .map(|_| ((rng.uniform() * 2.0 - 1.0) * bound) as f32)
+                    .collect();
+                let a = Tensor::from_vec(a, (cfg.rank, inp), &Device::Cpu)?;
+                let b = Tensor::zeros((out, cfg.rank), DType::F32, &Device::Cpu)?;
+                tensors.push((i, j, a, b));
+            }
+        }
+        self.set_adapters(cfg, tensors)
+    }
+
+    /// Installs adapters `(layer, projection, A, B)` and freezes the base weights.
+    fn set_adapters(
+        &mut self,
+        cfg: LoraConfig,
+        tensors: Vec<(usize, usize, Tensor, Tensor)>,
+    ) -> Result<()> {
+        let mut vars = Vec::new();
+        for (i, j, a, b) in tensors {
+            let a = Var::from_tensor(&a.to_device(&self.device)?)?;
+            let b = Var::from_tensor(&b.to_device(&self.device)?)?;
+            let base = format!("base_model.model.model.layers.{i}.{}", PROJECTIONS[j]);
+            vars.push((format!("{base}.lora_A.weight"), a.clone()));
+            vars.push((format!("{base}.lora_B.weight"), b.clone()));
+            let layer = self.layers.get_mut(i).ok_or_else(|| {
+                LmError::Model(format!("adapter for layer {i}, which does not exist"))
+            })?;
+            layer.lora[j] = Some((a.as_tensor().clone(), b.as_tensor().clone()));
+        }
+        // Frozen: the same storage, outside the gradient graph.
+        self.embed = self.embed.detach();
+        self.norm = self.norm.detach();
+        self.lm_head = self.lm_head.as_ref().map(Tensor::detach);
+        for l in &mut self.layers {
+            l.attn_norm = l.attn_norm.detach();
+            l.mlp_norm = l.mlp_norm.detach();
+            for p in &mut l.proj {
+                *p = p.detach();
+            }
+        }
+        self.lora = Some(cfg);
+        self.lora_vars = vars;
+        Ok(())
+    }
+
+    /// Installs adapters saved under PEFT names (`…layers.{i}.{module}.lora_A.weight`).
+    pub fn load_lora(&mut self, cfg: LoraConfig, tensors: &HashMap<String, Tensor>) -> Result<()> {
+        let mut out = Vec::new();
+        for (name, a) in tensors {
+            let Some(prefix) = name.strip_suffix(".lora_A.weight") else {
+                continue;
+            };
+            let b = tensors
+                .get(&format!("{prefix}.lora_B.weight"))
+                .ok_or_else(|| LmError::Model(format!("`{prefix}.lora_B.weight` is missing")))?;
+            let rest = prefix
+                .split_once("layers.")
+                .map(|(_, r)| r)
+                .ok_or_else(|| LmError::Model(format!("`{name}` names no layer")))?;
+            let (i, module) = rest
+                .split_once('.')
+                .ok_or_else(|| LmError::Model(format!("`{name}` names no module")))?;
+            let i: usize = i
+                .parse()
+                .map_err(|_| LmError::Model(format!("`{name}`: bad layer number")))?;
+            let j = PROJECTIONS
+                .iter()
+                .position(|p| *p == module)
+                .ok_or_else(|| LmError::Model(format!("`{name}`: unknown module")))?;
+            out.push((i, j, a.clone(), b.clone()));
+        }
+        if out.is_empty() {
+            return Err(LmError::Model("no LoRA adapters in the file".into()));
+        }
+        self.set_adapters(cfg, out)
+    }
+
+    pub fn lora(&self) -> Option<&LoraConfig> {
+        self.lora.as_ref()
+    }
+
+    /// The adapters by PEFT name (empty without LoRA).
+    pub fn lora_vars(&self) -> &[(String, Var)] {
+        &self.lora_vars
+    }
+
+    /// What trains: the adapters when there are any, else every weight.
+    pub fn trainable(&self) -> Vec<(String, Var)> {
+        if self.lora.is_some() {
+            self.lora_vars.clone()
+        } else {
+            self.vars()
+        }
+    }
+
+    /// Every weight by Hugging Face name with the adapters folded in (`W + scale · B A`).
+    pub fn merged_tensors(&self) -> Result<HashMap<String, Tensor>> {
+        let mut out = self.tensors()?;
+        if let Some(cfg) = &self.lora {
+            for (i, l) in self.layers.iter().enumerate() {
+                for (j, ad) in l.lora.iter().enumerate() {
+                    if let Some((a, b)) = ad {
+                        let name = format!("model.layers.{i}.{}.weight", PROJECTIONS[j]);
+                        let w = out
+                            .get(&name)
+                            .ok_or_else(|| LmError::Model(format!("`{name}` is missing")))?;
+                        let merged = (w + (b.matmul(a)? * cfg.scale())?)?;
+                        out.insert(name, merged);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// The trainable weights, in the order of [`tensor_names`].
     pub fn vars(&self) -> Vec<(String, Var)> {
         let data = self.vars.data().lock().unwrap_or_else(|e| e.into_inner());
@@ -502,12 +693,22 @@ impl Decoder {
     /// Logits `(batch, seq, vocab)` for right-padded (or unpadded) token ids `(batch, seq)`, every
     /// position attending to itself and the positions before it. Differentiable.
     pub fn forward(&self, ids: &Tensor) -> Result<Tensor> {
+        self.forward_train(ids, None)
+    }
+
+    /// [`Decoder::forward`] in training mode when `dropout` is given (LoRA dropout on the adapters'
+    /// inputs; the base model has none).
+    pub fn forward_train(
+        &self,
+        ids: &Tensor,
+        dropout: Option<&mut hone_neural::Dropout>,
+    ) -> Result<Tensor> {
         let (_, t) = ids.dims2()?;
         let positions: Vec<u32> = (0..t as u32).collect();
         let pos = Tensor::new(positions.as_slice(), &self.device)?.unsqueeze(0)?;
         let mask = causal_mask(&[0], t, 0, &self.device)?;
         let mut cache = None;
-        Ok(self.run(ids, &pos, &mask, &mut cache)?)
+        Ok(self.run(ids, &pos, &mask, &mut cache, dropout)?)
     }
 
     /// Feeds `ids (batch, t)` after what `cache` holds and returns the logits of the last position
@@ -546,8 +747,27 @@ impl Decoder {
             cache.layers = (0..self.cfg.layers).map(|_| None).collect();
         }
         let mut c = Some(&mut cache.layers);
-        let logits = self.run(ids, &pos, &mask, &mut c)?;
+        let logits = self.run(ids, &pos, &mask, &mut c, None)?;
         Ok(logits.narrow(1, t - 1, 1)?.squeeze(1)?)
+    }
+
+    /// `x · Wᵀ` for projection `which` of layer `l`, plus its LoRA update `scale · B A dropout(x)`.
+    fn project(
+        &self,
+        l: &Layer,
+        which: usize,
+        x: &Tensor,
+        dropout: Option<&mut hone_neural::Dropout>,
+    ) -> CResult<Tensor> {
+        let y = linear(x, &l.proj[which])?;
+        let (Some((a, b)), Some(cfg)) = (&l.lora[which], &self.lora) else {
+            return Ok(y);
+        };
+        let xin = match dropout {
+            Some(d) => d.apply(x, cfg.dropout)?,
+            None => x.clone(),
+        };
+        y + (linear(&linear(&xin, a)?, b)? * cfg.scale())?
     }
 
     fn run(
@@ -556,6 +776,7 @@ impl Decoder {
         pos: &Tensor,
         mask: &Tensor,
         cache: &mut Option<&mut Vec<Option<LayerCache>>>,
+        mut dropout: Option<&mut hone_neural::Dropout>,
     ) -> CResult<Tensor> {
         let cfg = &self.cfg;
         let (b, t) = ids.dims2()?;
@@ -572,15 +793,15 @@ impl Decoder {
         let rep = cfg.heads / cfg.kv_heads;
         for (i, l) in self.layers.iter().enumerate() {
             let h = rms_norm(&x, &l.attn_norm, cfg.rms_eps)?;
-            let heads = |w: &Tensor, n: usize| -> CResult<Tensor> {
-                linear(&h, w)?
+            let mut heads = |which: usize, n: usize| -> CResult<Tensor> {
+                self.project(l, which, &h, dropout.as_deref_mut())?
                     .reshape((b, t, n, hd))?
                     .transpose(1, 2)?
                     .contiguous()
             };
-            let q = rope(&heads(&l.q, cfg.heads)?, &cos, &sin)?;
-            let mut k = rope(&heads(&l.k, cfg.kv_heads)?, &cos, &sin)?;
-            let mut v = heads(&l.v, cfg.kv_heads)?;
+            let q = rope(&heads(Q, cfg.heads)?, &cos, &sin)?;
+            let mut k = rope(&heads(K, cfg.kv_heads)?, &cos, &sin)?;
+            let mut v = heads(V, cfg.kv_heads)?;
             if let Some(c) = cache.as_deref_mut() {
                 (k, v) = LayerCache::append(&mut c[i], &k, &v)?;
             }
@@ -597,11 +818,11 @@ impl Decoder {
                 .reshape((b, cfg.heads, t, hd))?
                 .transpose(1, 2)?
                 .reshape((b, t, cfg.heads * hd))?;
-            x = (x + linear(&att, &l.o)?)?;
+            x = (x + self.project(l, O, &att, dropout.as_deref_mut())?)?;
             let h = rms_norm(&x, &l.mlp_norm, cfg.rms_eps)?;
-            let g = linear(&h, &l.gate)?.silu()?;
-            let m = (g * linear(&h, &l.up)?)?;
-            x = (x + linear(&m, &l.down)?)?;
+            let g = self.project(l, GATE, &h, dropout.as_deref_mut())?.silu()?;
+            let m = (g * self.project(l, UP, &h, dropout.as_deref_mut())?)?;
+            x = (x + self.project(l, DOWN, &m, dropout.as_deref_mut())?)?;
         }
         let x = rms_norm(&x, &self.norm, cfg.rms_eps)?;
         linear(&x, self.lm_head.as_ref().unwrap_or(&self.embed))

@@ -133,6 +133,11 @@ impl Lm {
         &self.model
     }
 
+    /// The decoder, to add or load LoRA adapters.
+    pub fn decoder_mut(&mut self) -> &mut Decoder {
+        &mut self.model
+    }
+
     /// The prompt the model's chat template builds for `messages`, ending where the answer starts.
     pub fn chat_prompt(&self, messages: &[Message]) -> Result<String> {
         self.template

@@ -12,7 +12,7 @@ pub mod sft;
 pub mod testing;
 
 pub use chat::{ChatTemplate, Message};
-pub use decoder::{Decoder, DecoderConfig, KvCache};
+pub use decoder::{Decoder, DecoderConfig, KvCache, LoraConfig};
 pub use generate::{GenerateConfig, Generation, Lm, StopReason};
 pub use gguf::{LmFile, LmInfo};
 

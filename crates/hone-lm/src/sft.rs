@@ -202,7 +202,11 @@ pub struct Step {
 
 /// The mean cross-entropy of the trainable tokens of `batch` (right-padded with `pad`), and their
 /// count. Differentiable.
-pub fn batch_loss(lm: &Lm, batch: &[&Example]) -> Result<(Tensor, usize)> {
+pub fn batch_loss(
+    lm: &Lm,
+    batch: &[&Example],
+    dropout: Option<&mut hone_neural::Dropout>,
+) -> Result<(Tensor, usize)> {
     let longest = batch.iter().map(|e| e.ids.len()).max().unwrap_or(0);
     if longest < 2 {
         return Err(LmError::Data(
@@ -231,7 +235,10 @@ pub fn batch_loss(lm: &Lm, batch: &[&Example]) -> Result<(Tensor, usize)> {
     let inputs = Tensor::from_vec(inputs, (b, t), dev)?;
     let targets = Tensor::from_vec(targets, (b * t, 1), dev)?;
     let weights = Tensor::from_vec(weights, b * t, dev)?;
-    let logits = lm.decoder().forward(&inputs)?.flatten_to(1)?;
+    let logits = lm
+        .decoder()
+        .forward_train(&inputs, dropout)?
+        .flatten_to(1)?;
     let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
     let picked = logp.gather(&targets, 1)?.squeeze(1)?;
     let loss = ((picked * weights)?.sum_all()? * (-1.0 / n.max(1) as f64))?;
@@ -248,7 +255,7 @@ pub fn train(
     if examples.is_empty() {
         return Err(LmError::Data("no training examples".into()));
     }
-    let vars = lm.decoder().vars();
+    let vars = lm.decoder().trainable();
     let var_list: Vec<candle_core::Var> = vars.iter().map(|(_, v)| v.clone()).collect();
     let mut opt = hone_neural::optim::FusedAdamW::new(
         vars,
@@ -266,6 +273,8 @@ pub fn train(
     let total = steps_per_epoch * cfg.epochs as u64;
     let warmup = (cfg.warmup_ratio * total as f64).round() as u64;
     let mut rng = hone_neural::SeededRng::new(cfg.seed);
+    // LoRA dropout draws from its own stream, so the example order does not depend on it.
+    let mut dropout = hone_neural::Dropout::new(cfg.seed ^ 0x4c6f_5241);
     let mut log = Vec::new();
     let mut step = 0u64;
     let nerr = |e: hone_core::Error| LmError::Model(e.to_string());
@@ -280,7 +289,7 @@ pub fn train(
             let mut acc = None;
             let (mut loss_sum, mut tokens) = (0.0, 0usize);
             for batch in group {
-                let (loss, n) = batch_loss(lm, batch)?;
+                let (loss, n) = batch_loss(lm, batch, Some(&mut dropout))?;
                 loss_sum += loss.to_scalar::<f32>()? as f64;
                 tokens += n;
                 let grads = loss.backward()?;
@@ -313,6 +322,22 @@ pub fn train(
 mod tests {
     use super::*;
     use crate::{GenerateConfig, StopReason, testing};
+
+    /// A tiny model with weights ×10 (random weights at std 0.02 give flat logits that low-rank
+    /// adapters barely move).
+    fn sharp_lm(dir: &std::path::Path) -> Lm {
+        let path = dir.join("sharp.gguf");
+        let d =
+            crate::Decoder::random(testing::tiny_config(), 11, &candle_core::Device::Cpu).unwrap();
+        let d = crate::Decoder::from_tensors(
+            testing::tiny_config(),
+            testing::scaled(&d, 5.0).unwrap(),
+            &candle_core::Device::Cpu,
+        )
+        .unwrap();
+        testing::write_gguf(&d, &path).unwrap();
+        Lm::load(&path).unwrap()
+    }
 
     fn tiny_lm(dir: &std::path::Path) -> Lm {
         let path = dir.join("tiny.gguf");
@@ -368,6 +393,127 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("ticket-77"), "{e}");
+    }
+
+    /// LoRA: the model is unchanged until it trains; only adapters train and the base weights stay
+    /// bit-identical; the merged model gives the adapted model's logits.
+    #[test]
+    fn lora_trains_only_adapters_and_merges_to_the_same_logits() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut lm = sharp_lm(dir.path());
+        let base_before = lm.decoder().tensors().unwrap();
+        let ids = Tensor::new(&[[5u32, 80, 81, 82, 9, 10]], &candle_core::Device::Cpu).unwrap();
+        let before = lm.decoder().forward(&ids).unwrap();
+        let cfg = crate::decoder::LoraConfig {
+            rank: 4,
+            alpha: 8.0,
+            dropout: 0.05,
+            targets: vec!["q_proj".into(), "v_proj".into(), "up_proj".into()],
+        };
+        lm.decoder_mut().add_lora(cfg.clone(), 1).unwrap();
+        let unchanged = lm.decoder().forward(&ids).unwrap();
+        assert_eq!(
+            (&before - &unchanged)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap(),
+            0.0
+        );
+        // 2 layers × 3 modules × (A, B).
+        assert_eq!(lm.decoder().trainable().len(), 12);
+        let examples: Vec<Example> = [("ping", "pong"), ("2+2", "4")]
+            .iter()
+            .enumerate()
+            .map(|(i, (p, t))| {
+                encode_chat(&lm, &format!("e{i}"), &pair_messages(None, p, t), 128)
+                    .unwrap()
+                    .example
+            })
+            .collect();
+        let log = train(
+            &lm,
+            &examples,
+            &SftConfig {
+                epochs: 150,
+                lr: 3e-2,
+                batch_size: 2,
+                ..Default::default()
+            },
+            &mut |_| {},
+        )
+        .unwrap();
+        assert!(
+            log.last().unwrap().loss < log[0].loss * 0.5,
+            "{} -> {}",
+            log[0].loss,
+            log.last().unwrap().loss
+        );
+        for (name, t) in lm.decoder().tensors().unwrap() {
+            let d = (&t - &base_before[&name])
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap();
+            assert_eq!(d.to_scalar::<f32>().unwrap(), 0.0, "{name} changed");
+        }
+        let adapted = lm.decoder().forward(&ids).unwrap();
+        let merged = crate::Decoder::from_tensors(
+            lm.decoder().config().clone(),
+            lm.decoder().merged_tensors().unwrap(),
+            &candle_core::Device::Cpu,
+        )
+        .unwrap()
+        .forward(&ids)
+        .unwrap();
+        let diff = (&adapted - &merged)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        let moved = (&adapted - &before)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(
+            diff < 1e-5 && moved > 1e-2,
+            "merged vs adapted {diff}, moved {moved}"
+        );
+        // Adapters saved under PEFT names load back onto a fresh base.
+        let saved: std::collections::HashMap<String, Tensor> = lm
+            .decoder()
+            .lora_vars()
+            .iter()
+            .map(|(n, v)| (n.clone(), v.as_tensor().copy().unwrap()))
+            .collect();
+        assert!(
+            saved.contains_key("base_model.model.model.layers.1.self_attn.q_proj.lora_A.weight")
+        );
+        let mut fresh = sharp_lm(dir.path());
+        fresh.decoder_mut().load_lora(cfg, &saved).unwrap();
+        let again = fresh.decoder().forward(&ids).unwrap();
+        assert_eq!(
+            (&again - &adapted)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap(),
+            0.0
+        );
     }
 
     /// Padding is the EOS token here (as in SmolLM2); the final EOS still trains, so after SFT the
