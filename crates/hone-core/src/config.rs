@@ -510,19 +510,29 @@ impl Config {
                 "give the task a short name",
             ));
         }
-        if self.task.kind == TaskKind::Generate {
-            return Err(at_value(
-                &[Key("task"), Key("kind")],
-                "`task.kind = \"generate\"` is not supported yet: hone cannot train or evaluate generators".into(),
-                "generation comes with the causal language model kind, which is not built yet; use kind = \"classify\"",
-            ));
-        }
         for (metric, rule) in &self.success {
             if let Err(hint) = check_gate_metric(metric) {
                 return Err(at_key(
                     &[Key("success"), Key(metric)],
                     format!("`[success]` names an unknown metric `{metric}`"),
                     &hint,
+                ));
+            }
+            let (mine, other) = match self.task.kind {
+                TaskKind::Classify => (CLASSIFY_METRICS, GENERATE_METRICS),
+                TaskKind::Generate => (GENERATE_METRICS, CLASSIFY_METRICS),
+            };
+            if other.contains(&metric.as_str()) {
+                return Err(at_key(
+                    &[Key("success"), Key(metric)],
+                    format!(
+                        "`[success]` names `{metric}`, which a {} task does not measure",
+                        match self.task.kind {
+                            TaskKind::Classify => "classify",
+                            TaskKind::Generate => "generate",
+                        }
+                    ),
+                    &format!("metrics of this task: {}", mine.join(", ")),
                 ));
             }
             let Some(parsed) = SuccessRule::parse(rule) else {
@@ -857,6 +867,32 @@ pub const GATE_METRICS: &[&str] = &[
     "cost_per_1k_usd",
     "dev_accuracy",
     "dev_macro_f1",
+    "rouge_l",
+    "chrf",
+    "exact_match",
+    "token_f1",
+    "dev_rouge_l",
+    "dev_chrf",
+];
+
+/// The gate metrics only classification measures.
+pub const CLASSIFY_METRICS: &[&str] = &[
+    "accuracy",
+    "macro_f1",
+    "ece",
+    "pr_auc",
+    "dev_accuracy",
+    "dev_macro_f1",
+];
+
+/// The gate metrics only generation measures (text metrics in [0, 1]; chrF is sacrebleu's / 100).
+pub const GENERATE_METRICS: &[&str] = &[
+    "rouge_l",
+    "chrf",
+    "exact_match",
+    "token_f1",
+    "dev_rouge_l",
+    "dev_chrf",
 ];
 
 /// The values a gate metric can take: fractions in [0, 1] for rates and scores, [0, ∞) for latency,
@@ -1342,11 +1378,17 @@ path = "data/a.jsonl"
     }
 
     #[test]
-    fn generate_is_refused_at_the_kind() {
+    fn generate_is_accepted_and_its_gates_are_text_metrics() {
         let text = MINIMAL.replace("kind = \"classify\"", "kind = \"generate\"");
-        let e = parse(&text).unwrap_err().to_string();
-        assert!(e.starts_with("hone.toml:4:8: "), "{e}");
-        assert!(e.contains("not built yet"), "{e}");
+        parse(&text).unwrap();
+        let gated = format!("{text}\n[success]\nrouge_l = \">= 0.3\"\n");
+        parse(&gated).unwrap();
+        let wrong = format!("{text}\n[success]\naccuracy = \">= 0.9\"\n");
+        let e = parse(&wrong).unwrap_err().to_string();
+        assert!(
+            e.contains("a generate task does not measure") && e.contains("rouge_l"),
+            "{e}"
+        );
     }
 
     #[test]

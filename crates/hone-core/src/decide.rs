@@ -64,20 +64,24 @@ pub fn argmax(p: &[f32]) -> usize {
         .0
 }
 
-/// A candidate for [`choose`]: whether it is the `majority` baseline, and its dev macro-F1 (`None` when
-/// not measured).
+/// A candidate for [`choose`]: whether it is the `majority` baseline, and its dev score (`None` when
+/// not measured): macro-F1 for classification, ROUGE-L for generation (where the base model is a
+/// candidate like any other, not a baseline).
 pub struct Candidate {
     pub baseline: bool,
-    pub dev_macro_f1: Option<f64>,
+    pub dev_score: Option<f64>,
 }
 
 /// The rule, in words, as recorded with every choice.
 pub const CHOICE_RULE: &str = "best dev macro-F1 among the [[model]]s (majority only when alone); the earliest listed wins a tie";
 
+/// The rule for generate tasks, in words.
+pub const CHOICE_RULE_GENERATE: &str = "best dev ROUGE-L among the language models, the base model included; the earliest listed wins a tie";
+
 /// Which candidate is chosen: the best dev macro-F1 among the non-`majority` candidates, the earliest on
 /// a tie; `majority` only when it is the only candidate. `None` for no candidates.
 pub fn choose(candidates: &[Candidate]) -> Option<usize> {
-    let score = |c: &Candidate| c.dev_macro_f1.unwrap_or(f64::MIN);
+    let score = |c: &Candidate| c.dev_score.unwrap_or(f64::MIN);
     let trained: Vec<usize> = (0..candidates.len())
         .filter(|&i| !candidates[i].baseline)
         .collect();
@@ -134,7 +138,7 @@ mod tests {
     fn the_earliest_best_wins_and_majority_only_when_alone() {
         let c = |kind: &str, f1| Candidate {
             baseline: kind == "majority",
-            dev_macro_f1: f1,
+            dev_score: f1,
         };
         assert_eq!(
             choose(&[c("majority", Some(0.9)), c("ngram", Some(0.5))]),

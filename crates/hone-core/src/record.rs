@@ -36,6 +36,17 @@ pub struct Record {
     pub meta: String,
 }
 
+impl Record {
+    /// A generation example's prompt and target as one text (the prompt alone when there is no
+    /// target): what duplicates and leaks are judged on for `generate` tasks.
+    pub fn prompt_and_target(&self) -> String {
+        match &self.label {
+            Some(t) => format!("{}\n{t}", self.text),
+            None => self.text.clone(),
+        }
+    }
+}
+
 fn empty_meta() -> String {
     "{}".to_string()
 }

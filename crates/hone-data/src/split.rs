@@ -61,6 +61,22 @@ pub struct SplitSpec {
     pub group_by: Option<String>,
     /// Sources whose records are the test set (`role = "test"`).
     pub test_sources: BTreeSet<String>,
+    /// Stratify by label (classification). Generation targets are free text: one stratum.
+    #[serde(default = "yes")]
+    pub stratify: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The stratum and count key of a record: its label, or `all` when not stratifying.
+fn stratum<'a>(spec: &SplitSpec, r: &'a Record) -> &'a str {
+    if spec.stratify {
+        r.label.as_deref().unwrap_or("")
+    } else {
+        "all"
+    }
 }
 
 /// Why a frozen test set cannot be kept as it is.
@@ -196,9 +212,7 @@ pub fn split(records: &[Record], spec: &SplitSpec, frozen: Option<&[FrozenRecord
         }
         let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
         for &i in &free {
-            *counts
-                .entry(records[i].label.as_deref().unwrap_or(""))
-                .or_default() += 1;
+            *counts.entry(stratum(spec, &records[i])).or_default() += 1;
         }
         let label = counts
             .iter()
@@ -225,7 +239,11 @@ pub fn split(records: &[Record], spec: &SplitSpec, frozen: Option<&[FrozenRecord
         let want_test = (test_frac * total as f64).round() as usize;
         let want_dev = (dev_frac * total as f64).round() as usize;
         if total < 3 && (test_frac > 0.0 || dev_frac > 0.0) {
-            out.warnings.push(format!("label `{label}` has only {total} record(s) (in groups); too few to split, all kept in train"));
+            out.warnings.push(if spec.stratify {
+                format!("label `{label}` has only {total} record(s) (in groups); too few to split, all kept in train")
+            } else {
+                format!("only {total} record(s) (in groups); too few to split, all kept in train")
+            });
             continue;
         }
         let (mut n_test, mut n_dev) = (0usize, 0usize);
@@ -249,7 +267,7 @@ pub fn split(records: &[Record], spec: &SplitSpec, frozen: Option<&[FrozenRecord
         *out.counts
             .entry(assign[i].as_str().to_string())
             .or_default()
-            .entry(r.label.clone().unwrap_or_default())
+            .entry(stratum(spec, r).to_string())
             .or_default() += 1;
     }
     out.frozen = match frozen {
@@ -293,6 +311,7 @@ mod tests {
             seed: 7,
             group_by: Some("group".into()),
             test_sources: BTreeSet::new(),
+            stratify: true,
         }
     }
 

@@ -133,6 +133,12 @@ impl Lm {
         &self.model
     }
 
+    /// Replaces the weights (a fine-tuned copy of the same shape and tokenizer).
+    pub fn replace_decoder(&mut self, decoder: Decoder) {
+        self.model = decoder;
+        self.cache = KvCache::new();
+    }
+
     /// The decoder, to add or load LoRA adapters.
     pub fn decoder_mut(&mut self) -> &mut Decoder {
         &mut self.model

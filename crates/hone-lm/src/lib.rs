@@ -56,3 +56,32 @@ pub(crate) fn candle_message(e: candle_core::Error) -> String {
 }
 
 pub type Result<T> = std::result::Result<T, LmError>;
+
+impl From<LmError> for hone_core::Error {
+    fn from(e: LmError) -> Self {
+        match e {
+            LmError::Io { path, source } => hone_core::Error::io(path, source),
+            LmError::Format { path, what } => hone_core::Error::ModelFiles {
+                path,
+                reason: what,
+                hint: "scripts/get-smollm2 fetches a known-good SmolLM2-135M-Instruct GGUF file"
+                    .into(),
+            },
+            LmError::Data(message) => hone_core::Error::Data {
+                message,
+                hint: "fix the examples named, or raise max_length".into(),
+            },
+            LmError::Tokenizer(m) | LmError::Template(m) => hone_core::Error::Data {
+                message: m,
+                hint: String::new(),
+            },
+            LmError::Model(m) if m.contains("out of memory") || m.contains("alloc") => {
+                hone_core::Error::OutOfMemory {
+                    what: m,
+                    hint: "lower batch_size or max_length".into(),
+                }
+            }
+            LmError::Model(m) => hone_core::Error::Internal(format!("language model: {m}")),
+        }
+    }
+}

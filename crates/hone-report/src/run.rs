@@ -67,8 +67,45 @@ pub struct GateLine {
     pub note: String,
 }
 
+/// The names of the report's metric columns: classification or generation.
+#[derive(Debug, Clone, Copy)]
+pub struct MetricNames {
+    /// The first metric column (`accuracy` or `ROUGE-L`).
+    pub primary: &'static str,
+    /// The second (`macro-F1` or `chrF`).
+    pub secondary: &'static str,
+    /// The third (`ECE` or `exact match`).
+    pub third: &'static str,
+    /// The dev ranking metric.
+    pub dev: &'static str,
+    /// How comparisons are tested.
+    pub comparison: &'static str,
+    /// The confusion matrix and reliability plot only apply to classification.
+    pub classification: bool,
+}
+
+impl MetricNames {
+    pub const CLASSIFY: MetricNames = MetricNames {
+        primary: "accuracy",
+        secondary: "macro-F1",
+        third: "ECE",
+        dev: "dev macro-F1",
+        comparison: "paired bootstrap on accuracy + McNemar",
+        classification: true,
+    };
+    pub const GENERATE: MetricNames = MetricNames {
+        primary: "ROUGE-L",
+        secondary: "chrF",
+        third: "exact match",
+        dev: "dev ROUGE-L",
+        comparison: "paired bootstrap on ROUGE-L",
+        classification: false,
+    };
+}
+
 pub struct RunReport<'a> {
     pub task: &'a str,
+    pub names: MetricNames,
     /// One line per model; `chosen` indexes it.
     pub runs: Vec<ModelLine<'a>>,
     pub chosen: usize,
@@ -107,8 +144,13 @@ impl RunReport<'_> {
                     ci(&r.macro_f1),
                     f(r.ece),
                     f(r.dev_macro_f1),
-                    r.p95_latency_us
-                        .map_or("–".into(), |x| format!("{:.1} µs", x)),
+                    r.p95_latency_us.map_or("–".into(), |x| {
+                        if x >= 1e5 {
+                            format!("{:.2} s", x / 1e6)
+                        } else {
+                            format!("{x:.1} µs")
+                        }
+                    }),
                     r.train_seconds.map_or("–".into(), |x| format!("{x:.2} s")),
                     r.cost_per_1k_usd
                         .map_or("–".into(), |x| format!("${x:.2e}")),
@@ -134,7 +176,9 @@ impl RunReport<'_> {
                 if g.pass { "pass" } else { "<b>fail</b>" }
             ));
         }
-        h.push_str("</table><h2>Models on the frozen test set</h2><p class=muted>95% bootstrap confidence intervals in brackets.</p><table><tr><th>model</th><th>run</th><th>accuracy</th><th>macro-F1</th><th>ECE</th><th>dev macro-F1</th><th>p95 latency</th><th>training</th><th>per 1k predictions</th></tr>");
+        h.push_str("</table><h2>Models on the frozen test set</h2><p class=muted>95% bootstrap confidence intervals in brackets.</p><table><tr><th>model</th><th>run</th>");
+        let n = &self.names;
+        h.push_str(&format!("<th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>training</th><th>per 1k predictions</th></tr>", n.primary, n.secondary, n.third, n.dev, if n.classification { "p95 latency" } else { "mean latency" }));
         for row in self.model_rows() {
             h.push_str("<tr>");
             for c in row {
@@ -147,7 +191,7 @@ impl RunReport<'_> {
             h.push_str(&format!("<p class=muted>{}</p>", esc(FOLDED_NOTE)));
         }
         if !self.comparisons.is_empty() {
-            h.push_str("<h2>Comparisons (paired bootstrap on accuracy + McNemar)</h2><table><tr><th>comparison</th><th>Δ accuracy</th><th>95% CI</th><th>p</th><th>verdict</th></tr>");
+            h.push_str(&format!("<h2>Comparisons ({})</h2><table><tr><th>comparison</th><th>Δ {}</th><th>95% CI</th><th>p</th><th>verdict</th></tr>", self.names.comparison, self.names.primary));
             for c in &self.comparisons {
                 h.push_str(&format!("<tr><td>{}</td><td>{:+.4}</td><td>[{:+.4}, {:+.4}]</td><td>{:.4}</td><td>{}</td></tr>", esc(&c.what), c.delta, c.lo, c.hi, c.p_value, esc(&c.verdict)));
             }
@@ -155,15 +199,19 @@ impl RunReport<'_> {
         }
         if let Some(r) = self.runs.get(self.chosen) {
             let d = &self.detail;
-            h.push_str(&format!("<h2>Confusion ({})</h2>", esc(r.name)));
-            h.push_str(&heatmap(&d.confusion, &d.labels));
+            if self.names.classification {
+                h.push_str(&format!("<h2>Confusion ({})</h2>", esc(r.name)));
+                h.push_str(&heatmap(&d.confusion, &d.labels));
+            }
             if !d.curves.is_empty() {
                 h.push_str("<h2>Learning curve</h2>");
                 h.push_str(&lines(&d.curves));
             }
-            h.push_str(&format!("<h2>Reliability (ECE {})</h2>", f(d.ece)));
-            h.push_str(&reliability(&d.reliability));
-            h.push_str("<h2>Slices</h2><table><tr><th>slice</th><th>value</th><th>n</th><th>accuracy</th></tr>");
+            if self.names.classification {
+                h.push_str(&format!("<h2>Reliability (ECE {})</h2>", f(d.ece)));
+                h.push_str(&reliability(&d.reliability));
+            }
+            h.push_str(&format!("<h2>Slices ({}, {})</h2><table><tr><th>slice</th><th>value</th><th>n</th><th>{}</th></tr>", esc(r.name), self.names.primary, self.names.primary));
             for (kind, k, n, acc) in &d.slices {
                 h.push_str(&format!(
                     "<tr><td>{}</td><td>{}</td><td class=n>{n}</td><td class=n>{}</td></tr>",
@@ -195,7 +243,8 @@ impl RunReport<'_> {
                 if g.pass { "pass" } else { "**fail**" }
             ));
         }
-        m.push_str("\n| model | run | accuracy [95% CI] | macro-F1 [95% CI] | ECE | dev macro-F1 | p95 latency | training | per 1k predictions |\n|---|---|---|---|---:|---:|---:|---:|---:|\n");
+        let n = &self.names;
+        m.push_str(&format!("\n| model | run | {} [95% CI] | {} [95% CI] | {} | {} | {} | training | per 1k predictions |\n|---|---|---|---|---:|---:|---:|---:|---:|\n", n.primary, n.secondary, n.third, n.dev, if n.classification { "p95 latency" } else { "mean latency" }));
         for row in self.model_rows() {
             m.push_str(&format!(
                 "| {} |\n",
@@ -207,8 +256,8 @@ impl RunReport<'_> {
         }
         for c in &self.comparisons {
             m.push_str(&format!(
-                "\n{}: Δ accuracy {:+.4} [{:+.4}, {:+.4}], p = {:.4} → **{}**",
-                c.what, c.delta, c.lo, c.hi, c.p_value, c.verdict
+                "\n{}: Δ {} {:+.4} [{:+.4}, {:+.4}], p = {:.4} → **{}**",
+                c.what, self.names.primary, c.delta, c.lo, c.hi, c.p_value, c.verdict
             ));
         }
         m.push('\n');
@@ -228,6 +277,7 @@ mod tests {
             hi: Some(h),
         };
         let r = RunReport {
+            names: MetricNames::CLASSIFY,
             task: "t",
             runs: vec![ModelLine {
                 id: "abc",

@@ -114,6 +114,30 @@ pub fn compare(store: &Store, a: &Run, b: &Run, seed: u64) -> Result<Comparison>
     let cb: Vec<bool> = (0..n).map(|i| gold[i] == pred_b[i]).collect();
     let mcnemar = hone_eval::mcnemar(&ca, &cb);
     let verdict = hone_eval::verdict(&accuracy, Some(&mcnemar), 0.05);
+    let (config_diff, data_diff) = differences(a, b, pa.len(), pb.len(), n);
+    Ok(Comparison {
+        a: a.id.clone(),
+        b: b.id.clone(),
+        n_shared: n,
+        accuracy_a: ca.iter().filter(|&&c| c).count() as f64 / n as f64,
+        accuracy_b: cb.iter().filter(|&&c| c).count() as f64 / n as f64,
+        accuracy,
+        macro_f1,
+        mcnemar,
+        verdict,
+        config_diff,
+        data_diff,
+    })
+}
+
+/// What differs between two runs' configs and data (`n_a`, `n_b` test examples, `n` shared).
+fn differences(
+    a: &Run,
+    b: &Run,
+    n_a: usize,
+    n_b: usize,
+    n: usize,
+) -> (Vec<(String, Value, Value)>, Vec<String>) {
     let (mut fa, mut fb) = (BTreeMap::new(), BTreeMap::new());
     let as_json = |r: &Run| serde_json::to_value(&r.config).unwrap_or(Value::Null);
     flatten("", &as_json(a), &mut fa);
@@ -147,22 +171,108 @@ pub fn compare(store: &Store, a: &Run, b: &Run, seed: u64) -> Result<Comparison>
             hone_core::hash::short(&b.split)
         ));
     }
-    if pa.len() != n || pb.len() != n {
+    if n_a != n || n_b != n {
         data_diff.push(format!(
             "test sets differ: {} and {} examples, {n} shared (compared on the shared ones)",
-            pa.len(),
-            pb.len()
+            n_a, n_b
         ));
     }
-    Ok(Comparison {
+    (config_diff, data_diff)
+}
+
+/// Two generate runs compared on the test examples they share: ROUGE-L (per-example means) and
+/// chrF (pooled statistics) with paired bootstrap intervals; "better" means the ROUGE-L interval
+/// excludes 0.
+#[derive(Debug, Serialize)]
+pub struct TextComparison {
+    pub a: String,
+    pub b: String,
+    pub n_shared: usize,
+    pub rouge_l_a: f64,
+    pub rouge_l_b: f64,
+    /// B − A.
+    pub rouge_l: Paired,
+    pub chrf_a: f64,
+    pub chrf_b: f64,
+    pub chrf: Paired,
+    pub verdict: Verdict,
+    pub config_diff: Vec<(String, Value, Value)>,
+    pub data_diff: Vec<String>,
+}
+
+impl TextComparison {
+    pub fn verdict_text(&self) -> &'static str {
+        match self.verdict {
+            Verdict::SignificantlyBetter => "significantly better",
+            Verdict::SignificantlyWorse => "significantly worse",
+            Verdict::Indistinguishable => "indistinguishable",
+        }
+    }
+}
+
+/// `(id → (reference, completion))` of a generate run's test answers.
+fn answers(store: &Store, run: &Run) -> Result<BTreeMap<String, (String, String)>> {
+    Ok(Predictions::load(store, run)?
+        .generated
+        .into_iter()
+        .map(|p| (p.id, (p.reference.unwrap_or_default(), p.completion)))
+        .collect())
+}
+
+pub fn compare_texts(store: &Store, a: &Run, b: &Run, seed: u64) -> Result<TextComparison> {
+    use hone_eval::text::{chrf_corpus, chrf_stats, rouge_l};
+    let pa = answers(store, a)?;
+    let pb = answers(store, b)?;
+    let shared: Vec<&String> = pa.keys().filter(|k| pb.contains_key(*k)).collect();
+    if shared.is_empty() {
+        return Err(Error::Usage(format!(
+            "runs {} and {} share no test examples; compare runs evaluated on the same frozen test set",
+            hone_core::hash::short(&a.id),
+            hone_core::hash::short(&b.id)
+        )));
+    }
+    let n = shared.len();
+    let rouge = |p: &BTreeMap<String, (String, String)>| -> Vec<f64> {
+        shared.iter().map(|k| rouge_l(&p[*k].1, &p[*k].0)).collect()
+    };
+    let stats = |p: &BTreeMap<String, (String, String)>| -> Vec<hone_eval::text::ChrfStats> {
+        shared
+            .iter()
+            .map(|k| chrf_stats(&p[*k].1, &p[*k].0))
+            .collect()
+    };
+    let (ra, rb, sa, sb) = (rouge(&pa), rouge(&pb), stats(&pa), stats(&pb));
+    let mean =
+        |v: &[f64], ix: &[usize]| ix.iter().map(|&i| v[i]).sum::<f64>() / ix.len().max(1) as f64;
+    let rouge_l = hone_eval::paired_bootstrap(
+        n,
+        &|ix: &[usize]| mean(&ra, ix),
+        &|ix: &[usize]| mean(&rb, ix),
+        2000,
+        seed,
+        0.95,
+    );
+    let chrf = hone_eval::paired_bootstrap(
+        n,
+        &|ix: &[usize]| chrf_corpus(&sa, ix),
+        &|ix: &[usize]| chrf_corpus(&sb, ix),
+        2000,
+        seed,
+        0.95,
+    );
+    let all: Vec<usize> = (0..n).collect();
+    let verdict = hone_eval::verdict(&rouge_l, None, 0.05);
+    let (config_diff, data_diff) = differences(a, b, pa.len(), pb.len(), n);
+    Ok(TextComparison {
         a: a.id.clone(),
         b: b.id.clone(),
         n_shared: n,
-        accuracy_a: ca.iter().filter(|&&c| c).count() as f64 / n as f64,
-        accuracy_b: cb.iter().filter(|&&c| c).count() as f64 / n as f64,
-        accuracy,
-        macro_f1,
-        mcnemar,
+        rouge_l_a: mean(&ra, &all),
+        rouge_l_b: mean(&rb, &all),
+        rouge_l,
+        chrf_a: chrf_corpus(&sa, &all),
+        chrf_b: chrf_corpus(&sb, &all),
+        chrf,
         verdict,
         config_diff,
         data_diff,

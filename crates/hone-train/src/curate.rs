@@ -253,10 +253,12 @@ pub fn build_passes(
     let p = &project.config.policy;
     let mask_detector = detector.clone();
     let masker: passes::Masker = Arc::new(move |s: &str| mask_detector.mask(s).text);
-    vec![
+    let generate = project.config.task.kind == hone_core::config::TaskKind::Generate;
+    let mut passes: Vec<Box<dyn Pass>> = vec![
         Box::new(passes::Normalise {
             mask: masker,
-            keep_newlines: project.config.task.kind == hone_core::config::TaskKind::Generate,
+            keep_newlines: generate,
+            normalise_target: generate,
         }),
         // The pass masks the policy's types; messages, excerpts and removed records (stored on the
         // side) keep the full detector: masking more there costs nothing.
@@ -278,15 +280,20 @@ pub fn build_passes(
         Box::new(passes::Review { decisions }),
         Box::new(passes::NearDuplicateClusters {
             config: near_dup_config(p),
+            with_target: generate,
         }),
-        Box::new(passes::LabelConflicts {
+    ];
+    // A prompt with several targets is several good answers, not a conflict.
+    if !generate {
+        passes.push(Box::new(passes::LabelConflicts {
             policy: p.label_conflicts,
-        }),
-        Box::new(passes::ExactDuplicates),
-        Box::new(passes::NearDuplicateDrop {
-            policy: p.near_duplicates,
-        }),
-    ]
+        }));
+    }
+    passes.push(Box::new(passes::ExactDuplicates));
+    passes.push(Box::new(passes::NearDuplicateDrop {
+        policy: p.near_duplicates,
+    }));
+    passes
 }
 
 /// Read all sources and run the passes, in memory.

@@ -33,12 +33,19 @@ impl TextPrep {
         }
     }
 
+    /// The same preparation keeping line breaks, as curation does for generation prompts.
+    pub fn keeping_newlines(mut self) -> TextPrep {
+        self.norm.keep_newlines = true;
+        self
+    }
+
     pub fn new() -> TextPrep {
         TextPrep {
             detector: PiiDetector::new(),
             norm: Normalise {
                 mask: std::sync::Arc::new(|s: &str| s.to_string()),
                 keep_newlines: false,
+                normalise_target: false,
             },
         }
     }

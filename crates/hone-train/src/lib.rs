@@ -5,6 +5,7 @@ pub mod compare;
 pub mod curate;
 pub mod demo;
 pub mod doctor;
+pub mod generate_stage;
 pub mod input;
 pub mod models;
 pub mod predict;

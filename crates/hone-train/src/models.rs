@@ -33,13 +33,20 @@ pub enum ModelKind {
     Ngram,
     /// A pretrained Hugging Face encoder (`hone_encoder::EncoderModel`).
     Encoder,
+    /// A local causal language model (`hone_lm`), for `generate` tasks.
+    Lm,
 }
 
 impl ModelKind {
     /// Every kind.
-    pub const ALL: [ModelKind; 3] = [ModelKind::Majority, ModelKind::Ngram, ModelKind::Encoder];
+    pub const ALL: [ModelKind; 4] = [
+        ModelKind::Majority,
+        ModelKind::Ngram,
+        ModelKind::Encoder,
+        ModelKind::Lm,
+    ];
     /// The kinds a `[[model]]` may name.
-    pub const LISTED: [ModelKind; 2] = [ModelKind::Ngram, ModelKind::Encoder];
+    pub const LISTED: [ModelKind; 3] = [ModelKind::Ngram, ModelKind::Encoder, ModelKind::Lm];
 
     /// The kind's name in `hone.toml` and in run rows.
     pub fn name(self) -> &'static str {
@@ -47,6 +54,7 @@ impl ModelKind {
             ModelKind::Majority => MAJORITY,
             ModelKind::Ngram => "ngram",
             ModelKind::Encoder => "encoder",
+            ModelKind::Lm => "lm",
         }
     }
 
@@ -61,6 +69,7 @@ impl ModelKind {
             ModelKind::Majority => Vec::new(),
             ModelKind::Ngram => NGRAM_PARAMS.iter().chain(DISTILL_PARAMS).copied().collect(),
             ModelKind::Encoder => ENCODER_PARAMS.to_vec(),
+            ModelKind::Lm => LM_PARAMS.to_vec(),
         }
     }
 }
@@ -141,6 +150,179 @@ pub const CONTRASTIVE_PARAMS: &[&str] = &[
     "seed",
 ];
 
+/// The keys of [`LmParams`].
+pub const LM_PARAMS: &[&str] = &[
+    "epochs",
+    "lr",
+    "batch_size",
+    "grad_accum",
+    "warmup_ratio",
+    "weight_decay",
+    "max_grad_norm",
+    "max_length",
+    "max_new_tokens",
+    "temperature",
+    "top_p",
+    "top_k",
+    "seed",
+    "lora_rank",
+    "lora_alpha",
+    "lora_dropout",
+    "target_modules",
+    "system",
+    "eval_batch",
+    "device",
+];
+
+/// A language model's `method` values.
+pub const LM_METHODS: &[&str] = &["none", "lora", "sft"];
+
+/// The name of the base model every generate run is compared with (method `none` on the first `lm`
+/// model's path), added unless a `[[model]]` already is that.
+pub const BASE: &str = "base";
+
+/// How a language model is trained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LmMethod {
+    /// The model as it is: the baseline of every generate run.
+    None,
+    /// Low-rank adapters on `target_modules`; the base weights stay frozen.
+    Lora,
+    /// Every weight trains.
+    Sft,
+}
+
+impl LmMethod {
+    pub fn name(self) -> &'static str {
+        match self {
+            LmMethod::None => "none",
+            LmMethod::Lora => "lora",
+            LmMethod::Sft => "sft",
+        }
+    }
+}
+
+/// A language model's `[model.params]`, flat, with documented defaults. The LoRA defaults (rank 16,
+/// alpha 32, lr 2e-4 on the attention projections, 3 epochs) are the common first-run recipe for a
+/// small set: enough capacity for tone and format, few enough parameters not to overfit a thousand
+/// examples. Full SFT defaults to lr 2e-5 (every weight moves; a LoRA rate would wreck the model).
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LmParams {
+    pub epochs: usize,
+    /// Peak learning rate; default 2e-4 for `lora`, 2e-5 for `sft`.
+    pub lr: Option<f64>,
+    pub batch_size: usize,
+    pub grad_accum: usize,
+    pub warmup_ratio: f64,
+    pub weight_decay: f64,
+    pub max_grad_norm: f64,
+    /// Longest training sequence in tokens; longer examples lose the start of their prompt.
+    pub max_length: usize,
+    pub max_new_tokens: usize,
+    /// 0 decodes greedily (evaluation default); above 0 samples with `seed`.
+    pub temperature: f64,
+    pub top_p: Option<f64>,
+    pub top_k: Option<usize>,
+    pub seed: u64,
+    pub lora_rank: usize,
+    pub lora_alpha: f64,
+    pub lora_dropout: f64,
+    pub target_modules: Vec<String>,
+    /// A system message put before every prompt (the model template's own default otherwise).
+    pub system: Option<String>,
+    /// Prompts generated together in evaluation and prediction.
+    pub eval_batch: usize,
+    pub device: String,
+}
+
+impl Default for LmParams {
+    fn default() -> Self {
+        LmParams {
+            epochs: 3,
+            lr: None,
+            batch_size: 8,
+            grad_accum: 1,
+            warmup_ratio: 0.03,
+            weight_decay: 0.0,
+            max_grad_norm: 1.0,
+            max_length: 256,
+            max_new_tokens: 128,
+            temperature: 0.0,
+            top_p: None,
+            top_k: None,
+            seed: 0,
+            lora_rank: 16,
+            lora_alpha: 32.0,
+            lora_dropout: 0.05,
+            target_modules: ["q_proj", "k_proj", "v_proj", "o_proj"]
+                .map(String::from)
+                .to_vec(),
+            system: None,
+            eval_batch: 8,
+            device: "cpu".into(),
+        }
+    }
+}
+
+/// An `lm` model's parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LmSpec {
+    /// A GGUF file, or a directory holding exactly one; resolved against the project root.
+    pub path: PathBuf,
+    pub path_as_written: String,
+    pub method: LmMethod,
+    pub params: LmParams,
+    /// `[model.params]` sets `seed`; otherwise the run uses the project seed.
+    pub seed_set: bool,
+}
+
+impl LmSpec {
+    /// The learning rate to train with.
+    pub fn lr(&self) -> f64 {
+        self.params.lr.unwrap_or(match self.method {
+            LmMethod::Sft => 2e-5,
+            _ => 2e-4,
+        })
+    }
+    /// The seed to train and sample with: the project seed unless the params set their own.
+    pub fn seed(&self, project_seed: u64) -> u64 {
+        if self.seed_set {
+            self.params.seed
+        } else {
+            project_seed
+        }
+    }
+}
+
+/// The GGUF file `path` names: the file itself, or the one `.gguf` file in a directory.
+pub fn gguf_file(path: &Path) -> std::result::Result<PathBuf, String> {
+    if path.is_file() {
+        return Ok(path.to_path_buf());
+    }
+    if !path.is_dir() {
+        return Err(format!("{} does not exist", path.display()));
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "gguf"))
+        .collect();
+    found.sort();
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 => Err(format!(
+            "{} holds no .gguf file (Hugging Face safetensors directories are not read yet)",
+            path.display()
+        )),
+        n => Err(format!(
+            "{} holds {n} .gguf files; name one of them as the path",
+            path.display()
+        )),
+    }
+}
+
 /// The `[[model]]` keys that only an `encoder` takes.
 pub const ENCODER_KEYS: &[&str] = &["path", "method", "pooling"];
 
@@ -184,6 +366,7 @@ pub enum ModelSpec {
     Majority,
     Ngram(NgramSpec),
     Encoder(EncoderSpec),
+    Lm(LmSpec),
 }
 
 impl ModelSpec {
@@ -192,6 +375,7 @@ impl ModelSpec {
             ModelSpec::Majority => ModelKind::Majority,
             ModelSpec::Ngram(_) => ModelKind::Ngram,
             ModelSpec::Encoder(_) => ModelKind::Encoder,
+            ModelSpec::Lm(_) => ModelKind::Lm,
         }
     }
 }
@@ -349,9 +533,37 @@ pub fn validate(config: &Config, text: &str, path: &Path, root: &Path) -> Result
                 ));
             }
         };
+        let generate = config.task.kind == hone_core::config::TaskKind::Generate;
+        if generate != (kind == ModelKind::Lm) {
+            return Err(at.value(
+                &["kind"],
+                format!(
+                    "[[model]] `{}`: kind = \"{}\" does not fit a {} task",
+                    m.name,
+                    kind.name(),
+                    if generate { "generate" } else { "classify" }
+                ),
+                if generate {
+                    "a generate task trains kind = \"lm\" models"
+                } else {
+                    "kind = \"lm\" models generate text: set [task] kind = \"generate\", or use kind = \"ngram\" or \"encoder\""
+                },
+            ));
+        }
+        if generate && m.name == BASE {
+            let base_like = m.method.as_deref() == Some("none");
+            if !base_like {
+                return Err(at.value(
+                    &["name"],
+                    "the name `base` is reserved for the base model (method = \"none\")".into(),
+                    "give this [[model]] another name",
+                ));
+            }
+        }
         let spec = match kind {
             ModelKind::Ngram => ModelSpec::Ngram(ngram_spec(&at, m, &out, config, root)?),
             ModelKind::Encoder => ModelSpec::Encoder(encoder_spec(&at, m, root)?),
+            ModelKind::Lm => ModelSpec::Lm(lm_spec(&at, m, root)?),
             ModelKind::Majority => ModelSpec::Majority,
         };
         out.push(ModelEntry {
@@ -714,6 +926,160 @@ fn distill_spec(
         l2,
         alpha,
         unlabelled,
+    })
+}
+
+fn lm_spec(at: &At<'_>, m: &hone_core::config::ModelConfig, root: &Path) -> Result<LmSpec> {
+    let get = "scripts/get-smollm2 fetches SmolLM2-135M-Instruct into models/; paths are relative to the project root";
+    if m.pooling.is_some() {
+        return Err(at.key(
+            &["pooling"],
+            format!(
+                "[[model]] `{}`: `pooling` applies to kind = \"encoder\" only",
+                m.name
+            ),
+            "remove it",
+        ));
+    }
+    if m.abstain {
+        return Err(at.key(
+            &["abstain"],
+            format!("[[model]] `{}`: a language model does not abstain", m.name),
+            "remove `abstain`",
+        ));
+    }
+    let path_as_written = match m.path.as_deref() {
+        Some(p) if !p.trim().is_empty() => p.to_string(),
+        _ => {
+            return Err(at.value(
+                &["kind"],
+                format!(
+                    "[[model]] `{}`: kind = \"lm\" needs path = \"FILE.gguf\" (or a directory with one GGUF file)",
+                    m.name
+                ),
+                get,
+            ));
+        }
+    };
+    let path = resolve_path(root, &path_as_written);
+    let file = gguf_file(&path)
+        .map_err(|e| at.value(&["path"], format!("[[model]] `{}`: {e}", m.name), get))?;
+    let method_name = m.method.as_deref().unwrap_or("lora");
+    let method = match method_name {
+        "none" => LmMethod::None,
+        "lora" => LmMethod::Lora,
+        "sft" => LmMethod::Sft,
+        other => {
+            let hint = if other == "pretrain" {
+                "pre-training from scratch is not built yet; use none, lora or sft".to_string()
+            } else {
+                choice_hint(other, LM_METHODS)
+            };
+            return Err(at.value(
+                &["method"],
+                format!(
+                    "[[model]] `{}`: unknown language model method `{other}`",
+                    m.name
+                ),
+                &hint,
+            ));
+        }
+    };
+    let table = params_table(m);
+    let not_here = |key: &str| -> Option<String> {
+        if ENCODER_KEYS.contains(&key) {
+            Some(format!(
+                "`{key}` belongs in the [[model]] table itself, not under params"
+            ))
+        } else {
+            None
+        }
+    };
+    let params: LmParams = typed(at, &["params"], &table, LM_PARAMS, &not_here)?;
+    let check = |ok: bool, key: &str, what: &str| -> Result<()> {
+        if ok {
+            Ok(())
+        } else {
+            Err(at.value(
+                &["params", key],
+                format!("[[model]] `{}`: `{key}` must be {what}", m.name),
+                &default_of::<LmParams>(key)
+                    .map(|d| format!("the default is {d}"))
+                    .unwrap_or_default(),
+            ))
+        }
+    };
+    check(params.epochs >= 1, "epochs", "at least 1")?;
+    check(
+        params.lr.is_none_or(|x| x.is_finite() && x > 0.0),
+        "lr",
+        "a number > 0",
+    )?;
+    check(params.batch_size >= 1, "batch_size", "at least 1")?;
+    check(params.grad_accum >= 1, "grad_accum", "at least 1")?;
+    check(
+        (0.0..1.0).contains(&params.warmup_ratio),
+        "warmup_ratio",
+        "in [0, 1)",
+    )?;
+    check(params.max_length >= 8, "max_length", "at least 8 tokens")?;
+    check(params.max_new_tokens >= 1, "max_new_tokens", "at least 1")?;
+    check(
+        params.temperature >= 0.0 && params.temperature.is_finite(),
+        "temperature",
+        "a number >= 0",
+    )?;
+    check(
+        params.top_p.is_none_or(|p| p > 0.0 && p <= 1.0),
+        "top_p",
+        "in (0, 1]",
+    )?;
+    check(params.lora_rank >= 1, "lora_rank", "at least 1")?;
+    check(params.lora_alpha > 0.0, "lora_alpha", "a number > 0")?;
+    check(
+        (0.0..1.0).contains(&params.lora_dropout),
+        "lora_dropout",
+        "in [0, 1)",
+    )?;
+    check(params.eval_batch >= 1, "eval_batch", "at least 1")?;
+    for t in &params.target_modules {
+        let known = [
+            "q_proj",
+            "k_proj",
+            "v_proj",
+            "o_proj",
+            "gate_proj",
+            "up_proj",
+            "down_proj",
+        ];
+        if !known.contains(&t.as_str()) {
+            return Err(at.value(
+                &["params", "target_modules"],
+                format!("[[model]] `{}`: unknown target module `{t}`", m.name),
+                &format!("known modules: {}", known.join(", ")),
+            ));
+        }
+    }
+    check(
+        !params.target_modules.is_empty(),
+        "target_modules",
+        "a non-empty list",
+    )?;
+    if params.device != "cpu" {
+        hone_neural::device::parse(&params.device).map_err(|e| {
+            at.value(
+                &["params", "device"],
+                format!("[[model]] `{}`: {e}", m.name),
+                "use \"cpu\"",
+            )
+        })?;
+    }
+    Ok(LmSpec {
+        path: file,
+        path_as_written,
+        method,
+        params,
+        seed_set: table.contains_key("seed"),
     })
 }
 

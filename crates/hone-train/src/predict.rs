@@ -19,6 +19,8 @@ use hone_core::decide::{ABSTAIN, DecisionRule, argmax};
 struct InputLine {
     #[serde(default, deserialize_with = "lenient_id")]
     id: Option<String>,
+    /// `prompt` for generate projects.
+    #[serde(alias = "prompt")]
     text: String,
 }
 
@@ -90,7 +92,7 @@ pub fn read_inputs(name: &str, reader: impl BufRead) -> Result<Vec<Input>> {
         let rows: Vec<(u64, InputLine)> = parse_jsonl(
             Path::new(name),
             &lines.join("\n"),
-            "each line is {\"id\": ..., \"text\": ...}",
+            "each line is {\"id\": ..., \"text\": ...} (or \"prompt\" for a generate project)",
         )?;
         out.extend(rows.into_iter().map(|(n, l)| Input {
             id: l.id.unwrap_or_else(|| n.to_string()),
@@ -141,6 +143,66 @@ pub fn predict(
                 json!({"id": input.id, "label": label, "probability": p.get(best), "top_k": top});
             writeln!(out, "{line}").map_err(|e| Error::io("stdout", e))?;
         }
+    }
+    Ok(())
+}
+
+/// What `hone predict` may change about a generate run's decoding.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GenOverrides {
+    pub max_new_tokens: Option<usize>,
+    pub temperature: Option<f64>,
+    pub seed: Option<u64>,
+}
+
+/// Generate and write one JSON line per input, `{"id", "completion"}`, in input order. Prompts are
+/// prepared as the run's training prompts were (normalised with line breaks kept, PII masked under
+/// its dataset version's policy) and rendered with the run's stored chat template; answers pass
+/// through the PII masker before they are written.
+pub fn predict_generate(
+    store: &hone_store::Store,
+    project_root: &Path,
+    run: &crate::record::Run,
+    inputs: &[Input],
+    over: GenOverrides,
+    prep: &TextPrep,
+    out: &mut dyn Write,
+) -> Result<()> {
+    use crate::generate_stage::{generate_all, generate_config, load_run_lm, render_prompt};
+    let (mut lm, params) = load_run_lm(store, project_root, run)?;
+    let mut cfg = generate_config(&params, run.seed as u64);
+    if let Some(n) = over.max_new_tokens {
+        cfg.max_new_tokens = n;
+    }
+    if let Some(t) = over.temperature {
+        cfg.temperature = t;
+    }
+    if let Some(s) = over.seed {
+        cfg.seed = s;
+    }
+    let prompts: Vec<String> = inputs
+        .iter()
+        .map(|i| {
+            render_prompt(
+                lm.template(),
+                params.system.as_deref(),
+                &prep.apply(&i.text),
+            )
+        })
+        .collect::<Result<_>>()?;
+    let ids: Vec<&str> = inputs.iter().map(|i| i.id.as_str()).collect();
+    let gens = generate_all(
+        &mut lm,
+        &prompts,
+        &ids,
+        &cfg,
+        params.eval_batch,
+        &mut |_, _| {},
+    )?;
+    let masker = hone_data::pii::PiiDetector::new();
+    for (input, g) in inputs.iter().zip(gens) {
+        let line = json!({"id": input.id, "completion": masker.mask(&g.text).text});
+        writeln!(out, "{line}").map_err(|e| Error::io("stdout", e))?;
     }
     Ok(())
 }

@@ -186,6 +186,52 @@ pub enum TrainReport {
         /// Test texts longer than `max_length` tokens (cut before the model saw them).
         test_truncated: usize,
     },
+    /// A language model (`none`, `lora` or `sft`).
+    Lm(LmTrainReport),
+}
+
+/// What training a language model did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct LmTrainReport {
+    pub method: String,
+    /// Optimiser steps and the loss (mean per trainable token) at each.
+    pub steps: usize,
+    pub losses: Vec<f64>,
+    /// Parameters that trained (adapters only for `lora`).
+    pub trainable_params: usize,
+    pub trainable_tokens: usize,
+    /// Training examples longer than `max_length`, cut from the prompt's start.
+    pub truncated: usize,
+    /// blake3 of the chat template every prompt was rendered with (training, evaluation, predict).
+    pub template_hash: Option<String>,
+}
+
+/// Reference metrics of generated answers on one set, with 95% bootstrap intervals. ROUGE-L, exact
+/// match and token F1 are means over examples; chrF pools n-gram statistics (sacrebleu's corpus
+/// chrF) and is in [0, 1].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct TextScores {
+    pub n: usize,
+    pub rouge_l: Estimate,
+    pub chrf: Estimate,
+    pub exact_match: Estimate,
+    pub token_f1: Estimate,
+    /// Mean generated tokens per answer, and the share that ended at EOS (not the length cap).
+    pub mean_new_tokens: Option<f64>,
+    pub stopped_share: Option<f64>,
+}
+
+/// A generate run's evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct GenerationMetrics {
+    /// The dev metric the chosen-model rule ranks by (`rouge_l`).
+    pub select_by: String,
+    pub dev: TextScores,
+    pub test: TextScores,
+    /// Test ROUGE-L by record source, topic and tag (`accuracy` holds the mean ROUGE-L).
+    pub slices: Slices,
+    /// Generated tokens per second over the test set (batched as configured).
+    pub tokens_per_s: Option<f64>,
 }
 
 /// Training time and report.
@@ -227,6 +273,29 @@ pub struct RunRecord {
     pub artifacts: BTreeMap<String, String>,
     /// Object hash of the [`Predictions`].
     pub predictions: String,
+    /// Generate tasks: text metrics (the classification fields above are empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<GenerationMetrics>,
+}
+
+impl RunRecord {
+    /// The dev score the chosen-model rule ranks by: ROUGE-L for generate runs, macro-F1 otherwise.
+    pub fn dev_score(&self) -> Option<f64> {
+        match &self.generation {
+            Some(g) => g.dev.rouge_l.estimate,
+            None => self.dev.macro_f1.estimate,
+        }
+    }
+}
+
+/// One generated test answer (masked by the PII masker before it is stored).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GeneratedPrediction {
+    pub id: String,
+    pub reference: Option<String>,
+    pub completion: String,
+    /// `eos`, `length` or `stop`.
+    pub stop: String,
 }
 
 /// One test prediction (v1 stored these as `[id, gold, predicted, confidence]`, which reads the same).
@@ -252,6 +321,9 @@ pub struct Predictions {
     pub labels: Vec<String>,
     pub test: Vec<TestPrediction>,
     pub suites: Vec<SuitePrediction>,
+    /// Generate runs: the test answers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub generated: Vec<GeneratedPrediction>,
 }
 
 impl Predictions {
@@ -388,7 +460,7 @@ fn fallback_choice(runs: &[Run]) -> Option<usize> {
         .iter()
         .map(|&i| Candidate {
             baseline: runs[i].kind == crate::models::MAJORITY,
-            dev_macro_f1: runs[i].record.dev.macro_f1.estimate,
+            dev_score: runs[i].record.dev_score(),
         })
         .collect();
     choose(&candidates)

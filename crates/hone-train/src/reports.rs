@@ -196,6 +196,29 @@ pub fn comparisons(store: &Store, out: &RunOutcome) -> Result<Vec<ComparisonLine
     let mut lines = Vec::new();
     let all = record::all(store)?;
     let baseline = &out.runs[0].run;
+    if baseline.record.generation.is_some() {
+        let line = |what: String, c: &crate::compare::TextComparison| ComparisonLine {
+            what,
+            delta: c.rouge_l.delta,
+            lo: c.rouge_l.lo,
+            hi: c.rouge_l.hi,
+            p_value: c.rouge_l.p_value,
+            verdict: c.verdict_text().into(),
+        };
+        for r in out.runs.iter().skip(1).map(|m| &m.run) {
+            let c = crate::compare::compare_texts(store, baseline, r, 7)?;
+            lines.push(line(format!("{} vs {}", r.model, baseline.model), &c));
+            if let Some(prev) = all.iter().rfind(|x| x.model == r.model && x.seq < r.seq)
+                && let Ok(c) = crate::compare::compare_texts(store, prev, r, 7)
+            {
+                lines.push(line(
+                    format!("{} vs its previous run #{}", r.model, prev.seq),
+                    &c,
+                ));
+            }
+        }
+        return Ok(lines);
+    }
     for r in out.runs.iter().skip(1).map(|m| &m.run) {
         let c = crate::compare::compare(store, baseline, r, 7)?;
         lines.push(comparison_line(format!("{} vs majority", r.model), &c));
@@ -221,6 +244,20 @@ fn interval(e: &Estimate) -> Interval {
 
 fn model_line(r: &Run) -> ModelLine<'_> {
     let rec = &r.record;
+    if let Some(g) = &rec.generation {
+        return ModelLine {
+            id: &r.id,
+            name: &r.model,
+            accuracy: interval(&g.test.rouge_l),
+            macro_f1: interval(&g.test.chrf),
+            ece: g.test.exact_match.estimate,
+            dev_macro_f1: g.dev.rouge_l.estimate,
+            p95_latency_us: rec.latency_us.mean,
+            train_seconds: Some(rec.train.wall_seconds),
+            cost_per_1k_usd: rec.cost.per_1k_predictions_usd,
+            dev_folded: false,
+        };
+    }
     ModelLine {
         id: &r.id,
         name: &r.model,
@@ -247,10 +284,11 @@ fn chosen_detail(r: &Run) -> ChosenDetail {
             .push(e.dev_macro_f1);
     }
     let mut slices = Vec::new();
+    let own = rec.generation.as_ref().map_or(&rec.slices, |g| &g.slices);
     for (kind, table) in [
-        ("source", &rec.slices.source),
-        ("topic", &rec.slices.topic),
-        ("tag", &rec.slices.tag),
+        ("source", &own.source),
+        ("topic", &own.topic),
+        ("tag", &own.tag),
         ("suite", &rec.suites.by_suite),
         ("suite tag", &rec.suites.by_tag),
     ] {
@@ -281,8 +319,14 @@ pub fn write_run_report(
     out: &RunOutcome,
 ) -> Result<(PathBuf, String)> {
     let chosen = out.chosen();
+    let generate = chosen.record.generation.is_some();
     let report = RunReport {
         task: &project.config.task.name,
+        names: if generate {
+            hone_report::run::MetricNames::GENERATE
+        } else {
+            hone_report::run::MetricNames::CLASSIFY
+        },
         runs: out.runs.iter().map(|m| model_line(&m.run)).collect(),
         chosen: out.chosen,
         detail: chosen_detail(chosen),

@@ -75,6 +75,9 @@ impl Trained {
             Some(ModelKind::Ngram) => Ok(Trained::Ngram(Box::new(NgramModel::load(dir)?))),
             Some(ModelKind::Majority) => Ok(Trained::Majority(MajorityModel::load(dir)?)),
             Some(ModelKind::Encoder) => Ok(Trained::Encoder(Box::new(EncoderModel::load(dir)?))),
+            Some(ModelKind::Lm) => Err(Error::Usage(
+                "a language model run generates text; it has no class probabilities".into(),
+            )),
             None => Err(Error::Store(format!(
                 "a stored run has model kind `{kind}`, which this hone does not know"
             ))),
@@ -469,6 +472,7 @@ fn folds(spec: &ModelSpec) -> bool {
     match spec {
         ModelSpec::Ngram(_) | ModelSpec::Majority => true,
         ModelSpec::Encoder(e) => e.method == hone_encoder::Method::Frozen,
+        ModelSpec::Lm(_) => false,
     }
 }
 
@@ -500,6 +504,11 @@ fn fit_model(
 ) -> Result<(Trained, TrainReport)> {
     let name = entry.name.as_str();
     Ok(match &entry.spec {
+        ModelSpec::Lm(_) => {
+            return Err(Error::Internal(format!(
+                "[[model]] `{name}` is a language model, which the classification path cannot train"
+            )));
+        }
         ModelSpec::Majority => (
             Trained::Majority(MajorityModel::fit(train_y, &data.labels)?),
             TrainReport::Majority,
@@ -905,6 +914,7 @@ fn train_and_evaluate(
                 predicted: label_of(p),
             })
             .collect(),
+        generated: Vec::new(),
     };
     let predictions_json =
         serde_json::to_vec(&predictions).map_err(|e| Error::Internal(e.to_string()))?;
@@ -966,6 +976,7 @@ fn train_and_evaluate(
         },
         artifacts,
         predictions: predictions_obj,
+        generation: None,
     };
     Ok(Run {
         id: run_id.to_string(),
@@ -1002,6 +1013,20 @@ pub fn gate_value(record: &RunRecord, metric: &str) -> std::result::Result<f64, 
         "cost_per_1k_usd" => num(record.cost.per_1k_predictions_usd),
         "dev_accuracy" => num(record.dev.accuracy.estimate),
         "dev_macro_f1" => num(record.dev.macro_f1.estimate),
+        "rouge_l" | "chrf" | "exact_match" | "token_f1" | "dev_rouge_l" | "dev_chrf" => {
+            let g = record
+                .generation
+                .as_ref()
+                .ok_or_else(|| format!("`{metric}` is measured for generate tasks only"))?;
+            num(match metric {
+                "rouge_l" => g.test.rouge_l.estimate,
+                "chrf" => g.test.chrf.estimate,
+                "exact_match" => g.test.exact_match.estimate,
+                "token_f1" => g.test.token_f1.estimate,
+                "dev_rouge_l" => g.dev.rouge_l.estimate,
+                _ => g.dev.chrf.estimate,
+            })
+        }
         m => {
             let tag = m
                 .strip_suffix("_pass_rate")
@@ -1092,6 +1117,28 @@ pub fn run(
         .iter()
         .filter(|r| part(r) == Some(Part::Test))
         .collect();
+    if project.config.task.kind == hone_core::config::TaskKind::Generate {
+        let ctx = crate::generate_stage::GenContext {
+            project,
+            train: &train,
+            dev: &dev,
+            test: &test,
+            split_id: &split.row.id,
+            version_id: &version.id,
+            seed: project.config.split.seed,
+            command,
+        };
+        let (runs, chosen) = crate::generate_stage::run_models(&ctx, store, progress)?;
+        let gates = gates(project, &runs[chosen].run.record);
+        return Ok(RunOutcome {
+            version_id: version.id,
+            version_cached: cur.cached,
+            split,
+            runs,
+            chosen,
+            gates,
+        });
+    }
     let labels: Vec<String> = train
         .iter()
         .chain(&dev)
@@ -1205,7 +1252,7 @@ pub fn run(
         .iter()
         .map(|r| Candidate {
             baseline: r.run.kind == crate::models::MAJORITY,
-            dev_macro_f1: r.run.record.dev.macro_f1.estimate,
+            dev_score: r.run.record.dev_score(),
         })
         .collect();
     let chosen = choose(&candidates).unwrap_or(0);

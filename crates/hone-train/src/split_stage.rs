@@ -213,7 +213,9 @@ fn run_once(
     command: &str,
 ) -> Result<Option<SplitOutcome>> {
     let c = &project.config;
+    let generate = c.task.kind == hone_core::config::TaskKind::Generate;
     let spec = SplitSpec {
+        stratify: !generate,
         test: c.split.test,
         dev: c.split.dev,
         seed: c.split.seed,
@@ -234,7 +236,9 @@ fn run_once(
         _ => None,
     };
     let mut result = split(records, &spec, frozen.as_deref());
-    result.warnings.extend(label_spelling_warnings(records));
+    if !generate {
+        result.warnings.extend(label_spelling_warnings(records));
+    }
     if !result.drift.is_empty() {
         let shown: Vec<String> = result
             .drift
@@ -256,19 +260,23 @@ fn run_once(
             hint: "the test set is frozen; restore the records, or if the change is intended run `hone split --refreeze --reason \"...\"` (audited)".into(),
         });
     }
-    let lacking = supports_evaluation(
-        records,
-        &result.assignment,
-        current.is_some() && refreeze.is_none(),
-        || {
-            let fresh = split(records, &spec, None);
-            records
-                .iter()
-                .filter(|r| fresh.assignment.get(&r.id) == Some(&Part::Test))
-                .filter_map(|r| r.label.clone())
-                .collect()
-        },
-    )?;
+    let lacking = if generate {
+        Vec::new()
+    } else {
+        supports_evaluation(
+            records,
+            &result.assignment,
+            current.is_some() && refreeze.is_none(),
+            || {
+                let fresh = split(records, &spec, None);
+                records
+                    .iter()
+                    .filter(|r| fresh.assignment.get(&r.id) == Some(&Part::Test))
+                    .filter_map(|r| r.label.clone())
+                    .collect()
+            },
+        )?
+    };
     result.warnings.extend(lacking);
     let (frozen_seq, froze) = match (&current, refreeze) {
         (Some(f), None) => (f.seq, false),
@@ -348,27 +356,57 @@ fn run_once(
         }));
     }
     let mut assignment = result.assignment;
-    let test_items: Vec<Item> = records
-        .iter()
-        .filter(|r| assignment.get(&r.id) == Some(&Part::Test))
-        .map(|r| Item {
-            id: &r.id,
-            text: &r.text,
-        })
-        .chain(suites.iter().map(|s| Item {
-            id: &s.id,
-            text: &s.text,
-        }))
-        .collect();
-    let train_items: Vec<Item> = records
-        .iter()
-        .filter(|r| assignment.get(&r.id) != Some(&Part::Test))
-        .map(|r| Item {
-            id: &r.id,
-            text: &r.text,
-        })
-        .collect();
+    // Generation examples leak when prompt and target together nearly match a training example.
+    let content: Vec<String> = if generate {
+        records.iter().map(Record::prompt_and_target).collect()
+    } else {
+        Vec::new()
+    };
+    let text_of = |i: usize| -> &str {
+        if generate {
+            &content[i]
+        } else {
+            &records[i].text
+        }
+    };
+    let items = |test: bool, whole: bool| -> Vec<Item> {
+        records
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| (assignment.get(&r.id) == Some(&Part::Test)) == test)
+            .map(|(i, r)| Item {
+                id: &r.id,
+                text: if whole { text_of(i) } else { &r.text },
+            })
+            .collect()
+    };
+    let mut test_items = items(true, true);
+    test_items.extend(suites.iter().map(|s| Item {
+        id: &s.id,
+        text: &s.text,
+    }));
+    let train_items = items(false, true);
     let pairs = check(&test_items, &train_items, &cfg);
+    if generate {
+        // Templated prompts: the same prompt with another target is reported, not a leak.
+        let leaked: std::collections::BTreeSet<&str> =
+            pairs.iter().map(|q| q.test_id.as_str()).collect();
+        let templated: std::collections::BTreeSet<String> =
+            check(&items(true, false), &items(false, false), &cfg)
+                .into_iter()
+                .filter(|q| !leaked.contains(q.test_id.as_str()))
+                .map(|q| q.test_id)
+                .collect();
+        if !templated.is_empty() {
+            let shown: Vec<&str> = templated.iter().take(5).map(String::as_str).collect();
+            result.warnings.push(format!(
+                "{} test prompt(s) nearly match a training prompt with a different target (templated prompts; not leaks): {}{}",
+                templated.len(),
+                shown.join(", "),
+                if templated.len() > 5 { ", …" } else { "" }
+            ));
+        }
+    }
     let mut removed = Vec::new();
     if !pairs.is_empty() {
         match p.contamination {

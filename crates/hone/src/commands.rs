@@ -622,7 +622,7 @@ pub fn run(ctx: &Context, refreeze: Option<String>) -> Result<u8> {
     pb.finish_and_clear();
     let code = if out.gates_pass() { 0 } else { 3 };
     if ctx.json {
-        let runs: Vec<serde_json::Value> = out.runs.iter().map(|r| json!({"run": r.run.id, "seq": r.run.seq, "model": r.run.model, "cached": r.cached, "chosen": r.run.id == chosen.id, "test": {"accuracy": r.run.record.test.accuracy, "macro_f1": r.run.record.test.macro_f1}, "dev": r.run.record.dev})).collect();
+        let runs: Vec<serde_json::Value> = out.runs.iter().map(|r| json!({"run": r.run.id, "seq": r.run.seq, "model": r.run.model, "cached": r.cached, "chosen": r.run.id == chosen.id, "test": {"accuracy": r.run.record.test.accuracy, "macro_f1": r.run.record.test.macro_f1}, "dev": r.run.record.dev, "generation": r.run.record.generation})).collect();
         print_json(
             &json!({"version": out.version_id, "split": out.split.row.id, "chosen": chosen.id, "runs": runs, "metrics": chosen.record.test, "gates": out.gates, "gates_pass": out.gates_pass(), "report": html_path}),
         );
@@ -792,15 +792,20 @@ pub fn export(
 pub fn predict(
     ctx: &Context,
     input: &str,
-    run: Option<&str>,
-    model: Option<&str>,
+    (run, model): (Option<&str>, Option<&str>),
     top_k: usize,
+    gen_over: hone_train::predict::GenOverrides,
 ) -> Result<u8> {
     let project = open_project(ctx)?;
     let store = Store::open_existing(&project.root)?;
     let named = run.is_some() || model.is_some();
     let chosen = hone_train::record::named_or_chosen(&store, run, model)?;
-    let model = hone_train::run_stage::load_model(&store, &chosen)?;
+    let lm = chosen.kind == "lm";
+    let model = if lm {
+        None
+    } else {
+        Some(hone_train::run_stage::load_model(&store, &chosen)?)
+    };
     // stdout is the predictions; which model made them goes to stderr.
     eprintln!(
         "predicting with run #{} `{}` ({}){}",
@@ -823,6 +828,15 @@ pub fn predict(
     let mut w = std::io::BufWriter::new(stdout.lock());
     // Inputs are prepared as the run's training data was: the policy of its dataset version.
     let prep = hone_train::curate::text_prep_of(&store, &chosen.version)?;
+    let Some(model) = model else {
+        let (root, prep) = (&project.root, prep.keeping_newlines());
+        hone_train::predict::predict_generate(
+            &store, root, &chosen, &inputs, gen_over, &prep, &mut w,
+        )?;
+        use std::io::Write;
+        w.flush()?;
+        return Ok(0);
+    };
     hone_train::predict::predict(
         &model,
         &inputs,

@@ -95,6 +95,15 @@ enum Command {
         /// How many top labels to list per input.
         #[arg(long, default_value_t = 3)]
         top_k: usize,
+        /// Generate projects: at most this many new tokens per answer (default: the run's).
+        #[arg(long)]
+        max_new_tokens: Option<usize>,
+        /// Generate projects: sampling temperature, 0 for greedy (default: the run's).
+        #[arg(long)]
+        temperature: Option<f64>,
+        /// Generate projects: the sampling seed (default: the run's).
+        #[arg(long)]
+        seed: Option<u64>,
     },
     /// Export an encoder model for Python: a Hugging Face `BertForSequenceClassification` directory
     /// (fine-tuned, `cls` pooling) or a sentence-transformers directory plus the head (`mean` pooling).
@@ -296,7 +305,23 @@ fn main() -> ExitCode {
             run,
             model,
             top_k,
-        } => commands::predict(&ctx, &input, run.as_deref(), model.as_deref(), top_k),
+            max_new_tokens,
+            temperature,
+            seed,
+        } => {
+            let gen_over = hone_train::predict::GenOverrides {
+                max_new_tokens,
+                temperature,
+                seed,
+            };
+            commands::predict(
+                &ctx,
+                &input,
+                (run.as_deref(), model.as_deref()),
+                top_k,
+                gen_over,
+            )
+        }
         Command::Data(DataCommand::Check) => commands::data_check(&ctx),
         Command::Data(DataCommand::Clean) => commands::data_clean(&ctx),
         Command::Data(DataCommand::Log) => commands::data_log(&ctx),

@@ -34,6 +34,7 @@ fn normalise() -> Normalise {
     Normalise {
         mask: std::sync::Arc::new(|s: &str| s.to_string()),
         keep_newlines: false,
+        normalise_target: false,
     }
 }
 

@@ -15,6 +15,8 @@ pub struct Normalise {
     pub mask: Masker,
     /// Keep line breaks (generation prompts); classification texts become one line.
     pub keep_newlines: bool,
+    /// Normalise the label as a text too (a generation target), not only trim it.
+    pub normalise_target: bool,
 }
 
 impl Normalise {
@@ -68,7 +70,11 @@ impl Pass for Normalise {
         "normalise"
     }
     fn config(&self) -> serde_json::Value {
-        serde_json::json!({"unicode": "NFC", "html_entities": true, "control_chars": true, "whitespace": "collapse", "keep_newlines": self.keep_newlines})
+        let mut c = serde_json::json!({"unicode": "NFC", "html_entities": true, "control_chars": true, "whitespace": "collapse", "keep_newlines": self.keep_newlines});
+        if self.normalise_target {
+            c["normalise_target"] = serde_json::json!(true);
+        }
+        c
     }
     fn run_protected(&self, records: Vec<Record>) -> Result<PassOutput> {
         self.run(records)
@@ -78,10 +84,18 @@ impl Pass for Normalise {
         for r in &mut records {
             let (text, mut rules) = self.apply(&r.text);
             if let Some(label) = &r.label {
-                let trimmed = label.trim();
-                if trimmed.len() != label.len() {
-                    rules.push("label_whitespace");
-                    r.label = Some(trimmed.to_string());
+                if self.normalise_target {
+                    let (t, target_rules) = self.apply(label);
+                    if !target_rules.is_empty() {
+                        rules.push("target_normalised");
+                        r.label = Some(t);
+                    }
+                } else {
+                    let trimmed = label.trim();
+                    if trimmed.len() != label.len() {
+                        rules.push("label_whitespace");
+                        r.label = Some(trimmed.to_string());
+                    }
                 }
             }
             if rules.is_empty() {
@@ -270,6 +284,7 @@ mod tests {
         let n = Normalise {
             mask: Arc::new(|s: &str| s.replace("bob@x.io", "<EMAIL>")),
             keep_newlines: false,
+            normalise_target: false,
         };
         let (t, rules) = n.apply("  Cafe\u{301} &lt;3\u{0007} \n\n bob@x.io ");
         assert_eq!(t, "Café <3 bob@x.io");

@@ -13,6 +13,9 @@ use crate::near_dup::{MatchKind, NearDupConfig, find_near_duplicates};
 /// and writes the cluster id on every record. Drops nothing.
 pub struct NearDuplicateClusters {
     pub config: NearDupConfig,
+    /// Compare prompt and target together (generation): templated prompts with different targets
+    /// are different examples.
+    pub with_target: bool,
 }
 
 impl Pass for NearDuplicateClusters {
@@ -21,10 +24,23 @@ impl Pass for NearDuplicateClusters {
     }
     fn config(&self) -> serde_json::Value {
         let c = &self.config;
-        serde_json::json!({"shingle_words": c.shingle_words, "num_perm": c.num_perm, "threshold": c.threshold, "short_text_words": c.short_text_words, "short_containment": c.short_containment, "seed": c.seed})
+        let mut j = serde_json::json!({"shingle_words": c.shingle_words, "num_perm": c.num_perm, "threshold": c.threshold, "short_text_words": c.short_text_words, "short_containment": c.short_containment, "seed": c.seed});
+        if self.with_target {
+            j["with_target"] = serde_json::json!(true);
+        }
+        j
     }
     fn run(&self, mut records: Vec<Record>) -> Result<PassOutput> {
-        let texts: Vec<&str> = records.iter().map(|r| r.text.as_str()).collect();
+        let joined: Vec<String> = if self.with_target {
+            records.iter().map(Record::prompt_and_target).collect()
+        } else {
+            Vec::new()
+        };
+        let texts: Vec<&str> = if self.with_target {
+            joined.iter().map(String::as_str).collect()
+        } else {
+            records.iter().map(|r| r.text.as_str()).collect()
+        };
         let result = find_near_duplicates(&texts, &self.config);
         let mut sizes: HashMap<u32, u64> = HashMap::new();
         for &c in &result.cluster_of {

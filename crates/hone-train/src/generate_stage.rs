@@ -1,0 +1,728 @@
+//! `hone run` for `generate` tasks: the base model (method `none`) and every `[[model]] kind = "lm"`
+//! are trained (LoRA or full SFT on the training split), then generate answers for dev and test with
+//! the one chat template of the run; answers are masked by the PII masker and scored (ROUGE-L, chrF,
+//! exact match, token F1 with bootstrap intervals); the best dev ROUGE-L is chosen.
+//!
+//! The chat template a run used is one of its artifacts: `predict` renders prompts with those bytes,
+//! not with whatever the model file carries later.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
+
+use hone_core::decide::{CHOICE_RULE_GENERATE, Candidate, DecisionRule, choose};
+use hone_core::hash::KeyHasher;
+use hone_core::{Error, Record, Result};
+use hone_lm::sft::{self, Example, SftConfig};
+use hone_lm::{ChatTemplate, GenerateConfig, Lm, LoraConfig, Message, StopReason};
+use hone_store::Store;
+use serde_json::json;
+
+use crate::curate::Progress;
+use crate::models::{BASE, LmMethod, LmParams, LmSpec, ModelEntry, ModelSpec};
+use crate::project::{Project, who};
+use crate::record::{
+    self, Counts, Estimate, GeneratedPrediction, GenerationMetrics, LmTrainReport, Predictions,
+    RUN_RECORD_VERSION, Run, RunConfig, RunRecord, SliceAccuracy, SliceTable, Slices, TextScores,
+    TrainInfo, TrainReport, finite,
+};
+use crate::run_stage::{ModelRun, cpu_seconds};
+
+/// The artifact holding a run's chat template.
+pub const TEMPLATE_ARTIFACT: &str = "chat_template.jinja";
+/// The artifact holding a LoRA run's adapters (PEFT names).
+pub const ADAPTER_ARTIFACT: &str = "adapter_model.safetensors";
+/// The artifact holding a LoRA run's adapter settings (PEFT `adapter_config.json`).
+pub const ADAPTER_CONFIG_ARTIFACT: &str = "adapter_config.json";
+/// The artifact holding a full fine-tune's weights (Hugging Face names).
+pub const WEIGHTS_ARTIFACT: &str = "model.safetensors";
+
+const BOOT_REPS: usize = 1000;
+
+/// The `[[model]]`s of a generate run: the base model first (method `none` on the first model's
+/// path, unless a `[[model]]` already is that), then every `[[model]]` in `hone.toml` order.
+pub fn entries(project: &Project) -> Vec<ModelEntry> {
+    let lms: Vec<&LmSpec> = project
+        .models
+        .iter()
+        .filter_map(|e| match &e.spec {
+            ModelSpec::Lm(s) => Some(s),
+            _ => None,
+        })
+        .collect();
+    let mut out = Vec::new();
+    if let Some(first) = lms.first() {
+        let has_base = lms
+            .iter()
+            .any(|s| s.method == LmMethod::None && s.path == first.path);
+        if !has_base {
+            out.push(ModelEntry {
+                name: BASE.into(),
+                abstain: false,
+                spec: ModelSpec::Lm(LmSpec {
+                    method: LmMethod::None,
+                    ..(*first).clone()
+                }),
+            });
+        }
+    }
+    out.extend(project.models.iter().cloned());
+    out
+}
+
+/// The prompt text for one example: rendered by the chat template when there is one (with the
+/// `system` message if set), else the prompt as it is.
+pub fn render_prompt(
+    template: Option<&ChatTemplate>,
+    system: Option<&str>,
+    prompt: &str,
+) -> Result<String> {
+    match template {
+        Some(t) => {
+            let mut m = Vec::new();
+            if let Some(s) = system {
+                m.push(Message::new("system", s));
+            }
+            m.push(Message::new("user", prompt));
+            Ok(t.render(&m, true)?)
+        }
+        None => Ok(prompt.to_string()),
+    }
+}
+
+/// A language model loaded for a run: the base file, the run's template, and its adapters or
+/// weights when it trained.
+pub fn load_lm(spec: &LmSpec) -> Result<Lm> {
+    Ok(Lm::load(&spec.path)?)
+}
+
+/// Generates answers for `prompts` (already rendered), batched by token length so that padding
+/// stays small; the answers come back in input order. Row `i` samples with a seed derived from
+/// `ids[i]`, so an answer does not depend on what it was batched with.
+pub fn generate_all(
+    lm: &mut Lm,
+    prompts: &[String],
+    ids: &[&str],
+    cfg: &GenerateConfig,
+    batch: usize,
+    on_batch: &mut dyn FnMut(usize, usize),
+) -> Result<Vec<hone_lm::Generation>> {
+    let mut encoded = Vec::with_capacity(prompts.len());
+    for p in prompts {
+        encoded.push(lm.encode(p)?);
+    }
+    let mut order: Vec<usize> = (0..prompts.len()).collect();
+    order.sort_by_key(|&i| (encoded[i].len(), i));
+    let mut out: Vec<Option<hone_lm::Generation>> = vec![None; prompts.len()];
+    let mut done = 0;
+    for chunk in order.chunks(batch.max(1)) {
+        let ps: Vec<Vec<u32>> = chunk.iter().map(|&i| encoded[i].clone()).collect();
+        let seeds: Vec<u64> = chunk
+            .iter()
+            .map(|&i| {
+                let h = blake3::hash(ids[i].as_bytes());
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&h.as_bytes()[..8]);
+                cfg.seed ^ u64::from_le_bytes(b)
+            })
+            .collect();
+        let gens = lm.generate_batch(&ps, &seeds, cfg)?;
+        for (&i, g) in chunk.iter().zip(gens) {
+            out[i] = Some(g);
+        }
+        done += chunk.len();
+        on_batch(done, prompts.len());
+    }
+    out.into_iter()
+        .map(|g| g.ok_or_else(|| Error::Internal("an answer went missing".into())))
+        .collect()
+}
+
+/// The generation settings of a model's params.
+pub fn generate_config(p: &LmParams, seed: u64) -> GenerateConfig {
+    GenerateConfig {
+        max_new_tokens: p.max_new_tokens,
+        temperature: p.temperature,
+        top_k: p.top_k,
+        top_p: p.top_p,
+        seed,
+        stop: Vec::new(),
+    }
+}
+
+fn stop_name(s: &StopReason) -> &'static str {
+    match s {
+        StopReason::Eos => "eos",
+        StopReason::Stop(_) => "stop",
+        StopReason::Length => "length",
+    }
+}
+
+/// Text metrics of `answers` against the records' targets, with 95% bootstrap intervals.
+pub fn score_texts(
+    answers: &[String],
+    refs: &[&str],
+    gens_tokens: &[usize],
+    eos: &[bool],
+    seed: u64,
+) -> TextScores {
+    let n = answers.len();
+    if n == 0 {
+        return TextScores::default();
+    }
+    let rouge: Vec<f64> = answers
+        .iter()
+        .zip(refs)
+        .map(|(a, r)| hone_eval::text::rouge_l(a, r))
+        .collect();
+    let em: Vec<f64> = answers
+        .iter()
+        .zip(refs)
+        .map(|(a, r)| hone_eval::text::exact_match(a, r))
+        .collect();
+    let f1: Vec<f64> = answers
+        .iter()
+        .zip(refs)
+        .map(|(a, r)| hone_eval::text::token_f1(a, r))
+        .collect();
+    let stats: Vec<hone_eval::text::ChrfStats> = answers
+        .iter()
+        .zip(refs)
+        .map(|(a, r)| hone_eval::text::chrf_stats(a, r))
+        .collect();
+    fn mean(v: &[f64], ix: &[usize]) -> f64 {
+        ix.iter().map(|&i| v[i]).sum::<f64>() / ix.len().max(1) as f64
+    }
+    let ci = |f: &dyn Fn(&[usize]) -> f64| {
+        Estimate::of(&hone_eval::bootstrap_ci(n, f, BOOT_REPS, seed, 0.95))
+    };
+    TextScores {
+        n,
+        rouge_l: ci(&|ix: &[usize]| mean(&rouge, ix)),
+        chrf: ci(&|ix: &[usize]| hone_eval::text::chrf_corpus(&stats, ix)),
+        exact_match: ci(&|ix: &[usize]| mean(&em, ix)),
+        token_f1: ci(&|ix: &[usize]| mean(&f1, ix)),
+        mean_new_tokens: finite(gens_tokens.iter().sum::<usize>() as f64 / n as f64),
+        stopped_share: finite(eos.iter().filter(|&&e| e).count() as f64 / n as f64),
+    }
+}
+
+/// Per-example ROUGE-L (the paired comparisons and slices use it).
+pub fn rouge_per_example(answers: &[String], refs: &[&str]) -> Vec<f64> {
+    answers
+        .iter()
+        .zip(refs)
+        .map(|(a, r)| hone_eval::text::rouge_l(a, r))
+        .collect()
+}
+
+fn slice_rouge(keys: &[Vec<String>], rouge: &[f64]) -> SliceTable {
+    let mut acc: BTreeMap<&str, (u64, f64)> = BTreeMap::new();
+    for (ks, &r) in keys.iter().zip(rouge) {
+        for k in ks {
+            let e = acc.entry(k.as_str()).or_default();
+            e.0 += 1;
+            e.1 += r;
+        }
+    }
+    acc.into_iter()
+        .map(|(k, (n, s))| {
+            (
+                k.to_string(),
+                SliceAccuracy {
+                    n,
+                    accuracy: s / n as f64,
+                },
+            )
+        })
+        .collect()
+}
+
+/// Everything one generate run needs from the pipeline.
+pub struct GenContext<'a> {
+    pub project: &'a Project,
+    pub train: &'a [&'a Record],
+    pub dev: &'a [&'a Record],
+    pub test: &'a [&'a Record],
+    pub split_id: &'a str,
+    pub version_id: &'a str,
+    pub seed: u64,
+    pub command: &'a str,
+}
+
+/// The run key parts of a language model entry (its params as written, plus the base file's hash).
+pub fn run_params(spec: &LmSpec) -> Result<serde_json::Value> {
+    let bytes = std::fs::read(&spec.path).map_err(|e| Error::io(&spec.path, e))?;
+    let mut p = serde_json::to_value(&spec.params).map_err(|e| Error::Internal(e.to_string()))?;
+    p["path"] = json!(spec.path_as_written);
+    p["method"] = json!(spec.method.name());
+    p["lr"] = json!(spec.lr());
+    p["base_fingerprint"] = json!(blake3::hash(&bytes).to_hex().to_string());
+    Ok(p)
+}
+
+/// Trains (unless the method is `none`) and evaluates one language model.
+pub fn train_and_evaluate(
+    ctx: &GenContext<'_>,
+    store: &Store,
+    entry: &ModelEntry,
+    spec: &LmSpec,
+    params: &serde_json::Value,
+    run_id: &str,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Run> {
+    let name = entry.name.as_str();
+    let seed = spec.seed(ctx.seed);
+    let wall = Instant::now();
+    let cpu0 = cpu_seconds();
+    let mut lm = load_lm(spec)?;
+    let template = lm.template().map(|t| t.source.clone());
+    let system = spec.params.system.as_deref();
+    let mut report = LmTrainReport {
+        method: spec.method.name().into(),
+        template_hash: template.as_deref().map(hone_core::hash::hash_str),
+        ..Default::default()
+    };
+    let mut artifacts: BTreeMap<String, String> = BTreeMap::new();
+    if let Some(t) = &template {
+        artifacts.insert(
+            TEMPLATE_ARTIFACT.into(),
+            store.put_object(t.as_bytes(), "artifact")?,
+        );
+    }
+    if spec.method != LmMethod::None {
+        // Examples: the prompt as the user's turn, the target as the assistant's.
+        let mut examples: Vec<Example> = Vec::with_capacity(ctx.train.len());
+        for r in ctx.train {
+            let Some(target) = r.label.as_deref() else {
+                continue;
+            };
+            let enc = if lm.template().is_some() {
+                sft::encode_chat(
+                    &lm,
+                    &r.id,
+                    &sft::pair_messages(system, &r.text, target),
+                    spec.params.max_length,
+                )?
+            } else {
+                sft::encode_plain(&lm, &r.id, &r.text, target, spec.params.max_length)?
+            };
+            report.truncated += usize::from(enc.truncated);
+            report.trainable_tokens += enc.example.trainable();
+            examples.push(enc.example);
+        }
+        if examples.is_empty() {
+            return Err(Error::Data {
+                message: "no training example has a target".into(),
+                hint: "map the reply column with fields = { prompt = \"...\", target = \"...\" }"
+                    .into(),
+            });
+        }
+        if spec.method == LmMethod::Lora {
+            lm.decoder_mut().add_lora(
+                LoraConfig {
+                    rank: spec.params.lora_rank,
+                    alpha: spec.params.lora_alpha,
+                    dropout: spec.params.lora_dropout,
+                    targets: spec.params.target_modules.clone(),
+                },
+                seed,
+            )?;
+        }
+        report.trainable_params = lm
+            .decoder()
+            .trainable()
+            .iter()
+            .map(|(_, v)| v.as_tensor().elem_count())
+            .sum();
+        let cfg = SftConfig {
+            epochs: spec.params.epochs,
+            lr: spec.lr(),
+            batch_size: spec.params.batch_size,
+            grad_accum: spec.params.grad_accum,
+            warmup_ratio: spec.params.warmup_ratio,
+            weight_decay: spec.params.weight_decay,
+            max_grad_norm: spec.params.max_grad_norm,
+            seed,
+        };
+        let label = format!("train {name}");
+        let log = sft::train(&lm, &examples, &cfg, &mut |s| {
+            progress(Progress::Pass {
+                name: &format!(
+                    "{label}: step {}/{} loss {:.3}",
+                    s.step + 1,
+                    s.total,
+                    s.loss
+                ),
+                index: s.step as usize,
+                total: s.total as usize,
+            });
+        })?;
+        report.steps = log.len();
+        report.losses = log.iter().map(|s| s.loss).collect();
+        let save =
+            |tensors: std::collections::HashMap<String, candle_core::Tensor>| -> Result<Vec<u8>> {
+                let tmp = tempfile::NamedTempFile::new()
+                    .map_err(|e| Error::io(std::env::temp_dir(), e))?;
+                candle_core::safetensors::save(&tensors, tmp.path())
+                    .map_err(|e| Error::Internal(format!("saving weights: {e}")))?;
+                std::fs::read(tmp.path()).map_err(|e| Error::io(tmp.path(), e))
+            };
+        if spec.method == LmMethod::Lora {
+            let adapters = lm
+                .decoder()
+                .lora_vars()
+                .iter()
+                .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
+                .collect();
+            artifacts.insert(
+                ADAPTER_ARTIFACT.into(),
+                store.put_object(&save(adapters)?, "artifact")?,
+            );
+            let config = adapter_config(&spec.params, &spec.path_as_written);
+            artifacts.insert(
+                ADAPTER_CONFIG_ARTIFACT.into(),
+                store.put_object(config.to_string().as_bytes(), "artifact")?,
+            );
+        } else {
+            artifacts.insert(
+                WEIGHTS_ARTIFACT.into(),
+                store.put_object(&save(lm.decoder().tensors()?)?, "artifact")?,
+            );
+        }
+    }
+    let train_wall = wall.elapsed().as_secs_f64();
+    let train_cpu = cpu_seconds() - cpu0;
+
+    // Evaluation: dev (for the choice) and test, with the same rendering.
+    let gen_cfg = generate_config(&spec.params, seed);
+    let masker = hone_data::pii::PiiDetector::new();
+    let mut answer = |set: &[&Record],
+                      what: &str,
+                      progress: &mut dyn FnMut(Progress)|
+     -> Result<(Vec<String>, Vec<hone_lm::Generation>, f64)> {
+        let prompts: Vec<String> = set
+            .iter()
+            .map(|r| render_prompt(lm.template(), system, &r.text))
+            .collect::<Result<_>>()?;
+        let ids: Vec<&str> = set.iter().map(|r| r.id.as_str()).collect();
+        let t = Instant::now();
+        let label = format!("evaluate {name} on {what}");
+        let gens = generate_all(
+            &mut lm,
+            &prompts,
+            &ids,
+            &gen_cfg,
+            spec.params.eval_batch,
+            &mut |d, n| {
+                progress(Progress::Pass {
+                    name: &format!("{label}: {d}/{n}"),
+                    index: d,
+                    total: n,
+                });
+            },
+        )?;
+        let secs = t.elapsed().as_secs_f64();
+        let masked = gens.iter().map(|g| masker.mask(&g.text).text).collect();
+        Ok((masked, gens, secs))
+    };
+    let refs = |set: &[&Record]| -> Vec<String> {
+        set.iter()
+            .map(|r| r.label.clone().unwrap_or_default())
+            .collect()
+    };
+    let (dev_answers, dev_gens, _) = answer(ctx.dev, "dev", progress)?;
+    let (test_answers, test_gens, test_secs) = answer(ctx.test, "test", progress)?;
+    let dev_refs = refs(ctx.dev);
+    let test_refs = refs(ctx.test);
+    let tokens = |g: &[hone_lm::Generation]| g.iter().map(|g| g.tokens.len()).collect::<Vec<_>>();
+    let eos = |g: &[hone_lm::Generation]| {
+        g.iter()
+            .map(|g| g.stop == StopReason::Eos)
+            .collect::<Vec<_>>()
+    };
+    let dev_scores = score_texts(
+        &dev_answers,
+        &strs(&dev_refs),
+        &tokens(&dev_gens),
+        &eos(&dev_gens),
+        ctx.seed,
+    );
+    let test_scores = score_texts(
+        &test_answers,
+        &strs(&test_refs),
+        &tokens(&test_gens),
+        &eos(&test_gens),
+        ctx.seed,
+    );
+    let rouge = rouge_per_example(&test_answers, &strs(&test_refs));
+    let keys = |f: &dyn Fn(&Record) -> Vec<String>| -> Vec<Vec<String>> {
+        ctx.test.iter().map(|r| f(r)).collect()
+    };
+    let slices = Slices {
+        source: slice_rouge(&keys(&|r| vec![r.source.clone()]), &rouge),
+        topic: slice_rouge(&keys(&|r| r.topic.iter().cloned().collect()), &rouge),
+        tag: slice_rouge(&keys(&|r| r.tags.clone()), &rouge),
+    };
+    let generated_tokens: usize = test_gens.iter().map(|g| g.tokens.len()).sum();
+    let predictions = Predictions {
+        labels: Vec::new(),
+        test: Vec::new(),
+        suites: Vec::new(),
+        generated: ctx
+            .test
+            .iter()
+            .zip(&test_answers)
+            .zip(&test_gens)
+            .map(|((r, a), g)| GeneratedPrediction {
+                id: r.id.clone(),
+                reference: r.label.clone(),
+                completion: a.clone(),
+                stop: stop_name(&g.stop).into(),
+            })
+            .collect(),
+    };
+    let predictions_obj = store.put_object(
+        &serde_json::to_vec(&predictions).map_err(|e| Error::Internal(e.to_string()))?,
+        "predictions",
+    )?;
+    let per_example_us = test_secs * 1e6 / ctx.test.len().max(1) as f64;
+    let record = RunRecord {
+        v: RUN_RECORD_VERSION,
+        name: name.to_string(),
+        labels: Vec::new(),
+        n: Counts {
+            train: ctx.train.len(),
+            dev: ctx.dev.len(),
+            test: ctx.test.len(),
+            suites: 0,
+        },
+        decision: DecisionRule::Argmax,
+        latency_us: record::Latency {
+            mean: finite(per_example_us),
+            ..Default::default()
+        },
+        throughput_per_s: finite(ctx.test.len() as f64 / test_secs),
+        train: TrainInfo {
+            dev_folded: false,
+            wall_seconds: train_wall,
+            cpu_seconds: train_cpu,
+            epochs: Vec::new(),
+            report: TrainReport::Lm(report),
+        },
+        cost: record::Cost {
+            train_usd: finite(train_wall / 3600.0 * ctx.project.config.costs.cpu_hour_usd),
+            per_1k_predictions_usd: finite(
+                per_example_us * 1e-6 * 1000.0 / 3600.0 * ctx.project.config.costs.cpu_hour_usd,
+            ),
+            per_useful_answer_usd: None,
+        },
+        artifacts,
+        predictions: predictions_obj,
+        generation: Some(GenerationMetrics {
+            select_by: "rouge_l".into(),
+            dev: dev_scores,
+            test: test_scores,
+            slices,
+            tokens_per_s: finite(generated_tokens as f64 / test_secs),
+        }),
+        ..Default::default()
+    };
+    let kind = entry.kind().name();
+    Ok(Run {
+        id: run_id.to_string(),
+        seq: 0,
+        created_at: String::new(),
+        model: name.to_string(),
+        kind: kind.to_string(),
+        version: ctx.version_id.to_string(),
+        split: ctx.split_id.to_string(),
+        seed: seed as i64,
+        hone_version: hone_core::HONE_VERSION.to_string(),
+        config: RunConfig {
+            kind: kind.to_string(),
+            name: name.to_string(),
+            params: params.as_object().cloned().unwrap_or_default(),
+            abstain: false,
+        },
+        record,
+    })
+}
+
+/// PEFT's `adapter_config.json` for the run's adapters.
+pub fn adapter_config(p: &LmParams, base: &str) -> serde_json::Value {
+    json!({
+        "peft_type": "LORA",
+        "task_type": "CAUSAL_LM",
+        "base_model_name_or_path": base,
+        "r": p.lora_rank,
+        "lora_alpha": p.lora_alpha,
+        "lora_dropout": p.lora_dropout,
+        "target_modules": p.target_modules,
+        "bias": "none",
+        "fan_in_fan_out": false,
+        "inference_mode": true,
+        "init_lora_weights": true,
+        "use_rslora": false,
+        "use_dora": false,
+        "modules_to_save": null,
+    })
+}
+
+/// Trains and evaluates every entry of a generate project (cached by run key); returns the runs
+/// and the index of the chosen one.
+pub fn run_models(
+    ctx: &GenContext<'_>,
+    store: &mut Store,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<(Vec<ModelRun>, usize)> {
+    let entries = entries(ctx.project);
+    if entries.is_empty() {
+        return Err(Error::Data {
+            message: "a generate task needs a language model".into(),
+            hint: "add [[model]] kind = \"lm\" with path = \"models/SmolLM2-135M-Instruct.Q4_1.gguf\" (scripts/get-smollm2)".into(),
+        });
+    }
+    if ctx.test.is_empty() {
+        return Err(Error::Data {
+            message: "the test split is empty".into(),
+            hint: "set [split] test > 0 or declare a role = \"test\" source".into(),
+        });
+    }
+    let mut runs: Vec<ModelRun> = Vec::new();
+    for (i, entry) in entries.iter().enumerate() {
+        let ModelSpec::Lm(spec) = &entry.spec else {
+            return Err(Error::Internal(format!(
+                "[[model]] `{}` is not a language model, yet passed validation for a generate task",
+                entry.name
+            )));
+        };
+        progress(Progress::Pass {
+            name: &format!("train {}", entry.name),
+            index: i,
+            total: entries.len(),
+        });
+        let params = run_params(spec)?;
+        let run_id = KeyHasher::new()
+            .part("kind", b"lm")
+            .part("name", entry.name.as_bytes())
+            .part("params", params.to_string().as_bytes())
+            .part("version", ctx.version_id.as_bytes())
+            .part("split", ctx.split_id.as_bytes())
+            .part("seed", &spec.seed(ctx.seed).to_le_bytes())
+            .part("hone", hone_core::HONE_VERSION.as_bytes())
+            .finish();
+        if let Some(run) = record::get(store, &run_id)? {
+            runs.push(ModelRun { run, cached: true });
+            continue;
+        }
+        let run = train_and_evaluate(ctx, store, entry, spec, &params, &run_id, progress)?;
+        let row = store.put_run(&record::to_row(&run)?, &who(), ctx.command)?;
+        runs.push(ModelRun {
+            run: record::from_row(row)?,
+            cached: false,
+        });
+    }
+    let candidates: Vec<Candidate> = runs
+        .iter()
+        .map(|r| Candidate {
+            baseline: false,
+            dev_score: r.run.record.dev_score(),
+        })
+        .collect();
+    let chosen = choose(&candidates).unwrap_or(0);
+    let names: Vec<String> = runs.iter().map(|r| r.run.id.clone()).collect();
+    store.put_choice(
+        ctx.split_id,
+        &runs[chosen].run.id,
+        &names,
+        CHOICE_RULE_GENERATE,
+    )?;
+    Ok((runs, chosen))
+}
+
+/// Loads a generate run's model for prediction: the base file named in its config, the template it
+/// was evaluated with, and its adapters or weights.
+pub fn load_run_lm(store: &Store, project_root: &Path, run: &Run) -> Result<(Lm, LmParams)> {
+    let cfg = &run.config.params;
+    let path_as_written = cfg
+        .get("path")
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| Error::Store(format!("run {} has no model path", run.id)))?;
+    let params: LmParams = serde_json::from_value(serde_json::Value::Object(
+        cfg.iter()
+            .filter(|(k, _)| crate::models::LM_PARAMS.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    ))
+    .map_err(|e| Error::Store(format!("run {}: params unreadable: {e}", run.id)))?;
+    let path = crate::models::gguf_file(&hone_core::config::resolve_path(
+        project_root,
+        path_as_written,
+    ))
+    .map_err(|e| Error::ModelFiles {
+        path: project_root.join(path_as_written),
+        reason: e,
+        hint: "the run's base model must stay where it was trained from".into(),
+    })?;
+    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    let want = cfg.get("base_fingerprint").and_then(|v| v.as_str());
+    let have = blake3::hash(&bytes).to_hex().to_string();
+    if want.is_some_and(|w| w != have) {
+        return Err(Error::ModelFiles {
+            path,
+            reason: "the base model file changed since the run trained on it".into(),
+            hint: "restore the file the run used, or run `hone run` again".into(),
+        });
+    }
+    drop(bytes);
+    let mut lm = Lm::load(&path)?;
+    let art = |name: &str| -> Result<Option<Vec<u8>>> {
+        run.record
+            .artifacts
+            .get(name)
+            .map(|h| store.get_object(h))
+            .transpose()
+    };
+    if let Some(t) = art(TEMPLATE_ARTIFACT)? {
+        let src = String::from_utf8(t).map_err(|_| Error::Store("template is not UTF-8".into()))?;
+        let (bos, eos) = {
+            let tok = lm.tokenizer();
+            let name = |id: Option<u32>| id.and_then(|i| tok.id_to_token(i)).unwrap_or_default();
+            (name(lm.info().bos), name(Some(lm.info().eos)))
+        };
+        lm.set_template(ChatTemplate::new(&src, &bos, &eos)?);
+    }
+    let load_tensors =
+        |bytes: Vec<u8>| -> Result<std::collections::HashMap<String, candle_core::Tensor>> {
+            candle_core::safetensors::load_buffer(&bytes, &candle_core::Device::Cpu).map_err(|e| {
+                Error::CorruptWeights {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                    hint: "the stored run's weights are damaged; run `hone run` again".into(),
+                }
+            })
+        };
+    if let Some(a) = art(ADAPTER_ARTIFACT)? {
+        let tensors = load_tensors(a)?;
+        lm.decoder_mut().load_lora(
+            LoraConfig {
+                rank: params.lora_rank,
+                alpha: params.lora_alpha,
+                dropout: params.lora_dropout,
+                targets: params.target_modules.clone(),
+            },
+            &tensors,
+        )?;
+    } else if let Some(w) = art(WEIGHTS_ARTIFACT)? {
+        let tensors = load_tensors(w)?;
+        let cfg = lm.decoder().config().clone();
+        let d = hone_lm::Decoder::from_tensors(cfg, tensors, &candle_core::Device::Cpu)?;
+        lm.replace_decoder(d);
+    }
+    Ok((lm, params))
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}

@@ -1,0 +1,201 @@
+//! Generate tasks through the binary, on a tiny random decoder written in code: curation keeps the
+//! target, the base model and a fine-tuned model run and are scored with text metrics, the fine-tuned
+//! one is chosen, and `predict` answers in input order with the run's template.
+
+mod common;
+
+use std::path::Path;
+
+use common::{hone, stderr, stdout};
+
+const INTENTS: [(&str, &str); 4] = [
+    ("refund", "We will refund you."),
+    ("cancel", "Your order is cancelled."),
+    ("late", "Your parcel is on its way."),
+    ("password", "Use the reset link."),
+];
+
+const OPENERS: [&str; 6] = [
+    "hi",
+    "hello",
+    "hey there",
+    "good morning",
+    "excuse me",
+    "dear team",
+];
+const TAILS: [&str; 5] = ["please", "thanks", "asap", "today", "if you can"];
+
+/// A project whose prompts name one of four intents in varied words; the target is the intent's reply.
+fn project(dir: &Path, method: &str, extra: &str) {
+    let model = dir.join("models/tiny.gguf");
+    std::fs::create_dir_all(model.parent().unwrap()).unwrap();
+    hone_lm::testing::tiny_gguf(&model, 7).unwrap();
+    let mut lines = Vec::new();
+    let mut i = 0;
+    for (k, opener) in OPENERS.iter().enumerate() {
+        for (j, tail) in TAILS.iter().enumerate() {
+            for (intent, reply) in INTENTS {
+                if (k + j) % 2 == 0 && intent != "refund" && intent != "late" {
+                    continue;
+                }
+                lines.push(
+                    serde_json::json!({
+                        "id": format!("q{i}"),
+                        "question": format!("{opener}, {intent} {tail}"),
+                        "answer": reply,
+                    })
+                    .to_string(),
+                );
+                i += 1;
+            }
+        }
+    }
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    std::fs::write(dir.join("data/replies.jsonl"), lines.join("\n") + "\n").unwrap();
+    std::fs::write(
+        dir.join("hone.toml"),
+        format!(
+            r#"[task]
+name = "replies"
+kind = "generate"
+
+[policy]
+contamination = "drop_train"
+
+[[source]]
+name = "replies"
+path = "data/replies.jsonl"
+fields = {{ prompt = "question", target = "answer" }}
+
+[split]
+test = 0.2
+dev = 0.15
+
+[[model]]
+name = "tuned"
+kind = "lm"
+path = "models/tiny.gguf"
+method = "{method}"
+
+[model.params]
+epochs = 60
+lr = 0.02
+batch_size = 8
+max_new_tokens = 24
+{extra}
+"#
+        ),
+    )
+    .unwrap();
+}
+
+fn run_json(dir: &Path) -> serde_json::Value {
+    let o = hone(dir, &["--json", "run"]);
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+#[test]
+fn a_fine_tuned_tiny_model_beats_the_base_and_predict_answers_in_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    project(dir, "sft", "");
+    let out = run_json(dir);
+    let runs = out["runs"].as_array().unwrap();
+    let names: Vec<&str> = runs.iter().map(|r| r["model"].as_str().unwrap()).collect();
+    assert_eq!(names, ["base", "tuned"], "{out:#}");
+    let rouge = |r: &serde_json::Value, part: &str| {
+        r["generation"][part]["rouge_l"]["estimate"]
+            .as_f64()
+            .unwrap()
+    };
+    let (base, tuned) = (&runs[0], &runs[1]);
+    assert!(rouge(tuned, "test") > 0.8, "{:#}", tuned["generation"]);
+    assert!(rouge(base, "test") < 0.2, "{:#}", base["generation"]);
+    assert_eq!(tuned["chosen"], true, "{out:#}");
+
+    // Predict renders prompts with the run's stored template: on the test prompts it gives back the
+    // answers the evaluation stored, in input order, with the input ids.
+    let o = hone(dir, &["--json", "runs"]);
+    let listing: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let chosen = listing
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["chosen"] == true)
+        .unwrap();
+    let hash = chosen["record"]["predictions"].as_str().unwrap();
+    let stored: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.join(".hone/objects").join(&hash[..2]).join(&hash[2..])).unwrap(),
+    )
+    .unwrap();
+    let generated = stored["generated"].as_array().unwrap();
+    assert!(generated.len() >= 10);
+    let data = std::fs::read_to_string(dir.join("data/replies.jsonl")).unwrap();
+    let prompt_of: std::collections::HashMap<String, String> = data
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .map(|v| {
+            (
+                v["id"].as_str().unwrap().to_string(),
+                v["question"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let mut input = String::new();
+    for g in generated.iter().rev() {
+        let id = g["id"].as_str().unwrap();
+        input.push_str(&serde_json::json!({"id": id, "prompt": prompt_of[id]}).to_string());
+        input.push('\n');
+    }
+    let ask = dir.join("ask.jsonl");
+    std::fs::write(&ask, input).unwrap();
+    let o = hone(dir, &["predict", ask.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), generated.len());
+    for (line, g) in lines.iter().zip(generated.iter().rev()) {
+        assert_eq!(line["id"], g["id"]);
+        assert_eq!(
+            line["completion"], g["completion"],
+            "predict and evaluation differ"
+        );
+    }
+    // Plain lines work too, and --max-new-tokens caps the answer.
+    let plain = dir.join("ask.txt");
+    std::fs::write(&plain, "hi, refund please\nhello, late thanks\n").unwrap();
+    let o = hone(
+        dir,
+        &["predict", "--max-new-tokens", "3", plain.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(
+        (lines[0]["id"].as_str(), lines[1]["id"].as_str()),
+        (Some("1"), Some("2"))
+    );
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["completion"].as_str().unwrap().len() <= 12),
+        "{lines:?}"
+    );
+
+    // A second run is cached.
+    let again = run_json(dir);
+    assert!(
+        again["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["cached"] == true),
+        "{again:#}"
+    );
+}
