@@ -201,6 +201,44 @@ pub struct TextComparison {
 }
 
 impl TextComparison {
+    /// The comparison as `hone compare` prints it.
+    pub fn text(&self, ra: &Run, rb: &Run) -> String {
+        use std::fmt::Write;
+        let short = hone_core::hash::short;
+        let mut s = format!(
+            "A = run #{} {} ({}), B = run #{} {} ({}), {} shared test examples\n\n",
+            ra.seq,
+            ra.model,
+            short(&ra.id),
+            rb.seq,
+            rb.model,
+            short(&rb.id),
+            self.n_shared
+        );
+        for (name, va, vb, p) in [
+            ("ROUGE-L", self.rouge_l_a, self.rouge_l_b, &self.rouge_l),
+            ("chrF", self.chrf_a, self.chrf_b, &self.chrf),
+        ] {
+            let _ = writeln!(
+                s,
+                "{name:<8} A {va:.4}  B {vb:.4}  Δ {:+.4}  95% CI [{:+.4}, {:+.4}]",
+                p.delta, p.lo, p.hi
+            );
+        }
+        for (k, va, vb) in &self.config_diff {
+            let _ = writeln!(s, "config   {k}: {va} → {vb}");
+        }
+        for d in &self.data_diff {
+            let _ = writeln!(s, "data     {d}");
+        }
+        let v = self.verdict_text().replace(
+            "indistinguishable",
+            "indistinguishable from (neither better nor worse)",
+        );
+        let _ = writeln!(s, "\nB is {v} than A (by ROUGE-L).");
+        s
+    }
+
     pub fn verdict_text(&self) -> &'static str {
         match self.verdict {
             Verdict::SignificantlyBetter => "significantly better",

@@ -726,3 +726,57 @@ pub fn load_run_lm(store: &Store, project_root: &Path, run: &Run) -> Result<(Lm,
 fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
+
+/// What `hone data check` shows of a generate project: one training example decoded as the first
+/// language model sees it, its trainable spans marked `[[…]]`, and how many records `max_length`
+/// would cut.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Preview {
+    pub model: String,
+    pub id: String,
+    pub text: String,
+    pub truncated: usize,
+    pub n: usize,
+}
+
+/// The preview for `records` (curated, masked), or `None` without a language model or a record
+/// with a target.
+pub fn preview(project: &Project, records: &[Record]) -> Result<Option<Preview>> {
+    let Some((name, spec)) = project.models.iter().find_map(|e| match &e.spec {
+        ModelSpec::Lm(s) => Some((e.name.clone(), s)),
+        _ => None,
+    }) else {
+        return Ok(None);
+    };
+    let with_target: Vec<&Record> = records.iter().filter(|r| r.label.is_some()).collect();
+    let Some(first) = with_target.first() else {
+        return Ok(None);
+    };
+    let lm = load_lm(spec)?;
+    let system = spec.params.system.as_deref();
+    let encode = |r: &Record| -> Result<sft::Encoded> {
+        let target = r.label.as_deref().unwrap_or_default();
+        Ok(if lm.template().is_some() {
+            sft::encode_chat(
+                &lm,
+                &r.id,
+                &sft::pair_messages(system, &r.text, target),
+                spec.params.max_length,
+            )?
+        } else {
+            sft::encode_plain(&lm, &r.id, &r.text, target, spec.params.max_length)?
+        })
+    };
+    let mut truncated = 0;
+    for r in &with_target {
+        truncated += usize::from(encode(r)?.truncated);
+    }
+    let shown = encode(first)?;
+    Ok(Some(Preview {
+        model: name,
+        id: first.id.clone(),
+        text: sft::show(&lm, &shown.example)?,
+        truncated,
+        n: with_target.len(),
+    }))
+}

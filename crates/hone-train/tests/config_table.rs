@@ -38,6 +38,8 @@ fn project(toml: &str) -> tempfile::TempDir {
     )
     .unwrap();
     std::fs::write(root.join("unlabelled.txt"), "my card is gone\n").unwrap();
+    std::fs::create_dir_all(root.join("models")).unwrap();
+    std::fs::write(root.join("models/tiny.gguf"), b"not read at load").unwrap();
     let model = root.join("models/tiny");
     std::fs::create_dir_all(&model).unwrap();
     std::fs::write(
@@ -366,11 +368,50 @@ fn cases() -> Vec<Case> {
         ),
         // --- the rest of hone.toml ---
         case(
-            "generation is not built yet",
-            BASE.replace("kind = \"classify\"", "kind = \"generate\""),
-            "\"generate\"",
-            "not supported yet",
+            "a language model in a classify project",
+            with("\n[[model]]\nname = \"chat\"\nkind = \"lm\"\npath = \"models/tiny.gguf\"\n"),
+            "\"lm\"",
+            "does not fit a classify task",
+            "set [task] kind = \"generate\"",
+        ),
+        case(
+            "an encoder in a generate project",
+            with(ENCODER).replace("kind = \"classify\"", "kind = \"generate\""),
+            "\"encoder\"",
+            "does not fit a generate task",
+            "kind = \"lm\"",
+        ),
+        case(
+            "a language model without its file",
+            with("\n[[model]]\nname = \"chat\"\nkind = \"lm\"\npath = \"models/none.gguf\"\n")
+                .replace("kind = \"classify\"", "kind = \"generate\""),
+            "\"models/none.gguf\"",
+            "does not exist",
+            "scripts/get-smollm2",
+        ),
+        case(
+            "pre-training is not a method yet",
+            with("\n[[model]]\nname = \"chat\"\nkind = \"lm\"\npath = \"models/tiny.gguf\"\nmethod = \"pretrain\"\n")
+                .replace("kind = \"classify\"", "kind = \"generate\""),
+            "\"pretrain\"",
+            "unknown language model method",
             "not built yet",
+        ),
+        case(
+            "a LoRA rank of zero",
+            with("\n[[model]]\nname = \"chat\"\nkind = \"lm\"\npath = \"models/tiny.gguf\"\n[model.params]\nlora_rank = 0\n")
+                .replace("kind = \"classify\"", "kind = \"generate\""),
+            "0",
+            "`lora_rank` must be at least 1",
+            "the default is 16",
+        ),
+        case(
+            "a classification gate on a generate task",
+            format!("{BASE}\n[success]\naccuracy = \">= 0.9\"\n")
+                .replace("kind = \"classify\"", "kind = \"generate\""),
+            "accuracy",
+            "a generate task does not measure",
+            "rouge_l",
         ),
         case(
             "misspelt task kind",

@@ -90,10 +90,11 @@ pub fn data_check(ctx: &Context) -> Result<u8> {
         Default::default()
     };
     let cur = curate::compute(&project, &decisions, &mut progress_printer(&pb))?;
+    let example = hone_train::generate_stage::preview(&project, &cur.records)?;
     pb.finish_and_clear();
     if ctx.json {
         print_json(
-            &json!({"version": cur.id, "n_input": cur.n_input, "n_quarantined": cur.quarantined.len(), "n_records": cur.records.len(), "passes": cur.reports, "sources": cur.sources, "quarantined": cur.quarantined}),
+            &json!({"version": cur.id, "n_input": cur.n_input, "n_quarantined": cur.quarantined.len(), "n_records": cur.records.len(), "passes": cur.reports, "sources": cur.sources, "quarantined": cur.quarantined, "example": example}),
         );
     } else {
         println!(
@@ -111,6 +112,12 @@ pub fn data_check(ctx: &Context) -> Result<u8> {
         }
         if cur.quarantined.len() > 20 {
             println!("… and {} more quarantined rows", cur.quarantined.len() - 20);
+        }
+        if let Some(e) = &example {
+            println!(
+                "\nexample {} as `{}` trains on it ([[…]] is what the loss sees; {} of {} examples cut to max_length):\n{}",
+                e.id, e.model, e.truncated, e.n, e.text
+            );
         }
     }
     Ok(0)
@@ -330,7 +337,7 @@ pub fn data_show(ctx: &Context, version: Option<&str>, limit: usize) -> Result<u
         .map(|r| {
             vec![
                 r.id.clone(),
-                r.label.clone().unwrap_or_default(),
+                clip(&r.label.clone().unwrap_or_default(), 40),
                 r.source.clone(),
                 clip(&r.text, 90),
             ]
@@ -346,7 +353,13 @@ pub fn data_show(ctx: &Context, version: Option<&str>, limit: usize) -> Result<u
             String::new()
         }
     );
-    print!("{}", table(&["id", "label", "source", "text"], &rows));
+    let generate = project.config.task.kind == hone_core::config::TaskKind::Generate;
+    let (label, text) = if generate {
+        ("target", "prompt")
+    } else {
+        ("label", "text")
+    };
+    print!("{}", table(&["id", label, "source", text], &rows));
     Ok(0)
 }
 
@@ -715,6 +728,9 @@ pub fn compare(ctx: &Context, a: &str, b: &str) -> Result<u8> {
         hone_train::record::resolve(&store, a)?,
         hone_train::record::resolve(&store, b)?,
     );
+    if ra.record.generation.is_some() || rb.record.generation.is_some() {
+        return compare_texts(ctx, &store, &ra, &rb);
+    }
     let c = hone_train::compare::compare(&store, &ra, &rb, 7)?;
     if ctx.json {
         let mut v = serde_json::to_value(&c)?;
@@ -763,6 +779,24 @@ pub fn compare(ctx: &Context, a: &str, b: &str) -> Result<u8> {
             "indistinguishable from (neither better nor worse)"
         )
     );
+    Ok(0)
+}
+
+/// `hone compare` for generate runs: ROUGE-L and chrF with paired bootstrap intervals.
+fn compare_texts(
+    ctx: &Context,
+    store: &Store,
+    ra: &hone_train::record::Run,
+    rb: &hone_train::record::Run,
+) -> Result<u8> {
+    let c = hone_train::compare::compare_texts(store, ra, rb, 7)?;
+    if ctx.json {
+        let mut v = serde_json::to_value(&c)?;
+        v["verdict_text"] = json!(c.verdict_text());
+        print_json(&v);
+        return Ok(0);
+    }
+    print!("{}", c.text(ra, rb));
     Ok(0)
 }
 
