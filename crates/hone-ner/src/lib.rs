@@ -303,6 +303,36 @@ mod tests {
         assert_eq!(found("I was charged twice for the same order."), vec![]);
     }
 
+    /// General-knowledge text about places is not personal data: a one-word "person" that the lists
+    /// know as a place is a place after a place preposition or beside another place.
+    #[test]
+    fn places_read_as_names_are_places_and_a_name_stays_a_name() {
+        let t = shared();
+        let kinds = |text: &str| -> Vec<(Entity, String)> {
+            t.spans(text)
+                .into_iter()
+                .map(|(s, e, k)| (k, text[s..e].to_string()))
+                .collect()
+        };
+        let place = |w: &str| (Entity::Location, w.to_string());
+        assert_eq!(
+            kinds("What is the capital of France?"),
+            vec![place("France")]
+        );
+        assert_eq!(
+            kinds("The capital of France is Paris."),
+            vec![place("France"), place("Paris")]
+        );
+        assert_eq!(
+            kinds("My name is Paris and I need help."),
+            vec![(Entity::Person, "Paris".to_string())]
+        );
+        assert_eq!(
+            kinds("I spoke with Jordan yesterday."),
+            vec![(Entity::Person, "Jordan".to_string())]
+        );
+    }
+
     #[test]
     fn names_no_list_has_are_found_in_sentences_no_frame_wrote() {
         let t = shared();

@@ -666,6 +666,33 @@ fn spans_of(p: &Prepared, tags: &[u8], text: &str) -> Vec<(usize, usize, Entity)
             runs[k].2 = Entity::Person;
         }
     }
+    // A one-word "person" the lists know as a place is the place when a place preposition comes
+    // before it ("the capital of France", "Is Paris in France?"), when the text names another
+    // place ("The capital of France is Paris."), or when it is a country and no name ("Canada").
+    // No generated frame says "capital of {country}"; "My name is Paris" stays a person.
+    let one_word = |r: &(usize, usize, Entity)| r.2 == Entity::Person && r.1 - r.0 == 1;
+    let after_preposition = |i: usize| {
+        i > 0
+            && matches!(
+                text[p.tokens[i - 1].start..p.tokens[i - 1].end]
+                    .to_lowercase()
+                    .as_str(),
+                "in" | "to" | "from" | "at" | "near" | "of" | "visit" | "visiting"
+            )
+    };
+    for pass in 0..2 {
+        let has_place = runs.iter().any(|r| r.2 == Entity::Location);
+        for r in runs.iter_mut() {
+            let g = p.gaz[r.0];
+            if !one_word(r) || g & (G_COUNTRY | G_CITY) == 0 {
+                continue;
+            }
+            let country_not_name = g & G_COUNTRY != 0 && g & (G_FIRST | G_LAST) == 0;
+            if country_not_name || after_preposition(r.0) || (pass == 1 && has_place) {
+                r.2 = Entity::Location;
+            }
+        }
+    }
     // Neighbouring person spans are one name ("David" + "Miller").
     let mut merged: Vec<(usize, usize, Entity)> = Vec::with_capacity(runs.len());
     for r in runs {

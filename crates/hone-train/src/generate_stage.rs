@@ -396,7 +396,8 @@ pub fn train_and_evaluate(
 
     // Evaluation: dev (for the choice) and test, with the same rendering.
     let gen_cfg = generate_config(&spec.params, seed);
-    let masker = hone_data::pii::PiiDetector::new();
+    // Answers are masked under the data's policy: the types the training targets had masked.
+    let masker = crate::input::TextPrep::for_policy(&ctx.project.config.policy);
     let mut answer = |set: &[&Record],
                       what: &str,
                       progress: &mut dyn FnMut(Progress)|
@@ -423,7 +424,7 @@ pub fn train_and_evaluate(
             },
         )?;
         let secs = t.elapsed().as_secs_f64();
-        let masked = gens.iter().map(|g| masker.mask(&g.text).text).collect();
+        let masked = gens.iter().map(|g| masker.mask(&g.text)).collect();
         Ok((masked, gens, secs))
     };
     let refs = |set: &[&Record]| -> Vec<String> {

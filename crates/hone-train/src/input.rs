@@ -33,6 +33,11 @@ impl TextPrep {
         }
     }
 
+    /// `text` with this preparation's PII types masked, not normalised (generated answers).
+    pub fn mask(&self, text: &str) -> String {
+        self.detector.mask(text).text
+    }
+
     /// The same preparation keeping line breaks, as curation does for generation prompts.
     pub fn keeping_newlines(mut self) -> TextPrep {
         self.norm.keep_newlines = true;

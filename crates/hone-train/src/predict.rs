@@ -158,7 +158,8 @@ pub struct GenOverrides {
 /// Generate and write one JSON line per input, `{"id", "completion"}`, in input order. Prompts are
 /// prepared as the run's training prompts were (normalised with line breaks kept, PII masked under
 /// its dataset version's policy) and rendered with the run's stored chat template; answers pass
-/// through the PII masker before they are written.
+/// through the PII masker, under the same policy, before they are written (a type the data keeps,
+/// such as places by default, is kept in answers too).
 pub fn predict_generate(
     store: &hone_store::Store,
     project_root: &Path,
@@ -199,9 +200,8 @@ pub fn predict_generate(
         params.eval_batch,
         &mut |_, _| {},
     )?;
-    let masker = hone_data::pii::PiiDetector::new();
     for (input, g) in inputs.iter().zip(gens) {
-        let line = json!({"id": input.id, "completion": masker.mask(&g.text).text});
+        let line = json!({"id": input.id, "completion": prep.mask(&g.text)});
         writeln!(out, "{line}").map_err(|e| Error::io("stdout", e))?;
     }
     Ok(())
