@@ -18,7 +18,7 @@ use crate::{LmError, Result};
 type CResult<T> = candle_core::Result<T>;
 
 /// The shape of a Llama-family decoder.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DecoderConfig {
     pub vocab: usize,
     pub hidden: usize,

@@ -110,6 +110,23 @@ impl Lm {
         })
     }
 
+    /// A model from its parts (a decoder hone trained, its tokenizer, template and metadata).
+    pub fn from_parts(
+        model: Decoder,
+        tokenizer: Tokenizer,
+        template: Option<ChatTemplate>,
+        info: LmInfo,
+    ) -> Lm {
+        Lm {
+            device: model.device().clone(),
+            model,
+            cache: KvCache::new(),
+            tokenizer,
+            template,
+            info,
+        }
+    }
+
     pub fn info(&self) -> &LmInfo {
         &self.info
     }

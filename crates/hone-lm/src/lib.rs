@@ -8,6 +8,7 @@ pub mod chat;
 pub mod decoder;
 pub mod generate;
 pub mod gguf;
+pub mod pretrain;
 pub mod sft;
 pub mod testing;
 
@@ -15,6 +16,7 @@ pub use chat::{ChatTemplate, Message};
 pub use decoder::{Decoder, DecoderConfig, KvCache, LoraConfig};
 pub use generate::{GenerateConfig, Generation, Lm, StopReason};
 pub use gguf::{LmFile, LmInfo};
+pub use tokenizers::Tokenizer;
 
 /// What can go wrong reading or running a language model.
 #[derive(Debug, thiserror::Error)]

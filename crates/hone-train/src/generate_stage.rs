@@ -36,6 +36,10 @@ pub const ADAPTER_ARTIFACT: &str = "adapter_model.safetensors";
 pub const ADAPTER_CONFIG_ARTIFACT: &str = "adapter_config.json";
 /// The artifact holding a full fine-tune's weights (Hugging Face names).
 pub const WEIGHTS_ARTIFACT: &str = "model.safetensors";
+/// A pre-trained model's tokenizer (Hugging Face `tokenizer.json`).
+pub const TOKENIZER_ARTIFACT: &str = "tokenizer.json";
+/// A pre-trained model's shape ([`hone_lm::DecoderConfig`] as JSON).
+pub const SHAPE_ARTIFACT: &str = "decoder.json";
 
 const BOOT_REPS: usize = 1000;
 
@@ -51,7 +55,7 @@ pub fn entries(project: &Project) -> Vec<ModelEntry> {
         })
         .collect();
     let mut out = Vec::new();
-    if let Some(first) = lms.first() {
+    if let Some(first) = lms.iter().find(|s| s.method != LmMethod::Pretrain) {
         let has_base = lms
             .iter()
             .any(|s| s.method == LmMethod::None && s.path == first.path);
@@ -252,13 +256,40 @@ pub struct GenContext<'a> {
 
 /// The run key parts of a language model entry (its params as written, plus the base file's hash).
 pub fn run_params(spec: &LmSpec) -> Result<serde_json::Value> {
-    let bytes = std::fs::read(&spec.path).map_err(|e| Error::io(&spec.path, e))?;
     let mut p = serde_json::to_value(&spec.params).map_err(|e| Error::Internal(e.to_string()))?;
-    p["path"] = json!(spec.path_as_written);
     p["method"] = json!(spec.method.name());
     p["lr"] = json!(spec.lr());
-    p["base_fingerprint"] = json!(blake3::hash(&bytes).to_hex().to_string());
+    if spec.method != LmMethod::Pretrain {
+        let bytes = std::fs::read(&spec.path).map_err(|e| Error::io(&spec.path, e))?;
+        p["path"] = json!(spec.path_as_written);
+        p["base_fingerprint"] = json!(blake3::hash(&bytes).to_hex().to_string());
+    }
     Ok(p)
+}
+
+/// The decoder shape a `pretrain` model asks for (its vocabulary is the trained tokenizer's).
+pub fn pretrain_shape(p: &LmParams) -> hone_lm::DecoderConfig {
+    hone_lm::DecoderConfig {
+        vocab: p.vocab_size,
+        hidden: p.hidden,
+        ffn: p.ffn,
+        layers: p.layers,
+        heads: p.heads,
+        kv_heads: p.kv_heads,
+        rope_theta: 10_000.0,
+        rms_eps: 1e-5,
+        tied: true,
+        context: (p.max_length + p.max_new_tokens).max(512),
+    }
+}
+
+/// The texts a `pretrain` model's tokenizer learns from: each training example as the model will
+/// read it (prompt, line break, target).
+fn pretrain_texts(train: &[&Record]) -> Vec<String> {
+    train
+        .iter()
+        .map(|r| format!("{}\n{}", r.text, r.label.as_deref().unwrap_or_default()))
+        .collect()
 }
 
 /// Trains (unless the method is `none`) and evaluates one language model.
@@ -275,7 +306,18 @@ pub fn train_and_evaluate(
     let seed = spec.seed(ctx.seed);
     let wall = Instant::now();
     let cpu0 = cpu_seconds();
-    let mut lm = load_lm(spec)?;
+    let mut lm = if spec.method == LmMethod::Pretrain {
+        progress(Progress::Pass {
+            name: &format!("train {name}: tokenizer"),
+            index: 0,
+            total: 1,
+        });
+        let tok =
+            hone_lm::pretrain::train_tokenizer(&pretrain_texts(ctx.train), spec.params.vocab_size)?;
+        hone_lm::pretrain::fresh(pretrain_shape(&spec.params), tok, seed)?
+    } else {
+        load_lm(spec)?
+    };
     let template = lm.template().map(|t| t.source.clone());
     let system = spec.params.system.as_deref();
     let mut report = LmTrainReport {
@@ -308,8 +350,13 @@ pub fn train_and_evaluate(
                 sft::encode_plain(&lm, &r.id, &r.text, target, spec.params.max_length)?
             };
             report.truncated += usize::from(enc.truncated);
-            report.trainable_tokens += enc.example.trainable();
-            examples.push(enc.example);
+            let mut ex = enc.example;
+            if spec.method == LmMethod::Pretrain {
+                // Language modelling: every token is predicted (the first has nothing before it).
+                ex.train.iter_mut().skip(1).for_each(|t| *t = true);
+            }
+            report.trainable_tokens += ex.trainable();
+            examples.push(ex);
         }
         if examples.is_empty() {
             return Err(Error::Data {
@@ -346,18 +393,36 @@ pub fn train_and_evaluate(
             seed,
         };
         let label = format!("train {name}");
+        // The estimate: 6 FLOPs per parameter per trained token (forward and backward), and the
+        // wall time of the first step times the number of steps, priced by [costs].
+        let params_total: usize = lm
+            .decoder()
+            .vars()
+            .iter()
+            .map(|(_, v)| v.as_tensor().elem_count())
+            .sum();
+        let tokens_per_epoch: usize = examples.iter().map(|e| e.ids.len()).sum();
+        report.flops = Some(6.0 * params_total as f64 * (tokens_per_epoch * cfg.epochs) as f64);
+        let started = Instant::now();
+        let price = ctx.project.config.costs.cpu_hour_usd;
+        let mut estimate: Option<f64> = None;
         let log = sft::train(&lm, &examples, &cfg, &mut |s| {
+            let secs =
+                *estimate.get_or_insert_with(|| started.elapsed().as_secs_f64() * s.total as f64);
             progress(Progress::Pass {
                 name: &format!(
-                    "{label}: step {}/{} loss {:.3}",
+                    "{label}: step {}/{} loss {:.3} (estimate {secs:.0} s, ${:.4})",
                     s.step + 1,
                     s.total,
-                    s.loss
+                    s.loss,
+                    secs / 3600.0 * price
                 ),
                 index: s.step as usize,
                 total: s.total as usize,
             });
         })?;
+        report.estimated_seconds = estimate;
+        report.train_loop_seconds = Some(started.elapsed().as_secs_f64());
         report.steps = log.len();
         report.losses = log.iter().map(|s| s.loss).collect();
         let save =
@@ -389,6 +454,19 @@ pub fn train_and_evaluate(
                 WEIGHTS_ARTIFACT.into(),
                 store.put_object(&save(lm.decoder().tensors()?)?, "artifact")?,
             );
+        }
+        if spec.method == LmMethod::Pretrain {
+            let tok = lm
+                .tokenizer()
+                .to_string(false)
+                .map_err(|e| Error::Internal(format!("saving the tokenizer: {e}")))?;
+            artifacts.insert(
+                TOKENIZER_ARTIFACT.into(),
+                store.put_object(tok.as_bytes(), "artifact")?,
+            );
+            let shape = serde_json::to_vec(lm.decoder().config())
+                .map_err(|e| Error::Internal(e.to_string()))?;
+            artifacts.insert(SHAPE_ARTIFACT.into(), store.put_object(&shape, "artifact")?);
         }
     }
     let train_wall = wall.elapsed().as_secs_f64();
@@ -646,17 +724,14 @@ pub fn run_models(
 /// was evaluated with, and its adapters or weights.
 pub fn load_run_lm(store: &Store, project_root: &Path, run: &Run) -> Result<(Lm, LmParams)> {
     let cfg = &run.config.params;
+    if cfg.get("method").and_then(|v| v.as_str()) == Some("pretrain") {
+        return load_pretrained(store, run);
+    }
     let path_as_written = cfg
         .get("path")
         .and_then(|v| v.as_str())
         .ok_or_else(|| Error::Store(format!("run {} has no model path", run.id)))?;
-    let params: LmParams = serde_json::from_value(serde_json::Value::Object(
-        cfg.iter()
-            .filter(|(k, _)| crate::models::LM_PARAMS.contains(&k.as_str()))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-    ))
-    .map_err(|e| Error::Store(format!("run {}: params unreadable: {e}", run.id)))?;
+    let params = lm_params_of(run)?;
     let path = crate::models::gguf_file(&hone_core::config::resolve_path(
         project_root,
         path_as_written,
@@ -780,4 +855,41 @@ pub fn preview(project: &Project, records: &[Record]) -> Result<Option<Preview>>
         truncated,
         n: with_target.len(),
     }))
+}
+
+/// A `pretrain` run's model from its artifacts: shape, tokenizer and weights.
+fn load_pretrained(store: &Store, run: &Run) -> Result<(Lm, LmParams)> {
+    let params: LmParams = lm_params_of(run)?;
+    let art = |name: &str| -> Result<Vec<u8>> {
+        let h = run
+            .record
+            .artifacts
+            .get(name)
+            .ok_or_else(|| Error::Store(format!("run {} has no `{name}` artifact", run.id)))?;
+        store.get_object(h)
+    };
+    let bad =
+        |what: &str, e: String| Error::Store(format!("run {}: {what} unreadable: {e}", run.id));
+    let shape: hone_lm::DecoderConfig = serde_json::from_slice(&art(SHAPE_ARTIFACT)?)
+        .map_err(|e| bad("decoder shape", e.to_string()))?;
+    let tok = hone_lm::Tokenizer::from_bytes(art(TOKENIZER_ARTIFACT)?)
+        .map_err(|e| bad("tokenizer", e.to_string()))?;
+    let tensors =
+        candle_core::safetensors::load_buffer(&art(WEIGHTS_ARTIFACT)?, &candle_core::Device::Cpu)
+            .map_err(|e| bad("weights", e.to_string()))?;
+    let d = hone_lm::Decoder::from_tensors(shape, tensors, &candle_core::Device::Cpu)?;
+    Ok((hone_lm::pretrain::assemble(d, tok)?, params))
+}
+
+/// The `LmParams` stored in a run's config.
+fn lm_params_of(run: &Run) -> Result<LmParams> {
+    serde_json::from_value(serde_json::Value::Object(
+        run.config
+            .params
+            .iter()
+            .filter(|(k, _)| crate::models::LM_PARAMS.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    ))
+    .map_err(|e| Error::Store(format!("run {}: params unreadable: {e}", run.id)))
 }

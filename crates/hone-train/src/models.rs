@@ -172,10 +172,16 @@ pub const LM_PARAMS: &[&str] = &[
     "system",
     "eval_batch",
     "device",
+    "hidden",
+    "layers",
+    "heads",
+    "kv_heads",
+    "ffn",
+    "vocab_size",
 ];
 
 /// A language model's `method` values.
-pub const LM_METHODS: &[&str] = &["none", "lora", "sft"];
+pub const LM_METHODS: &[&str] = &["none", "lora", "sft", "pretrain"];
 
 /// The name of the base model every generate run is compared with (method `none` on the first `lm`
 /// model's path), added unless a `[[model]]` already is that.
@@ -191,6 +197,8 @@ pub enum LmMethod {
     Lora,
     /// Every weight trains.
     Sft,
+    /// A small decoder from scratch, with a tokenizer trained on the project's training texts.
+    Pretrain,
 }
 
 impl LmMethod {
@@ -199,6 +207,7 @@ impl LmMethod {
             LmMethod::None => "none",
             LmMethod::Lora => "lora",
             LmMethod::Sft => "sft",
+            LmMethod::Pretrain => "pretrain",
         }
     }
 }
@@ -235,6 +244,13 @@ pub struct LmParams {
     /// Prompts generated together in evaluation and prediction.
     pub eval_batch: usize,
     pub device: String,
+    /// `pretrain`: the decoder's shape and the tokenizer's size (about 4M parameters by default).
+    pub hidden: usize,
+    pub layers: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub ffn: usize,
+    pub vocab_size: usize,
 }
 
 impl Default for LmParams {
@@ -262,6 +278,12 @@ impl Default for LmParams {
             system: None,
             eval_batch: 8,
             device: "cpu".into(),
+            hidden: 256,
+            layers: 4,
+            heads: 4,
+            kv_heads: 2,
+            ffn: 688,
+            vocab_size: 4096,
         }
     }
 }
@@ -283,6 +305,7 @@ impl LmSpec {
     pub fn lr(&self) -> f64 {
         self.params.lr.unwrap_or(match self.method {
             LmMethod::Sft => 2e-5,
+            LmMethod::Pretrain => 1e-3,
             _ => 2e-4,
         })
     }
@@ -948,40 +971,46 @@ fn lm_spec(at: &At<'_>, m: &hone_core::config::ModelConfig, root: &Path) -> Resu
             "remove `abstain`",
         ));
     }
-    let path_as_written = match m.path.as_deref() {
-        Some(p) if !p.trim().is_empty() => p.to_string(),
-        _ => {
-            return Err(at.value(
-                &["kind"],
-                format!(
-                    "[[model]] `{}`: kind = \"lm\" needs path = \"FILE.gguf\" (or a directory with one GGUF file)",
-                    m.name
-                ),
-                get,
-            ));
-        }
-    };
-    let path = resolve_path(root, &path_as_written);
-    let file = gguf_file(&path)
-        .map_err(|e| at.value(&["path"], format!("[[model]] `{}`: {e}", m.name), get))?;
     let method_name = m.method.as_deref().unwrap_or("lora");
     let method = match method_name {
         "none" => LmMethod::None,
         "lora" => LmMethod::Lora,
         "sft" => LmMethod::Sft,
+        "pretrain" => LmMethod::Pretrain,
         other => {
-            let hint = if other == "pretrain" {
-                "pre-training from scratch is not built yet; use none, lora or sft".to_string()
-            } else {
-                choice_hint(other, LM_METHODS)
-            };
             return Err(at.value(
                 &["method"],
                 format!(
                     "[[model]] `{}`: unknown language model method `{other}`",
                     m.name
                 ),
-                &hint,
+                &choice_hint(other, LM_METHODS),
+            ));
+        }
+    };
+    let (path_as_written, file) = match (m.path.as_deref(), method) {
+        (Some(p), LmMethod::Pretrain) => {
+            return Err(at.value(
+                &["path"],
+                format!("[[model]] `{}`: method = \"pretrain\" starts from nothing; `{p}` would be ignored", m.name),
+                "remove `path`, or choose method = \"lora\" or \"sft\" to start from that model",
+            ));
+        }
+        (None, LmMethod::Pretrain) => (String::new(), PathBuf::new()),
+        (Some(p), _) if !p.trim().is_empty() => {
+            let path = resolve_path(root, p);
+            let file = gguf_file(&path)
+                .map_err(|e| at.value(&["path"], format!("[[model]] `{}`: {e}", m.name), get))?;
+            (p.to_string(), file)
+        }
+        _ => {
+            return Err(at.value(
+                &["kind"],
+                format!(
+                    "[[model]] `{}`: kind = \"lm\" needs path = \"FILE.gguf\" (or a directory with one GGUF file), or method = \"pretrain\"",
+                    m.name
+                ),
+                get,
             ));
         }
     };
@@ -1042,6 +1071,25 @@ fn lm_spec(at: &At<'_>, m: &hone_core::config::ModelConfig, root: &Path) -> Resu
         "in [0, 1)",
     )?;
     check(params.eval_batch >= 1, "eval_batch", "at least 1")?;
+    check(
+        params.vocab_size >= 300,
+        "vocab_size",
+        "at least 300 (256 bytes and the special tokens)",
+    )?;
+    check(params.layers >= 1, "layers", "at least 1")?;
+    check(
+        params.heads >= 1
+            && params.hidden.is_multiple_of(params.heads)
+            && (params.hidden / params.heads).is_multiple_of(2),
+        "heads",
+        "a divisor of `hidden` that leaves an even head size",
+    )?;
+    check(
+        params.kv_heads >= 1 && params.heads.is_multiple_of(params.kv_heads),
+        "kv_heads",
+        "a divisor of `heads`",
+    )?;
+    check(params.ffn >= 1, "ffn", "at least 1")?;
     for t in &params.target_modules {
         let known = [
             "q_proj",

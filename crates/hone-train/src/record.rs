@@ -204,6 +204,14 @@ pub struct LmTrainReport {
     pub truncated: usize,
     /// blake3 of the chat template every prompt was rendered with (training, evaluation, predict).
     pub template_hash: Option<String>,
+    /// The pre-run estimate: training FLOPs (6 per parameter per trained token) and wall seconds
+    /// (the first step's time × steps), beside the measured seconds of the training loop.
+    #[serde(default)]
+    pub flops: Option<f64>,
+    #[serde(default)]
+    pub estimated_seconds: Option<f64>,
+    #[serde(default)]
+    pub train_loop_seconds: Option<f64>,
 }
 
 /// Reference metrics of generated answers on one set, with 95% bootstrap intervals. ROUGE-L, exact

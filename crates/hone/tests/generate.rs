@@ -27,31 +27,7 @@ const TAILS: [&str; 5] = ["please", "thanks", "asap", "today", "if you can"];
 
 /// A project whose prompts name one of four intents in varied words; the target is the intent's reply.
 fn project(dir: &Path, method: &str, extra: &str) {
-    let model = dir.join("models/tiny.gguf");
-    std::fs::create_dir_all(model.parent().unwrap()).unwrap();
-    hone_lm::testing::tiny_gguf(&model, 7).unwrap();
-    let mut lines = Vec::new();
-    let mut i = 0;
-    for (k, opener) in OPENERS.iter().enumerate() {
-        for (j, tail) in TAILS.iter().enumerate() {
-            for (intent, reply) in INTENTS {
-                if (k + j) % 2 == 0 && intent != "refund" && intent != "late" {
-                    continue;
-                }
-                lines.push(
-                    serde_json::json!({
-                        "id": format!("q{i}"),
-                        "question": format!("{opener}, {intent} {tail}"),
-                        "answer": reply,
-                    })
-                    .to_string(),
-                );
-                i += 1;
-            }
-        }
-    }
-    std::fs::create_dir_all(dir.join("data")).unwrap();
-    std::fs::write(dir.join("data/replies.jsonl"), lines.join("\n") + "\n").unwrap();
+    write_data(dir);
     std::fs::write(
         dir.join("hone.toml"),
         format!(
@@ -87,6 +63,34 @@ max_new_tokens = 24
         ),
     )
     .unwrap();
+}
+
+fn write_data(dir: &Path) {
+    let model = dir.join("models/tiny.gguf");
+    std::fs::create_dir_all(model.parent().unwrap()).unwrap();
+    hone_lm::testing::tiny_gguf(&model, 7).unwrap();
+    let mut lines = Vec::new();
+    let mut i = 0;
+    for (k, opener) in OPENERS.iter().enumerate() {
+        for (j, tail) in TAILS.iter().enumerate() {
+            for (intent, reply) in INTENTS {
+                if (k + j) % 2 == 0 && intent != "refund" && intent != "late" {
+                    continue;
+                }
+                lines.push(
+                    serde_json::json!({
+                        "id": format!("q{i}"),
+                        "question": format!("{opener}, {intent} {tail}"),
+                        "answer": reply,
+                    })
+                    .to_string(),
+                );
+                i += 1;
+            }
+        }
+    }
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    std::fs::write(dir.join("data/replies.jsonl"), lines.join("\n") + "\n").unwrap();
 }
 
 fn run_json(dir: &Path) -> serde_json::Value {
@@ -198,4 +202,54 @@ fn a_fine_tuned_tiny_model_beats_the_base_and_predict_answers_in_order() {
             .all(|r| r["cached"] == true),
         "{again:#}"
     );
+}
+
+/// Pre-training from scratch: a tokenizer trained on the project's texts and two small decoders;
+/// both learn the replies, `compare` states the difference with an interval, predict answers.
+#[test]
+fn pretrained_decoders_learn_the_replies_and_compare_with_intervals() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write_data(dir);
+    let model = |name: &str, hidden: usize, epochs: usize| {
+        format!(
+            "\n[[model]]\nname = \"{name}\"\nkind = \"lm\"\nmethod = \"pretrain\"\n\n[model.params]\nhidden = {hidden}\nlayers = 2\nheads = 4\nkv_heads = 2\nffn = {}\nvocab_size = 400\nepochs = {epochs}\nlr = 0.01\nbatch_size = 8\nmax_new_tokens = 16\n",
+            hidden * 2
+        )
+    };
+    std::fs::write(
+        dir.join("hone.toml"),
+        format!(
+            "[task]\nname = \"replies\"\nkind = \"generate\"\n\n[policy]\ncontamination = \"drop_train\"\n\n[[source]]\nname = \"replies\"\npath = \"data/replies.jsonl\"\nfields = {{ prompt = \"question\", target = \"answer\" }}\n\n[split]\ntest = 0.2\ndev = 0.15\n{}{}",
+            model("small", 64, 40),
+            model("smaller", 32, 2)
+        ),
+    )
+    .unwrap();
+    let out = run_json(dir);
+    let runs = out["runs"].as_array().unwrap();
+    let names: Vec<&str> = runs.iter().map(|r| r["model"].as_str().unwrap()).collect();
+    assert_eq!(names, ["small", "smaller"], "{out:#}");
+    let rouge = |i: usize| {
+        runs[i]["generation"]["test"]["rouge_l"]["estimate"]
+            .as_f64()
+            .unwrap()
+    };
+    assert!(
+        rouge(0) > 0.8 && rouge(0) > rouge(1),
+        "{} vs {}",
+        rouge(0),
+        rouge(1)
+    );
+    assert_eq!(runs[0]["chosen"], true);
+    let o = hone(dir, &["--json", "compare", "2", "1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let c: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(c["rouge_l"]["lo"].as_f64().unwrap() > 0.0, "{c:#}");
+    assert_eq!(c["verdict_text"], "significantly better");
+    let ask = dir.join("ask.txt");
+    std::fs::write(&ask, "hi, refund please\n").unwrap();
+    let o = hone(dir, &["predict", ask.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("\"completion\""), "{}", stdout(&o));
 }
