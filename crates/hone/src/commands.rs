@@ -500,12 +500,14 @@ pub fn demo(ctx: &Context, dir: Option<PathBuf>, seed: u64) -> Result<u8> {
     };
     let pb = ctx.spinner("generating the demo project");
     let d = hone_train::demo::run_demo(&dir, seed, &mut progress_printer(&pb))?;
+    let g = hone_train::demo::run_generate_demo(&dir, seed, &mut progress_printer(&pb))?;
     pb.finish_and_clear();
+    let gen_ok = g.outcome.gates_pass();
     let (v, out, manifest) = (&d.version, &d.outcome, &d.manifest);
     let ((data_report, data_md), (run_report, run_md)) = (&d.data_report, &d.run_report);
     if ctx.json {
         print_json(
-            &json!({"project": dir, "version": v.id, "n_input": v.n_input, "n_quarantined": v.n_quarantined, "n_records": v.n_records, "planted": manifest.planted.len(), "leak_pairs": d.leak.0, "planted_leaks": manifest.leaks.len(), "planted_leaks_caught": d.caught, "chosen_run": out.chosen().id, "gates": out.gates, "gates_pass": out.gates_pass(), "data_report": data_report, "run_report": run_report, "seconds": started.elapsed().as_secs_f64()}),
+            &json!({"project": dir, "version": v.id, "n_input": v.n_input, "n_quarantined": v.n_quarantined, "n_records": v.n_records, "planted": manifest.planted.len(), "leak_pairs": d.leak.0, "planted_leaks": manifest.leaks.len(), "planted_leaks_caught": d.caught, "chosen_run": out.chosen().id, "gates": out.gates, "gates_pass": out.gates_pass(), "data_report": data_report, "run_report": run_report, "generate": {"project": g.dir, "rows": g.n_rows, "leaks_dropped": g.outcome.split.contamination.len(), "chosen_run": g.outcome.chosen().id, "gates_pass": gen_ok, "run_report": g.run_report.0, "sample": g.sample}, "seconds": started.elapsed().as_secs_f64()}),
         );
     } else {
         println!(
@@ -550,9 +552,19 @@ pub fn demo(ctx: &Context, dir: Option<PathBuf>, seed: u64) -> Result<u8> {
                 .unwrap_or("T00001"),
             d = dir.display()
         );
-        println!("(done in {:.1} s)", started.elapsed().as_secs_f64());
+        let (gd, n_leaks) = (g.dir.display(), g.outcome.split.contamination.len());
+        println!(
+            "\n4. Generation ({gd}): {} generated message/reply pairs, {n_leaks} leaked pair(s) dropped from training; two small decoders pre-trained from scratch:\n\n{}\n{}\n{}Reply of the chosen model to \"{}\":\n  {}\n\nTry:  echo \"my parcel is late\" | hone -C {gd} predict -\n(done in {:.1} s)",
+            g.n_rows,
+            split_summary_line(&g.outcome.split),
+            g.run_report.1,
+            g.comparison,
+            g.sample.0,
+            g.sample.1,
+            started.elapsed().as_secs_f64()
+        );
     }
-    Ok(if out.gates_pass() { 0 } else { 3 })
+    Ok(if out.gates_pass() && gen_ok { 0 } else { 3 })
 }
 
 fn split_summary_line(s: &hone_train::split_stage::SplitOutcome) -> String {
@@ -834,12 +846,9 @@ pub fn predict(
     let store = Store::open_existing(&project.root)?;
     let named = run.is_some() || model.is_some();
     let chosen = hone_train::record::named_or_chosen(&store, run, model)?;
-    let lm = chosen.kind == "lm";
-    let model = if lm {
-        None
-    } else {
-        Some(hone_train::run_stage::load_model(&store, &chosen)?)
-    };
+    let model = (chosen.kind != "lm")
+        .then(|| hone_train::run_stage::load_model(&store, &chosen))
+        .transpose()?;
     // stdout is the predictions; which model made them goes to stderr.
     eprintln!(
         "predicting with run #{} `{}` ({}){}",

@@ -253,3 +253,27 @@ fn pretrained_decoders_learn_the_replies_and_compare_with_intervals() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("\"completion\""), "{}", stdout(&o));
 }
+
+/// `hone demo` runs its generation part offline: the seeded reply pairs, the planted leaks dropped
+/// from training, two pre-trained decoders, the gate on ROUGE-L, and a reply to a new message.
+#[test]
+fn the_demo_generation_part_runs_offline_and_passes_its_gate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_hone"))
+        .args(["--json", "demo", "--dir", dir.to_str().unwrap()])
+        .env("HONE_USER", "test-user")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let g = &v["generate"];
+    assert_eq!(g["gates_pass"], true, "{g:#}");
+    assert!(g["leaks_dropped"].as_u64().unwrap() >= 3, "{g:#}");
+    assert!(!g["sample"][1].as_str().unwrap().is_empty(), "{g:#}");
+    assert!(Path::new(g["run_report"].as_str().unwrap()).is_file());
+    // The reply that carries an e-mail address was masked in the curated data.
+    let o = hone(&dir.join("replies"), &["--json", "data", "show"]);
+    let shown = stdout(&o);
+    assert!(!shown.contains("agent.kim@example.com") && shown.contains("<EMAIL>"));
+}
