@@ -895,7 +895,7 @@ pub fn write_generate_project(dir: &Path, seed: u64, n: usize) -> Result<usize> 
     for i in 0..n {
         let (intent, templates) = INTENTS[i % INTENTS.len()];
         let opener = *rng.pick(OPENERS);
-        let template: &str = *rng.pick(templates);
+        let template = *rng.pick(templates);
         let body = fill(template, &mut rng);
         let prompt = format!("{opener}{body}{}", rng.pick(CLOSERS));
         let reply = REPLIES
