@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/lm (issue 13; training stages to come). Stage 1: token ids of hone's tokenizer,
+# bench/lm (issue 13; training stages to come). Stage 3 (below) times greedy generation. Stage 1: token ids of hone's tokenizer,
 # rebuilt from SmolLM2-135M-Instruct's GGUF metadata, against `transformers`' tokenizer loaded from the
 # same file, on 1,500 texts from the shared datasets and chat renders. Stage 2: next-token logits and greedy
 # continuations against transformers on the same weights and token ids, 50 prompts.
@@ -19,3 +19,16 @@ model="$HONE_ROOT/models/SmolLM2-135M-Instruct.Q4_1.gguf"
 "$HONE_ROOT/target/release/examples/lm_logits" "$model" "$BENCH_WORK/prompts.jsonl" > "$BENCH_WORK/logits-hone.jsonl"
 "$BENCH_PY" "$here/logits_peer.py" "$model" "$BENCH_WORK/logits-hone.jsonl" "$BENCH_WORK/logits-transformers.jsonl"
 "$BENCH_PY" "$here/compare_logits.py" "$BENCH_WORK" "$HONE_ROOT/bench/results/lm.json" "$HONE_ROOT/bench/RESULTS.md"
+# Stage 3: greedy generation speed, batch 1 and 8, 1 and 2 threads, rounds interleaved (BENCH_ROUNDS, 2).
+rm -f "$BENCH_WORK"/speed-*.json
+for round in $(seq 1 "${BENCH_ROUNDS:-2}"); do
+  for threads in 1 2; do
+    for batch in 1 8; do
+      RAYON_NUM_THREADS=$threads "$HONE_ROOT/target/release/examples/lm_speed" "$model" "$BENCH_WORK/logits-hone.jsonl" "$batch" 24 \
+        > "$BENCH_WORK/speed-hone-b$batch-t$threads-r$round.json"
+      BENCH_THREADS=$threads "$BENCH_PY" "$here/speed_peer.py" "$model" "$BENCH_WORK/logits-hone.jsonl" "$batch" 24 \
+        > "$BENCH_WORK/speed-transformers-b$batch-t$threads-r$round.json"
+    done
+  done
+done
+"$BENCH_PY" "$here/compare_speed.py" "$BENCH_WORK" "$HONE_ROOT/bench/results/lm.json" "$HONE_ROOT/bench/RESULTS.md"

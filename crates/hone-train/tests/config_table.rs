@@ -390,12 +390,20 @@ fn cases() -> Vec<Case> {
             "scripts/get-smollm2",
         ),
         case(
-            "pre-training is not a method yet",
+            "pre-training from a model file",
             with("\n[[model]]\nname = \"chat\"\nkind = \"lm\"\npath = \"models/tiny.gguf\"\nmethod = \"pretrain\"\n")
                 .replace("kind = \"classify\"", "kind = \"generate\""),
-            "\"pretrain\"",
+            "\"models/tiny.gguf\"",
+            "starts from nothing",
+            "remove `path`",
+        ),
+        case(
+            "a misspelt language model method",
+            with("\n[[model]]\nname = \"chat\"\nkind = \"lm\"\npath = \"models/tiny.gguf\"\nmethod = \"lorra\"\n")
+                .replace("kind = \"classify\"", "kind = \"generate\""),
+            "\"lorra\"",
             "unknown language model method",
-            "not built yet",
+            "did you mean `lora`?",
         ),
         case(
             "a LoRA rank of zero",
