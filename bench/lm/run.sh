@@ -32,3 +32,40 @@ for round in $(seq 1 "${BENCH_ROUNDS:-2}"); do
   done
 done
 "$BENCH_PY" "$here/compare_speed.py" "$BENCH_WORK" "$HONE_ROOT/bench/results/lm.json" "$HONE_ROOT/bench/RESULTS.md"
+# Stage 4: a short LoRA run on SmolLM2 through `hone run` (40 Bitext pairs), `hone export`, and the
+# export loaded back with transformers + peft.
+proj="$BENCH_WORK/lora-project"
+rm -rf "$proj" && mkdir -p "$proj/data"
+"$BENCH_PY" - "$HONE_SHARED/datasets/bitext_customer_support/train_full.jsonl" "$proj/data/replies.jsonl" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])][::100][:45]
+with open(sys.argv[2], "w") as f:
+    for r in rows:
+        f.write(json.dumps({"id": r["id"], "question": r["text"], "answer": r["response"]}) + "\n")
+PY
+cat > "$proj/hone.toml" <<TOML
+[task]
+name = "replies"
+kind = "generate"
+[[source]]
+name = "bitext"
+path = "data/replies.jsonl"
+fields = { prompt = "question", target = "answer" }
+[split]
+test = 0.1
+dev = 0.1
+[[model]]
+name = "tuned"
+kind = "lm"
+path = "$model"
+method = "lora"
+[model.params]
+epochs = 1
+batch_size = 4
+max_length = 128
+max_new_tokens = 32
+TOML
+"$HONE_BIN" -C "$proj" run > "$BENCH_WORK/lora-run.txt"
+rm -rf "$BENCH_WORK/export"
+"$HONE_BIN" -C "$proj" export --model tuned --out "$BENCH_WORK/export"
+"$BENCH_PY" "$here/export_check.py" "$model" "$BENCH_WORK/export" "$BENCH_WORK/logits-hone.jsonl" "$HONE_ROOT/bench/results/lm.json" "$HONE_ROOT/bench/RESULTS.md"

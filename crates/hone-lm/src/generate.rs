@@ -299,6 +299,10 @@ impl Lm {
                     continue;
                 }
                 outs[i].push(t);
+                if cfg.stop.is_empty() {
+                    // Decoded once at the end: without stop strings nothing needs the text now.
+                    continue;
+                }
                 let text = self.decode(&outs[i])?;
                 if let Some((at, s)) = cfg
                     .stop
@@ -316,6 +320,11 @@ impl Lm {
                 break;
             }
             input = Tensor::from_vec(next, (n, 1), &self.device)?;
+        }
+        if cfg.stop.is_empty() {
+            for (t, o) in texts.iter_mut().zip(&outs) {
+                *t = self.decode(o)?;
+            }
         }
         Ok(outs
             .into_iter()

@@ -405,10 +405,20 @@ pub fn train_and_evaluate(
         report.flops = Some(6.0 * params_total as f64 * (tokens_per_epoch * cfg.epochs) as f64);
         let started = Instant::now();
         let price = ctx.project.config.costs.cpu_hour_usd;
-        let mut estimate: Option<f64> = None;
+        // The first step pays for allocations the others reuse: the estimate is the first step
+        // plus the second step's time for each step after it (the first step alone until then).
+        let (mut estimate, mut first): (Option<f64>, Option<f64>) = (None, None);
         let log = sft::train(&lm, &examples, &cfg, &mut |s| {
-            let secs =
-                *estimate.get_or_insert_with(|| started.elapsed().as_secs_f64() * s.total as f64);
+            let now = started.elapsed().as_secs_f64();
+            let total = s.total as f64;
+            let secs = match (s.step, first) {
+                (0, _) => {
+                    first = Some(now);
+                    now * total
+                }
+                (1, Some(t0)) => *estimate.insert(t0 + (now - t0) * (total - 1.0)),
+                _ => estimate.unwrap_or(now * total / (s.step + 1) as f64),
+            };
             progress(Progress::Pass {
                 name: &format!(
                     "{label}: step {}/{} loss {:.3} (estimate {secs:.0} s, ${:.4})",
@@ -421,6 +431,9 @@ pub fn train_and_evaluate(
                 total: s.total as usize,
             });
         })?;
+        if estimate.is_none() {
+            estimate = first;
+        }
         report.estimated_seconds = estimate;
         report.train_loop_seconds = Some(started.elapsed().as_secs_f64());
         report.steps = log.len();
@@ -892,4 +905,97 @@ fn lm_params_of(run: &Run) -> Result<LmParams> {
             .collect(),
     ))
     .map_err(|e| Error::Store(format!("run {}: params unreadable: {e}", run.id)))
+}
+
+/// Hugging Face `config.json` of a Llama-family decoder (`LlamaForCausalLM`).
+fn hf_config(lm: &Lm) -> serde_json::Value {
+    let c = lm.decoder().config();
+    let i = lm.info();
+    json!({
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "vocab_size": c.vocab,
+        "hidden_size": c.hidden,
+        "intermediate_size": c.ffn,
+        "num_hidden_layers": c.layers,
+        "num_attention_heads": c.heads,
+        "num_key_value_heads": c.kv_heads,
+        "head_dim": c.head_dim(),
+        "max_position_embeddings": c.context,
+        "rms_norm_eps": c.rms_eps,
+        "rope_theta": c.rope_theta,
+        "tie_word_embeddings": c.tied,
+        "hidden_act": "silu",
+        "attention_bias": false,
+        "mlp_bias": false,
+        "bos_token_id": i.bos,
+        "eos_token_id": i.eos,
+        "pad_token_id": i.pad,
+        "torch_dtype": "float32",
+    })
+}
+
+/// Writes `lm` (adapters folded in) as a Hugging Face model directory: `config.json`,
+/// `generation_config.json`, `model.safetensors`, `tokenizer.json` and `tokenizer_config.json` with
+/// the run's chat template.
+fn write_hf_dir(lm: &Lm, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let write = |name: &str, bytes: &[u8]| -> Result<()> {
+        let p = dir.join(name);
+        std::fs::write(&p, bytes).map_err(|e| Error::io(&p, e))
+    };
+    let pretty = |v: &serde_json::Value| serde_json::to_vec_pretty(v).unwrap_or_default();
+    write("config.json", &pretty(&hf_config(lm)))?;
+    let i = lm.info();
+    write(
+        "generation_config.json",
+        &pretty(&json!({"bos_token_id": i.bos, "eos_token_id": i.eos, "pad_token_id": i.pad})),
+    )?;
+    let tensors = lm.decoder().merged_tensors()?;
+    candle_core::safetensors::save(&tensors, dir.join("model.safetensors"))
+        .map_err(|e| Error::Internal(format!("writing model.safetensors: {e}")))?;
+    let tok = lm.tokenizer();
+    let json = tok
+        .to_string(true)
+        .map_err(|e| Error::Internal(format!("writing tokenizer.json: {e}")))?;
+    write("tokenizer.json", json.as_bytes())?;
+    let name = |id: Option<u32>| id.and_then(|x| tok.id_to_token(x));
+    write(
+        "tokenizer_config.json",
+        &pretty(&json!({
+            "tokenizer_class": "PreTrainedTokenizerFast",
+            "bos_token": name(i.bos),
+            "eos_token": name(Some(i.eos)),
+            "pad_token": name(i.pad),
+            "add_bos_token": i.add_bos,
+            "model_max_length": lm.decoder().config().context,
+            "chat_template": lm.template().map(|t| t.source.clone()),
+        })),
+    )
+}
+
+/// `hone export` of a language model run into `out` (empty): a LoRA run writes `adapter/` (PEFT:
+/// `adapter_config.json`, `adapter_model.safetensors`) and `merged/` (the base with the adapters
+/// folded in, a Hugging Face directory); other runs write the model directory itself.
+pub fn export_lm(store: &Store, root: &Path, run: &Run, out: &Path) -> Result<&'static str> {
+    let (lm, _) = load_run_lm(store, root, run)?;
+    if lm.decoder().lora().is_some() {
+        let adapter = out.join("adapter");
+        std::fs::create_dir_all(&adapter).map_err(|e| Error::io(&adapter, e))?;
+        for name in [ADAPTER_ARTIFACT, ADAPTER_CONFIG_ARTIFACT] {
+            let h = run
+                .record
+                .artifacts
+                .get(name)
+                .ok_or_else(|| Error::Store(format!("run {} has no `{name}`", run.id)))?;
+            let p = adapter.join(name);
+            std::fs::write(&p, store.get_object(h)?).map_err(|e| Error::io(&p, e))?;
+        }
+        write_hf_dir(&lm, &out.join("merged"))?;
+        return Ok(
+            "PEFT LoRA adapter (adapter/) and merged Hugging Face LlamaForCausalLM (merged/)",
+        );
+    }
+    write_hf_dir(&lm, out)?;
+    Ok("Hugging Face LlamaForCausalLM directory")
 }

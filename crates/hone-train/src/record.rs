@@ -205,7 +205,8 @@ pub struct LmTrainReport {
     /// blake3 of the chat template every prompt was rendered with (training, evaluation, predict).
     pub template_hash: Option<String>,
     /// The pre-run estimate: training FLOPs (6 per parameter per trained token) and wall seconds
-    /// (the first step's time × steps), beside the measured seconds of the training loop.
+    /// (the first step plus the second step × the remaining steps), beside the measured seconds of
+    /// the training loop.
     #[serde(default)]
     pub flops: Option<f64>,
     #[serde(default)]

@@ -1277,10 +1277,11 @@ pub fn load_model(store: &Store, run: &Run) -> Result<Trained> {
 
 /// Export an `encoder` run's model for Python into `out` (which must not exist or be empty).
 /// Returns what was written (`hf-classifier` or `sentence-transformers`).
-pub fn export_model(store: &Store, run: &Run, out: &Path) -> Result<&'static str> {
-    if ModelKind::from_name(&run.kind) != Some(ModelKind::Encoder) {
+pub fn export_model(store: &Store, root: &Path, run: &Run, out: &Path) -> Result<&'static str> {
+    let kind = ModelKind::from_name(&run.kind);
+    if kind != Some(ModelKind::Encoder) && kind != Some(ModelKind::Lm) {
         return Err(Error::Usage(format!(
-            "run {} is a `{}` model; only `encoder` models export to Hugging Face",
+            "run {} is a `{}` model; only `encoder` and `lm` models export to Hugging Face",
             run.id, run.kind
         )));
     }
@@ -1295,8 +1296,6 @@ pub fn export_model(store: &Store, run: &Run, out: &Path) -> Result<&'static str
             out.display()
         )));
     }
-    let tmp = materialise(store, run)?;
-    let model = EncoderModel::load(tmp.path())?;
     // Write beside the target and rename, so a failure leaves no half-written export.
     let parent = out
         .parent()
@@ -1304,7 +1303,13 @@ pub fn export_model(store: &Store, run: &Run, out: &Path) -> Result<&'static str
         .unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
     let staging = tempfile::tempdir_in(parent).map_err(|e| Error::io(parent, e))?;
-    let what = model.export(tmp.path(), staging.path())?;
+    let what = if kind == Some(ModelKind::Lm) {
+        crate::generate_stage::export_lm(store, root, run, staging.path())?
+    } else {
+        let tmp = materialise(store, run)?;
+        let model = EncoderModel::load(tmp.path())?;
+        model.export(tmp.path(), staging.path())?
+    };
     if out.exists() {
         std::fs::remove_dir(out).map_err(|e| Error::io(out, e))?;
     }

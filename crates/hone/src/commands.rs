@@ -821,7 +821,7 @@ pub fn export(
     let project = open_project(ctx)?;
     let store = Store::open_existing(&project.root)?;
     let chosen = hone_train::record::named_or_chosen(&store, run, model)?;
-    let what = hone_train::run_stage::export_model(&store, &chosen, out)?;
+    let what = hone_train::run_stage::export_model(&store, &project.root, &chosen, out)?;
     if ctx.json {
         print_json(&json!({"run": chosen.id, "model": chosen.model, "format": what, "dir": out}));
     } else {

@@ -192,6 +192,43 @@ fn a_fine_tuned_tiny_model_beats_the_base_and_predict_answers_in_order() {
         "{lines:?}"
     );
 
+    // Export: a Hugging Face LlamaForCausalLM directory with the run's template and tokenizer.
+    let out_dir = dir.join("export");
+    let o = hone(
+        dir,
+        &[
+            "export",
+            "--model",
+            "tuned",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["architectures"][0], "LlamaForCausalLM");
+    assert_eq!(config["num_key_value_heads"], 2);
+    let tc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("tokenizer_config.json")).unwrap())
+            .unwrap();
+    assert_eq!(tc["chat_template"], hone_lm::testing::CHATML);
+    assert_eq!(tc["eos_token"], "<|im_end|>");
+    let weights = std::fs::read(out_dir.join("model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&weights).unwrap();
+    let names = st.names();
+    assert!(
+        names
+            .iter()
+            .any(|n| *n == "model.layers.1.self_attn.q_proj.weight"),
+        "{names:?}"
+    );
+    assert!(
+        !names.iter().any(|n| n.starts_with("lm_head")),
+        "tied embeddings"
+    );
+    assert!(out_dir.join("tokenizer.json").is_file());
+
     // A second run is cached.
     let again = run_json(dir);
     assert!(
