@@ -218,9 +218,7 @@ fn a_fine_tuned_tiny_model_beats_the_base_and_predict_answers_in_order() {
     let st = safetensors::SafeTensors::deserialize(&weights).unwrap();
     let names = st.names();
     assert!(
-        names
-            .iter()
-            .any(|n| *n == "model.layers.1.self_attn.q_proj.weight"),
+        names.contains(&"model.layers.1.self_attn.q_proj.weight"),
         "{names:?}"
     );
     assert!(
