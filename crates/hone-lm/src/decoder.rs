@@ -340,13 +340,24 @@ pub struct Decoder {
 }
 
 /// `x · wᵀ` over the last dimension, `w` as PyTorch stores it `(out, in)`.
+/// Up to this many rows, [`linear`] multiplies from the weight's side.
+const SMALL_ROWS: usize = 16;
+
 fn linear(x: &Tensor, w: &Tensor) -> CResult<Tensor> {
     let dims = x.dims().to_vec();
     let (last, lead) = dims
         .split_last()
         .ok_or_else(|| candle_core::Error::Msg("rank 0".into()))?;
     let rows: usize = lead.iter().product();
-    let y = x.reshape((rows, *last))?.matmul(&w.t()?)?;
+    let x2 = x.reshape((rows, *last))?;
+    // A few rows (generation steps): W · xᵀ reads the weight in its stored row-major order; the
+    // product x · Wᵀ would have gemm repack the whole transposed weight on every call (the
+    // output projection alone is 49,152 × 576 for SmolLM2).
+    let y = if rows <= SMALL_ROWS {
+        w.matmul(&x2.t()?)?.t()?.contiguous()?
+    } else {
+        x2.matmul(&w.t()?)?
+    };
     let mut out = lead.to_vec();
     out.push(w.dim(0)?);
     y.reshape(out)
@@ -748,7 +759,7 @@ impl Decoder {
         }
         let mut c = Some(&mut cache.layers);
         let logits = self.run(ids, &pos, &mask, &mut c, None)?;
-        Ok(logits.narrow(1, t - 1, 1)?.squeeze(1)?)
+        Ok(logits.squeeze(1)?)
     }
 
     /// `x · Wᵀ` for projection `which` of layer `l`, plus its LoRA update `scale · B A dropout(x)`.
@@ -824,6 +835,13 @@ impl Decoder {
             let m = (g * self.project(l, UP, &h, dropout.as_deref_mut())?)?;
             x = (x + self.project(l, DOWN, &m, dropout.as_deref_mut())?)?;
         }
+        // Generation needs the last position's logits only: the output projection of every
+        // prompt position would cost more than the rest of a prefill.
+        let x = if cache.is_some() && t > 1 {
+            x.narrow(1, t - 1, 1)?
+        } else {
+            x
+        };
         let x = rms_norm(&x, &self.norm, cfg.rms_eps)?;
         linear(&x, self.lm_head.as_ref().unwrap_or(&self.embed))
     }
