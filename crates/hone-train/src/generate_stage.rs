@@ -337,6 +337,7 @@ pub fn train_and_evaluate(
         let mut examples: Vec<Example> = Vec::with_capacity(ctx.train.len());
         for r in ctx.train {
             let Some(target) = r.label.as_deref() else {
+                report.without_target += 1;
                 continue;
             };
             let enc = if lm.template().is_some() {

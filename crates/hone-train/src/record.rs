@@ -202,6 +202,9 @@ pub struct LmTrainReport {
     pub trainable_tokens: usize,
     /// Training examples longer than `max_length`, cut from the prompt's start.
     pub truncated: usize,
+    /// Training records with no target (they cannot train a generator and were left out).
+    #[serde(default)]
+    pub without_target: usize,
     /// blake3 of the chat template every prompt was rendered with (training, evaluation, predict).
     pub template_hash: Option<String>,
     /// The pre-run estimate: training FLOPs (6 per parameter per trained token) and wall seconds
