@@ -131,61 +131,48 @@ fn shape_of(cfg: &DecoderConfig, name: &str) -> Vec<usize> {
     }
 }
 
-/// GGUF tensor name → Hugging Face name.
-fn hf_name(gguf: &str) -> Option<String> {
-    let simple = match gguf {
-        "token_embd.weight" => Some("model.embed_tokens.weight"),
-        "output_norm.weight" => Some("model.norm.weight"),
-        "output.weight" => Some("lm_head.weight"),
-        _ => None,
-    };
-    if let Some(s) = simple {
-        return Some(s.to_string());
+/// GGUF tensor names and their Hugging Face names: whole-model tensors, then the parts of layer `i`
+/// (`blk.{i}.PART.weight` ↔ `model.layers.{i}.PART.weight`).
+const WHOLE_NAMES: [(&str, &str); 3] = [
+    ("token_embd.weight", "model.embed_tokens.weight"),
+    ("output_norm.weight", "model.norm.weight"),
+    ("output.weight", "lm_head.weight"),
+];
+const LAYER_NAMES: [(&str, &str); 9] = [
+    ("attn_norm", "input_layernorm"),
+    ("attn_q", "self_attn.q_proj"),
+    ("attn_k", "self_attn.k_proj"),
+    ("attn_v", "self_attn.v_proj"),
+    ("attn_output", "self_attn.o_proj"),
+    ("ffn_norm", "post_attention_layernorm"),
+    ("ffn_gate", "mlp.gate_proj"),
+    ("ffn_up", "mlp.up_proj"),
+    ("ffn_down", "mlp.down_proj"),
+];
+
+/// One tensor name in the other convention: `from`/`to` pick the side of the tables (0 = GGUF,
+/// 1 = Hugging Face).
+fn rename(name: &str, from: usize, to: usize) -> Option<String> {
+    let pick = |p: &(&'static str, &'static str), side: usize| if side == 0 { p.0 } else { p.1 };
+    if let Some(w) = WHOLE_NAMES.iter().find(|w| pick(w, from) == name) {
+        return Some(pick(w, to).to_string());
     }
-    let rest = gguf.strip_prefix("blk.")?;
+    let prefix = ["blk.", "model.layers."];
+    let rest = name.strip_prefix(prefix[from])?.strip_suffix(".weight")?;
     let (i, part) = rest.split_once('.')?;
     let i: usize = i.parse().ok()?;
-    let part = match part {
-        "attn_norm.weight" => "input_layernorm",
-        "attn_q.weight" => "self_attn.q_proj",
-        "attn_k.weight" => "self_attn.k_proj",
-        "attn_v.weight" => "self_attn.v_proj",
-        "attn_output.weight" => "self_attn.o_proj",
-        "ffn_norm.weight" => "post_attention_layernorm",
-        "ffn_gate.weight" => "mlp.gate_proj",
-        "ffn_up.weight" => "mlp.up_proj",
-        "ffn_down.weight" => "mlp.down_proj",
-        _ => return None,
-    };
-    Some(format!("model.layers.{i}.{part}.weight"))
+    let l = LAYER_NAMES.iter().find(|l| pick(l, from) == part)?;
+    Some(format!("{}{i}.{}.weight", prefix[to], pick(l, to)))
+}
+
+/// GGUF tensor name → Hugging Face name.
+fn hf_name(gguf: &str) -> Option<String> {
+    rename(gguf, 0, 1)
 }
 
 /// Hugging Face name → GGUF tensor name (for writing GGUF files).
 pub fn gguf_name(hf: &str) -> Option<String> {
-    let simple = match hf {
-        "model.embed_tokens.weight" => Some("token_embd.weight"),
-        "model.norm.weight" => Some("output_norm.weight"),
-        "lm_head.weight" => Some("output.weight"),
-        _ => None,
-    };
-    if let Some(s) = simple {
-        return Some(s.to_string());
-    }
-    let rest = hf.strip_prefix("model.layers.")?;
-    let (i, part) = rest.split_once('.')?;
-    let part = match part.strip_suffix(".weight")? {
-        "input_layernorm" => "attn_norm",
-        "self_attn.q_proj" => "attn_q",
-        "self_attn.k_proj" => "attn_k",
-        "self_attn.v_proj" => "attn_v",
-        "self_attn.o_proj" => "attn_output",
-        "post_attention_layernorm" => "ffn_norm",
-        "mlp.gate_proj" => "ffn_gate",
-        "mlp.up_proj" => "ffn_up",
-        "mlp.down_proj" => "ffn_down",
-        _ => return None,
-    };
-    Some(format!("blk.{i}.{part}.weight"))
+    rename(hf, 1, 0)
 }
 
 /// llama.cpp's converter reorders the rows of each head of Q and K so that rotary embeddings apply to
@@ -317,9 +304,15 @@ impl LoraConfig {
         self.alpha / self.rank.max(1) as f64
     }
     fn index(name: &str) -> Option<usize> {
+        Self::targets().iter().position(|p| *p == name)
+    }
+
+    /// The module names `targets` may hold (`q_proj` … `down_proj`).
+    pub fn targets() -> Vec<&'static str> {
         PROJECTIONS
             .iter()
-            .position(|p| p.rsplit('.').next() == Some(name))
+            .filter_map(|p| p.rsplit('.').next())
+            .collect()
     }
 }
 
@@ -551,7 +544,8 @@ impl Decoder {
         for t in &cfg.targets {
             which.push(LoraConfig::index(t).ok_or_else(|| {
                 LmError::Model(format!(
-                    "unknown target module `{t}` (known: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)"
+                    "unknown target module `{t}` (known: {})",
+                    LoraConfig::targets().join(", ")
                 ))
             })?);
         }
@@ -857,13 +851,11 @@ fn rope_tables(cfg: &DecoderConfig, device: &Device) -> Result<(Tensor, Tensor)>
     let mut cos = Vec::with_capacity(n * hd);
     let mut sin = Vec::with_capacity(n * hd);
     for p in 0..n {
-        for half in 0..2 {
-            let _ = half;
-            for f in &inv {
-                let a = p as f32 * f;
-                cos.push(a.cos());
-                sin.push(a.sin());
-            }
+        // Each frequency serves both halves of a head (the half-split layout).
+        for f in inv.iter().chain(&inv) {
+            let a = p as f32 * f;
+            cos.push(a.cos());
+            sin.push(a.sin());
         }
     }
     Ok((
@@ -911,6 +903,21 @@ mod tests {
             .unwrap()
             .to_scalar::<f32>()
             .unwrap()
+    }
+
+    #[test]
+    fn tensor_names_map_both_ways() {
+        let cfg = testing::tiny_config();
+        for name in tensor_names(&DecoderConfig { tied: false, ..cfg }) {
+            let g = gguf_name(&name).unwrap();
+            assert_eq!(hf_name(&g).as_deref(), Some(name.as_str()), "{g}");
+        }
+        assert_eq!(
+            gguf_name("model.layers.3.mlp.up_proj.weight").as_deref(),
+            Some("blk.3.ffn_up.weight")
+        );
+        assert_eq!(hf_name("blk.x.attn_q.weight"), None);
+        assert_eq!(hf_name("rope_freqs.weight"), None);
     }
 
     #[test]

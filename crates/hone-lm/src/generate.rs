@@ -87,27 +87,13 @@ impl Lm {
             });
         }
         let tokenizer = file.tokenizer()?;
-        let token = |id: Option<u32>| {
-            id.and_then(|i| tokenizer.id_to_token(i))
-                .unwrap_or_default()
-        };
-        let template = match &file.info.chat_template {
-            Some(src) => Some(ChatTemplate::new(
-                src,
-                &token(file.info.bos),
-                &token(Some(file.info.eos)),
-            )?),
-            None => None,
-        };
         let model = Decoder::from_gguf(path, &file.content, &file.info)?;
-        Ok(Lm {
-            device: model.device().clone(),
-            model,
-            cache: KvCache::new(),
-            tokenizer,
-            template,
-            info: file.info,
-        })
+        let source = file.info.chat_template.clone();
+        let mut lm = Lm::from_parts(model, tokenizer, None, file.info);
+        if let Some(src) = source {
+            lm.set_template_source(&src)?;
+        }
+        Ok(lm)
     }
 
     /// A model from its parts (a decoder hone trained, its tokenizer, template and metadata).
@@ -140,9 +126,16 @@ impl Lm {
         self.template.as_ref()
     }
 
-    /// Replaces the chat template (a project may bring its own).
-    pub fn set_template(&mut self, template: ChatTemplate) {
+    /// Compiles `source` as the chat template, its `bos_token` and `eos_token` this model's (a run
+    /// renders with the template it stored, a project may bring its own).
+    pub fn set_template_source(&mut self, source: &str) -> Result<()> {
+        let name = |id: Option<u32>| {
+            id.and_then(|i| self.tokenizer.id_to_token(i))
+                .unwrap_or_default()
+        };
+        let template = ChatTemplate::new(source, &name(self.info.bos), &name(Some(self.info.eos)))?;
         self.template = Some(template);
+        Ok(())
     }
 
     /// The decoder (its weights train in place).

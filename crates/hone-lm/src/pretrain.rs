@@ -9,7 +9,6 @@ use tokenizers::models::bpe::{BPE, BpeTrainerBuilder};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::{AddedToken, DecoderWrapper, Tokenizer};
 
-use crate::chat::ChatTemplate;
 use crate::decoder::{Decoder, DecoderConfig};
 use crate::generate::Lm;
 use crate::gguf::LmInfo;
@@ -83,8 +82,9 @@ pub fn assemble(decoder: Decoder, tokenizer: Tokenizer) -> Result<Lm> {
         )));
     }
     let info = info(decoder.config());
-    let template = ChatTemplate::new(PLAIN_TEMPLATE, SPECIAL[1], SPECIAL[2])?;
-    Ok(Lm::from_parts(decoder, tokenizer, Some(template), info))
+    let mut lm = Lm::from_parts(decoder, tokenizer, None, info);
+    lm.set_template_source(PLAIN_TEMPLATE)?;
+    Ok(lm)
 }
 
 /// A fresh model of shape `cfg` (its `vocab` is the tokenizer's size) with seeded random weights.

@@ -377,14 +377,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut lm = tiny_lm(dir.path());
         // A template that never renders assistant turns.
-        lm.set_template(
-            crate::ChatTemplate::new(
-                "{% for m in messages %}{% if m['role'] == 'user' %}{{ m['content'] }}{% endif %}{% endfor %}",
-                "<|im_start|>",
-                "<|im_end|>",
-            )
-            .unwrap(),
-        );
+        lm.set_template_source(
+            "{% for m in messages %}{% if m['role'] == 'user' %}{{ m['content'] }}{% endif %}{% endfor %}",
+        )
+        .unwrap();
         let e = encode_chat(
             &lm,
             "ticket-77",

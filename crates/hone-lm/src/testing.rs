@@ -16,7 +16,7 @@ use crate::{LmError, Result};
 pub const CHATML: &str = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
 
 /// The special tokens, ids 0, 1, 2 (as in SmolLM2: BOS `<|im_start|>`, EOS = pad `<|im_end|>`).
-pub const SPECIAL: [&str; 3] = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"];
+pub use crate::pretrain::SPECIAL;
 
 /// GPT-2's byte → printable character map, in byte order.
 pub fn byte_chars() -> Vec<char> {

@@ -30,11 +30,16 @@ pub struct Comparison {
 
 impl Comparison {
     pub fn verdict_text(&self) -> &'static str {
-        match self.verdict {
-            Verdict::SignificantlyBetter => "significantly better",
-            Verdict::SignificantlyWorse => "significantly worse",
-            Verdict::Indistinguishable => "indistinguishable",
-        }
+        verdict_text(self.verdict)
+    }
+}
+
+/// A verdict in words, as `compare` prints it.
+fn verdict_text(v: Verdict) -> &'static str {
+    match v {
+        Verdict::SignificantlyBetter => "significantly better",
+        Verdict::SignificantlyWorse => "significantly worse",
+        Verdict::Indistinguishable => "indistinguishable",
     }
 }
 
@@ -240,11 +245,7 @@ impl TextComparison {
     }
 
     pub fn verdict_text(&self) -> &'static str {
-        match self.verdict {
-            Verdict::SignificantlyBetter => "significantly better",
-            Verdict::SignificantlyWorse => "significantly worse",
-            Verdict::Indistinguishable => "indistinguishable",
-        }
+        verdict_text(self.verdict)
     }
 }
 

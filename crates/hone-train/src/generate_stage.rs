@@ -776,12 +776,7 @@ pub fn load_run_lm(store: &Store, project_root: &Path, run: &Run) -> Result<(Lm,
     };
     if let Some(t) = art(TEMPLATE_ARTIFACT)? {
         let src = String::from_utf8(t).map_err(|_| Error::Store("template is not UTF-8".into()))?;
-        let (bos, eos) = {
-            let tok = lm.tokenizer();
-            let name = |id: Option<u32>| id.and_then(|i| tok.id_to_token(i)).unwrap_or_default();
-            (name(lm.info().bos), name(Some(lm.info().eos)))
-        };
-        lm.set_template(ChatTemplate::new(&src, &bos, &eos)?);
+        lm.set_template_source(&src)?;
     }
     let load_tensors =
         |bytes: Vec<u8>| -> Result<std::collections::HashMap<String, candle_core::Tensor>> {

@@ -1090,16 +1090,8 @@ fn lm_spec(at: &At<'_>, m: &hone_core::config::ModelConfig, root: &Path) -> Resu
         "a divisor of `heads`",
     )?;
     check(params.ffn >= 1, "ffn", "at least 1")?;
+    let known = hone_lm::LoraConfig::targets();
     for t in &params.target_modules {
-        let known = [
-            "q_proj",
-            "k_proj",
-            "v_proj",
-            "o_proj",
-            "gate_proj",
-            "up_proj",
-            "down_proj",
-        ];
         if !known.contains(&t.as_str()) {
             return Err(at.value(
                 &["params", "target_modules"],
