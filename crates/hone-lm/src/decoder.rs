@@ -734,7 +734,7 @@ impl Decoder {
         }
         let past = cache.len();
         if past + t > self.cfg.context {
-            return Err(LmError::Model(format!(
+            return Err(LmError::Context(format!(
                 "{} tokens exceed the model's context of {}",
                 past + t,
                 self.cfg.context

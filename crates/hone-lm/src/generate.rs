@@ -244,7 +244,7 @@ impl Lm {
         }
         let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
         if longest + cfg.max_new_tokens > self.info.context {
-            return Err(LmError::Model(format!(
+            return Err(LmError::Context(format!(
                 "the prompt ({longest} tokens) plus max_new_tokens ({}) exceed the model's context ({})",
                 cfg.max_new_tokens, self.info.context
             )));

@@ -41,6 +41,9 @@ pub enum LmError {
     /// Training data that cannot train (an example with no trainable tokens, an empty set).
     #[error("{0}")]
     Data(String),
+    /// A prompt plus the tokens asked for do not fit the model's context.
+    #[error("{0}")]
+    Context(String),
 }
 
 impl From<candle_core::Error> for LmError {
@@ -72,6 +75,10 @@ impl From<LmError> for hone_core::Error {
             LmError::Data(message) => hone_core::Error::Data {
                 message,
                 hint: "fix the examples named, or raise max_length".into(),
+            },
+            LmError::Context(message) => hone_core::Error::Data {
+                message,
+                hint: "lower max_new_tokens (or --max-new-tokens), or shorten the prompt".into(),
             },
             LmError::Tokenizer(m) | LmError::Template(m) => hone_core::Error::Data {
                 message: m,

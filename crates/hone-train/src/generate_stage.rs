@@ -283,6 +283,15 @@ pub fn pretrain_shape(p: &LmParams) -> hone_lm::DecoderConfig {
     }
 }
 
+/// An encoded example as `spec`'s method trains on it: pre-training is language modelling, so every
+/// token is predicted (the first has nothing before it); the other methods train the answer only.
+fn as_trained(spec: &LmSpec, mut ex: Example) -> Example {
+    if spec.method == LmMethod::Pretrain {
+        ex.train.iter_mut().skip(1).for_each(|t| *t = true);
+    }
+    ex
+}
+
 /// The texts a `pretrain` model's tokenizer learns from: each training example as the model will
 /// read it (prompt, line break, target).
 fn pretrain_texts(train: &[&Record]) -> Vec<String> {
@@ -332,6 +341,12 @@ pub fn train_and_evaluate(
             store.put_object(t.as_bytes(), "artifact")?,
         );
     }
+    if spec.method != LmMethod::None && ctx.train.is_empty() {
+        return Err(Error::Data {
+            message: format!("[[model]] `{name}` has no training examples: the training split is empty"),
+            hint: "with [policy] contamination = \"drop_train\" the leak check may have dropped every training record (`hone split` lists the pairs); add data, or check the [split] fractions".into(),
+        });
+    }
     if spec.method != LmMethod::None {
         // Examples: the prompt as the user's turn, the target as the assistant's.
         let mut examples: Vec<Example> = Vec::with_capacity(ctx.train.len());
@@ -351,11 +366,7 @@ pub fn train_and_evaluate(
                 sft::encode_plain(&lm, &r.id, &r.text, target, spec.params.max_length)?
             };
             report.truncated += usize::from(enc.truncated);
-            let mut ex = enc.example;
-            if spec.method == LmMethod::Pretrain {
-                // Language modelling: every token is predicted (the first has nothing before it).
-                ex.train.iter_mut().skip(1).for_each(|t| *t = true);
-            }
+            let ex = as_trained(spec, enc.example);
             report.trainable_tokens += ex.trainable();
             examples.push(ex);
         }
@@ -837,7 +848,17 @@ pub fn preview(project: &Project, records: &[Record]) -> Result<Option<Preview>>
     let Some(first) = with_target.first() else {
         return Ok(None);
     };
-    let lm = load_lm(spec)?;
+    // A model pre-trained from scratch has no file yet: its tokenizer is trained here, as `hone
+    // run` would train it (on these records rather than the training split alone).
+    let lm = if spec.method == LmMethod::Pretrain {
+        let tok = hone_lm::pretrain::train_tokenizer(
+            &pretrain_texts(&with_target),
+            spec.params.vocab_size,
+        )?;
+        hone_lm::pretrain::fresh(pretrain_shape(&spec.params), tok, 0)?
+    } else {
+        load_lm(spec)?
+    };
     let system = spec.params.system.as_deref();
     let encode = |r: &Record| -> Result<sft::Encoded> {
         let target = r.label.as_deref().unwrap_or_default();
@@ -856,11 +877,11 @@ pub fn preview(project: &Project, records: &[Record]) -> Result<Option<Preview>>
     for r in &with_target {
         truncated += usize::from(encode(r)?.truncated);
     }
-    let shown = encode(first)?;
+    let shown = as_trained(spec, encode(first)?.example);
     Ok(Some(Preview {
         model: name,
         id: first.id.clone(),
-        text: sft::show(&lm, &shown.example)?,
+        text: sft::show(&lm, &shown)?,
         truncated,
         n: with_target.len(),
     }))

@@ -176,6 +176,11 @@ pub fn predict_generate(
         cfg.max_new_tokens = n;
     }
     if let Some(t) = over.temperature {
+        if !(t.is_finite() && t >= 0.0) {
+            return Err(Error::Usage(format!(
+                "--temperature must be a number >= 0 (0 is greedy), not {t}"
+            )));
+        }
         cfg.temperature = t;
     }
     if let Some(s) = over.seed {

@@ -515,6 +515,42 @@ pub struct RunListing {
     pub dev: Headline,
 }
 
+/// The `hone runs` table: headers and one row per run. Classification runs show test accuracy, test
+/// macro-F1 and dev macro-F1; generate runs test ROUGE-L, test chrF and dev ROUGE-L.
+pub fn listing_table(runs: &[RunListing]) -> (Vec<&'static str>, Vec<Vec<String>>) {
+    let f = |v: Option<f64>| v.map_or("–".into(), |x| format!("{x:.4}"));
+    let generate = runs.iter().any(|l| l.run.record.generation.is_some());
+    let rows = runs
+        .iter()
+        .map(|l| {
+            let r = &l.run;
+            let (a, b, c) = match &r.record.generation {
+                Some(g) => (g.test.rouge_l, g.test.chrf, g.dev.rouge_l),
+                None => (l.test.accuracy, l.test.macro_f1, l.dev.macro_f1),
+            };
+            vec![
+                format!("{}{}", r.seq, if l.chosen { "*" } else { "" }),
+                hone_core::hash::short(&r.id).to_string(),
+                r.created_at.chars().take(19).collect(),
+                r.model.clone(),
+                r.kind.clone(),
+                hone_core::hash::short(&r.version).to_string(),
+                f(a.estimate),
+                f(b.estimate),
+                f(c.estimate),
+            ]
+        })
+        .collect();
+    let metrics = if generate {
+        ["test ROUGE-L", "test chrF", "dev ROUGE-L"]
+    } else {
+        ["test acc", "test macro-F1", "dev macro-F1"]
+    };
+    let mut headers = vec!["#", "run", "created", "model", "kind", "data"];
+    headers.extend(metrics);
+    (headers, rows)
+}
+
 /// Every run, oldest first, marked with the current choice ([`chosen_run`]).
 pub fn listing(store: &Store) -> Result<Vec<RunListing>> {
     let runs = all(store)?;

@@ -692,41 +692,8 @@ pub fn runs(ctx: &Context) -> Result<u8> {
         print_json(&serde_json::to_value(&runs)?);
         return Ok(0);
     }
-    let f = |v: Option<f64>| v.map_or("–".into(), |x| format!("{x:.4}"));
-    let rows: Vec<Vec<String>> = runs
-        .iter()
-        .map(|l| {
-            let r = &l.run;
-            vec![
-                format!("{}{}", r.seq, if l.chosen { "*" } else { "" }),
-                short(&r.id).to_string(),
-                r.created_at.chars().take(19).collect(),
-                r.model.clone(),
-                r.kind.clone(),
-                short(&r.version).to_string(),
-                f(l.test.accuracy.estimate),
-                f(l.test.macro_f1.estimate),
-                f(l.dev.macro_f1.estimate),
-            ]
-        })
-        .collect();
-    print!(
-        "{}",
-        table(
-            &[
-                "#",
-                "run",
-                "created",
-                "model",
-                "kind",
-                "data",
-                "test acc",
-                "test macro-F1",
-                "dev macro-F1"
-            ],
-            &rows
-        )
-    );
+    let (headers, rows) = hone_train::record::listing_table(&runs);
+    print!("{}", table(&headers, &rows));
     if runs.iter().any(|l| l.chosen) {
         println!("* the model the latest `hone run` chose (predict and export use it)");
     }

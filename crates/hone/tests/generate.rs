@@ -192,6 +192,34 @@ fn a_fine_tuned_tiny_model_beats_the_base_and_predict_answers_in_order() {
         "{lines:?}"
     );
 
+    // Bad decoding settings are usage errors naming the fix, not internal errors.
+    let o = hone(
+        dir,
+        &["predict", "--temperature=-1", plain.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let o = hone(
+        dir,
+        &[
+            "predict",
+            "--max-new-tokens",
+            "100000",
+            plain.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("exceed the model's context")
+            && stderr(&o).contains("hint: lower max_new_tokens")
+    );
+    // `hone runs` shows the text metrics of generate runs.
+    let o = hone(dir, &["runs"]);
+    assert!(
+        stdout(&o).contains("test ROUGE-L") && !stdout(&o).contains("test acc"),
+        "{}",
+        stdout(&o)
+    );
+
     // Export: a Hugging Face LlamaForCausalLM directory with the run's template and tokenizer.
     let out_dir = dir.join("export");
     let o = hone(
