@@ -403,12 +403,38 @@ pub struct ModelConfig {
     pub params: BTreeMap<String, toml::Value>,
 }
 
-/// `[costs]`: prices used to turn measured time into money.
+/// `[costs]`: prices used to turn measured time into money, and budgets that stop a training run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CostsConfig {
     pub cpu_hour_usd: f64,
     pub gpu_hour_usd: f64,
+    /// The most one model's training may cost (its wall time at the hour price); a language model's
+    /// training stops cleanly there, keeping its best weights so far.
+    pub max_usd: Option<f64>,
+    /// The most wall-clock minutes one model's training may take, likewise.
+    pub max_minutes: Option<f64>,
+}
+
+impl CostsConfig {
+    /// The training seconds the budgets allow on `device` (`None`: no budget), the tighter of
+    /// `max_minutes` and what `max_usd` buys at the device's hour price.
+    pub fn budget_seconds(&self, gpu: bool) -> Option<f64> {
+        let price = if gpu {
+            self.gpu_hour_usd
+        } else {
+            self.cpu_hour_usd
+        };
+        let by_cost = self
+            .max_usd
+            .filter(|_| price > 0.0)
+            .map(|usd| usd / price * 3600.0);
+        let by_time = self.max_minutes.map(|m| m * 60.0);
+        match (by_cost, by_time) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
 }
 
 impl Default for CostsConfig {
@@ -416,6 +442,8 @@ impl Default for CostsConfig {
         CostsConfig {
             cpu_hour_usd: 0.05,
             gpu_hour_usd: 2.50,
+            max_usd: None,
+            max_minutes: None,
         }
     }
 }
@@ -677,12 +705,14 @@ impl Config {
         for (key, v) in [
             ("cpu_hour_usd", self.costs.cpu_hour_usd),
             ("gpu_hour_usd", self.costs.gpu_hour_usd),
+            ("max_usd", self.costs.max_usd.unwrap_or(0.0)),
+            ("max_minutes", self.costs.max_minutes.unwrap_or(0.0)),
         ] {
             if !(v.is_finite() && v >= 0.0) {
                 return Err(at_value(
                     &[Key("costs"), Key(key)],
-                    format!("`costs.{key} = {v}` is not a price"),
-                    "prices are numbers >= 0 in US dollars per hour",
+                    format!("`costs.{key} = {v}` is not a number >= 0"),
+                    "prices are numbers >= 0 in US dollars per hour; budgets (max_usd, max_minutes) numbers >= 0",
                 ));
             }
         }
@@ -1098,6 +1128,8 @@ const KNOWN_KEYS: &[&str] = &[
     "params",
     "abstain",
     "cpu_hour_usd",
+    "max_usd",
+    "max_minutes",
     "gpu_hour_usd",
 ];
 

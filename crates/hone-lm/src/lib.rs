@@ -44,6 +44,9 @@ pub enum LmError {
     /// A prompt plus the tokens asked for do not fit the model's context.
     #[error("{0}")]
     Context(String),
+    /// An error from a caller's callback (a dev scorer), passed through as it was.
+    #[error(transparent)]
+    Caller(Box<hone_core::Error>),
 }
 
 impl From<candle_core::Error> for LmError {
@@ -84,6 +87,7 @@ impl From<LmError> for hone_core::Error {
                 message: m,
                 hint: String::new(),
             },
+            LmError::Caller(e) => *e,
             LmError::Model(m) if m.contains("out of memory") || m.contains("alloc") => {
                 hone_core::Error::OutOfMemory {
                     what: m,

@@ -142,7 +142,7 @@ mod tests {
             "where is my order\n[[your order is on its way<|im_end|>]]"
         );
         let log = sft::train(
-            &lm,
+            &mut lm,
             &[ex.example],
             &SftConfig {
                 epochs: 80,

@@ -7,7 +7,10 @@
 //! example's own mask, never "is not padding", so a final EOS stays trainable and the model learns to
 //! stop.
 
+use std::path::PathBuf;
+
 use candle_core::{D, Tensor};
+use serde::{Deserialize, Serialize};
 
 use crate::chat::Message;
 use crate::generate::Lm;
@@ -245,47 +248,314 @@ pub fn batch_loss(
     Ok((loss, n))
 }
 
-/// Fine-tunes every weight of `lm`'s decoder on `examples`. `on_step` sees every optimiser step.
+/// Where training checkpoints go and how often they are written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checkpoints {
+    pub dir: PathBuf,
+    /// What else the run depends on (the base model, adapter settings): a checkpoint made with
+    /// another key, like one made with other settings or examples, is refused.
+    pub key: String,
+    /// A checkpoint after every this many optimiser steps (and at every epoch's end).
+    pub every: u64,
+    /// Return right after the checkpoint of this step (an interruption, for tests).
+    pub stop_after: Option<u64>,
+}
+
+/// What can end training before its last epoch, and what it watches.
+#[derive(Default)]
+pub struct Control<'a> {
+    /// Resumable checkpoints; a checkpoint in the directory made with the same settings and
+    /// examples is resumed exactly, one made with others is refused.
+    pub checkpoints: Option<Checkpoints>,
+    /// Scores the model on dev after every epoch (higher is better); with it the best epoch's
+    /// weights are the ones kept.
+    #[allow(clippy::type_complexity)]
+    pub dev_score: Option<&'a mut dyn FnMut(&mut Lm) -> Result<f64>>,
+    /// Stop after this many epochs without a better dev score (0: never stop early).
+    pub patience: usize,
+    /// Stop cleanly once training has run this long, counting the time before a resume.
+    pub max_seconds: Option<f64>,
+}
+
+/// Why training ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Ended {
+    /// Every epoch ran.
+    #[default]
+    Finished,
+    /// The dev score stopped improving for `patience` epochs.
+    EarlyStop,
+    /// The time (or cost) budget ran out.
+    Budget,
+    /// [`Checkpoints::stop_after`] was reached.
+    Interrupted,
+}
+
+/// The dev score after an epoch (or after the steps a budget left of one).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct DevScore {
+    pub epoch: usize,
+    /// Optimiser steps done when it was measured.
+    pub step: u64,
+    pub score: f64,
+}
+
+/// What a training run did.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TrainLog {
+    pub steps: Vec<Step>,
+    pub dev: Vec<DevScore>,
+    /// The dev measurement whose weights were kept (`None`: the last weights, no dev scores).
+    pub best: Option<DevScore>,
+    pub ended: Ended,
+    /// The step a checkpoint was resumed at.
+    pub resumed_at: Option<u64>,
+    /// Training seconds, counting those before a resume.
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CheckpointMeta {
+    /// The settings and examples the checkpoint was made with.
+    fingerprint: String,
+    step: u64,
+    steps: Vec<StepMeta>,
+    dev: Vec<DevScore>,
+    best: Option<DevScore>,
+    since_best: usize,
+    seconds: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StepMeta {
+    loss: f64,
+    lr: f64,
+    grad_norm: f64,
+    tokens: usize,
+}
+
+/// A digest of what training depends on: `key`, the settings, every example's tokens and mask, and
+/// the names and shapes of the trainable weights.
+pub fn fingerprint(
+    key: &str,
+    cfg: &SftConfig,
+    examples: &[Example],
+    trainable: &[(String, candle_core::Var)],
+) -> String {
+    let mut h = blake3::Hasher::new();
+    h.update(key.as_bytes());
+    h.update(format!("{cfg:?}").as_bytes());
+    for e in examples {
+        h.update(e.id.as_bytes());
+        for (&i, &t) in e.ids.iter().zip(&e.train) {
+            h.update(&i.to_le_bytes());
+            h.update(&[u8::from(t)]);
+        }
+    }
+    for (n, v) in trainable {
+        h.update(format!("{n}{:?}", v.shape()).as_bytes());
+    }
+    h.finalize().to_hex().to_string()
+}
+
+/// The example order of `epoch`: a shuffle seeded by the run seed and the epoch alone, so a resumed
+/// run sees the same order.
+fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
+    let mut rng =
+        hone_neural::SeededRng::new(seed ^ (epoch as u64 + 1).wrapping_mul(0xa076_1d64_78bd_642f));
+    let mut order: Vec<usize> = (0..n).collect();
+    rng.shuffle(&mut order);
+    order
+}
+
+fn snapshot(vars: &[(String, candle_core::Var)]) -> Result<Vec<(String, Tensor)>> {
+    vars.iter()
+        .map(|(n, v)| Ok((n.clone(), v.as_tensor().copy()?)))
+        .collect()
+}
+
+fn restore(
+    vars: &[(String, candle_core::Var)],
+    get: &dyn Fn(&str) -> Option<Tensor>,
+) -> Result<()> {
+    for (n, v) in vars {
+        let t =
+            get(n).ok_or_else(|| LmError::Model(format!("the checkpoint has no tensor {n}")))?;
+        v.set(&t.to_device(v.device())?)?;
+    }
+    Ok(())
+}
+
+/// Fine-tunes the trainable weights of `lm`'s decoder (every weight, or its LoRA adapters) on
+/// `examples`. `on_step` sees every optimiser step.
 pub fn train(
-    lm: &Lm,
+    lm: &mut Lm,
     examples: &[Example],
     cfg: &SftConfig,
     on_step: &mut dyn FnMut(&Step),
 ) -> Result<Vec<Step>> {
+    Ok(train_with(lm, examples, cfg, Control::default(), on_step)?.steps)
+}
+
+/// [`train`] with checkpoints, early stopping on a dev score and a time budget. Every random choice
+/// (the order of an epoch, the dropout of a step) is seeded by the run seed and the epoch or step
+/// alone, so a run resumed from a checkpoint ends bit-identical to one never interrupted.
+pub fn train_with(
+    lm: &mut Lm,
+    examples: &[Example],
+    cfg: &SftConfig,
+    mut control: Control<'_>,
+    on_step: &mut dyn FnMut(&Step),
+) -> Result<TrainLog> {
     if examples.is_empty() {
         return Err(LmError::Data("no training examples".into()));
     }
+    let nerr = |e: hone_core::Error| LmError::Model(e.to_string());
     let vars = lm.decoder().trainable();
     let var_list: Vec<candle_core::Var> = vars.iter().map(|(_, v)| v.clone()).collect();
     let mut opt = hone_neural::optim::FusedAdamW::new(
-        vars,
+        vars.clone(),
         hone_neural::optim::AdamWConfig {
             lr: cfg.lr,
             weight_decay: cfg.weight_decay,
             ..Default::default()
         },
     )
-    .map_err(|e| LmError::Model(e.to_string()))?;
+    .map_err(nerr)?;
     let bs = cfg.batch_size.max(1);
     let accum = cfg.grad_accum.max(1);
     let batches_per_epoch = examples.len().div_ceil(bs);
     let steps_per_epoch = batches_per_epoch.div_ceil(accum) as u64;
     let total = steps_per_epoch * cfg.epochs as u64;
     let warmup = (cfg.warmup_ratio * total as f64).round() as u64;
-    let mut rng = hone_neural::SeededRng::new(cfg.seed);
-    // LoRA dropout draws from its own stream, so the example order does not depend on it.
-    let mut dropout = hone_neural::Dropout::new(cfg.seed ^ 0x4c6f_5241);
-    let mut log = Vec::new();
+    let key = control.checkpoints.as_ref().map_or("", |c| c.key.as_str());
+    let print = fingerprint(key, cfg, examples, &vars);
+
+    let mut log = TrainLog::default();
+    let mut since_best = 0usize;
+    let mut best_weights: Option<Vec<(String, Tensor)>> = None;
     let mut step = 0u64;
-    let nerr = |e: hone_core::Error| LmError::Model(e.to_string());
-    for epoch in 0..cfg.epochs {
-        let mut order: Vec<usize> = (0..examples.len()).collect();
-        rng.shuffle(&mut order);
+    let mut seconds_before = 0.0;
+    if let Some(ck) = &control.checkpoints {
+        let found = hone_neural::checkpoint::resume(
+            &ck.dir,
+            lm.decoder().device(),
+            |m: &CheckpointMeta| m.fingerprint == print,
+        )
+        .map_err(|e| LmError::Caller(Box::new(e)))?;
+        if let Some((meta, t)) = found {
+            restore(&vars, &|n| t.get("model", n))?;
+            opt.load_state(&|n| t.get("opt", n)).map_err(nerr)?;
+            if meta.best.is_some() {
+                let snap = vars
+                    .iter()
+                    .map(|(n, _)| {
+                        t.get("best", n).map(|x| (n.clone(), x)).ok_or_else(|| {
+                            LmError::Model(format!("the checkpoint has no best tensor {n}"))
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                best_weights = Some(snap);
+            }
+            step = meta.step;
+            log.steps = meta
+                .steps
+                .iter()
+                .enumerate()
+                .map(|(i, s)| Step {
+                    step: i as u64,
+                    total,
+                    epoch: (i as u64 / steps_per_epoch) as usize,
+                    loss: s.loss,
+                    lr: s.lr,
+                    grad_norm: s.grad_norm,
+                    tokens: s.tokens,
+                })
+                .collect();
+            log.dev = meta.dev;
+            log.best = meta.best;
+            since_best = meta.since_best;
+            seconds_before = meta.seconds;
+            log.resumed_at = Some(step);
+        }
+    }
+    let started = std::time::Instant::now();
+    let elapsed = |started: &std::time::Instant| seconds_before + started.elapsed().as_secs_f64();
+    let write_checkpoint = |ck: &Checkpoints,
+                            log: &TrainLog,
+                            opt: &hone_neural::optim::FusedAdamW,
+                            best_weights: &Option<Vec<(String, Tensor)>>,
+                            since_best: usize,
+                            step: u64,
+                            seconds: f64|
+     -> Result<()> {
+        let mut tensors = hone_neural::checkpoint::Tensors::default();
+        tensors.insert("model", snapshot(&vars)?);
+        tensors.insert("opt", opt.state().map_err(nerr)?);
+        if let Some(b) = best_weights {
+            tensors.insert("best", b.iter().cloned());
+        }
+        let meta = CheckpointMeta {
+            fingerprint: print.clone(),
+            step,
+            steps: log
+                .steps
+                .iter()
+                .map(|s| StepMeta {
+                    loss: s.loss,
+                    lr: s.lr,
+                    grad_norm: s.grad_norm,
+                    tokens: s.tokens,
+                })
+                .collect(),
+            dev: log.dev.clone(),
+            best: log.best,
+            since_best,
+            seconds,
+        };
+        hone_neural::checkpoint::write(&ck.dir, &tensors, &meta)
+            .map_err(|e| LmError::Caller(Box::new(e)))
+    };
+
+    let mut dev_score = control.dev_score.take();
+    // Scores dev and keeps the weights when they are the best so far; true when patience ran out.
+    let mut score_dev = |lm: &mut Lm,
+                         log: &mut TrainLog,
+                         best_weights: &mut Option<Vec<(String, Tensor)>>,
+                         since_best: &mut usize,
+                         epoch: usize,
+                         step: u64|
+     -> Result<bool> {
+        let Some(f) = dev_score.as_mut() else {
+            return Ok(false);
+        };
+        let score = f(lm)?;
+        let d = DevScore { epoch, step, score };
+        log.dev.push(d);
+        if log.best.is_none_or(|b| score > b.score) {
+            log.best = Some(d);
+            *best_weights = Some(snapshot(&vars)?);
+            *since_best = 0;
+        } else {
+            *since_best += 1;
+        }
+        Ok(control.patience > 0 && *since_best >= control.patience)
+    };
+
+    'outer: while step < total {
+        let epoch = (step / steps_per_epoch) as usize;
+        let order = epoch_order(examples.len(), cfg.seed, epoch);
         let batches: Vec<Vec<&Example>> = order
             .chunks(bs)
             .map(|c| c.iter().map(|&i| &examples[i]).collect())
             .collect();
-        for group in batches.chunks(accum) {
+        let first = (step % steps_per_epoch) as usize;
+        for group in batches.chunks(accum).skip(first) {
+            // The dropout of a step depends on the seed and the step alone.
+            let mut dropout = hone_neural::Dropout::new(
+                (cfg.seed ^ 0x4c6f_5241).wrapping_add(step.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+            );
             let mut acc = None;
             let (mut loss_sum, mut tokens) = (0.0, 0usize);
             for batch in group {
@@ -311,10 +581,59 @@ pub fn train(
                 tokens,
             };
             on_step(&s);
-            log.push(s);
+            log.steps.push(s);
             step += 1;
+            let epoch_end = step.is_multiple_of(steps_per_epoch);
+            let over_budget = control.max_seconds.is_some_and(|m| elapsed(&started) >= m);
+            let budget_left = !(over_budget && step < total);
+            let patience_out = (epoch_end || !budget_left)
+                && score_dev(
+                    lm,
+                    &mut log,
+                    &mut best_weights,
+                    &mut since_best,
+                    epoch,
+                    step,
+                )?;
+            let stop = if !budget_left {
+                Some(Ended::Budget)
+            } else if patience_out && step < total {
+                Some(Ended::EarlyStop)
+            } else {
+                None
+            };
+            if let Some(ck) = &control.checkpoints {
+                if epoch_end || step.is_multiple_of(ck.every.max(1)) {
+                    write_checkpoint(
+                        ck,
+                        &log,
+                        &opt,
+                        &best_weights,
+                        since_best,
+                        step,
+                        elapsed(&started),
+                    )?;
+                }
+                if ck.stop_after == Some(step) {
+                    log.ended = Ended::Interrupted;
+                    log.seconds = elapsed(&started);
+                    return Ok(log);
+                }
+            }
+            if let Some(e) = stop {
+                log.ended = e;
+                break 'outer;
+            }
         }
     }
+    // Keep the best dev epoch's weights.
+    if let (Some(b), Some(w)) = (log.best, &best_weights)
+        && log.dev.last().is_some_and(|last| last.step != b.step)
+    {
+        let map: std::collections::HashMap<String, Tensor> = w.iter().cloned().collect();
+        restore(&vars, &|n| map.get(n).cloned())?;
+    }
+    log.seconds = elapsed(&started);
     Ok(log)
 }
 
@@ -431,7 +750,7 @@ mod tests {
             })
             .collect();
         let log = train(
-            &lm,
+            &mut lm,
             &examples,
             &SftConfig {
                 epochs: 150,
@@ -517,7 +836,7 @@ mod tests {
     #[test]
     fn after_sft_a_tiny_model_answers_and_stops_on_its_own() {
         let dir = tempfile::tempdir().unwrap();
-        let lm = tiny_lm(dir.path());
+        let mut lm = tiny_lm(dir.path());
         assert_eq!(lm.info().pad, Some(lm.info().eos));
         let pairs = [("ping", "pong"), ("color?", "blue sky"), ("2+2", "4")];
         let examples: Vec<Example> = pairs
@@ -537,7 +856,7 @@ mod tests {
             ..Default::default()
         };
         let mut first = None;
-        let log = train(&lm, &examples, &cfg, &mut |s| {
+        let log = train(&mut lm, &examples, &cfg, &mut |s| {
             first.get_or_insert(s.loss);
         })
         .unwrap();
@@ -546,7 +865,6 @@ mod tests {
             last < 0.05 && last < first.unwrap() / 20.0,
             "{first:?} -> {last}"
         );
-        let mut lm = lm;
         for (p, t) in pairs {
             let prompt = lm.chat_prompt(&[Message::new("user", p)]).unwrap();
             let g = lm
@@ -560,5 +878,152 @@ mod tests {
                 .unwrap();
             assert_eq!((g.text.as_str(), &g.stop), (t, &StopReason::Eos));
         }
+    }
+
+    fn three_examples(lm: &Lm) -> Vec<Example> {
+        [
+            ("ping", "pong"),
+            ("color?", "blue sky"),
+            ("2+2", "4"),
+            ("hi", "hello"),
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, (p, t))| {
+            encode_chat(lm, &format!("e{i}"), &pair_messages(None, p, t), 128)
+                .unwrap()
+                .example
+        })
+        .collect()
+    }
+
+    fn weights(lm: &Lm) -> Vec<(String, Vec<f32>)> {
+        let mut w: Vec<(String, Vec<f32>)> = lm
+            .decoder()
+            .tensors()
+            .unwrap()
+            .into_iter()
+            .map(|(n, t)| (n, t.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
+            .collect();
+        w.sort_by(|a, b| a.0.cmp(&b.0));
+        w
+    }
+
+    /// Interrupted after step 3 (mid-epoch, with dropout on adapters), then resumed: the weights and
+    /// losses end bit-identical to a run never interrupted; other settings refuse the checkpoint.
+    #[test]
+    fn a_resumed_run_ends_bit_identical_to_an_uninterrupted_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = SftConfig {
+            epochs: 3,
+            lr: 1e-2,
+            batch_size: 1,
+            grad_accum: 2,
+            ..Default::default()
+        };
+        let lora = crate::decoder::LoraConfig {
+            rank: 2,
+            alpha: 4.0,
+            dropout: 0.1,
+            targets: vec!["q_proj".into(), "v_proj".into()],
+        };
+        let run = |ck: Option<Checkpoints>| {
+            let mut lm = tiny_lm(dir.path());
+            lm.decoder_mut().add_lora(lora.clone(), 7).unwrap();
+            let ex = three_examples(&lm);
+            let control = Control {
+                checkpoints: ck,
+                ..Default::default()
+            };
+            let log = train_with(&mut lm, &ex, &cfg, control, &mut |_| {}).unwrap();
+            (log, weights(&lm))
+        };
+        let (whole, w_whole) = run(None);
+        assert_eq!(whole.steps.len(), 6);
+        let ck = Checkpoints {
+            dir: dir.path().join("ck"),
+            key: "tiny".into(),
+            every: 1,
+            stop_after: Some(3),
+        };
+        let (cut, _) = run(Some(ck.clone()));
+        assert_eq!((cut.ended, cut.steps.len()), (Ended::Interrupted, 3));
+        let (resumed, w_resumed) = run(Some(Checkpoints {
+            stop_after: None,
+            ..ck.clone()
+        }));
+        assert_eq!(resumed.resumed_at, Some(3));
+        assert_eq!(resumed.ended, Ended::Finished);
+        let losses = |l: &TrainLog| l.steps.iter().map(|s| s.loss.to_bits()).collect::<Vec<_>>();
+        assert_eq!(losses(&resumed), losses(&whole));
+        assert!(w_resumed == w_whole, "the resumed weights differ");
+        // Other settings: refused, not resumed.
+        let mut lm = tiny_lm(dir.path());
+        lm.decoder_mut().add_lora(lora.clone(), 7).unwrap();
+        let ex = three_examples(&lm);
+        let other = SftConfig {
+            lr: 5e-3,
+            ..cfg.clone()
+        };
+        let control = Control {
+            checkpoints: Some(ck),
+            ..Default::default()
+        };
+        let e = train_with(&mut lm, &ex, &other, control, &mut |_| {}).unwrap_err();
+        assert!(e.to_string().contains("other settings"), "{e}");
+    }
+
+    /// Early stopping keeps the best epoch's weights: with a dev score that peaks at epoch 1 and
+    /// patience 2, training stops after epoch 3 and the weights are those of epoch 1.
+    #[test]
+    fn early_stopping_keeps_the_best_epochs_weights() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = SftConfig {
+            epochs: 10,
+            lr: 1e-2,
+            batch_size: 4,
+            ..Default::default()
+        };
+        let mut lm = tiny_lm(dir.path());
+        let ex = three_examples(&lm);
+        let mut at_epoch: Vec<Vec<(String, Vec<f32>)>> = Vec::new();
+        let scores = [0.1, 0.5, 0.4, 0.3, 0.9];
+        let mut dev = |lm: &mut Lm| -> Result<f64> {
+            at_epoch.push(weights(lm));
+            Ok(scores[at_epoch.len() - 1])
+        };
+        let control = Control {
+            dev_score: Some(&mut dev),
+            patience: 2,
+            ..Default::default()
+        };
+        let log = train_with(&mut lm, &ex, &cfg, control, &mut |_| {}).unwrap();
+        assert_eq!(log.ended, Ended::EarlyStop);
+        assert_eq!(log.dev.len(), 4);
+        assert_eq!(log.best.map(|b| (b.epoch, b.score)), Some((1, 0.5)));
+        assert!(weights(&lm) == at_epoch[1]);
+        assert!(weights(&lm) != at_epoch[3]);
+    }
+
+    /// A budget of zero seconds stops after the first step, scores dev on what it has, and says so.
+    #[test]
+    fn a_time_budget_stops_cleanly_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut lm = tiny_lm(dir.path());
+        let ex = three_examples(&lm);
+        let mut dev = |_: &mut Lm| -> Result<f64> { Ok(0.25) };
+        let control = Control {
+            dev_score: Some(&mut dev),
+            max_seconds: Some(0.0),
+            ..Default::default()
+        };
+        let cfg = SftConfig {
+            epochs: 4,
+            batch_size: 1,
+            ..Default::default()
+        };
+        let log = train_with(&mut lm, &ex, &cfg, control, &mut |_| {}).unwrap();
+        assert_eq!((log.ended, log.steps.len()), (Ended::Budget, 1));
+        assert_eq!(log.best.map(|b| (b.epoch, b.step)), Some((0, 1)));
     }
 }

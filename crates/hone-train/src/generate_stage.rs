@@ -347,6 +347,7 @@ pub fn train_and_evaluate(
             hint: "with [policy] contamination = \"drop_train\" the leak check may have dropped every training record (`hone split` lists the pairs); add data, or check the [split] fractions".into(),
         });
     }
+    let mut owned_checkpoints = None;
     if spec.method != LmMethod::None {
         // Examples: the prompt as the user's turn, the target as the assistant's.
         let mut examples: Vec<Example> = Vec::with_capacity(ctx.train.len());
@@ -417,10 +418,60 @@ pub fn train_and_evaluate(
         report.flops = Some(6.0 * params_total as f64 * (tokens_per_epoch * cfg.epochs) as f64);
         let started = Instant::now();
         let price = ctx.project.config.costs.cpu_hour_usd;
+        let (checkpoints, hone_owned) =
+            checkpoint_place(store, entry, spec, params, &cfg, &examples, &lm)?;
+        // Dev ROUGE-L after every epoch (when there are several and a dev set): the best epoch's
+        // weights are kept, and `patience` epochs without a better score stop training.
+        let dev_prompts: Vec<String> = ctx
+            .dev
+            .iter()
+            .map(|r| render_prompt(lm.template(), system, &r.text))
+            .collect::<Result<_>>()?;
+        let dev_ids: Vec<&str> = ctx.dev.iter().map(|r| r.id.as_str()).collect();
+        let dev_refs: Vec<String> = ctx
+            .dev
+            .iter()
+            .map(|r| r.label.clone().unwrap_or_default())
+            .collect();
+        let gen_cfg = generate_config(&spec.params, seed);
+        let masker = crate::input::TextPrep::for_policy(&ctx.project.config.policy);
+        let cell = std::cell::RefCell::new(&mut *progress);
+        let mut dev_rouge = |lm: &mut Lm| -> hone_lm::Result<f64> {
+            let label = format!("{label}: dev ROUGE-L");
+            let gens = generate_all(
+                lm,
+                &dev_prompts,
+                &dev_ids,
+                &gen_cfg,
+                spec.params.eval_batch,
+                &mut |d, n| {
+                    (cell.borrow_mut())(Progress::Pass {
+                        name: &format!("{label}: {d}/{n}"),
+                        index: d,
+                        total: n,
+                    })
+                },
+            )
+            .map_err(|e| hone_lm::LmError::Caller(Box::new(e)))?;
+            let answers: Vec<String> = gens.iter().map(|g| masker.mask(&g.text)).collect();
+            let r = rouge_per_example(&answers, &strs(&dev_refs));
+            Ok(r.iter().sum::<f64>() / r.len().max(1) as f64)
+        };
+        let control = sft::Control {
+            checkpoints: Some(checkpoints.clone()),
+            dev_score: (cfg.epochs > 1 && !ctx.dev.is_empty())
+                .then_some(&mut dev_rouge as &mut dyn FnMut(&mut Lm) -> hone_lm::Result<f64>),
+            patience: spec.params.patience,
+            max_seconds: ctx
+                .project
+                .config
+                .costs
+                .budget_seconds(spec.params.device == "cuda"),
+        };
         // The first step pays for allocations the others reuse: the estimate is the first step
         // plus the second step's time for each step after it (the first step alone until then).
         let (mut estimate, mut first): (Option<f64>, Option<f64>) = (None, None);
-        let log = sft::train(&lm, &examples, &cfg, &mut |s| {
+        let trained = sft::train_with(&mut lm, &examples, &cfg, control, &mut |s| {
             let now = started.elapsed().as_secs_f64();
             let total = s.total as f64;
             let secs = match (s.step, first) {
@@ -431,7 +482,7 @@ pub fn train_and_evaluate(
                 (1, Some(t0)) => *estimate.insert(t0 + (now - t0) * (total - 1.0)),
                 _ => estimate.unwrap_or(now * total / (s.step + 1) as f64),
             };
-            progress(Progress::Pass {
+            (cell.borrow_mut())(Progress::Pass {
                 name: &format!(
                     "{label}: step {}/{} loss {:.3} (estimate {secs:.0} s, ${:.4})",
                     s.step + 1,
@@ -447,7 +498,18 @@ pub fn train_and_evaluate(
             estimate = first;
         }
         report.estimated_seconds = estimate;
-        report.train_loop_seconds = Some(started.elapsed().as_secs_f64());
+        report.train_loop_seconds = Some(trained.seconds);
+        report.ended = Some(trained.ended);
+        report.dev_by_epoch = trained.dev.clone();
+        report.kept = trained.best;
+        report.resumed_at_step = trained.resumed_at;
+        let log = trained.steps;
+        if hone_owned {
+            owned_checkpoints = Some(checkpoints.dir.clone());
+        }
+        if trained.ended == sft::Ended::Interrupted {
+            return Err(Error::Internal("training was interrupted".into()));
+        }
         report.steps = log.len();
         report.losses = log.iter().map(|s| s.loss).collect();
         let save =
@@ -493,6 +555,10 @@ pub fn train_and_evaluate(
                 .map_err(|e| Error::Internal(e.to_string()))?;
             artifacts.insert(SHAPE_ARTIFACT.into(), store.put_object(&shape, "artifact")?);
         }
+    }
+    if let Some(dir) = &owned_checkpoints {
+        // The weights are in the store now; the checkpoint has served its purpose.
+        std::fs::remove_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
     let train_wall = wall.elapsed().as_secs_f64();
     let train_cpu = cpu_seconds() - cpu0;
@@ -651,6 +717,50 @@ pub fn train_and_evaluate(
         },
         record,
     })
+}
+
+/// Where a training run's checkpoints go, and whether hone owns the directory: `checkpoint_dir` when
+/// the params name one (kept after the run; one made with other settings is refused), otherwise
+/// `.hone/checkpoints/NAME-KEY`, keyed by everything the run depends on, so that a rerun after an
+/// interruption resumes it and a run with other settings starts its own; hone removes it once the
+/// run's weights are in the store.
+fn checkpoint_place(
+    store: &Store,
+    entry: &ModelEntry,
+    spec: &LmSpec,
+    params: &serde_json::Value,
+    cfg: &SftConfig,
+    examples: &[Example],
+    lm: &Lm,
+) -> Result<(sft::Checkpoints, bool)> {
+    // The base model by path and size (a file swapped at the same path changes its size or is
+    // caught by the trainable shapes in the fingerprint).
+    let base_len = if spec.method == LmMethod::Pretrain {
+        0
+    } else {
+        std::fs::metadata(&spec.path).map(|m| m.len()).unwrap_or(0)
+    };
+    let key = format!("{}|{}|{base_len}|{params}", entry.name, spec.path.display());
+    let print = sft::fingerprint(&key, cfg, examples, &lm.decoder().trainable());
+    let (dir, owned) = match &spec.params.checkpoint_dir {
+        Some(d) => (d.clone(), false),
+        None => (
+            store
+                .dir()
+                .join("checkpoints")
+                .join(format!("{}-{}", entry.name, &print[..16])),
+            true,
+        ),
+    };
+    Ok((
+        sft::Checkpoints {
+            dir,
+            key,
+            every: spec.params.checkpoint_every.max(1) as u64,
+            stop_after: None,
+        },
+        owned,
+    ))
 }
 
 /// PEFT's `adapter_config.json` for the run's adapters.

@@ -178,6 +178,9 @@ pub const LM_PARAMS: &[&str] = &[
     "kv_heads",
     "ffn",
     "vocab_size",
+    "patience",
+    "checkpoint_every",
+    "checkpoint_dir",
 ];
 
 /// A language model's `method` values.
@@ -251,6 +254,16 @@ pub struct LmParams {
     pub kv_heads: usize,
     pub ffn: usize,
     pub vocab_size: usize,
+    /// With several epochs and a dev set, dev ROUGE-L is measured after each epoch and the best
+    /// epoch's weights are kept; this many epochs without a better score stop training. Default 0
+    /// (never stop early): a model that has not started to answer scores 0 for several epochs, and
+    /// a default patience stopped such runs before they learned (the tiny test decoder, 60 epochs).
+    pub patience: usize,
+    /// A resumable checkpoint after every this many optimiser steps (and at each epoch's end).
+    pub checkpoint_every: usize,
+    /// Where checkpoints go (resolved against the project root, kept after the run); by default a
+    /// directory under `.hone/checkpoints/` that hone removes once the run is stored.
+    pub checkpoint_dir: Option<PathBuf>,
 }
 
 impl Default for LmParams {
@@ -284,6 +297,9 @@ impl Default for LmParams {
             kv_heads: 2,
             ffn: 688,
             vocab_size: 4096,
+            patience: 0,
+            checkpoint_every: 50,
+            checkpoint_dir: None,
         }
     }
 }
@@ -1024,7 +1040,7 @@ fn lm_spec(at: &At<'_>, m: &hone_core::config::ModelConfig, root: &Path) -> Resu
             None
         }
     };
-    let params: LmParams = typed(at, &["params"], &table, LM_PARAMS, &not_here)?;
+    let mut params: LmParams = typed(at, &["params"], &table, LM_PARAMS, &not_here)?;
     let check = |ok: bool, key: &str, what: &str| -> Result<()> {
         if ok {
             Ok(())
@@ -1071,6 +1087,21 @@ fn lm_spec(at: &At<'_>, m: &hone_core::config::ModelConfig, root: &Path) -> Resu
         "in [0, 1)",
     )?;
     check(params.eval_batch >= 1, "eval_batch", "at least 1")?;
+    check(
+        params.checkpoint_every >= 1,
+        "checkpoint_every",
+        "at least 1",
+    )?;
+    if let Some(dir) = &params.checkpoint_dir {
+        if dir.as_os_str().is_empty() {
+            return Err(at.value(
+                &["params", "checkpoint_dir"],
+                format!("[[model]] `{}`: `checkpoint_dir` is empty", m.name),
+                "give a directory relative to the project root, or remove the key",
+            ));
+        }
+        params.checkpoint_dir = Some(root.join(dir));
+    }
     check(
         params.vocab_size >= 300,
         "vocab_size",

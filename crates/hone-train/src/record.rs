@@ -216,6 +216,46 @@ pub struct LmTrainReport {
     pub estimated_seconds: Option<f64>,
     #[serde(default)]
     pub train_loop_seconds: Option<f64>,
+    /// Why training ended: every epoch ran, early stopping, or the `[costs]` budget.
+    #[serde(default)]
+    pub ended: Option<hone_lm::sft::Ended>,
+    /// Dev ROUGE-L after each epoch (and where a budget stopped one), when there are several.
+    #[serde(default)]
+    pub dev_by_epoch: Vec<hone_lm::sft::DevScore>,
+    /// The dev measurement whose weights the run kept (`None`: the last weights).
+    #[serde(default)]
+    pub kept: Option<hone_lm::sft::DevScore>,
+    /// The optimiser step a checkpoint was resumed at, when the run was resumed.
+    #[serde(default)]
+    pub resumed_at_step: Option<u64>,
+}
+
+impl LmTrainReport {
+    /// A sentence on how training ended when it did not simply run every epoch, or resumed.
+    pub fn ending(&self) -> Option<String> {
+        use hone_lm::sft::Ended;
+        let kept = self
+            .kept
+            .map(|k| {
+                format!(
+                    "; kept the weights of step {} (dev ROUGE-L {:.4})",
+                    k.step, k.score
+                )
+            })
+            .unwrap_or_default();
+        let resumed = self
+            .resumed_at_step
+            .map(|s| format!(", resumed from the checkpoint at step {s}"))
+            .unwrap_or_default();
+        let why = match self.ended? {
+            Ended::Finished if resumed.is_empty() && self.kept.is_none() => return None,
+            Ended::Finished => "ran every epoch",
+            Ended::EarlyStop => "stopped early (patience ran out)",
+            Ended::Budget => "stopped by the [costs] budget",
+            Ended::Interrupted => "was interrupted",
+        };
+        Some(format!("{why} after {} step(s){resumed}{kept}", self.steps))
+    }
 }
 
 /// Reference metrics of generated answers on one set, with 95% bootstrap intervals. ROUGE-L, exact

@@ -668,12 +668,13 @@ pub fn run(ctx: &Context, refreeze: Option<String>) -> Result<u8> {
             );
         }
         for r in &out.runs {
-            println!(
-                "  run #{} {:<12} {}",
-                r.run.seq,
-                r.run.model,
-                if r.cached { "cached" } else { "trained" }
-            );
+            let ending = match &r.run.record.train.report {
+                hone_train::record::TrainReport::Lm(l) if !r.cached => l.ending(),
+                _ => None,
+            };
+            let ending = ending.map(|e| format!(": {e}")).unwrap_or_default();
+            let what = if r.cached { "cached" } else { "trained" };
+            println!("  run #{} {:<12} {what}{ending}", r.run.seq, r.run.model);
         }
         println!("\n{md}");
         println!("Run report: {}", html_path.display());
