@@ -281,6 +281,10 @@ pub struct FieldMap {
     pub label: Option<String>,
     pub prompt: Option<String>,
     pub target: Option<String>,
+    /// A generate source's column holding a conversation: a list of `{role, content}` (roles
+    /// `system`, `user`, `assistant`); the last user message is the prompt and the answer to it the
+    /// target, the turns before them its context. Instead of `prompt`/`target`.
+    pub messages: Option<String>,
     pub date: Option<String>,
     pub valid_until: Option<String>,
     pub consent: Option<String>,
@@ -775,6 +779,30 @@ impl Config {
                     "use \",\", \";\", \"|\" or \"\\t\"",
                 ));
             }
+            if s.fields.messages.is_some() {
+                let f = &s.fields;
+                if self.task.kind != TaskKind::Generate {
+                    return Err(at_value(
+                        &[Key("source"), Index(i), Key("fields")],
+                        format!(
+                            "source `{}`: `messages` needs [task] kind = \"generate\"",
+                            s.name
+                        ),
+                        "a classify source maps text and label",
+                    ));
+                }
+                if f.prompt.is_some() || f.target.is_some() || f.text.is_some() || f.label.is_some()
+                {
+                    return Err(at_value(
+                        &[Key("source"), Index(i), Key("fields")],
+                        format!(
+                            "source `{}` maps both `messages` and a prompt/target (or text/label) column",
+                            s.name
+                        ),
+                        "a conversation carries its own prompt and target: keep `messages` or the pair, not both",
+                    ));
+                }
+            }
             if p.require_consent && s.role == SourceRole::Train && s.fields.consent.is_none() {
                 return Err(at_key(
                     &source("name"),
@@ -1112,6 +1140,7 @@ const KNOWN_KEYS: &[&str] = &[
     "label",
     "prompt",
     "target",
+    "messages",
     "date",
     "valid_until",
     "consent",

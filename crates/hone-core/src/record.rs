@@ -34,16 +34,73 @@ pub struct Record {
     /// Free metadata: the source's other columns, as a JSON object string ("{}" when empty).
     #[serde(default = "empty_meta", skip_serializing_if = "is_empty_meta")]
     pub meta: String,
+    /// A chat record's turns before its last user message (`text`) and the answer to it (`label`):
+    /// a system message, earlier questions and answers. Empty for prompt/target records.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub turns: Vec<Turn>,
+}
+
+/// One message of a conversation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Turn {
+    pub role: String,
+    pub content: String,
+}
+
+/// A conversation cut the one way every reader cuts it: the turns before the last user message, that
+/// message (the prompt) and the assistant's answer to it when the conversation ends with one (the
+/// target). Roles are `system` (first only), `user` and `assistant`; the answer must follow a user
+/// message. The error says which message is wrong and why.
+pub fn split_conversation(
+    mut turns: Vec<Turn>,
+) -> std::result::Result<(Vec<Turn>, String, Option<String>), String> {
+    for (i, t) in turns.iter().enumerate() {
+        match t.role.as_str() {
+            "user" | "assistant" => {}
+            "system" if i == 0 => {}
+            "system" => {
+                return Err(format!(
+                    "message {}: a system message must come first",
+                    i + 1
+                ));
+            }
+            other => {
+                return Err(format!(
+                    "message {}: role {other:?} is not system, user or assistant",
+                    i + 1
+                ));
+            }
+        }
+    }
+    let target = match turns.last() {
+        Some(t) if t.role == "assistant" => turns.pop().map(|t| t.content),
+        Some(_) => None,
+        None => return Err("the conversation has no messages".into()),
+    };
+    match turns.pop() {
+        Some(t) if t.role == "user" => Ok((turns, t.content, target)),
+        _ => Err(format!(
+            "message {}: the last answer must follow a user message",
+            turns.len() + 2
+        )),
+    }
 }
 
 impl Record {
     /// A generation example's prompt and target as one text (the prompt alone when there is no
     /// target): what duplicates and leaks are judged on for `generate` tasks.
     pub fn prompt_and_target(&self) -> String {
-        match &self.label {
-            Some(t) => format!("{}\n{t}", self.text),
-            None => self.text.clone(),
+        let mut s = String::new();
+        for t in &self.turns {
+            s.push_str(&t.content);
+            s.push('\n');
         }
+        s.push_str(&self.text);
+        if let Some(t) = &self.label {
+            s.push('\n');
+            s.push_str(t);
+        }
+        s
     }
 }
 

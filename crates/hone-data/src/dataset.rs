@@ -31,6 +31,9 @@ fn schema() -> Arc<Schema> {
         Field::new("group", DataType::Utf8, true),
         Field::new("cluster", DataType::Utf8, true),
         Field::new("meta", DataType::Utf8, false),
+        // A chat record's earlier turns as JSON (null for prompt/target records); absent in
+        // datasets written before chat records existed.
+        Field::new("turns", DataType::Utf8, true),
     ]))
 }
 
@@ -89,6 +92,19 @@ fn to_batch(records: &[Record], schema: &Arc<Schema>) -> Result<RecordBatch> {
         strings(&|r| r.group.as_deref()),
         strings(&|r| r.cluster.as_deref()),
         strings(&|r| Some(&r.meta)),
+        {
+            let mut b = StringBuilder::new();
+            for r in records {
+                if r.turns.is_empty() {
+                    b.append_null();
+                } else {
+                    let j = serde_json::to_string(&r.turns)
+                        .map_err(|e| Error::Internal(format!("turns: {e}")))?;
+                    b.append_value(j);
+                }
+            }
+            Arc::new(b.finish())
+        },
     ];
     RecordBatch::try_new(schema.clone(), columns)
         .map_err(|e| Error::Internal(format!("arrow batch: {e}")))
@@ -126,6 +142,9 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Record>> {
             s("cluster")?,
             s("meta")?,
         );
+        let turns = batch
+            .column_by_name("turns")
+            .map(|c| c.as_string::<i32>().clone());
         let line = col("line")?.as_primitive::<UInt64Type>().clone();
         let consent = col("consent")?.as_boolean().clone();
         let tags = col("tags")?.as_list::<i32>().clone();
@@ -149,6 +168,11 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Record>> {
                 group: opt(&group, i),
                 cluster: opt(&cluster, i),
                 meta: meta.value(i).to_string(),
+                turns: match turns.as_ref().and_then(|a| opt(a, i)) {
+                    Some(j) => serde_json::from_str(&j)
+                        .map_err(|e| corrupt(format!("turns of {}: {e}", id.value(i))))?,
+                    None => Vec::new(),
+                },
             });
         }
     }

@@ -533,6 +533,7 @@ struct FieldMapper {
     topic: Option<String>,
     tags: Option<String>,
     group: Option<String>,
+    messages: Option<String>,
     kind: TaskKind,
 }
 
@@ -550,6 +551,7 @@ impl FieldMapper {
             topic: f.topic.clone(),
             tags: f.tags.clone(),
             group: f.group.clone(),
+            messages: f.messages.clone(),
             kind,
         }
     }
@@ -581,33 +583,9 @@ impl FieldMapper {
             },
             None => format!("{}-{}", self.source, line),
         };
-        let text = match row.get(&self.text) {
-            Some(Value::String(s)) => s.clone(),
-            Some(Value::Null) | None => return Err(bad(&self.text, "missing text")),
-            Some(other) => {
-                return Err(bad(
-                    &self.text,
-                    format!("text must be a string, found {}", json_type(other)),
-                ));
-            }
-        };
-        let label = match row.get(&self.label) {
-            Some(Value::String(s)) if !s.trim().is_empty() => Some(s.clone()),
-            Some(Value::Number(n)) => Some(n.to_string()),
-            Some(Value::Bool(b)) => Some(b.to_string()),
-            Some(Value::Null) | None if self.kind == TaskKind::Generate => None,
-            Some(Value::String(_)) | Some(Value::Null) | None => {
-                return Err(bad(&self.label, "missing label"));
-            }
-            Some(other) => {
-                return Err(bad(
-                    &self.label,
-                    format!(
-                        "label must be a string or number, found {}",
-                        json_type(other)
-                    ),
-                ));
-            }
+        let (turns, text, label) = match &self.messages {
+            Some(c) => conversation(row.get(c)).map_err(|r| bad(c, r))?,
+            None => (Vec::new(), self.text_of(row)?, self.label_of(row)?),
         };
         let date = match col(&self.date, "date") {
             Some(c) => parse_date_value(row.get(&c)).map_err(|r| bad(&c, r))?,
@@ -636,10 +614,14 @@ impl FieldMapper {
             },
             None => Vec::new(),
         };
+        let (text_col, label_col) = match &self.messages {
+            Some(m) => (Some(m.clone()), None),
+            None => (Some(self.text.clone()), Some(self.label.clone())),
+        };
         let used: BTreeSet<String> = [
             id_col,
-            Some(self.text.clone()),
-            Some(self.label.clone()),
+            text_col,
+            label_col,
             col(&self.date, "date"),
             col(&self.valid_until, "valid_until"),
             col(&self.consent, "consent"),
@@ -669,8 +651,74 @@ impl FieldMapper {
             group,
             cluster: None,
             meta: Value::Object(meta).to_string(),
+            turns,
         })
     }
+
+    fn text_of(&self, row: &Map<String, Value>) -> std::result::Result<String, BadField> {
+        match row.get(&self.text) {
+            Some(Value::String(s)) => Ok(s.clone()),
+            Some(Value::Null) | None => Err(bad(&self.text, "missing text")),
+            Some(other) => Err(bad(
+                &self.text,
+                format!("text must be a string, found {}", json_type(other)),
+            )),
+        }
+    }
+
+    fn label_of(&self, row: &Map<String, Value>) -> std::result::Result<Option<String>, BadField> {
+        match row.get(&self.label) {
+            Some(Value::String(s)) if !s.trim().is_empty() => Ok(Some(s.clone())),
+            Some(Value::Number(n)) => Ok(Some(n.to_string())),
+            Some(Value::Bool(b)) => Ok(Some(b.to_string())),
+            Some(Value::Null) | None if self.kind == TaskKind::Generate => Ok(None),
+            Some(Value::String(_)) | Some(Value::Null) | None => {
+                Err(bad(&self.label, "missing label"))
+            }
+            Some(other) => Err(bad(
+                &self.label,
+                format!(
+                    "label must be a string or number, found {}",
+                    json_type(other)
+                ),
+            )),
+        }
+    }
+}
+
+/// A `messages` column: a list of `{role, content}` cut by [`hone_core::record::split_conversation`].
+#[allow(clippy::type_complexity)]
+fn conversation(
+    v: Option<&Value>,
+) -> std::result::Result<(Vec<hone_core::record::Turn>, String, Option<String>), String> {
+    // CSV and Parquet cells hold the list as JSON text.
+    let parsed = match v {
+        Some(Value::String(s)) => serde_json::from_str::<Value>(s).ok(),
+        _ => None,
+    };
+    let Some(Value::Array(items)) = parsed.as_ref().or(v) else {
+        return Err(format!(
+            "messages must be a list of {{\"role\", \"content\"}}, found {}",
+            v.map_or("nothing", json_type)
+        ));
+    };
+    let mut turns = Vec::with_capacity(items.len());
+    for (i, m) in items.iter().enumerate() {
+        let field = |k: &str| match m.get(k) {
+            Some(Value::String(s)) => Ok(s.clone()),
+            other => Err(format!(
+                "message {}: `{k}` must be a string, found {}",
+                i + 1,
+                other.map_or("nothing", json_type)
+            )),
+        };
+        turns.push(hone_core::record::Turn {
+            role: field("role")?,
+            content: field("content")?,
+        });
+    }
+    let (turns, prompt, target) = hone_core::record::split_conversation(turns)?;
+    Ok((turns, prompt, target.filter(|t| !t.trim().is_empty())))
 }
 
 fn scalar_string(v: Option<&Value>) -> Option<String> {
@@ -779,6 +827,74 @@ mod tests {
                 mask: &mask,
             },
         )
+    }
+
+    /// Chat records: the last user message is the prompt, the answer to it the target, the turns
+    /// before them the context; a conversation without a target is kept (as for prompt/target); a
+    /// wrong one is quarantined naming `messages` and the message at fault; CSV cells hold JSON.
+    #[test]
+    fn a_messages_column_becomes_turns_prompt_and_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = br#"{"id": "c1", "conv": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}, {"role": "user", "content": "where is my parcel?"}, {"role": "assistant", "content": "On its way."}]}
+{"id": "c2", "conv": [{"role": "user", "content": "no answer yet"}]}
+{"id": "c3", "conv": [{"role": "user", "content": "x"}, {"role": "system", "content": "late"}]}
+{"id": "c4", "conv": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, {"role": "assistant", "content": "c"}]}
+{"id": "c5", "conv": "not a list"}
+{"id": "c6", "conv": [{"role": "user", "content": 5}]}
+"#;
+        std::fs::write(dir.path().join("c.jsonl"), data).unwrap();
+        let mask = |s: &str| s.to_string();
+        let opts = ReadOptions {
+            kind: TaskKind::Generate,
+            on_bad_record: BadRecordPolicy::Quarantine,
+            mask: &mask,
+        };
+        let src = source("c.jsonl", "fields = { messages = \"conv\" }");
+        let out = read_source(dir.path(), &src, &opts).unwrap();
+        let r = &out.records[0];
+        assert_eq!(
+            (r.text.as_str(), r.label.as_deref()),
+            ("where is my parcel?", Some("On its way."))
+        );
+        let roles: Vec<&str> = r.turns.iter().map(|t| t.role.as_str()).collect();
+        assert_eq!(roles, ["system", "user", "assistant"]);
+        assert_eq!(r.meta, "{}", "the messages column is used, not metadata");
+        assert_eq!(
+            (
+                out.records[1].text.as_str(),
+                out.records[1].label.as_deref()
+            ),
+            ("no answer yet", None)
+        );
+        let q: Vec<(u64, &str, &str)> = out
+            .quarantined
+            .iter()
+            .map(|q| (q.line, q.field.as_str(), q.reason.as_str()))
+            .collect();
+        assert_eq!(q.len(), 4, "{q:?}");
+        assert!(q.iter().all(|(_, f, _)| *f == "conv"), "{q:?}");
+        assert!(
+            q[0].2.contains("message 2") && q[0].2.contains("system"),
+            "{q:?}"
+        );
+        assert!(q[1].2.contains("must follow a user message"), "{q:?}");
+        assert!(q[2].2.contains("must be a list"), "{q:?}");
+        assert!(q[3].2.contains("`content` must be a string"), "{q:?}");
+        // CSV: the cell holds the list as JSON text.
+        std::fs::write(
+            dir.path().join("c.csv"),
+            "id,conv\nk1,\"[{\"\"role\"\": \"\"user\"\", \"\"content\"\": \"\"q\"\"}, {\"\"role\"\": \"\"assistant\"\", \"\"content\"\": \"\"a\"\"}]\"\n",
+        )
+        .unwrap();
+        let src = source("c.csv", "fields = { messages = \"conv\" }");
+        let out = read_source(dir.path(), &src, &opts).unwrap();
+        assert_eq!(
+            (
+                out.records[0].text.as_str(),
+                out.records[0].label.as_deref()
+            ),
+            ("q", Some("a"))
+        );
     }
 
     #[test]

@@ -1037,6 +1037,7 @@ pub fn run_generate_demo(
         &[crate::predict::Input {
             id: "1".into(),
             text: message.clone(),
+            turns: Vec::new(),
         }],
         crate::predict::GenOverrides::default(),
         &crate::curate::text_prep_of(&store, &chosen.version)?.keeping_newlines(),

@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use hone_core::decide::{CHOICE_RULE_GENERATE, Candidate, DecisionRule, choose};
 use hone_core::hash::KeyHasher;
+use hone_core::record::Turn;
 use hone_core::{Error, Record, Result};
 use hone_lm::sft::{self, Example, SftConfig};
 use hone_lm::{ChatTemplate, GenerateConfig, Lm, LoraConfig, Message, StopReason};
@@ -74,24 +75,57 @@ pub fn entries(project: &Project) -> Vec<ModelEntry> {
     out
 }
 
+/// The conversation up to one example's prompt: the `system` message (unless the record's own turns
+/// open with one), the record's earlier turns, and the prompt as the user's turn.
+pub fn prompt_messages(system: Option<&str>, turns: &[Turn], prompt: &str) -> Vec<Message> {
+    let mut m = Vec::with_capacity(turns.len() + 2);
+    if let Some(s) = system
+        && turns.first().is_none_or(|t| t.role != "system")
+    {
+        m.push(Message::new("system", s));
+    }
+    m.extend(turns.iter().map(|t| Message::new(&t.role, &t.content)));
+    m.push(Message::new("user", prompt));
+    m
+}
+
+/// The prompt of a model without a chat template (one pre-trained from scratch): the earlier turns'
+/// texts and the prompt, one per line.
+pub fn plain_prompt(turns: &[Turn], prompt: &str) -> String {
+    let mut s = String::new();
+    for t in turns {
+        s.push_str(&t.content);
+        s.push('\n');
+    }
+    s.push_str(prompt);
+    s
+}
+
 /// The prompt text for one example: rendered by the chat template when there is one (with the
-/// `system` message if set), else the prompt as it is.
+/// `system` message if set), else [`plain_prompt`].
 pub fn render_prompt(
     template: Option<&ChatTemplate>,
     system: Option<&str>,
+    turns: &[Turn],
     prompt: &str,
 ) -> Result<String> {
     match template {
-        Some(t) => {
-            let mut m = Vec::new();
-            if let Some(s) = system {
-                m.push(Message::new("system", s));
-            }
-            m.push(Message::new("user", prompt));
-            Ok(t.render(&m, true)?)
-        }
-        None => Ok(prompt.to_string()),
+        Some(t) => Ok(t.render(&prompt_messages(system, turns, prompt), true)?),
+        None => Ok(plain_prompt(turns, prompt)),
     }
+}
+
+/// One training record encoded for the model: its conversation through the chat template (every
+/// assistant turn trains), or prompt and target as plain text for a model without one.
+fn encode_record(lm: &Lm, spec: &LmSpec, r: &Record, target: &str) -> Result<sft::Encoded> {
+    let max = spec.params.max_length;
+    Ok(if lm.template().is_some() {
+        let mut m = prompt_messages(spec.params.system.as_deref(), &r.turns, &r.text);
+        m.push(Message::new("assistant", target));
+        sft::encode_chat(lm, &r.id, &m, max)?
+    } else {
+        sft::encode_plain(lm, &r.id, &plain_prompt(&r.turns, &r.text), target, max)?
+    })
 }
 
 /// A language model loaded for a run: the base file, the run's template, and its adapters or
@@ -220,6 +254,7 @@ pub fn rouge_per_example(answers: &[String], refs: &[&str]) -> Vec<f64> {
         .collect()
 }
 
+/// Per-slice means of a per-example score (ROUGE-L, or 1/0 for a passed suite case).
 fn slice_rouge(keys: &[Vec<String>], rouge: &[f64]) -> SliceTable {
     let mut acc: BTreeMap<&str, (u64, f64)> = BTreeMap::new();
     for (ks, &r) in keys.iter().zip(rouge) {
@@ -252,6 +287,8 @@ pub struct GenContext<'a> {
     pub version_id: &'a str,
     pub seed: u64,
     pub command: &'a str,
+    /// The project's suites: every model answers them and is scored on their expectations.
+    pub suites: &'a [crate::suites::SuiteCase],
 }
 
 /// The run key parts of a language model entry (its params as written, plus the base file's hash).
@@ -297,7 +334,13 @@ fn as_trained(spec: &LmSpec, mut ex: Example) -> Example {
 fn pretrain_texts(train: &[&Record]) -> Vec<String> {
     train
         .iter()
-        .map(|r| format!("{}\n{}", r.text, r.label.as_deref().unwrap_or_default()))
+        .map(|r| {
+            format!(
+                "{}\n{}",
+                plain_prompt(&r.turns, &r.text),
+                r.label.as_deref().unwrap_or_default()
+            )
+        })
         .collect()
 }
 
@@ -356,16 +399,7 @@ pub fn train_and_evaluate(
                 report.without_target += 1;
                 continue;
             };
-            let enc = if lm.template().is_some() {
-                sft::encode_chat(
-                    &lm,
-                    &r.id,
-                    &sft::pair_messages(system, &r.text, target),
-                    spec.params.max_length,
-                )?
-            } else {
-                sft::encode_plain(&lm, &r.id, &r.text, target, spec.params.max_length)?
-            };
+            let enc = encode_record(&lm, spec, r, target)?;
             report.truncated += usize::from(enc.truncated);
             let ex = as_trained(spec, enc.example);
             report.trainable_tokens += ex.trainable();
@@ -425,7 +459,7 @@ pub fn train_and_evaluate(
         let dev_prompts: Vec<String> = ctx
             .dev
             .iter()
-            .map(|r| render_prompt(lm.template(), system, &r.text))
+            .map(|r| render_prompt(lm.template(), system, &r.turns, &r.text))
             .collect::<Result<_>>()?;
         let dev_ids: Vec<&str> = ctx.dev.iter().map(|r| r.id.as_str()).collect();
         let dev_refs: Vec<String> = ctx
@@ -573,7 +607,7 @@ pub fn train_and_evaluate(
      -> Result<(Vec<String>, Vec<hone_lm::Generation>, f64)> {
         let prompts: Vec<String> = set
             .iter()
-            .map(|r| render_prompt(lm.template(), system, &r.text))
+            .map(|r| render_prompt(lm.template(), system, &r.turns, &r.text))
             .collect::<Result<_>>()?;
         let ids: Vec<&str> = set.iter().map(|r| r.id.as_str()).collect();
         let t = Instant::now();
@@ -603,6 +637,15 @@ pub fn train_and_evaluate(
     };
     let (dev_answers, dev_gens, _) = answer(ctx.dev, "dev", progress)?;
     let (test_answers, test_gens, test_secs) = answer(ctx.test, "test", progress)?;
+    let (suite_metrics, suite_predictions) = answer_suites(
+        ctx,
+        &mut lm,
+        system,
+        &gen_cfg,
+        spec.params.eval_batch,
+        &masker,
+        progress,
+    )?;
     let dev_refs = refs(ctx.dev);
     let test_refs = refs(ctx.test);
     let tokens = |g: &[hone_lm::Generation]| g.iter().map(|g| g.tokens.len()).collect::<Vec<_>>();
@@ -638,7 +681,7 @@ pub fn train_and_evaluate(
     let predictions = Predictions {
         labels: Vec::new(),
         test: Vec::new(),
-        suites: Vec::new(),
+        suites: suite_predictions,
         generated: ctx
             .test
             .iter()
@@ -665,7 +708,7 @@ pub fn train_and_evaluate(
             train: ctx.train.len(),
             dev: ctx.dev.len(),
             test: ctx.test.len(),
-            suites: 0,
+            suites: ctx.suites.len(),
         },
         decision: DecisionRule::Argmax,
         latency_us: record::Latency {
@@ -689,6 +732,7 @@ pub fn train_and_evaluate(
         },
         artifacts,
         predictions: predictions_obj,
+        suites: suite_metrics,
         generation: Some(GenerationMetrics {
             select_by: "rouge_l".into(),
             dev: dev_scores,
@@ -717,6 +761,54 @@ pub fn train_and_evaluate(
         },
         record,
     })
+}
+
+/// Every suite case answered and checked: pass rates by suite file and by tag, and per case the
+/// expectations, the masked answer and why it failed ([`crate::suites::check`]).
+fn answer_suites(
+    ctx: &GenContext<'_>,
+    lm: &mut Lm,
+    system: Option<&str>,
+    cfg: &GenerateConfig,
+    batch: usize,
+    masker: &crate::input::TextPrep,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<(record::SuiteMetrics, Vec<record::SuitePrediction>)> {
+    if ctx.suites.is_empty() {
+        return Ok(Default::default());
+    }
+    let prompts: Vec<String> = ctx
+        .suites
+        .iter()
+        .map(|c| render_prompt(lm.template(), system, &c.turns, &c.text))
+        .collect::<Result<_>>()?;
+    let ids: Vec<&str> = ctx.suites.iter().map(|c| c.id.as_str()).collect();
+    let gens = generate_all(lm, &prompts, &ids, cfg, batch, &mut |d, n| {
+        progress(Progress::Pass {
+            name: &format!("suites: {d}/{n}"),
+            index: d,
+            total: n,
+        })
+    })?;
+    let mut passed = Vec::with_capacity(gens.len());
+    let mut predictions = Vec::with_capacity(gens.len());
+    let pii = crate::input::TextPrep::new();
+    for (c, g) in ctx.suites.iter().zip(&gens) {
+        let p = crate::suites::check(c, &g.text, masker, &pii)?;
+        passed.push(if p.failures.is_empty() { 1.0 } else { 0.0 });
+        predictions.push(p);
+    }
+    let keys = |f: &dyn Fn(&crate::suites::SuiteCase) -> Vec<String>| -> Vec<Vec<String>> {
+        ctx.suites.iter().map(f).collect()
+    };
+    Ok((
+        record::SuiteMetrics {
+            by_suite: slice_rouge(&keys(&|c| vec![c.suite.clone()]), &passed),
+            by_tag: slice_rouge(&keys(&|c| c.tags.clone()), &passed),
+            n: ctx.suites.len(),
+        },
+        predictions,
+    ))
 }
 
 /// Where a training run's checkpoints go, and whether hone owns the directory: `checkpoint_dir` when
@@ -824,6 +916,12 @@ pub fn run_models(
             .part("version", ctx.version_id.as_bytes())
             .part("split", ctx.split_id.as_bytes())
             .part("seed", &spec.seed(ctx.seed).to_le_bytes())
+            .part(
+                "suites",
+                serde_json::to_string(ctx.suites)
+                    .map_err(|e| Error::Internal(e.to_string()))?
+                    .as_bytes(),
+            )
             .part("hone", hone_core::HONE_VERSION.as_bytes())
             .finish();
         if let Some(run) = record::get(store, &run_id)? {
@@ -969,20 +1067,7 @@ pub fn preview(project: &Project, records: &[Record]) -> Result<Option<Preview>>
     } else {
         load_lm(spec)?
     };
-    let system = spec.params.system.as_deref();
-    let encode = |r: &Record| -> Result<sft::Encoded> {
-        let target = r.label.as_deref().unwrap_or_default();
-        Ok(if lm.template().is_some() {
-            sft::encode_chat(
-                &lm,
-                &r.id,
-                &sft::pair_messages(system, &r.text, target),
-                spec.params.max_length,
-            )?
-        } else {
-            sft::encode_plain(&lm, &r.id, &r.text, target, spec.params.max_length)?
-        })
-    };
+    let encode = |r: &Record| encode_record(&lm, spec, r, r.label.as_deref().unwrap_or_default());
     let mut truncated = 0;
     for r in &with_target {
         truncated += usize::from(encode(r)?.truncated);

@@ -20,14 +20,19 @@ struct InputLine {
     #[serde(default, deserialize_with = "lenient_id")]
     id: Option<String>,
     /// `prompt` for generate projects.
-    #[serde(alias = "prompt")]
-    text: String,
+    #[serde(alias = "prompt", default)]
+    text: Option<String>,
+    /// A generate project's conversation, answered at its last user message.
+    #[serde(default)]
+    messages: Option<Vec<hone_core::record::Turn>>,
 }
 
 /// One input to predict.
 pub struct Input {
     pub id: String,
     pub text: String,
+    /// A conversation's turns before `text` (generate projects).
+    pub turns: Vec<hone_core::record::Turn>,
 }
 
 /// Read inputs: JSONL (`text`, optional `id`), CSV/TSV with a `text` column, or plain lines. `name` is the
@@ -86,23 +91,54 @@ pub fn read_inputs(name: &str, reader: impl BufRead) -> Result<Vec<Input>> {
                     .map(String::from)
                     .unwrap_or_else(|| (i + 1).to_string()),
                 text: row.get(col).unwrap_or("").to_string(),
+                turns: Vec::new(),
             });
         }
     } else if is_jsonl {
         let rows: Vec<(u64, InputLine)> = parse_jsonl(
             Path::new(name),
             &lines.join("\n"),
-            "each line is {\"id\": ..., \"text\": ...} (or \"prompt\" for a generate project)",
+            "each line is {\"id\": ..., \"text\": ...} (or \"prompt\" or \"messages\" for a generate project)",
         )?;
-        out.extend(rows.into_iter().map(|(n, l)| Input {
-            id: l.id.unwrap_or_else(|| n.to_string()),
-            text: l.text,
-        }));
+        for (n, l) in rows {
+            let bad = |field: &str, reason: String| {
+                Error::BadRecord {
+                file: name.into(),
+                line: n,
+                field: field.into(),
+                reason,
+                hint: "each line has \"text\" (or \"prompt\"), or \"messages\": [{\"role\": \"user\", \"content\": ...}]".into(),
+            }
+            };
+            let (turns, text) = match (l.text, l.messages) {
+                (Some(t), None) => (Vec::new(), t),
+                (None, Some(m)) => match hone_core::record::split_conversation(m) {
+                    Ok((turns, prompt, None)) => (turns, prompt),
+                    Ok((_, _, Some(_))) => {
+                        return Err(bad(
+                            "messages",
+                            "the conversation ends with an assistant message; predict answers the last user message".into(),
+                        ));
+                    }
+                    Err(e) => return Err(bad("messages", e)),
+                },
+                (Some(_), Some(_)) => {
+                    return Err(bad("messages", "has both a text and messages".into()));
+                }
+                (None, None) => return Err(bad("text", "missing text".into())),
+            };
+            out.push(Input {
+                id: l.id.unwrap_or_else(|| n.to_string()),
+                text,
+                turns,
+            });
+        }
     } else {
         for (i, l) in lines.iter().enumerate() {
             out.push(Input {
                 id: (i + 1).to_string(),
                 text: l.clone(),
+                turns: Vec::new(),
             });
         }
     }
@@ -189,9 +225,18 @@ pub fn predict_generate(
     let prompts: Vec<String> = inputs
         .iter()
         .map(|i| {
+            let turns: Vec<hone_core::record::Turn> = i
+                .turns
+                .iter()
+                .map(|t| hone_core::record::Turn {
+                    role: t.role.clone(),
+                    content: prep.apply(&t.content),
+                })
+                .collect();
             render_prompt(
                 lm.template(),
                 params.system.as_deref(),
+                &turns,
                 &prep.apply(&i.text),
             )
         })

@@ -363,8 +363,13 @@ pub struct TestPrediction {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SuitePrediction {
     pub id: String,
+    /// The expected label, or a generate case's expectations in one line.
     pub gold: String,
+    /// The predicted label, or the generated answer (masked).
     pub predicted: String,
+    /// Why a generate case failed (empty: it passed, or a classification case).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<String>,
 }
 
 /// A run's predictions on the test set and the suites (an object in the store).

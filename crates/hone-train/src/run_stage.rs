@@ -29,7 +29,7 @@ use crate::record::{
 use hone_core::decide::{ABSTAIN, CHOICE_RULE, Candidate, DecisionRule, choose};
 
 use crate::curate::{self, Progress};
-use crate::input::{TextPrep, parse_jsonl};
+use crate::input::parse_jsonl;
 use crate::project::{Project, who};
 use crate::split_stage::{self, SplitOutcome};
 use crate::suites::{self, SuiteCase};
@@ -912,6 +912,7 @@ fn train_and_evaluate(
                 id: c.id.clone(),
                 gold: c.label.clone(),
                 predicted: label_of(p),
+                failures: Vec::new(),
             })
             .collect(),
         generated: Vec::new(),
@@ -1097,10 +1098,7 @@ pub fn run(
     let cur = curate::clean(project, store, command, progress)?;
     let version = cur.version;
     let records = curate::load_records(store, &version)?;
-    let suites = suites::load(
-        &project.root.join("suites"),
-        &TextPrep::for_policy(&project.config.policy),
-    )?;
+    let suites = crate::suites::load_project(project)?;
     let split = split_stage::run(
         project, store, &version, &records, &suites, refreeze, command,
     )?;
@@ -1127,6 +1125,7 @@ pub fn run(
             version_id: &version.id,
             seed: project.config.split.seed,
             command,
+            suites: &suites,
         };
         let (runs, chosen) = crate::generate_stage::run_models(&ctx, store, progress)?;
         let gates = gates(project, &runs[chosen].run.record);

@@ -56,10 +56,7 @@ pub fn run(
 ) -> Result<ScanOutcome> {
     let cur = curate::clean(project, store, command, progress)?;
     let records = curate::load_records(store, &cur.version)?;
-    let suites = crate::suites::load(
-        &project.root.join("suites"),
-        &crate::input::TextPrep::for_policy(&project.config.policy),
-    )?;
+    let suites = crate::suites::load_project(project)?;
     let split = crate::split_stage::run(
         project,
         store,

@@ -339,7 +339,10 @@ pub fn data_show(ctx: &Context, version: Option<&str>, limit: usize) -> Result<u
                 r.id.clone(),
                 clip(&r.label.clone().unwrap_or_default(), 40),
                 r.source.clone(),
-                clip(&r.text, 90),
+                match r.turns.len() {
+                    0 => clip(&r.text, 90),
+                    n => clip(&format!("[{n} earlier turns] {}", r.text), 90),
+                },
             ]
         })
         .collect();
@@ -592,10 +595,7 @@ pub fn split(ctx: &Context, refreeze: Option<String>) -> Result<u8> {
         &mut progress_printer(&pb),
     )?;
     let records = curate::load_records(&store, &cur.version)?;
-    let suites = hone_train::suites::load(
-        &project.root.join("suites"),
-        &hone_train::input::TextPrep::for_policy(&project.config.policy),
-    )?;
+    let suites = hone_train::suites::load_project(&project)?;
     let s = hone_train::split_stage::run(
         &project,
         &mut store,

@@ -467,3 +467,111 @@ fn a_time_budget_stops_training_cleanly_and_the_run_says_so() {
     assert_eq!(report["steps"], 1);
     assert_eq!(report["kept"]["step"], 1);
 }
+
+/// Chat records (`messages`): earlier turns are curated like the prompt (an e-mail address in one is
+/// masked), every assistant turn trains (two marked spans in `data check`), the run trains and
+/// scores, and `predict` answers a conversation at its last user message.
+#[test]
+fn chat_records_train_on_every_answer_and_predict_answers_conversations() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write_data(dir);
+    let mut lines = Vec::new();
+    for (i, (intent, reply)) in INTENTS.iter().cycle().take(40).enumerate() {
+        const WORDS: [&str; 13] = [
+            "order", "parcel", "account", "card", "invoice", "address", "delivery", "payment",
+            "voucher", "login", "courier", "receipt", "warranty",
+        ];
+        let salad: Vec<&str> = (0..7)
+            .map(|k| WORDS[(i * 5 + k * k * 3 + i / 3) % 13])
+            .collect();
+        let first = if i == 0 {
+            "hi, I am ann.lee@example.com".to_string()
+        } else {
+            format!("{} {}", OPENERS[i % 6], salad.join(" "))
+        };
+        let conv = serde_json::json!([
+            {"role": "system", "content": "You answer support tickets."},
+            {"role": "user", "content": first},
+            {"role": "assistant", "content": "How can I help?"},
+            {"role": "user", "content": format!("{intent} {}", TAILS[i % 5])},
+            {"role": "assistant", "content": reply},
+        ]);
+        lines.push(serde_json::json!({"id": format!("c{i}"), "conversation": conv}).to_string());
+    }
+    std::fs::write(dir.join("data/chats.jsonl"), lines.join("\n") + "\n").unwrap();
+    std::fs::write(
+        dir.join("hone.toml"),
+        "[task]\nname = \"chats\"\nkind = \"generate\"\n\n[policy]\ncontamination = \"drop_train\"\n\n[[source]]\nname = \"chats\"\npath = \"data/chats.jsonl\"\nfields = { messages = \"conversation\" }\n\n[split]\ntest = 0.2\ndev = 0.1\n\n[[model]]\nname = \"tuned\"\nkind = \"lm\"\npath = \"models/tiny.gguf\"\nmethod = \"lora\"\n\n[model.params]\nepochs = 2\nlr = 0.01\nmax_new_tokens = 8\n",
+    )
+    .unwrap();
+    let o = hone(dir, &["data", "clean"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = hone(dir, &["--json", "data", "show", "--limit", "100"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let shown = stdout(&o);
+    assert!(
+        !shown.contains("ann.lee@example.com") && shown.contains("<EMAIL>"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("How can I help?"),
+        "the turns are shown: {shown}"
+    );
+    let o = hone(dir, &["data", "check"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let check = stdout(&o);
+    assert_eq!(
+        check.matches("<|im_end|>]]").count(),
+        2,
+        "both answers train:\n{check}"
+    );
+    assert!(check.contains("[[How can I help?<|im_end|>]]"), "{check}");
+    // Suites: a case no answer can fail and one no answer can pass, gated by tag.
+    std::fs::create_dir_all(dir.join("suites")).unwrap();
+    std::fs::write(
+        dir.join("suites/checks.jsonl"),
+        "{\"id\": \"s1\", \"prompt\": \"refund please\", \"expect_not_contains\": \"QX-NEVER-42\", \"tags\": [\"sure\"]}\n{\"id\": \"s2\", \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}, {\"role\": \"assistant\", \"content\": \"How can I help?\"}, {\"role\": \"user\", \"content\": \"cancel\"}], \"expect_contains\": [\"QX-NEVER-42\"], \"tags\": [\"never\"]}\n",
+    )
+    .unwrap();
+    let toml = std::fs::read_to_string(dir.join("hone.toml")).unwrap();
+    std::fs::write(
+        dir.join("hone.toml"),
+        toml + "\n[success]\nsure_pass_rate = \">= 1.0\"\n",
+    )
+    .unwrap();
+    let out = run_json(dir);
+    assert_eq!(out["runs"].as_array().unwrap().len(), 2, "{out:#}");
+    assert_eq!(out["gates_pass"], true, "{out:#}");
+    let o = hone(dir, &["--json", "runs"]);
+    let listing: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for r in listing.as_array().unwrap() {
+        let tags = &r["record"]["suites"]["by_tag"];
+        assert_eq!(tags["sure"]["accuracy"], 1.0, "{tags:#}");
+        assert_eq!(tags["never"]["accuracy"], 0.0, "{tags:#}");
+        assert_eq!(r["record"]["suites"]["n"], 2);
+    }
+
+    let ask = dir.join("ask.jsonl");
+    let conv = serde_json::json!({"id": "x1", "messages": [
+        {"role": "user", "content": "hello"},
+        {"role": "assistant", "content": "How can I help?"},
+        {"role": "user", "content": "refund please"},
+    ]});
+    std::fs::write(&ask, format!("{conv}\n")).unwrap();
+    let o = hone(dir, &["predict", ask.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let answer: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(answer["id"], "x1");
+    assert!(answer["completion"].is_string());
+    // A conversation that already ends with an answer: refused, naming the line and field.
+    let done = serde_json::json!({"messages": [
+        {"role": "user", "content": "hello"},
+        {"role": "assistant", "content": "hi"},
+    ]});
+    std::fs::write(&ask, format!("{conv}\n{done}\n")).unwrap();
+    let o = hone(dir, &["predict", ask.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(e.contains(":2") && e.contains("messages"), "{e}");
+}

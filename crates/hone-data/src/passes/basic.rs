@@ -98,6 +98,19 @@ impl Pass for Normalise {
                     }
                 }
             }
+            if self.normalise_target {
+                let mut turns_changed = false;
+                for t in &mut r.turns {
+                    let (c, turn_rules) = self.apply(&t.content);
+                    if !turn_rules.is_empty() {
+                        t.content = c;
+                        turns_changed = true;
+                    }
+                }
+                if turns_changed {
+                    rules.push("turns_normalised");
+                }
+            }
             if rules.is_empty() {
                 continue;
             }

@@ -77,26 +77,52 @@ impl Pass for PiiMask {
             let masked = self.detector.mask(&r.text);
             // Side fields never keep PII, whatever the policy.
             r.meta = self.mask_meta(&r.meta);
-            for field in [&mut r.topic, &mut r.label] {
-                if let Some(v) = field.as_mut() {
-                    let m = self.detector.mask(v);
-                    if m.changed() {
-                        *v = m.text;
-                    }
+            if let Some(v) = r.topic.as_mut() {
+                let m = self.detector.mask(v);
+                if m.changed() {
+                    *v = m.text;
                 }
+            }
+            // A generation target and a conversation's earlier turns are masked like the text:
+            // counted, and in the lineage (the text's diff is recorded; these are hashed with it).
+            let mut other_counts: Vec<(PiiKind, usize)> = Vec::new();
+            let mut mask_counted = |v: &mut String| {
+                let m = self.detector.mask(v);
+                if m.changed() {
+                    for k in PiiKind::ALL {
+                        let n = m.count(k);
+                        if n > 0 {
+                            other_counts.push((k, n));
+                        }
+                    }
+                    *v = m.text;
+                }
+            };
+            if let Some(v) = r.label.as_mut() {
+                mask_counted(v);
+            }
+            for t in &mut r.turns {
+                mask_counted(&mut t.content);
             }
             if let Some(g) = r.group.as_mut()
                 && self.detector.mask(g).changed()
             {
                 *g = format!("pii:{}", &hone_core::hash::hash_str(g)[..16]);
             }
-            if !masked.changed() {
+            if !masked.changed() && other_counts.is_empty() {
                 out.kept.push(r);
                 continue;
             }
             let counts: Vec<(PiiKind, usize)> = PiiKind::ALL
                 .iter()
-                .map(|&k| (k, masked.count(k)))
+                .map(|&k| {
+                    let other: usize = other_counts
+                        .iter()
+                        .filter(|(o, _)| *o == k)
+                        .map(|(_, n)| n)
+                        .sum();
+                    (k, masked.count(k) + other)
+                })
                 .filter(|(_, n)| *n > 0)
                 .collect();
             for (k, n) in &counts {
@@ -133,7 +159,7 @@ impl Pass for PiiMask {
                     return Err(Error::BadRecord {
                         file: r.source.clone().into(),
                         line: r.line,
-                        field: "text".into(),
+                        field: if masked.changed() { "text" } else { "target" }.into(),
                         reason: format!(
                             "record {} contains personal data ({summary}): {}",
                             r.id, masked.text
