@@ -33,6 +33,9 @@ pub struct DecoderConfig {
     pub tied: bool,
     /// The longest sequence the rotary tables cover.
     pub context: usize,
+    /// The query, key and value projections carry biases (Qwen2).
+    #[serde(default)]
+    pub attn_bias: bool,
 }
 
 impl DecoderConfig {
@@ -52,6 +55,7 @@ impl DecoderConfig {
             rms_eps: info.rms_eps,
             tied,
             context: info.context,
+            attn_bias: info.architecture == "qwen2",
         }
     }
 
@@ -107,6 +111,11 @@ pub fn tensor_names(cfg: &DecoderConfig) -> Vec<String> {
         ] {
             names.push(format!("model.layers.{i}.{part}.weight"));
         }
+        if cfg.attn_bias {
+            for part in BIASED {
+                names.push(format!("model.layers.{i}.{part}.bias"));
+            }
+        }
     }
     names.push("model.norm.weight".into());
     if !cfg.tied {
@@ -115,9 +124,19 @@ pub fn tensor_names(cfg: &DecoderConfig) -> Vec<String> {
     names
 }
 
+/// The projections that carry a bias when [`DecoderConfig::attn_bias`] is set.
+const BIASED: [&str; 3] = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"];
+
 fn shape_of(cfg: &DecoderConfig, name: &str) -> Vec<usize> {
     let hd = cfg.head_dim();
     let (h, f) = (cfg.hidden, cfg.ffn);
+    if let Some(part) = name.strip_suffix(".bias") {
+        return match part.rsplit('.').next().unwrap_or_default() {
+            "q_proj" => vec![cfg.heads * hd],
+            "k_proj" | "v_proj" => vec![cfg.kv_heads * hd],
+            _ => vec![],
+        };
+    }
     let part = name.rsplit_once(".weight").map_or(name, |(p, _)| p);
     match part.rsplit('.').next().unwrap_or_default() {
         "embed_tokens" | "lm_head" => vec![cfg.vocab, h],
@@ -158,11 +177,15 @@ fn rename(name: &str, from: usize, to: usize) -> Option<String> {
         return Some(pick(w, to).to_string());
     }
     let prefix = ["blk.", "model.layers."];
-    let rest = name.strip_prefix(prefix[from])?.strip_suffix(".weight")?;
+    let rest = name.strip_prefix(prefix[from])?;
+    let (rest, kind) = match rest.strip_suffix(".weight") {
+        Some(r) => (r, "weight"),
+        None => (rest.strip_suffix(".bias")?, "bias"),
+    };
     let (i, part) = rest.split_once('.')?;
     let i: usize = i.parse().ok()?;
     let l = LAYER_NAMES.iter().find(|l| pick(l, from) == part)?;
-    Some(format!("{}{i}.{}.weight", prefix[to], pick(l, to)))
+    Some(format!("{}{i}.{}.{kind}", prefix[to], pick(l, to)))
 }
 
 /// GGUF tensor name → Hugging Face name.
@@ -284,6 +307,8 @@ struct Layer {
     attn_norm: Tensor,
     mlp_norm: Tensor,
     proj: [Tensor; 7],
+    /// Biases of the query, key and value projections (Qwen2).
+    bias: [Option<Tensor>; 3],
     /// LoRA adapters `(A (r, in), B (out, r))` per projection.
     lora: [Option<(Tensor, Tensor)>; 7],
 }
@@ -441,6 +466,12 @@ impl Decoder {
                     get(&p(PROJECTIONS[UP]))?,
                     get(&p(PROJECTIONS[DOWN]))?,
                 ],
+                bias: if cfg.attn_bias {
+                    let b = |s: &str| get(&format!("model.layers.{i}.{s}.bias")).map(Some);
+                    [b(BIASED[0])?, b(BIASED[1])?, b(BIASED[2])?]
+                } else {
+                    Default::default()
+                },
                 lora: Default::default(),
             });
         }
@@ -472,7 +503,7 @@ impl Decoder {
         for name in tensor_names(&cfg) {
             let shape = shape_of(&cfg, &name);
             let n: usize = shape.iter().product();
-            let data: Vec<f32> = if shape.len() == 1 {
+            let data: Vec<f32> = if shape.len() == 1 && !name.ends_with(".bias") {
                 vec![1.0; n]
             } else {
                 (0..n).map(|_| rng.normal() as f32 * 0.02).collect()
@@ -764,7 +795,10 @@ impl Decoder {
         x: &Tensor,
         dropout: Option<&mut hone_neural::Dropout>,
     ) -> CResult<Tensor> {
-        let y = linear(x, &l.proj[which])?;
+        let mut y = linear(x, &l.proj[which])?;
+        if let Some(Some(bias)) = l.bias.get(which) {
+            y = y.broadcast_add(bias)?;
+        }
         let (Some((a, b)), Some(cfg)) = (&l.lora[which], &self.lora) else {
             return Ok(y);
         };

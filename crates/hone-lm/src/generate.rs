@@ -73,9 +73,13 @@ pub struct Lm {
 }
 
 impl Lm {
-    /// Loads the GGUF file at `path` on the CPU, its weights dequantized to f32. Architectures:
-    /// `llama` (Llama, SmolLM, TinyLlama, Mistral).
+    /// Loads the GGUF file at `path` on the CPU, its weights dequantized to f32 (architecture
+    /// `llama`: Llama, SmolLM, TinyLlama, Mistral), or the Hugging Face directory at `path`
+    /// ([`crate::hf::load_dir`]: Llama, Mistral, Qwen2).
     pub fn load(path: &Path) -> Result<Lm> {
+        if path.is_dir() && crate::hf::is_hf_dir(path) {
+            return crate::hf::load_dir(path);
+        }
         let file = LmFile::open(path)?;
         if file.info.architecture != "llama" {
             return Err(LmError::Format {

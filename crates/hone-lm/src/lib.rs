@@ -8,6 +8,7 @@ pub mod chat;
 pub mod decoder;
 pub mod generate;
 pub mod gguf;
+pub mod hf;
 pub mod pretrain;
 pub mod sft;
 pub mod testing;
@@ -64,6 +65,45 @@ pub(crate) fn candle_message(e: candle_core::Error) -> String {
 }
 
 pub type Result<T> = std::result::Result<T, LmError>;
+
+/// A digest of the model at `path`: a GGUF file's bytes, or a Hugging Face directory's config,
+/// tokenizer files and weights (names and bytes, in name order).
+pub fn model_fingerprint(path: &std::path::Path) -> Result<String> {
+    let io = |p: &std::path::Path| {
+        let p = p.to_path_buf();
+        move |source| LmError::Io { path: p, source }
+    };
+    if !path.is_dir() {
+        let bytes = std::fs::read(path).map_err(io(path))?;
+        return Ok(blake3::hash(&bytes).to_hex().to_string());
+    }
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(path)
+        .map_err(io(path))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            name.ends_with(".safetensors")
+                || ["config.json", "tokenizer.json", "tokenizer_config.json"]
+                    .contains(&name.as_str())
+        })
+        .collect();
+    files.sort();
+    let mut h = blake3::Hasher::new();
+    for f in files {
+        let bytes = std::fs::read(&f).map_err(io(&f))?;
+        h.update(
+            f.file_name()
+                .map(|n| n.as_encoded_bytes())
+                .unwrap_or_default(),
+        );
+        h.update(blake3::hash(&bytes).as_bytes());
+    }
+    Ok(h.finalize().to_hex().to_string())
+}
 
 impl From<LmError> for hone_core::Error {
     fn from(e: LmError) -> Self {

@@ -128,6 +128,7 @@ mod tests {
             rms_eps: 1e-5,
             tied: true,
             context: 128,
+            attn_bias: false,
         };
         let mut lm = fresh(cfg, tok, 3).unwrap();
         let ex = sft::encode_chat(

@@ -62,6 +62,7 @@ pub fn tiny_config() -> DecoderConfig {
         rms_eps: 1e-5,
         tied: true,
         context: 512,
+        attn_bias: false,
     }
 }
 

@@ -297,9 +297,8 @@ pub fn run_params(spec: &LmSpec) -> Result<serde_json::Value> {
     p["method"] = json!(spec.method.name());
     p["lr"] = json!(spec.lr());
     if spec.method != LmMethod::Pretrain {
-        let bytes = std::fs::read(&spec.path).map_err(|e| Error::io(&spec.path, e))?;
         p["path"] = json!(spec.path_as_written);
-        p["base_fingerprint"] = json!(blake3::hash(&bytes).to_hex().to_string());
+        p["base_fingerprint"] = json!(hone_lm::model_fingerprint(&spec.path)?);
     }
     Ok(p)
 }
@@ -317,6 +316,7 @@ pub fn pretrain_shape(p: &LmParams) -> hone_lm::DecoderConfig {
         rms_eps: 1e-5,
         tied: true,
         context: (p.max_length + p.max_new_tokens).max(512),
+        attn_bias: false,
     }
 }
 
@@ -965,7 +965,7 @@ pub fn load_run_lm(store: &Store, project_root: &Path, run: &Run) -> Result<(Lm,
         .and_then(|v| v.as_str())
         .ok_or_else(|| Error::Store(format!("run {} has no model path", run.id)))?;
     let params = lm_params_of(run)?;
-    let path = crate::models::gguf_file(&hone_core::config::resolve_path(
+    let path = crate::models::model_path(&hone_core::config::resolve_path(
         project_root,
         path_as_written,
     ))
@@ -974,9 +974,8 @@ pub fn load_run_lm(store: &Store, project_root: &Path, run: &Run) -> Result<(Lm,
         reason: e,
         hint: "the run's base model must stay where it was trained from".into(),
     })?;
-    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
     let want = cfg.get("base_fingerprint").and_then(|v| v.as_str());
-    let have = blake3::hash(&bytes).to_hex().to_string();
+    let have = hone_lm::model_fingerprint(&path)?;
     if want.is_some_and(|w| w != have) {
         return Err(Error::ModelFiles {
             path,
@@ -984,7 +983,6 @@ pub fn load_run_lm(store: &Store, project_root: &Path, run: &Run) -> Result<(Lm,
             hint: "restore the file the run used, or run `hone run` again".into(),
         });
     }
-    drop(bytes);
     let mut lm = Lm::load(&path)?;
     let art = |name: &str| -> Result<Option<Vec<u8>>> {
         run.record
@@ -1119,71 +1117,9 @@ fn lm_params_of(run: &Run) -> Result<LmParams> {
     .map_err(|e| Error::Store(format!("run {}: params unreadable: {e}", run.id)))
 }
 
-/// Hugging Face `config.json` of a Llama-family decoder (`LlamaForCausalLM`).
-fn hf_config(lm: &Lm) -> serde_json::Value {
-    let c = lm.decoder().config();
-    let i = lm.info();
-    json!({
-        "architectures": ["LlamaForCausalLM"],
-        "model_type": "llama",
-        "vocab_size": c.vocab,
-        "hidden_size": c.hidden,
-        "intermediate_size": c.ffn,
-        "num_hidden_layers": c.layers,
-        "num_attention_heads": c.heads,
-        "num_key_value_heads": c.kv_heads,
-        "head_dim": c.head_dim(),
-        "max_position_embeddings": c.context,
-        "rms_norm_eps": c.rms_eps,
-        "rope_theta": c.rope_theta,
-        "tie_word_embeddings": c.tied,
-        "hidden_act": "silu",
-        "attention_bias": false,
-        "mlp_bias": false,
-        "bos_token_id": i.bos,
-        "eos_token_id": i.eos,
-        "pad_token_id": i.pad,
-        "torch_dtype": "float32",
-    })
-}
-
-/// Writes `lm` (adapters folded in) as a Hugging Face model directory: `config.json`,
-/// `generation_config.json`, `model.safetensors`, `tokenizer.json` and `tokenizer_config.json` with
-/// the run's chat template.
+/// Writes `lm` (adapters folded in) as a Hugging Face model directory ([`hone_lm::hf::save_dir`]).
 fn write_hf_dir(lm: &Lm, dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let write = |name: &str, bytes: &[u8]| -> Result<()> {
-        let p = dir.join(name);
-        std::fs::write(&p, bytes).map_err(|e| Error::io(&p, e))
-    };
-    let pretty = |v: &serde_json::Value| serde_json::to_vec_pretty(v).unwrap_or_default();
-    write("config.json", &pretty(&hf_config(lm)))?;
-    let i = lm.info();
-    write(
-        "generation_config.json",
-        &pretty(&json!({"bos_token_id": i.bos, "eos_token_id": i.eos, "pad_token_id": i.pad})),
-    )?;
-    let tensors = lm.decoder().merged_tensors()?;
-    candle_core::safetensors::save(&tensors, dir.join("model.safetensors"))
-        .map_err(|e| Error::Internal(format!("writing model.safetensors: {e}")))?;
-    let tok = lm.tokenizer();
-    let json = tok
-        .to_string(true)
-        .map_err(|e| Error::Internal(format!("writing tokenizer.json: {e}")))?;
-    write("tokenizer.json", json.as_bytes())?;
-    let name = |id: Option<u32>| id.and_then(|x| tok.id_to_token(x));
-    write(
-        "tokenizer_config.json",
-        &pretty(&json!({
-            "tokenizer_class": "PreTrainedTokenizerFast",
-            "bos_token": name(i.bos),
-            "eos_token": name(Some(i.eos)),
-            "pad_token": name(i.pad),
-            "add_bos_token": i.add_bos,
-            "model_max_length": lm.decoder().config().context,
-            "chat_template": lm.template().map(|t| t.source.clone()),
-        })),
-    )
+    Ok(hone_lm::hf::save_dir(lm, dir)?)
 }
 
 /// `hone export` of a language model run into `out` (empty): a LoRA run writes `adapter/` (PEFT:

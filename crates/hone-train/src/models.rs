@@ -335,13 +335,17 @@ impl LmSpec {
     }
 }
 
-/// The GGUF file `path` names: the file itself, or the one `.gguf` file in a directory.
-pub fn gguf_file(path: &Path) -> std::result::Result<PathBuf, String> {
+/// The model `path` names: a GGUF file, a Hugging Face directory (it has `config.json`), or the one
+/// `.gguf` file in a directory.
+pub fn model_path(path: &Path) -> std::result::Result<PathBuf, String> {
     if path.is_file() {
         return Ok(path.to_path_buf());
     }
     if !path.is_dir() {
         return Err(format!("{} does not exist", path.display()));
+    }
+    if hone_lm::hf::is_hf_dir(path) {
+        return Ok(path.to_path_buf());
     }
     let mut found: Vec<PathBuf> = std::fs::read_dir(path)
         .map_err(|e| format!("{}: {e}", path.display()))?
@@ -352,7 +356,7 @@ pub fn gguf_file(path: &Path) -> std::result::Result<PathBuf, String> {
     match found.len() {
         1 => Ok(found.remove(0)),
         0 => Err(format!(
-            "{} holds no .gguf file (Hugging Face safetensors directories are not read yet)",
+            "{} holds no .gguf file and no config.json (a Hugging Face model directory)",
             path.display()
         )),
         n => Err(format!(
@@ -1015,7 +1019,7 @@ fn lm_spec(at: &At<'_>, m: &hone_core::config::ModelConfig, root: &Path) -> Resu
         (None, LmMethod::Pretrain) => (String::new(), PathBuf::new()),
         (Some(p), _) if !p.trim().is_empty() => {
             let path = resolve_path(root, p);
-            let file = gguf_file(&path)
+            let file = model_path(&path)
                 .map_err(|e| at.value(&["path"], format!("[[model]] `{}`: {e}", m.name), get))?;
             (p.to_string(), file)
         }
@@ -1023,7 +1027,7 @@ fn lm_spec(at: &At<'_>, m: &hone_core::config::ModelConfig, root: &Path) -> Resu
             return Err(at.value(
                 &["kind"],
                 format!(
-                    "[[model]] `{}`: kind = \"lm\" needs path = \"FILE.gguf\" (or a directory with one GGUF file), or method = \"pretrain\"",
+                    "[[model]] `{}`: kind = \"lm\" needs path = \"FILE.gguf\" (or a Hugging Face model directory, or a directory with one GGUF file), or method = \"pretrain\"",
                     m.name
                 ),
                 get,

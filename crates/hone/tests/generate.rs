@@ -575,3 +575,45 @@ fn chat_records_train_on_every_answer_and_predict_answers_conversations() {
     let e = stderr(&o);
     assert!(e.contains(":2") && e.contains("messages"), "{e}");
 }
+
+/// A Hugging Face model directory as the base: `path` names the directory, LoRA trains on it, and
+/// the run records the directory's fingerprint (changing a weight file is then refused by predict).
+#[test]
+fn a_hugging_face_directory_is_a_base_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    project(dir, "lora", "");
+    let lm = hone_lm::Lm::load(&dir.join("models/tiny.gguf")).unwrap();
+    hone_lm::hf::save_dir(&lm, &dir.join("models/tiny-hf")).unwrap();
+    let toml = std::fs::read_to_string(dir.join("hone.toml")).unwrap();
+    std::fs::write(
+        dir.join("hone.toml"),
+        toml.replace("models/tiny.gguf", "models/tiny-hf")
+            .replace("epochs = 60", "epochs = 2"),
+    )
+    .unwrap();
+    let out = run_json(dir);
+    let names: Vec<&str> = out["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["model"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["base", "tuned"], "{out:#}");
+    let ask = dir.join("ask.txt");
+    std::fs::write(&ask, "hi, refund please\n").unwrap();
+    let o = hone(dir, &["predict", "--model", "tuned", ask.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The base changed under the run: predict refuses rather than answer with other weights.
+    let cfg = dir.join("models/tiny-hf/config.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg).unwrap()).unwrap();
+    v["rms_norm_eps"] = serde_json::json!(1e-6);
+    std::fs::write(&cfg, v.to_string()).unwrap();
+    let o = hone(dir, &["predict", "--model", "tuned", ask.to_str().unwrap()]);
+    assert!(!o.status.success(), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("changed since the run"),
+        "{}",
+        stderr(&o)
+    );
+}
