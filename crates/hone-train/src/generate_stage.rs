@@ -46,6 +46,7 @@ const BOOT_REPS: usize = 1000;
 
 /// The `[[model]]`s of a generate run: the base model first (method `none` on the first model's
 /// path, unless a `[[model]]` already is that), then every `[[model]]` in `hone.toml` order.
+/// The base keeps the first model's decoding settings and nothing else.
 pub fn entries(project: &Project) -> Vec<ModelEntry> {
     let lms: Vec<&LmSpec> = project
         .models
@@ -61,11 +62,26 @@ pub fn entries(project: &Project) -> Vec<ModelEntry> {
             .iter()
             .any(|s| s.method == LmMethod::None && s.path == first.path);
         if !has_base {
+            // The base takes only the settings that change its answers (decoding, prompt, device),
+            // so tuning a training setting does not evaluate the base again.
+            let p = &first.params;
+            let params = LmParams {
+                max_new_tokens: p.max_new_tokens,
+                temperature: p.temperature,
+                top_p: p.top_p,
+                top_k: p.top_k,
+                seed: p.seed,
+                system: p.system.clone(),
+                eval_batch: p.eval_batch,
+                device: p.device.clone(),
+                ..LmParams::default()
+            };
             out.push(ModelEntry {
                 name: BASE.into(),
                 abstain: false,
                 spec: ModelSpec::Lm(LmSpec {
                     method: LmMethod::None,
+                    params,
                     ..(*first).clone()
                 }),
             });

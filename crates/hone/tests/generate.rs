@@ -466,6 +466,21 @@ fn a_time_budget_stops_training_cleanly_and_the_run_says_so() {
     assert_eq!(report["ended"], "budget", "{report:#}");
     assert_eq!(report["steps"], 1);
     assert_eq!(report["kept"]["step"], 1);
+    // A training setting changed: the tuned model trains again, the base is not evaluated again.
+    let toml = std::fs::read_to_string(dir.join("hone.toml")).unwrap();
+    std::fs::write(
+        dir.join("hone.toml"),
+        toml.replace("lr = 0.02", "lr = 0.03"),
+    )
+    .unwrap();
+    let again = run_json(dir);
+    let cached: Vec<(&str, bool)> = again["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["model"].as_str().unwrap(), r["cached"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(cached, [("base", true), ("tuned", false)], "{again:#}");
 }
 
 /// Chat records (`messages`): earlier turns are curated like the prompt (an e-mail address in one is
