@@ -918,25 +918,13 @@ fn causal_mask(pads: &[usize], t: usize, past: usize, device: &Device) -> CResul
 mod tests {
     use super::*;
     use crate::testing;
+    use crate::testing::max_diff;
     use candle_transformers::models::quantized_llama::ModelWeights;
 
     fn sharp_tiny(seed: u64) -> Decoder {
         let d = Decoder::random(testing::tiny_config(), seed, &Device::Cpu).unwrap();
         let w = testing::scaled(&d, 10.0).unwrap();
         Decoder::from_tensors(testing::tiny_config(), w, &Device::Cpu).unwrap()
-    }
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
     }
 
     #[test]

@@ -365,18 +365,8 @@ pub fn save_dir(lm: &Lm, dir: &Path) -> Result<()> {
 mod tests {
     use super::*;
     use crate::testing;
+    use crate::testing::max_diff;
     use candle_core::{Device, Tensor};
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    }
 
     /// A tiny model with the given attention biases, weights sharpened so logits are not flat.
     fn tiny(dir: &Path, attn_bias: bool, tied: bool) -> Lm {

@@ -154,3 +154,13 @@ pub fn scaled(d: &Decoder, factor: f64) -> Result<HashMap<String, Tensor>> {
     }
     Ok(out)
 }
+
+/// The largest absolute difference between two tensors of the same shape (for tests).
+pub fn max_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
+    (a - b)
+        .and_then(|d| d.abs())
+        .and_then(|d| d.flatten_all())
+        .and_then(|d| d.max(0))
+        .and_then(|d| d.to_scalar::<f32>())
+        .unwrap_or(f32::INFINITY)
+}

@@ -1133,11 +1133,6 @@ fn lm_params_of(run: &Run) -> Result<LmParams> {
     .map_err(|e| Error::Store(format!("run {}: params unreadable: {e}", run.id)))
 }
 
-/// Writes `lm` (adapters folded in) as a Hugging Face model directory ([`hone_lm::hf::save_dir`]).
-fn write_hf_dir(lm: &Lm, dir: &Path) -> Result<()> {
-    Ok(hone_lm::hf::save_dir(lm, dir)?)
-}
-
 /// `hone export` of a language model run into `out` (empty): a LoRA run writes `adapter/` (PEFT:
 /// `adapter_config.json`, `adapter_model.safetensors`) and `merged/` (the base with the adapters
 /// folded in, a Hugging Face directory); other runs write the model directory itself.
@@ -1155,11 +1150,11 @@ pub fn export_lm(store: &Store, root: &Path, run: &Run, out: &Path) -> Result<&'
             let p = adapter.join(name);
             std::fs::write(&p, store.get_object(h)?).map_err(|e| Error::io(&p, e))?;
         }
-        write_hf_dir(&lm, &out.join("merged"))?;
+        hone_lm::hf::save_dir(&lm, &out.join("merged"))?;
         return Ok(
             "PEFT LoRA adapter (adapter/) and merged Hugging Face LlamaForCausalLM (merged/)",
         );
     }
-    write_hf_dir(&lm, out)?;
+    hone_lm::hf::save_dir(&lm, out)?;
     Ok("Hugging Face LlamaForCausalLM directory")
 }

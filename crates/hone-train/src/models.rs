@@ -1096,16 +1096,7 @@ fn lm_spec(at: &At<'_>, m: &hone_core::config::ModelConfig, root: &Path) -> Resu
         "checkpoint_every",
         "at least 1",
     )?;
-    if let Some(dir) = &params.checkpoint_dir {
-        if dir.as_os_str().is_empty() {
-            return Err(at.value(
-                &["params", "checkpoint_dir"],
-                format!("[[model]] `{}`: `checkpoint_dir` is empty", m.name),
-                "give a directory relative to the project root, or remove the key",
-            ));
-        }
-        params.checkpoint_dir = Some(root.join(dir));
-    }
+    params.checkpoint_dir = checkpoint_dir(at, m, root, params.checkpoint_dir.take())?;
     check(
         params.vocab_size >= 300,
         "vocab_size",
@@ -1156,6 +1147,23 @@ fn lm_spec(at: &At<'_>, m: &hone_core::config::ModelConfig, root: &Path) -> Resu
         params,
         seed_set: table.contains_key("seed"),
     })
+}
+
+/// A `checkpoint_dir` param resolved against the project root (refused when empty).
+fn checkpoint_dir(
+    at: &At<'_>,
+    m: &hone_core::config::ModelConfig,
+    root: &Path,
+    dir: Option<PathBuf>,
+) -> Result<Option<PathBuf>> {
+    match dir {
+        Some(d) if d.as_os_str().is_empty() => Err(at.value(
+            &["params", "checkpoint_dir"],
+            format!("[[model]] `{}`: `checkpoint_dir` is empty", m.name),
+            "give a directory relative to the project root, or remove the key",
+        )),
+        d => Ok(d.map(|d| root.join(d))),
+    }
 }
 
 fn encoder_spec(
@@ -1246,16 +1254,7 @@ fn encoder_spec(
     }
     let mut params: EncoderParams = typed(at, &["params"], &table, ENCODER_PARAMS, &not_here)?;
     check_encoder_ranges(at, &params, &path)?;
-    if let Some(dir) = &params.checkpoint_dir {
-        if dir.as_os_str().is_empty() {
-            return Err(at.value(
-                &["params", "checkpoint_dir"],
-                format!("[[model]] `{}`: `checkpoint_dir` is empty", m.name),
-                "give a directory relative to the project root, or remove the key",
-            ));
-        }
-        params.checkpoint_dir = Some(root.join(dir));
-    }
+    params.checkpoint_dir = checkpoint_dir(at, m, root, params.checkpoint_dir.take())?;
     let seed_in =
         |key: &str| matches!(table.get(key), Some(toml::Value::Table(t)) if t.contains_key("seed"));
     Ok(EncoderSpec {
