@@ -373,6 +373,8 @@ fn linear(x: &Tensor, w: &Tensor) -> CResult<Tensor> {
     // output projection alone is 49,152 × 576 for SmolLM2).
     let y = if rows <= SMALL_ROWS {
         w.matmul(&x2.t()?)?.t()?.contiguous()?
+    } else if hone_neural::fused::applies(&x2) && !hone_neural::fused::disabled() {
+        hone_neural::fused::linear_no_bias(&x2, w)?
     } else {
         x2.matmul(&w.t()?)?
     };
@@ -806,10 +808,58 @@ impl Decoder {
             Some(d) => d.apply(x, cfg.dropout)?,
             None => x.clone(),
         };
-        y + (linear(&linear(&xin, a)?, b)? * cfg.scale())?
+        // Scaling the rank-sized middle keeps one output-sized buffer per projection out of backward.
+        y + linear(&(linear(&xin, a)? * cfg.scale())?, b)?
     }
 
     fn run(
+        &self,
+        ids: &Tensor,
+        pos: &Tensor,
+        mask: &Tensor,
+        cache: &mut Option<&mut Vec<Option<LayerCache>>>,
+        dropout: Option<&mut hone_neural::Dropout>,
+    ) -> CResult<Tensor> {
+        let t = ids.dim(1)?;
+        let x = self.run_layers(ids, pos, mask, cache, dropout)?;
+        // Generation needs the last position's logits only: the output projection of every
+        // prompt position would cost more than the rest of a prefill.
+        let x = if cache.is_some() && t > 1 {
+            x.narrow(1, t - 1, 1)?
+        } else {
+            x
+        };
+        self.head(&x)
+    }
+
+    /// The final norm and output projection: logits for hidden states `(…, hidden)`.
+    fn head(&self, x: &Tensor) -> CResult<Tensor> {
+        let x = rms_norm(x, &self.norm, self.cfg.rms_eps)?;
+        linear(&x, self.lm_head.as_ref().unwrap_or(&self.embed))
+    }
+
+    /// The hidden states after the last layer `(batch, seq, hidden)`, before the final norm, in
+    /// training mode when `dropout` is given. With [`Decoder::logits`] on the rows that matter, a
+    /// loss need not project every position onto the vocabulary. Differentiable.
+    pub fn hidden_train(
+        &self,
+        ids: &Tensor,
+        dropout: Option<&mut hone_neural::Dropout>,
+    ) -> Result<Tensor> {
+        let (_, t) = ids.dims2()?;
+        let positions: Vec<u32> = (0..t as u32).collect();
+        let pos = Tensor::new(positions.as_slice(), &self.device)?.unsqueeze(0)?;
+        let mask = causal_mask(&[0], t, 0, &self.device)?;
+        Ok(self.run_layers(ids, &pos, &mask, &mut None, dropout)?)
+    }
+
+    /// Logits for hidden states as [`Decoder::hidden_train`] returns them (any leading shape).
+    /// Differentiable.
+    pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        Ok(self.head(hidden)?)
+    }
+
+    fn run_layers(
         &self,
         ids: &Tensor,
         pos: &Tensor,
@@ -863,15 +913,7 @@ impl Decoder {
             let m = (g * self.project(l, UP, &h, dropout.as_deref_mut())?)?;
             x = (x + self.project(l, DOWN, &m, dropout.as_deref_mut())?)?;
         }
-        // Generation needs the last position's logits only: the output projection of every
-        // prompt position would cost more than the rest of a prefill.
-        let x = if cache.is_some() && t > 1 {
-            x.narrow(1, t - 1, 1)?
-        } else {
-            x
-        };
-        let x = rms_norm(&x, &self.norm, cfg.rms_eps)?;
-        linear(&x, self.lm_head.as_ref().unwrap_or(&self.embed))
+        Ok(x)
     }
 }
 

@@ -9,7 +9,7 @@
 
 use std::path::PathBuf;
 
-use candle_core::{D, Tensor};
+use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
 use crate::chat::Message;
@@ -173,6 +173,9 @@ pub struct SftConfig {
     /// Gradients are scaled to at most this global norm (0: no clipping).
     pub max_grad_norm: f64,
     pub seed: u64,
+    /// Sequences run through the model at once, a batch being split into micro-batches of this
+    /// size with the same gradient (0: the largest that fits [`ACTIVATION_BUDGET`]).
+    pub micro_batch: usize,
 }
 
 impl Default for SftConfig {
@@ -186,6 +189,7 @@ impl Default for SftConfig {
             weight_decay: 0.0,
             max_grad_norm: 1.0,
             seed: 0,
+            micro_batch: 0,
         }
     }
 }
@@ -210,6 +214,26 @@ pub fn batch_loss(
     batch: &[&Example],
     dropout: Option<&mut hone_neural::Dropout>,
 ) -> Result<(Tensor, usize)> {
+    let n: usize = batch.iter().map(|e| trainable_targets(e)).sum();
+    Ok((summed_loss(lm, batch, dropout, n)?, n))
+}
+
+/// The tokens of `e` the loss predicts from the one before (the first token has none before it).
+fn trainable_targets(e: &Example) -> usize {
+    e.train.iter().skip(1).filter(|&&t| t).count()
+}
+
+/// The cross-entropy of `batch`'s trainable tokens summed and divided by `denominator`: a batch's
+/// micro-batches, each divided by the whole batch's count, add up to the batch's mean. The hidden
+/// states of the trainable positions alone reach the output projection, and the log-probability of
+/// each target is one fused op: at SmolLM2's 49,152-token vocabulary the logits of a batch of 8 × 256
+/// are 400 MB per buffer, and prompt and padding positions need none.
+fn summed_loss(
+    lm: &Lm,
+    batch: &[&Example],
+    dropout: Option<&mut hone_neural::Dropout>,
+    denominator: usize,
+) -> Result<Tensor> {
     let longest = batch.iter().map(|e| e.ids.len()).max().unwrap_or(0);
     if longest < 2 {
         return Err(LmError::Data(
@@ -218,34 +242,81 @@ pub fn batch_loss(
     }
     let pad = lm.info().pad.unwrap_or(lm.info().eos);
     let t = longest - 1;
-    let (mut inputs, mut targets, mut weights) = (
-        Vec::with_capacity(batch.len() * t),
-        Vec::with_capacity(batch.len() * t),
-        Vec::with_capacity(batch.len() * t),
-    );
-    let mut n = 0usize;
-    for e in batch {
+    let mut inputs = Vec::with_capacity(batch.len() * t);
+    let (mut rows, mut targets) = (Vec::new(), Vec::new());
+    for (r, e) in batch.iter().enumerate() {
         for j in 0..t {
             inputs.push(e.ids.get(j).copied().unwrap_or(pad));
-            targets.push(e.ids.get(j + 1).copied().unwrap_or(pad));
-            let w = e.train.get(j + 1).copied().unwrap_or(false);
-            n += usize::from(w);
-            weights.push(if w { 1f32 } else { 0.0 });
+            if e.train.get(j + 1).copied().unwrap_or(false) {
+                rows.push((r * t + j) as u32);
+                targets.push(e.ids[j + 1]);
+            }
         }
     }
     let dev = lm.decoder().device();
-    let b = batch.len();
-    let inputs = Tensor::from_vec(inputs, (b, t), dev)?;
-    let targets = Tensor::from_vec(targets, (b * t, 1), dev)?;
-    let weights = Tensor::from_vec(weights, b * t, dev)?;
-    let logits = lm
-        .decoder()
-        .forward_train(&inputs, dropout)?
-        .flatten_to(1)?;
-    let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-    let picked = logp.gather(&targets, 1)?.squeeze(1)?;
-    let loss = ((picked * weights)?.sum_all()? * (-1.0 / n.max(1) as f64))?;
-    Ok((loss, n))
+    let inputs = Tensor::from_vec(inputs, (batch.len(), t), dev)?;
+    let hidden = lm.decoder().hidden_train(&inputs, dropout)?;
+    if rows.is_empty() {
+        // Nothing to predict: a zero that still depends on the weights (gradients of zero).
+        return Ok((hidden.sum_all()? * 0.0)?);
+    }
+    let h = hidden.dim(2)?;
+    let n = rows.len();
+    let picked_rows = hidden
+        .reshape((batch.len() * t, h))?
+        .index_select(&Tensor::from_vec(rows, n, dev)?, 0)?;
+    let logits = lm.decoder().logits(&picked_rows)?;
+    let logp = hone_neural::fused::picked_log_softmax(&logits, &targets)?;
+    Ok((logp.sum_all()? * (-1.0 / denominator.max(1) as f64))?)
+}
+
+/// The activation memory an automatic micro-batch stays under (2 GiB): a batch of 8 × 256 tokens of
+/// SmolLM2-135M keeps far more than that for backward, and on a laptop memory runs out long before
+/// the smaller matrix products cost measurable time.
+pub const ACTIVATION_BUDGET: u64 = 2 << 30;
+
+/// Bytes of activations a training pass keeps for backward per sequence of `len` tokens, from the
+/// buffers the decoder's forward pass allocates per layer (calibrated against measured peak RSS on
+/// SmolLM2-135M, see `examples/lm_train_step.rs`).
+pub fn activation_bytes(cfg: &crate::DecoderConfig, len: usize, lora: bool) -> u64 {
+    let (h, i, kv) = (
+        cfg.hidden as u64,
+        cfg.ffn as u64,
+        (cfg.kv_heads * cfg.head_dim()) as u64,
+    );
+    let len = len as u64;
+    // Per token and layer: the hidden-sized buffers (norms, rotary, residuals, projections), the
+    // key/value ones, the MLP's, and the attention matrix per head (its scores, mask and softmax).
+    let mut per_token = HIDDEN_BUFFERS * h + KV_BUFFERS * kv + MLP_BUFFERS * i;
+    if lora {
+        per_token += LORA_BUFFERS * h + LORA_MLP_BUFFERS * i;
+    }
+    let attention = ATTENTION_BUFFERS * cfg.heads as u64 * len;
+    4 * cfg.layers as u64 * len * (per_token + attention)
+}
+
+const HIDDEN_BUFFERS: u64 = 5;
+const KV_BUFFERS: u64 = 12;
+const MLP_BUFFERS: u64 = 6;
+const LORA_BUFFERS: u64 = 10;
+const LORA_MLP_BUFFERS: u64 = 3;
+const ATTENTION_BUFFERS: u64 = 4;
+
+/// The micro-batch `cfg` asks for, or the largest (up to the batch size) whose longest sequences'
+/// activations fit [`ACTIVATION_BUDGET`].
+pub fn micro_batch(lm: &Lm, examples: &[Example], cfg: &SftConfig) -> usize {
+    let bs = cfg.batch_size.max(1);
+    if cfg.micro_batch > 0 {
+        return cfg.micro_batch.min(bs);
+    }
+    let longest = examples.iter().map(|e| e.ids.len()).max().unwrap_or(1);
+    let per = activation_bytes(
+        lm.decoder().config(),
+        longest,
+        lm.decoder().lora().is_some(),
+    )
+    .max(1);
+    ((ACTIVATION_BUDGET / per) as usize).clamp(1, bs)
 }
 
 /// Where training checkpoints go and how often they are written.
@@ -313,6 +384,8 @@ pub struct TrainLog {
     pub resumed_at: Option<u64>,
     /// Training seconds, counting those before a resume.
     pub seconds: f64,
+    /// The sequences run through the model at once (see [`micro_batch`]).
+    pub micro_batch: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -424,6 +497,7 @@ pub fn train_with(
     )
     .map_err(nerr)?;
     let bs = cfg.batch_size.max(1);
+    let micro = micro_batch(lm, examples, cfg);
     let accum = cfg.grad_accum.max(1);
     let batches_per_epoch = examples.len().div_ceil(bs);
     let steps_per_epoch = batches_per_epoch.div_ceil(accum) as u64;
@@ -432,7 +506,10 @@ pub fn train_with(
     let key = control.checkpoints.as_ref().map_or("", |c| c.key.as_str());
     let print = fingerprint(key, cfg, examples, &vars);
 
-    let mut log = TrainLog::default();
+    let mut log = TrainLog {
+        micro_batch: micro,
+        ..TrainLog::default()
+    };
     let mut since_best = 0usize;
     let mut best_weights: Option<Vec<(String, Tensor)>> = None;
     let mut step = 0u64;
@@ -559,11 +636,16 @@ pub fn train_with(
             let mut acc = None;
             let (mut loss_sum, mut tokens) = (0.0, 0usize);
             for batch in group {
-                let (loss, n) = batch_loss(lm, batch, Some(&mut dropout))?;
-                loss_sum += loss.to_scalar::<f32>()? as f64;
+                // Micro-batches bound the activations kept for backward; each is divided by the
+                // whole batch's token count, so their gradients add up to the batch's.
+                let n: usize = batch.iter().map(|e| trainable_targets(e)).sum();
+                for part in batch.chunks(micro) {
+                    let loss = summed_loss(lm, part, Some(&mut dropout), n)?;
+                    loss_sum += loss.to_scalar::<f32>()? as f64;
+                    let grads = loss.backward()?;
+                    hone_neural::optim::accumulate(&mut acc, grads, &var_list).map_err(nerr)?;
+                }
                 tokens += n;
-                let grads = loss.backward()?;
-                hone_neural::optim::accumulate(&mut acc, grads, &var_list).map_err(nerr)?;
             }
             let Some(grads) = acc else { continue };
             let scale = 1.0 / group.len() as f64;
@@ -895,6 +977,96 @@ mod tests {
                 .example
         })
         .collect()
+    }
+
+    /// Splitting a batch into micro-batches changes memory, not the update: each micro-batch's loss
+    /// is divided by the whole batch's token count, so the gradients add up to the batch's.
+    #[test]
+    fn micro_batches_give_the_update_of_the_whole_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = |micro: usize| {
+            let mut lm = tiny_lm(dir.path());
+            let ex = three_examples(&lm);
+            let cfg = SftConfig {
+                epochs: 2,
+                lr: 1e-2,
+                batch_size: 4,
+                micro_batch: micro,
+                ..Default::default()
+            };
+            let log = train_with(&mut lm, &ex, &cfg, Control::default(), &mut |_| {}).unwrap();
+            assert_eq!(log.micro_batch, micro);
+            (
+                weights(&lm),
+                log.steps.iter().map(|s| s.loss).collect::<Vec<_>>(),
+            )
+        };
+        let (whole, loss_whole) = run(4);
+        let (parts, loss_parts) = run(1);
+        for (a, b) in loss_whole.iter().zip(&loss_parts) {
+            assert!((a - b).abs() < 1e-5, "loss {a} vs {b}");
+        }
+        let diff = whole
+            .iter()
+            .zip(&parts)
+            .flat_map(|((_, a), (_, b))| a.iter().zip(b).map(|(x, y)| (x - y).abs()))
+            .fold(0f32, f32::max);
+        assert!(diff < 1e-5, "weights differ by {diff}");
+        // The untrained model moved: the comparison is not between two untouched copies.
+        let untouched = weights(&tiny_lm(dir.path()));
+        assert_ne!(untouched, whole);
+    }
+
+    #[test]
+    fn the_automatic_micro_batch_keeps_activations_under_the_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let lm = tiny_lm(dir.path());
+        let ex = three_examples(&lm);
+        let cfg = SftConfig {
+            batch_size: 8,
+            ..Default::default()
+        };
+        // A tiny model fits the whole batch; SmolLM2-sized sequences of 256 tokens do not.
+        assert_eq!(micro_batch(&lm, &ex, &cfg), 8);
+        let smol = crate::DecoderConfig {
+            vocab: 49152,
+            hidden: 576,
+            ffn: 1536,
+            layers: 30,
+            heads: 9,
+            kv_heads: 3,
+            rope_theta: 1e5,
+            rms_eps: 1e-5,
+            tied: true,
+            context: 8192,
+            attn_bias: false,
+        };
+        let per = activation_bytes(&smol, 256, true);
+        assert!(per > 512 << 20 && per < 2 << 30, "{per}");
+        let fits = (ACTIVATION_BUDGET / per) as usize;
+        assert!((1..8).contains(&fits), "{fits}");
+        assert_eq!(
+            micro_batch(
+                &lm,
+                &ex,
+                &SftConfig {
+                    micro_batch: 3,
+                    ..cfg.clone()
+                }
+            ),
+            3
+        );
+        assert_eq!(
+            micro_batch(
+                &lm,
+                &ex,
+                &SftConfig {
+                    micro_batch: 30,
+                    ..cfg
+                }
+            ),
+            8
+        );
     }
 
     fn weights(lm: &Lm) -> Vec<(String, Vec<f32>)> {

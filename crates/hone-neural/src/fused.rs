@@ -1,8 +1,9 @@
 //! Fused CPU kernels with their own backward passes for any model's training path: exact GELU, softmax
-//! over the last dimension and LayerNorm. Written out in candle's elementwise ops each costs 5–10
-//! temporaries and as many backward nodes per call; here each is one pass forward and one pass backward,
-//! split over candle's thread count. Checked against the written-out ops in `tests/fused.rs` (values and
-//! gradients), and as a whole training step of a tiny BERT in `hone-encoder`'s `tests/fused_paths.rs`.
+//! over the last dimension, LayerNorm, and the log-probability of each row's target (a language
+//! model's loss). Written out in candle's elementwise ops each costs 5–10 temporaries and as many
+//! backward nodes per call; here each is one pass forward and one pass backward, split over candle's
+//! thread count. Checked against the written-out ops in `tests/fused.rs` (values and gradients), and
+//! as a whole training step of a tiny BERT in `hone-encoder`'s `tests/fused_paths.rs`.
 //!
 //! The structural ops here exist for candle's backward pass: it gives every input of every node a
 //! zero-filled gradient buffer and adds into it, and computes gradients for constant inputs too (a dropout
@@ -330,6 +331,141 @@ pub fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor
         .apply_op3(w, b, LayerNorm { eps: eps as f32 })
 }
 
+/// `log_softmax(logits)[i, targets[i]]` per row of `logits (n, vocab)`, shape `(n,)`, with a backward
+/// pass that recomputes the softmax from the logits: one `(n, vocab)` buffer (the gradient) instead of
+/// the half-dozen a written-out log-softmax and gather keep for backward. For a language model's loss,
+/// where `vocab` is 49,152 and every kept buffer is hundreds of megabytes.
+pub fn picked_log_softmax(logits: &Tensor, targets: &[u32]) -> Result<Tensor> {
+    let (n, v) = logits.dims2()?;
+    if targets.len() != n {
+        bail!("picked log-softmax: {n} rows, {} targets", targets.len());
+    }
+    if let Some(&t) = targets.iter().find(|&&t| t as usize >= v) {
+        bail!("picked log-softmax: target {t} outside a vocabulary of {v}");
+    }
+    if !applies(logits) || disabled() {
+        let t = Tensor::from_slice(targets, (n, 1), logits.device())?;
+        let logp = log_softmax_unfused(logits)?;
+        return logp.gather(&t, 1)?.squeeze(1);
+    }
+    logits.contiguous()?.apply_op1(PickedLogSoftmax {
+        targets: Arc::new(targets.to_vec()),
+    })
+}
+
+/// Log-softmax over the last dimension in candle's differentiable ops (the unfused path).
+fn log_softmax_unfused(x: &Tensor) -> Result<Tensor> {
+    let m = x.max_keepdim(candle_core::D::Minus1)?.detach();
+    let shifted = x.broadcast_sub(&m)?;
+    let lse = shifted.exp()?.sum_keepdim(candle_core::D::Minus1)?.log()?;
+    shifted.broadcast_sub(&lse)
+}
+
+/// The row's maximum and `log Σ exp(x - max)`.
+fn row_lse(row: &[f32]) -> (f32, f32) {
+    let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let s: f32 = row.iter().map(|&x| exp_neg(x - m)).sum();
+    (m, s.ln())
+}
+
+struct PickedLogSoftmax {
+    targets: Arc<Vec<u32>>,
+}
+
+impl CustomOp1 for PickedLogSoftmax {
+    fn name(&self) -> &'static str {
+        "hone-picked-log-softmax"
+    }
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = slice(s, l, "picked log-softmax")?;
+        let v = l.dims().last().copied().unwrap_or(1).max(1);
+        let n = x.len() / v;
+        let mut out = vec![0f32; n];
+        let targets = &self.targets;
+        // One output value per row of `v` inputs: split by rows, as many as a thread's share.
+        let per_thread = |o: &mut [f32], r0: usize| {
+            for (j, y) in o.iter_mut().enumerate() {
+                let r = r0 + j;
+                let row = &x[r * v..(r + 1) * v];
+                let (m, lse) = row_lse(row);
+                *y = row[targets[r] as usize] - m - lse;
+            }
+        };
+        par_rows_weighted(&mut out, v, &per_thread);
+        Ok((CpuStorage::F32(out), Shape::from(n)))
+    }
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(arg.contiguous()?.apply_op2_no_bwd(
+            &grad.contiguous()?,
+            &PickedLogSoftmaxGrad {
+                targets: self.targets.clone(),
+            },
+        )?))
+    }
+}
+
+/// `g_i · (onehot(t_i) - softmax(x_i))`.
+struct PickedLogSoftmaxGrad {
+    targets: Arc<Vec<u32>>,
+}
+
+impl CustomOp2 for PickedLogSoftmaxGrad {
+    fn name(&self) -> &'static str {
+        "hone-picked-log-softmax-grad"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = slice(s1, l1, "picked log-softmax grad x")?;
+        let g = slice(s2, l2, "picked log-softmax grad")?;
+        let v = l1.dims().last().copied().unwrap_or(1).max(1);
+        if x.len() != g.len() * v {
+            bail!(
+                "picked log-softmax grad: {} values, {} gradients",
+                x.len(),
+                g.len()
+            );
+        }
+        let targets = &self.targets;
+        let mut out = vec![0f32; x.len()];
+        par_rows(&mut out, v, &|o, r0| {
+            for (j, row_out) in o.chunks_mut(v).enumerate() {
+                let r = r0 + j;
+                let row = &x[r * v..(r + 1) * v];
+                let (m, lse) = row_lse(row);
+                let gi = g[r];
+                let shift = m + lse;
+                for (y, &z) in row_out.iter_mut().zip(row) {
+                    *y = -gi * exp_neg(z - shift);
+                }
+                row_out[targets[r] as usize] += gi;
+            }
+        });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+}
+
+/// [`par_rows`] for an output of one value per input row of `row_cost` values: splits by rows when the
+/// input is large, however short the output.
+fn par_rows_weighted(out: &mut [f32], row_cost: usize, f: &(dyn Fn(&mut [f32], usize) + Sync)) {
+    let rows = out.len();
+    let threads = candle_core::utils::get_num_threads().clamp(1, rows.max(1));
+    if threads == 1 || rows * row_cost < 32_768 {
+        f(out, 0);
+        return;
+    }
+    let per = rows.div_ceil(threads);
+    std::thread::scope(|s| {
+        for (i, chunk) in out.chunks_mut(per).enumerate() {
+            s.spawn(move || f(chunk, i * per));
+        }
+    });
+}
+
 /// Whether the fused kernels apply: f32 on the CPU.
 pub fn applies(x: &Tensor) -> bool {
     x.dtype() == candle_core::DType::F32 && x.device().is_cpu()
@@ -437,6 +573,87 @@ impl CustomOp3 for Linear {
 pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
     x.contiguous()?
         .apply_op3(&weight.contiguous()?, &bias.contiguous()?, Linear)
+}
+
+/// `x · Wᵀ` over the last dimension (`weight` `(out, in)` as in PyTorch), one node in the graph whose
+/// backward computes the weight's gradient only when the weight is trained. Candle's matmul computes
+/// the gradient of both factors whatever they are: for a LoRA model that is every frozen weight's
+/// gradient (the size of the model), computed and kept until backward ends (f32, CPU).
+pub fn linear_no_bias(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
+    x.contiguous()?
+        .apply_op2(&weight.contiguous()?, LinearNoBias)
+}
+
+struct LinearNoBias;
+
+impl CustomOp2 for LinearNoBias {
+    fn name(&self) -> &'static str {
+        "hone-linear-no-bias"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = slice(s1, l1, "linear x")?;
+        let w = slice(s2, l2, "linear weight")?;
+        let (out_f, in_f) = l2.shape().dims2()?;
+        if l1.dims().last() != Some(&in_f) {
+            bail!("linear: x {:?}, weight {:?}", l1.dims(), l2.dims());
+        }
+        let rows = x.len() / in_f.max(1);
+        let mut dst = vec![0f32; rows * out_f];
+        // dst (rows × out) = x (rows × in) · Wᵀ (in × out); Wᵀ read through W's strides.
+        // SAFETY: every pointer covers the extent gemm reads or writes: dst rows·out, x rows·in, W out·in.
+        unsafe {
+            gemm::gemm(
+                rows,
+                out_f,
+                in_f,
+                dst.as_mut_ptr(),
+                1,
+                out_f as isize,
+                false,
+                x.as_ptr(),
+                1,
+                in_f as isize,
+                w.as_ptr(),
+                in_f as isize,
+                1,
+                0.0f32,
+                1.0f32,
+                false,
+                false,
+                false,
+                gemm_parallelism(),
+            );
+        }
+        let mut dims = l1.dims().to_vec();
+        *dims.last_mut().unwrap_or(&mut 0) = out_f;
+        Ok((CpuStorage::F32(dst), Shape::from(dims)))
+    }
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (out_f, in_f) = w.dims2()?;
+        let rows = x.elem_count() / in_f.max(1);
+        let g = grad.contiguous()?.reshape((rows, out_f))?;
+        let dx = x
+            .track_op()
+            .then(|| g.matmul(&w.detach())?.reshape(x.shape()))
+            .transpose()?;
+        let dw = w
+            .track_op()
+            .then(|| g.t()?.matmul(&x.detach().reshape((rows, in_f))?))
+            .transpose()?;
+        Ok((dx, dw))
+    }
 }
 
 /// `softmax(scale · x + mask)` over the last dimension of attention scores `(batch, heads, q, k)` with an

@@ -330,3 +330,84 @@ fn head_split_and_merge_are_the_reshape_transpose_and_its_inverse() {
         "24 is not a multiple of 5 heads"
     );
 }
+
+#[test]
+fn picked_log_softmax_matches_log_softmax_and_gather() {
+    for (rows, vocab, seed) in [(3usize, 7usize, 1u64), (37, 1500, 2)] {
+        let x = randn(&[rows, vocab], seed, 4.0);
+        let targets: Vec<u32> = (0..rows).map(|i| ((i * 7919) % vocab) as u32).collect();
+        let r = randn(&[rows], seed + 10, 1.0);
+        let t = Tensor::from_slice(&targets, (rows, 1), &Device::Cpu).unwrap();
+        let (y1, g1) = run(&|z| fused::picked_log_softmax(z, &targets).unwrap(), &x, &r);
+        let (y2, g2) = run(
+            &|z| {
+                candle_nn::ops::log_softmax(z, D::Minus1)
+                    .unwrap()
+                    .gather(&t, 1)
+                    .unwrap()
+                    .squeeze(1)
+                    .unwrap()
+            },
+            &x,
+            &r,
+        );
+        assert!(
+            max_abs_diff(&y1, &y2) < 1e-5,
+            "value {}",
+            max_abs_diff(&y1, &y2)
+        );
+        assert!(
+            max_abs_diff(&g1, &g2) < 1e-5,
+            "gradient {}",
+            max_abs_diff(&g1, &g2)
+        );
+    }
+    let x = randn(&[2, 5], 3, 1.0);
+    assert!(
+        fused::picked_log_softmax(&x, &[0]).is_err(),
+        "one target for two rows"
+    );
+    assert!(
+        fused::picked_log_softmax(&x, &[0, 5]).is_err(),
+        "a target outside the vocabulary"
+    );
+}
+
+#[test]
+fn linear_no_bias_matches_matmul_and_skips_frozen_weights() {
+    let x = randn(&[3, 5, 7], 4, 1.0);
+    let w = randn(&[11, 7], 5, 1.0);
+    let r = randn(&[3, 5, 11], 6, 1.0);
+    let wv = Var::from_tensor(&w).unwrap();
+    let xv = Var::from_tensor(&x).unwrap();
+    let grads = |fused_path: bool| {
+        let y = if fused_path {
+            fused::linear_no_bias(xv.as_tensor(), wv.as_tensor()).unwrap()
+        } else {
+            xv.as_tensor()
+                .broadcast_matmul(&wv.as_tensor().t().unwrap())
+                .unwrap()
+        };
+        let g = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        (
+            y,
+            g.get(xv.as_tensor()).unwrap().clone(),
+            g.get(wv.as_tensor()).unwrap().clone(),
+        )
+    };
+    let (y1, gx1, gw1) = grads(true);
+    let (y2, gx2, gw2) = grads(false);
+    assert!(
+        max_abs_diff(&y1, &y2) < 1e-5,
+        "value {}",
+        max_abs_diff(&y1, &y2)
+    );
+    assert!(max_abs_diff(&gx1, &gx2) < 1e-5, "x gradient");
+    assert!(max_abs_diff(&gw1, &gw2) < 1e-5, "weight gradient");
+    // A frozen weight gets no gradient at all: nothing computed, nothing kept.
+    let y = fused::linear_no_bias(xv.as_tensor(), &w).unwrap();
+    let g = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+    assert!(g.get(xv.as_tensor()).is_some());
+    assert!(g.get(&w).is_none());
+    assert!(fused::linear_no_bias(&x, &randn(&[11, 6], 7, 1.0)).is_err());
+}

@@ -454,8 +454,21 @@ pub fn train_and_evaluate(
             weight_decay: spec.params.weight_decay,
             max_grad_norm: spec.params.max_grad_norm,
             seed,
+            micro_batch: spec.params.micro_batch,
         };
-        let label = format!("train {name}");
+        let micro = sft::micro_batch(&lm, &examples, &cfg);
+        let longest = examples.iter().map(|e| e.ids.len()).max().unwrap_or(0);
+        report.micro_batch = micro;
+        report.activation_bytes = micro as u64
+            * sft::activation_bytes(
+                lm.decoder().config(),
+                longest,
+                lm.decoder().lora().is_some(),
+            );
+        let label = format!(
+            "train {name} (micro-batch {micro}, ~{:.1} GiB of activations)",
+            report.activation_bytes as f64 / (1u64 << 30) as f64
+        );
         // The estimate: 6 FLOPs per parameter per trained token (forward and backward), and the
         // wall time of the first step times the number of steps, priced by [costs].
         let params_total: usize = lm

@@ -181,6 +181,7 @@ pub const LM_PARAMS: &[&str] = &[
     "patience",
     "checkpoint_every",
     "checkpoint_dir",
+    "micro_batch",
 ];
 
 /// A language model's `method` values.
@@ -264,6 +265,10 @@ pub struct LmParams {
     /// Where checkpoints go (resolved against the project root, kept after the run); by default a
     /// directory under `.hone/checkpoints/` that hone removes once the run is stored.
     pub checkpoint_dir: Option<PathBuf>,
+    /// Sequences run through the model at once; a batch is split into micro-batches of this size
+    /// with the same gradient. 0 (default): the largest whose activations fit 2 GiB
+    /// (`hone_lm::sft::ACTIVATION_BUDGET`).
+    pub micro_batch: usize,
 }
 
 impl Default for LmParams {
@@ -300,6 +305,7 @@ impl Default for LmParams {
             patience: 0,
             checkpoint_every: 50,
             checkpoint_dir: None,
+            micro_batch: 0,
         }
     }
 }

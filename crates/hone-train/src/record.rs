@@ -228,6 +228,12 @@ pub struct LmTrainReport {
     /// The optimiser step a checkpoint was resumed at, when the run was resumed.
     #[serde(default)]
     pub resumed_at_step: Option<u64>,
+    /// Sequences run through the model at once, and the estimated activation memory that kept
+    /// for backward (bytes), from `hone_lm::sft::activation_bytes`.
+    #[serde(default)]
+    pub micro_batch: usize,
+    #[serde(default)]
+    pub activation_bytes: u64,
 }
 
 impl LmTrainReport {
