@@ -48,10 +48,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     .ok()
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(0.05),
-                targets: LoraConfig::targets()
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect(),
+                // LORA_TARGETS=q_proj,k_proj,v_proj,o_proj (hone's default); every projection otherwise.
+                targets: match std::env::var("LORA_TARGETS") {
+                    Ok(t) => t.split(',').map(str::to_string).collect(),
+                    Err(_) => LoraConfig::targets()
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect(),
+                },
             },
             0,
         )?;
@@ -82,6 +86,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut dropout = hone_neural::Dropout::new(1);
         let (loss, _) = sft::batch_loss(&lm, &batch, Some(&mut dropout))?;
         let fwd = vm_hwm_kib() / 1024;
+        let loss_value = loss.to_scalar::<f32>()?;
         let grads = loss.backward()?;
         let bwd = vm_hwm_kib() / 1024;
         let ids: Vec<_> = grads.get_ids().copied().collect();
@@ -98,7 +103,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         drop(grads);
         println!(
             "{}",
-            serde_json::json!({"forward_peak_mib": fwd, "backward_peak_mib": bwd, "loaded_mib": loaded_kib / 1024})
+            serde_json::json!({"loss": loss_value, "forward_peak_mib": fwd, "backward_peak_mib": bwd, "loaded_mib": loaded_kib / 1024})
         );
         return Ok(());
     }

@@ -384,6 +384,9 @@ fn linear(x: &Tensor, w: &Tensor) -> CResult<Tensor> {
 }
 
 fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> CResult<Tensor> {
+    if hone_neural::fused::applies(x) && !hone_neural::fused::disabled() {
+        return hone_neural::fused::rms_norm(x, w, eps);
+    }
     let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
     x.broadcast_div(&(ms + eps)?.sqrt()?)?.broadcast_mul(w)
 }
@@ -407,6 +410,9 @@ fn rotate_half(x: &Tensor) -> CResult<Tensor> {
 
 /// Rotary embedding in the half-split layout: `x (b, h, t, d)`, `cos`/`sin` `(b or 1, 1, t, d)`.
 fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> CResult<Tensor> {
+    if hone_neural::fused::applies(x) && !hone_neural::fused::disabled() {
+        return hone_neural::fused::rope(x, cos, sin);
+    }
     x.broadcast_mul(cos)? + rotate_half(x)?.broadcast_mul(sin)?
 }
 
@@ -909,8 +915,13 @@ impl Decoder {
                 .reshape((b, t, cfg.heads * hd))?;
             x = (x + self.project(l, O, &att, dropout.as_deref_mut())?)?;
             let h = rms_norm(&x, &l.mlp_norm, cfg.rms_eps)?;
-            let g = self.project(l, GATE, &h, dropout.as_deref_mut())?.silu()?;
-            let m = (g * self.project(l, UP, &h, dropout.as_deref_mut())?)?;
+            let g = self.project(l, GATE, &h, dropout.as_deref_mut())?;
+            let u = self.project(l, UP, &h, dropout.as_deref_mut())?;
+            let m = if hone_neural::fused::applies(&g) && !hone_neural::fused::disabled() {
+                hone_neural::fused::silu_mul(&g, &u)?
+            } else {
+                (g.silu()? * u)?
+            };
             x = (x + self.project(l, DOWN, &m, dropout.as_deref_mut())?)?;
         }
         Ok(x)

@@ -466,6 +466,333 @@ fn par_rows_weighted(out: &mut [f32], row_cost: usize, f: &(dyn Fn(&mut [f32], u
     });
 }
 
+/// RMSNorm over the last dimension, `x / sqrt(mean(x²) + eps) · w`, with a fused backward pass that
+/// computes `w`'s gradient only when `w` trains (f32, CPU). Written out it is six ops, each a buffer kept
+/// for backward, and candle's backward of the broadcast weight is a strided reduction even for a frozen
+/// weight.
+pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
+    x.contiguous()?
+        .apply_op2(&w.contiguous()?, RmsNorm { eps: eps as f32 })
+}
+
+struct RmsNorm {
+    eps: f32,
+}
+
+/// `1 / sqrt(mean(row²) + eps)`.
+#[inline]
+fn inv_rms(row: &[f32], eps: f32) -> f32 {
+    let ss: f32 = row.iter().map(|v| v * v).sum();
+    1.0 / (ss / row.len().max(1) as f32 + eps).sqrt()
+}
+
+impl CustomOp2 for RmsNorm {
+    fn name(&self) -> &'static str {
+        "hone-rms-norm"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = slice(s1, l1, "rms norm x")?;
+        let w = slice(s2, l2, "rms norm weight")?;
+        let n = w.len();
+        if l1.dims().last() != Some(&n) {
+            bail!("rms norm: x {:?}, weight {:?}", l1.dims(), l2.dims());
+        }
+        let eps = self.eps;
+        let mut out = vec![0f32; x.len()];
+        par_rows(&mut out, n, &|o, r0| {
+            for (j, row) in o.chunks_mut(n).enumerate() {
+                let xr = &x[(r0 + j) * n..(r0 + j + 1) * n];
+                let r = inv_rms(xr, eps);
+                for ((y, &v), &g) in row.iter_mut().zip(xr).zip(w) {
+                    *y = v * r * g;
+                }
+            }
+        });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let n = w.elem_count();
+        let rows = x.elem_count() / n.max(1);
+        let (xd, wd, gd) = (x.detach(), w.detach(), grad.contiguous()?.detach());
+        let dx = x
+            .track_op()
+            .then(|| xd.apply_op3_no_bwd(&wd, &gd, &RmsNormGradX { eps: self.eps }))
+            .transpose()?;
+        let dw = if w.track_op() {
+            // Σ over rows of dy · x̂, one row of partial sums per thread chunk.
+            let (xv, gv) = (
+                xd.flatten_all()?.to_vec1::<f32>()?,
+                gd.flatten_all()?.to_vec1::<f32>()?,
+            );
+            let mut acc = vec![0f32; n];
+            for r in 0..rows {
+                let xr = &xv[r * n..(r + 1) * n];
+                let ir = inv_rms(xr, self.eps);
+                for ((a, &v), &g) in acc.iter_mut().zip(xr).zip(&gv[r * n..(r + 1) * n]) {
+                    *a += g * v * ir;
+                }
+            }
+            Some(Tensor::from_vec(acc, w.shape(), w.device())?)
+        } else {
+            None
+        };
+        Ok((dx, dw))
+    }
+}
+
+/// `dx = r · (dy·w − x̂ · mean(dy·w·x̂))` per row, `r = 1/rms(x)`, `x̂ = x·r`.
+struct RmsNormGradX {
+    eps: f32,
+}
+
+impl CustomOp3 for RmsNormGradX {
+    fn name(&self) -> &'static str {
+        "hone-rms-norm-grad"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = slice(s1, l1, "rms norm grad x")?;
+        let w = slice(s2, l2, "rms norm grad weight")?;
+        let g = slice(s3, l3, "rms norm grad")?;
+        let n = w.len();
+        if x.len() != g.len() {
+            bail!("rms norm grad: {} values, {} gradients", x.len(), g.len());
+        }
+        let eps = self.eps;
+        let mut out = vec![0f32; x.len()];
+        par_rows(&mut out, n, &|o, r0| {
+            for (j, row) in o.chunks_mut(n).enumerate() {
+                let at = (r0 + j) * n;
+                let (xr, gr) = (&x[at..at + n], &g[at..at + n]);
+                let r = inv_rms(xr, eps);
+                let dot: f32 = xr
+                    .iter()
+                    .zip(gr)
+                    .zip(w)
+                    .map(|((&v, &dy), &wv)| dy * wv * v * r)
+                    .sum::<f32>()
+                    / n as f32;
+                for (((y, &v), &dy), &wv) in row.iter_mut().zip(xr).zip(gr).zip(w) {
+                    *y = r * (dy * wv - v * r * dot);
+                }
+            }
+        });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+}
+
+/// Rotary embedding in the half-split layout, `x·cos + rotate_half(x)·sin`, for `x` `(b, h, t, d)` and
+/// tables `(1 or b, 1, t, d)`, as one op whose backward gives `x` its gradient and the constant tables
+/// none (f32, CPU). Written out it is seven ops and two broadcast gradients computed for the tables.
+pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    x.contiguous()?.apply_op3(
+        &cos.contiguous()?,
+        &sin.contiguous()?,
+        Rope { inverse: false },
+    )
+}
+
+/// `inverse`: the transpose of the rotation (the backward pass), `dy·cos + rotate_halfᵀ(dy·sin)`.
+struct Rope {
+    inverse: bool,
+}
+
+impl CustomOp3 for Rope {
+    fn name(&self) -> &'static str {
+        "hone-rope"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = slice(s1, l1, "rope x")?;
+        let cos = slice(s2, l2, "rope cos")?;
+        let sin = slice(s3, l3, "rope sin")?;
+        let (b, h, t, d) = l1.shape().dims4()?;
+        let (tb, _, tt, td) = l2.shape().dims4()?;
+        if tt != t || td != d || !(tb == 1 || tb == b) || l3.dims() != l2.dims() || d % 2 != 0 {
+            bail!(
+                "rope: x {:?}, tables {:?} and {:?}",
+                l1.dims(),
+                l2.dims(),
+                l3.dims()
+            );
+        }
+        let half = d / 2;
+        let inverse = self.inverse;
+        let mut out = vec![0f32; x.len()];
+        // Rows of d values: row index = ((bi * h) + hi) * t + ti.
+        par_rows(&mut out, d, &|o, r0| {
+            for (j, row) in o.chunks_mut(d).enumerate() {
+                let r = r0 + j;
+                let (bi, ti) = (r / (h * t), r % t);
+                let tab = ((if tb == 1 { 0 } else { bi }) * t + ti) * d;
+                let (c, s) = (&cos[tab..tab + d], &sin[tab..tab + d]);
+                let xr = &x[r * d..(r + 1) * d];
+                for i in 0..half {
+                    let (a, z) = (xr[i], xr[i + half]);
+                    if inverse {
+                        row[i] = a * c[i] + z * s[i + half];
+                        row[i + half] = z * c[i + half] - a * s[i];
+                    } else {
+                        row[i] = a * c[i] - z * s[i];
+                        row[i + half] = z * c[i + half] + a * s[i + half];
+                    }
+                }
+            }
+        });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+    fn bwd(
+        &self,
+        _x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let dx = grad.contiguous()?.detach().apply_op3_no_bwd(
+            &cos.detach(),
+            &sin.detach(),
+            &Rope { inverse: true },
+        )?;
+        Ok((Some(dx), None, None))
+    }
+}
+
+/// SwiGLU's gate, `silu(gate) · up`, as one op with a fused backward pass (f32, CPU): written out it is
+/// two ops and three buffers kept for backward.
+pub fn silu_mul(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
+    if gate.dims() != up.dims() {
+        bail!("silu·mul: gate {:?}, up {:?}", gate.dims(), up.dims());
+    }
+    gate.contiguous()?.apply_op2(&up.contiguous()?, SiluMul)
+}
+
+struct SiluMul;
+
+#[inline(always)]
+fn sigmoid(x: f32) -> f32 {
+    // exp_neg takes x ≤ 0: σ(x) = 1/(1+e^-x) for x ≥ 0, e^x/(1+e^x) below.
+    if x >= 0.0 {
+        1.0 / (1.0 + exp_neg(-x))
+    } else {
+        let e = exp_neg(x);
+        e / (1.0 + e)
+    }
+}
+
+impl CustomOp2 for SiluMul {
+    fn name(&self) -> &'static str {
+        "hone-silu-mul"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = slice(s1, l1, "silu·mul gate")?;
+        let u = slice(s2, l2, "silu·mul up")?;
+        let mut out = vec![0f32; g.len()];
+        par_rows(&mut out, 1024, &|o, r0| {
+            let base = r0 * 1024;
+            for (i, y) in o.iter_mut().enumerate() {
+                let v = g[base + i];
+                *y = v * sigmoid(v) * u[base + i];
+            }
+        });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+    fn bwd(
+        &self,
+        gate: &Tensor,
+        up: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (g, u, dy) = (gate.detach(), up.detach(), grad.contiguous()?.detach());
+        let both = g.apply_op3_no_bwd(&u, &dy, &SiluMulGrad)?;
+        let n = g.elem_count();
+        let flat = both.flatten_all()?;
+        let dg = flat.narrow(0, 0, n)?.reshape(gate.shape())?;
+        let du = flat.narrow(0, n, n)?.reshape(up.shape())?;
+        Ok((Some(dg), Some(du)))
+    }
+}
+
+/// Both gradients of `silu(g)·u` in one buffer: `[dy·u·silu'(g) ; dy·silu(g)]`.
+struct SiluMulGrad;
+
+impl CustomOp3 for SiluMulGrad {
+    fn name(&self) -> &'static str {
+        "hone-silu-mul-grad"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = slice(s1, l1, "silu·mul grad gate")?;
+        let u = slice(s2, l2, "silu·mul grad up")?;
+        let dy = slice(s3, l3, "silu·mul grad")?;
+        let n = g.len();
+        let mut out = vec![0f32; 2 * n];
+        let (dg, du) = out.split_at_mut(n);
+        let work = |dg: &mut [f32], du: &mut [f32], at: usize| {
+            for (i, (a, b)) in dg.iter_mut().zip(du.iter_mut()).enumerate() {
+                let v = g[at + i];
+                let s = sigmoid(v);
+                let silu = v * s;
+                *a = dy[at + i] * u[at + i] * s * (1.0 + v * (1.0 - s));
+                *b = dy[at + i] * silu;
+            }
+        };
+        let threads = candle_core::utils::get_num_threads().clamp(1, 8);
+        if threads == 1 || n < 32_768 {
+            work(dg, du, 0);
+        } else {
+            let per = n.div_ceil(threads);
+            std::thread::scope(|s| {
+                for (i, (a, b)) in dg.chunks_mut(per).zip(du.chunks_mut(per)).enumerate() {
+                    let work = &work;
+                    s.spawn(move || work(a, b, i * per));
+                }
+            });
+        }
+        Ok((CpuStorage::F32(out), Shape::from(2 * n)))
+    }
+}
+
 /// Whether the fused kernels apply: f32 on the CPU.
 pub fn applies(x: &Tensor) -> bool {
     x.dtype() == candle_core::DType::F32 && x.device().is_cpu()

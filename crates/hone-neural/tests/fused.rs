@@ -411,3 +411,148 @@ fn linear_no_bias_matches_matmul_and_skips_frozen_weights() {
     assert!(g.get(&w).is_none());
     assert!(fused::linear_no_bias(&x, &randn(&[11, 6], 7, 1.0)).is_err());
 }
+
+#[test]
+fn rms_norm_matches_the_written_out_form() {
+    for (shape, seed) in [
+        (vec![3usize, 5, 7], 1u64),
+        (vec![70, 600], 2),
+        (vec![2, 255, 576], 3),
+    ] {
+        let n = *shape.last().unwrap();
+        let x = randn(&shape, seed, 2.0);
+        let w = randn(&[n], seed + 1, 1.0);
+        let r = randn(&shape, seed + 2, 1.0);
+        let wv = Var::from_tensor(&w).unwrap();
+        let grads = |fused_path: bool| {
+            let xv = Var::from_tensor(&x).unwrap();
+            let y = if fused_path {
+                fused::rms_norm(xv.as_tensor(), wv.as_tensor(), 1e-5).unwrap()
+            } else {
+                let ms = xv
+                    .as_tensor()
+                    .sqr()
+                    .unwrap()
+                    .mean_keepdim(D::Minus1)
+                    .unwrap();
+                xv.as_tensor()
+                    .broadcast_div(&(ms + 1e-5).unwrap().sqrt().unwrap())
+                    .unwrap()
+                    .broadcast_mul(wv.as_tensor())
+                    .unwrap()
+            };
+            let g = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            (
+                y,
+                g.get(xv.as_tensor()).unwrap().clone(),
+                g.get(wv.as_tensor()).unwrap().clone(),
+            )
+        };
+        let (y1, gx1, gw1) = grads(true);
+        let (y2, gx2, gw2) = grads(false);
+        assert!(
+            max_abs_diff(&y1, &y2) < 1e-5,
+            "value {}",
+            max_abs_diff(&y1, &y2)
+        );
+        assert!(
+            max_abs_diff(&gx1, &gx2) < 1e-4,
+            "x gradient {}",
+            max_abs_diff(&gx1, &gx2)
+        );
+        assert!(
+            max_abs_diff(&gw1, &gw2) < 1e-3,
+            "w gradient {}",
+            max_abs_diff(&gw1, &gw2)
+        );
+        // A frozen weight: no gradient for it.
+        let xv = Var::from_tensor(&x).unwrap();
+        let y = fused::rms_norm(xv.as_tensor(), &w, 1e-5).unwrap();
+        let g = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        assert!(g.get(&w).is_none());
+    }
+}
+
+#[test]
+fn rope_matches_the_written_out_form() {
+    // Tables shared by the batch (training) and one per row (generation with left padding).
+    // The last case is SmolLM2's query shape at 2 × 255 tokens: split over threads.
+    for (b, tb, h, t, d, seed) in [
+        (2usize, 1usize, 3usize, 5usize, 8usize, 1u64),
+        (3, 3, 3, 5, 8, 2),
+        (2, 1, 9, 255, 64, 3),
+    ] {
+        let x = randn(&[b, h, t, d], seed, 1.0);
+        let cos = randn(&[tb, 1, t, d], seed + 1, 1.0);
+        let sin = randn(&[tb, 1, t, d], seed + 2, 1.0);
+        let r = randn(&[b, h, t, d], seed + 3, 1.0);
+        let written = |x: &Tensor| {
+            let a = x.narrow(D::Minus1, 0, d / 2).unwrap();
+            let z = x.narrow(D::Minus1, d / 2, d / 2).unwrap();
+            let rot = Tensor::cat(&[&z.neg().unwrap(), &a], D::Minus1).unwrap();
+            (x.broadcast_mul(&cos).unwrap() + rot.broadcast_mul(&sin).unwrap()).unwrap()
+        };
+        let (y1, g1) = run(&|x| fused::rope(x, &cos, &sin).unwrap(), &x, &r);
+        let (y2, g2) = run(&written, &x, &r);
+        assert!(
+            max_abs_diff(&y1, &y2) < 1e-6,
+            "value {}",
+            max_abs_diff(&y1, &y2)
+        );
+        assert!(
+            max_abs_diff(&g1, &g2) < 1e-6,
+            "gradient {}",
+            max_abs_diff(&g1, &g2)
+        );
+    }
+    let x = randn(&[1, 1, 4, 6], 9, 1.0);
+    assert!(
+        fused::rope(
+            &x,
+            &randn(&[1, 1, 3, 6], 1, 1.0),
+            &randn(&[1, 1, 3, 6], 2, 1.0)
+        )
+        .is_err()
+    );
+}
+
+#[test]
+fn silu_mul_matches_the_written_out_form() {
+    for (shape, seed) in [(vec![3usize, 5, 7], 1u64), (vec![70, 1100], 2)] {
+        let g = randn(&shape, seed, 3.0);
+        let u = randn(&shape, seed + 1, 1.0);
+        let r = randn(&shape, seed + 2, 1.0);
+        let grads = |fused_path: bool| {
+            let (gv, uv) = (Var::from_tensor(&g).unwrap(), Var::from_tensor(&u).unwrap());
+            let y = if fused_path {
+                fused::silu_mul(gv.as_tensor(), uv.as_tensor()).unwrap()
+            } else {
+                (gv.as_tensor().silu().unwrap() * uv.as_tensor()).unwrap()
+            };
+            let s = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            (
+                y,
+                s.get(gv.as_tensor()).unwrap().clone(),
+                s.get(uv.as_tensor()).unwrap().clone(),
+            )
+        };
+        let (y1, dg1, du1) = grads(true);
+        let (y2, dg2, du2) = grads(false);
+        assert!(
+            max_abs_diff(&y1, &y2) < 1e-5,
+            "value {}",
+            max_abs_diff(&y1, &y2)
+        );
+        assert!(
+            max_abs_diff(&dg1, &dg2) < 1e-5,
+            "gate gradient {}",
+            max_abs_diff(&dg1, &dg2)
+        );
+        assert!(
+            max_abs_diff(&du1, &du2) < 1e-5,
+            "up gradient {}",
+            max_abs_diff(&du1, &du2)
+        );
+    }
+    assert!(fused::silu_mul(&randn(&[2, 3], 1, 1.0), &randn(&[3, 2], 2, 1.0)).is_err());
+}

@@ -1,0 +1,40 @@
+"""bench/lm stage 5, step time: hone's LoRA training step (examples/lm_train_step) against the peer's
+(step_peer.py), same shapes, rounds interleaved; min and median over rounds of each run's steps after the
+first, peak RSS, per thread count.
+
+    python compare_steps.py BENCH_WORK RESULTS.json RESULTS.md
+"""
+import datetime
+import json
+import pathlib
+import statistics
+import sys
+
+work, results_path, md_path = pathlib.Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+summary = {}
+for threads in (1, 2):
+    side = {}
+    for name in ("hone", "peer"):
+        runs = [json.loads(p.read_text()) for p in sorted(work.glob(f"step-{name}-t{threads}-r*.json"))]
+        steps = [s for r in runs for s in r["step_seconds"][1:]]
+        if not steps:
+            continue
+        side[name] = {"min": min(steps), "median": statistics.median(steps),
+                      "peak_rss_mib": max(r["peak_rss_mib"] for r in runs), "rounds": len(runs)}
+    if len(side) == 2:
+        side["ratio_hone_over_peer"] = {k: side["hone"][k] / side["peer"][k] for k in ("min", "median")}
+        side["rss_ratio_hone_over_peer"] = side["hone"]["peak_rss_mib"] / side["peer"]["peak_rss_mib"]
+    summary[f"{threads}t"] = side
+res = json.load(open(results_path)) if pathlib.Path(results_path).exists() else {}
+res["finetune_step"] = {"at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                        "batch": 8, "length": 256, "summary": summary}
+json.dump(res, open(results_path, "w"), indent=1)
+print(json.dumps(summary, indent=1))
+cells = []
+for t, s in summary.items():
+    if "ratio_hone_over_peer" in s:
+        cells.append(f"{t}: step hone {s['hone']['median']:.2f} s vs peer {s['peer']['median']:.2f} s "
+                     f"(ratio median {s['ratio_hone_over_peer']['median']:.3f}, min {s['ratio_hone_over_peer']['min']:.3f}), "
+                     f"peak RSS {s['hone']['peak_rss_mib']} vs {s['peer']['peak_rss_mib']} MiB")
+with open(md_path, "a") as f:
+    f.write(f"| lm finetune step | {res['finetune_step']['at'][:10]} | LoRA q/k/v/o, 8 x 256; " + "; ".join(cells) + " |\n")

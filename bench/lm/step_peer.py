@@ -1,0 +1,46 @@
+"""bench/lm stage 5, step time: the peer's LoRA training step (transformers + peft, rank 16, alpha 32,
+dropout 0.05 on q/k/v/o) on BATCH synthetic sequences of LENGTH tokens, the second half trainable, as
+hone's `examples/lm_train_step` builds them. Prints one JSON line: seconds per step, min and median of
+all steps but the first, peak RSS.
+
+    BENCH_THREADS=1 python step_peer.py MODEL.gguf BATCH LENGTH STEPS
+"""
+import json
+import os
+import pathlib
+import resource
+import sys
+import time
+
+import torch
+from peft import LoraConfig, get_peft_model
+from transformers import AutoModelForCausalLM
+
+model_path, batch, length, steps = sys.argv[1], *map(int, sys.argv[2:5])
+torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
+torch.manual_seed(0)
+gguf = pathlib.Path(model_path)
+model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, torch_dtype=torch.float32)
+model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05,
+                                         target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+                                         task_type="CAUSAL_LM"))
+params = [p for p in model.parameters() if p.requires_grad]
+opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.0)
+vocab = model.config.vocab_size
+model.train()
+times = []
+for s in range(steps):
+    ids = torch.randint(0, vocab, (batch, length))
+    labels = ids.clone()
+    labels[:, : length // 2] = -100
+    t0 = time.perf_counter()
+    loss = model(input_ids=ids, labels=labels).loss
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    times.append(time.perf_counter() - t0)
+rest = sorted(times[1:] or times)
+print(json.dumps({"side": "peer", "batch": batch, "length": length, "threads": torch.get_num_threads(),
+                  "step_seconds": times, "min": rest[0], "median": rest[len(rest) // 2],
+                  "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}))
