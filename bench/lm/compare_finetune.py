@@ -113,10 +113,17 @@ res["finetune"] = result
 json.dump(res, open(results_path, "w"), indent=1)
 print(json.dumps(result, indent=1))
 fmt = lambda v: f"{v[0]:.4f} [{v[1]:.4f}, {v[2]:.4f}]"
-lines = [f"| lm finetune | {result['at'][:10]} | {len(common)} test answers; ROUGE-L base {fmt(table['base (hone)']['rouge_l'])}, "
-         f"LoRA hone {fmt(table['lora (hone)']['rouge_l'])}, LoRA peer {fmt(table['lora (peer)']['rouge_l'])}; "
-         f"hone − peer ROUGE-L {fmt(delta['rouge_l'])}, chrF {fmt(delta['chrf'])}; "
-         f"step ratio {result.get('step_ratio_hone_over_peer', float('nan')):.3f}; "
-         f"peak RSS hone {hone_rss_mib} MiB (whole run) vs peer {peer['peak_rss_mib_after_training']} MiB (training) |"]
+day = result["at"][:10]
+lines = [
+    f"| {day} | lm | LoRA fine-tuning, Bitext replies ({len(common)} test answers, same records, split and recipe), "
+    f"ROUGE-L | {fmt(table['lora (hone)']['rouge_l'])} | {fmt(table['lora (peer)']['rouge_l'])} | "
+    f"hone − peer {fmt(delta['rouge_l'])} | base {fmt(table['base (hone)']['rouge_l'])}; chrF hone − peer "
+    f"{fmt(delta['chrf'])} |",
+    f"| {day} | lm | LoRA fine-tuning run: mean step (8 × ≤256 tokens, 2 threads) and peak RSS | "
+    f"{result.get('step_seconds_mean', {}).get('hone', float('nan')):.2f} s, {hone_rss_mib} MiB (whole `hone run`) | "
+    f"{result.get('step_seconds_mean', {}).get('peer', float('nan')):.2f} s, {peer['peak_rss_mib_after_training']} MiB | "
+    f"{result.get('step_ratio_hone_over_peer', float('nan')):.3f}x | hone micro-batch "
+    f"{(hone_train or {}).get('micro_batch')} |",
+]
 with open(md_path, "a") as f:
     f.write("\n".join(lines) + "\n")

@@ -30,11 +30,11 @@ res["finetune_step"] = {"at": datetime.datetime.now(datetime.timezone.utc).isofo
                         "batch": 8, "length": 256, "summary": summary}
 json.dump(res, open(results_path, "w"), indent=1)
 print(json.dumps(summary, indent=1))
-cells = []
-for t, s in summary.items():
-    if "ratio_hone_over_peer" in s:
-        cells.append(f"{t}: step hone {s['hone']['median']:.2f} s vs peer {s['peer']['median']:.2f} s "
-                     f"(ratio median {s['ratio_hone_over_peer']['median']:.3f}, min {s['ratio_hone_over_peer']['min']:.3f}), "
-                     f"peak RSS {s['hone']['peak_rss_mib']} vs {s['peer']['peak_rss_mib']} MiB")
+day = res["finetune_step"]["at"][:10]
 with open(md_path, "a") as f:
-    f.write(f"| lm finetune step | {res['finetune_step']['at'][:10]} | LoRA q/k/v/o, 8 x 256; " + "; ".join(cells) + " |\n")
+    for t, s in summary.items():
+        if "ratio_hone_over_peer" in s:
+            f.write(f"| {day} | lm | LoRA training step (q/k/v/o), 8 × 256 synthetic, {t} (min / median of steps 2–3) | "
+                    f"{s['hone']['min']:.2f} / {s['hone']['median']:.2f} s | {s['peer']['min']:.2f} / {s['peer']['median']:.2f} s | "
+                    f"{s['ratio_hone_over_peer']['min']:.3f}x / {s['ratio_hone_over_peer']['median']:.3f}x | "
+                    f"peak RSS {s['hone']['peak_rss_mib']} vs {s['peer']['peak_rss_mib']} MiB |\n")
