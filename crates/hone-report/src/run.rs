@@ -26,6 +26,7 @@ pub struct Interval {
 }
 
 /// One model's row in the comparison table.
+#[derive(Clone)]
 pub struct ModelLine<'a> {
     pub id: &'a str,
     pub name: &'a str,
@@ -41,6 +42,7 @@ pub struct ModelLine<'a> {
 }
 
 /// What `†` means under the models table.
+const NO_DEV_NOTE: &str = "No model has a dev score (the split has no dev set), so the chosen model is simply the earliest listed: hone never chooses on the test set. Give `[split] dev` a share to rank the models.";
 const FOLDED_NOTE: &str = "† refitted on train + dev after dev ranked it ([split] fold_dev); its dev macro-F1 is the train-only fit's, its test figures the refit's.";
 
 /// The chosen model's charts and slices.
@@ -127,6 +129,11 @@ fn ci(v: &Interval) -> String {
 }
 
 impl RunReport<'_> {
+    /// Several models and not one dev score: the choice fell to the order of the list.
+    fn no_dev_scores(&self) -> bool {
+        self.runs.len() > 1 && self.runs.iter().all(|r| r.dev_macro_f1.is_none())
+    }
+
     fn model_rows(&self) -> Vec<[String; 9]> {
         self.runs
             .iter()
@@ -189,6 +196,9 @@ impl RunReport<'_> {
         h.push_str("</table>");
         if self.runs.iter().any(|r| r.dev_folded) {
             h.push_str(&format!("<p class=muted>{}</p>", esc(FOLDED_NOTE)));
+        }
+        if self.no_dev_scores() {
+            h.push_str(&format!("<p class=muted>{}</p>", esc(NO_DEV_NOTE)));
         }
         if !self.comparisons.is_empty() {
             h.push_str(&format!("<h2>Comparisons ({})</h2><table><tr><th>comparison</th><th>Δ {}</th><th>95% CI</th><th>p</th><th>verdict</th></tr>", self.names.comparison, self.names.primary));
@@ -253,6 +263,9 @@ impl RunReport<'_> {
         }
         if self.runs.iter().any(|r| r.dev_folded) {
             m.push_str(&format!("\n{}\n", md(FOLDED_NOTE)));
+        }
+        if self.no_dev_scores() {
+            m.push_str(&format!("\n{}\n", md(NO_DEV_NOTE)));
         }
         for c in &self.comparisons {
             m.push_str(&format!(
@@ -338,5 +351,14 @@ mod tests {
             md.contains("ngram †") && md.contains("† refitted on train + dev"),
             "{md}"
         );
+        assert!(!md.contains("No model has a dev score"), "{md}");
+        // Two models without dev scores: the report says the choice was the list's order.
+        let mut no_dev = r;
+        no_dev.runs[0].dev_macro_f1 = None;
+        let mut second = no_dev.runs[0].clone();
+        second.name = "lora";
+        no_dev.runs.push(second);
+        assert!(no_dev.markdown().contains("No model has a dev score"));
+        assert!(no_dev.html().contains("No model has a dev score"));
     }
 }
