@@ -62,6 +62,8 @@ hone_base = run_of("base")
 peer = json.load(open(peer_dir / "peer.json"))
 peer_answers = {a["id"]: a["completion"] for a in map(json.loads, open(peer_dir / "peer-answers.jsonl"))}
 sides = {"base (hone)": answers_of(hone_base), "lora (hone)": answers_of(hone_lora), "lora (peer)": peer_answers}
+if db.execute("select 1 from runs where model = 'sft'").fetchone():
+    sides["sft (hone)"] = answers_of(run_of("sft"))
 common = set.intersection(*(set(a) for a in sides.values()))
 table = {}
 for name, ans in sides.items():

@@ -70,8 +70,8 @@ rm -rf "$BENCH_WORK/export"
 "$HONE_BIN" -C "$proj" export --model tuned --out "$BENCH_WORK/export"
 "$BENCH_PY" "$here/export_check.py" "$model" "$BENCH_WORK/export" "$BENCH_WORK/logits-hone.jsonl" "$HONE_ROOT/bench/results/lm.json" "$HONE_ROOT/bench/RESULTS.md"
 # Stage 5: fine-tuning side by side. A Bitext support-reply project (330 records, every 13th line of
-# train_full.jsonl; 231 train, 99 frozen test) through `hone run` with hone's default LoRA recipe (one
-# epoch here, to fit the machine), then the same recipe in transformers + peft on the same curated records
+# train_full.jsonl; 231 train, 99 frozen test) through `hone run` with hone's default LoRA recipe and full
+# SFT (one epoch each here, to fit the machine; the peer runs the LoRA recipe), then the same recipe in transformers + peft on the same curated records
 # and test set; both sides' test answers scored by the same code. Then the training step alone at 1 and 2
 # threads on synthetic batches of 8 x 256 (hone's examples/lm_train_step against step_peer.py), interleaved.
 ft="$BENCH_WORK/finetune"
@@ -99,6 +99,14 @@ name = "lora"
 kind = "lm"
 path = "$model"
 method = "lora"
+[model.params]
+epochs = 1
+max_new_tokens = 64
+[[model]]
+name = "sft"
+kind = "lm"
+path = "$model"
+method = "sft"
 [model.params]
 epochs = 1
 max_new_tokens = 64
