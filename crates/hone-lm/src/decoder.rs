@@ -747,12 +747,7 @@ impl Decoder {
         ids: &Tensor,
         dropout: Option<&mut hone_neural::Dropout>,
     ) -> Result<Tensor> {
-        let (_, t) = ids.dims2()?;
-        let positions: Vec<u32> = (0..t as u32).collect();
-        let pos = Tensor::new(positions.as_slice(), &self.device)?.unsqueeze(0)?;
-        let mask = causal_mask(&[0], t, 0, &self.device)?;
-        let mut cache = None;
-        Ok(self.run(ids, &pos, &mask, &mut cache, dropout)?)
+        self.logits(&self.hidden_train(ids, dropout)?)
     }
 
     /// Feeds `ids (batch, t)` after what `cache` holds and returns the logits of the last position

@@ -812,6 +812,44 @@ fn gemm_parallelism() -> gemm::Parallelism {
     }
 }
 
+/// `dst (rows × out) = [dst +] x (rows × in) · Wᵀ (in × out)`, Wᵀ read through W's strides; `add`
+/// keeps what `dst` holds (a bias) and adds to it.
+fn gemm_x_wt(
+    dst: &mut [f32],
+    x: &[f32],
+    w: &[f32],
+    rows: usize,
+    out_f: usize,
+    in_f: usize,
+    add: bool,
+) {
+    assert!(dst.len() >= rows * out_f && x.len() >= rows * in_f && w.len() >= out_f * in_f);
+    // SAFETY: the assert above: every pointer covers the extent gemm reads or writes.
+    unsafe {
+        gemm::gemm(
+            rows,
+            out_f,
+            in_f,
+            dst.as_mut_ptr(),
+            1,
+            out_f as isize,
+            add,
+            x.as_ptr(),
+            1,
+            in_f as isize,
+            w.as_ptr(),
+            in_f as isize,
+            1,
+            if add { 1.0f32 } else { 0.0 },
+            1.0f32,
+            false,
+            false,
+            false,
+            gemm_parallelism(),
+        );
+    }
+}
+
 /// `x · Wᵀ + b` over the last dimension of `x`, the bias folded into the gemm.
 struct Linear;
 
@@ -845,31 +883,7 @@ impl CustomOp3 for Linear {
         for _ in 0..rows {
             dst.extend_from_slice(b);
         }
-        // dst (rows × out) = 1·dst + x (rows × in) · Wᵀ (in × out); Wᵀ read through W's strides.
-        // SAFETY: every pointer covers the extent gemm reads or writes: dst rows·out, x rows·in, W out·in.
-        unsafe {
-            gemm::gemm(
-                rows,
-                out_f,
-                in_f,
-                dst.as_mut_ptr(),
-                1,
-                out_f as isize,
-                true,
-                x.as_ptr(),
-                1,
-                in_f as isize,
-                w.as_ptr(),
-                in_f as isize,
-                1,
-                1.0f32,
-                1.0f32,
-                false,
-                false,
-                false,
-                gemm_parallelism(),
-            );
-        }
+        gemm_x_wt(&mut dst, x, w, rows, out_f, in_f, true);
         let mut dims = l1.dims().to_vec();
         *dims.last_mut().unwrap_or(&mut 0) = out_f;
         Ok((CpuStorage::F32(dst), Shape::from(dims)))
@@ -932,31 +946,7 @@ impl CustomOp2 for LinearNoBias {
         }
         let rows = x.len() / in_f.max(1);
         let mut dst = vec![0f32; rows * out_f];
-        // dst (rows × out) = x (rows × in) · Wᵀ (in × out); Wᵀ read through W's strides.
-        // SAFETY: every pointer covers the extent gemm reads or writes: dst rows·out, x rows·in, W out·in.
-        unsafe {
-            gemm::gemm(
-                rows,
-                out_f,
-                in_f,
-                dst.as_mut_ptr(),
-                1,
-                out_f as isize,
-                false,
-                x.as_ptr(),
-                1,
-                in_f as isize,
-                w.as_ptr(),
-                in_f as isize,
-                1,
-                0.0f32,
-                1.0f32,
-                false,
-                false,
-                false,
-                gemm_parallelism(),
-            );
-        }
+        gemm_x_wt(&mut dst, x, w, rows, out_f, in_f, false);
         let mut dims = l1.dims().to_vec();
         *dims.last_mut().unwrap_or(&mut 0) = out_f;
         Ok((CpuStorage::F32(dst), Shape::from(dims)))
