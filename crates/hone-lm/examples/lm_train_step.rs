@@ -1,7 +1,8 @@
 //! Times language-model training steps and reads the peak resident memory: STEPS optimiser steps of
 //! LoRA (or full) SFT on BATCH synthetic sequences of LENGTH tokens, the second half of each trainable
 //! (a prompt and its answer). Prints one JSON line: seconds per step (each, min, median), peak RSS
-//! (`VmHWM`) and the micro-batch used. Threads follow `RAYON_NUM_THREADS`. For bench/lm and for sizing
+//! (`VmHWM`) and the micro-batch used. Threads follow `RAYON_NUM_THREADS`. MODEL may be a Hugging Face
+//! directory (`hone export` of a pre-trained run); `LM_STEP_TRAIN_ALL=1` trains every token. For bench/lm and for sizing
 //! the memory estimate; `hone run` is the product path.
 //!
 //! ```text
@@ -61,6 +62,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         )?;
     }
     let vocab = lm.info().vocab as u64;
+    // LM_STEP_TRAIN_ALL=1: every token but the first trained, as in pre-training.
+    let from = if std::env::var_os("LM_STEP_TRAIN_ALL").is_some() {
+        1
+    } else {
+        length / 2
+    };
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
     let examples: Vec<Example> = (0..batch * steps)
         .map(|i| {
@@ -72,7 +79,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     (state % vocab) as u32
                 })
                 .collect();
-            let train = (0..length).map(|j| j >= length / 2).collect();
+            let train = (0..length).map(|j| j >= from).collect();
             Example {
                 id: format!("x{i}"),
                 ids,

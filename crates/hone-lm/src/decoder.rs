@@ -391,14 +391,16 @@ fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> CResult<Tensor> {
     x.broadcast_div(&(ms + eps)?.sqrt()?)?.broadcast_mul(w)
 }
 
-fn softmax(x: &Tensor) -> CResult<Tensor> {
-    if hone_neural::fused::applies(x) && !hone_neural::fused::disabled() {
-        hone_neural::fused::softmax_last_dim(x)
-    } else {
-        let m = x.max_keepdim(D::Minus1)?;
-        let e = x.broadcast_sub(&m)?.exp()?;
-        e.broadcast_div(&e.sum_keepdim(D::Minus1)?)
+/// `softmax(scale · scores + mask)`, scores `(b, heads, t, total)`, mask `(b | 1, 1, t, total)`: one
+/// fused op (the mask gets no gradient) or, for f64 and under `HONE_UNFUSED`, the written-out ops.
+fn masked_softmax(scores: &Tensor, mask: &Tensor, scale: f64) -> CResult<Tensor> {
+    if hone_neural::fused::applies(scores) && !hone_neural::fused::disabled() {
+        return hone_neural::fused::masked_softmax(scores, &mask.squeeze(1)?, scale);
     }
+    let x = (scores * scale)?.broadcast_add(mask)?;
+    let m = x.max_keepdim(D::Minus1)?;
+    let e = x.broadcast_sub(&m)?.exp()?;
+    e.broadcast_div(&e.sum_keepdim(D::Minus1)?)
 }
 
 fn rotate_half(x: &Tensor) -> CResult<Tensor> {
@@ -899,10 +901,9 @@ impl Decoder {
             // each key/value head are stacked along the query axis.
             let total = k.dim(2)?;
             let qg = q.reshape((b, cfg.kv_heads, rep * t, hd))?;
-            let scores = (qg.matmul(&k.t()?)? * scale)?
-                .reshape((b, cfg.heads, t, total))?
-                .broadcast_add(mask)?;
-            let p = softmax(&scores)?.reshape((b, cfg.kv_heads, rep * t, total))?;
+            let scores = qg.matmul(&k.t()?)?.reshape((b, cfg.heads, t, total))?;
+            let p =
+                masked_softmax(&scores, mask, scale)?.reshape((b, cfg.kv_heads, rep * t, total))?;
             let att = p
                 .matmul(&v)?
                 .reshape((b, cfg.heads, t, hd))?

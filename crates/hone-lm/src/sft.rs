@@ -319,6 +319,30 @@ pub fn micro_batch(lm: &Lm, examples: &[Example], cfg: &SftConfig) -> usize {
     ((ACTIVATION_BUDGET / per) as usize).clamp(1, bs)
 }
 
+/// The padded tokens each optimiser step of [`train_with`] runs through the model (per micro-batch,
+/// its rows times its longest sequence), in training order over every epoch: what a step's time
+/// follows, for estimates made from the first steps.
+pub fn step_work(examples: &[Example], cfg: &SftConfig, micro: usize) -> Vec<u64> {
+    let (bs, accum, micro) = (cfg.batch_size.max(1), cfg.grad_accum.max(1), micro.max(1));
+    let mut out = Vec::new();
+    for epoch in 0..cfg.epochs {
+        let order = epoch_order(examples.len(), cfg.seed, epoch);
+        let batches: Vec<&[usize]> = order.chunks(bs).collect();
+        for group in batches.chunks(accum) {
+            let work = group
+                .iter()
+                .flat_map(|b| b.chunks(micro))
+                .map(|part| {
+                    let longest = part.iter().map(|&i| examples[i].ids.len()).max();
+                    (part.len() * longest.unwrap_or(0)) as u64
+                })
+                .sum();
+            out.push(work);
+        }
+    }
+    out
+}
+
 /// Where training checkpoints go and how often they are written.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Checkpoints {
@@ -744,6 +768,46 @@ mod tests {
         let path = dir.join("tiny.gguf");
         testing::tiny_gguf(&path, 11).unwrap();
         Lm::load(&path).unwrap()
+    }
+
+    #[test]
+    fn step_work_counts_each_steps_padded_tokens_in_training_order() {
+        let lens = [3usize, 5, 2, 7, 4];
+        let examples: Vec<Example> = lens
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| Example {
+                id: format!("e{i}"),
+                ids: vec![1; n],
+                train: vec![true; n],
+            })
+            .collect();
+        let cfg = SftConfig {
+            epochs: 2,
+            batch_size: 2,
+            seed: 5,
+            ..Default::default()
+        };
+        // One sequence per pass: each epoch's work is every token once; 3 steps per epoch.
+        let w = step_work(&examples, &cfg, 1);
+        assert_eq!(w.len(), 6);
+        assert_eq!(w[..3].iter().sum::<u64>(), 21);
+        assert_eq!(w[3..].iter().sum::<u64>(), 21);
+        // Whole batches pad to their longest: the first step's batch is the epoch's first two.
+        let order = epoch_order(5, 5, 0);
+        let padded = step_work(&examples, &cfg, 2);
+        assert_eq!(padded[0], 2 * lens[order[0]].max(lens[order[1]]) as u64);
+        assert_eq!(padded[2], lens[order[4]] as u64);
+        // Accumulation folds two batches into one step.
+        let accum = step_work(
+            &examples,
+            &SftConfig {
+                grad_accum: 2,
+                ..cfg
+            },
+            1,
+        );
+        assert_eq!((accum.len(), accum[0]), (4, w[0] + w[1]));
     }
 
     #[test]

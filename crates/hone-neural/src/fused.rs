@@ -992,23 +992,43 @@ impl CustomOp2 for MaskedSoftmax {
     ) -> Result<(CpuStorage, Shape)> {
         let x = slice(s1, l1, "masked softmax x")?;
         let m = slice(s2, l2, "masked softmax mask")?;
-        let (b, k) = l2.shape().dims2()?;
         let n = l1.dims().last().copied().unwrap_or(0);
-        if n != k || b == 0 || x.len() % (b * k) != 0 {
+        let batch = l1.dims().first().copied().unwrap_or(0);
+        // The mask row of score row `r`: `(batch, k)` has one row per batch item; `(batch | 1, q, k)`
+        // one per query position of each item (or of all items), the heads sharing it.
+        let (mb, q, k) = match *l2.dims() {
+            [b, k] => (b, 1, k),
+            [b, q, k] => (b, q, k),
+            _ => bail!(
+                "masked softmax: mask {:?} is not 2- or 3-dimensional",
+                l2.dims()
+            ),
+        };
+        let fits = n == k
+            && q > 0
+            && k > 0
+            && batch > 0
+            && (mb == batch || mb == 1)
+            && x.len() % (batch * q * k) == 0;
+        if !fits {
             bail!(
                 "masked softmax: scores {:?}, mask {:?}",
                 l1.dims(),
                 l2.dims()
             );
         }
-        let rows_per_batch = x.len() / (b * k);
+        let rows_per_batch = x.len() / (batch * k);
+        let mask_row = |r: usize| {
+            let item = if mb == 1 { 0 } else { r / rows_per_batch };
+            item * q + r % q
+        };
         let scale = self.scale;
         let mut out = vec![0f32; x.len()];
         par_rows(&mut out, n, &|o, r0| {
             for (j, row) in o.chunks_mut(n).enumerate() {
                 let r = r0 + j;
                 let xr = &x[r * n..(r + 1) * n];
-                let mr = &m[(r / rows_per_batch) * n..(r / rows_per_batch + 1) * n];
+                let mr = &m[mask_row(r) * n..(mask_row(r) + 1) * n];
                 let mut mx = f32::NEG_INFINITY;
                 for ((y, &v), &a) in row.iter_mut().zip(xr).zip(mr) {
                     *y = v * scale + a;
@@ -1040,7 +1060,8 @@ impl CustomOp2 for MaskedSoftmax {
 }
 
 /// `softmax(scale · scores + mask)` over the last dimension; `scores` `(batch, heads, q, k)`, `mask`
-/// `(batch, k)` additive (0 for tokens, a large negative number for padding), constant (f32, CPU).
+/// additive (0 for tokens, a large negative number for padding), constant (f32, CPU): `(batch, k)` (an
+/// encoder's padding) or `(batch | 1, q, k)` (a decoder's causal mask with left padding).
 pub fn masked_softmax(scores: &Tensor, mask: &Tensor, scale: f64) -> Result<Tensor> {
     scores.contiguous()?.apply_op2(
         &mask.contiguous()?,

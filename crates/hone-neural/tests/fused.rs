@@ -266,6 +266,55 @@ fn masked_softmax_matches_scale_add_mask_softmax_and_gives_the_mask_no_gradient(
 }
 
 #[test]
+fn masked_softmax_takes_a_causal_mask_per_query_shared_by_the_heads() {
+    // A decoder's mask: (batch | 1, q, k), causal with `pads[i]` left-padded keys for item i.
+    for (b, h, q, past, shared, seed) in [
+        (3usize, 4usize, 6usize, 0usize, false, 70u64),
+        (2, 3, 5, 2, false, 71),
+        (2, 9, 7, 0, true, 72),
+    ] {
+        let k = past + q;
+        let x = randn(&[b, h, q, k], seed, 3.0);
+        let r = randn(&[b, h, q, k], seed + 1, 1.0);
+        let rows = if shared { 1 } else { b };
+        let mut m = Vec::with_capacity(rows * q * k);
+        for item in 0..rows {
+            for j in 0..q {
+                for key in 0..k {
+                    let visible = key <= past + j && key >= item;
+                    m.push(if visible { 0.0 } else { f32::MIN });
+                }
+            }
+        }
+        let mask = Tensor::from_vec(m, (rows, q, k), &Device::Cpu).unwrap();
+        let scale = 0.125;
+        let (y1, g1) = run(&|t| fused::masked_softmax(t, &mask, scale).unwrap(), &x, &r);
+        let reference = |t: &Tensor| {
+            let z = (t * scale)
+                .unwrap()
+                .broadcast_add(&mask.unsqueeze(1).unwrap())
+                .unwrap();
+            let mx = z.max_keepdim(D::Minus1).unwrap().detach();
+            let e = z.broadcast_sub(&mx).unwrap().exp().unwrap();
+            let sum = e.sum_keepdim(D::Minus1).unwrap();
+            e.broadcast_div(&sum).unwrap()
+        };
+        let (y2, g2) = run(&reference, &x, &r);
+        assert!(max_abs_diff(&y1, &y2) < 1e-6, "{}", max_abs_diff(&y1, &y2));
+        assert!(max_abs_diff(&g1, &g2) < 1e-5, "{}", max_abs_diff(&g1, &g2));
+        // The first query of the first item (no padding) sees no key after its own position.
+        let row = y1.get(0).unwrap().get(h - 1).unwrap().get(0).unwrap();
+        let row = row.to_vec1::<f32>().unwrap();
+        assert_eq!(row[past + 1..].iter().sum::<f32>(), 0.0, "{row:?}");
+    }
+    let x = randn(&[2, 3, 4, 4], 80, 1.0);
+    let wrong = Tensor::zeros((3, 4, 4), candle_core::DType::F32, &Device::Cpu).unwrap();
+    assert!(fused::masked_softmax(&x, &wrong, 1.0).is_err());
+    let empty = Tensor::zeros((2, 0, 4), candle_core::DType::F32, &Device::Cpu).unwrap();
+    assert!(fused::masked_softmax(&x, &empty, 1.0).is_err());
+}
+
+#[test]
 fn dropout_ops_multiply_by_their_mask_and_pass_the_residual_gradient_through() {
     let shape = [6usize, 33];
     let x = randn(&shape, 60, 1.0);

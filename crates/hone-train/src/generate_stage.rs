@@ -319,6 +319,9 @@ pub fn run_params(spec: &LmSpec) -> Result<serde_json::Value> {
     Ok(p)
 }
 
+/// Steps after the first whose pace makes the recorded training-time estimate.
+const ESTIMATE_STEPS: usize = 4;
+
 /// The decoder shape a `pretrain` model asks for (its vocabulary is the trained tokenizer's).
 pub fn pretrain_shape(p: &LmParams) -> hone_lm::DecoderConfig {
     hone_lm::DecoderConfig {
@@ -531,20 +534,34 @@ pub fn train_and_evaluate(
                 .costs
                 .budget_seconds(spec.params.device == "cuda"),
         };
-        // The first step pays for allocations the others reuse: the estimate is the first step
-        // plus the second step's time for each step after it (the first step alone until then).
-        let (mut estimate, mut first): (Option<f64>, Option<f64>) = (None, None);
+        // The estimate: the time so far plus the remaining padded tokens (`sft::step_work`) at the
+        // rate of the steps after the first one seen (the first pays for allocations the others
+        // reuse). The one recorded is the estimate shown after ESTIMATE_STEPS steps.
+        let work = sft::step_work(&examples, &cfg, micro);
+        let mut after = vec![0u64; work.len() + 1];
+        for (i, w) in work.iter().enumerate().rev() {
+            after[i] = after[i + 1] + w;
+        }
+        let (mut estimate, mut seen): (Option<f64>, Option<(usize, f64)>) = (None, None);
         let trained = sft::train_with(&mut lm, &examples, &cfg, control, &mut |s| {
             let now = started.elapsed().as_secs_f64();
-            let total = s.total as f64;
-            let secs = match (s.step, first) {
-                (0, _) => {
-                    first = Some(now);
-                    now * total
+            let step = s.step as usize;
+            let left = after.get(step + 1).copied().unwrap_or(0) as f64;
+            let secs = match seen {
+                None => {
+                    seen = Some((step, now));
+                    now + now / work.get(step).copied().unwrap_or(1).max(1) as f64 * left
                 }
-                (1, Some(t0)) => *estimate.insert(t0 + (now - t0) * (total - 1.0)),
-                _ => estimate.unwrap_or(now * total / (s.step + 1) as f64),
+                Some((first, t)) => {
+                    let done = (after[first + 1] - after[step + 1]).max(1) as f64;
+                    now + (now - t) / done * left
+                }
             };
+            if seen.is_some_and(|(first, _)| step == first + ESTIMATE_STEPS)
+                || (estimate.is_none() && step + 1 == work.len())
+            {
+                estimate = Some(secs);
+            }
             (cell.borrow_mut())(Progress::Pass {
                 name: &format!(
                     "{label}: step {}/{} loss {:.3} (estimate {secs:.0} s, ${:.4})",
@@ -557,9 +574,6 @@ pub fn train_and_evaluate(
                 total: s.total as usize,
             });
         })?;
-        if estimate.is_none() {
-            estimate = first;
-        }
         report.estimated_seconds = estimate;
         report.train_loop_seconds = Some(trained.seconds);
         report.ended = Some(trained.ended);

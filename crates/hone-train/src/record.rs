@@ -207,9 +207,9 @@ pub struct LmTrainReport {
     pub without_target: usize,
     /// blake3 of the chat template every prompt was rendered with (training, evaluation, predict).
     pub template_hash: Option<String>,
-    /// The pre-run estimate: training FLOPs (6 per parameter per trained token) and wall seconds
-    /// (the first step plus the second step × the remaining steps), beside the measured seconds of
-    /// the training loop.
+    /// The estimate: training FLOPs (6 per parameter per trained token) and wall seconds as shown
+    /// after the first five steps (their time plus the remaining padded tokens at the pace of steps
+    /// 2-5), beside the measured seconds of the training loop.
     #[serde(default)]
     pub flops: Option<f64>,
     #[serde(default)]
