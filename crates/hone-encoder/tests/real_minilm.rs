@@ -90,10 +90,13 @@ fn matches_candle_transformers_on_all_minilm_l6_v2() {
          hone f32 vs candle-transformers f32 {d:e}, hone f32 vs hone f64 {ours_vs_64:e}, \
          candle-transformers f32 vs hone f64 {ref_vs_64:e}"
     );
-    // f32 rounding alone moves these states by ~4e-5 (either implementation vs f64), so the absolute
-    // 1e-5 bound is checked relative to their scale, and hone must be no less accurate than the reference.
-    assert!(d / scale <= 1e-5, "{d} / {scale}");
+    // f32 rounding alone moves these states by 3-5e-5 (either implementation vs f64, which of the two
+    // is closer depends on the matmul kernels: AVX2 or AVX-512), so the 1e-5 bound is checked against
+    // the f64 ground truth, relative to the states' scale; hone must be no less accurate than the
+    // reference, and the two f32 implementations agree to within the sum of their rounding.
+    assert!(ours_vs_64 / scale <= 1e-5, "{ours_vs_64} / {scale}");
     assert!(ours_vs_64 <= ref_vs_64 * 1.5, "{ours_vs_64} vs {ref_vs_64}");
+    assert!(d / scale <= 2e-5, "{d} / {scale}");
     // Sentence embeddings (mean pooling + L2), what the encoder is used for: absolute bound 1e-5.
     let emb =
         |h: &candle_core::Tensor| l2_normalize(&pool(h, &mask, Pooling::Mean).unwrap()).unwrap();
