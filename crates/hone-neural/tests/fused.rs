@@ -208,6 +208,15 @@ fn linear_matches_matmul_plus_bias_in_value_and_all_three_gradients() {
     }
 }
 
+/// `softmax(scale · x + mask)` written out in candle ops, the reference for the fused masked softmax.
+fn written_masked_softmax(x: &Tensor, mask: &Tensor, scale: f64) -> Tensor {
+    let z = (x * scale).unwrap().broadcast_add(mask).unwrap();
+    let mx = z.max_keepdim(D::Minus1).unwrap().detach();
+    let e = z.broadcast_sub(&mx).unwrap().exp().unwrap();
+    let sum = e.sum_keepdim(D::Minus1).unwrap();
+    e.broadcast_div(&sum).unwrap()
+}
+
 #[test]
 fn masked_softmax_matches_scale_add_mask_softmax_and_gives_the_mask_no_gradient() {
     for (b, h, s, seed) in [(2usize, 3usize, 5usize, 50u64), (4, 12, 64, 51)] {
@@ -223,16 +232,8 @@ fn masked_softmax_matches_scale_add_mask_softmax_and_gives_the_mask_no_gradient(
         let mask = Tensor::from_vec(m, (b, s), &Device::Cpu).unwrap();
         let scale = 0.125;
         let (y1, g1) = run(&|t| fused::masked_softmax(t, &mask, scale).unwrap(), &x, &r);
-        let reference = |t: &Tensor| {
-            let z = (t * scale)
-                .unwrap()
-                .broadcast_add(&mask.reshape((b, 1, 1, s)).unwrap())
-                .unwrap();
-            let mx = z.max_keepdim(D::Minus1).unwrap().detach();
-            let e = z.broadcast_sub(&mx).unwrap().exp().unwrap();
-            let sum = e.sum_keepdim(D::Minus1).unwrap();
-            e.broadcast_div(&sum).unwrap()
-        };
+        let reference =
+            |t: &Tensor| written_masked_softmax(t, &mask.reshape((b, 1, 1, s)).unwrap(), scale);
         let (y2, g2) = run(&reference, &x, &r);
         assert!(
             max_abs_diff(&y1, &y2) < 1e-6,
@@ -289,16 +290,7 @@ fn masked_softmax_takes_a_causal_mask_per_query_shared_by_the_heads() {
         let mask = Tensor::from_vec(m, (rows, q, k), &Device::Cpu).unwrap();
         let scale = 0.125;
         let (y1, g1) = run(&|t| fused::masked_softmax(t, &mask, scale).unwrap(), &x, &r);
-        let reference = |t: &Tensor| {
-            let z = (t * scale)
-                .unwrap()
-                .broadcast_add(&mask.unsqueeze(1).unwrap())
-                .unwrap();
-            let mx = z.max_keepdim(D::Minus1).unwrap().detach();
-            let e = z.broadcast_sub(&mx).unwrap().exp().unwrap();
-            let sum = e.sum_keepdim(D::Minus1).unwrap();
-            e.broadcast_div(&sum).unwrap()
-        };
+        let reference = |t: &Tensor| written_masked_softmax(t, &mask.unsqueeze(1).unwrap(), scale);
         let (y2, g2) = run(&reference, &x, &r);
         assert!(max_abs_diff(&y1, &y2) < 1e-6, "{}", max_abs_diff(&y1, &y2));
         assert!(max_abs_diff(&g1, &g2) < 1e-5, "{}", max_abs_diff(&g1, &g2));
