@@ -80,16 +80,20 @@ rm -rf "$BENCH_WORK/export"
 "$BENCH_PY" "$here/export_check.py" "$model" "$BENCH_WORK/export" "$BENCH_WORK/logits-hone.jsonl" "$HONE_ROOT/bench/results/lm.json" "$HONE_ROOT/bench/RESULTS.md"
 fi
 if stage 5; then
-# Stage 5: fine-tuning side by side. A Bitext support-reply project (330 records, every 13th line of
-# train_full.jsonl; 231 train, 99 frozen test) through `hone run` with hone's default LoRA recipe and full
-# SFT (one epoch each here, to fit the machine; the peer runs the LoRA recipe), then the same recipe in transformers + peft on the same curated records
-# and test set; both sides' test answers scored by the same code. Then the training step alone at 1 and 2
-# threads on synthetic batches of 8 x 256 (hone's examples/lm_train_step against step_peer.py), interleaved.
+# Stage 5: fine-tuning side by side, at the issue's size. A Bitext support-reply project (LM_FT_RECORDS,
+# default 1,340: every 3rd line of train_full.jsonl; a quarter frozen as test, so about 1,000 train and
+# 335 test) through `hone run` with hone's default LoRA recipe and full SFT (LM_FT_MODELS, default
+# "lora sft"; one epoch each, to fit the machine; the peer runs the LoRA recipe), then the same recipe in
+# transformers + peft on the same curated records and test set; both sides' test answers scored by the
+# same code. Then (unless LM_FT_STEPS=0) the training step alone at 1 and 2 threads on synthetic batches
+# of 8 x 256 (hone's examples/lm_train_step against step_peer.py), interleaved. On 2 cores the whole
+# stage takes about four hours (126 steps a side; at 231 training records a LoRA step took 29.5 s and a
+# full-SFT step 65 s), most of it full SFT; LM_FT_MODELS=lora takes under two.
 ft="$BENCH_WORK/finetune"
 rm -rf "$ft" && mkdir -p "$ft/data"
-"$BENCH_PY" - "$HONE_SHARED/datasets/bitext_customer_support/train_full.jsonl" "$ft/data/replies.jsonl" <<'PY'
+"$BENCH_PY" - "$HONE_SHARED/datasets/bitext_customer_support/train_full.jsonl" "$ft/data/replies.jsonl" "${LM_FT_RECORDS:-1340}" <<'PY'
 import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1])][::13][:330]
+rows = [json.loads(l) for l in open(sys.argv[1])][::3][:int(sys.argv[3])]
 with open(sys.argv[2], "w") as f:
     for r in rows:
         f.write(json.dumps({"id": r["id"], "question": r["text"], "answer": r["response"], "intent": r["label"]}) + "\n")
@@ -103,25 +107,13 @@ name = "bitext"
 path = "data/replies.jsonl"
 fields = { prompt = "question", target = "answer", topic = "intent" }
 [split]
-test = 0.3
+test = 0.25
 dev = 0.0
-[[model]]
-name = "lora"
-kind = "lm"
-path = "$model"
-method = "lora"
-[model.params]
-epochs = 1
-max_new_tokens = 64
-[[model]]
-name = "sft"
-kind = "lm"
-path = "$model"
-method = "sft"
-[model.params]
-epochs = 1
-max_new_tokens = 64
 TOML
+for m in ${LM_FT_MODELS:-lora sft}; do
+  printf '[[model]]\nname = "%s"\nkind = "lm"\npath = "%s"\nmethod = "%s"\n[model.params]\nepochs = 1\nmax_new_tokens = 64\n' \
+    "$m" "$model" "$m" >> "$ft/hone.toml"
+done
 threads=${BENCH_FT_THREADS:-2}
 /usr/bin/time -v "$HONE_BIN" --threads "$threads" -C "$ft" run > "$ft/hone-run.txt" 2> "$ft/hone-time.txt"
 "$HONE_BIN" -C "$ft" --json data show > "$ft/records.json"
@@ -134,6 +126,7 @@ PY
 "$BENCH_PY" -m pip install -q rouge-score sacrebleu
 "$BENCH_PY" "$here/finetune_peer.py" "$model" "$ft/records.json" "$ft/test-ids.json" "$ft" "$threads" 2> "$ft/peer-log.txt"
 "$BENCH_PY" "$here/compare_finetune.py" "$ft" "$ft/records.json" "$ft" "$ft/hone-time.txt" "$HONE_ROOT/bench/results/lm.json" "$HONE_ROOT/bench/RESULTS.md"
+if [ "${LM_FT_STEPS:-1}" != 0 ]; then
 rm -f "$BENCH_WORK"/step-*.json
 for round in $(seq 1 "${BENCH_ROUNDS:-2}"); do
   for threads in 1 2; do
@@ -143,6 +136,7 @@ for round in $(seq 1 "${BENCH_ROUNDS:-2}"); do
   done
 done
 "$BENCH_PY" "$here/compare_steps.py" "$BENCH_WORK" "$HONE_ROOT/bench/results/lm.json" "$HONE_ROOT/bench/RESULTS.md"
+fi
 fi
 # Stage 6: pre-training side by side. A decoder of ~6.5M parameters (6 layers, hidden 256, a BPE
 # tokenizer of up to 8,192 tokens trained by hone) from scratch on the shared datasets' longer texts:

@@ -357,10 +357,10 @@ pub struct Decoder {
     lora_vars: Vec<(String, Var)>,
 }
 
-/// `x · wᵀ` over the last dimension, `w` as PyTorch stores it `(out, in)`.
-/// Up to this many rows, [`linear`] multiplies from the weight's side.
+/// Up to this many rows, the unfused [`linear`] multiplies from the weight's side.
 const SMALL_ROWS: usize = 16;
 
+/// `x · wᵀ` over the last dimension, `w` as PyTorch stores it `(out, in)`.
 fn linear(x: &Tensor, w: &Tensor) -> CResult<Tensor> {
     let dims = x.dims().to_vec();
     let (last, lead) = dims
@@ -368,13 +368,14 @@ fn linear(x: &Tensor, w: &Tensor) -> CResult<Tensor> {
         .ok_or_else(|| candle_core::Error::Msg("rank 0".into()))?;
     let rows: usize = lead.iter().product();
     let x2 = x.reshape((rows, *last))?;
-    // A few rows (generation steps): W · xᵀ reads the weight in its stored row-major order; the
-    // product x · Wᵀ would have gemm repack the whole transposed weight on every call (the
-    // output projection alone is 49,152 × 576 for SmolLM2).
-    let y = if rows <= SMALL_ROWS {
-        w.matmul(&x2.t()?)?.t()?.contiguous()?
-    } else if hone_neural::fused::applies(&x2) && !hone_neural::fused::disabled() {
+    // The fused product handles a few rows (generation steps) itself (`hone_neural::skinny`).
+    // Unfused, W · xᵀ reads the weight in its stored row-major order; the product x · Wᵀ would have
+    // gemm repack the whole transposed weight on every call (the output projection alone is
+    // 49,152 × 576 for SmolLM2).
+    let y = if hone_neural::fused::applies(&x2) && !hone_neural::fused::disabled() {
         hone_neural::fused::linear_no_bias(&x2, w)?
+    } else if rows <= SMALL_ROWS {
+        w.matmul(&x2.t()?)?.t()?.contiguous()?
     } else {
         x2.matmul(&w.t()?)?
     };

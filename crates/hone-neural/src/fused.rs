@@ -813,7 +813,8 @@ fn gemm_parallelism() -> gemm::Parallelism {
 }
 
 /// `dst (rows × out) = [dst +] x (rows × in) · Wᵀ (in × out)`, Wᵀ read through W's strides; `add`
-/// keeps what `dst` holds (a bias) and adds to it.
+/// keeps what `dst` holds (a bias) and adds to it. Up to [`crate::skinny::MAX_ROWS`] rows go through
+/// [`crate::skinny`] instead of gemm.
 fn gemm_x_wt(
     dst: &mut [f32],
     x: &[f32],
@@ -824,6 +825,20 @@ fn gemm_x_wt(
     add: bool,
 ) {
     assert!(dst.len() >= rows * out_f && x.len() >= rows * in_f && w.len() >= out_f * in_f);
+    if rows <= crate::skinny::MAX_ROWS {
+        // A generation step: gemm's packing and panels cost more than the product.
+        if add {
+            let mut y = vec![0f32; rows * out_f];
+            crate::skinny::x_wt(&mut y, x, w, rows, out_f, in_f);
+            dst[..rows * out_f]
+                .iter_mut()
+                .zip(&y)
+                .for_each(|(d, v)| *d += v);
+        } else {
+            crate::skinny::x_wt(dst, x, w, rows, out_f, in_f);
+        }
+        return;
+    }
     // SAFETY: the assert above: every pointer covers the extent gemm reads or writes.
     unsafe {
         gemm::gemm(

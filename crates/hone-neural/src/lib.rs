@@ -1,7 +1,8 @@
-//! hone's shared neural training machinery, model-agnostic and reused by the encoder (`hone-encoder`) and
-//! the coming causal LM: fused CPU kernels with their own backward passes (`fused`), the fused in-place
-//! AdamW with warmup + decay, clipping and gradient accumulation (`optim`), seeded randomness and dropout
-//! (`rng`, `dropout`), resumable checkpoints (`checkpoint`) and device selection (`device`; `cuda` feature).
+//! hone's shared neural machinery, model-agnostic and reused by the encoder (`hone-encoder`) and the
+//! causal LM (`hone-lm`): fused CPU kernels with their own backward passes (`fused`), the few-row
+//! product of generation steps (`skinny`), the fused in-place AdamW with warmup + decay, clipping and
+//! gradient accumulation (`optim`), seeded randomness and dropout (`rng`, `dropout`), resumable
+//! checkpoints (`checkpoint`) and device selection (`device`; `cuda` feature).
 
 pub mod checkpoint;
 pub mod device;
@@ -9,6 +10,7 @@ pub mod dropout;
 pub mod fused;
 pub mod optim;
 pub mod rng;
+pub mod skinny;
 
 pub use dropout::Dropout;
 pub use rng::SeededRng;
