@@ -360,19 +360,23 @@ pub struct Decoder {
 /// Up to this many rows, the unfused [`linear`] multiplies from the weight's side.
 const SMALL_ROWS: usize = 16;
 
-/// `x · wᵀ` over the last dimension, `w` as PyTorch stores it `(out, in)`.
-fn linear(x: &Tensor, w: &Tensor) -> CResult<Tensor> {
+/// `x · wᵀ` over the last dimension, `w` as PyTorch stores it `(out, in)`. `step` marks a generation
+/// step, whose few rows go through the few-row product (`hone_neural::skinny`); training keeps gemm
+/// whatever its row count, so that a micro-batch's numbers do not depend on its size.
+fn linear(x: &Tensor, w: &Tensor, step: bool) -> CResult<Tensor> {
     let dims = x.dims().to_vec();
     let (last, lead) = dims
         .split_last()
         .ok_or_else(|| candle_core::Error::Msg("rank 0".into()))?;
     let rows: usize = lead.iter().product();
     let x2 = x.reshape((rows, *last))?;
-    // The fused product handles a few rows (generation steps) itself (`hone_neural::skinny`).
     // Unfused, W · xᵀ reads the weight in its stored row-major order; the product x · Wᵀ would have
     // gemm repack the whole transposed weight on every call (the output projection alone is
     // 49,152 × 576 for SmolLM2).
-    let y = if hone_neural::fused::applies(&x2) && !hone_neural::fused::disabled() {
+    let fused = hone_neural::fused::applies(&x2) && !hone_neural::fused::disabled();
+    let y = if fused && step && rows <= hone_neural::skinny::MAX_ROWS {
+        hone_neural::fused::linear_few_rows(&x2, w)?
+    } else if fused {
         hone_neural::fused::linear_no_bias(&x2, w)?
     } else if rows <= SMALL_ROWS {
         w.matmul(&x2.t()?)?.t()?.contiguous()?
@@ -793,15 +797,17 @@ impl Decoder {
         Ok(logits.squeeze(1)?)
     }
 
-    /// `x · Wᵀ` for projection `which` of layer `l`, plus its LoRA update `scale · B A dropout(x)`.
+    /// `x · Wᵀ` for projection `which` of layer `l`, plus its LoRA update `scale · B A dropout(x)`;
+    /// `step`: a generation step (see [`linear`]).
     fn project(
         &self,
         l: &Layer,
         which: usize,
         x: &Tensor,
         dropout: Option<&mut hone_neural::Dropout>,
+        step: bool,
     ) -> CResult<Tensor> {
-        let mut y = linear(x, &l.proj[which])?;
+        let mut y = linear(x, &l.proj[which], step)?;
         if let Some(Some(bias)) = l.bias.get(which) {
             y = y.broadcast_add(bias)?;
         }
@@ -813,7 +819,7 @@ impl Decoder {
             None => x.clone(),
         };
         // Scaling the rank-sized middle keeps one output-sized buffer per projection out of backward.
-        y + linear(&(linear(&xin, a)? * cfg.scale())?, b)?
+        y + linear(&(linear(&xin, a, step)? * cfg.scale())?, b, step)?
     }
 
     fn run(
@@ -833,13 +839,13 @@ impl Decoder {
         } else {
             x
         };
-        self.head(&x)
+        self.head(&x, cache.is_some())
     }
 
     /// The final norm and output projection: logits for hidden states `(…, hidden)`.
-    fn head(&self, x: &Tensor) -> CResult<Tensor> {
+    fn head(&self, x: &Tensor, step: bool) -> CResult<Tensor> {
         let x = rms_norm(x, &self.norm, self.cfg.rms_eps)?;
-        linear(&x, self.lm_head.as_ref().unwrap_or(&self.embed))
+        linear(&x, self.lm_head.as_ref().unwrap_or(&self.embed), step)
     }
 
     /// The hidden states after the last layer `(batch, seq, hidden)`, before the final norm, in
@@ -860,7 +866,7 @@ impl Decoder {
     /// Logits for hidden states as [`Decoder::hidden_train`] returns them (any leading shape).
     /// Differentiable.
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        Ok(self.head(hidden)?)
+        Ok(self.head(hidden, false)?)
     }
 
     fn run_layers(
@@ -873,6 +879,8 @@ impl Decoder {
     ) -> CResult<Tensor> {
         let cfg = &self.cfg;
         let (b, t) = ids.dims2()?;
+        // Generation (a cache is fed): its products have one row per sequence after the prompt.
+        let step = cache.is_some();
         let hd = cfg.head_dim();
         let rows = pos.dim(0)?;
         let flat = pos.flatten_all()?;
@@ -887,7 +895,7 @@ impl Decoder {
         for (i, l) in self.layers.iter().enumerate() {
             let h = rms_norm(&x, &l.attn_norm, cfg.rms_eps)?;
             let mut heads = |which: usize, n: usize| -> CResult<Tensor> {
-                self.project(l, which, &h, dropout.as_deref_mut())?
+                self.project(l, which, &h, dropout.as_deref_mut(), step)?
                     .reshape((b, t, n, hd))?
                     .transpose(1, 2)?
                     .contiguous()
@@ -910,16 +918,16 @@ impl Decoder {
                 .reshape((b, cfg.heads, t, hd))?
                 .transpose(1, 2)?
                 .reshape((b, t, cfg.heads * hd))?;
-            x = (x + self.project(l, O, &att, dropout.as_deref_mut())?)?;
+            x = (x + self.project(l, O, &att, dropout.as_deref_mut(), step)?)?;
             let h = rms_norm(&x, &l.mlp_norm, cfg.rms_eps)?;
-            let g = self.project(l, GATE, &h, dropout.as_deref_mut())?;
-            let u = self.project(l, UP, &h, dropout.as_deref_mut())?;
+            let g = self.project(l, GATE, &h, dropout.as_deref_mut(), step)?;
+            let u = self.project(l, UP, &h, dropout.as_deref_mut(), step)?;
             let m = if hone_neural::fused::applies(&g) && !hone_neural::fused::disabled() {
                 hone_neural::fused::silu_mul(&g, &u)?
             } else {
                 (g.silu()? * u)?
             };
-            x = (x + self.project(l, DOWN, &m, dropout.as_deref_mut())?)?;
+            x = (x + self.project(l, DOWN, &m, dropout.as_deref_mut(), step)?)?;
         }
         Ok(x)
     }

@@ -813,8 +813,7 @@ fn gemm_parallelism() -> gemm::Parallelism {
 }
 
 /// `dst (rows × out) = [dst +] x (rows × in) · Wᵀ (in × out)`, Wᵀ read through W's strides; `add`
-/// keeps what `dst` holds (a bias) and adds to it. Up to [`crate::skinny::MAX_ROWS`] rows go through
-/// [`crate::skinny`] instead of gemm.
+/// keeps what `dst` holds (a bias) and adds to it.
 fn gemm_x_wt(
     dst: &mut [f32],
     x: &[f32],
@@ -825,20 +824,6 @@ fn gemm_x_wt(
     add: bool,
 ) {
     assert!(dst.len() >= rows * out_f && x.len() >= rows * in_f && w.len() >= out_f * in_f);
-    if rows <= crate::skinny::MAX_ROWS {
-        // A generation step: gemm's packing and panels cost more than the product.
-        if add {
-            let mut y = vec![0f32; rows * out_f];
-            crate::skinny::x_wt(&mut y, x, w, rows, out_f, in_f);
-            dst[..rows * out_f]
-                .iter_mut()
-                .zip(&y)
-                .for_each(|(d, v)| *d += v);
-        } else {
-            crate::skinny::x_wt(dst, x, w, rows, out_f, in_f);
-        }
-        return;
-    }
     // SAFETY: the assert above: every pointer covers the extent gemm reads or writes.
     unsafe {
         gemm::gemm(
@@ -937,10 +922,21 @@ pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
 /// gradient (the size of the model), computed and kept until backward ends (f32, CPU).
 pub fn linear_no_bias(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
     x.contiguous()?
-        .apply_op2(&weight.contiguous()?, LinearNoBias)
+        .apply_op2(&weight.contiguous()?, LinearNoBias { few_rows: false })
 }
 
-struct LinearNoBias;
+/// [`linear_no_bias`] for a generation step's few rows (up to [`crate::skinny::MAX_ROWS`]): the
+/// forward product through [`crate::skinny`] instead of gemm, the same backward. Its sums run in a
+/// different order from gemm's, so training, whose results must not depend on how a batch is split,
+/// keeps [`linear_no_bias`].
+pub fn linear_few_rows(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
+    x.contiguous()?
+        .apply_op2(&weight.contiguous()?, LinearNoBias { few_rows: true })
+}
+
+struct LinearNoBias {
+    few_rows: bool,
+}
 
 impl CustomOp2 for LinearNoBias {
     fn name(&self) -> &'static str {
@@ -961,7 +957,11 @@ impl CustomOp2 for LinearNoBias {
         }
         let rows = x.len() / in_f.max(1);
         let mut dst = vec![0f32; rows * out_f];
-        gemm_x_wt(&mut dst, x, w, rows, out_f, in_f, false);
+        if self.few_rows && rows <= crate::skinny::MAX_ROWS {
+            crate::skinny::x_wt(&mut dst, x, w, rows, out_f, in_f);
+        } else {
+            gemm_x_wt(&mut dst, x, w, rows, out_f, in_f, false);
+        }
         let mut dims = l1.dims().to_vec();
         *dims.last_mut().unwrap_or(&mut 0) = out_f;
         Ok((CpuStorage::F32(dst), Shape::from(dims)))

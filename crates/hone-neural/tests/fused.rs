@@ -454,6 +454,30 @@ fn linear_no_bias_matches_matmul_and_skips_frozen_weights() {
 }
 
 #[test]
+fn the_few_row_product_of_generation_steps_matches_matmul_at_any_row_count() {
+    // 15 rows take the few-row product, 18 fall back to gemm; both match the matmul and its gradient.
+    for (shape, seed) in [([3usize, 5, 40], 8u64), ([3, 6, 40], 9)] {
+        let x = Var::from_tensor(&randn(&shape, seed, 1.0)).unwrap();
+        let w = randn(&[33, 40], seed + 1, 1.0);
+        let y1 = fused::linear_few_rows(x.as_tensor(), &w).unwrap();
+        let y2 = x.as_tensor().broadcast_matmul(&w.t().unwrap()).unwrap();
+        assert!(
+            max_abs_diff(&y1, &y2) < 1e-5,
+            "{shape:?}: {}",
+            max_abs_diff(&y1, &y2)
+        );
+        let g1 = y1.sum_all().unwrap().backward().unwrap();
+        let g2 = y2.sum_all().unwrap().backward().unwrap();
+        let (a, b) = (
+            g1.get(x.as_tensor()).unwrap(),
+            g2.get(x.as_tensor()).unwrap(),
+        );
+        assert!(max_abs_diff(a, b) < 1e-5, "{shape:?} x gradient");
+        assert!(g1.get(&w).is_none(), "a frozen weight gets no gradient");
+    }
+}
+
+#[test]
 fn rms_norm_matches_the_written_out_form() {
     for (shape, seed) in [
         (vec![3usize, 5, 7], 1u64),
