@@ -2,9 +2,9 @@
 //! memory once and dotted with every row of `x`, which stays in cache.
 //!
 //! A decoding step of a batch of 8 reads every weight of the model for 8 rows of work. gemm packs
-//! both operands into its microkernel's panels and, with its AVX-512 kernels, wastes most of a
-//! 48-row panel on 8 rows: batch-8 generation of SmolLM2-135M ran ~20% slower with AVX-512 than
-//! with AVX2 (bench/lm stage 3). Here the weight streams through once, in the row-major order it is
+//! both operands into panels sized for large products, and with its AVX-512 kernels batch-8
+//! generation of SmolLM2-135M ran ~20% slower than with its AVX2 ones (an A/B of `lm_speed`, see
+//! ARCHITECTURE.md). Here the weight streams through once, in the row-major order it is
 //! stored in, four rows of `x` per pass over a weight row, on AVX2 + FMA when the CPU has them
 //! (detected at run time) and portable code otherwise.
 
