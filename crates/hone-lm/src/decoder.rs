@@ -374,7 +374,7 @@ fn linear(x: &Tensor, w: &Tensor, step: bool) -> CResult<Tensor> {
     // gemm repack the whole transposed weight on every call (the output projection alone is
     // 49,152 × 576 for SmolLM2).
     let fused = hone_neural::fused::applies(&x2) && !hone_neural::fused::disabled();
-    let y = if fused && step && rows <= hone_neural::skinny::MAX_ROWS {
+    let y = if fused && step {
         hone_neural::fused::linear_few_rows(&x2, w)?
     } else if fused {
         hone_neural::fused::linear_no_bias(&x2, w)?

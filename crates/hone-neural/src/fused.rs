@@ -925,8 +925,9 @@ pub fn linear_no_bias(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
         .apply_op2(&weight.contiguous()?, LinearNoBias { few_rows: false })
 }
 
-/// [`linear_no_bias`] for a generation step's few rows (up to [`crate::skinny::MAX_ROWS`]): the
-/// forward product through [`crate::skinny`] instead of gemm, the same backward. Its sums run in a
+/// [`linear_no_bias`] for a generation step: up to [`crate::skinny::MAX_ROWS`] rows, the forward
+/// product goes through [`crate::skinny`] instead of gemm (more rows, a prompt's prefill, keep gemm);
+/// the same backward. Its sums run in a
 /// different order from gemm's, so training, whose results must not depend on how a batch is split,
 /// keeps [`linear_no_bias`].
 pub fn linear_few_rows(x: &Tensor, weight: &Tensor) -> Result<Tensor> {

@@ -29,6 +29,7 @@ pub fn x_wt(dst: &mut [f32], x: &[f32], w: &[f32], rows: usize, out_f: usize, in
     } else {
         out_f.div_ceil(threads * 4).max(16)
     };
+    let dot_rows = kernel();
     let block = |(b, chunk): (usize, &mut [f32])| {
         let first = b * per;
         for (o, out) in chunk.chunks_mut(rows).enumerate() {
@@ -48,15 +49,25 @@ pub fn x_wt(dst: &mut [f32], x: &[f32], w: &[f32], rows: usize, out_f: usize, in
     }
 }
 
-/// `out[r] = x[r] · w` for every row `r` of `x` (rows of `n`).
-fn dot_rows(out: &mut [f32], x: &[f32], w: &[f32], n: usize) {
+/// `out[r] = x[r] · w` for every row `r` of `x` (rows of `n`); `x` holds at least `out.len()` rows
+/// and `w` at least `n` values.
+type DotRows = fn(&mut [f32], &[f32], &[f32], usize);
+
+/// The [`DotRows`] kernel for this CPU, chosen once per product rather than once per weight row.
+fn kernel() -> DotRows {
     #[cfg(target_arch = "x86_64")]
     if avx2_fma() {
-        // SAFETY: the CPU has AVX2 and FMA (checked above); the kernel reads `n` values of `w` and of
-        // each of the `out.len()` rows of `x`, which the caller's assert covers.
-        unsafe { avx2::dot_rows(out, x, w, n) };
-        return;
+        return |out, x, w, n| {
+            assert!(x.len() >= out.len() * n && w.len() >= n);
+            // SAFETY: `kernel` returns this only when the CPU has AVX2 and FMA; the assert above
+            // covers every value the kernel reads.
+            unsafe { avx2::dot_rows(out, x, w, n) }
+        };
     }
+    dot_rows_portable
+}
+
+fn dot_rows_portable(out: &mut [f32], x: &[f32], w: &[f32], n: usize) {
     for (r, o) in out.iter_mut().enumerate() {
         *o = dot_portable(&x[r * n..(r + 1) * n], w);
     }
@@ -227,7 +238,7 @@ mod tests {
         let want: f64 = a.iter().zip(&b).map(|(p, q)| *p as f64 * *q as f64).sum();
         assert!((dot_portable(&a, &b) as f64 - want).abs() < 1e-4);
         let mut out = [0f32; 1];
-        dot_rows(&mut out, &a, &b, 1000);
+        kernel()(&mut out, &a, &b, 1000);
         assert!((out[0] as f64 - want).abs() < 1e-4);
     }
 }
