@@ -17,6 +17,7 @@ pub mod run_stage;
 pub mod scan;
 pub mod split_stage;
 pub mod suites;
+pub mod why;
 
 /// The number of threads candle's kernels use when `RAYON_NUM_THREADS` is unset (physical cores).
 /// The binary sets `RAYON_NUM_THREADS` to it once: candle otherwise recounts on every matmul.

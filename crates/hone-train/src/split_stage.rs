@@ -50,6 +50,23 @@ pub struct SplitOutcome {
     pub froze: bool,
 }
 
+impl SplitOutcome {
+    /// One line for the terminal: the split, its part sizes and the frozen test set it uses.
+    pub fn summary_line(&self) -> String {
+        let c = &self.summary;
+        format!(
+            "split {}{}: train {}, dev {}, test {} (frozen test set #{}{})",
+            hone_core::hash::short(&self.row.id),
+            if self.cached { " (cached)" } else { "" },
+            c.count("train"),
+            c.count("dev"),
+            c.count("test"),
+            self.row.frozen_seq,
+            if self.froze { ", newly pinned" } else { "" }
+        )
+    }
+}
+
 /// Labels that are one class written several ways (`Spam`/`SPAM`/`spam`, `1`/`true`/`yes`) become
 /// separate classes; say so, since nothing else will.
 fn label_spelling_warnings(records: &[Record]) -> Vec<String> {

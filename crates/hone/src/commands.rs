@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context as _, Result, bail};
-use hone_core::{Action, Error};
+use hone_core::Error;
 use hone_data::passes::PassReport;
 use hone_store::Store;
 use hone_train::curate::{self, Progress};
@@ -20,7 +20,7 @@ fn command_line() -> String {
 /// What the progress line says while the learned PII tagger trains (first use on this machine).
 pub const TRAINING_TAGGER: &str = "training the PII tagger for names and addresses (first use on this machine, about 8 s; cached after)";
 
-fn progress_printer(pb: &indicatif::ProgressBar) -> impl FnMut(Progress) + '_ {
+fn progress_printer(pb: &crate::ui::Spinner) -> impl FnMut(Progress) + '_ {
     move |p| match p {
         Progress::Reading {
             source,
@@ -83,7 +83,7 @@ const FUNNEL_HEADERS: [&str; 7] = [
 
 pub fn data_check(ctx: &Context) -> Result<u8> {
     let project = open_project(ctx)?;
-    let pb = ctx.spinner("checking");
+    let mut pb = ctx.spinner("checking");
     let decisions = if project.root.join(".hone/hone.db").is_file() {
         curate::load_decisions(&Store::open_existing(&project.root)?)?
     } else {
@@ -126,7 +126,7 @@ pub fn data_check(ctx: &Context) -> Result<u8> {
 pub fn data_clean(ctx: &Context) -> Result<u8> {
     let project = open_project(ctx)?;
     let mut store = Store::open(&project.root)?;
-    let pb = ctx.spinner("cleaning");
+    let mut pb = ctx.spinner("cleaning");
     let out = curate::clean(
         &project,
         &mut store,
@@ -230,84 +230,11 @@ pub fn data_log(ctx: &Context) -> Result<u8> {
 pub fn data_why(ctx: &Context, id: &str, version: Option<&str>) -> Result<u8> {
     let project = open_project(ctx)?;
     let store = Store::open_existing(&project.root)?;
-    let v = store.resolve_version(version)?;
-    let lineage = store.lineage_of(&v.id, id)?;
-    let quarantine: Vec<_> = store
-        .quarantine(&v.id)?
-        .into_iter()
-        .filter(|q| q.id == id)
-        .collect();
-    let records = curate::load_records(&store, &v)?;
-    let kept = records.iter().find(|r| r.id == id);
-    let removed = curate::load_removed(&store, &v)?
-        .into_iter()
-        .find(|r| r.id == id);
-    let split_drops = store.split_lineage_of(id)?;
-    if lineage.is_empty() && quarantine.is_empty() && kept.is_none() {
-        return Err(Error::NotFound { what: "record", name: format!("{id} in version {}", short(&v.id)), hint: "ids are the source's id column, else <source>-<line>; `hone data show` lists kept records".into() }.into());
-    }
-    let status = if kept.is_some() {
-        "kept"
-    } else if !quarantine.is_empty() {
-        "quarantined"
-    } else {
-        "dropped"
-    };
+    let h = hone_train::why::history(&store, id, version)?;
     if ctx.json {
-        print_json(
-            &json!({"id": id, "version": v.id, "status": status, "record": kept.or(removed.as_ref()), "lineage": lineage, "quarantine": quarantine}),
-        );
-        return Ok(0);
-    }
-    println!("{id} in dataset version {}: {status}", short(&v.id));
-    if let Some(r) = kept.or(removed.as_ref()) {
-        println!(
-            "  source {} line {}, label {}",
-            r.source,
-            r.line,
-            r.label.as_deref().unwrap_or("-")
-        );
-        println!("  text: {}", clip(&r.text, 200));
-        if let Some(c) = &r.cluster
-            && c != &r.id
-        {
-            println!("  near-duplicate cluster: {c}");
-        }
-    }
-    for q in &quarantine {
-        println!(
-            "  quarantined at {}:{}: field `{}`: {}\n  row: {}",
-            q.file, q.line, q.field, q.reason, q.excerpt
-        );
-    }
-    for l in &lineage {
-        let verb = match l.action {
-            Action::Drop => "dropped",
-            Action::Change => "changed",
-            Action::Quarantine => "quarantined",
-            Action::Flag => "flagged",
-        };
-        println!(
-            "  {verb} by pass `{}` (rule {}): {}",
-            l.pass, l.rule, l.reason
-        );
-        if let Some(rel) = &l.related_id {
-            println!("    related record: {rel}");
-        }
-        if let Some(d) = &l.diff {
-            println!("    diff: {}", clip(d, 200));
-        }
-    }
-    for d in &split_drops {
-        println!(
-            "  dropped from training by split {} (rule {}): {}",
-            short(&d.split),
-            d.rule,
-            d.reason
-        );
-        if let Some(rel) = &d.related_id {
-            println!("    related record: {rel}");
-        }
+        print_json(&serde_json::to_value(&h)?);
+    } else {
+        println!("{}", h.render());
     }
     Ok(0)
 }
@@ -501,7 +428,7 @@ pub fn demo(ctx: &Context, dir: Option<PathBuf>, seed: u64) -> Result<u8> {
             .tempdir()?
             .keep(),
     };
-    let pb = ctx.spinner("generating the demo project");
+    let mut pb = ctx.spinner("generating the demo project");
     let d = hone_train::demo::run_demo(&dir, seed, &mut progress_printer(&pb))?;
     let g = hone_train::demo::run_generate_demo(&dir, seed, &mut progress_printer(&pb))?;
     pb.finish_and_clear();
@@ -540,7 +467,7 @@ pub fn demo(ctx: &Context, dir: Option<PathBuf>, seed: u64) -> Result<u8> {
         println!(
             "3. Fixed with [policy] contamination = \"drop_train\" (the leaked training records are dropped and recorded) and run again:\n"
         );
-        println!("{}\n{run_md}", split_summary_line(&out.split));
+        println!("{}\n{run_md}", out.split.summary_line());
         println!(
             "Reports:\n  data: {}\n  run:  {}",
             data_report.display(),
@@ -559,7 +486,7 @@ pub fn demo(ctx: &Context, dir: Option<PathBuf>, seed: u64) -> Result<u8> {
         println!(
             "\n4. Generation ({gd}): {} generated message/reply pairs, {n_leaks} leaked pair(s) dropped from training; two small decoders pre-trained from scratch:\n\n{}\n{}\n{}Reply of the chosen model to \"{}\":\n  {}\n\nTry:  echo \"my parcel is late\" | hone -C {gd} predict -\n(done in {:.1} s)",
             g.n_rows,
-            split_summary_line(&g.outcome.split),
+            g.outcome.split.summary_line(),
             g.run_report.1,
             g.comparison,
             g.sample.0,
@@ -570,24 +497,10 @@ pub fn demo(ctx: &Context, dir: Option<PathBuf>, seed: u64) -> Result<u8> {
     Ok(if out.gates_pass() && gen_ok { 0 } else { 3 })
 }
 
-fn split_summary_line(s: &hone_train::split_stage::SplitOutcome) -> String {
-    let c = &s.summary;
-    format!(
-        "split {}{}: train {}, dev {}, test {} (frozen test set #{}{})",
-        short(&s.row.id),
-        if s.cached { " (cached)" } else { "" },
-        c.count("train"),
-        c.count("dev"),
-        c.count("test"),
-        s.row.frozen_seq,
-        if s.froze { ", newly pinned" } else { "" }
-    )
-}
-
 pub fn split(ctx: &Context, refreeze: Option<String>) -> Result<u8> {
     let project = open_project(ctx)?;
     let mut store = Store::open(&project.root)?;
-    let pb = ctx.spinner("splitting");
+    let mut pb = ctx.spinner("splitting");
     let cur = curate::clean(
         &project,
         &mut store,
@@ -611,7 +524,7 @@ pub fn split(ctx: &Context, refreeze: Option<String>) -> Result<u8> {
             &json!({"split": s.row.id, "cached": s.cached, "froze": s.froze, "summary": s.summary}),
         );
     } else {
-        println!("{}", split_summary_line(&s));
+        println!("{}", s.summary_line());
         for w in &s.warnings {
             println!("warning: {w}");
         }
@@ -634,7 +547,7 @@ pub fn split(ctx: &Context, refreeze: Option<String>) -> Result<u8> {
 pub fn run(ctx: &Context, refreeze: Option<String>) -> Result<u8> {
     let project = open_project(ctx)?;
     let mut store = Store::open(&project.root)?;
-    let pb = ctx.spinner("running");
+    let mut pb = ctx.spinner("running");
     let out = hone_train::run_stage::run(
         &project,
         &mut store,
@@ -657,7 +570,7 @@ pub fn run(ctx: &Context, refreeze: Option<String>) -> Result<u8> {
             short(&out.version_id),
             if out.version_cached { " (cached)" } else { "" }
         );
-        println!("{}", split_summary_line(&out.split));
+        println!("{}", out.split.summary_line());
         for w in &out.split.warnings {
             println!("warning: {w}");
         }
@@ -972,7 +885,7 @@ pub fn review(ctx: &Context, from: Option<PathBuf>) -> Result<u8> {
 pub fn data_scan(ctx: &Context, limit: usize) -> Result<u8> {
     let project = open_project(ctx)?;
     let mut store = Store::open(&project.root)?;
-    let pb = ctx.spinner("scanning");
+    let mut pb = ctx.spinner("scanning");
     let out = hone_train::scan::run(
         &project,
         &mut store,

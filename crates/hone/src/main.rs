@@ -281,7 +281,7 @@ fn main() -> ExitCode {
     // the audit log, before any command has a progress line: train it here, said. `init` masks
     // nothing.
     if !matches!(cli.command, Command::Init { .. }) && hone_data::pii::tagger_needs_training() {
-        let pb = ctx.spinner(commands::TRAINING_TAGGER);
+        let mut pb = ctx.spinner(commands::TRAINING_TAGGER);
         hone_data::pii::prepare_tagger();
         pb.finish_and_clear();
     }

@@ -1,8 +1,11 @@
-//! Terminal helpers: output mode, progress bars (only on a terminal, never with `--json`), tables.
+//! Terminal helpers: output mode, progress (a spinner on a terminal, plain lines in logs, none with
+//! `--json`), tables.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -12,19 +15,122 @@ pub struct Context {
 }
 
 impl Context {
-    /// A spinner on stderr for work that may take over a second; hidden with `--json` or off a terminal.
-    pub fn spinner(&self, msg: &str) -> ProgressBar {
-        if self.json || !std::io::stderr().is_terminal() {
-            return ProgressBar::hidden();
+    /// Progress on stderr for work that may take over a second: a spinner on a terminal; off a
+    /// terminal (CI logs, `nohup`, a pipe) a plain line now and then (see [`Spinner`]); nothing with
+    /// `--json`.
+    pub fn spinner(&self, msg: &str) -> Spinner {
+        let s = if self.json {
+            Spinner::Hidden
+        } else if std::io::stderr().is_terminal() {
+            let pb = ProgressBar::new_spinner();
+            pb.set_style(
+                ProgressStyle::with_template("{spinner} {elapsed:>3} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            pb.enable_steady_tick(Duration::from_millis(120));
+            Spinner::Bar(pb)
+        } else {
+            return Spinner::Lines(Lines::start(msg));
+        };
+        s.set_message(msg);
+        s
+    }
+}
+
+/// Where progress goes. A log has no spinner to redraw, and a line per training step would bury the
+/// results, so off a terminal a thread prints the latest message when it has changed, at most once
+/// per [`LINE_EVERY`], with the time since the command began: a long `hone run` in CI or under
+/// `nohup` shows it is alive and how far it got.
+pub enum Spinner {
+    Hidden,
+    Bar(ProgressBar),
+    Lines(Lines),
+}
+
+pub struct Lines {
+    state: Arc<Mutex<LineState>>,
+    ticker: Option<JoinHandle<()>>,
+}
+
+struct LineState {
+    msg: String,
+    printed: bool,
+    done: bool,
+}
+
+/// The least time between two plain progress lines.
+pub const LINE_EVERY: Duration = Duration::from_secs(15);
+
+impl Lines {
+    /// Print `msg` at once (so even a command that fails at once leaves a line), then start the ticker.
+    fn start(msg: &str) -> Lines {
+        eprintln!("[ 0:00] {msg}");
+        let state = Arc::new(Mutex::new(LineState {
+            msg: msg.to_string(),
+            printed: true,
+            done: false,
+        }));
+        let shared = Arc::clone(&state);
+        let start = Instant::now();
+        let ticker = std::thread::spawn(move || {
+            let mut last = Some(start);
+            loop {
+                {
+                    let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
+                    if s.done {
+                        return;
+                    }
+                    let now = Instant::now();
+                    if !s.printed && last.is_none_or(|t| now.duration_since(t) >= LINE_EVERY) {
+                        let secs = now.duration_since(start).as_secs();
+                        eprintln!("[{:>2}:{:02}] {}", secs / 60, secs % 60, s.msg);
+                        s.printed = true;
+                        last = Some(now);
+                    }
+                }
+                std::thread::park_timeout(Duration::from_millis(250));
+            }
+        });
+        Lines {
+            state,
+            ticker: Some(ticker),
         }
-        let pb = ProgressBar::new_spinner();
-        pb.set_style(
-            ProgressStyle::with_template("{spinner} {elapsed:>3} {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-        );
-        pb.enable_steady_tick(Duration::from_millis(120));
-        pb.set_message(msg.to_string());
-        pb
+    }
+
+    fn stop(&mut self) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).done = true;
+        if let Some(t) = self.ticker.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Lines {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl Spinner {
+    pub fn set_message(&self, msg: impl Into<String>) {
+        match self {
+            Spinner::Hidden => {}
+            Spinner::Bar(pb) => pb.set_message(msg.into()),
+            Spinner::Lines(l) => {
+                let mut s = l.state.lock().unwrap_or_else(|e| e.into_inner());
+                s.msg = msg.into();
+                s.printed = false;
+            }
+        }
+    }
+
+    pub fn finish_and_clear(&mut self) {
+        match self {
+            Spinner::Hidden => {}
+            Spinner::Bar(pb) => pb.finish_and_clear(),
+            Spinner::Lines(l) => l.stop(),
+        }
     }
 }
 

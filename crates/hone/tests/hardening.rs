@@ -194,6 +194,9 @@ fn finding_1_a_run_that_cannot_evaluate_freezes_nothing_and_a_one_sided_test_set
     let o = hone(root, &["run"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("at least two labels"), "{}", stderr(&o));
+    // Off a terminal (here a pipe) progress is plain lines with the time since the start, so a
+    // log shows what ran before the error; `--json` (below) keeps stderr free of them.
+    assert!(stderr(&o).contains("[ 0:00] running\n"), "{}", stderr(&o));
     assert!(
         stderr(&o).contains("no test set was frozen"),
         "{}",
@@ -204,6 +207,7 @@ fn finding_1_a_run_that_cannot_evaluate_freezes_nothing_and_a_one_sided_test_set
     std::fs::write(root.join("data/sms.jsonl"), format!("{ham}{spam}")).unwrap();
     let o = hone(root, &["--json", "run"]);
     assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("[ 0:0"), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let labels = v["metrics"]["per_class"].as_array().unwrap();
     assert_eq!(labels.len(), 2);
