@@ -1,0 +1,34 @@
+//! Grader errors, typed: a grader that cannot be built or cannot score a sample says which grader and
+//! why; an error is never a score.
+
+use thiserror::Error;
+
+#[derive(Debug, Error, Clone, PartialEq)]
+pub enum GradeError {
+    /// The grader definition itself is wrong (bad field, bad regex, bad schema, unsupported metric).
+    #[error("grader `{grader}`: {msg}")]
+    Spec { grader: String, msg: String },
+    /// `calculate_output` does not parse; `at` is the byte offset in the formula.
+    #[error("grader `{grader}`: formula does not parse at byte {at}: {msg}")]
+    FormulaParse {
+        grader: String,
+        at: usize,
+        msg: String,
+    },
+    /// A template or formula names something that is not there (`{{ item.nope }}`, an unknown
+    /// sub-grader).
+    #[error("grader `{grader}`: invalid variable `{name}`{hint}")]
+    InvalidVariable {
+        grader: String,
+        name: String,
+        hint: String,
+    },
+    /// The sample is not what the grader reads (not JSON where `sample.output_json` is used).
+    #[error("grader `{grader}`: the sample cannot be read: {msg}")]
+    SampleParse { grader: String, msg: String },
+    /// Scoring failed at run time (a formula dividing by zero, a non-finite reward).
+    #[error("grader `{grader}`: {msg}")]
+    Runtime { grader: String, msg: String },
+}
+
+pub type Result<T, E = GradeError> = std::result::Result<T, E>;

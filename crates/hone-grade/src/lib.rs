@@ -1,0 +1,16 @@
+//! Graders for generated text: grading rules as files ([`spec`], shaped after OpenAI's public grader
+//! spec), built and checked before use ([`Grader::new`]), scoring one answer for one dataset item
+//! with typed errors ([`GradeError`]), and the adversarial check ([`adversarial`]) that reports a
+//! grader an empty, echoed, wrongly filled or overlong answer can pass.
+
+pub mod adversarial;
+pub mod error;
+pub mod formula;
+pub mod grader;
+pub mod load;
+pub mod metrics;
+pub mod spec;
+
+pub use error::{GradeError, Result};
+pub use grader::{Grade, Grader};
+pub use spec::GraderSpec;

@@ -1,0 +1,252 @@
+//! Grader definitions as users write them: `graders/NAME.toml`, `[[grader]]` in `hone.toml`, or
+//! OpenAI grader JSON as it is. The shape follows OpenAI's public grader spec (`type`, `name`,
+//! `input`, `reference`, `operation`, `evaluation_metric`, `pass_threshold`, `graders`,
+//! `calculate_output`); `numeric`, `regex`, `length`, `json_schema` and `json_fields` are hone's own.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The text a grader reads when `input` is not given: the model's answer.
+pub const DEFAULT_INPUT: &str = "{{ sample.output_text }}";
+
+fn default_input() -> String {
+    DEFAULT_INPUT.to_string()
+}
+
+/// One grader definition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum GraderSpec {
+    StringCheck(StringCheck),
+    TextSimilarity(TextSimilarity),
+    Numeric(Numeric),
+    Regex(RegexCheck),
+    Length(Length),
+    JsonSchema(JsonSchema),
+    JsonFields(JsonFields),
+    Multi(Multi),
+}
+
+impl GraderSpec {
+    pub fn name(&self) -> &str {
+        match self {
+            GraderSpec::StringCheck(g) => &g.name,
+            GraderSpec::TextSimilarity(g) => &g.name,
+            GraderSpec::Numeric(g) => &g.name,
+            GraderSpec::Regex(g) => &g.name,
+            GraderSpec::Length(g) => &g.name,
+            GraderSpec::JsonSchema(g) => &g.name,
+            GraderSpec::JsonFields(g) => &g.name,
+            GraderSpec::Multi(g) => &g.name,
+        }
+    }
+
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            GraderSpec::StringCheck(_) => "string_check",
+            GraderSpec::TextSimilarity(_) => "text_similarity",
+            GraderSpec::Numeric(_) => "numeric",
+            GraderSpec::Regex(_) => "regex",
+            GraderSpec::Length(_) => "length",
+            GraderSpec::JsonSchema(_) => "json_schema",
+            GraderSpec::JsonFields(_) => "json_fields",
+            GraderSpec::Multi(_) => "multi",
+        }
+    }
+
+    /// Give an unnamed grader `name` (a file's stem, a sub-grader's key).
+    pub fn name_if_unnamed(&mut self, name: &str) {
+        let slot = match self {
+            GraderSpec::StringCheck(g) => &mut g.name,
+            GraderSpec::TextSimilarity(g) => &mut g.name,
+            GraderSpec::Numeric(g) => &mut g.name,
+            GraderSpec::Regex(g) => &mut g.name,
+            GraderSpec::Length(g) => &mut g.name,
+            GraderSpec::JsonSchema(g) => &mut g.name,
+            GraderSpec::JsonFields(g) => &mut g.name,
+            GraderSpec::Multi(g) => &mut g.name,
+        };
+        if slot.is_empty() {
+            *slot = name.to_string();
+        }
+    }
+}
+
+/// `string_check`: 1 when the comparison holds, else 0.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StringCheck {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default = "default_input")]
+    pub input: String,
+    pub reference: String,
+    pub operation: StringOp,
+}
+
+/// `eq`/`ne`: equal or not, byte for byte; `like`: `input` contains `reference`; `ilike`: the same
+/// ignoring case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StringOp {
+    Eq,
+    Ne,
+    Like,
+    Ilike,
+}
+
+/// `text_similarity`: the metric's score in [0, 1]; passes at `pass_threshold`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TextSimilarity {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default = "default_input")]
+    pub input: String,
+    pub reference: String,
+    pub evaluation_metric: Metric,
+    pub pass_threshold: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    FuzzyMatch,
+    Bleu,
+    Gleu,
+    Meteor,
+    Cosine,
+    #[serde(rename = "rouge_1")]
+    Rouge1,
+    #[serde(rename = "rouge_2")]
+    Rouge2,
+    #[serde(rename = "rouge_3")]
+    Rouge3,
+    #[serde(rename = "rouge_4")]
+    Rouge4,
+    #[serde(rename = "rouge_5")]
+    Rouge5,
+    RougeL,
+    Chrf,
+}
+
+/// `numeric`: a number read from `input` (the last one, or the first with `pick = "first"`;
+/// thousands commas allowed) against the number in `reference`; 1 when `|x - ref| <= abs_tol +
+/// rel_tol * |ref|` (numpy's `isclose`), else 0. No number in the input scores 0.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Numeric {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default = "default_input")]
+    pub input: String,
+    pub reference: String,
+    #[serde(default)]
+    pub abs_tol: f64,
+    #[serde(default)]
+    pub rel_tol: f64,
+    #[serde(default)]
+    pub pick: Pick,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pick {
+    First,
+    #[default]
+    Last,
+}
+
+/// `regex`: 1 when `pattern` (Rust `regex` syntax) matches somewhere in `input`; with `negate`,
+/// 1 when it matches nowhere (a rule such as "promises no refund").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegexCheck {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default = "default_input")]
+    pub input: String,
+    pub pattern: String,
+    #[serde(default)]
+    pub case_insensitive: bool,
+    #[serde(default)]
+    pub negate: bool,
+}
+
+/// `length`: 1 when the input's word count (Unicode whitespace-separated) and character count lie
+/// within the bounds given, else 0.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Length {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default = "default_input")]
+    pub input: String,
+    pub min_words: Option<usize>,
+    pub max_words: Option<usize>,
+    pub min_chars: Option<usize>,
+    pub max_chars: Option<usize>,
+}
+
+/// `json_schema`: 1 when `input` is JSON that validates against `schema` (JSON Schema, any draft
+/// the `jsonschema` crate detects; a string holding JSON is accepted for TOML files), else 0.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonSchema {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default = "default_input")]
+    pub input: String,
+    pub schema: serde_json::Value,
+}
+
+/// `json_fields`: `input` parsed as JSON; each entry of `fields` (a dotted path such as
+/// `order.id`, array elements by index) is checked; the reward is the share of checks that hold
+/// (invalid JSON: 0).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonFields {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default = "default_input")]
+    pub input: String,
+    pub fields: BTreeMap<String, FieldCheck>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldCheck {
+    pub operation: FieldOp,
+    /// A template, compared with the field's value as text (strings unquoted).
+    #[serde(default)]
+    pub value: Option<String>,
+    /// For `number`: `|x - value| <= tolerance`.
+    #[serde(default)]
+    pub tolerance: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldOp {
+    Exists,
+    Eq,
+    Ne,
+    Like,
+    Ilike,
+    Regex,
+    Number,
+}
+
+/// `multi`: sub-graders by name, combined by `calculate_output` (see [`crate::formula`]); passes
+/// at `pass_threshold` (default 1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Multi {
+    #[serde(default)]
+    pub name: String,
+    pub graders: BTreeMap<String, GraderSpec>,
+    pub calculate_output: String,
+    #[serde(default)]
+    pub pass_threshold: Option<f64>,
+}
