@@ -96,6 +96,21 @@ pub enum LabelIssuePolicy {
     Relabel,
 }
 
+/// What hone does with a grader the adversarial check can game.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum GraderPolicy {
+    #[default]
+    Warn,
+    Fail,
+}
+
+impl GraderPolicy {
+    pub fn is_warn(&self) -> bool {
+        *self == GraderPolicy::Warn
+    }
+}
+
 /// What `hone data scan` does with suspected poisoned records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -212,6 +227,11 @@ pub struct PolicyConfig {
     pub min_chars: usize,
     /// Texts with more characters are dropped as too long (default 10000).
     pub max_chars: usize,
+    /// A grader that the adversarial check finds exploitable: `warn` (default; exit 0) or `fail`
+    /// (`hone grade validate` and `hone run` stop). Not part of curation: left out of the policy's
+    /// serialised form while at its default, so curation keys stay as they were.
+    #[serde(skip_serializing_if = "GraderPolicy::is_warn")]
+    pub exploitable_graders: GraderPolicy,
 }
 
 impl Default for PolicyConfig {
@@ -239,6 +259,7 @@ impl Default for PolicyConfig {
             contamination_edit_share: 0.05,
             min_chars: 2,
             max_chars: 10_000,
+            exploitable_graders: GraderPolicy::Warn,
         }
     }
 }
@@ -1127,6 +1148,7 @@ const KNOWN_KEYS: &[&str] = &[
     "contamination_edit_share",
     "min_chars",
     "max_chars",
+    "exploitable_graders",
     "path",
     "format",
     "role",

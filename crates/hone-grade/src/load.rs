@@ -24,6 +24,27 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
+/// Where an unknown field is written. Graders are a tagged enum, so the parser reports such an
+/// error against the whole table; the key's first occurrence is a better place to point at.
+fn key_place(text: &str, msg: &str, json: bool) -> Option<(usize, usize)> {
+    let key = msg.split("unknown field `").nth(1)?.split('`').next()?;
+    let needle = if json {
+        format!("\"{key}\"")
+    } else {
+        key.to_string()
+    };
+    text.lines().enumerate().find_map(|(i, l)| {
+        let at = l.find(&needle)?;
+        let rest = l[at + needle.len()..].trim_start();
+        let is_key = if json {
+            rest.starts_with(':')
+        } else {
+            rest.starts_with('=') && l[..at].trim().is_empty()
+        };
+        is_key.then(|| (i + 1, l[..at].chars().count() + 1))
+    })
+}
+
 /// Parse one grader definition from `text`; `path` decides the format (`.json` or TOML) and names
 /// errors.
 pub fn parse(path: &Path, text: &str) -> Result<GraderSpec, LoadError> {
@@ -34,11 +55,17 @@ pub fn parse(path: &Path, text: &str) -> Result<GraderSpec, LoadError> {
         msg,
     };
     let mut spec: GraderSpec = if path.extension().is_some_and(|e| e == "json") {
-        serde_json::from_str(text).map_err(|e| err(e.line(), e.column(), e.to_string()))?
+        serde_json::from_str(text).map_err(|e| {
+            let msg = e.to_string();
+            let (line, col) = key_place(text, &msg, true).unwrap_or((e.line(), e.column()));
+            err(line, col, msg)
+        })?
     } else {
         toml::from_str(text).map_err(|e| {
-            let (line, col) = e.span().map_or((1, 1), |s| line_col(text, s.start));
-            err(line, col, e.message().to_string())
+            let msg = e.message().to_string();
+            let (line, col) = key_place(text, &msg, false)
+                .unwrap_or_else(|| e.span().map_or((1, 1), |s| line_col(text, s.start)));
+            err(line, col, msg)
         })?
     };
     if let Some(stem) = path.file_stem().and_then(|s| s.to_str()) {

@@ -1006,6 +1006,75 @@ pub struct GenerateDemo {
     pub sample: (String, String),
 }
 
+/// The demo's story for the terminal: curation funnel, the leak that stopped the first run, the
+/// fixed run, the generation part and what to try next.
+pub fn render(d: &DemoOutcome, g: &GenerateDemo, dir: &Path, seconds: f64) -> Result<String> {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let (v, outcome, manifest) = (&d.version, &d.outcome, &d.manifest);
+    let ((data_report, data_md), (run_report, run_md)) = (&d.data_report, &d.run_report);
+    let _ = writeln!(
+        out,
+        "hone demo: a messy support-ticket project with {} planted defects and a planted test-set leak, in {}\n",
+        manifest.planted.len(),
+        dir.display()
+    );
+    let _ = writeln!(
+        out,
+        "1. Curation ({} rows read, {} quarantined, {} records kept):\n",
+        v.n_input, v.n_quarantined, v.n_records
+    );
+    let _ = write!(
+        out,
+        "{}",
+        crate::reports::funnel_table(&crate::curate::version_info(v)?.passes)
+    );
+    let _ = writeln!(out, "\n{data_md}");
+    let _ = writeln!(
+        out,
+        "2. First `hone run` stopped (exit code 4): {} test/train pair(s) leak, {} of the {} planted leaks among them:\n{}\n",
+        d.leak.0,
+        d.caught,
+        manifest.leaks.len(),
+        d.leak.1
+    );
+    let _ = writeln!(
+        out,
+        "3. Fixed with [policy] contamination = \"drop_train\" (the leaked training records are dropped and recorded) and run again:\n"
+    );
+    let _ = writeln!(out, "{}\n{run_md}", outcome.split.summary_line());
+    let _ = writeln!(
+        out,
+        "Reports:\n  data: {}\n  run:  {}",
+        data_report.display(),
+        run_report.display()
+    );
+    let _ = writeln!(
+        out,
+        "Try:  hone -C {d} runs  |  hone -C {d} data why {}  |  echo \"where is my refund\" | hone -C {d} predict -  |  hone -C {d} audit verify",
+        manifest
+            .leaks
+            .first()
+            .map(|l| l.0.as_str())
+            .unwrap_or("T00001"),
+        d = dir.display()
+    );
+    let (gd, n_leaks) = (g.dir.display(), g.outcome.split.contamination.len());
+    let _ = writeln!(
+        out,
+        "\n4. Generation ({gd}): {} generated message/reply pairs, {n_leaks} leaked pair(s) dropped from training; two small decoders pre-trained from scratch:\n\n{}\n{}\n{}Reply of the chosen model to \"{}\":\n  {}\n\nTry:  echo \"my parcel is late\" | hone -C {gd} predict -\n(done in {:.1} s)",
+        g.n_rows,
+        g.outcome.split.summary_line(),
+        g.run_report.1,
+        g.comparison,
+        g.sample.0,
+        g.sample.1,
+        seconds
+    );
+
+    Ok(out)
+}
+
 /// The generation demo: write the project into `dir/replies`, run it, compare the two decoders and
 /// answer one message.
 pub fn run_generate_demo(

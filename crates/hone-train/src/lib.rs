@@ -6,6 +6,7 @@ pub mod curate;
 pub mod demo;
 pub mod doctor;
 pub mod generate_stage;
+pub mod graders;
 pub mod input;
 pub mod models;
 pub mod predict;

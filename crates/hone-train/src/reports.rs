@@ -14,6 +14,70 @@ use crate::record::{self, Estimate, Run};
 use crate::run_stage::RunOutcome;
 use crate::scan::Suspect;
 
+/// Render rows as an aligned plain-text table.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            if i < widths.len() {
+                widths[i] = widths[i].max(c.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<String>| -> String {
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths.get(i).copied().unwrap_or(0)))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    let mut out = line(headers.iter().map(|h| h.to_string()).collect());
+    out.push('\n');
+    out.push_str(&line(widths.iter().map(|w| "-".repeat(*w)).collect()));
+    out.push('\n');
+    for r in rows {
+        out.push_str(&line(r.clone()));
+        out.push('\n');
+    }
+    out
+}
+
+fn funnel_rows(passes: &[hone_data::passes::PassReport]) -> Vec<Vec<String>> {
+    passes
+        .iter()
+        .map(|p| {
+            let stats = p
+                .stats
+                .iter()
+                .filter(|(_, v)| **v != 0)
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ");
+            vec![
+                p.pass.clone(),
+                p.n_in.to_string(),
+                p.n_kept.to_string(),
+                p.n_dropped.to_string(),
+                p.n_changed.to_string(),
+                p.n_flagged.to_string(),
+                clip(&stats, 70),
+            ]
+        })
+        .collect()
+}
+
+const FUNNEL_HEADERS: [&str; 7] = [
+    "pass", "in", "kept", "dropped", "changed", "flagged", "details",
+];
+
+/// The curation funnel (one row per pass: in, kept, dropped, changed, flagged, its counts) as a table.
+pub fn funnel_table(passes: &[hone_data::passes::PassReport]) -> String {
+    table(&FUNNEL_HEADERS, &funnel_rows(passes))
+}
+
 /// At most `n` characters of `s`, with `…` when cut.
 pub fn clip(s: &str, n: usize) -> String {
     if s.chars().count() <= n {

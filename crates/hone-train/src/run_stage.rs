@@ -1088,6 +1088,32 @@ pub fn gates(project: &Project, record: &RunRecord) -> Vec<Gate> {
 }
 
 /// Run the whole loop.
+/// `hone grade validate`'s check before anything trains on a generate project with graders: a field
+/// the records lack, or an exploitable grader under `exploitable_graders = "fail"`, stops the run;
+/// otherwise the exploits found are returned as warnings.
+fn check_graders(project: &Project, store: &Store) -> Result<Vec<String>> {
+    if crate::graders::load(project)?.is_empty() {
+        return Ok(Vec::new());
+    }
+    let v = crate::graders::validate(project, store)?;
+    let mut problems: Vec<String> = v.graders.iter().flat_map(|g| g.probe.exploits()).collect();
+    for g in &v.graders {
+        for (f, n) in &g.missing_fields {
+            problems.push(format!(
+                "grader `{}` reads item.{f}, which {n} record(s) lack",
+                g.name
+            ));
+        }
+    }
+    if v.failed() {
+        return Err(Error::Data {
+            message: format!("grader check failed:\n  {}", problems.join("\n  ")),
+            hint: "`hone grade validate` shows every grader; fix the grader or the data, or set [policy] exploitable_graders = \"warn\"".into(),
+        });
+    }
+    Ok(problems)
+}
+
 pub fn run(
     project: &Project,
     store: &mut Store,
@@ -1116,6 +1142,8 @@ pub fn run(
         .filter(|r| part(r) == Some(Part::Test))
         .collect();
     if project.config.task.kind == hone_core::config::TaskKind::Generate {
+        let mut split = split;
+        split.warnings.extend(check_graders(project, store)?);
         let ctx = crate::generate_stage::GenContext {
             project,
             train: &train,

@@ -4,7 +4,6 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, Result, bail};
 use hone_core::Error;
-use hone_data::passes::PassReport;
 use hone_store::Store;
 use hone_train::curate::{self, Progress};
 use hone_train::project::Project;
@@ -53,34 +52,6 @@ fn open_project(ctx: &Context) -> Result<Project> {
     Ok(Project::discover(&ctx.start)?)
 }
 
-fn funnel_rows(passes: &[PassReport]) -> Vec<Vec<String>> {
-    passes
-        .iter()
-        .map(|p| {
-            let stats = p
-                .stats
-                .iter()
-                .filter(|(_, v)| **v != 0)
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join(" ");
-            vec![
-                p.pass.clone(),
-                p.n_in.to_string(),
-                p.n_kept.to_string(),
-                p.n_dropped.to_string(),
-                p.n_changed.to_string(),
-                p.n_flagged.to_string(),
-                clip(&stats, 70),
-            ]
-        })
-        .collect()
-}
-
-const FUNNEL_HEADERS: [&str; 7] = [
-    "pass", "in", "kept", "dropped", "changed", "flagged", "details",
-];
-
 pub fn data_check(ctx: &Context) -> Result<u8> {
     let project = open_project(ctx)?;
     let mut pb = ctx.spinner("checking");
@@ -103,7 +74,7 @@ pub fn data_check(ctx: &Context) -> Result<u8> {
             cur.quarantined.len(),
             cur.records.len()
         );
-        print!("{}", table(&FUNNEL_HEADERS, &funnel_rows(&cur.reports)));
+        print!("{}", hone_train::reports::funnel_table(&cur.reports));
         for q in cur.quarantined.iter().take(20) {
             println!(
                 "quarantine {}:{}: field `{}`: {}",
@@ -161,7 +132,7 @@ pub fn data_clean(ctx: &Context) -> Result<u8> {
                 v.n_quarantined,
                 v.n_records
             );
-            print!("{}", table(&FUNNEL_HEADERS, &funnel_rows(&passes)));
+            print!("{}", hone_train::reports::funnel_table(&passes));
         }
         println!(
             "\nNext: `hone data report` for the HTML report, `hone data why ID` for one record."
@@ -377,6 +348,57 @@ pub fn audit_verify(ctx: &Context) -> Result<u8> {
     }
 }
 
+pub fn grade_validate(ctx: &Context) -> Result<u8> {
+    let project = open_project(ctx)?;
+    let v = hone_train::graders::validate(&project, &Store::open_existing(&project.root)?)?;
+    let code = if v.failed() { 3 } else { 0 };
+    if ctx.json {
+        print_json(&serde_json::to_value(&v)?);
+        return Ok(code);
+    }
+    let rows: Vec<Vec<String>> = v
+        .graders
+        .iter()
+        .map(|g| {
+            let missing = g
+                .missing_fields
+                .iter()
+                .map(|(f, n)| format!("{f} ({n} records)"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let verdict = if g.exploitable() { "EXPLOITABLE" } else { "ok" };
+            vec![
+                g.name.clone(),
+                g.type_name.into(),
+                g.fields.join(", "),
+                missing,
+                verdict.into(),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table(
+            &["grader", "type", "item fields", "missing on", "adversarial"],
+            &rows
+        )
+    );
+    println!(
+        "adversarial answers tried on {} training items of version {}",
+        v.items,
+        short(&v.version)
+    );
+    for line in v.graders.iter().flat_map(|g| g.probe.exploits()) {
+        eprintln!("warning: {line}");
+    }
+    if code != 0 {
+        eprintln!(
+            "grader check failed (exit code 3): fix the fields or the grader, or set [policy] exploitable_graders = \"warn\""
+        );
+    }
+    Ok(code)
+}
+
 pub fn audit_log(ctx: &Context) -> Result<u8> {
     let project = open_project(ctx)?;
     let store = Store::open_existing(&project.root)?;
@@ -434,64 +456,15 @@ pub fn demo(ctx: &Context, dir: Option<PathBuf>, seed: u64) -> Result<u8> {
     pb.finish_and_clear();
     let gen_ok = g.outcome.gates_pass();
     let (v, out, manifest) = (&d.version, &d.outcome, &d.manifest);
-    let ((data_report, data_md), (run_report, run_md)) = (&d.data_report, &d.run_report);
+    let (data_report, run_report) = (&d.data_report.0, &d.run_report.0);
     if ctx.json {
         print_json(
             &json!({"project": dir, "version": v.id, "n_input": v.n_input, "n_quarantined": v.n_quarantined, "n_records": v.n_records, "planted": manifest.planted.len(), "leak_pairs": d.leak.0, "planted_leaks": manifest.leaks.len(), "planted_leaks_caught": d.caught, "chosen_run": out.chosen().id, "gates": out.gates, "gates_pass": out.gates_pass(), "data_report": data_report, "run_report": run_report, "generate": {"project": g.dir, "rows": g.n_rows, "leaks_dropped": g.outcome.split.contamination.len(), "chosen_run": g.outcome.chosen().id, "gates_pass": gen_ok, "run_report": g.run_report.0, "sample": g.sample}, "seconds": started.elapsed().as_secs_f64()}),
         );
     } else {
-        println!(
-            "hone demo: a messy support-ticket project with {} planted defects and a planted test-set leak, in {}\n",
-            manifest.planted.len(),
-            dir.display()
-        );
-        println!(
-            "1. Curation ({} rows read, {} quarantined, {} records kept):\n",
-            v.n_input, v.n_quarantined, v.n_records
-        );
         print!(
             "{}",
-            table(
-                &FUNNEL_HEADERS,
-                &funnel_rows(&curate::version_info(v)?.passes)
-            )
-        );
-        println!("\n{data_md}");
-        println!(
-            "2. First `hone run` stopped (exit code 4): {} test/train pair(s) leak, {} of the {} planted leaks among them:\n{}\n",
-            d.leak.0,
-            d.caught,
-            manifest.leaks.len(),
-            d.leak.1
-        );
-        println!(
-            "3. Fixed with [policy] contamination = \"drop_train\" (the leaked training records are dropped and recorded) and run again:\n"
-        );
-        println!("{}\n{run_md}", out.split.summary_line());
-        println!(
-            "Reports:\n  data: {}\n  run:  {}",
-            data_report.display(),
-            run_report.display()
-        );
-        println!(
-            "Try:  hone -C {d} runs  |  hone -C {d} data why {}  |  echo \"where is my refund\" | hone -C {d} predict -  |  hone -C {d} audit verify",
-            manifest
-                .leaks
-                .first()
-                .map(|l| l.0.as_str())
-                .unwrap_or("T00001"),
-            d = dir.display()
-        );
-        let (gd, n_leaks) = (g.dir.display(), g.outcome.split.contamination.len());
-        println!(
-            "\n4. Generation ({gd}): {} generated message/reply pairs, {n_leaks} leaked pair(s) dropped from training; two small decoders pre-trained from scratch:\n\n{}\n{}\n{}Reply of the chosen model to \"{}\":\n  {}\n\nTry:  echo \"my parcel is late\" | hone -C {gd} predict -\n(done in {:.1} s)",
-            g.n_rows,
-            g.outcome.split.summary_line(),
-            g.run_report.1,
-            g.comparison,
-            g.sample.0,
-            g.sample.1,
-            started.elapsed().as_secs_f64()
+            hone_train::demo::render(&d, &g, &dir, started.elapsed().as_secs_f64())?
         );
     }
     Ok(if out.gates_pass() && gen_ok { 0 } else { 3 })

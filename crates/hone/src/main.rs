@@ -135,6 +135,9 @@ enum Command {
     /// The audit log of every command that changed the store.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Graders (graders/*.toml or OpenAI grader JSON): check grading rules before they judge anything.
+    #[command(subcommand)]
+    Grade(GradeCommand),
     /// Check every object of the store against its hash and every reference to it; exit 1 on a problem.
     ///
     /// Example: `hone doctor --repair` (rebuilds a dataset version whose objects vanished)
@@ -154,6 +157,17 @@ enum Command {
         #[arg(long, default_value_t = 7)]
         seed: u64,
     },
+}
+
+#[derive(Subcommand)]
+enum GradeCommand {
+    /// Check every grader: the fields it reads exist on every record, and answers that must not pass
+    /// (empty, the prompt echoed, the reference's format with wrong content, the JSON schema itself, a
+    /// very long answer) fail on the first 50 training items. Exit 3 when a field is missing, or when
+    /// a grader is exploitable under `[policy] exploitable_graders = "fail"` (default: a warning).
+    ///
+    /// Example: `hone grade validate`
+    Validate,
 }
 
 #[derive(Subcommand)]
@@ -338,6 +352,7 @@ fn main() -> ExitCode {
         Command::Doctor { repair } => commands::doctor(&ctx, repair),
         Command::Audit(AuditCommand::Verify) => commands::audit_verify(&ctx),
         Command::Audit(AuditCommand::Log) => commands::audit_log(&ctx),
+        Command::Grade(GradeCommand::Validate) => commands::grade_validate(&ctx),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -1,0 +1,172 @@
+//! `hone grade validate` through the binary: graders in TOML and OpenAI JSON load, a lenient grader is
+//! reported exploitable (a warning, or exit 3 under `exploitable_graders = "fail"`), a strict one
+//! passes, a field the data lacks and a typo in a grader file are errors that name the place.
+
+mod common;
+
+use std::path::Path;
+
+use common::{hone, stderr, stdout};
+
+fn project(dir: &Path, policy: &str) {
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    let replies = [
+        (
+            "Where is order #48213?",
+            "Your order #48213 shipped today. Is there anything else I can help with?",
+        ),
+        (
+            "Cancel invoice INV-2291 please",
+            "I have cancelled invoice INV-2291. Is there anything else I can help with?",
+        ),
+        (
+            "I can't log in to my account",
+            "Please reset your password from the sign-in page. Is there anything else I can help with?",
+        ),
+        (
+            "Do you ship to Norway?",
+            "Yes, we ship to Norway within five days. Is there anything else I can help with?",
+        ),
+        (
+            "How do I change my address?",
+            "Open your profile and edit the address there. Is there anything else I can help with?",
+        ),
+        (
+            "My parcel arrived damaged",
+            "Sorry to hear that; please send us a photo of the parcel. Is there anything else I can help with?",
+        ),
+    ];
+    let lines: Vec<String> = replies
+        .iter()
+        .enumerate()
+        .map(|(i, (q, a))| serde_json::json!({"id": format!("r{i}"), "question": q, "answer": a, "channel": if i % 2 == 0 { "mail" } else { "chat" }}).to_string())
+        .collect();
+    std::fs::write(dir.join("data/replies.jsonl"), lines.join("\n") + "\n").unwrap();
+    std::fs::write(
+        dir.join("hone.toml"),
+        format!("[task]\nname = \"replies\"\nkind = \"generate\"\n\n[policy]\n{policy}\n\n[[source]]\nname = \"replies\"\npath = \"data/replies.jsonl\"\nfields = {{ prompt = \"question\", target = \"answer\" }}\n"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.join("graders")).unwrap();
+    // Strict, in TOML: short, close to the reference, ends by offering help.
+    std::fs::write(
+        dir.join("graders/house_rules.toml"),
+        r#"type = "multi"
+calculate_output = "short * offer * min(1, similar / 0.5)"
+
+[graders.short]
+type = "length"
+min_words = 3
+max_words = 40
+
+[graders.similar]
+type = "text_similarity"
+reference = "{{ item.reference }}"
+evaluation_metric = "rouge_l"
+pass_threshold = 0.5
+
+[graders.offer]
+type = "regex"
+pattern = "(?i)anything else"
+"#,
+    )
+    .unwrap();
+    // Lenient, as OpenAI grader JSON: "mentions the reference" passes an answer that repeats it.
+    std::fs::write(
+        dir.join("graders/mentions.json"),
+        r#"{"type": "string_check", "name": "mentions", "input": "{{sample.output_text}}", "reference": "{{item.reference}}", "operation": "ilike"}"#,
+    )
+    .unwrap();
+    let o = hone(dir, &["data", "clean"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn grade_validate_reports_the_lenient_grader_and_passes_the_strict_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    project(d, "");
+    let o = hone(d, &["grade", "validate"]);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    let out = stdout(&o);
+    let line = |name: &str| {
+        out.lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{out}"))
+            .to_string()
+    };
+    assert!(line("house_rules").ends_with("ok"), "{out}");
+    assert!(line("mentions").ends_with("EXPLOITABLE"), "{out}");
+    assert!(
+        stderr(&o).contains("grader `mentions` passes a very long answer"),
+        "{}",
+        stderr(&o)
+    );
+    let v: serde_json::Value =
+        serde_json::from_slice(&hone(d, &["--json", "grade", "validate"]).stdout).unwrap();
+    assert_eq!(v["items"], 6);
+    assert_eq!(v["graders"][0]["name"], "house_rules");
+    assert_eq!(v["graders"][0]["fields"], serde_json::json!(["reference"]));
+
+    // Under `exploitable_graders = "fail"` the same finding is exit code 3.
+    std::fs::write(
+        d.join("hone.toml"),
+        std::fs::read_to_string(d.join("hone.toml"))
+            .unwrap()
+            .replace("[policy]\n", "[policy]\nexploitable_graders = \"fail\"\n"),
+    )
+    .unwrap();
+    let o = hone(d, &["grade", "validate"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("grader check failed"), "{}", stderr(&o));
+    // `hone run` runs the same check before anything trains.
+    let o = hone(d, &["run"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("grader check failed") && stderr(&o).contains("`mentions`"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::remove_file(d.join("graders/mentions.json")).unwrap();
+    let o = hone(d, &["grade", "validate"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let toml = std::fs::read_to_string(d.join("hone.toml")).unwrap();
+    std::fs::write(
+        d.join("hone.toml"),
+        toml.replace("exploitable_graders = \"fail\"\n", ""),
+    )
+    .unwrap();
+
+    // A field the records lack fails whatever the policy (source column `channel` is on all; `ticket` on none).
+    std::fs::write(
+        d.join("graders/ticket.toml"),
+        "type = \"string_check\"\nreference = \"{{ item.ticket }}\"\noperation = \"like\"\n",
+    )
+    .unwrap();
+    let o = hone(d, &["grade", "validate"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stdout(&o));
+    assert!(stdout(&o).contains("ticket (6 records)"), "{}", stdout(&o));
+    std::fs::write(
+        d.join("graders/ticket.toml"),
+        "type = \"string_check\"\nreference = \"{{ item.channel }}\"\noperation = \"ne\"\n",
+    )
+    .unwrap();
+    // `ne` is passed by an empty answer: a warning under the default policy, exit 0.
+    let o = hone(d, &["grade", "validate"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("grader `ticket` passes an empty answer"),
+        "{}",
+        stderr(&o)
+    );
+
+    // A typo names the file, line and column; exit 2 like any config error.
+    std::fs::write(
+        d.join("graders/typo.toml"),
+        "type = \"regex\"\npatern = \"x\"\n",
+    )
+    .unwrap();
+    let o = hone(d, &["grade", "validate"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("typo.toml:2:1"), "{}", stderr(&o));
+}
