@@ -452,7 +452,10 @@ fn grader_files_in_toml_and_openai_json() {
     )
     .unwrap();
     let e = hone_grade::load::load_dir(&dir).unwrap_err();
-    assert!(e.path.ends_with("typo.toml") && (e.line, e.col) == (3, 1), "{e}");
+    assert!(
+        e.path.ends_with("typo.toml") && (e.line, e.col) == (3, 1),
+        "{e}"
+    );
     assert!(
         e.to_string().contains("operaton") || e.to_string().contains("operation"),
         "{e}"

@@ -1087,7 +1087,6 @@ pub fn gates(project: &Project, record: &RunRecord) -> Vec<Gate> {
         .collect()
 }
 
-/// Run the whole loop.
 /// `hone grade validate`'s check before anything trains on a generate project with graders: a field
 /// the records lack, or an exploitable grader under `exploitable_graders = "fail"`, stops the run;
 /// otherwise the exploits found are returned as warnings.
@@ -1114,6 +1113,7 @@ fn check_graders(project: &Project, store: &Store) -> Result<Vec<String>> {
     Ok(problems)
 }
 
+/// Run the whole loop.
 pub fn run(
     project: &Project,
     store: &mut Store,
