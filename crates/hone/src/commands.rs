@@ -721,6 +721,12 @@ pub fn predict(
         let f = std::fs::File::open(input).map_err(|e| Error::io(input, e))?;
         hone_train::predict::read_inputs(input, std::io::BufReader::new(f))?
     };
+    if inputs.is_empty() {
+        let name = if input == "-" { "stdin" } else { input };
+        eprintln!(
+            "{name}: no input lines; nothing to predict (one text, JSON object or chat per line)"
+        );
+    }
     let stdout = std::io::stdout();
     let mut w = std::io::BufWriter::new(stdout.lock());
     // Inputs are prepared as the run's training data was: the policy of its dataset version.
