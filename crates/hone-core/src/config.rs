@@ -575,7 +575,9 @@ impl Config {
                 TaskKind::Classify => (CLASSIFY_METRICS, GENERATE_METRICS),
                 TaskKind::Generate => (GENERATE_METRICS, CLASSIFY_METRICS),
             };
-            if other.contains(&metric.as_str()) {
+            let grader_on_classify =
+                grader_gate(metric).is_some() && self.task.kind == TaskKind::Classify;
+            if other.contains(&metric.as_str()) || grader_on_classify {
                 return Err(at_key(
                     &[Key("success"), Key(metric)],
                     format!(
@@ -980,13 +982,25 @@ pub fn gate_metric_range(metric: &str) -> (f64, f64) {
     match metric {
         "p50_latency_ms" | "p95_latency_ms" | "p99_latency_ms" | "throughput_per_s"
         | "cost_per_1k_usd" => (0.0, f64::INFINITY),
+        // A multi grader's formula may score outside [0, 1].
+        m if grader_gate(m).is_some_and(|(_, w)| w == "mean") => (f64::NEG_INFINITY, f64::INFINITY),
         _ => (0.0, 1.0),
     }
 }
 
+/// A grader gate, `grader_NAME_pass_rate` or `grader_NAME_mean`: `(NAME, "pass_rate" | "mean")`.
+pub fn grader_gate(metric: &str) -> Option<(&str, &'static str)> {
+    let rest = metric.strip_prefix("grader_")?;
+    let (name, what) = match rest.strip_suffix("_pass_rate") {
+        Some(n) => (n, "pass_rate"),
+        None => (rest.strip_suffix("_mean")?, "mean"),
+    };
+    (!name.is_empty()).then_some((name, what))
+}
+
 /// Whether `[success]` can gate on `metric`; the error is a hint naming the closest metric.
 pub fn check_gate_metric(metric: &str) -> std::result::Result<(), String> {
-    if GATE_METRICS.contains(&metric) {
+    if GATE_METRICS.contains(&metric) || grader_gate(metric).is_some() {
         return Ok(());
     }
     let tag = metric
@@ -1001,7 +1015,7 @@ pub fn check_gate_metric(metric: &str) -> std::result::Result<(), String> {
     Err(match closest(metric, GATE_METRICS) {
         Some(best) => format!("did you mean `{best}`?"),
         None => format!(
-            "known metrics: {}, or <tag>_pass_rate for a suite tag",
+            "known metrics: {}, <tag>_pass_rate for a suite tag, or grader_NAME_pass_rate / grader_NAME_mean",
             GATE_METRICS.join(", ")
         ),
     })

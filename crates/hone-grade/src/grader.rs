@@ -13,6 +13,16 @@ use crate::formula::{self, Expr};
 use crate::metrics;
 use crate::spec::{self, DEFAULT_INPUT, FieldOp, GraderSpec, Metric, Pick, StringOp};
 
+/// Sentence embeddings for `cosine` (the pipeline supplies a local encoder): one L2-normalised
+/// vector per text.
+pub trait Embedder: Send + Sync + std::fmt::Debug {
+    fn embed(&self, texts: &[&str]) -> std::result::Result<Vec<Vec<f32>>, String>;
+}
+
+/// Finds the embedder a `cosine` grader names (`encoder`, as written).
+pub type EmbedderFor<'a> =
+    dyn FnMut(Option<&str>) -> std::result::Result<std::sync::Arc<dyn Embedder>, String> + 'a;
+
 /// One grader's verdict on one sample.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Grade {
@@ -36,6 +46,7 @@ pub struct Grader {
 enum Kind {
     StringCheck(Tpl, Tpl, StringOp),
     TextSimilarity(Tpl, Tpl, Metric),
+    Cosine(Tpl, Tpl, std::sync::Arc<dyn Embedder>),
     Numeric {
         input: Tpl,
         reference: Tpl,
@@ -205,8 +216,16 @@ fn bool_reward(b: bool) -> f64 {
 }
 
 impl Grader {
-    /// Build a grader; every definition error is found here, before anything is scored.
+    /// Build a grader; every definition error is found here, before anything is scored. A `cosine`
+    /// grader needs [`Grader::with_embedder`].
     pub fn new(spec: &GraderSpec) -> Result<Grader> {
+        Grader::with_embedder(spec, &mut |_| {
+            Err("cosine needs a local sentence encoder, which this caller does not provide".into())
+        })
+    }
+
+    /// [`Grader::new`], with `embedder` resolving the `encoder` of `cosine` graders.
+    pub fn with_embedder(spec: &GraderSpec, embedder: &mut EmbedderFor) -> Result<Grader> {
         let name = spec.name().to_string();
         if name.is_empty() {
             return Err(spec_err(
@@ -221,15 +240,23 @@ impl Grader {
             GraderSpec::StringCheck(g) => {
                 Kind::StringCheck(tpl(&g.input)?, tpl(&g.reference)?, g.operation)
             }
+            GraderSpec::TextSimilarity(g) if g.evaluation_metric == Metric::Cosine => {
+                if !(-1.0..=1.0).contains(&g.pass_threshold) {
+                    return Err(spec_err(
+                        n,
+                        "pass_threshold must lie in [-1, 1] (cosine does)",
+                    ));
+                }
+                let e = embedder(g.encoder.as_deref()).map_err(|e| spec_err(n, e))?;
+                pass_threshold = g.pass_threshold;
+                Kind::Cosine(tpl(&g.input)?, tpl(&g.reference)?, e)
+            }
             GraderSpec::TextSimilarity(g) => {
-                if matches!(
-                    g.evaluation_metric,
-                    Metric::Gleu | Metric::Meteor | Metric::Cosine
-                ) {
+                if matches!(g.evaluation_metric, Metric::Gleu | Metric::Meteor) {
                     return Err(spec_err(
                         n,
                         format!(
-                            "evaluation_metric `{}` is not supported yet; use fuzzy_match, bleu, rouge_1..rouge_5, rouge_l or chrf",
+                            "evaluation_metric `{}` is not supported yet; use fuzzy_match, bleu, rouge_1..rouge_5, rouge_l, chrf or cosine",
                             serde_json::to_value(g.evaluation_metric)
                                 .map(|v| as_text(&v))
                                 .unwrap_or_default()
@@ -337,7 +364,7 @@ impl Grader {
                 for (key, sub) in &g.graders {
                     let mut sub = sub.clone();
                     sub.name_if_unnamed(key);
-                    subs.push((key.clone(), Grader::new(&sub)?));
+                    subs.push((key.clone(), Grader::with_embedder(&sub, embedder)?));
                 }
                 for v in formula.variables() {
                     if !subs.iter().any(|(k, _)| k == v) {
@@ -384,7 +411,7 @@ impl Grader {
         let mut out = BTreeSet::new();
         let mut add = |t: &Tpl| out.extend(t.item_fields.iter().cloned());
         match &self.kind {
-            Kind::StringCheck(a, b, _) | Kind::TextSimilarity(a, b, _) => {
+            Kind::StringCheck(a, b, _) | Kind::TextSimilarity(a, b, _) | Kind::Cosine(a, b, _) => {
                 add(a);
                 add(b);
             }
@@ -448,7 +475,27 @@ impl Grader {
                     Metric::RougeL => hone_eval::text::rouge_l(&a, &b),
                     Metric::Chrf => hone_eval::text::chrf(&a, &b),
                     Metric::Gleu | Metric::Meteor | Metric::Cosine => {
-                        unreachable!("refused by Grader::new")
+                        unreachable!("refused, or built as Kind::Cosine, by Grader::with_embedder")
+                    }
+                }
+            }
+            Kind::Cosine(input, reference, e) => {
+                let (a, b) = (input.render(n, s, item)?, reference.render(n, s, item)?);
+                let v = e.embed(&[&a, &b]).map_err(|msg| GradeError::Runtime {
+                    grader: n.to_string(),
+                    msg: format!("encoder: {msg}"),
+                })?;
+                match v.as_slice() {
+                    [x, y] => x
+                        .iter()
+                        .zip(y)
+                        .map(|(p, q)| f64::from(*p) * f64::from(*q))
+                        .sum(),
+                    _ => {
+                        return Err(GradeError::Runtime {
+                            grader: n.to_string(),
+                            msg: "the encoder returned the wrong number of vectors".into(),
+                        });
                     }
                 }
             }

@@ -107,6 +107,10 @@ pub struct TextSimilarity {
     pub reference: String,
     pub evaluation_metric: Metric,
     pub pass_threshold: f64,
+    /// For `cosine`: a local sentence-embedding model directory (e.g. `models/all-MiniLM-L6-v2`
+    /// from `scripts/get-minilm`), relative to the project. hone's own field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoder: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

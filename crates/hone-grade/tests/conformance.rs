@@ -535,3 +535,69 @@ fn the_adversarial_check_flags_a_lenient_grader_and_passes_a_strict_one() {
             .any(|f| f.attack == Attack::Schema && f.passed == 3)
     );
 }
+
+/// Letter counts, L2-normalised: a stand-in encoder with known cosines.
+#[derive(Debug)]
+struct Letters;
+
+impl hone_grade::grader::Embedder for Letters {
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, String> {
+        if texts.iter().any(|t| t.contains("BOOM")) {
+            return Err("encoder exploded".into());
+        }
+        Ok(texts
+            .iter()
+            .map(|t| {
+                let mut v = [0f32; 26];
+                for c in t.chars().filter(char::is_ascii_lowercase) {
+                    v[(c as u8 - b'a') as usize] += 1.0;
+                }
+                let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+                v.iter().map(|x| x / norm).collect()
+            })
+            .collect())
+    }
+}
+
+#[test]
+fn cosine_uses_the_supplied_encoder_and_refuses_without_one() {
+    let spec: GraderSpec = serde_json::from_value(json!({"type": "text_similarity", "name": "on_topic", "reference": "{{ item.reference }}", "evaluation_metric": "cosine", "pass_threshold": 0.5, "encoder": "models/letters"})).unwrap();
+    // Without an encoder the grader is refused when built, not scored as 0.
+    assert!(matches!(Grader::new(&spec), Err(GradeError::Spec { .. })));
+    let mut asked = Vec::new();
+    let g = Grader::with_embedder(&spec, &mut |p| {
+        asked.push(p.map(str::to_string));
+        Ok(std::sync::Arc::new(Letters))
+    })
+    .unwrap();
+    assert_eq!(asked, [Some("models/letters".to_string())]);
+    let item = json!({"reference": "ab"});
+    let cases = [
+        ("ab", 1.0),
+        ("ba", 1.0),
+        ("cd", 0.0),
+        ("a", std::f64::consts::FRAC_1_SQRT_2),
+        ("aab", 3.0 / (5f64.sqrt() * 2f64.sqrt())),
+    ];
+    for (out, want) in cases {
+        let r = g.grade(out, &item).unwrap();
+        assert!(
+            (r.reward - want).abs() < 1e-6,
+            "{out}: {} want {want}",
+            r.reward
+        );
+        assert_eq!(r.passed, r.reward >= 0.5);
+    }
+    // An encoder failure is a typed runtime error.
+    assert!(matches!(
+        g.grade("BOOM", &item),
+        Err(GradeError::Runtime { .. })
+    ));
+    // Inside a multi grader the sub-grader gets the encoder too.
+    let multi: GraderSpec = serde_json::from_value(
+        json!({"type": "multi", "name": "m", "graders": {"t": spec}, "calculate_output": "t"}),
+    )
+    .unwrap();
+    let g = Grader::with_embedder(&multi, &mut |_| Ok(std::sync::Arc::new(Letters))).unwrap();
+    assert!((g.grade("ab", &item).unwrap().reward - 1.0).abs() < 1e-6);
+}

@@ -114,9 +114,24 @@ pub struct RunReport<'a> {
     pub detail: ChosenDetail,
     pub gates: Vec<GateLine>,
     pub comparisons: Vec<ComparisonLine>,
+    /// Generate tasks with graders: each model's grader scores on the test answers.
+    pub graders: Vec<GraderLine>,
     /// Records per part of the split.
     pub split_counts: BTreeMap<String, u64>,
 }
+
+/// One grader on one model's test answers.
+#[derive(Debug, Clone)]
+pub struct GraderLine {
+    pub model: String,
+    pub grader: String,
+    pub pass_rate: Interval,
+    pub mean: Interval,
+    /// Answers the grader could not score (counted as not passing).
+    pub errors: usize,
+}
+
+const GRADERS_NOTE: &str = "Graders score the stored test answers with the grader files as they are now; an answer a grader cannot score counts as not passing and is left out of the mean.";
 
 fn f(v: Option<f64>) -> String {
     v.map_or("–".into(), |x| format!("{x:.4}"))
@@ -200,6 +215,20 @@ impl RunReport<'_> {
         if self.no_dev_scores() {
             h.push_str(&format!("<p class=muted>{}</p>", esc(NO_DEV_NOTE)));
         }
+        if !self.graders.is_empty() {
+            h.push_str(&format!("<h2>Graders on the test answers</h2><p class=muted>{}</p><table><tr><th>model</th><th>grader</th><th>pass rate [95% CI]</th><th>mean reward [95% CI]</th><th>errors</th></tr>", esc(GRADERS_NOTE)));
+            for g in &self.graders {
+                h.push_str(&format!(
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=n>{}</td></tr>",
+                    esc(&g.model),
+                    esc(&g.grader),
+                    ci(&g.pass_rate),
+                    ci(&g.mean),
+                    g.errors
+                ));
+            }
+            h.push_str("</table>");
+        }
         if !self.comparisons.is_empty() {
             h.push_str(&format!("<h2>Comparisons ({})</h2><table><tr><th>comparison</th><th>Δ {}</th><th>95% CI</th><th>p</th><th>verdict</th></tr>", self.names.comparison, self.names.primary));
             for c in &self.comparisons {
@@ -267,6 +296,20 @@ impl RunReport<'_> {
         if self.no_dev_scores() {
             m.push_str(&format!("\n{}\n", md(NO_DEV_NOTE)));
         }
+        if !self.graders.is_empty() {
+            m.push_str("\n| model | grader | pass rate [95% CI] | mean reward [95% CI] | errors |\n|---|---|---|---|---:|\n");
+            for g in &self.graders {
+                m.push_str(&format!(
+                    "| {} | {} | {} | {} | {} |\n",
+                    md(&g.model),
+                    md(&g.grader),
+                    ci(&g.pass_rate),
+                    ci(&g.mean),
+                    g.errors
+                ));
+            }
+            m.push_str(&format!("\n{}\n", md(GRADERS_NOTE)));
+        }
         for c in &self.comparisons {
             m.push_str(&format!(
                 "\n{}: Δ {} {:+.4} [{:+.4}, {:+.4}], p = {:.4} → **{}**",
@@ -331,6 +374,13 @@ mod tests {
                 p_value: 0.001,
                 verdict: "significantly better".into(),
             }],
+            graders: vec![GraderLine {
+                model: "lora".into(),
+                grader: "house_rules".into(),
+                pass_rate: iv(0.5, 0.4, 0.6),
+                mean: iv(0.7, 0.65, 0.75),
+                errors: 2,
+            }],
             split_counts: [("train".to_string(), 70)].into_iter().collect(),
         };
         let html = r.html();
@@ -347,6 +397,13 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("significantly better"));
+        assert!(
+            md.contains(
+                "| lora | house_rules | 0.5000 [0.4000, 0.6000] | 0.7000 [0.6500, 0.7500] | 2 |"
+            ),
+            "{md}"
+        );
+        assert!(html.contains("Graders on the test answers") && html.contains("house_rules"));
         assert!(
             md.contains("ngram †") && md.contains("† refitted on train + dev"),
             "{md}"

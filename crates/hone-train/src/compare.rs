@@ -200,9 +200,20 @@ pub struct TextComparison {
     pub chrf_a: f64,
     pub chrf_b: f64,
     pub chrf: Paired,
+    /// Each grader's pass rate on the shared examples, paired (the project's graders as they are now).
+    pub graders: Vec<GraderPaired>,
     pub verdict: Verdict,
     pub config_diff: Vec<(String, Value, Value)>,
     pub data_diff: Vec<String>,
+}
+
+/// One grader's pass rate on both runs' answers to the same test examples; `pass` is B − A.
+#[derive(Debug, Serialize)]
+pub struct GraderPaired {
+    pub grader: String,
+    pub pass_a: f64,
+    pub pass_b: f64,
+    pub pass: Paired,
 }
 
 impl TextComparison {
@@ -228,6 +239,13 @@ impl TextComparison {
                 s,
                 "{name:<8} A {va:.4}  B {vb:.4}  Δ {:+.4}  95% CI [{:+.4}, {:+.4}]",
                 p.delta, p.lo, p.hi
+            );
+        }
+        for g in &self.graders {
+            let _ = writeln!(
+                s,
+                "grader {} pass rate  A {:.4}  B {:.4}  Δ {:+.4}  95% CI [{:+.4}, {:+.4}]",
+                g.grader, g.pass_a, g.pass_b, g.pass.delta, g.pass.lo, g.pass.hi
             );
         }
         for (k, va, vb) in &self.config_diff {
@@ -258,7 +276,15 @@ fn answers(store: &Store, run: &Run) -> Result<BTreeMap<String, (String, String)
         .collect())
 }
 
-pub fn compare_texts(store: &Store, a: &Run, b: &Run, seed: u64) -> Result<TextComparison> {
+/// Compare two generate runs; `graders` (the project's, may be empty) are paired too, on the test
+/// records of A's dataset version.
+pub fn compare_texts(
+    store: &Store,
+    a: &Run,
+    b: &Run,
+    seed: u64,
+    graders: &[crate::graders::ProjectGrader],
+) -> Result<TextComparison> {
     use hone_eval::text::{chrf_corpus, chrf_stats, rouge_l};
     let pa = answers(store, a)?;
     let pb = answers(store, b)?;
@@ -300,6 +326,49 @@ pub fn compare_texts(store: &Store, a: &Run, b: &Run, seed: u64) -> Result<TextC
         0.95,
     );
     let all: Vec<usize> = (0..n).collect();
+    let mut grader_pairs = Vec::new();
+    if !graders.is_empty() {
+        let version = store.resolve_version(Some(&a.version))?;
+        let records: BTreeMap<String, hone_core::Record> =
+            crate::curate::load_records(store, &version)?
+                .into_iter()
+                .map(|r| (r.id.clone(), r))
+                .collect();
+        let ids: Vec<&String> = shared
+            .iter()
+            .copied()
+            .filter(|k| records.contains_key(*k))
+            .collect();
+        let items: Vec<Value> = ids
+            .iter()
+            .map(|k| crate::graders::item(&records[*k]))
+            .collect();
+        let ta: Vec<&str> = ids.iter().map(|k| pa[*k].1.as_str()).collect();
+        let tb: Vec<&str> = ids.iter().map(|k| pb[*k].1.as_str()).collect();
+        let va = crate::graders::grade_answers(graders, &items, &ta, seed);
+        let vb = crate::graders::grade_answers(graders, &items, &tb, seed);
+        let rate = |v: &[bool], ix: &[usize]| {
+            ix.iter().filter(|&&i| v[i]).count() as f64 / ix.len().max(1) as f64
+        };
+        let m = ids.len();
+        let every: Vec<usize> = (0..m).collect();
+        for (name, ga) in &va {
+            let gb = &vb[name];
+            grader_pairs.push(GraderPaired {
+                grader: name.clone(),
+                pass_a: rate(&ga.passed, &every),
+                pass_b: rate(&gb.passed, &every),
+                pass: hone_eval::paired_bootstrap(
+                    m,
+                    &|ix: &[usize]| rate(&ga.passed, ix),
+                    &|ix: &[usize]| rate(&gb.passed, ix),
+                    2000,
+                    seed,
+                    0.95,
+                ),
+            });
+        }
+    }
     let verdict = hone_eval::verdict(&rouge_l, None, 0.05);
     let (config_diff, data_diff) = differences(a, b, pa.len(), pb.len(), n);
     Ok(TextComparison {
@@ -312,6 +381,7 @@ pub fn compare_texts(store: &Store, a: &Run, b: &Run, seed: u64) -> Result<TextC
         chrf_a: chrf_corpus(&sa, &all),
         chrf_b: chrf_corpus(&sb, &all),
         chrf,
+        graders: grader_pairs,
         verdict,
         config_diff,
         data_diff,

@@ -1096,7 +1096,8 @@ pub fn run_generate_demo(
         .map(|r| &r.run)
         .find(|r| r.id != chosen.id)
         .ok_or_else(|| Error::Internal("the generation demo has one run".into()))?;
-    let comparison = crate::compare::compare_texts(&store, other, chosen, 7)?.text(other, chosen);
+    let comparison =
+        crate::compare::compare_texts(&store, other, chosen, 7, &[])?.text(other, chosen);
     let message = "hi, my debit card was stolen yesterday, please block it".to_string();
     let mut out = Vec::new();
     crate::predict::predict_generate(

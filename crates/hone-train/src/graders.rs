@@ -58,7 +58,35 @@ fn grade_err(path: &std::path::Path, e: GradeError) -> Error {
     }
 }
 
-/// Load and build every grader under `graders/` (none: an empty list).
+/// A local sentence encoder for `cosine` graders: mean-pooled, L2-normalised embeddings (the
+/// sentence-transformers recipe of all-MiniLM-L6-v2), inputs up to 256 tokens.
+struct LocalEncoder(hone_encoder::Pretrained);
+
+impl std::fmt::Debug for LocalEncoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LocalEncoder({})", self.0.dir.display())
+    }
+}
+
+impl hone_grade::grader::Embedder for LocalEncoder {
+    fn embed(&self, texts: &[&str]) -> std::result::Result<Vec<Vec<f32>>, String> {
+        let e = hone_encoder::embed(
+            &self.0.encoder,
+            &self.0.tokenizer,
+            texts,
+            hone_encoder::Pooling::Mean,
+            true,
+            32,
+            &mut |_, _| {},
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(e.data.chunks(e.dim).map(<[f32]>::to_vec).collect())
+    }
+}
+
+/// Load and build every grader under `graders/` (none: an empty list). A `cosine` grader's
+/// `encoder` is a model directory relative to the project root, loaded once however many graders
+/// name it.
 pub fn load(project: &Project) -> Result<Vec<ProjectGrader>> {
     let specs = hone_grade::load::load_dir(&project.root.join("graders")).map_err(|e| {
         Error::Config {
@@ -69,10 +97,33 @@ pub fn load(project: &Project) -> Result<Vec<ProjectGrader>> {
             hint: "a grader file holds one grader: `type = \"string_check\"`, `\"text_similarity\"`, `\"numeric\"`, `\"regex\"`, `\"length\"`, `\"json_schema\"`, `\"json_fields\"` or `\"multi\"`".into(),
         }
     })?;
+    let mut encoders: BTreeMap<PathBuf, std::sync::Arc<dyn hone_grade::grader::Embedder>> =
+        BTreeMap::new();
+    let mut resolve = |path: Option<&str>| -> std::result::Result<
+        std::sync::Arc<dyn hone_grade::grader::Embedder>,
+        String,
+    > {
+        let path = path.ok_or(
+            "cosine needs `encoder = \"PATH\"`: a sentence-embedding model directory (scripts/get-minilm puts all-MiniLM-L6-v2 in models/all-MiniLM-L6-v2)",
+        )?;
+        let dir = hone_core::config::resolve_path(&project.root, path);
+        if let Some(e) = encoders.get(&dir) {
+            return Ok(e.clone());
+        }
+        let max_len = hone_encoder::BertConfig::from_file(&dir.join("config.json"))
+            .map(|c| c.max_position_embeddings.min(256))
+            .map_err(|e| e.to_string())?;
+        let p = hone_encoder::Pretrained::load(&dir, max_len).map_err(|e| e.to_string())?;
+        let e: std::sync::Arc<dyn hone_grade::grader::Embedder> =
+            std::sync::Arc::new(LocalEncoder(p));
+        encoders.insert(dir, e.clone());
+        Ok(e)
+    };
     specs
         .into_iter()
         .map(|(path, spec)| {
-            let grader = Grader::new(&spec).map_err(|e| grade_err(&path, e))?;
+            let grader =
+                Grader::with_embedder(&spec, &mut resolve).map_err(|e| grade_err(&path, e))?;
             Ok(ProjectGrader { path, grader })
         })
         .collect()
@@ -184,4 +235,108 @@ pub fn validate(project: &Project, store: &Store) -> Result<Validation> {
         graders: checks,
         policy: project.config.policy.exploitable_graders,
     })
+}
+
+/// One grader on one set of answers, with 95% bootstrap intervals. An answer the grader cannot score
+/// (a typed error) counts as not passing and is left out of the mean; `errors` says how many.
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct GraderScores {
+    pub n: usize,
+    pub pass_rate: crate::record::Estimate,
+    pub mean: crate::record::Estimate,
+    pub errors: usize,
+    /// The first error, for the report.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_error: Option<String>,
+}
+
+/// One grader's verdict on every answer, in answer order.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Verdicts {
+    pub scores: GraderScores,
+    /// The reward of each answer (`None`: the grader failed on it).
+    pub rewards: Vec<Option<f64>>,
+    pub passed: Vec<bool>,
+}
+
+const BOOT_REPS: usize = 1000;
+
+/// Grade `answers[i]` for `items[i]` with every grader.
+pub fn grade_answers(
+    graders: &[ProjectGrader],
+    items: &[Value],
+    answers: &[&str],
+    seed: u64,
+) -> BTreeMap<String, Verdicts> {
+    graders
+        .iter()
+        .map(|g| {
+            let mut v = Verdicts::default();
+            for (item, answer) in items.iter().zip(answers) {
+                match g.grader.grade(answer, item) {
+                    Ok(r) => {
+                        v.rewards.push(Some(r.reward));
+                        v.passed.push(r.passed);
+                    }
+                    Err(e) => {
+                        v.scores.errors += 1;
+                        v.scores.first_error.get_or_insert_with(|| e.to_string());
+                        v.rewards.push(None);
+                        v.passed.push(false);
+                    }
+                }
+            }
+            let n = answers.len().min(items.len());
+            v.scores.n = n;
+            if n > 0 {
+                let passed = &v.passed;
+                let rewards = &v.rewards;
+                let rate = |ix: &[usize]| {
+                    ix.iter().filter(|&&i| passed[i]).count() as f64 / ix.len().max(1) as f64
+                };
+                let mean = |ix: &[usize]| {
+                    let (s, c) = ix
+                        .iter()
+                        .filter_map(|&i| rewards[i])
+                        .fold((0.0, 0usize), |(s, c), r| (s + r, c + 1));
+                    if c == 0 { f64::NAN } else { s / c as f64 }
+                };
+                let ci = |f: &dyn Fn(&[usize]) -> f64| {
+                    crate::record::Estimate::of(&hone_eval::bootstrap_ci(
+                        n, f, BOOT_REPS, seed, 0.95,
+                    ))
+                };
+                v.scores.pass_rate = ci(&rate);
+                v.scores.mean = ci(&mean);
+            }
+            (g.grader.name.clone(), v)
+        })
+        .collect()
+}
+
+/// Every grader on a generate run's stored test answers. Grader scores are computed from the
+/// answers each time, not frozen into the run record: a grader is a rule under development, and
+/// changing it must neither retrain a model nor leave a cached run judged by the old rule.
+pub fn grade_run(
+    graders: &[ProjectGrader],
+    store: &Store,
+    run: &crate::record::Run,
+    test: &[&Record],
+    seed: u64,
+) -> Result<BTreeMap<String, Verdicts>> {
+    if graders.is_empty() || run.record.generation.is_none() {
+        return Ok(BTreeMap::new());
+    }
+    let p = crate::record::Predictions::load(store, run)?;
+    let by_id: std::collections::HashMap<&str, &Record> =
+        test.iter().map(|r| (r.id.as_str(), *r)).collect();
+    let mut items = Vec::new();
+    let mut answers = Vec::new();
+    for g in &p.generated {
+        if let Some(r) = by_id.get(g.id.as_str()) {
+            items.push(item(r));
+            answers.push(g.completion.as_str());
+        }
+    }
+    Ok(grade_answers(graders, &items, &answers, seed))
 }

@@ -270,10 +270,10 @@ pub fn comparisons(store: &Store, out: &RunOutcome) -> Result<Vec<ComparisonLine
             verdict: c.verdict_text().into(),
         };
         for r in out.runs.iter().skip(1).map(|m| &m.run) {
-            let c = crate::compare::compare_texts(store, baseline, r, 7)?;
+            let c = crate::compare::compare_texts(store, baseline, r, 7, &[])?;
             lines.push(line(format!("{} vs {}", r.model, baseline.model), &c));
             if let Some(prev) = all.iter().rfind(|x| x.model == r.model && x.seq < r.seq)
-                && let Ok(c) = crate::compare::compare_texts(store, prev, r, 7)
+                && let Ok(c) = crate::compare::compare_texts(store, prev, r, 7, &[])
             {
                 lines.push(line(
                     format!("{} vs its previous run #{}", r.model, prev.seq),
@@ -406,6 +406,20 @@ pub fn write_run_report(
             })
             .collect(),
         comparisons: comparisons(store, out)?,
+        graders: out
+            .runs
+            .iter()
+            .zip(&out.graders)
+            .flat_map(|(r, gs)| {
+                gs.iter().map(|(name, g)| hone_report::run::GraderLine {
+                    model: r.run.model.clone(),
+                    grader: name.clone(),
+                    pass_rate: interval(&g.pass_rate),
+                    mean: interval(&g.mean),
+                    errors: g.errors,
+                })
+            })
+            .collect(),
         split_counts: out.split.summary.counts.clone(),
     };
     let html_path = project

@@ -110,6 +110,9 @@ pub struct RunOutcome {
     /// Index into `runs` of the chosen model ([`hone_core::decide::choose`]).
     pub chosen: usize,
     pub gates: Vec<Gate>,
+    /// Generate tasks with graders: per run (as `runs`), each grader's scores on the test answers
+    /// (see [`crate::graders::grade_run`]); empty otherwise.
+    pub graders: Vec<BTreeMap<String, crate::graders::GraderScores>>,
 }
 
 impl RunOutcome {
@@ -1000,8 +1003,24 @@ fn train_and_evaluate(
 }
 
 /// The value of a gate metric in a run record, or why it has none.
-pub fn gate_value(record: &RunRecord, metric: &str) -> std::result::Result<f64, String> {
+pub fn gate_value(
+    record: &RunRecord,
+    graders: &BTreeMap<String, crate::graders::GraderScores>,
+    metric: &str,
+) -> std::result::Result<f64, String> {
     let num = |v: Option<f64>| v.ok_or_else(|| format!("`{metric}` was not measured"));
+    if let Some((name, what)) = hone_core::config::grader_gate(metric) {
+        let g = graders.get(name).ok_or_else(|| {
+            format!(
+                "no grader named `{name}` scored this run (graders/{name}.toml on a generate task)"
+            )
+        })?;
+        return num(if what == "mean" {
+            g.mean.estimate
+        } else {
+            g.pass_rate.estimate
+        });
+    }
     match metric {
         "accuracy" => num(record.test.accuracy.estimate),
         "macro_f1" => num(record.test.macro_f1.estimate),
@@ -1053,14 +1072,18 @@ pub fn gate_value(record: &RunRecord, metric: &str) -> std::result::Result<f64, 
 }
 
 /// Check every `[success]` rule against one run record.
-pub fn gates(project: &Project, record: &RunRecord) -> Vec<Gate> {
+pub fn gates(
+    project: &Project,
+    record: &RunRecord,
+    graders: &BTreeMap<String, crate::graders::GraderScores>,
+) -> Vec<Gate> {
     project
         .config
         .success
         .iter()
         .map(|(metric, rule)| {
             let parsed = SuccessRule::parse(rule);
-            match (gate_value(record, metric), parsed) {
+            match (gate_value(record, graders, metric), parsed) {
                 (Ok(v), Some(r)) => Gate {
                     metric: metric.clone(),
                     rule: rule.clone(),
@@ -1156,7 +1179,15 @@ pub fn run(
             suites: &suites,
         };
         let (runs, chosen) = crate::generate_stage::run_models(&ctx, store, progress)?;
-        let gates = gates(project, &runs[chosen].run.record);
+        let graders = crate::graders::load(project)?;
+        let graded = runs
+            .iter()
+            .map(|r| {
+                let v = crate::graders::grade_run(&graders, store, &r.run, &test, ctx.seed)?;
+                Ok(v.into_iter().map(|(k, v)| (k, v.scores)).collect())
+            })
+            .collect::<Result<Vec<BTreeMap<_, _>>>>()?;
+        let gates = gates(project, &runs[chosen].run.record, &graded[chosen]);
         return Ok(RunOutcome {
             version_id: version.id,
             version_cached: cur.cached,
@@ -1164,6 +1195,7 @@ pub fn run(
             runs,
             chosen,
             gates,
+            graders: graded,
         });
     }
     let labels: Vec<String> = train
@@ -1285,7 +1317,7 @@ pub fn run(
     let chosen = choose(&candidates).unwrap_or(0);
     let names: Vec<String> = runs.iter().map(|r| r.run.id.clone()).collect();
     store.put_choice(&split.row.id, &runs[chosen].run.id, &names, CHOICE_RULE)?;
-    let gates = gates(project, &runs[chosen].run.record);
+    let gates = gates(project, &runs[chosen].run.record, &BTreeMap::new());
     Ok(RunOutcome {
         version_id: version.id,
         version_cached: cur.cached,
@@ -1293,6 +1325,7 @@ pub fn run(
         runs,
         chosen,
         gates,
+        graders: Vec::new(),
     })
 }
 

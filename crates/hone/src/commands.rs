@@ -533,7 +533,7 @@ pub fn run(ctx: &Context, refreeze: Option<String>) -> Result<u8> {
     pb.finish_and_clear();
     let code = if out.gates_pass() { 0 } else { 3 };
     if ctx.json {
-        let runs: Vec<serde_json::Value> = out.runs.iter().map(|r| json!({"run": r.run.id, "seq": r.run.seq, "model": r.run.model, "cached": r.cached, "chosen": r.run.id == chosen.id, "test": {"accuracy": r.run.record.test.accuracy, "macro_f1": r.run.record.test.macro_f1}, "dev": r.run.record.dev, "generation": r.run.record.generation})).collect();
+        let runs: Vec<serde_json::Value> = out.runs.iter().enumerate().map(|(i, r)| json!({"graders": out.graders.get(i), "run": r.run.id, "seq": r.run.seq, "model": r.run.model, "cached": r.cached, "chosen": r.run.id == chosen.id, "test": {"accuracy": r.run.record.test.accuracy, "macro_f1": r.run.record.test.macro_f1}, "dev": r.run.record.dev, "generation": r.run.record.generation})).collect();
         print_json(
             &json!({"version": out.version_id, "split": out.split.row.id, "chosen": chosen.id, "runs": runs, "metrics": chosen.record.test, "gates": out.gates, "gates_pass": out.gates_pass(), "report": html_path}),
         );
@@ -595,7 +595,8 @@ pub fn compare(ctx: &Context, a: &str, b: &str) -> Result<u8> {
         hone_train::record::resolve(&store, b)?,
     );
     if ra.record.generation.is_some() || rb.record.generation.is_some() {
-        return compare_texts(ctx, &store, &ra, &rb);
+        let graders = hone_train::graders::load(&project)?;
+        return compare_texts(ctx, &store, &ra, &rb, &graders);
     }
     let c = hone_train::compare::compare(&store, &ra, &rb, 7)?;
     if ctx.json {
@@ -648,14 +649,15 @@ pub fn compare(ctx: &Context, a: &str, b: &str) -> Result<u8> {
     Ok(0)
 }
 
-/// `hone compare` for generate runs: ROUGE-L and chrF with paired bootstrap intervals.
+/// `hone compare` for generate runs: ROUGE-L, chrF and grader pass rates, paired bootstrap intervals.
 fn compare_texts(
     ctx: &Context,
     store: &Store,
     ra: &hone_train::record::Run,
     rb: &hone_train::record::Run,
+    graders: &[hone_train::graders::ProjectGrader],
 ) -> Result<u8> {
-    let c = hone_train::compare::compare_texts(store, ra, rb, 7)?;
+    let c = hone_train::compare::compare_texts(store, ra, rb, 7, graders)?;
     if ctx.json {
         let mut v = serde_json::to_value(&c)?;
         v["verdict_text"] = json!(c.verdict_text());

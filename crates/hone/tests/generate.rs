@@ -103,11 +103,47 @@ fn run_json(dir: &Path) -> serde_json::Value {
 fn a_fine_tuned_tiny_model_beats_the_base_and_predict_answers_in_order() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    project(dir, "sft", "");
+    // A grader scores every model's test answers; `[success]` gates on it by name.
+    project(
+        dir,
+        "sft",
+        "\n[success]\ngrader_exact_reply_mean = \">= 0\"\n",
+    );
+    std::fs::create_dir_all(dir.join("graders")).unwrap();
+    std::fs::write(
+        dir.join("graders/exact_reply.toml"),
+        "type = \"string_check\"\nreference = \"{{ item.reference }}\"\noperation = \"eq\"\n",
+    )
+    .unwrap();
     let out = run_json(dir);
     let runs = out["runs"].as_array().unwrap();
     let names: Vec<&str> = runs.iter().map(|r| r["model"].as_str().unwrap()).collect();
     assert_eq!(names, ["base", "tuned"], "{out:#}");
+    let exact = |r: &serde_json::Value| {
+        r["graders"]["exact_reply"]["pass_rate"]["estimate"]
+            .as_f64()
+            .unwrap()
+    };
+    assert!(exact(&runs[1]) > exact(&runs[0]), "{out:#}");
+    assert_eq!(
+        out["gates"][0]["metric"], "grader_exact_reply_mean",
+        "{out:#}"
+    );
+    assert_eq!(
+        out["gates"][0]["value"].as_f64(),
+        Some(exact(&runs[1])),
+        "{out:#}"
+    );
+    // `hone compare` pairs the grader's pass rates on the shared test answers.
+    let o = hone(dir, &["--json", "compare", "1", "2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let c: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(c["graders"][0]["grader"], "exact_reply", "{c:#}");
+    let delta = c["graders"][0]["pass"]["delta"].as_f64().unwrap();
+    assert!(
+        (delta - (exact(&runs[1]) - exact(&runs[0]))).abs() < 1e-9,
+        "{c:#}"
+    );
     let rouge = |r: &serde_json::Value, part: &str| {
         r["generation"][part]["rouge_l"]["estimate"]
             .as_f64()

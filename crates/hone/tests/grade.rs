@@ -170,3 +170,83 @@ fn grade_validate_reports_the_lenient_grader_and_passes_the_strict_one() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("typo.toml:2:1"), "{}", stderr(&o));
 }
+
+fn minilm() -> Option<std::path::PathBuf> {
+    let dir =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/all-MiniLM-L6-v2");
+    if dir.join("model.safetensors").is_file() {
+        return Some(dir.canonicalize().unwrap());
+    }
+    assert!(
+        std::env::var("HONE_REQUIRE_MINILM").as_deref() != Ok("1"),
+        "all-MiniLM-L6-v2 not found at {} (HONE_REQUIRE_MINILM=1)",
+        dir.display()
+    );
+    eprintln!("skipping: all-MiniLM-L6-v2 not found (run scripts/get-minilm)");
+    None
+}
+
+/// `cosine` through the real all-MiniLM-L6-v2: a paraphrase scores near the reference, an unrelated
+/// reply far from it; the prompt echoed back is close enough to pass a loose threshold, which the
+/// adversarial check reports; a missing encoder directory names the grader file.
+#[test]
+fn cosine_through_the_local_minilm() {
+    let Some(model) = minilm() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    project(d, "");
+    std::fs::remove_file(d.join("graders/mentions.json")).unwrap();
+    let cosine = |threshold: f64| {
+        format!(
+            "type = \"text_similarity\"\nreference = \"{{{{ item.reference }}}}\"\nevaluation_metric = \"cosine\"\npass_threshold = {threshold}\nencoder = \"{}\"\n",
+            model.display()
+        )
+    };
+    std::fs::write(d.join("graders/on_topic.toml"), cosine(0.3)).unwrap();
+    let project = hone_train::project::Project::discover(d).unwrap();
+    let graders = hone_train::graders::load(&project).unwrap();
+    let g = &graders
+        .iter()
+        .find(|g| g.grader.name == "on_topic")
+        .unwrap()
+        .grader;
+    let item = serde_json::json!({"reference": "Your order #48213 shipped today."});
+    let score = |a: &str| g.grade(a, &item).unwrap().reward;
+    assert!((score("Your order #48213 shipped today.") - 1.0).abs() < 1e-5);
+    let (para, unrelated) = (
+        score("We sent out order 48213 this morning."),
+        score("Bananas are rich in potassium."),
+    );
+    assert!(
+        para > 0.6 && unrelated < 0.3 && para > unrelated + 0.3,
+        "paraphrase {para}, unrelated {unrelated}"
+    );
+    // At 0.3 the echoed prompt passes: reported, not silently accepted.
+    let v: serde_json::Value =
+        serde_json::from_slice(&hone(d, &["--json", "grade", "validate"]).stdout).unwrap();
+    let on_topic = v["graders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == "on_topic")
+        .unwrap();
+    let echo = on_topic["probe"]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["attack"] == "echo_prompt")
+        .unwrap();
+    assert!(echo["passed"].as_u64().unwrap() > 0, "{on_topic:#}");
+    std::fs::write(
+        d.join("graders/on_topic.toml"),
+        cosine(0.3).replace(&model.display().to_string(), "models/nowhere"),
+    )
+    .unwrap();
+    let o = hone(d, &["grade", "validate"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("on_topic.toml") && stderr(&o).contains("nowhere"),
+        "{}",
+        stderr(&o)
+    );
+}
