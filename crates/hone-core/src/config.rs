@@ -105,12 +105,6 @@ pub enum GraderPolicy {
     Fail,
 }
 
-impl GraderPolicy {
-    pub fn is_warn(&self) -> bool {
-        *self == GraderPolicy::Warn
-    }
-}
-
 /// What `hone data scan` does with suspected poisoned records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -228,9 +222,9 @@ pub struct PolicyConfig {
     /// Texts with more characters are dropped as too long (default 10000).
     pub max_chars: usize,
     /// A grader that the adversarial check finds exploitable: `warn` (default; exit 0) or `fail`
-    /// (`hone grade validate` and `hone run` stop). Not part of curation: left out of the policy's
-    /// serialised form while at its default, so curation keys stay as they were.
-    #[serde(skip_serializing_if = "GraderPolicy::is_warn")]
+    /// (`hone grade validate` exits 3, `hone run` stops before training). Not part of curation: never
+    /// serialised, so the policy that keys curation is the same whatever this says.
+    #[serde(skip_serializing)]
     pub exploitable_graders: GraderPolicy,
 }
 

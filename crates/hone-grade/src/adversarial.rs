@@ -21,7 +21,8 @@ pub enum Attack {
     WrongContent,
     /// The JSON schema the grader checks, as the answer (only for graders with a schema).
     Schema,
-    /// The reference repeated to about 3,000 words.
+    /// The reference repeated to about 3,000 words, ending with its wrong-content version (so a
+    /// rule that reads the last number or line does not see the reference's).
     Long,
 }
 
@@ -45,8 +46,8 @@ pub struct Finding {
     pub passed: usize,
     /// Answers the grader could not score (a typed error, never counted as a pass).
     pub errors: usize,
-    /// The first item index where the attack passed.
-    pub first_pass: Option<usize>,
+    /// The first item where the attack passed: its `id` field, else its position.
+    pub first_pass: Option<String>,
 }
 
 /// One grader's adversarial report.
@@ -68,12 +69,12 @@ impl Probe {
             .filter(|f| f.passed > 0)
             .map(|f| {
                 format!(
-                    "grader `{}` passes {} on {}/{} items (first: item {})",
+                    "grader `{}` passes {} on {}/{} items (first: {})",
                     self.grader,
                     f.attack.describe(),
                     f.passed,
                     f.tried,
-                    f.first_pass.unwrap_or(0)
+                    f.first_pass.as_deref().unwrap_or("?")
                 )
             })
             .collect()
@@ -155,7 +156,7 @@ pub fn attacks(
         reference.as_str()
     };
     let reps = 3000 / base.split_whitespace().count().max(1) + 1;
-    let long = vec![base; reps].join(" ");
+    let long = format!("{} {}", vec![base; reps].join(" "), wrong);
     let mut out = vec![
         (Attack::Empty, String::new()),
         (Attack::EchoPrompt, prompt),
@@ -194,7 +195,10 @@ pub fn probe(g: &Grader, items: &[Value], prompt_field: &str, reference_field: &
             match g.grade(&answer, item) {
                 Ok(r) if r.passed => {
                     f.passed += 1;
-                    f.first_pass.get_or_insert(i);
+                    f.first_pass.get_or_insert_with(|| match item.get("id") {
+                        Some(Value::String(id)) => id.clone(),
+                        _ => format!("item {i}"),
+                    });
                 }
                 Ok(_) => {}
                 Err(_) => f.errors += 1,

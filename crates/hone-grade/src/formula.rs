@@ -201,7 +201,13 @@ impl Parser<'_> {
                 }
                 Ok(Expr::Call(f, args))
             }
-            Some(c) => self.err(format!("unexpected `{}`", c as char)),
+            Some(_) => {
+                let c = std::str::from_utf8(&self.s[self.i..])
+                    .ok()
+                    .and_then(|s| s.chars().next())
+                    .unwrap_or('?');
+                self.err(format!("unexpected `{c}`"))
+            }
         }
     }
 }
@@ -214,7 +220,8 @@ pub fn parse(src: &str) -> Result<Expr, ParseError> {
     };
     let e = p.expr()?;
     if p.peek().is_some() {
-        return p.err("unexpected text after the formula");
+        let c = src[p.i..].chars().next().unwrap_or('?');
+        return p.err(format!("unexpected `{c}` after the formula"));
     }
     Ok(e)
 }
@@ -329,6 +336,13 @@ mod tests {
         assert!(parse("abs(1, 2)").unwrap_err().msg.contains("one argument"));
         assert!(parse("a b").unwrap_err().msg.contains("after the formula"));
         assert!(parse("a % b").is_err());
+        let e = parse("a × b").unwrap_err();
+        assert_eq!(
+            (e.at, e.msg.as_str()),
+            (2, "unexpected `×` after the formula")
+        );
+        let e = parse("× b").unwrap_err();
+        assert_eq!((e.at, e.msg.as_str()), (0, "unexpected `×`"));
         assert_eq!(
             ev("1 / (a - a)", &[("a", 1.0)]),
             Err("division by zero".into())

@@ -136,7 +136,15 @@ impl Tpl {
             "sample": {"output_text": s.text, "output_json": json},
         });
         ENV.render_str(&self.src, ctx).map_err(|e| {
-            if e.kind() == minijinja::ErrorKind::UndefinedError {
+            let item_complete = self.item_fields.iter().all(|f| item.get(f).is_some());
+            if e.kind() == minijinja::ErrorKind::UndefinedError && self.reads_json && item_complete
+            {
+                // Every item field is there: what is missing is in the answer's JSON.
+                GradeError::SampleParse {
+                    grader: grader.to_string(),
+                    msg: format!("the answer's JSON lacks what `{}` reads: {e}", self.src),
+                }
+            } else if e.kind() == minijinja::ErrorKind::UndefinedError {
                 GradeError::InvalidVariable {
                     grader: grader.to_string(),
                     name: self.src.clone(),
@@ -241,14 +249,15 @@ impl Grader {
                 Kind::StringCheck(tpl(&g.input)?, tpl(&g.reference)?, g.operation)
             }
             GraderSpec::TextSimilarity(g) if g.evaluation_metric == Metric::Cosine => {
-                if !(-1.0..=1.0).contains(&g.pass_threshold) {
+                let t = g.pass_threshold.unwrap_or(1.0);
+                if !(-1.0..=1.0).contains(&t) {
                     return Err(spec_err(
                         n,
                         "pass_threshold must lie in [-1, 1] (cosine does)",
                     ));
                 }
                 let e = embedder(g.encoder.as_deref()).map_err(|e| spec_err(n, e))?;
-                pass_threshold = g.pass_threshold;
+                pass_threshold = t;
                 Kind::Cosine(tpl(&g.input)?, tpl(&g.reference)?, e)
             }
             GraderSpec::TextSimilarity(g) => {
@@ -263,10 +272,11 @@ impl Grader {
                         ),
                     ));
                 }
-                if !(0.0..=1.0).contains(&g.pass_threshold) {
+                let t = g.pass_threshold.unwrap_or(1.0);
+                if !(0.0..=1.0).contains(&t) {
                     return Err(spec_err(n, "pass_threshold must lie in [0, 1] (scores do)"));
                 }
-                pass_threshold = g.pass_threshold;
+                pass_threshold = t;
                 Kind::TextSimilarity(tpl(&g.input)?, tpl(&g.reference)?, g.evaluation_metric)
             }
             GraderSpec::Numeric(g) => {
@@ -438,7 +448,11 @@ impl Grader {
     /// The JSON schemas this grader checks against (its own and its sub-graders').
     pub fn schemas(&self) -> Vec<Value> {
         match (&self.kind, &self.spec) {
-            (Kind::JsonSchema(..), GraderSpec::JsonSchema(g)) => vec![g.schema.clone()],
+            (Kind::JsonSchema(..), GraderSpec::JsonSchema(g)) => vec![match &g.schema {
+                // A schema written as a JSON string (TOML files) is the schema it holds.
+                Value::String(s) => serde_json::from_str(s).unwrap_or_else(|_| g.schema.clone()),
+                v => v.clone(),
+            }],
             (Kind::Multi(subs, _), _) => subs.iter().flat_map(|(_, g)| g.schemas()).collect(),
             _ => Vec::new(),
         }

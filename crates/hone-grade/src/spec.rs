@@ -96,7 +96,8 @@ pub enum StringOp {
     Ilike,
 }
 
-/// `text_similarity`: the metric's score in [0, 1]; passes at `pass_threshold`.
+/// `text_similarity`: the metric's score in [0, 1] (cosine: [-1, 1]); passes at `pass_threshold`
+/// (default 1: OpenAI's reward-training graders leave it out).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TextSimilarity {
@@ -106,7 +107,8 @@ pub struct TextSimilarity {
     pub input: String,
     pub reference: String,
     pub evaluation_metric: Metric,
-    pub pass_threshold: f64,
+    #[serde(default)]
+    pub pass_threshold: Option<f64>,
     /// For `cosine`: a local sentence-embedding model directory (e.g. `models/all-MiniLM-L6-v2`
     /// from `scripts/get-minilm`), relative to the project. hone's own field.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -534,6 +534,33 @@ fn the_adversarial_check_flags_a_lenient_grader_and_passes_a_strict_one() {
             .iter()
             .any(|f| f.attack == Attack::Schema && f.passed == 3)
     );
+    // … also when the schema is written as a JSON string (TOML files).
+    let schema = grader(
+        json!({"type": "json_schema", "name": "string_schema", "schema": "{\"type\": \"object\"}"}),
+    );
+    let p = probe(&schema, &items, "prompt", "reference");
+    assert!(
+        p.findings
+            .iter()
+            .any(|f| f.attack == Attack::Schema && f.passed == 3),
+        "{p:?}"
+    );
+    // A numeric grader on the order number: the long answer ends with a wrong number and fails;
+    // echoing the prompt repeats the number and passes, which is the exploit to report. The third
+    // reference has no number: an error on every attack, never a pass.
+    let numeric = grader(
+        json!({"type": "numeric", "name": "order_number", "reference": "{{ item.reference }}"}),
+    );
+    let p = probe(&numeric, &items, "prompt", "reference");
+    let get = |a: Attack| p.findings.iter().find(|f| f.attack == a).unwrap();
+    assert_eq!(get(Attack::Long).passed, 0, "{p:?}");
+    assert_eq!(get(Attack::EchoPrompt).passed, 2, "{p:?}");
+    assert_eq!(get(Attack::Empty).errors, 1, "{p:?}");
+    assert!(
+        p.exploits()[0].contains("(first: item 0)"),
+        "{:?}",
+        p.exploits()
+    );
 }
 
 /// Letter counts, L2-normalised: a stand-in encoder with known cosines.

@@ -48,14 +48,13 @@ pub struct ProjectGrader {
     pub grader: Grader,
 }
 
+/// A grader that parses but cannot be built (a bad pattern, schema, formula or variable): the file
+/// and the grader's own message, which names the grader (no line: the fault is in a value).
 fn grade_err(path: &std::path::Path, e: GradeError) -> Error {
-    Error::Config {
-        path: path.to_path_buf(),
-        line: 1,
-        col: 1,
-        message: e.to_string(),
-        hint: "see `hone grade validate` and the grader types in the README".into(),
-    }
+    Error::Usage(format!(
+        "{}: {e}\n  hint: the grader types and their fields are in the README (Graders)",
+        path.display()
+    ))
 }
 
 /// A local sentence encoder for `cosine` graders: mean-pooled, L2-normalised embeddings (the
@@ -238,7 +237,8 @@ pub fn validate(project: &Project, store: &Store) -> Result<Validation> {
 }
 
 /// One grader on one set of answers, with 95% bootstrap intervals. An answer the grader cannot score
-/// (a typed error) counts as not passing and is left out of the mean; `errors` says how many.
+/// (a typed error) counts as not passing and as reward 0 in the mean (so failing to produce readable
+/// output never raises a score); `errors` says how many.
 #[derive(Debug, Clone, PartialEq, Serialize, Default)]
 pub struct GraderScores {
     pub n: usize,
@@ -295,11 +295,8 @@ pub fn grade_answers(
                     ix.iter().filter(|&&i| passed[i]).count() as f64 / ix.len().max(1) as f64
                 };
                 let mean = |ix: &[usize]| {
-                    let (s, c) = ix
-                        .iter()
-                        .filter_map(|&i| rewards[i])
-                        .fold((0.0, 0usize), |(s, c), r| (s + r, c + 1));
-                    if c == 0 { f64::NAN } else { s / c as f64 }
+                    ix.iter().map(|&i| rewards[i].unwrap_or(0.0)).sum::<f64>()
+                        / ix.len().max(1) as f64
                 };
                 let ci = |f: &dyn Fn(&[usize]) -> f64| {
                     crate::record::Estimate::of(&hone_eval::bootstrap_ci(
@@ -339,4 +336,35 @@ pub fn grade_run(
         }
     }
     Ok(grade_answers(graders, &items, &answers, seed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_answer_the_grader_cannot_read_fails_and_counts_as_zero_in_the_mean() {
+        let spec: hone_grade::GraderSpec = serde_json::from_value(json!({"type": "string_check", "name": "j", "input": "{{ sample.output_json.answer }}", "reference": "{{ item.reference }}", "operation": "eq"})).unwrap();
+        let graders = [ProjectGrader {
+            path: PathBuf::from("graders/j.toml"),
+            grader: Grader::new(&spec).unwrap(),
+        }];
+        let items = vec![json!({"reference": "42"}); 4];
+        let answers = [
+            r#"{"answer": "42"}"#,
+            "42",
+            "forty-two",
+            r#"{"answer": "41"}"#,
+        ];
+        let v = &grade_answers(&graders, &items, &answers, 7)["j"];
+        assert_eq!(v.passed, [true, false, false, false]);
+        assert_eq!(v.rewards, [Some(1.0), None, None, Some(0.0)]);
+        assert_eq!(v.scores.errors, 2);
+        assert_eq!(v.scores.pass_rate.estimate, Some(0.25));
+        // Not 0.5 (the mean of the two it could read): unreadable output never raises a score.
+        assert_eq!(v.scores.mean.estimate, Some(0.25));
+        // "42" is JSON without the field; "forty-two" is not JSON: both are the sample's fault.
+        let first = v.scores.first_error.as_deref().unwrap();
+        assert!(first.contains("the sample cannot be read"), "{first}");
+    }
 }

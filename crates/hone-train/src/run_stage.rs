@@ -1114,7 +1114,32 @@ pub fn gates(
 /// the records lack, or an exploitable grader under `exploitable_graders = "fail"`, stops the run;
 /// otherwise the exploits found are returned as warnings.
 fn check_graders(project: &Project, store: &Store) -> Result<Vec<String>> {
-    if crate::graders::load(project)?.is_empty() {
+    let loaded = crate::graders::load(project)?;
+    // A gate on a grader that does not exist would fail only after every model trained.
+    for metric in project.config.success.keys() {
+        if let Some((name, _)) = hone_core::config::grader_gate(metric)
+            && !loaded.iter().any(|g| g.grader.name == name)
+        {
+            return Err(Error::Data {
+                message: format!(
+                    "`[success] {metric}` names grader `{name}`, which graders/ does not hold"
+                ),
+                hint: format!(
+                    "graders: {}",
+                    if loaded.is_empty() {
+                        "none".to_string()
+                    } else {
+                        loaded
+                            .iter()
+                            .map(|g| g.grader.name.clone())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    }
+                ),
+            });
+        }
+    }
+    if loaded.is_empty() {
         return Ok(Vec::new());
     }
     let v = crate::graders::validate(project, store)?;
@@ -1166,6 +1191,11 @@ pub fn run(
         .collect();
     if project.config.task.kind == hone_core::config::TaskKind::Generate {
         let mut split = split;
+        progress(Progress::Pass {
+            name: "checking the graders (fields, adversarial answers)",
+            index: 0,
+            total: 1,
+        });
         split.warnings.extend(check_graders(project, store)?);
         let ctx = crate::generate_stage::GenContext {
             project,

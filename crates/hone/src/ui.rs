@@ -75,18 +75,25 @@ impl Lines {
         let ticker = std::thread::spawn(move || {
             let mut last = Some(start);
             loop {
-                {
+                let now = Instant::now();
+                // Take the message under the lock, print after releasing it: a stderr that blocks
+                // must not block the work that sets messages.
+                let line = {
                     let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
-                    if s.done {
-                        return;
-                    }
-                    let now = Instant::now();
-                    if !s.printed && last.is_none_or(|t| now.duration_since(t) >= LINE_EVERY) {
-                        let secs = now.duration_since(start).as_secs();
-                        eprintln!("[{:>2}:{:02}] {}", secs / 60, secs % 60, s.msg);
-                        s.printed = true;
-                        last = Some(now);
-                    }
+                    let due = s.done || last.is_none_or(|t| now.duration_since(t) >= LINE_EVERY);
+                    let line = (!s.printed && due).then(|| s.msg.clone());
+                    s.printed |= line.is_some();
+                    (line, s.done)
+                };
+                if let Some(msg) = line.0 {
+                    let secs = now.duration_since(start).as_secs();
+                    eprintln!("[{:>2}:{:02}] {msg}", secs / 60, secs % 60);
+                    last = Some(now);
+                }
+                // On stop, the last message is printed even if it came within LINE_EVERY: a log
+                // must show the phase a failing command was in.
+                if line.1 {
+                    return;
                 }
                 std::thread::park_timeout(Duration::from_millis(250));
             }

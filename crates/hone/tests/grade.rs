@@ -169,6 +169,22 @@ fn grade_validate_reports_the_lenient_grader_and_passes_the_strict_one() {
     let o = hone(d, &["grade", "validate"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("typo.toml:2:1"), "{}", stderr(&o));
+
+    // A gate on a grader that does not exist stops `hone run` before anything trains.
+    std::fs::remove_file(d.join("graders/typo.toml")).unwrap();
+    let toml = std::fs::read_to_string(d.join("hone.toml")).unwrap();
+    std::fs::write(
+        d.join("hone.toml"),
+        format!("{toml}\n[success]\ngrader_nope_pass_rate = \">= 0.5\"\n"),
+    )
+    .unwrap();
+    let o = hone(d, &["run"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("names grader `nope`") && stderr(&o).contains("house_rules"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 fn minilm() -> Option<std::path::PathBuf> {
