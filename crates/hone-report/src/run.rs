@@ -131,7 +131,7 @@ pub struct GraderLine {
     pub errors: usize,
 }
 
-const GRADERS_NOTE: &str = "Graders score the stored test answers with the grader files as they are now; an answer a grader cannot score counts as not passing and is left out of the mean.";
+const GRADERS_NOTE: &str = "Graders score the stored test answers with the grader files as they are now; an answer a grader cannot score counts as not passing and as reward 0 in the mean.";
 
 fn f(v: Option<f64>) -> String {
     v.map_or("–".into(), |x| format!("{x:.4}"))
