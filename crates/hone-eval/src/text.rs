@@ -80,7 +80,9 @@ pub fn rouge_tokens(s: &str) -> Vec<String> {
         .collect()
 }
 
-fn lcs_len(a: &[String], b: &[String]) -> usize {
+/// Length of the longest common subsequence of two sequences (ROUGE-L's tokens, fuzzy match's
+/// characters).
+pub fn lcs_len<T: PartialEq>(a: &[T], b: &[T]) -> usize {
     let mut prev = vec![0usize; b.len() + 1];
     let mut cur = vec![0usize; b.len() + 1];
     for x in a {

@@ -2,12 +2,11 @@
 //! the dataset item each record becomes for grading (one rule, [`item`]), and `hone grade validate`:
 //! every grader's fields checked against the data and the adversarial check run on training items.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use hone_core::config::{GraderPolicy, TaskKind};
 use hone_core::{Error, Record, Result};
-use hone_data::split::FrozenRecord;
 use hone_grade::adversarial::{Probe, probe};
 use hone_grade::{GradeError, Grader};
 use hone_store::Store;
@@ -176,7 +175,15 @@ pub fn validate(project: &Project, store: &Store) -> Result<Validation> {
             "graders score generated text: this project's task.kind is not \"generate\"".into(),
         ));
     }
-    let graders = load(project)?;
+    validate_loaded(project, store, &load(project)?)
+}
+
+/// [`validate`] with the graders already loaded (a `cosine` grader's encoder loads once per command).
+pub fn validate_loaded(
+    project: &Project,
+    store: &Store,
+    graders: &[ProjectGrader],
+) -> Result<Validation> {
     if graders.is_empty() {
         return Err(Error::NotFound {
             what: "graders",
@@ -186,14 +193,7 @@ pub fn validate(project: &Project, store: &Store) -> Result<Validation> {
     }
     let v = store.resolve_version(None)?;
     let records = curate::load_records(store, &v)?;
-    let frozen: HashSet<String> = match store.frozen_test()? {
-        Some(f) => serde_json::from_value::<Vec<FrozenRecord>>(f.records)
-            .map_err(|e| Error::Store(format!("frozen test set is unreadable: {e}")))?
-            .into_iter()
-            .map(|r| r.id)
-            .collect(),
-        None => HashSet::new(),
-    };
+    let frozen = crate::split_stage::frozen_ids(store)?;
     let items: Vec<Value> = records.iter().map(item).collect();
     let mut train: Vec<(&Record, &Value)> = records
         .iter()
@@ -207,7 +207,7 @@ pub fn validate(project: &Project, store: &Store) -> Result<Validation> {
         .map(|(_, i)| (*i).clone())
         .collect();
     let mut checks = Vec::new();
-    for g in &graders {
+    for g in graders {
         let fields: Vec<String> = g.grader.item_fields().into_iter().collect();
         let mut missing_fields = BTreeMap::new();
         for f in &fields {

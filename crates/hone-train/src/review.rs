@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
 
 use hone_core::{Error, Record, Result};
-use hone_data::split::FrozenRecord;
 use hone_store::{Decision, ScanRow, Store};
 use serde::Deserialize;
 
@@ -27,14 +26,7 @@ impl ReviewContext {
     pub fn load(store: &Store) -> Result<ReviewContext> {
         let v = store.resolve_version(None)?;
         let records = curate::load_records(store, &v)?;
-        let frozen = match store.frozen_test()? {
-            Some(f) => serde_json::from_value::<Vec<FrozenRecord>>(f.records)
-                .map_err(|e| Error::Store(format!("frozen test set is unreadable: {e}")))?
-                .into_iter()
-                .map(|r| r.id)
-                .collect(),
-            None => HashSet::new(),
-        };
+        let frozen = crate::split_stage::frozen_ids(store)?;
         let index = records
             .iter()
             .enumerate()

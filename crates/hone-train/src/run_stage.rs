@@ -1113,8 +1113,11 @@ pub fn gates(
 /// `hone grade validate`'s check before anything trains on a generate project with graders: a field
 /// the records lack, or an exploitable grader under `exploitable_graders = "fail"`, stops the run;
 /// otherwise the exploits found are returned as warnings.
-fn check_graders(project: &Project, store: &Store) -> Result<Vec<String>> {
-    let loaded = crate::graders::load(project)?;
+fn check_graders(
+    project: &Project,
+    store: &Store,
+    loaded: &[crate::graders::ProjectGrader],
+) -> Result<Vec<String>> {
     // A gate on a grader that does not exist would fail only after every model trained.
     for metric in project.config.success.keys() {
         if let Some((name, _)) = hone_core::config::grader_gate(metric)
@@ -1142,7 +1145,7 @@ fn check_graders(project: &Project, store: &Store) -> Result<Vec<String>> {
     if loaded.is_empty() {
         return Ok(Vec::new());
     }
-    let v = crate::graders::validate(project, store)?;
+    let v = crate::graders::validate_loaded(project, store, loaded)?;
     let mut problems: Vec<String> = v.graders.iter().flat_map(|g| g.probe.exploits()).collect();
     for g in &v.graders {
         for (f, n) in &g.missing_fields {
@@ -1196,7 +1199,10 @@ pub fn run(
             index: 0,
             total: 1,
         });
-        split.warnings.extend(check_graders(project, store)?);
+        let graders = crate::graders::load(project)?;
+        split
+            .warnings
+            .extend(check_graders(project, store, &graders)?);
         let ctx = crate::generate_stage::GenContext {
             project,
             train: &train,
@@ -1209,7 +1215,6 @@ pub fn run(
             suites: &suites,
         };
         let (runs, chosen) = crate::generate_stage::run_models(&ctx, store, progress)?;
-        let graders = crate::graders::load(project)?;
         let graded = runs
             .iter()
             .map(|r| {

@@ -50,6 +50,18 @@ pub struct SplitOutcome {
     pub froze: bool,
 }
 
+/// The ids in the frozen test set (none frozen yet: empty).
+pub fn frozen_ids(store: &Store) -> Result<std::collections::HashSet<String>> {
+    Ok(match store.frozen_test()? {
+        Some(f) => serde_json::from_value::<Vec<FrozenRecord>>(f.records)
+            .map_err(|e| Error::Store(format!("frozen test set is unreadable: {e}")))?
+            .into_iter()
+            .map(|r| r.id)
+            .collect(),
+        None => Default::default(),
+    })
+}
+
 impl SplitOutcome {
     /// One line for the terminal: the split, its part sizes and the frozen test set it uses.
     pub fn summary_line(&self) -> String {
