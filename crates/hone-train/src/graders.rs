@@ -138,12 +138,53 @@ pub struct GraderCheck {
     /// Fields it reads that some records lack, with how many lack each.
     pub missing_fields: BTreeMap<String, usize>,
     pub probe: Probe,
+    /// The grader on the reference answers of the same items: a grader that cannot score most of
+    /// them (a formula dividing by zero, a template reading the wrong field) is broken, whatever the
+    /// attacks say; how many references pass shows how far the data is from the rule.
+    pub references: ReferenceCheck,
 }
 
 impl GraderCheck {
     pub fn exploitable(&self) -> bool {
         self.probe.exploitable()
     }
+
+    /// More than half of the reference answers raised a typed error instead of a score.
+    pub fn broken(&self) -> bool {
+        self.references.tried > 0 && 2 * self.references.errors > self.references.tried
+    }
+}
+
+/// A grader scoring the references themselves.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReferenceCheck {
+    pub tried: usize,
+    pub passed: usize,
+    pub errors: usize,
+    /// The first error, with the item's id.
+    pub first_error: Option<String>,
+}
+
+/// Grades each item's `reference` as the answer.
+fn check_references(g: &Grader, items: &[Value]) -> ReferenceCheck {
+    let mut c = ReferenceCheck::default();
+    for i in items {
+        let Some(answer) = i.get("reference").and_then(Value::as_str) else {
+            continue;
+        };
+        c.tried += 1;
+        match g.grade(answer, i) {
+            Ok(grade) => c.passed += usize::from(grade.passed),
+            Err(e) => {
+                c.errors += 1;
+                if c.first_error.is_none() {
+                    let id = i.get("id").and_then(Value::as_str).unwrap_or("?");
+                    c.first_error = Some(format!("{id}: {e}"));
+                }
+            }
+        }
+    }
+    c
 }
 
 /// `hone grade validate`'s result.
@@ -157,12 +198,42 @@ pub struct Validation {
 }
 
 impl Validation {
-    /// Whether the command fails: a field some records lack, or an exploitable grader under
-    /// `exploitable_graders = "fail"`.
+    /// Whether the command fails: a field some records lack, a grader that errors on most
+    /// references, or an exploitable grader under `exploitable_graders = "fail"`.
     pub fn failed(&self) -> bool {
         self.graders.iter().any(|g| {
-            !g.missing_fields.is_empty() || (g.exploitable() && self.policy == GraderPolicy::Fail)
+            !g.missing_fields.is_empty()
+                || g.broken()
+                || (g.exploitable() && self.policy == GraderPolicy::Fail)
         })
+    }
+
+    /// One line per problem found: exploits, fields records lack, graders that cannot score the
+    /// references.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .graders
+            .iter()
+            .flat_map(|g| g.probe.exploits())
+            .collect();
+        for g in &self.graders {
+            for (f, n) in &g.missing_fields {
+                out.push(format!(
+                    "grader `{}` reads item.{f}, which {n} record(s) lack",
+                    g.name
+                ));
+            }
+            if g.broken() {
+                out.push(format!(
+                    "grader `{}` cannot score {}/{} reference answers (first: {})",
+                    g.name,
+                    g.references.errors,
+                    g.references.tried,
+                    g.references.first_error.as_deref().unwrap_or("?")
+                ));
+            }
+        }
+        out
     }
 }
 
@@ -226,6 +297,7 @@ pub fn validate_loaded(
             fields,
             missing_fields,
             probe: probe(&g.grader, &probe_items, "prompt", "reference"),
+            references: check_references(&g.grader, &probe_items),
         });
     }
     Ok(Validation {

@@ -1146,15 +1146,7 @@ fn check_graders(
         return Ok(Vec::new());
     }
     let v = crate::graders::validate_loaded(project, store, loaded)?;
-    let mut problems: Vec<String> = v.graders.iter().flat_map(|g| g.probe.exploits()).collect();
-    for g in &v.graders {
-        for (f, n) in &g.missing_fields {
-            problems.push(format!(
-                "grader `{}` reads item.{f}, which {n} record(s) lack",
-                g.name
-            ));
-        }
-    }
+    let problems = v.problems();
     if v.failed() {
         return Err(Error::Data {
             message: format!("grader check failed:\n  {}", problems.join("\n  ")),

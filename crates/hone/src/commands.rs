@@ -366,12 +366,21 @@ pub fn grade_validate(ctx: &Context) -> Result<u8> {
                 .map(|(f, n)| format!("{f} ({n} records)"))
                 .collect::<Vec<_>>()
                 .join(", ");
-            let verdict = if g.exploitable() { "EXPLOITABLE" } else { "ok" };
+            let verdict = if g.broken() {
+                "BROKEN"
+            } else if g.exploitable() {
+                "EXPLOITABLE"
+            } else {
+                "ok"
+            };
+            let r = &g.references;
             vec![
                 g.name.clone(),
                 g.type_name.into(),
                 g.fields.join(", "),
                 missing,
+                format!("{}/{}", r.passed, r.tried),
+                r.errors.to_string(),
                 verdict.into(),
             ]
         })
@@ -379,7 +388,15 @@ pub fn grade_validate(ctx: &Context) -> Result<u8> {
     print!(
         "{}",
         table(
-            &["grader", "type", "item fields", "missing on", "adversarial"],
+            &[
+                "grader",
+                "type",
+                "item fields",
+                "missing on",
+                "references pass",
+                "errors",
+                "verdict",
+            ],
             &rows
         )
     );
@@ -388,7 +405,7 @@ pub fn grade_validate(ctx: &Context) -> Result<u8> {
         v.items,
         short(&v.version)
     );
-    for line in v.graders.iter().flat_map(|g| g.probe.exploits()) {
+    for line in v.problems() {
         eprintln!("warning: {line}");
     }
     if code != 0 {

@@ -163,8 +163,9 @@ enum Command {
 enum GradeCommand {
     /// Check every grader: the fields it reads exist on every record, and answers that must not pass
     /// (empty, the prompt echoed, the reference's format with wrong content, the JSON schema itself, a
-    /// very long answer) fail on the first 50 training items. Exit 3 when a field is missing, or when
-    /// a grader is exploitable under `[policy] exploitable_graders = "fail"` (default: a warning).
+    /// very long answer) fail on the first 50 training items, whose references it also scores. Exit 3
+    /// when a field is missing, when a grader cannot score most references (broken), or when a
+    /// grader is exploitable under `[policy] exploitable_graders = "fail"` (default: a warning).
     ///
     /// Example: `hone grade validate`
     Validate,

@@ -160,6 +160,35 @@ fn grade_validate_reports_the_lenient_grader_and_passes_the_strict_one() {
         stderr(&o)
     );
 
+    // A grader that cannot score the references (its formula divides by zero on every item) is
+    // broken: exit 3, with the error named, even though no attack passes it.
+    std::fs::remove_file(d.join("graders/ticket.toml")).unwrap();
+    std::fs::write(
+        d.join("graders/ratio.toml"),
+        "type = \"multi\"\ncalculate_output = \"offer / (offer - offer)\"\n\n[graders.offer]\ntype = \"regex\"\npattern = \"(?i)anything else\"\n",
+    )
+    .unwrap();
+    let o = hone(d, &["grade", "validate"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stdout(&o));
+    assert!(
+        line_of(&stdout(&o), "ratio").ends_with("BROKEN"),
+        "{}",
+        stdout(&o)
+    );
+    // The strict grader passes every reference outside the frozen test set; the column says so.
+    assert!(
+        line_of(&stdout(&o), "house_rules").contains("5/5"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(
+        stderr(&o).contains("grader `ratio` cannot score 5/5 reference answers")
+            && stderr(&o).contains("division by zero"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::remove_file(d.join("graders/ratio.toml")).unwrap();
+
     // A typo names the file, line and column; exit 2 like any config error.
     std::fs::write(
         d.join("graders/typo.toml"),
@@ -185,6 +214,13 @@ fn grade_validate_reports_the_lenient_grader_and_passes_the_strict_one() {
         "{}",
         stderr(&o)
     );
+}
+
+fn line_of(out: &str, name: &str) -> String {
+    out.lines()
+        .find(|l| l.starts_with(name))
+        .unwrap_or_else(|| panic!("no line for {name} in {out}"))
+        .to_string()
 }
 
 fn minilm() -> Option<std::path::PathBuf> {
