@@ -8,6 +8,7 @@ pub mod chat;
 pub mod decoder;
 pub mod generate;
 pub mod gguf;
+pub mod grpo;
 pub mod hf;
 pub mod pretrain;
 pub mod sft;

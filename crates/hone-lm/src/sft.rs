@@ -385,6 +385,9 @@ pub enum Ended {
     Budget,
     /// [`Checkpoints::stop_after`] was reached.
     Interrupted,
+    /// GRPO: a signal that nothing is being learned (most completions truncated, most groups
+    /// without reward variance) persisted past its limit.
+    NotLearning,
 }
 
 /// The dev score after an epoch (or after the steps a budget left of one).

@@ -259,6 +259,7 @@ impl LmTrainReport {
             Ended::EarlyStop => "stopped early (patience ran out)",
             Ended::Budget => "stopped by the [costs] budget",
             Ended::Interrupted => "was interrupted",
+            Ended::NotLearning => "stopped: GRPO was not learning (see the step signals)",
         };
         Some(format!("{why} after {} step(s){resumed}{kept}", self.steps))
     }
