@@ -116,6 +116,8 @@ pub struct RunReport<'a> {
     pub comparisons: Vec<ComparisonLine>,
     /// Generate tasks with graders: each model's grader scores on the test answers.
     pub graders: Vec<GraderLine>,
+    /// GRPO models: their reward curves and the signals of every step.
+    pub reward_training: Vec<RewardCurve>,
     /// Records per part of the split.
     pub split_counts: BTreeMap<String, u64>,
 }
@@ -130,6 +132,79 @@ pub struct GraderLine {
     /// Answers the grader could not score (counted as not passing).
     pub errors: usize,
 }
+
+/// One GRPO model's training, step by step.
+#[derive(Debug, Clone, Default)]
+pub struct RewardCurve {
+    pub model: String,
+    /// The grader whose reward trained it.
+    pub reward: String,
+    pub steps: Vec<RewardPoint>,
+    /// How training ended, and the advice for each signal that reached its warning level.
+    pub notes: Vec<String>,
+}
+
+/// One GRPO step's signals.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RewardPoint {
+    pub reward_mean: f64,
+    pub reward_std: f64,
+    pub frac_reward_zero_std: f64,
+    pub clipped_ratio: f64,
+    pub kl: Option<f64>,
+    pub completion_length: f64,
+    /// Generation, reward and training seconds of the step.
+    pub seconds: f64,
+}
+
+impl RewardCurve {
+    /// At most 12 evenly spaced steps (the first and last always), as table rows.
+    fn rows(&self) -> Vec<Vec<String>> {
+        let n = self.steps.len();
+        let every = n.div_ceil(12).max(1);
+        (0..n)
+            .filter(|i| i % every == 0 || i + 1 == n)
+            .map(|i| {
+                let p = &self.steps[i];
+                vec![
+                    (i + 1).to_string(),
+                    format!("{:.4}", p.reward_mean),
+                    format!("{:.4}", p.reward_std),
+                    format!("{:.2}", p.frac_reward_zero_std),
+                    format!("{:.2}", p.clipped_ratio),
+                    p.kl.map_or("-".into(), |k| format!("{k:.4}")),
+                    format!("{:.1}", p.completion_length),
+                    format!("{:.1}", p.seconds),
+                ]
+            })
+            .collect()
+    }
+
+    fn summary(&self) -> String {
+        let n = self.steps.len().max(1) as f64;
+        let secs: Vec<f64> = self.steps.iter().map(|p| p.seconds).collect();
+        let mut sorted = secs.clone();
+        sorted.sort_by(f64::total_cmp);
+        format!(
+            "{} steps on grader `{}`; {:.1} s per step (median {:.1} s)",
+            self.steps.len(),
+            self.reward,
+            secs.iter().sum::<f64>() / n,
+            sorted.get(sorted.len() / 2).copied().unwrap_or(0.0)
+        )
+    }
+}
+
+const REWARD_HEAD: [&str; 8] = [
+    "step",
+    "reward mean",
+    "reward std",
+    "zero-std groups",
+    "truncated",
+    "KL",
+    "tokens",
+    "seconds",
+];
 
 const GRADERS_NOTE: &str = "Graders score the stored test answers with the grader files as they are now; an answer a grader cannot score counts as not passing and as reward 0 in the mean.";
 
@@ -229,6 +304,39 @@ impl RunReport<'_> {
             }
             h.push_str("</table>");
         }
+        for c in &self.reward_training {
+            h.push_str(&format!(
+                "<h2>Reward training: {}</h2><p class=muted>{}</p>",
+                esc(&c.model),
+                esc(&c.summary())
+            ));
+            let series =
+                |f: &dyn Fn(&RewardPoint) -> f64| c.steps.iter().map(f).collect::<Vec<_>>();
+            h.push_str(&lines(&[
+                ("reward mean".into(), series(&|p| p.reward_mean)),
+                (
+                    "zero-std groups".into(),
+                    series(&|p| p.frac_reward_zero_std),
+                ),
+                ("truncated".into(), series(&|p| p.clipped_ratio)),
+            ]));
+            h.push_str("<table><tr>");
+            for head in REWARD_HEAD {
+                h.push_str(&format!("<th>{head}</th>"));
+            }
+            h.push_str("</tr>");
+            for row in c.rows() {
+                h.push_str("<tr>");
+                for cell in row {
+                    h.push_str(&format!("<td class=n>{}</td>", esc(&cell)));
+                }
+                h.push_str("</tr>");
+            }
+            h.push_str("</table>");
+            for note in &c.notes {
+                h.push_str(&format!("<p>{}</p>", esc(note)));
+            }
+        }
         if !self.comparisons.is_empty() {
             h.push_str(&format!("<h2>Comparisons ({})</h2><table><tr><th>comparison</th><th>Δ {}</th><th>95% CI</th><th>p</th><th>verdict</th></tr>", self.names.comparison, self.names.primary));
             for c in &self.comparisons {
@@ -310,6 +418,21 @@ impl RunReport<'_> {
             }
             m.push_str(&format!("\n{}\n", md(GRADERS_NOTE)));
         }
+        for c in &self.reward_training {
+            m.push_str(&format!(
+                "\n## Reward training: {}\n\n{}\n\n| {} |\n|{}\n",
+                md(&c.model),
+                md(&c.summary()),
+                REWARD_HEAD.join(" | "),
+                "---:|".repeat(REWARD_HEAD.len())
+            ));
+            for row in c.rows() {
+                m.push_str(&format!("| {} |\n", row.join(" | ")));
+            }
+            for note in &c.notes {
+                m.push_str(&format!("\n{}\n", md(note)));
+            }
+        }
         for c in &self.comparisons {
             m.push_str(&format!(
                 "\n{}: Δ {} {:+.4} [{:+.4}, {:+.4}], p = {:.4} → **{}**",
@@ -382,12 +505,24 @@ mod tests {
                 errors: 2,
             }],
             split_counts: [("train".to_string(), 70)].into_iter().collect(),
+            reward_training: vec![RewardCurve {
+                model: "grpo".into(),
+                reward: "house_rules".into(),
+                steps: (0..30)
+                    .map(|i| RewardPoint {
+                        reward_mean: i as f64 / 30.0,
+                        seconds: 2.0,
+                        ..Default::default()
+                    })
+                    .collect(),
+                notes: vec!["ran every step".into()],
+            }],
         };
         let html = r.html();
         assert!(
             html.contains("FAILED")
                 && html.contains("0.9000 [0.8500, 0.9500]")
-                && html.matches("<svg").count() == 3,
+                && html.matches("<svg").count() == 4,
             "{html}"
         );
         assert!(html.contains("unsafe"));
@@ -404,6 +539,22 @@ mod tests {
             "{md}"
         );
         assert!(html.contains("Graders on the test answers") && html.contains("house_rules"));
+        // The reward curve: a chart, at most 12 rows with the first and the last step, the notes.
+        assert!(html.contains("Reward training: grpo") && html.contains("ran every step"));
+        assert!(
+            md.contains("30 steps on grader `house_rules`; 2.0 s per step"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| 1 | 0.0000 |") && md.contains("| 30 | 0.9667 |"),
+            "{md}"
+        );
+        assert_eq!(
+            md.matches("| 0.0000 | 0.00 | 0.00 | - | 0.0 | 2.0 |")
+                .count(),
+            12,
+            "{md}"
+        );
         assert!(
             md.contains("ngram †") && md.contains("† refitted on train + dev"),
             "{md}"

@@ -305,6 +305,8 @@ pub struct GenContext<'a> {
     pub command: &'a str,
     /// The project's suites: every model answers them and is scored on their expectations.
     pub suites: &'a [crate::suites::SuiteCase],
+    /// The project's graders (a `grpo` model trains on one of them).
+    pub graders: &'a [crate::graders::ProjectGrader],
 }
 
 /// The run key parts of a language model entry (its params as written, plus the base file's hash).
@@ -364,6 +366,7 @@ fn pretrain_texts(train: &[&Record]) -> Vec<String> {
 }
 
 /// Trains (unless the method is `none`) and evaluates one language model.
+#[allow(clippy::too_many_arguments)]
 pub fn train_and_evaluate(
     ctx: &GenContext<'_>,
     store: &Store,
@@ -371,6 +374,7 @@ pub fn train_and_evaluate(
     spec: &LmSpec,
     params: &serde_json::Value,
     run_id: &str,
+    start: Option<&Run>,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Run> {
     let name = entry.name.as_str();
@@ -386,6 +390,9 @@ pub fn train_and_evaluate(
         let tok =
             hone_lm::pretrain::train_tokenizer(&pretrain_texts(ctx.train), spec.params.vocab_size)?;
         hone_lm::pretrain::fresh(pretrain_shape(&spec.params), tok, seed)?
+    } else if let Some(start) = start {
+        // GRPO continues the `start_from` model's adapters or weights.
+        load_run_lm(store, &ctx.project.root, start)?.0
     } else {
         load_lm(spec)?
     };
@@ -410,7 +417,44 @@ pub fn train_and_evaluate(
         });
     }
     let mut owned_checkpoints = None;
-    if spec.method != LmMethod::None {
+    if spec.method == LmMethod::Grpo {
+        let (grpo, log, owned) = crate::grpo_stage::train(
+            ctx,
+            store,
+            name,
+            spec,
+            &mut lm,
+            start.is_none(),
+            seed,
+            run_id,
+            progress,
+        )?;
+        owned_checkpoints = owned;
+        if log.ended == sft::Ended::Interrupted {
+            return Err(Error::Internal("training was interrupted".into()));
+        }
+        report.trainable_params = lm
+            .decoder()
+            .trainable()
+            .iter()
+            .map(|(_, v)| v.as_tensor().elem_count())
+            .sum();
+        report.micro_batch = log.micro_batch;
+        report.activation_bytes = grpo.activation_bytes;
+        report.steps = log.steps.len();
+        report.losses = log.steps.iter().map(|s| s.loss).collect();
+        report.train_loop_seconds = Some(log.seconds);
+        report.ended = Some(log.ended);
+        report.dev_by_epoch = log.dev.clone();
+        report.kept = log.best;
+        report.resumed_at_step = log.resumed_at;
+        report.grpo = Some(grpo);
+        store_weights(store, &lm, spec, &mut artifacts)?;
+    }
+    if matches!(
+        spec.method,
+        LmMethod::Lora | LmMethod::Sft | LmMethod::Pretrain
+    ) {
         // Examples: the prompt as the user's turn, the target as the assistant's.
         let mut examples: Vec<Example> = Vec::with_capacity(ctx.train.len());
         for r in ctx.train {
@@ -589,49 +633,7 @@ pub fn train_and_evaluate(
         }
         report.steps = log.len();
         report.losses = log.iter().map(|s| s.loss).collect();
-        let save =
-            |tensors: std::collections::HashMap<String, candle_core::Tensor>| -> Result<Vec<u8>> {
-                let tmp = tempfile::NamedTempFile::new()
-                    .map_err(|e| Error::io(std::env::temp_dir(), e))?;
-                candle_core::safetensors::save(&tensors, tmp.path())
-                    .map_err(|e| Error::Internal(format!("saving weights: {e}")))?;
-                std::fs::read(tmp.path()).map_err(|e| Error::io(tmp.path(), e))
-            };
-        if spec.method == LmMethod::Lora {
-            let adapters = lm
-                .decoder()
-                .lora_vars()
-                .iter()
-                .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
-                .collect();
-            artifacts.insert(
-                ADAPTER_ARTIFACT.into(),
-                store.put_object(&save(adapters)?, "artifact")?,
-            );
-            let config = adapter_config(&spec.params, &spec.path_as_written);
-            artifacts.insert(
-                ADAPTER_CONFIG_ARTIFACT.into(),
-                store.put_object(config.to_string().as_bytes(), "artifact")?,
-            );
-        } else {
-            artifacts.insert(
-                WEIGHTS_ARTIFACT.into(),
-                store.put_object(&save(lm.decoder().tensors()?)?, "artifact")?,
-            );
-        }
-        if spec.method == LmMethod::Pretrain {
-            let tok = lm
-                .tokenizer()
-                .to_string(false)
-                .map_err(|e| Error::Internal(format!("saving the tokenizer: {e}")))?;
-            artifacts.insert(
-                TOKENIZER_ARTIFACT.into(),
-                store.put_object(tok.as_bytes(), "artifact")?,
-            );
-            let shape = serde_json::to_vec(lm.decoder().config())
-                .map_err(|e| Error::Internal(e.to_string()))?;
-            artifacts.insert(SHAPE_ARTIFACT.into(), store.put_object(&shape, "artifact")?);
-        }
+        store_weights(store, &lm, spec, &mut artifacts)?;
     }
     if let Some(dir) = &owned_checkpoints {
         // The weights are in the store now; the checkpoint has served its purpose.
@@ -898,6 +900,61 @@ fn checkpoint_place(
     ))
 }
 
+/// Puts a trained model's weights in the store as run artifacts: its adapters (PEFT names and
+/// config) when it has LoRA adapters, every weight otherwise, and a pre-trained model's tokenizer
+/// and shape.
+fn store_weights(
+    store: &Store,
+    lm: &Lm,
+    spec: &LmSpec,
+    artifacts: &mut BTreeMap<String, String>,
+) -> Result<()> {
+    let save =
+        |tensors: std::collections::HashMap<String, candle_core::Tensor>| -> Result<Vec<u8>> {
+            let tmp =
+                tempfile::NamedTempFile::new().map_err(|e| Error::io(std::env::temp_dir(), e))?;
+            candle_core::safetensors::save(&tensors, tmp.path())
+                .map_err(|e| Error::Internal(format!("saving weights: {e}")))?;
+            std::fs::read(tmp.path()).map_err(|e| Error::io(tmp.path(), e))
+        };
+    if lm.decoder().lora().is_some() {
+        let adapters = lm
+            .decoder()
+            .lora_vars()
+            .iter()
+            .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
+            .collect();
+        artifacts.insert(
+            ADAPTER_ARTIFACT.into(),
+            store.put_object(&save(adapters)?, "artifact")?,
+        );
+        let config = adapter_config(&spec.params, &spec.path_as_written);
+        artifacts.insert(
+            ADAPTER_CONFIG_ARTIFACT.into(),
+            store.put_object(config.to_string().as_bytes(), "artifact")?,
+        );
+    } else {
+        artifacts.insert(
+            WEIGHTS_ARTIFACT.into(),
+            store.put_object(&save(lm.decoder().tensors()?)?, "artifact")?,
+        );
+    }
+    if spec.method == LmMethod::Pretrain {
+        let tok = lm
+            .tokenizer()
+            .to_string(false)
+            .map_err(|e| Error::Internal(format!("saving the tokenizer: {e}")))?;
+        artifacts.insert(
+            TOKENIZER_ARTIFACT.into(),
+            store.put_object(tok.as_bytes(), "artifact")?,
+        );
+        let shape = serde_json::to_vec(lm.decoder().config())
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        artifacts.insert(SHAPE_ARTIFACT.into(), store.put_object(&shape, "artifact")?);
+    }
+    Ok(())
+}
+
 /// PEFT's `adapter_config.json` for the run's adapters.
 pub fn adapter_config(p: &LmParams, base: &str) -> serde_json::Value {
     json!({
@@ -939,6 +996,7 @@ pub fn run_models(
         });
     }
     let mut runs: Vec<ModelRun> = Vec::new();
+    let mut by_name: BTreeMap<String, usize> = BTreeMap::new();
     for (i, entry) in entries.iter().enumerate() {
         let ModelSpec::Lm(spec) = &entry.spec else {
             return Err(Error::Internal(format!(
@@ -951,7 +1009,18 @@ pub fn run_models(
             index: i,
             total: entries.len(),
         });
-        let params = run_params(spec)?;
+        let mut params = run_params(spec)?;
+        // GRPO from another model depends on that model's run: a new one retrains it.
+        let start = match &spec.params.start_from {
+            Some(from) => {
+                let k = by_name.get(from).copied().ok_or_else(|| {
+                    Error::Internal(format!("start_from `{from}` was not trained before"))
+                })?;
+                params["start_from_run"] = json!(runs[k].run.id);
+                Some(&runs[k].run)
+            }
+            None => None,
+        };
         let run_id = KeyHasher::new()
             .part("kind", b"lm")
             .part("name", entry.name.as_bytes())
@@ -967,11 +1036,22 @@ pub fn run_models(
             )
             .part("hone", hone_core::HONE_VERSION.as_bytes())
             .finish();
+        by_name.insert(entry.name.clone(), runs.len());
         if let Some(run) = record::get(store, &run_id)? {
             runs.push(ModelRun { run, cached: true });
             continue;
         }
-        let run = train_and_evaluate(ctx, store, entry, spec, &params, &run_id, progress)?;
+        let start = start.cloned();
+        let run = train_and_evaluate(
+            ctx,
+            store,
+            entry,
+            spec,
+            &params,
+            &run_id,
+            start.as_ref(),
+            progress,
+        )?;
         let row = store.put_run(&record::to_row(&run)?, &who(), ctx.command)?;
         runs.push(ModelRun {
             run: record::from_row(row)?,

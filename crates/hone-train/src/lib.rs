@@ -7,6 +7,7 @@ pub mod demo;
 pub mod doctor;
 pub mod generate_stage;
 pub mod graders;
+pub mod grpo_stage;
 pub mod input;
 pub mod models;
 pub mod predict;

@@ -182,10 +182,27 @@ pub const LM_PARAMS: &[&str] = &[
     "checkpoint_every",
     "checkpoint_dir",
     "micro_batch",
+    "reward",
+    "start_from",
+    "steps",
+    "prompts_per_step",
+    "num_generations",
+    "max_completion_length",
+    "rollout_temperature",
+    "beta",
+    "epsilon",
+    "epsilon_high",
+    "num_iterations",
+    "loss_type",
+    "mask_truncated",
+    "eval_every",
+    "stop_truncated",
+    "stop_zero_std",
+    "stop_patience",
 ];
 
 /// A language model's `method` values.
-pub const LM_METHODS: &[&str] = &["none", "lora", "sft", "pretrain"];
+pub const LM_METHODS: &[&str] = &["none", "lora", "sft", "pretrain", "grpo"];
 
 /// The name of the base model every generate run is compared with (method `none` on the first `lm`
 /// model's path), added unless a `[[model]]` already is that.
@@ -203,6 +220,8 @@ pub enum LmMethod {
     Sft,
     /// A small decoder from scratch, with a tokenizer trained on the project's training texts.
     Pretrain,
+    /// Reward training with a grader: on fresh LoRA adapters, or continuing the `start_from` model.
+    Grpo,
 }
 
 impl LmMethod {
@@ -212,6 +231,7 @@ impl LmMethod {
             LmMethod::Lora => "lora",
             LmMethod::Sft => "sft",
             LmMethod::Pretrain => "pretrain",
+            LmMethod::Grpo => "grpo",
         }
     }
 }
@@ -269,6 +289,35 @@ pub struct LmParams {
     /// with the same gradient. 0 (default): the largest whose activations fit 2 GiB
     /// (`hone_lm::sft::ACTIVATION_BUDGET`).
     pub micro_batch: usize,
+    /// `grpo`: the grader (in `graders/`) whose reward trains the model.
+    pub reward: Option<String>,
+    /// `grpo`: a `lora` or `sft` [[model]] listed before this one whose trained weights GRPO starts
+    /// from (its LoRA settings, system message and max_length are used); without it GRPO trains
+    /// fresh LoRA adapters on the base model.
+    pub start_from: Option<String>,
+    /// `grpo`: optimiser steps (each samples `prompts_per_step` × `num_generations` completions).
+    pub steps: usize,
+    pub prompts_per_step: usize,
+    pub num_generations: usize,
+    /// `grpo`: completions are cut at this many tokens (and counted as truncated).
+    pub max_completion_length: usize,
+    /// `grpo`: the sampling temperature of training completions (`temperature` is evaluation's).
+    pub rollout_temperature: f64,
+    /// `grpo`: KL penalty to the starting weights (0: none).
+    pub beta: f64,
+    pub epsilon: f64,
+    pub epsilon_high: f64,
+    pub num_iterations: usize,
+    /// `grpo`: `dapo` (default), `grpo` or `dr_grpo`.
+    pub loss_type: String,
+    pub mask_truncated: bool,
+    /// `grpo`: the dev grader score every this many steps keeps the best weights.
+    pub eval_every: usize,
+    /// `grpo`: stop after `stop_patience` steps in a row with at least this share of completions
+    /// truncated, or of groups without reward variance.
+    pub stop_truncated: f64,
+    pub stop_zero_std: f64,
+    pub stop_patience: usize,
 }
 
 impl Default for LmParams {
@@ -306,6 +355,23 @@ impl Default for LmParams {
             checkpoint_every: 50,
             checkpoint_dir: None,
             micro_batch: 0,
+            reward: None,
+            start_from: None,
+            steps: 100,
+            prompts_per_step: 4,
+            num_generations: 4,
+            max_completion_length: 96,
+            rollout_temperature: 1.0,
+            beta: 0.0,
+            epsilon: 0.2,
+            epsilon_high: 0.2,
+            num_iterations: 1,
+            loss_type: "dapo".into(),
+            mask_truncated: false,
+            eval_every: 25,
+            stop_truncated: 0.9,
+            stop_zero_std: 0.95,
+            stop_patience: 10,
         }
     }
 }
@@ -328,6 +394,7 @@ impl LmSpec {
         self.params.lr.unwrap_or(match self.method {
             LmMethod::Sft => 2e-5,
             LmMethod::Pretrain => 1e-3,
+            LmMethod::Grpo => 1e-5,
             _ => 2e-4,
         })
     }
@@ -411,6 +478,8 @@ impl ModelEntry {
 
 /// A model's kind with its typed parameters.
 #[derive(Debug, Clone, PartialEq)]
+// A handful per project, built once at load: boxing the language model's params would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum ModelSpec {
     Majority,
     Ngram(NgramSpec),
@@ -612,7 +681,7 @@ pub fn validate(config: &Config, text: &str, path: &Path, root: &Path) -> Result
         let spec = match kind {
             ModelKind::Ngram => ModelSpec::Ngram(ngram_spec(&at, m, &out, config, root)?),
             ModelKind::Encoder => ModelSpec::Encoder(encoder_spec(&at, m, root)?),
-            ModelKind::Lm => ModelSpec::Lm(lm_spec(&at, m, root)?),
+            ModelKind::Lm => ModelSpec::Lm(start_from(&at, lm_spec(&at, m, root)?, &out)?),
             ModelKind::Majority => ModelSpec::Majority,
         };
         out.push(ModelEntry {
@@ -622,6 +691,56 @@ pub fn validate(config: &Config, text: &str, path: &Path, root: &Path) -> Result
         });
     }
     Ok(out)
+}
+
+/// A GRPO model's `start_from`: a `lora` or `sft` [[model]] listed before it on the same base file.
+/// GRPO continues that model's adapters (or weights), so it takes the settings that shape them (LoRA
+/// rank, alpha, dropout and targets, the system message, max_length).
+fn start_from(at: &At<'_>, mut spec: LmSpec, before: &[ModelEntry]) -> Result<LmSpec> {
+    let Some(from) = spec.params.start_from.clone() else {
+        return Ok(spec);
+    };
+    let key = ["params", "start_from"];
+    let lms: Vec<(&str, &LmSpec)> = before
+        .iter()
+        .filter_map(|e| match &e.spec {
+            ModelSpec::Lm(s) => Some((e.name.as_str(), s)),
+            _ => None,
+        })
+        .collect();
+    let Some((_, start)) = lms.iter().find(|(n, _)| *n == from) else {
+        let names: Vec<&str> = lms.iter().map(|(n, _)| *n).collect();
+        return Err(at.value(
+            &key,
+            format!(
+                "[[model]] `{}`: start_from = \"{from}\" names no language model listed before it",
+                at.name
+            ),
+            &closest(&from, &names)
+                .map(|b| format!("did you mean `{b}`?"))
+                .unwrap_or_else(|| {
+                    "list the lora or sft [[model]] to start from above this one".into()
+                }),
+        ));
+    };
+    if !matches!(start.method, LmMethod::Lora | LmMethod::Sft) || start.path != spec.path {
+        return Err(at.value(
+            &key,
+            format!(
+                "[[model]] `{}`: start_from = \"{from}\" must be a lora or sft model on the same path",
+                at.name
+            ),
+            "GRPO continues a fine-tuned model of the same base file",
+        ));
+    }
+    let p = &start.params;
+    spec.params.lora_rank = p.lora_rank;
+    spec.params.lora_alpha = p.lora_alpha;
+    spec.params.lora_dropout = p.lora_dropout;
+    spec.params.target_modules = p.target_modules.clone();
+    spec.params.system = p.system.clone();
+    spec.params.max_length = p.max_length;
+    Ok(spec)
 }
 
 /// Where errors about one `[[model]]` point.
@@ -1003,6 +1122,7 @@ fn lm_spec(at: &At<'_>, m: &hone_core::config::ModelConfig, root: &Path) -> Resu
         "lora" => LmMethod::Lora,
         "sft" => LmMethod::Sft,
         "pretrain" => LmMethod::Pretrain,
+        "grpo" => LmMethod::Grpo,
         other => {
             return Err(at.value(
                 &["method"],
@@ -1122,6 +1242,65 @@ fn lm_spec(at: &At<'_>, m: &hone_core::config::ModelConfig, root: &Path) -> Resu
         "a divisor of `heads`",
     )?;
     check(params.ffn >= 1, "ffn", "at least 1")?;
+    if method == LmMethod::Grpo {
+        check(
+            params
+                .reward
+                .as_deref()
+                .is_some_and(|r| !r.trim().is_empty()),
+            "reward",
+            "the name of a grader in graders/ (GRPO trains on its reward)",
+        )?;
+        check(params.steps >= 1, "steps", "at least 1")?;
+        check(
+            params.prompts_per_step >= 1,
+            "prompts_per_step",
+            "at least 1",
+        )?;
+        check(
+            params.num_generations >= 2,
+            "num_generations",
+            "at least 2 (a group of one has no advantage)",
+        )?;
+        check(
+            params.max_completion_length >= 1,
+            "max_completion_length",
+            "at least 1",
+        )?;
+        check(
+            params.rollout_temperature > 0.0 && params.rollout_temperature.is_finite(),
+            "rollout_temperature",
+            "a number > 0 (GRPO samples)",
+        )?;
+        check(params.beta >= 0.0, "beta", "a number >= 0")?;
+        check(
+            params.epsilon >= 0.0 && params.epsilon_high >= 0.0,
+            "epsilon",
+            "a number >= 0",
+        )?;
+        check(params.num_iterations >= 1, "num_iterations", "at least 1")?;
+        check(
+            ["dapo", "grpo", "dr_grpo"].contains(&params.loss_type.as_str()),
+            "loss_type",
+            "one of \"dapo\", \"grpo\", \"dr_grpo\"",
+        )?;
+        check(
+            (0.0..=1.0).contains(&params.stop_truncated)
+                && (0.0..=1.0).contains(&params.stop_zero_std),
+            "stop_truncated",
+            "in [0, 1] (as is stop_zero_std)",
+        )?;
+    } else {
+        for key in ["reward", "start_from"] {
+            if table.contains_key(key) {
+                return Err(at.value(
+                    &["params", key],
+                    format!("[[model]] `{}`: `{key}` is a GRPO setting", m.name),
+                    "set method = \"grpo\", or remove the key",
+                ));
+            }
+        }
+    }
     let known = hone_lm::LoraConfig::targets();
     for t in &params.target_modules {
         if !known.contains(&t.as_str()) {

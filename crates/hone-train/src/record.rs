@@ -234,17 +234,24 @@ pub struct LmTrainReport {
     pub micro_batch: usize,
     #[serde(default)]
     pub activation_bytes: u64,
+    /// `grpo`: the reward grader, the settings and every step's signals.
+    #[serde(default)]
+    pub grpo: Option<crate::grpo_stage::GrpoReport>,
 }
 
 impl LmTrainReport {
     /// A sentence on how training ended when it did not simply run every epoch, or resumed.
     pub fn ending(&self) -> Option<String> {
         use hone_lm::sft::Ended;
+        let metric = match &self.grpo {
+            Some(g) => format!("dev `{}` mean reward", g.reward),
+            None => "dev ROUGE-L".to_string(),
+        };
         let kept = self
             .kept
             .map(|k| {
                 format!(
-                    "; kept the weights of step {} (dev ROUGE-L {:.4})",
+                    "; kept the weights of step {} ({metric} {:.4})",
                     k.step, k.score
                 )
             })
@@ -255,11 +262,14 @@ impl LmTrainReport {
             .unwrap_or_default();
         let why = match self.ended? {
             Ended::Finished if resumed.is_empty() && self.kept.is_none() => return None,
+            Ended::Finished if self.grpo.is_some() => "ran every step",
             Ended::Finished => "ran every epoch",
             Ended::EarlyStop => "stopped early (patience ran out)",
             Ended::Budget => "stopped by the [costs] budget",
             Ended::Interrupted => "was interrupted",
-            Ended::NotLearning => "stopped: GRPO was not learning (see the step signals)",
+            Ended::NotLearning => {
+                "stopped: GRPO was not learning (the advice below says what to change)"
+            }
         };
         Some(format!("{why} after {} step(s){resumed}{kept}", self.steps))
     }

@@ -377,6 +377,40 @@ fn chosen_detail(r: &Run) -> ChosenDetail {
 
 /// Write the HTML and Markdown run report of `out` (`reports/run-ID.html`, ID of the chosen run);
 /// returns the HTML path and the Markdown.
+/// A GRPO run's reward curve for the report.
+fn reward_curve(run: &crate::record::Run) -> Option<hone_report::run::RewardCurve> {
+    let crate::record::TrainReport::Lm(l) = &run.record.train.report else {
+        return None;
+    };
+    let g = l.grpo.as_ref()?;
+    let mut notes: Vec<String> = l.ending().into_iter().collect();
+    notes.extend(g.warnings.iter().cloned());
+    if g.reward_errors > 0 {
+        notes.push(format!(
+            "{} completion(s) the grader could not score got reward 0",
+            g.reward_errors
+        ));
+    }
+    Some(hone_report::run::RewardCurve {
+        model: run.model.clone(),
+        reward: g.reward.clone(),
+        steps: g
+            .steps
+            .iter()
+            .map(|s| hone_report::run::RewardPoint {
+                reward_mean: s.reward_mean,
+                reward_std: s.reward_std,
+                frac_reward_zero_std: s.frac_reward_zero_std,
+                clipped_ratio: s.clipped_ratio,
+                kl: s.kl,
+                completion_length: s.completion_length,
+                seconds: s.generate_seconds + s.reward_seconds + s.train_seconds,
+            })
+            .collect(),
+        notes,
+    })
+}
+
 pub fn write_run_report(
     project: &Project,
     store: &Store,
@@ -406,6 +440,11 @@ pub fn write_run_report(
             })
             .collect(),
         comparisons: comparisons(store, out)?,
+        reward_training: out
+            .runs
+            .iter()
+            .filter_map(|m| reward_curve(&m.run))
+            .collect(),
         graders: out
             .runs
             .iter()

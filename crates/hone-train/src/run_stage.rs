@@ -1142,6 +1142,20 @@ fn check_graders(
             });
         }
     }
+    // A GRPO model's reward grader must exist before anything trains.
+    for e in &project.models {
+        if let crate::models::ModelSpec::Lm(spec) = &e.spec
+            && let Some(reward) = &spec.params.reward
+        {
+            crate::grpo_stage::reward_grader(loaded, reward).map_err(|err| match err {
+                Error::Data { message, hint } => Error::Data {
+                    message: format!("[[model]] `{}`: {message}", e.name),
+                    hint,
+                },
+                other => other,
+            })?;
+        }
+    }
     if loaded.is_empty() {
         return Ok(Vec::new());
     }
@@ -1205,6 +1219,7 @@ pub fn run(
             seed: project.config.split.seed,
             command,
             suites: &suites,
+            graders: &graders,
         };
         let (runs, chosen) = crate::generate_stage::run_models(&ctx, store, progress)?;
         let graded = runs

@@ -519,6 +519,151 @@ fn a_time_budget_stops_training_cleanly_and_the_run_says_so() {
     assert_eq!(cached, [("base", true), ("tuned", false)], "{again:#}");
 }
 
+/// GRPO through `hone run`: a `grpo` model continues the fine-tuned model on a grader's reward; the
+/// run records every step's signals, the report draws the reward curve, predict answers with the
+/// GRPO weights, and changing the model GRPO starts from trains it again. Settings that cannot train
+/// and a reward grader that does not exist stop the run before anything trains.
+#[test]
+fn grpo_continues_the_fine_tuned_model_on_a_grader_and_reports_its_signals() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let grpo = "\n[[model]]\nname = \"grpo\"\nkind = \"lm\"\npath = \"models/tiny.gguf\"\nmethod = \"grpo\"\n\n[model.params]\nreward = \"close\"\nstart_from = \"tuned\"\nsteps = 6\nprompts_per_step = 2\nnum_generations = 4\nmax_completion_length = 12\nmax_new_tokens = 24\nlr = 0.001\neval_every = 3\n";
+    project(dir, "sft", grpo);
+    std::fs::create_dir_all(dir.join("graders")).unwrap();
+    // Partial credit (similarity to the reference), so completions of one prompt differ in reward.
+    std::fs::write(
+        dir.join("graders/close.toml"),
+        "type = \"text_similarity\"\nreference = \"{{ item.reference }}\"\nevaluation_metric = \"fuzzy_match\"\npass_threshold = 0.9\n",
+    )
+    .unwrap();
+    let o = hone(dir, &["run"]);
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    let report_md = std::fs::read_dir(dir.join("reports"))
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "md") && p.to_string_lossy().contains("run"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .unwrap_or_default();
+    assert!(
+        report_md.contains("## Reward training: grpo")
+            && report_md.contains("6 steps on grader `close`"),
+        "{report_md}"
+    );
+    let runs = |dir: &Path| -> serde_json::Value {
+        serde_json::from_slice(&hone(dir, &["--json", "runs"]).stdout).unwrap()
+    };
+    let listing = runs(dir);
+    let find = |v: &serde_json::Value, name: &str| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["model"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {v:#}"))
+            .clone()
+    };
+    let g = find(&listing, "grpo");
+    let report = &g["record"]["train"]["report"];
+    assert_eq!(report["method"], "grpo", "{report:#}");
+    let steps = report["grpo"]["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 6, "{report:#}");
+    for s in steps {
+        for key in [
+            "reward_mean",
+            "reward_std",
+            "frac_reward_zero_std",
+            "clipped_ratio",
+            "completion_length",
+            "generate_seconds",
+            "train_seconds",
+        ] {
+            assert!(s[key].as_f64().is_some(), "{key} in {s:#}");
+        }
+        assert!(s["completion_length"].as_f64().unwrap() <= 12.0);
+    }
+    // Dev is scored at the start and every 3 steps; the best of those weights is kept.
+    let dev_steps: Vec<u64> = report["dev_by_epoch"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(dev_steps, [0, 3, 6], "{report:#}");
+    assert!(report["kept"]["step"].is_u64(), "{report:#}");
+    // The full fine-tune continued: every weight trained.
+    let tuned = find(&listing, "tuned");
+    assert_eq!(
+        report["trainable_params"],
+        tuned["record"]["train"]["report"]["trainable_params"]
+    );
+    // Predict with the GRPO weights.
+    let ask = dir.join("ask.txt");
+    std::fs::write(&ask, "hello, refund please\n").unwrap();
+    let o = hone(dir, &["predict", "--model", "grpo", ask.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).lines().count(), 1, "{}", stdout(&o));
+
+    // The model GRPO starts from changes: both train again, the base does not.
+    let toml = std::fs::read_to_string(dir.join("hone.toml")).unwrap();
+    std::fs::write(
+        dir.join("hone.toml"),
+        toml.replace("lr = 0.02", "lr = 0.03"),
+    )
+    .unwrap();
+    let again = run_json(dir);
+    let cached: Vec<(&str, bool)> = again["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["model"].as_str().unwrap(), r["cached"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(
+        cached,
+        [("base", true), ("tuned", false), ("grpo", false)],
+        "{again:#}"
+    );
+
+    // Errors before training: a reward grader that does not exist, a group of one, a start model
+    // listed after.
+    let toml = std::fs::read_to_string(dir.join("hone.toml")).unwrap();
+    std::fs::write(
+        dir.join("hone.toml"),
+        toml.replace("reward = \"close\"", "reward = \"nope\""),
+    )
+    .unwrap();
+    let o = hone(dir, &["run"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("[[model]] `grpo`: reward = \"nope\" names no grader")
+            && stderr(&o).contains("close"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::write(
+        dir.join("hone.toml"),
+        toml.replace("num_generations = 4", "num_generations = 1"),
+    )
+    .unwrap();
+    let o = hone(dir, &["run"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("num_generations") && stderr(&o).contains("hone.toml:"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::write(
+        dir.join("hone.toml"),
+        toml.replace("start_from = \"tuned\"", "start_from = \"tunde\""),
+    )
+    .unwrap();
+    let o = hone(dir, &["run"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("did you mean `tuned`?"),
+        "{}",
+        stderr(&o)
+    );
+}
+
 /// Chat records (`messages`): earlier turns are curated like the prompt (an e-mail address in one is
 /// masked), every assistant turn trains (two marked spans in `data check`), the run trains and
 /// scores, and `predict` answers a conversation at its last user message.
