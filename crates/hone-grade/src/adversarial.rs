@@ -1,6 +1,6 @@
 //! The adversarial check: before a grader judges or trains anything, it scores answers that must
 //! not pass (an empty answer, the prompt echoed, the reference's format with wrong content, the JSON
-//! schema itself, a very long answer) on the dataset's own items. A grader that passes any of them
+//! schema itself, a very long answer, a generic reply) on the dataset's own items. A grader that passes any of them
 //! is exploitable: a policy trained on it learns the exploit (an empty answer with full reward from
 //! a substring check, a format reward gamed by length).
 
@@ -24,7 +24,13 @@ pub enum Attack {
     /// The reference repeated to about 3,000 words, ending with its wrong-content version (so a
     /// rule that reads the last number or line does not see the reference's).
     Long,
+    /// A polite reply that fits any message and answers none ([`GENERIC`]): what a policy learns
+    /// when a grader rewards format (length, a closing offer of help) without content.
+    Generic,
 }
+
+/// The [`Attack::Generic`] answer.
+pub const GENERIC: &str = "Thank you for reaching out. I understand your concern and I'm here to help. Is there anything else I can help you with?";
 
 impl Attack {
     pub fn describe(self) -> &'static str {
@@ -34,6 +40,7 @@ impl Attack {
             Attack::WrongContent => "the reference's format with wrong content",
             Attack::Schema => "the JSON schema itself",
             Attack::Long => "a very long answer (the reference repeated)",
+            Attack::Generic => "a generic reply that answers nothing",
         }
     }
 }
@@ -162,6 +169,7 @@ pub fn attacks(
         (Attack::EchoPrompt, prompt),
         (Attack::WrongContent, wrong),
         (Attack::Long, long),
+        (Attack::Generic, GENERIC.to_string()),
     ];
     for s in g.schemas() {
         out.push((

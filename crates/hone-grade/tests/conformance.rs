@@ -524,6 +524,34 @@ fn the_adversarial_check_flags_a_lenient_grader_and_passes_a_strict_one() {
                 .passed
         );
     }
+    // Format without content: short and offering help, as every reply should be. A generic reply
+    // passes it on every item; the strict grader above (which also asks for the reference's
+    // content) rejects the same reply.
+    let format_only = grader(json!({"type": "multi", "name": "format_only", "graders": {
+        "short": {"type": "length", "min_words": 3, "max_words": 40},
+        "offer": {"type": "regex", "pattern": "(?i)anything else"}},
+        "calculate_output": "short * offer"}));
+    let p = probe(&format_only, &items, "prompt", "reference");
+    let generic = p
+        .findings
+        .iter()
+        .find(|f| f.attack == Attack::Generic)
+        .unwrap();
+    assert_eq!(generic.passed, 3, "{p:?}");
+    assert!(
+        p.exploits()
+            .iter()
+            .any(|l| l.contains("a generic reply that answers nothing")),
+        "{:?}",
+        p.exploits()
+    );
+    let strict_generic = probe(&strict, &items, "prompt", "reference");
+    assert!(
+        strict_generic
+            .findings
+            .iter()
+            .any(|f| f.attack == Attack::Generic && f.tried == 3 && f.passed == 0)
+    );
     // A schema grader: the schema itself as the answer is tried.
     let schema = grader(
         json!({"type": "json_schema", "name": "loose_schema", "schema": {"type": "object"}}),

@@ -57,28 +57,64 @@ fn grade_err(path: &std::path::Path, e: GradeError) -> Error {
 }
 
 /// A local sentence encoder for `cosine` graders: mean-pooled, L2-normalised embeddings (the
-/// sentence-transformers recipe of all-MiniLM-L6-v2), inputs up to 256 tokens.
-struct LocalEncoder(hone_encoder::Pretrained);
+/// sentence-transformers recipe of all-MiniLM-L6-v2), inputs up to 256 tokens. Embeddings are
+/// remembered by text (up to [`CACHE_TEXTS`]): a grader compares many answers with the same
+/// reference (every attack of `validate`, every completion of a GRPO group), and the reference's
+/// embedding is the same each time.
+struct LocalEncoder {
+    model: hone_encoder::Pretrained,
+    cache: std::sync::Mutex<std::collections::HashMap<String, Vec<f32>>>,
+}
+
+/// Texts a [`LocalEncoder`] remembers before it starts over.
+const CACHE_TEXTS: usize = 20_000;
 
 impl std::fmt::Debug for LocalEncoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "LocalEncoder({})", self.0.dir.display())
+        write!(f, "LocalEncoder({})", self.model.dir.display())
     }
 }
 
 impl hone_grade::grader::Embedder for LocalEncoder {
     fn embed(&self, texts: &[&str]) -> std::result::Result<Vec<Vec<f32>>, String> {
-        let e = hone_encoder::embed(
-            &self.0.encoder,
-            &self.0.tokenizer,
-            texts,
-            hone_encoder::Pooling::Mean,
-            true,
-            32,
-            &mut |_, _| {},
-        )
-        .map_err(|e| e.to_string())?;
-        Ok(e.data.chunks(e.dim).map(<[f32]>::to_vec).collect())
+        let mut cache = self
+            .cache
+            .lock()
+            .map_err(|_| "embedding cache poisoned".to_string())?;
+        if cache.len() + texts.len() > CACHE_TEXTS {
+            cache.clear();
+        }
+        let mut todo: Vec<&str> = texts
+            .iter()
+            .copied()
+            .filter(|t| !cache.contains_key(*t))
+            .collect();
+        todo.sort_unstable();
+        todo.dedup();
+        if !todo.is_empty() {
+            let e = hone_encoder::embed(
+                &self.model.encoder,
+                &self.model.tokenizer,
+                &todo,
+                hone_encoder::Pooling::Mean,
+                true,
+                32,
+                &mut |_, _| {},
+            )
+            .map_err(|e| e.to_string())?;
+            for (t, v) in todo.iter().zip(e.data.chunks(e.dim)) {
+                cache.insert((*t).to_string(), v.to_vec());
+            }
+        }
+        texts
+            .iter()
+            .map(|t| {
+                cache
+                    .get(*t)
+                    .cloned()
+                    .ok_or_else(|| "embedding cache lost a text".to_string())
+            })
+            .collect()
     }
 }
 
@@ -113,7 +149,10 @@ pub fn load(project: &Project) -> Result<Vec<ProjectGrader>> {
             .map_err(|e| e.to_string())?;
         let p = hone_encoder::Pretrained::load(&dir, max_len).map_err(|e| e.to_string())?;
         let e: std::sync::Arc<dyn hone_grade::grader::Embedder> =
-            std::sync::Arc::new(LocalEncoder(p));
+            std::sync::Arc::new(LocalEncoder {
+                model: p,
+                cache: Default::default(),
+            });
         encoders.insert(dir, e.clone());
         Ok(e)
     };
