@@ -174,7 +174,7 @@ impl RewardCurve {
                     format!("{:.2}", p.clipped_ratio),
                     p.kl.map_or("-".into(), |k| format!("{k:.4}")),
                     format!("{:.1}", p.completion_length),
-                    format!("{:.1}", p.seconds),
+                    format!("{:.2}", p.seconds),
                 ]
             })
             .collect()
@@ -186,7 +186,7 @@ impl RewardCurve {
         let mut sorted = secs.clone();
         sorted.sort_by(f64::total_cmp);
         format!(
-            "{} steps on grader `{}`; {:.1} s per step (median {:.1} s)",
+            "{} steps on grader `{}`; {:.2} s per step (median {:.2} s)",
             self.steps.len(),
             self.reward,
             secs.iter().sum::<f64>() / n,
@@ -312,14 +312,17 @@ impl RunReport<'_> {
             ));
             let series =
                 |f: &dyn Fn(&RewardPoint) -> f64| c.steps.iter().map(f).collect::<Vec<_>>();
-            h.push_str(&lines(&[
-                ("reward mean".into(), series(&|p| p.reward_mean)),
-                (
-                    "zero-std groups".into(),
-                    series(&|p| p.frac_reward_zero_std),
-                ),
-                ("truncated".into(), series(&|p| p.clipped_ratio)),
-            ]));
+            h.push_str(&lines(
+                &[
+                    ("reward mean".into(), series(&|p| p.reward_mean)),
+                    (
+                        "zero-std groups".into(),
+                        series(&|p| p.frac_reward_zero_std),
+                    ),
+                    ("truncated".into(), series(&|p| p.clipped_ratio)),
+                ],
+                "step",
+            ));
             h.push_str("<table><tr>");
             for head in REWARD_HEAD {
                 h.push_str(&format!("<th>{head}</th>"));
@@ -352,7 +355,7 @@ impl RunReport<'_> {
             }
             if !d.curves.is_empty() {
                 h.push_str("<h2>Learning curve</h2>");
-                h.push_str(&lines(&d.curves));
+                h.push_str(&lines(&d.curves, "epoch"));
             }
             if self.names.classification {
                 h.push_str(&format!("<h2>Reliability (ECE {})</h2>", f(d.ece)));
@@ -539,10 +542,10 @@ mod tests {
             "{md}"
         );
         assert!(html.contains("Graders on the test answers") && html.contains("house_rules"));
-        // The reward curve: a chart, at most 12 rows with the first and the last step, the notes.
+        // The reward curve: a chart, at most 12 rows (every third step of 30, and the last), the notes.
         assert!(html.contains("Reward training: grpo") && html.contains("ran every step"));
         assert!(
-            md.contains("30 steps on grader `house_rules`; 2.0 s per step"),
+            md.contains("30 steps on grader `house_rules`; 2.00 s per step"),
             "{md}"
         );
         assert!(
@@ -550,9 +553,9 @@ mod tests {
             "{md}"
         );
         assert_eq!(
-            md.matches("| 0.0000 | 0.00 | 0.00 | - | 0.0 | 2.0 |")
+            md.matches("| 0.0000 | 0.00 | 0.00 | - | 0.0 | 2.00 |")
                 .count(),
-            12,
+            11,
             "{md}"
         );
         assert!(

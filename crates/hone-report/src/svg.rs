@@ -82,9 +82,10 @@ pub fn heatmap(matrix: &[Vec<u64>], labels: &[String]) -> String {
     s
 }
 
-/// A line chart of named series over x = 1.. (e.g. dev macro-F1 per epoch), y in [0, 1].
-pub fn lines(series: &[(String, Vec<f64>)]) -> String {
-    let (w, h, left, bottom) = (640.0, 240.0, 40.0, 24.0);
+/// A line chart of named series over x = 1.. (e.g. dev macro-F1 per epoch), y in [0, 1]; `x_label`
+/// names the x axis ("epoch", "step"). The legend sits right of the plot, clear of the lines.
+pub fn lines(series: &[(String, Vec<f64>)], x_label: &str) -> String {
+    let (w, h, left, bottom, legend) = (760.0, 240.0, 40.0, 24.0, 120.0);
     let max_len = series.iter().map(|s| s.1.len()).max().unwrap_or(0).max(2);
     let lo = series
         .iter()
@@ -92,7 +93,7 @@ pub fn lines(series: &[(String, Vec<f64>)]) -> String {
         .fold(1.0f64, f64::min)
         .clamp(0.0, 1.0);
     let lo = (lo * 10.0).floor() / 10.0;
-    let x = |i: usize| left + (w - left - 10.0) * i as f64 / (max_len - 1) as f64;
+    let x = |i: usize| left + (w - left - legend - 10.0) * i as f64 / (max_len - 1) as f64;
     let y = |v: f64| {
         (h - bottom) - (h - bottom - 10.0) * ((v - lo) / (1.0 - lo).max(1e-9)).clamp(0.0, 1.0)
     };
@@ -100,7 +101,7 @@ pub fn lines(series: &[(String, Vec<f64>)]) -> String {
     let mut s = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" role=\"img\">"
     );
-    s.push_str(&format!("<line x1=\"{left}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#999\"/><text x=\"4\" y=\"14\" font-size=\"11\">1.0</text><text x=\"4\" y=\"{}\" font-size=\"11\">{lo:.1}</text>", h - bottom, w - 10.0, h - bottom, h - bottom));
+    s.push_str(&format!("<line x1=\"{left}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#999\"/><text x=\"4\" y=\"14\" font-size=\"11\">1.0</text><text x=\"4\" y=\"{}\" font-size=\"11\">{lo:.1}</text>", h - bottom, w - legend - 10.0, h - bottom, h - bottom));
     for (k, (name, ys)) in series.iter().enumerate() {
         let c = colors[k % colors.len()];
         let pts: Vec<String> = ys
@@ -111,15 +112,16 @@ pub fn lines(series: &[(String, Vec<f64>)]) -> String {
         s.push_str(&format!("<polyline fill=\"none\" stroke=\"{c}\" stroke-width=\"2\" points=\"{}\"><title>{}</title></polyline>", pts.join(" "), esc(name)));
         s.push_str(&format!(
             "<text x=\"{}\" y=\"{}\" font-size=\"11\" fill=\"{c}\">{}</text>",
-            left + 8.0,
+            w - legend + 4.0,
             16.0 + 13.0 * k as f64,
             esc(name)
         ));
     }
     s.push_str(&format!(
-        "<text x=\"{}\" y=\"{}\" font-size=\"11\">epoch</text></svg>",
-        w / 2.0,
-        h - 4.0
+        "<text x=\"{}\" y=\"{}\" font-size=\"11\">{}</text></svg>",
+        (w - legend) / 2.0,
+        h - 4.0,
+        esc(x_label)
     ));
     s
 }

@@ -925,6 +925,12 @@ pub fn write_generate_project(dir: &Path, seed: u64, n: usize) -> Result<usize> 
     write("helpdesk_export.jsonl", &leak_rows)?;
     let toml = dir.join("hone.toml");
     std::fs::write(&toml, DEMO_GENERATE_TOML).map_err(|e| Error::io(&toml, e))?;
+    let graders = dir.join("graders");
+    std::fs::create_dir_all(&graders).map_err(|e| Error::io(&graders, e))?;
+    for (name, text) in DEMO_GRADERS {
+        let p = graders.join(name);
+        std::fs::write(&p, text).map_err(|e| Error::io(&p, e))?;
+    }
     Ok(lines.len() + leak_rows.len())
 }
 
@@ -990,9 +996,94 @@ lr = 0.01
 batch_size = 16
 max_new_tokens = 20
 
+# Reward training: GRPO continues decoder-s on the house-style grader (graders/house_style.toml),
+# sized to take seconds: 30 steps of 4 messages x 4 replies sampled at temperature 0.7. Every weight
+# trains, so the rate is far below pre-training's (at 0.002 the reward fell from 0.93 to 0.43 in 12
+# steps; at 0.0002 it climbs).
+[[model]]
+name = "decoder-s-grpo"
+kind = "lm"
+method = "grpo"
+
+[model.params]
+start_from = "decoder-s"
+reward = "house_style"
+steps = 30
+prompts_per_step = 4
+num_generations = 4
+max_completion_length = 24
+rollout_temperature = 0.7
+max_new_tokens = 20
+lr = 0.0002
+eval_every = 10
+
 [success]
 rouge_l = ">= 0.6"
 "#;
+
+/// The generation demo's graders: a strict house-style rule (short, close to the house reply), and
+/// a lenient one the grader check catches (an answer that merely contains the reference passes
+/// it, so repeating the reply many times would).
+pub const DEMO_GRADERS: [(&str, &str); 2] = [
+    (
+        "house_style.toml",
+        "# The house style: at most 30 words, and close to the house reply (ROUGE-L, full credit from 0.8).\ntype = \"multi\"\ncalculate_output = \"short * min(1, similar / 0.8)\"\n\n[graders.short]\ntype = \"length\"\nmin_words = 2\nmax_words = 30\n\n[graders.similar]\ntype = \"text_similarity\"\nreference = \"{{ item.reference }}\"\nevaluation_metric = \"rouge_l\"\npass_threshold = 0.8\n",
+    ),
+    (
+        "mentions_reply.toml",
+        "# Lenient on purpose: passes any answer that contains the house reply.\ntype = \"string_check\"\nreference = \"{{ item.reference }}\"\noperation = \"like\"\n",
+    ),
+];
+
+/// What the demo's reward training showed.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RewardDemo {
+    /// What the grader check found (the lenient grader, by name).
+    pub grader_warnings: Vec<String>,
+    pub steps: usize,
+    /// Mean reward of the first and the last three steps.
+    pub reward_first: f64,
+    pub reward_last: f64,
+    pub frac_reward_zero_std: f64,
+    pub clipped_ratio: f64,
+    pub seconds_per_step: f64,
+}
+
+impl RewardDemo {
+    fn of(outcome: &crate::run_stage::RunOutcome) -> Option<RewardDemo> {
+        let g = outcome
+            .runs
+            .iter()
+            .find_map(|r| match &r.run.record.train.report {
+                crate::record::TrainReport::Lm(l) => l.grpo.clone(),
+                _ => None,
+            })?;
+        let n = g.steps.len();
+        let mean = |f: &dyn Fn(&hone_lm::grpo::GrpoStep) -> f64, from: usize, to: usize| {
+            let part = &g.steps[from.min(n)..to.min(n)];
+            part.iter().map(f).sum::<f64>() / part.len().max(1) as f64
+        };
+        Some(RewardDemo {
+            grader_warnings: outcome
+                .split
+                .warnings
+                .iter()
+                .filter(|w| w.starts_with("grader"))
+                .cloned()
+                .collect(),
+            steps: n,
+            reward_first: mean(&|s| s.reward_mean, 0, 3),
+            reward_last: mean(&|s| s.reward_mean, n.saturating_sub(3), n),
+            frac_reward_zero_std: mean(&|s| s.frac_reward_zero_std, 0, n),
+            clipped_ratio: mean(&|s| s.clipped_ratio, 0, n),
+            seconds_per_step: mean(
+                &|s| s.generate_seconds + s.reward_seconds + s.train_seconds,
+                0,
+                n,
+            ),
+        })
+    }
+}
 
 /// What the generation demo did.
 pub struct GenerateDemo {
@@ -1004,6 +1095,8 @@ pub struct GenerateDemo {
     pub comparison: String,
     /// A message and the chosen model's reply.
     pub sample: (String, String),
+    /// The grader check and the GRPO run.
+    pub reward: Option<RewardDemo>,
 }
 
 /// The demo's story for the terminal: curation funnel, the leak that stopped the first run, the
@@ -1071,6 +1164,27 @@ pub fn render(d: &DemoOutcome, g: &GenerateDemo, dir: &Path, seconds: f64) -> Re
         g.sample.1,
         seconds
     );
+    if let Some(r) = &g.reward {
+        let _ = writeln!(
+            out,
+            "\n5. Graders and reward training: before anything trained, the grader check tried answers that must not pass:\n{}\nGRPO then continued decoder-s on `house_style` for {} steps: mean reward {:.3} over the first three steps, {:.3} over the last three; groups without reward variance {:.2}, completions cut at the length cap {:.2}, {:.2} s per step (the run report draws the curve).",
+            if r.grader_warnings.is_empty() {
+                "  (no grader was exploitable)".to_string()
+            } else {
+                r.grader_warnings
+                    .iter()
+                    .map(|w| format!("  warning: {w}"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            },
+            r.steps,
+            r.reward_first,
+            r.reward_last,
+            r.frac_reward_zero_std,
+            r.clipped_ratio,
+            r.seconds_per_step
+        );
+    }
 
     Ok(out)
 }
@@ -1116,9 +1230,11 @@ pub fn run_generate_demo(
     let line: serde_json::Value = serde_json::from_slice(&out)
         .map_err(|e| Error::Internal(format!("predict wrote no JSON line: {e}")))?;
     let reply = line["completion"].as_str().unwrap_or_default().to_string();
+    let reward = RewardDemo::of(&outcome);
     Ok(GenerateDemo {
         dir,
         n_rows,
+        reward,
         outcome,
         run_report,
         comparison,

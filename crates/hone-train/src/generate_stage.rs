@@ -57,7 +57,7 @@ pub fn entries(project: &Project) -> Vec<ModelEntry> {
         })
         .collect();
     let mut out = Vec::new();
-    if let Some(first) = lms.iter().find(|s| s.method != LmMethod::Pretrain) {
+    if let Some(first) = lms.iter().find(|s| !s.path_as_written.is_empty()) {
         let has_base = lms
             .iter()
             .any(|s| s.method == LmMethod::None && s.path == first.path);
@@ -314,7 +314,7 @@ pub fn run_params(spec: &LmSpec) -> Result<serde_json::Value> {
     let mut p = serde_json::to_value(&spec.params).map_err(|e| Error::Internal(e.to_string()))?;
     p["method"] = json!(spec.method.name());
     p["lr"] = json!(spec.lr());
-    if spec.method != LmMethod::Pretrain {
+    if !spec.path_as_written.is_empty() {
         p["path"] = json!(spec.path_as_written);
         p["base_fingerprint"] = json!(hone_lm::model_fingerprint(&spec.path)?);
     }
@@ -939,7 +939,8 @@ fn store_weights(
             store.put_object(&save(lm.decoder().tensors()?)?, "artifact")?,
         );
     }
-    if spec.method == LmMethod::Pretrain {
+    if spec.path_as_written.is_empty() {
+        // No base file: the tokenizer and the shape travel with the weights.
         let tok = lm
             .tokenizer()
             .to_string(false)
@@ -1080,7 +1081,8 @@ pub fn run_models(
 /// was evaluated with, and its adapters or weights.
 pub fn load_run_lm(store: &Store, project_root: &Path, run: &Run) -> Result<(Lm, LmParams)> {
     let cfg = &run.config.params;
-    if cfg.get("method").and_then(|v| v.as_str()) == Some("pretrain") {
+    // A model pre-trained in the project (or trained further from one) carries its own shape.
+    if run.record.artifacts.contains_key(SHAPE_ARTIFACT) {
         return load_pretrained(store, run);
     }
     let path_as_written = cfg

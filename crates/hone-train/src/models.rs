@@ -693,7 +693,8 @@ pub fn validate(config: &Config, text: &str, path: &Path, root: &Path) -> Result
     Ok(out)
 }
 
-/// A GRPO model's `start_from`: a `lora` or `sft` [[model]] listed before it on the same base file.
+/// A GRPO model's `start_from`: a `lora` or `sft` [[model]] listed before it on the same base file,
+/// or a `pretrain` one (the GRPO model then names no path).
 /// GRPO continues that model's adapters (or weights), so it takes the settings that shape them (LoRA
 /// rank, alpha, dropout and targets, the system message, max_length).
 fn start_from(at: &At<'_>, mut spec: LmSpec, before: &[ModelEntry]) -> Result<LmSpec> {
@@ -723,14 +724,19 @@ fn start_from(at: &At<'_>, mut spec: LmSpec, before: &[ModelEntry]) -> Result<Lm
                 }),
         ));
     };
-    if !matches!(start.method, LmMethod::Lora | LmMethod::Sft) || start.path != spec.path {
+    let same_base = match start.method {
+        LmMethod::Lora | LmMethod::Sft => start.path == spec.path,
+        LmMethod::Pretrain => spec.path_as_written.is_empty(),
+        _ => false,
+    };
+    if !same_base {
         return Err(at.value(
             &key,
             format!(
-                "[[model]] `{}`: start_from = \"{from}\" must be a lora or sft model on the same path",
+                "[[model]] `{}`: start_from = \"{from}\" must be a lora or sft model on the same path, or a pretrain model (then give no path)",
                 at.name
             ),
-            "GRPO continues a fine-tuned model of the same base file",
+            "GRPO continues a model trained before it in this project",
         ));
     }
     let p = &start.params;
@@ -1143,6 +1149,10 @@ fn lm_spec(at: &At<'_>, m: &hone_core::config::ModelConfig, root: &Path) -> Resu
             ));
         }
         (None, LmMethod::Pretrain) => (String::new(), PathBuf::new()),
+        // GRPO on a model pre-trained in this project: its weights come from that run.
+        (None, LmMethod::Grpo) if params_table(m).contains_key("start_from") => {
+            (String::new(), PathBuf::new())
+        }
         (Some(p), _) if !p.trim().is_empty() => {
             let path = resolve_path(root, p);
             let file = model_path(&path)

@@ -372,6 +372,26 @@ fn the_demo_generation_part_runs_offline_and_passes_its_gate() {
     assert!(g["leaks_dropped"].as_u64().unwrap() >= 3, "{g:#}");
     assert!(!g["sample"][1].as_str().unwrap().is_empty(), "{g:#}");
     assert!(Path::new(g["run_report"].as_str().unwrap()).is_file());
+    // The grader check caught the lenient grader; GRPO ran and reported its signals.
+    let r = &g["reward"];
+    assert!(
+        r["grader_warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("`mentions_reply`")),
+        "{r:#}"
+    );
+    assert_eq!(r["steps"], 30, "{r:#}");
+    for key in [
+        "reward_first",
+        "reward_last",
+        "frac_reward_zero_std",
+        "clipped_ratio",
+    ] {
+        let x = r[key].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&x), "{key} {r:#}");
+    }
     // The reply that carries an e-mail address was masked in the curated data.
     let o = hone(&dir.join("replies"), &["--json", "data", "show"]);
     let shown = stdout(&o);

@@ -48,11 +48,13 @@ fn project(dir: &Path, policy: &str) {
     )
     .unwrap();
     std::fs::create_dir_all(dir.join("graders")).unwrap();
-    // Strict, in TOML: short, close to the reference, ends by offering help.
+    // Strict, in TOML: short, close to the reference, ends by offering help. (With full credit from
+    // ROUGE-L 0.5 instead of 0.7, a generic "anything else I can help you with?" reply passed on
+    // these short references: the check reported it.)
     std::fs::write(
         dir.join("graders/house_rules.toml"),
         r#"type = "multi"
-calculate_output = "short * offer * min(1, similar / 0.5)"
+calculate_output = "short * offer * min(1, similar / 0.7)"
 
 [graders.short]
 type = "length"
