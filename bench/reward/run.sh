@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# bench/reward (issue 14): reward training on Bitext support replies under house rules.
+# REWARD_STAGES picks stages (default "1 2 3"):
+#  1. the project (every 3rd Bitext record; `number` = the order/invoice number the message carries),
+#     the cosine threshold measured (cosine_threshold.py), `hone grade validate` on the house-rules
+#     grader (references passing, attacks including a generic reply).
+#  2. time per GRPO step, hone vs TRL's GRPOTrainer on the CPU, the same recipe from the base model
+#     (fresh LoRA, 4 prompts x 4 completions, 96 tokens, REWARD_TIMING_STEPS = 20 steps, 2 threads).
+#  3. quality through `hone run`: base, LoRA SFT on the replies, SFT + GRPO (start_from), grader pass
+#     rate with CIs on the frozen test set (>= 300), `hone compare`.
+set -euo pipefail
+: "${HONE_ROOT:?run via bench/run}" "${HONE_SHARED:?}" "${BENCH_WORK:?}" "${BENCH_PY:?}" "${HONE_BIN:?}"
+here="$HONE_ROOT/bench/reward"
+bash "$HONE_ROOT/scripts/get-smollm2"
+bash "$HONE_ROOT/scripts/get-minilm"
+model="$HONE_ROOT/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+minilm="$HONE_ROOT/models/all-MiniLM-L6-v2"
+stage() { [[ " ${REWARD_STAGES:-1 2 3} " == *" $1 "* ]]; }
+proj="$BENCH_WORK/house-rules"
+mkdir -p "$proj/data" "$proj/graders"
+"$BENCH_PY" "$here/prepare.py" "$HONE_SHARED/datasets/bitext_customer_support/train_full.jsonl" "$proj/data/replies.jsonl"
+sed "s#MINILM#$minilm#" "$here/house_rules.toml" > "$proj/graders/house_rules.toml"
+cat > "$proj/hone.toml" <<TOML
+[task]
+name = "support-replies-house-rules"
+kind = "generate"
+
+[[source]]
+name = "bitext"
+path = "data/replies.jsonl"
+fields = { prompt = "question", target = "answer", topic = "intent" }
+
+[split]
+test = 0.22
+dev = 0.04
+
+[[model]]
+name = "lora"
+kind = "lm"
+path = "$model"
+method = "lora"
+[model.params]
+epochs = 1
+max_new_tokens = 96
+
+[[model]]
+name = "grpo"
+kind = "lm"
+path = "$model"
+method = "grpo"
+[model.params]
+reward = "house_rules"
+start_from = "lora"
+steps = 100
+max_new_tokens = 96
+TOML
+export RAYON_NUM_THREADS=2
+if stage 1; then
+  "$BENCH_PY" "$here/cosine_threshold.py" "$HONE_SHARED/datasets/bitext_customer_support/train_full.jsonl" "$minilm" "$BENCH_WORK/cosine_threshold.json" > /dev/null
+  (cd "$proj" && "$HONE_BIN" data clean > /dev/null && "$HONE_BIN" --json grade validate > "$BENCH_WORK/validate.json" || true)
+fi
+if stage 2; then
+  # The same recipe on both sides, from the base model: fresh LoRA, no SFT first.
+  timing="$BENCH_WORK/timing"
+  rm -rf "$timing" && mkdir -p "$timing" && cp -r "$proj/data" "$proj/graders" "$timing/"
+  sed -e '/^\[\[model\]\]/,$d' "$proj/hone.toml" > "$timing/hone.toml"
+  cat >> "$timing/hone.toml" <<TOML
+[[model]]
+name = "grpo"
+kind = "lm"
+path = "$model"
+method = "grpo"
+[model.params]
+reward = "house_rules"
+steps = ${REWARD_TIMING_STEPS:-20}
+max_new_tokens = 96
+TOML
+  (cd "$timing" && "$HONE_BIN" data clean > /dev/null && "$HONE_BIN" --json run > "$BENCH_WORK/timing-hone.json")
+  # The peer samples from every record's prompt (timing only: the prompts' lengths are alike).
+  "$BENCH_PY" - "$proj/data/replies.jsonl" "$BENCH_WORK/peer-prompts.jsonl" <<'PY'
+import json, sys
+with open(sys.argv[2], "w") as f:
+    for l in open(sys.argv[1]):
+        r = json.loads(l)
+        f.write(json.dumps({"id": r["id"], "prompt": r["question"], "reference": r["answer"], "number": r["number"]}) + "\n")
+PY
+  "$BENCH_PY" "$here/grpo_peer.py" "$model" "$BENCH_WORK/peer-prompts.jsonl" "$minilm" "${REWARD_TIMING_STEPS:-20}" 2 "$BENCH_WORK/timing-trl.json"
+fi
+if stage 3; then
+  (cd "$proj" && "$HONE_BIN" --json run > "$BENCH_WORK/run.json")
+  (cd "$proj" && "$HONE_BIN" --json compare lora grpo > "$BENCH_WORK/compare-lora-grpo.json" || true)
+fi
