@@ -28,6 +28,13 @@ torch.set_num_threads(int(threads))
 gguf = pathlib.Path(gguf)
 tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
 model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, torch_dtype=torch.float32)
+# transformers dequantizes a GGUF file's weights to float32 on load; the quantization marker it leaves
+# behind only makes the Trainer refuse to train them.
+model.hf_quantizer = None
+try:
+    model.is_quantized = False
+except AttributeError:
+    pass
 rows = [json.loads(l) for l in open(prompts_path)]
 data = Dataset.from_list([
     {"prompt": [{"role": "user", "content": r["prompt"]}], "reference": r["reference"], "number": r["number"]}
@@ -78,7 +85,6 @@ cfg = GRPOConfig(
     temperature=1.0,
     learning_rate=1e-5,
     lr_scheduler_type="linear",
-    warmup_ratio=0.0,
     weight_decay=0.0,
     max_grad_norm=1.0,
     beta=0.0,
