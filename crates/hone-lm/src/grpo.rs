@@ -10,13 +10,12 @@
 //! run here and one there are comparable step for step.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::time::Instant;
 
 use candle_core::{Tensor, Var};
 use serde::{Deserialize, Serialize};
 
-use crate::sft::{ACTIVATION_BUDGET, DevScore, Ended, activation_bytes};
+use crate::sft::{ACTIVATION_BUDGET, Checkpoints, DevScore, Ended, activation_bytes, snapshot};
 use crate::{Lm, LmError, Result, StopReason};
 
 /// How per-token losses become the step's loss.
@@ -239,15 +238,6 @@ pub struct GrpoLog {
     pub micro_batch: usize,
 }
 
-/// Where checkpoints go.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Checkpoints {
-    pub dir: PathBuf,
-    pub key: String,
-    pub every: u64,
-    pub stop_after: Option<u64>,
-}
-
 /// Rewards for a step's completions, in order: one number per completion (higher is better).
 pub type Reward<'a> = &'a mut dyn FnMut(&[Completion]) -> Result<Vec<f64>>;
 
@@ -372,12 +362,6 @@ fn completion_logps(lm: &Lm, seqs: &[Seq<'_>], temperature: f64) -> Result<Tenso
         logits = (logits / temperature)?;
     }
     Ok(hone_neural::fused::picked_log_softmax(&logits, &targets)?)
-}
-
-fn snapshot(vars: &[(String, Var)]) -> Result<Vec<(String, Tensor)>> {
-    vars.iter()
-        .map(|(n, v)| Ok((n.clone(), v.as_tensor().copy()?)))
-        .collect()
 }
 
 fn restore(vars: &[(String, Var)], from: &[(String, Tensor)]) -> Result<()> {
@@ -827,20 +811,8 @@ mod tests {
     use super::*;
     use crate::testing;
 
-    /// A tiny model with weights ×5: sampled completions differ from one another, so groups have
-    /// rewards that vary.
     fn lm(dir: &std::path::Path) -> Lm {
-        let path = dir.join("sharp.gguf");
-        let d =
-            crate::Decoder::random(testing::tiny_config(), 11, &candle_core::Device::Cpu).unwrap();
-        let d = crate::Decoder::from_tensors(
-            testing::tiny_config(),
-            testing::scaled(&d, 5.0).unwrap(),
-            &candle_core::Device::Cpu,
-        )
-        .unwrap();
-        testing::write_gguf(&d, &path).unwrap();
-        Lm::load(&path).unwrap()
+        testing::sharp_lm(dir).unwrap()
     }
 
     fn prompts(lm: &Lm) -> Vec<Prompt> {

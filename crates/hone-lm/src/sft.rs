@@ -469,7 +469,8 @@ fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
     order
 }
 
-fn snapshot(vars: &[(String, candle_core::Var)]) -> Result<Vec<(String, Tensor)>> {
+/// Copies of `vars`' current values (the best weights so far, a checkpoint's model).
+pub(crate) fn snapshot(vars: &[(String, candle_core::Var)]) -> Result<Vec<(String, Tensor)>> {
     vars.iter()
         .map(|(n, v)| Ok((n.clone(), v.as_tensor().copy()?)))
         .collect()
@@ -751,20 +752,8 @@ mod tests {
     use super::*;
     use crate::{GenerateConfig, StopReason, testing};
 
-    /// A tiny model with weights ×10 (random weights at std 0.02 give flat logits that low-rank
-    /// adapters barely move).
     fn sharp_lm(dir: &std::path::Path) -> Lm {
-        let path = dir.join("sharp.gguf");
-        let d =
-            crate::Decoder::random(testing::tiny_config(), 11, &candle_core::Device::Cpu).unwrap();
-        let d = crate::Decoder::from_tensors(
-            testing::tiny_config(),
-            testing::scaled(&d, 5.0).unwrap(),
-            &candle_core::Device::Cpu,
-        )
-        .unwrap();
-        testing::write_gguf(&d, &path).unwrap();
-        Lm::load(&path).unwrap()
+        testing::sharp_lm(dir).unwrap()
     }
 
     fn tiny_lm(dir: &std::path::Path) -> Lm {

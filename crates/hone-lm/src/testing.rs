@@ -164,3 +164,13 @@ pub fn max_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
         .and_then(|d| d.to_scalar::<f32>())
         .unwrap_or(f32::INFINITY)
 }
+
+/// A tiny model with weights ×5 (random weights at std 0.02 give flat logits that low-rank adapters
+/// barely move, and completions sampled from them all alike), written to `dir/sharp.gguf` and loaded.
+pub fn sharp_lm(dir: &Path) -> Result<crate::Lm> {
+    let path = dir.join("sharp.gguf");
+    let d = Decoder::random(tiny_config(), 11, &Device::Cpu)?;
+    let d = Decoder::from_tensors(tiny_config(), scaled(&d, 5.0)?, &Device::Cpu)?;
+    write_gguf(&d, &path)?;
+    crate::Lm::load(&path)
+}

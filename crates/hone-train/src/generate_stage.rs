@@ -433,12 +433,7 @@ pub fn train_and_evaluate(
         if log.ended == sft::Ended::Interrupted {
             return Err(Error::Internal("training was interrupted".into()));
         }
-        report.trainable_params = lm
-            .decoder()
-            .trainable()
-            .iter()
-            .map(|(_, v)| v.as_tensor().elem_count())
-            .sum();
+        report.trainable_params = trainable_params(&lm);
         report.micro_batch = log.micro_batch;
         report.activation_bytes = grpo.activation_bytes;
         report.steps = log.steps.len();
@@ -486,12 +481,7 @@ pub fn train_and_evaluate(
                 seed,
             )?;
         }
-        report.trainable_params = lm
-            .decoder()
-            .trainable()
-            .iter()
-            .map(|(_, v)| v.as_tensor().elem_count())
-            .sum();
+        report.trainable_params = trainable_params(&lm);
         let cfg = SftConfig {
             epochs: spec.params.epochs,
             lr: spec.lr(),
@@ -898,6 +888,15 @@ fn checkpoint_place(
         },
         owned,
     ))
+}
+
+/// Parameters that train (the adapters alone for LoRA).
+fn trainable_params(lm: &Lm) -> usize {
+    lm.decoder()
+        .trainable()
+        .iter()
+        .map(|(_, v)| v.as_tensor().elem_count())
+        .sum()
 }
 
 /// Puts a trained model's weights in the store as run artifacts: its adapters (PEFT names and

@@ -236,7 +236,7 @@ pub fn train(
         ),
     };
     let control = grpo::Control {
-        checkpoints: Some(grpo::Checkpoints {
+        checkpoints: Some(hone_lm::sft::Checkpoints {
             dir: dir.clone(),
             key: run_key.to_string(),
             every: p.checkpoint_every.max(1) as u64,
