@@ -226,6 +226,11 @@ pub struct PolicyConfig {
     /// serialised, so the policy that keys curation is the same whatever this says.
     #[serde(skip_serializing)]
     pub exploitable_graders: GraderPolicy,
+    /// Run `command` graders without namespaces where the machine cannot isolate them (default
+    /// false: hone refuses them there). They keep their time and memory limits but can reach the
+    /// network and write to the project. Not part of curation: never serialised.
+    #[serde(skip_serializing)]
+    pub allow_unisolated_commands: bool,
 }
 
 impl Default for PolicyConfig {
@@ -254,6 +259,7 @@ impl Default for PolicyConfig {
             min_chars: 2,
             max_chars: 10_000,
             exploitable_graders: GraderPolicy::Warn,
+            allow_unisolated_commands: false,
         }
     }
 }
@@ -1157,6 +1163,7 @@ const KNOWN_KEYS: &[&str] = &[
     "min_chars",
     "max_chars",
     "exploitable_graders",
+    "allow_unisolated_commands",
     "path",
     "format",
     "role",

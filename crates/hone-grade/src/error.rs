@@ -26,6 +26,15 @@ pub enum GradeError {
     /// The sample is not what the grader reads (not JSON where `sample.output_json` is used).
     #[error("grader `{grader}`: the sample cannot be read: {msg}")]
     SampleParse { grader: String, msg: String },
+    /// A `command` grader ran past its time limit and was killed.
+    #[error("grader `{grader}`: the command ran past its {seconds} s limit and was killed")]
+    Timeout { grader: String, seconds: f64 },
+    /// A `command` grader cannot run isolated here, and the project has not opted in to running it
+    /// without isolation.
+    #[error(
+        "grader `{grader}`: this machine cannot isolate a command grader ({why}), so hone will not run it; set `allow_unisolated_commands = true` under [policy] to run it with only its time and memory limits (it can then reach the network and write to the project)"
+    )]
+    NoIsolation { grader: String, why: String },
     /// Scoring failed at run time (a formula dividing by zero, a non-finite reward).
     #[error("grader `{grader}`: {msg}")]
     Runtime { grader: String, msg: String },

@@ -8,6 +8,7 @@ use minijinja::{Environment, UndefinedBehavior};
 use regex::{Regex, RegexBuilder};
 use serde_json::Value;
 
+use crate::command::{CommandEnv, Program};
 use crate::error::{GradeError, Result};
 use crate::formula::{self, Expr};
 use crate::metrics;
@@ -58,6 +59,7 @@ enum Kind {
     Length(Tpl, spec::Length),
     JsonSchema(Tpl, Box<jsonschema::Validator>),
     JsonFields(Tpl, Vec<Field>),
+    Command(Box<Program>),
     Multi(Vec<(String, Grader)>, Expr),
 }
 
@@ -234,6 +236,16 @@ impl Grader {
 
     /// [`Grader::new`], with `embedder` resolving the `encoder` of `cosine` graders.
     pub fn with_embedder(spec: &GraderSpec, embedder: &mut EmbedderFor) -> Result<Grader> {
+        Grader::with_resources(spec, embedder, None)
+    }
+
+    /// [`Grader::with_embedder`], and `commands` for `command` graders (without it they are refused:
+    /// the caller runs no programs).
+    pub fn with_resources(
+        spec: &GraderSpec,
+        embedder: &mut EmbedderFor,
+        commands: Option<&CommandEnv>,
+    ) -> Result<Grader> {
         let name = spec.name().to_string();
         if name.is_empty() {
             return Err(spec_err(
@@ -363,6 +375,18 @@ impl Grader {
                 }
                 Kind::JsonFields(tpl(&g.input)?, fields)
             }
+            GraderSpec::Command(g) => {
+                let env = commands.ok_or_else(|| {
+                    spec_err(
+                        n,
+                        "this caller runs no programs, so `command` graders are refused",
+                    )
+                })?;
+                if let Some(t) = g.pass_threshold {
+                    pass_threshold = t;
+                }
+                Kind::Command(Box::new(Program::new(n, g, env)?))
+            }
             GraderSpec::Multi(g) => {
                 let formula =
                     formula::parse(&g.calculate_output).map_err(|e| GradeError::FormulaParse {
@@ -374,7 +398,10 @@ impl Grader {
                 for (key, sub) in &g.graders {
                     let mut sub = sub.clone();
                     sub.name_if_unnamed(key);
-                    subs.push((key.clone(), Grader::with_embedder(&sub, embedder)?));
+                    subs.push((
+                        key.clone(),
+                        Grader::with_resources(&sub, embedder, commands)?,
+                    ));
                 }
                 for v in formula.variables() {
                     if !subs.iter().any(|(k, _)| k == v) {
@@ -411,6 +438,16 @@ impl Grader {
         &self.spec
     }
 
+    /// Whether a `command` grader (this one or a sub-grader) runs without namespaces, because the
+    /// machine cannot isolate it and the project allowed that.
+    pub fn runs_unisolated(&self) -> bool {
+        match &self.kind {
+            Kind::Command(p) => !p.isolated(),
+            Kind::Multi(subs, _) => subs.iter().any(|(_, g)| g.runs_unisolated()),
+            _ => false,
+        }
+    }
+
     /// The reward at or above which a sample passes.
     pub fn pass_threshold(&self) -> f64 {
         self.pass_threshold
@@ -441,6 +478,8 @@ impl Grader {
                     out.extend(g.item_fields());
                 }
             }
+            // A program reads the whole item; no field is required of it.
+            Kind::Command(_) => {}
         }
         out
     }
@@ -590,6 +629,13 @@ impl Grader {
                         ok as f64 / fields.len() as f64
                     }
                 }
+            }
+            Kind::Command(p) => {
+                let doc = serde_json::json!({
+                    "sample": {"output_text": s.text, "output_json": s.json()},
+                    "item": item,
+                });
+                p.score(n, doc.to_string().as_bytes())?
             }
             Kind::Multi(subs, formula) => {
                 let mut vars = BTreeMap::new();

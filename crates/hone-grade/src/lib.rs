@@ -1,9 +1,11 @@
 //! Graders for generated text: grading rules as files ([`spec`], shaped after OpenAI's public grader
 //! spec), built and checked before use ([`Grader::new`]), scoring one answer for one dataset item
 //! with typed errors ([`GradeError`]), and the adversarial check ([`adversarial`]) that reports a
-//! grader an empty, echoed, wrongly filled or overlong answer can pass.
+//! grader an empty, echoed, wrongly filled or overlong answer can pass. `command` graders run an
+//! external program isolated from the network and the project's files ([`command`]).
 
 pub mod adversarial;
+pub mod command;
 pub mod error;
 pub mod formula;
 pub mod grader;

@@ -1,7 +1,8 @@
 //! Grader definitions as users write them: `graders/NAME.toml`, `[[grader]]` in `hone.toml`, or
 //! OpenAI grader JSON as it is. The shape follows OpenAI's public grader spec (`type`, `name`,
 //! `input`, `reference`, `operation`, `evaluation_metric`, `pass_threshold`, `graders`,
-//! `calculate_output`); `numeric`, `regex`, `length`, `json_schema` and `json_fields` are hone's own.
+//! `calculate_output`); `numeric`, `regex`, `length`, `json_schema`, `json_fields` and `command` are
+//! hone's own.
 
 use std::collections::BTreeMap;
 
@@ -25,6 +26,7 @@ pub enum GraderSpec {
     Length(Length),
     JsonSchema(JsonSchema),
     JsonFields(JsonFields),
+    Command(CommandSpec),
     Multi(Multi),
 }
 
@@ -38,6 +40,7 @@ impl GraderSpec {
             GraderSpec::Length(g) => &g.name,
             GraderSpec::JsonSchema(g) => &g.name,
             GraderSpec::JsonFields(g) => &g.name,
+            GraderSpec::Command(g) => &g.name,
             GraderSpec::Multi(g) => &g.name,
         }
     }
@@ -51,6 +54,7 @@ impl GraderSpec {
             GraderSpec::Length(_) => "length",
             GraderSpec::JsonSchema(_) => "json_schema",
             GraderSpec::JsonFields(_) => "json_fields",
+            GraderSpec::Command(_) => "command",
             GraderSpec::Multi(_) => "multi",
         }
     }
@@ -65,6 +69,7 @@ impl GraderSpec {
             GraderSpec::Length(g) => &mut g.name,
             GraderSpec::JsonSchema(g) => &mut g.name,
             GraderSpec::JsonFields(g) => &mut g.name,
+            GraderSpec::Command(g) => &mut g.name,
             GraderSpec::Multi(g) => &mut g.name,
         };
         if slot.is_empty() {
@@ -242,6 +247,37 @@ pub enum FieldOp {
     Ilike,
     Regex,
     Number,
+}
+
+/// `command`: an external program scores the sample. It reads `{"sample": {"output_text",
+/// "output_json"}, "item": {...}}` as one JSON document on stdin and prints its score on stdout (a
+/// number, or `{"reward": x}`); it runs in the project directory, seen read-only, without network,
+/// with a clean environment, under `timeout_seconds` and `memory_mb` (see [`crate::command`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandSpec {
+    #[serde(default)]
+    pub name: String,
+    /// The program and its arguments, no shell: `["python3", "graders/check.py"]`. A program
+    /// written with a `/` is relative to the project; otherwise it is looked up on `PATH`.
+    pub command: Vec<String>,
+    /// Wall-clock limit per sample (default 10 s).
+    #[serde(default = "default_timeout")]
+    pub timeout_seconds: f64,
+    /// Address-space limit (default 1024 MiB).
+    #[serde(default = "default_memory")]
+    pub memory_mb: u64,
+    /// The reward at or above which a sample passes (default 1).
+    #[serde(default)]
+    pub pass_threshold: Option<f64>,
+}
+
+fn default_timeout() -> f64 {
+    10.0
+}
+
+fn default_memory() -> u64 {
+    1024
 }
 
 /// `multi`: sub-graders by name, combined by `calculate_output` (see [`crate::formula`]); passes

@@ -128,7 +128,7 @@ pub fn load(project: &Project) -> Result<Vec<ProjectGrader>> {
             line: e.line,
             col: e.col,
             message: e.msg.clone(),
-            hint: "a grader file holds one grader: `type = \"string_check\"`, `\"text_similarity\"`, `\"numeric\"`, `\"regex\"`, `\"length\"`, `\"json_schema\"`, `\"json_fields\"` or `\"multi\"`".into(),
+            hint: "a grader file holds one grader: `type = \"string_check\"`, `\"text_similarity\"`, `\"numeric\"`, `\"regex\"`, `\"length\"`, `\"json_schema\"`, `\"json_fields\"`, `\"command\"` or `\"multi\"`".into(),
         }
     })?;
     let mut encoders: BTreeMap<PathBuf, std::sync::Arc<dyn hone_grade::grader::Embedder>> =
@@ -156,11 +156,15 @@ pub fn load(project: &Project) -> Result<Vec<ProjectGrader>> {
         encoders.insert(dir, e.clone());
         Ok(e)
     };
+    let commands = hone_grade::command::CommandEnv {
+        project_dir: project.root.clone(),
+        allow_unisolated: project.config.policy.allow_unisolated_commands,
+    };
     specs
         .into_iter()
         .map(|(path, spec)| {
-            let grader =
-                Grader::with_embedder(&spec, &mut resolve).map_err(|e| grade_err(&path, e))?;
+            let grader = Grader::with_resources(&spec, &mut resolve, Some(&commands))
+                .map_err(|e| grade_err(&path, e))?;
             Ok(ProjectGrader { path, grader })
         })
         .collect()
@@ -181,6 +185,9 @@ pub struct GraderCheck {
     /// them (a formula dividing by zero, a template reading the wrong field) is broken, whatever the
     /// attacks say; how many references pass shows how far the data is from the rule.
     pub references: ReferenceCheck,
+    /// A `command` grader running without namespaces (`[policy] allow_unisolated_commands` on a
+    /// machine that cannot isolate it): it can reach the network and write to the project.
+    pub unisolated: bool,
 }
 
 impl GraderCheck {
@@ -262,6 +269,12 @@ impl Validation {
                     g.name
                 ));
             }
+            if g.unisolated {
+                out.push(format!(
+                    "grader `{}` runs its command without isolation (this machine has no namespaces; allowed by [policy] allow_unisolated_commands): it can reach the network and write to the project",
+                    g.name
+                ));
+            }
             if g.broken() {
                 out.push(format!(
                     "grader `{}` cannot score {}/{} reference answers (first: {})",
@@ -337,6 +350,7 @@ pub fn validate_loaded(
             missing_fields,
             probe: probe(&g.grader, &probe_items, "prompt", "reference"),
             references: check_references(&g.grader, &probe_items),
+            unisolated: g.grader.runs_unisolated(),
         });
     }
     Ok(Validation {

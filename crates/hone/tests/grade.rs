@@ -304,3 +304,58 @@ fn cosine_through_the_local_minilm() {
         stderr(&o)
     );
 }
+
+#[test]
+fn command_graders_run_the_projects_program_and_get_the_same_adversarial_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    project(d, "");
+    // A program that only checks for the closing offer: the generic reply and the repeated
+    // reference pass it, so the check must call it exploitable, as it would a regex.
+    std::fs::write(
+        d.join("graders/offer.sh"),
+        "doc=$(cat)\ncase \"$doc\" in *'\"output_text\":\"'*'anything else'*) echo 1;; *) echo 0;; esac\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("graders/offer.toml"),
+        "type = \"command\"\ncommand = [\"sh\", \"graders/offer.sh\"]\ntimeout_seconds = 5\n",
+    )
+    .unwrap();
+    let o = hone(d, &["--json", "grade", "validate"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let g = v["graders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == "offer")
+        .unwrap_or_else(|| panic!("{v}"))
+        .clone();
+    assert_eq!(g["type_name"], "command");
+    // Every reference ends with the offer: the program ran on each and passed them all.
+    assert_eq!(g["references"]["passed"], 6, "{g}");
+    assert_eq!(g["references"]["errors"], 0, "{g}");
+    let passing: Vec<&str> = g["probe"]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["passed"].as_u64().unwrap_or(0) > 0)
+        .map(|a| a["attack"].as_str().unwrap())
+        .collect();
+    assert!(passing.contains(&"generic"), "{g}");
+
+    // A program that is not there is named with the grader file before anything runs.
+    std::fs::write(
+        d.join("graders/offer.toml"),
+        "type = \"command\"\ncommand = [\"graders/missing.py\"]\n",
+    )
+    .unwrap();
+    let o = hone(d, &["grade", "validate"]);
+    assert_ne!(o.status.code(), Some(0));
+    let err = stderr(&o);
+    assert!(
+        err.contains("offer.toml") && err.contains("not found"),
+        "{err}"
+    );
+}
