@@ -207,13 +207,17 @@ pub struct TextComparison {
     pub data_diff: Vec<String>,
 }
 
-/// One grader's pass rate on both runs' answers to the same test examples; `pass` is B − A.
+/// One grader's pass rate and mean reward on both runs' answers to the same test examples; `pass`
+/// and `mean` are B − A (an answer the grader cannot score is reward 0, as in `hone run`).
 #[derive(Debug, Serialize)]
 pub struct GraderPaired {
     pub grader: String,
     pub pass_a: f64,
     pub pass_b: f64,
     pub pass: Paired,
+    pub mean_a: f64,
+    pub mean_b: f64,
+    pub mean: Paired,
 }
 
 impl TextComparison {
@@ -246,6 +250,11 @@ impl TextComparison {
                 s,
                 "grader {} pass rate  A {:.4}  B {:.4}  Δ {:+.4}  95% CI [{:+.4}, {:+.4}]",
                 g.grader, g.pass_a, g.pass_b, g.pass.delta, g.pass.lo, g.pass.hi
+            );
+            let _ = writeln!(
+                s,
+                "grader {} mean reward  A {:.4}  B {:.4}  Δ {:+.4}  95% CI [{:+.4}, {:+.4}]",
+                g.grader, g.mean_a, g.mean_b, g.mean.delta, g.mean.lo, g.mean.hi
             );
         }
         for (k, va, vb) in &self.config_diff {
@@ -350,11 +359,24 @@ pub fn compare_texts(
         let rate = |v: &[bool], ix: &[usize]| {
             ix.iter().filter(|&&i| v[i]).count() as f64 / ix.len().max(1) as f64
         };
+        let avg = |v: &[Option<f64>], ix: &[usize]| {
+            ix.iter().map(|&i| v[i].unwrap_or(0.0)).sum::<f64>() / ix.len().max(1) as f64
+        };
         let m = ids.len();
         let every: Vec<usize> = (0..m).collect();
         for (name, ga) in &va {
             let gb = &vb[name];
             grader_pairs.push(GraderPaired {
+                mean_a: avg(&ga.rewards, &every),
+                mean_b: avg(&gb.rewards, &every),
+                mean: hone_eval::paired_bootstrap(
+                    m,
+                    &|ix: &[usize]| avg(&ga.rewards, ix),
+                    &|ix: &[usize]| avg(&gb.rewards, ix),
+                    2000,
+                    seed,
+                    0.95,
+                ),
                 grader: name.clone(),
                 pass_a: rate(&ga.passed, &every),
                 pass_b: rate(&gb.passed, &every),

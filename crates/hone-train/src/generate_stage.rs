@@ -547,7 +547,7 @@ pub fn train_and_evaluate(
                 &mut |d, n| {
                     (cell.borrow_mut())(Progress::Pass {
                         name: &format!("{label}: {d}/{n}"),
-                        index: d,
+                        index: d.saturating_sub(1),
                         total: n,
                     })
                 },
@@ -656,7 +656,7 @@ pub fn train_and_evaluate(
             &mut |d, n| {
                 progress(Progress::Pass {
                     name: &format!("{label}: {d}/{n}"),
-                    index: d,
+                    index: d.saturating_sub(1),
                     total: n,
                 });
             },
@@ -821,7 +821,7 @@ fn answer_suites(
     let gens = generate_all(lm, &prompts, &ids, cfg, batch, &mut |d, n| {
         progress(Progress::Pass {
             name: &format!("suites: {d}/{n}"),
-            index: d,
+            index: d.saturating_sub(1),
             total: n,
         })
     })?;

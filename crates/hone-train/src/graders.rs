@@ -254,6 +254,49 @@ impl Validation {
         })
     }
 
+    /// The table `hone grade validate` prints: one row per grader.
+    pub fn table(&self) -> (Vec<&'static str>, Vec<Vec<String>>) {
+        let header = vec![
+            "grader",
+            "type",
+            "item fields",
+            "missing on",
+            "references pass",
+            "errors",
+            "verdict",
+        ];
+        let rows = self
+            .graders
+            .iter()
+            .map(|g| {
+                let missing = g
+                    .missing_fields
+                    .iter()
+                    .map(|(f, n)| format!("{f} ({n} records)"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let verdict = if g.broken() {
+                    "BROKEN"
+                } else if g.exploitable() {
+                    "EXPLOITABLE"
+                } else {
+                    "ok"
+                };
+                let r = &g.references;
+                vec![
+                    g.name.clone(),
+                    g.type_name.into(),
+                    g.fields.join(", "),
+                    missing,
+                    format!("{}/{}", r.passed, r.tried),
+                    r.errors.to_string(),
+                    verdict.into(),
+                ]
+            })
+            .collect();
+        (header, rows)
+    }
+
     /// One line per problem found: exploits, fields records lack, graders that cannot score the
     /// references.
     pub fn problems(&self) -> Vec<String> {
@@ -382,6 +425,8 @@ pub struct Verdicts {
     /// The reward of each answer (`None`: the grader failed on it).
     pub rewards: Vec<Option<f64>>,
     pub passed: Vec<bool>,
+    /// Each answer's sub-grader rewards (`multi` graders; empty otherwise or on an error).
+    pub sub_rewards: Vec<BTreeMap<String, f64>>,
 }
 
 const BOOT_REPS: usize = 1000;
@@ -402,12 +447,14 @@ pub fn grade_answers(
                     Ok(r) => {
                         v.rewards.push(Some(r.reward));
                         v.passed.push(r.passed);
+                        v.sub_rewards.push(r.sub_rewards);
                     }
                     Err(e) => {
                         v.scores.errors += 1;
                         v.scores.first_error.get_or_insert_with(|| e.to_string());
                         v.rewards.push(None);
                         v.passed.push(false);
+                        v.sub_rewards.push(BTreeMap::new());
                     }
                 }
             }

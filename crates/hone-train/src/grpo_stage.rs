@@ -212,7 +212,7 @@ pub fn train(
             &mut |d, n| {
                 (cell.borrow_mut())(Progress::Pass {
                     name: &format!("{label}: dev `{reward_name}`: {d}/{n}"),
-                    index: d,
+                    index: d.saturating_sub(1),
                     total: n,
                 })
             },

@@ -6,6 +6,7 @@ pub mod curate;
 pub mod demo;
 pub mod doctor;
 pub mod generate_stage;
+pub mod grade_split;
 pub mod graders;
 pub mod grpo_stage;
 pub mod input;

@@ -356,50 +356,8 @@ pub fn grade_validate(ctx: &Context) -> Result<u8> {
         print_json(&serde_json::to_value(&v)?);
         return Ok(code);
     }
-    let rows: Vec<Vec<String>> = v
-        .graders
-        .iter()
-        .map(|g| {
-            let missing = g
-                .missing_fields
-                .iter()
-                .map(|(f, n)| format!("{f} ({n} records)"))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let verdict = if g.broken() {
-                "BROKEN"
-            } else if g.exploitable() {
-                "EXPLOITABLE"
-            } else {
-                "ok"
-            };
-            let r = &g.references;
-            vec![
-                g.name.clone(),
-                g.type_name.into(),
-                g.fields.join(", "),
-                missing,
-                format!("{}/{}", r.passed, r.tried),
-                r.errors.to_string(),
-                verdict.into(),
-            ]
-        })
-        .collect();
-    print!(
-        "{}",
-        table(
-            &[
-                "grader",
-                "type",
-                "item fields",
-                "missing on",
-                "references pass",
-                "errors",
-                "verdict",
-            ],
-            &rows
-        )
-    );
+    let (header, rows) = v.table();
+    print!("{}", table(&header, &rows));
     println!(
         "adversarial answers tried on {} training items of version {}",
         v.items,
@@ -414,6 +372,33 @@ pub fn grade_validate(ctx: &Context) -> Result<u8> {
         );
     }
     Ok(code)
+}
+
+pub fn grade_run(ctx: &Context, run: Option<&str>, model: Option<&str>, dev: bool) -> Result<u8> {
+    use hone_train::grade_split::GradeSplit;
+    let project = open_project(ctx)?;
+    let store = Store::open_existing(&project.root)?;
+    let r = hone_train::record::named_or_chosen(&store, run, model)?;
+    let split = if dev {
+        GradeSplit::Dev
+    } else {
+        GradeSplit::Test
+    };
+    let mut pb = ctx.spinner("grading");
+    let g = hone_train::grade_split::grade_run(
+        &project,
+        &store,
+        &r,
+        split,
+        &mut progress_printer(&pb),
+    )?;
+    pb.finish_and_clear();
+    if ctx.json {
+        print_json(&serde_json::to_value(&g)?);
+    } else {
+        print!("{}", g.text());
+    }
+    Ok(0)
 }
 
 pub fn audit_log(ctx: &Context) -> Result<u8> {

@@ -169,6 +169,20 @@ enum GradeCommand {
     ///
     /// Example: `hone grade validate`
     Validate,
+    /// Score a run's answers with every grader (test: the answers the run stored; dev: generated
+    /// now, as the run would) and keep each item's rewards in the store and `reports/`.
+    ///
+    /// Example: `hone grade run --model lora --split dev`
+    Run {
+        /// Run number or id prefix (default: the chosen run).
+        #[arg(long, conflicts_with = "model")]
+        run: Option<String>,
+        /// The latest run of this `[[model]]`.
+        #[arg(long)]
+        model: Option<String>,
+        #[arg(long, value_parser = ["test", "dev"], default_value = "test")]
+        split: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -354,6 +368,9 @@ fn main() -> ExitCode {
         Command::Audit(AuditCommand::Verify) => commands::audit_verify(&ctx),
         Command::Audit(AuditCommand::Log) => commands::audit_log(&ctx),
         Command::Grade(GradeCommand::Validate) => commands::grade_validate(&ctx),
+        Command::Grade(GradeCommand::Run { run, model, split }) => {
+            commands::grade_run(&ctx, run.as_deref(), model.as_deref(), split == "dev")
+        }
     };
     match result {
         Ok(code) => ExitCode::from(code),

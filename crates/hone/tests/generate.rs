@@ -144,6 +144,61 @@ fn a_fine_tuned_tiny_model_beats_the_base_and_predict_answers_in_order() {
         (delta - (exact(&runs[1]) - exact(&runs[0]))).abs() < 1e-9,
         "{c:#}"
     );
+    // Mean rewards are paired too; an exact-match grader's mean is its pass rate.
+    assert_eq!(
+        c["graders"][0]["mean"]["delta"].as_f64(),
+        Some(delta),
+        "{c:#}"
+    );
+
+    // `hone grade run`: the stored test answers give the pipeline's figure, and every item's reward
+    // is kept; dev answers are generated now, from the run's own weights (the base's score lower).
+    let grade = |model: &str, split: &str| -> serde_json::Value {
+        let o = hone(
+            dir,
+            &["--json", "grade", "run", "--model", model, "--split", split],
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let g = grade("tuned", "test");
+    let rate = |g: &serde_json::Value| {
+        g["graders"]["exact_reply"]["pass_rate"]["estimate"]
+            .as_f64()
+            .unwrap()
+    };
+    assert_eq!(
+        (g["generated"].as_bool(), rate(&g)),
+        (Some(false), exact(&runs[1])),
+        "{g:#}"
+    );
+    let lines = |g: &serde_json::Value| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(g["path"].as_str().unwrap())
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let items = lines(&g);
+    assert_eq!(items.len() as u64, g["n"].as_u64().unwrap());
+    let passed = items
+        .iter()
+        .filter(|i| i["passed"]["exact_reply"] == true)
+        .count();
+    assert!(
+        (passed as f64 / items.len() as f64 - rate(&g)).abs() < 1e-9,
+        "{g:#}"
+    );
+    let dev = grade("tuned", "dev");
+    assert_eq!(dev["generated"], true, "{dev:#}");
+    assert!(
+        dev["n"].as_u64().unwrap() > 0 && dev["path"] != g["path"],
+        "{dev:#}"
+    );
+    // Seeded per item: grading dev again writes the same answers.
+    let again = lines(&grade("tuned", "dev"));
+    assert_eq!(again, lines(&dev));
+    assert!(rate(&dev) > rate(&grade("base", "dev")), "{dev:#}");
     let rouge = |r: &serde_json::Value, part: &str| {
         r["generation"][part]["rouge_l"]["estimate"]
             .as_f64()
