@@ -319,17 +319,17 @@ fn mix(seed: u64, a: u64, b: u64) -> u64 {
 
 /// One sequence for the loss: prompt + completion, and the per-token constants.
 #[derive(Clone, Copy)]
-struct Seq<'a> {
-    prompt: &'a [u32],
-    completion: &'a [u32],
+pub(crate) struct Seq<'a> {
+    pub(crate) prompt: &'a [u32],
+    pub(crate) completion: &'a [u32],
     /// Each completion token's weight in the step's loss (the loss type's aggregation).
-    weight: f64,
-    advantage: f64,
+    pub(crate) weight: f64,
+    pub(crate) advantage: f64,
 }
 
 /// Per-token log-probabilities of each sequence's completion under `lm` (temperature-scaled
 /// logits, as sampled), flattened in order. Differentiable.
-fn completion_logps(lm: &Lm, seqs: &[Seq<'_>], temperature: f64) -> Result<Tensor> {
+pub(crate) fn completion_logps(lm: &Lm, seqs: &[Seq<'_>], temperature: f64) -> Result<Tensor> {
     let pad = lm.info().pad.unwrap_or(lm.info().eos);
     let t = seqs
         .iter()

@@ -6,6 +6,7 @@
 
 pub mod chat;
 pub mod decoder;
+pub mod dpo;
 pub mod generate;
 pub mod gguf;
 pub mod grpo;

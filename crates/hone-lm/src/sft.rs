@@ -461,7 +461,7 @@ pub fn fingerprint(
 
 /// The example order of `epoch`: a shuffle seeded by the run seed and the epoch alone, so a resumed
 /// run sees the same order.
-fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
+pub(crate) fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
     let mut rng =
         hone_neural::SeededRng::new(seed ^ (epoch as u64 + 1).wrapping_mul(0xa076_1d64_78bd_642f));
     let mut order: Vec<usize> = (0..n).collect();

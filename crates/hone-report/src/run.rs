@@ -118,6 +118,8 @@ pub struct RunReport<'a> {
     pub graders: Vec<GraderLine>,
     /// GRPO models: their reward curves and the signals of every step.
     pub reward_training: Vec<RewardCurve>,
+    /// DPO models: their pairs and held-out preference accuracy before and after.
+    pub preference_training: Vec<PreferenceLine>,
     /// Records per part of the split.
     pub split_counts: BTreeMap<String, u64>,
 }
@@ -142,6 +144,36 @@ pub struct RewardCurve {
     pub steps: Vec<RewardPoint>,
     /// How training ended, and the advice for each signal that reached its warning level.
     pub notes: Vec<String>,
+}
+
+/// One DPO model's pairs and how it ranks the held-out ones.
+#[derive(Debug, Clone, Default)]
+pub struct PreferenceLine {
+    pub model: String,
+    /// Where the pairs came from and how many were used, dropped and held out.
+    pub summary: String,
+    /// Held-out pairs: (accuracy, mean β·margin, loss) at the start and for the weights kept.
+    pub before: (f64, f64, f64),
+    pub after: (f64, f64, f64),
+}
+
+const PREFERENCE_HEAD: [&str; 4] = ["held-out pairs", "accuracy", "margin", "loss"];
+
+impl PreferenceLine {
+    fn rows(&self) -> [[String; 4]; 2] {
+        let row = |what: &str, (a, m, l): (f64, f64, f64)| {
+            [
+                what.to_string(),
+                format!("{a:.4}"),
+                format!("{m:.4}"),
+                format!("{l:.4}"),
+            ]
+        };
+        [
+            row("before (the start model)", self.before),
+            row("after (weights kept)", self.after),
+        ]
+    }
 }
 
 /// One GRPO step's signals.
@@ -304,6 +336,27 @@ impl RunReport<'_> {
             }
             h.push_str("</table>");
         }
+        for p in &self.preference_training {
+            h.push_str(&format!(
+                "<h2>Preference training: {}</h2><p class=muted>{}</p><table><tr>",
+                esc(&p.model),
+                esc(&p.summary)
+            ));
+            for head in PREFERENCE_HEAD {
+                h.push_str(&format!("<th>{head}</th>"));
+            }
+            h.push_str("</tr>");
+            for row in p.rows() {
+                h.push_str(&format!(
+                    "<tr><td>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td></tr>",
+                    esc(&row[0]),
+                    row[1],
+                    row[2],
+                    row[3]
+                ));
+            }
+            h.push_str("</table>");
+        }
         for c in &self.reward_training {
             h.push_str(&format!(
                 "<h2>Reward training: {}</h2><p class=muted>{}</p>",
@@ -421,6 +474,18 @@ impl RunReport<'_> {
             }
             m.push_str(&format!("\n{}\n", md(GRADERS_NOTE)));
         }
+        for p in &self.preference_training {
+            m.push_str(&format!(
+                "\n## Preference training: {}\n\n{}\n\n| {} |\n|---|{}\n",
+                md(&p.model),
+                md(&p.summary),
+                PREFERENCE_HEAD.join(" | "),
+                "---:|".repeat(PREFERENCE_HEAD.len() - 1)
+            ));
+            for row in p.rows() {
+                m.push_str(&format!("| {} |\n", row.join(" | ")));
+            }
+        }
         for c in &self.reward_training {
             m.push_str(&format!(
                 "\n## Reward training: {}\n\n{}\n\n| {} |\n|{}\n",
@@ -520,6 +585,12 @@ mod tests {
                     .collect(),
                 notes: vec!["ran every step".into()],
             }],
+            preference_training: vec![PreferenceLine {
+                model: "dpo".into(),
+                summary: "40 pairs".into(),
+                before: (0.5, 0.0, std::f64::consts::LN_2),
+                after: (0.875, 0.31, 0.52),
+            }],
         };
         let html = r.html();
         assert!(
@@ -542,6 +613,12 @@ mod tests {
             "{md}"
         );
         assert!(html.contains("Graders on the test answers") && html.contains("house_rules"));
+        assert!(
+            md.contains("## Preference training: dpo")
+                && md.contains("| before (the start model) | 0.5000 | 0.0000 | 0.6931 |")
+                && md.contains("| after (weights kept) | 0.8750 | 0.3100 | 0.5200 |"),
+            "{md}"
+        );
         // The reward curve: a chart, at most 12 rows (every third step of 30, and the last), the notes.
         assert!(html.contains("Reward training: grpo") && html.contains("ran every step"));
         assert!(

@@ -134,13 +134,26 @@ pub fn render_prompt(
 /// One training record encoded for the model: its conversation through the chat template (every
 /// assistant turn trains), or prompt and target as plain text for a model without one.
 fn encode_record(lm: &Lm, spec: &LmSpec, r: &Record, target: &str) -> Result<sft::Encoded> {
+    encode_turns(lm, spec, &r.id, &r.turns, &r.text, target)
+}
+
+/// One training example as SFT (and DPO) sees it: the conversation rendered with the run's
+/// template (or plain text without one), the target's tokens trainable.
+pub fn encode_turns(
+    lm: &Lm,
+    spec: &LmSpec,
+    id: &str,
+    turns: &[Turn],
+    prompt: &str,
+    target: &str,
+) -> Result<sft::Encoded> {
     let max = spec.params.max_length;
     Ok(if lm.template().is_some() {
-        let mut m = prompt_messages(spec.params.system.as_deref(), &r.turns, &r.text);
+        let mut m = prompt_messages(spec.params.system.as_deref(), turns, prompt);
         m.push(Message::new("assistant", target));
-        sft::encode_chat(lm, &r.id, &m, max)?
+        sft::encode_chat(lm, id, &m, max)?
     } else {
-        sft::encode_plain(lm, &r.id, &plain_prompt(&r.turns, &r.text), target, max)?
+        sft::encode_plain(lm, id, &plain_prompt(turns, prompt), target, max)?
     })
 }
 
@@ -318,6 +331,11 @@ pub fn run_params(spec: &LmSpec) -> Result<serde_json::Value> {
         p["path"] = json!(spec.path_as_written);
         p["base_fingerprint"] = json!(hone_lm::model_fingerprint(&spec.path)?);
     }
+    // Changed preference pairs retrain a DPO model.
+    if let Some(f) = &spec.preferences_file {
+        let bytes = std::fs::read(f).map_err(|e| Error::io(f, e))?;
+        p["preferences_hash"] = json!(hone_core::hash::hash_bytes(&bytes));
+    }
     Ok(p)
 }
 
@@ -391,7 +409,7 @@ pub fn train_and_evaluate(
             hone_lm::pretrain::train_tokenizer(&pretrain_texts(ctx.train), spec.params.vocab_size)?;
         hone_lm::pretrain::fresh(pretrain_shape(&spec.params), tok, seed)?
     } else if let Some(start) = start {
-        // GRPO continues the `start_from` model's adapters or weights.
+        // GRPO and DPO continue the `start_from` model's adapters or weights.
         load_run_lm(store, &ctx.project.root, start)?.0
     } else {
         load_lm(spec)?
@@ -444,6 +462,16 @@ pub fn train_and_evaluate(
         report.kept = log.best;
         report.resumed_at_step = log.resumed_at;
         report.grpo = Some(grpo);
+        store_weights(store, &lm, spec, &mut artifacts)?;
+    }
+    if spec.method == LmMethod::Dpo {
+        let (dpo, log) =
+            crate::dpo_stage::train(ctx, name, spec, &mut lm, start.is_none(), seed, progress)?;
+        report.trainable_params = trainable_params(&lm);
+        report.steps = log.steps.len();
+        report.losses = log.steps.iter().map(|s| s.loss).collect();
+        report.train_loop_seconds = Some(log.seconds);
+        report.dpo = Some(Box::new(dpo));
         store_weights(store, &lm, spec, &mut artifacts)?;
     }
     if matches!(

@@ -5,6 +5,7 @@ pub mod compare;
 pub mod curate;
 pub mod demo;
 pub mod doctor;
+pub mod dpo_stage;
 pub mod generate_stage;
 pub mod grade_split;
 pub mod graders;

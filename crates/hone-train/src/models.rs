@@ -199,10 +199,12 @@ pub const LM_PARAMS: &[&str] = &[
     "stop_truncated",
     "stop_zero_std",
     "stop_patience",
+    "preferences",
+    "preference_holdout",
 ];
 
 /// A language model's `method` values.
-pub const LM_METHODS: &[&str] = &["none", "lora", "sft", "pretrain", "grpo"];
+pub const LM_METHODS: &[&str] = &["none", "lora", "sft", "pretrain", "grpo", "dpo"];
 
 /// The name of the base model every generate run is compared with (method `none` on the first `lm`
 /// model's path), added unless a `[[model]]` already is that.
@@ -222,6 +224,9 @@ pub enum LmMethod {
     Pretrain,
     /// Reward training with a grader: on fresh LoRA adapters, or continuing the `start_from` model.
     Grpo,
+    /// Preference training on pairs of a preferred and a rejected answer (`preferences`), on fresh
+    /// LoRA adapters or continuing the `start_from` model.
+    Dpo,
 }
 
 impl LmMethod {
@@ -232,6 +237,7 @@ impl LmMethod {
             LmMethod::Sft => "sft",
             LmMethod::Pretrain => "pretrain",
             LmMethod::Grpo => "grpo",
+            LmMethod::Dpo => "dpo",
         }
     }
 }
@@ -303,7 +309,8 @@ pub struct LmParams {
     pub max_completion_length: usize,
     /// `grpo`: the sampling temperature of training completions (`temperature` is evaluation's).
     pub rollout_temperature: f64,
-    /// `grpo`: KL penalty to the starting weights (0: none).
+    /// `grpo`: KL penalty to the starting weights (0: none). `dpo`: how far the model may move
+    /// from the weights it starts from (default 0.1 there, TRL's).
     pub beta: f64,
     pub epsilon: f64,
     pub epsilon_high: f64,
@@ -318,6 +325,12 @@ pub struct LmParams {
     pub stop_truncated: f64,
     pub stop_zero_std: f64,
     pub stop_patience: usize,
+    /// `dpo`: a JSONL file of preference pairs, `{"prompt", "chosen", "rejected"}` (and `id`),
+    /// relative to the project root.
+    pub preferences: Option<String>,
+    /// `dpo`: the share of pairs (by prompt) held out to measure preference accuracy and choose the
+    /// weights kept.
+    pub preference_holdout: f64,
 }
 
 impl Default for LmParams {
@@ -372,6 +385,8 @@ impl Default for LmParams {
             stop_truncated: 0.9,
             stop_zero_std: 0.95,
             stop_patience: 10,
+            preferences: None,
+            preference_holdout: 0.2,
         }
     }
 }
@@ -386,6 +401,8 @@ pub struct LmSpec {
     pub params: LmParams,
     /// `[model.params]` sets `seed`; otherwise the run uses the project seed.
     pub seed_set: bool,
+    /// `dpo`: the `preferences` file resolved against the project root.
+    pub preferences_file: Option<PathBuf>,
 }
 
 impl LmSpec {
@@ -395,6 +412,7 @@ impl LmSpec {
             LmMethod::Sft => 2e-5,
             LmMethod::Pretrain => 1e-3,
             LmMethod::Grpo => 1e-5,
+            LmMethod::Dpo => 5e-6,
             _ => 2e-4,
         })
     }
@@ -736,7 +754,7 @@ fn start_from(at: &At<'_>, mut spec: LmSpec, before: &[ModelEntry]) -> Result<Lm
                 "[[model]] `{}`: start_from = \"{from}\" must be a lora or sft model on the same path, or a pretrain model (then give no path)",
                 at.name
             ),
-            "GRPO continues a model trained before it in this project",
+            "GRPO and DPO continue a model trained before them in this project",
         ));
     }
     let p = &start.params;
@@ -1129,6 +1147,7 @@ fn lm_spec(at: &At<'_>, m: &hone_core::config::ModelConfig, root: &Path) -> Resu
         "sft" => LmMethod::Sft,
         "pretrain" => LmMethod::Pretrain,
         "grpo" => LmMethod::Grpo,
+        "dpo" => LmMethod::Dpo,
         other => {
             return Err(at.value(
                 &["method"],
@@ -1150,7 +1169,7 @@ fn lm_spec(at: &At<'_>, m: &hone_core::config::ModelConfig, root: &Path) -> Resu
         }
         (None, LmMethod::Pretrain) => (String::new(), PathBuf::new()),
         // GRPO on a model pre-trained in this project: its weights come from that run.
-        (None, LmMethod::Grpo) if params_table(m).contains_key("start_from") => {
+        (None, LmMethod::Grpo | LmMethod::Dpo) if params_table(m).contains_key("start_from") => {
             (String::new(), PathBuf::new())
         }
         (Some(p), _) if !p.trim().is_empty() => {
@@ -1300,16 +1319,58 @@ fn lm_spec(at: &At<'_>, m: &hone_core::config::ModelConfig, root: &Path) -> Resu
             "stop_truncated",
             "in [0, 1] (as is stop_zero_std)",
         )?;
-    } else {
-        for key in ["reward", "start_from"] {
-            if table.contains_key(key) {
+    } else if table.contains_key("reward") {
+        return Err(at.value(
+            &["params", "reward"],
+            format!("[[model]] `{}`: `reward` is a GRPO setting", m.name),
+            "set method = \"grpo\", or remove the key",
+        ));
+    }
+    if method == LmMethod::Dpo {
+        if !table.contains_key("beta") {
+            params.beta = 0.1;
+        }
+        check(
+            params.beta > 0.0 && params.beta.is_finite(),
+            "beta",
+            "a number > 0 for DPO (0.1 by default)",
+        )?;
+        check(
+            (0.0..1.0).contains(&params.preference_holdout),
+            "preference_holdout",
+            "in [0, 1)",
+        )?;
+        match params.preferences.as_deref() {
+            Some(p) if resolve_path(root, p).is_file() => {}
+            Some(p) => {
                 return Err(at.value(
-                    &["params", key],
-                    format!("[[model]] `{}`: `{key}` is a GRPO setting", m.name),
-                    "set method = \"grpo\", or remove the key",
+                    &["params", "preferences"],
+                    format!("[[model]] `{}`: preferences file `{p}` not found", m.name),
+                    "a JSONL file of {\"prompt\", \"chosen\", \"rejected\"} lines, relative to the project root",
                 ));
             }
+            None => check(
+                false,
+                "preferences",
+                "a JSONL file of preference pairs ({\"prompt\", \"chosen\", \"rejected\"}) for DPO",
+            )?,
         }
+    } else if table.contains_key("preferences") {
+        return Err(at.value(
+            &["params", "preferences"],
+            format!("[[model]] `{}`: `preferences` is a DPO setting", m.name),
+            "set method = \"dpo\", or remove the key",
+        ));
+    }
+    if !matches!(method, LmMethod::Grpo | LmMethod::Dpo) && table.contains_key("start_from") {
+        return Err(at.value(
+            &["params", "start_from"],
+            format!(
+                "[[model]] `{}`: `start_from` is a GRPO or DPO setting",
+                m.name
+            ),
+            "set method = \"grpo\" or \"dpo\", or remove the key",
+        ));
     }
     let known = hone_lm::LoraConfig::targets();
     for t in &params.target_modules {
@@ -1339,6 +1400,7 @@ fn lm_spec(at: &At<'_>, m: &hone_core::config::ModelConfig, root: &Path) -> Resu
         path: file,
         path_as_written,
         method,
+        preferences_file: params.preferences.as_deref().map(|p| resolve_path(root, p)),
         params,
         seed_set: table.contains_key("seed"),
     })

@@ -237,6 +237,9 @@ pub struct LmTrainReport {
     /// `grpo`: the reward grader, the settings and every step's signals.
     #[serde(default)]
     pub grpo: Option<crate::grpo_stage::GrpoReport>,
+    /// `dpo`: the pairs, the held-out preference accuracy before and after, every step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpo: Option<Box<crate::dpo_stage::DpoReport>>,
 }
 
 impl LmTrainReport {

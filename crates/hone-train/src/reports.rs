@@ -411,6 +411,35 @@ fn reward_curve(run: &crate::record::Run) -> Option<hone_report::run::RewardCurv
     })
 }
 
+/// A DPO run's pairs and held-out preference accuracy for the report.
+fn preference_line(run: &crate::record::Run) -> Option<hone_report::run::PreferenceLine> {
+    let crate::record::TrainReport::Lm(l) = &run.record.train.report else {
+        return None;
+    };
+    let d = l.dpo.as_ref()?;
+    let triple = |s: &hone_lm::dpo::PairScore| (s.accuracy, s.margin, s.loss);
+    Some(hone_report::run::PreferenceLine {
+        model: run.model.clone(),
+        summary: format!(
+            "{} pairs from `{}`: {} trained on, {} held out, {} dropped (prompt in dev or test), {} unusable; beta {}; {} steps{}",
+            d.pairs_read,
+            d.preferences,
+            d.pairs_train,
+            d.pairs_heldout,
+            d.dropped_eval_prompts,
+            d.dropped_unusable,
+            d.beta,
+            d.steps.len(),
+            d.start_from
+                .as_deref()
+                .map(|s| format!(", continuing `{s}`"))
+                .unwrap_or_default()
+        ),
+        before: triple(&d.before),
+        after: triple(&d.after),
+    })
+}
+
 pub fn write_run_report(
     project: &Project,
     store: &Store,
@@ -444,6 +473,11 @@ pub fn write_run_report(
             .runs
             .iter()
             .filter_map(|m| reward_curve(&m.run))
+            .collect(),
+        preference_training: out
+            .runs
+            .iter()
+            .filter_map(|m| preference_line(&m.run))
             .collect(),
         graders: out
             .runs

@@ -742,6 +742,95 @@ fn grpo_continues_the_fine_tuned_model_on_a_grader_and_reports_its_signals() {
 /// Chat records (`messages`): earlier turns are curated like the prompt (an e-mail address in one is
 /// masked), every assistant turn trains (two marked spans in `data check`), the run trains and
 /// scores, and `predict` answers a conversation at its last user message.
+/// DPO through `hone run`: a `dpo` model continues the fine-tuned model on preference pairs; pairs
+/// on dev or test prompts are dropped (the evaluation stays clean), a held-out share measures
+/// preference accuracy, and changed pairs train it again.
+#[test]
+fn dpo_trains_on_preference_pairs_and_keeps_dev_and_test_prompts_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let dpo = "\n[[model]]\nname = \"preferred\"\nkind = \"lm\"\npath = \"models/tiny.gguf\"\nmethod = \"dpo\"\n\n[model.params]\nstart_from = \"tuned\"\npreferences = \"data/pairs.jsonl\"\nepochs = 4\nlr = 0.002\nbatch_size = 8\nmax_new_tokens = 24\npreference_holdout = 0.3\n";
+    project(dir, "sft", dpo);
+    // One pair per record, and twenty more on new prompts: the right reply preferred to the next
+    // intent's.
+    let data = std::fs::read_to_string(dir.join("data/replies.jsonl")).unwrap();
+    let mut pairs = Vec::new();
+    let rejected = |answer: &str| {
+        let k = INTENTS.iter().position(|(_, a)| *a == answer).unwrap();
+        INTENTS[(k + 1) % INTENTS.len()].1
+    };
+    for l in data.lines() {
+        let r: serde_json::Value = serde_json::from_str(l).unwrap();
+        let answer = r["answer"].as_str().unwrap();
+        pairs.push(serde_json::json!({"prompt": r["question"], "chosen": answer, "rejected": rejected(answer)}).to_string());
+    }
+    for i in 0..20 {
+        let (intent, answer) = INTENTS[i % INTENTS.len()];
+        pairs.push(serde_json::json!({"id": format!("new{i}"), "prompt": format!("customer {i} says {intent}"), "chosen": answer, "rejected": rejected(answer)}).to_string());
+    }
+    std::fs::write(dir.join("data/pairs.jsonl"), pairs.join("\n") + "\n").unwrap();
+    let out = run_json(dir);
+    let listing: serde_json::Value =
+        serde_json::from_slice(&hone(dir, &["--json", "runs"]).stdout).unwrap();
+    let run = listing
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["model"] == "preferred")
+        .unwrap_or_else(|| panic!("{out:#}"))
+        .clone();
+    let d = &run["record"]["train"]["report"]["dpo"];
+    let n = |k: &str| d[k].as_u64().unwrap();
+    let record_n = &run["record"]["generation"];
+    let eval_records =
+        record_n["dev"]["n"].as_u64().unwrap() + record_n["test"]["n"].as_u64().unwrap();
+    assert_eq!(n("pairs_read") as usize, pairs.len(), "{d:#}");
+    // Every dev and test prompt had a pair: all of them were dropped, nothing else.
+    assert_eq!(n("dropped_eval_prompts"), eval_records, "{d:#}");
+    assert_eq!(
+        n("pairs_train") + n("pairs_heldout") + n("dropped_eval_prompts") + n("dropped_unusable"),
+        n("pairs_read")
+    );
+    assert!(
+        n("pairs_heldout") > 0 && n("pairs_train") > n("pairs_heldout"),
+        "{d:#}"
+    );
+    // At the reference every margin is 0 (loss ln 2); training ranks held-out pairs right.
+    let f = |part: &str, k: &str| d[part][k].as_f64().unwrap();
+    assert!(
+        (f("before", "loss") - std::f64::consts::LN_2).abs() < 1e-3,
+        "{d:#}"
+    );
+    assert!(f("after", "loss") < f("before", "loss"), "{d:#}");
+    assert!(f("after", "accuracy") > 0.9, "{d:#}");
+
+    // Changed pairs train the DPO model again, and nothing else.
+    pairs.truncate(pairs.len() - 1);
+    std::fs::write(dir.join("data/pairs.jsonl"), pairs.join("\n") + "\n").unwrap();
+    let again = run_json(dir);
+    let cached: Vec<(&str, bool)> = again["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["model"].as_str().unwrap(), r["cached"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(
+        cached,
+        [("base", true), ("tuned", true), ("preferred", false)],
+        "{again:#}"
+    );
+    // A pairs file that is not there is named before anything trains.
+    let toml = std::fs::read_to_string(dir.join("hone.toml")).unwrap();
+    std::fs::write(
+        dir.join("hone.toml"),
+        toml.replace("data/pairs.jsonl", "data/nope.jsonl"),
+    )
+    .unwrap();
+    let o = hone(dir, &["run"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("data/nope.jsonl"), "{}", stderr(&o));
+}
+
 #[test]
 fn chat_records_train_on_every_answer_and_predict_answers_conversations() {
     let tmp = tempfile::tempdir().unwrap();
