@@ -11,6 +11,7 @@
 //! * Randomness (bootstrap) comes only from the seeded [`rng::Xoshiro256`]; equal seeds give equal
 //!   results on every platform.
 
+pub mod agreement;
 pub mod binary;
 pub mod bootstrap;
 pub mod calibration;
@@ -22,6 +23,7 @@ pub mod significance;
 pub mod special;
 pub mod text;
 
+pub use agreement::cohen_kappa;
 pub use binary::{average_precision, best_threshold_f1};
 pub use bootstrap::{Ci, Paired, bootstrap_ci, paired_bootstrap};
 pub use calibration::{ReliabilityBin, calibration};

@@ -13,7 +13,7 @@ mod versions;
 
 pub use audit::{AuditEntry, AuditProblem, AuditReport};
 pub use objects::ObjectStatus;
-pub use review::{Decision, ScanRow};
+pub use review::{AnswerReviewRow, Decision, ScanRow};
 pub use runs::{ChoiceRow, FrozenTest, RunRow, SplitDrop, SplitRow};
 pub use versions::{NewVersion, VersionRow};
 

@@ -1,6 +1,7 @@
 //! Scans (the label-issue and poisoning finders' suspects, as an object) and review decisions (accept,
 //! relabel, drop, skip), each batch written with its audit entry in one transaction. The latest decision
-//! per record is the one curation applies.
+//! per record is the one curation applies. Answer reviews (ratings and strong/weak marks of generated
+//! answers) are stored the same way: one row and one audit entry per imported sheet.
 
 use hone_core::Result;
 use rusqlite::{OptionalExtension, params};
@@ -17,6 +18,16 @@ pub struct ScanRow {
     /// Object holding the JSON list of suspects.
     pub object: String,
     pub summary: serde_json::Value,
+}
+
+/// One imported sheet of answer reviews: who, when, about which run, and the object holding them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnswerReviewRow {
+    pub seq: i64,
+    pub at: String,
+    pub reviewer: String,
+    pub run: String,
+    pub object: String,
 }
 
 /// A reviewer's decision about one record.
@@ -164,6 +175,55 @@ impl Store {
         )?;
         tx.commit().map_err(db_err)?;
         self.anchor_audit()
+    }
+
+    /// Record one sheet of answer reviews (already stored as `object`) with its audit entry,
+    /// atomically.
+    pub fn put_answer_reviews(
+        &mut self,
+        reviewer: &str,
+        run: &str,
+        object: &str,
+        at: &str,
+        command: &str,
+    ) -> Result<i64> {
+        let tx = self.write_tx()?;
+        tx.execute(
+            "INSERT INTO answer_reviews(at, reviewer, run, object) VALUES (?1, ?2, ?3, ?4)",
+            params![at, reviewer, run, object],
+        )
+        .map_err(db_err)?;
+        let seq = tx.last_insert_rowid();
+        crate::audit::append(
+            &tx,
+            reviewer,
+            command,
+            &serde_json::json!({"answer_reviews": object, "run": run}),
+            &serde_json::json!({"row": seq}),
+        )?;
+        tx.commit().map_err(db_err)?;
+        self.anchor_audit()?;
+        Ok(seq)
+    }
+
+    /// Every imported sheet of answer reviews, oldest first.
+    pub fn answer_reviews(&self) -> Result<Vec<AnswerReviewRow>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT seq, at, reviewer, run, object FROM answer_reviews ORDER BY seq")
+            .map_err(db_err)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(AnswerReviewRow {
+                    seq: r.get(0)?,
+                    at: r.get(1)?,
+                    reviewer: r.get(2)?,
+                    run: r.get(3)?,
+                    object: r.get(4)?,
+                })
+            })
+            .map_err(db_err)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
     }
 
     /// The latest decision per record (skips excluded), in record-id order.

@@ -149,6 +149,17 @@ const MIGRATIONS: &[&str] = &[
         rule TEXT NOT NULL
     );
     "#,
+    // 6: answer reviews of generate runs: each import is one row pointing at the object that holds
+    // the reviewer's ratings and marks.
+    r#"
+    CREATE TABLE answer_reviews (
+        seq INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        reviewer TEXT NOT NULL,
+        run TEXT NOT NULL,
+        object TEXT NOT NULL REFERENCES objects(hash)
+    );
+    "#,
 ];
 
 /// The schema version this hone writes and reads.

@@ -692,6 +692,75 @@ pub fn clean_with(
 }
 
 /// Load the records of a version.
+/// The table `hone data show` prints: the first `limit` records (a generate task's columns are
+/// named target and prompt).
+pub fn show_table(
+    records: &[Record],
+    limit: usize,
+    generate: bool,
+) -> (Vec<&'static str>, Vec<Vec<String>>) {
+    let clip = crate::reports::clip;
+    let rows = records
+        .iter()
+        .take(limit)
+        .map(|r| {
+            vec![
+                r.id.clone(),
+                clip(&r.label.clone().unwrap_or_default(), 40),
+                r.source.clone(),
+                match r.turns.len() {
+                    0 => clip(&r.text, 90),
+                    n => clip(&format!("[{n} earlier turns] {}", r.text), 90),
+                },
+            ]
+        })
+        .collect();
+    let header = if generate {
+        vec!["id", "target", "source", "prompt"]
+    } else {
+        vec!["id", "label", "source", "text"]
+    };
+    (header, rows)
+}
+
+/// The table `hone data log` prints: newest version first, with what each pass dropped.
+pub fn log_table(versions: &[VersionRow]) -> Result<(Vec<&'static str>, Vec<Vec<String>>)> {
+    let short = hone_core::hash::short;
+    let rows = versions
+        .iter()
+        .rev()
+        .map(|v| {
+            let dropped: Vec<String> = version_info(v)?
+                .passes
+                .iter()
+                .filter(|p| p.n_dropped > 0)
+                .map(|p| format!("{} -{}", p.pass, p.n_dropped))
+                .collect();
+            Ok(vec![
+                v.seq.to_string(),
+                short(&v.id).to_string(),
+                v.created_at.chars().take(19).collect(),
+                v.parent.as_deref().map(short).unwrap_or("-").to_string(),
+                v.n_input.to_string(),
+                v.n_quarantined.to_string(),
+                v.n_records.to_string(),
+                crate::reports::clip(&dropped.join(", "), 80),
+            ])
+        })
+        .collect::<Result<Vec<Vec<String>>>>()?;
+    let header = vec![
+        "#",
+        "version",
+        "created",
+        "parent",
+        "rows",
+        "quarantined",
+        "records",
+        "dropped by pass",
+    ];
+    Ok((header, rows))
+}
+
 pub fn load_records(store: &Store, version: &VersionRow) -> Result<Vec<Record>> {
     hone_data::dataset::decode(&store.get_object(&version.object)?)
 }

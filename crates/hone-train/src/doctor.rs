@@ -1,5 +1,6 @@
 //! `hone doctor`: checks every object of the store against its hash and every reference to one
-//! (dataset versions, removed records, run models and predictions, split assignments, scans), names
+//! (dataset versions, removed records, run models and predictions, split assignments, scans, answer
+//! reviews), names
 //! what is missing or corrupt and what depends on it, and repairs what can be rebuilt: a dataset version
 //! whose objects vanished is curated again from its sources when they still give the same version.
 
@@ -72,6 +73,12 @@ fn references(store: &Store) -> Result<BTreeMap<String, Vec<String>>> {
         add(
             &s.object,
             format!("suspects of scan {}", hone_core::hash::short(&s.id)),
+        );
+    }
+    for a in store.answer_reviews()? {
+        add(
+            &a.object,
+            format!("answer reviews #{} by {}", a.seq, a.reviewer),
         );
     }
     Ok(refs)

@@ -1,6 +1,7 @@
 //! hone's pipeline library: curation (cached by content hash), split, training, evaluation, gates,
 //! compare, predict, review and reports. The `hone` binary parses arguments and renders what these return.
 
+pub mod answer_review;
 pub mod compare;
 pub mod curate;
 pub mod demo;

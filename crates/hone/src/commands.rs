@@ -157,44 +157,8 @@ pub fn data_log(ctx: &Context) -> Result<u8> {
         println!("no dataset versions yet: run `hone data clean`.");
         return Ok(0);
     }
-    let rows = versions
-        .iter()
-        .rev()
-        .map(|v| {
-            let dropped: Vec<String> = curate::version_info(v)?
-                .passes
-                .iter()
-                .filter(|p| p.n_dropped > 0)
-                .map(|p| format!("{} -{}", p.pass, p.n_dropped))
-                .collect();
-            Ok(vec![
-                v.seq.to_string(),
-                short(&v.id).to_string(),
-                v.created_at.chars().take(19).collect(),
-                v.parent.as_deref().map(short).unwrap_or("-").to_string(),
-                v.n_input.to_string(),
-                v.n_quarantined.to_string(),
-                v.n_records.to_string(),
-                clip(&dropped.join(", "), 80),
-            ])
-        })
-        .collect::<Result<Vec<Vec<String>>>>()?;
-    print!(
-        "{}",
-        table(
-            &[
-                "#",
-                "version",
-                "created",
-                "parent",
-                "rows",
-                "quarantined",
-                "records",
-                "dropped by pass"
-            ],
-            &rows
-        )
-    );
+    let (header, rows) = curate::log_table(&versions)?;
+    print!("{}", table(&header, &rows));
     Ok(0)
 }
 
@@ -229,21 +193,8 @@ pub fn data_show(ctx: &Context, version: Option<&str>, limit: usize) -> Result<u
         println!("{}", serde_json::to_string(&arr)?);
         return Ok(0);
     }
-    let rows: Vec<Vec<String>> = records
-        .iter()
-        .take(limit)
-        .map(|r| {
-            vec![
-                r.id.clone(),
-                clip(&r.label.clone().unwrap_or_default(), 40),
-                r.source.clone(),
-                match r.turns.len() {
-                    0 => clip(&r.text, 90),
-                    n => clip(&format!("[{n} earlier turns] {}", r.text), 90),
-                },
-            ]
-        })
-        .collect();
+    let generate = project.config.task.kind == hone_core::config::TaskKind::Generate;
+    let (header, rows) = curate::show_table(&records, limit, generate);
     println!(
         "dataset version {} — {} records{}",
         short(&v.id),
@@ -254,13 +205,7 @@ pub fn data_show(ctx: &Context, version: Option<&str>, limit: usize) -> Result<u
             String::new()
         }
     );
-    let generate = project.config.task.kind == hone_core::config::TaskKind::Generate;
-    let (label, text) = if generate {
-        ("target", "prompt")
-    } else {
-        ("label", "text")
-    };
-    print!("{}", table(&["id", label, "source", text], &rows));
+    print!("{}", table(&header, &rows));
     Ok(0)
 }
 
@@ -754,6 +699,29 @@ pub fn predict(
     )?;
     use std::io::Write;
     w.flush()?;
+    Ok(0)
+}
+
+pub fn review_answers(ctx: &Context, action: hone_train::answer_review::Action) -> Result<u8> {
+    let project = open_project(ctx)?;
+    let mut store = Store::open_existing(&project.root)?;
+    let (who, now) = (
+        hone_train::project::user_name(),
+        chrono::Utc::now().to_rfc3339(),
+    );
+    let mut pb = ctx.spinner("reviewing");
+    let out = hone_train::answer_review::execute(
+        &project,
+        &mut store,
+        action,
+        (&who, &now, &command_line()),
+        &mut progress_printer(&pb),
+    )?;
+    pb.finish_and_clear();
+    match ctx.json {
+        true => print_json(&serde_json::to_value(&out)?),
+        false => println!("{}", out.text().trim_end()),
+    }
     Ok(0)
 }
 

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use hone_train::answer_review::Action;
 
 #[derive(Parser)]
 #[command(
@@ -124,10 +125,13 @@ enum Command {
     /// Decisions are audited with the reviewer's identity and applied as a new dataset version.
     ///
     /// Example: `hone review`, `hone review --from decisions.jsonl` (lines: {"id", "decision", "label", "note"})
+    #[command(args_conflicts_with_subcommands = true)]
     Review {
         /// Apply the decisions in this JSONL file instead of asking on the terminal.
         #[arg(long, value_name = "FILE")]
         from: Option<PathBuf>,
+        #[command(subcommand)]
+        answers: Option<ReviewCommand>,
     },
     /// Data: check, clean, inspect and report on dataset versions.
     #[command(subcommand)]
@@ -182,6 +186,33 @@ enum GradeCommand {
         model: Option<String>,
         #[arg(long, value_parser = ["test", "dev"], default_value = "test")]
         split: String,
+    },
+}
+
+/// Answer review for generate tasks: rate and mark a run's answers, then train on the marks.
+#[derive(Subcommand)]
+pub enum ReviewCommand {
+    /// Write a sheet of a run's answers (several per prompt) to rate 1-5 on tone, accuracy, safety
+    /// and usefulness and mark "strong" or "weak". Example: `hone review answers --model lora`
+    Answers {
+        #[arg(long, conflicts_with = "model")]
+        run: Option<String>,
+        #[arg(long)]
+        model: Option<String>,
+        #[arg(long, value_parser = ["train", "dev"], default_value = "train")]
+        split: String,
+        /// Prompts on the sheet, and answers per prompt (the run's own, then samples at 0.8).
+        #[arg(long, default_value_t = 20)]
+        n: usize,
+        #[arg(long, default_value_t = 2)]
+        samples: usize,
+    },
+    /// Record a filled sheet under your name (in the audit chain).
+    Import { file: PathBuf },
+    /// DPO pairs (strong vs weak answers to one prompt) and reviewers' agreement (Cohen's κ).
+    Pairs {
+        #[arg(long, default_value = "data/pairs.jsonl")]
+        out: PathBuf,
     },
 }
 
@@ -324,7 +355,29 @@ fn main() -> ExitCode {
             commands::split(&ctx, refreeze.then_some(reason).flatten())
         }
         Command::Runs => commands::runs(&ctx),
-        Command::Review { from } => commands::review(&ctx, from),
+        Command::Review { from, answers } => match answers {
+            None => commands::review(&ctx, from),
+            Some(cmd) => commands::review_answers(
+                &ctx,
+                match cmd {
+                    ReviewCommand::Answers {
+                        run,
+                        model,
+                        split,
+                        n,
+                        samples,
+                    } => Action::Sheet {
+                        run,
+                        model,
+                        dev: split == "dev",
+                        n,
+                        samples,
+                    },
+                    ReviewCommand::Import { file } => Action::Import(file),
+                    ReviewCommand::Pairs { out } => Action::Pairs(out),
+                },
+            ),
+        },
         Command::Compare { a, b } => commands::compare(&ctx, &a, &b),
         Command::Export { run, model, out } => {
             commands::export(&ctx, run.as_deref(), model.as_deref(), &out)

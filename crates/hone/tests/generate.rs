@@ -819,6 +819,102 @@ fn dpo_trains_on_preference_pairs_and_keeps_dev_and_test_prompts_out() {
         [("base", true), ("tuned", true), ("preferred", false)],
         "{again:#}"
     );
+    // Answer review: a sheet of the fine-tuned model's answers on training prompts, filled by two
+    // reviewers who disagree on one mark, becomes preference pairs and an agreement report.
+    let o = hone(
+        dir,
+        &[
+            "--json", "review", "answers", "--model", "tuned", "--n", "6",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let sheet: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(sheet["prompts"], 6, "{sheet:#}");
+    let sheet_path = std::path::PathBuf::from(sheet["path"].as_str().unwrap());
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&sheet_path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len() as u64, sheet["answers"].as_u64().unwrap());
+    let fill = |flip_first: bool| -> String {
+        lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let mut l = l.clone();
+                let strong = (i % 2 == 0) != (flip_first && i == 0);
+                l["mark"] = serde_json::json!(if strong { "strong" } else { "weak" });
+                l["tone"] = serde_json::json!(i % 5 + 1);
+                l.to_string()
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let import_as = |who: &str, text: String| {
+        let f = dir.join(format!("reviews/{who}.jsonl"));
+        std::fs::write(&f, text).unwrap();
+        std::process::Command::new(env!("CARGO_BIN_EXE_hone"))
+            .arg("-C")
+            .arg(dir)
+            .args(["review", "import", f.to_str().unwrap()])
+            .env("HONE_USER", who)
+            .output()
+            .unwrap()
+    };
+    assert!(import_as("ana", fill(false)).status.success());
+    assert!(import_as("ben", fill(true)).status.success());
+    let o = hone(
+        dir,
+        &["--json", "review", "pairs", "--out", "reviews/pairs.jsonl"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let p: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(p["pairs"]["conflicting"], 1, "{p:#}");
+    // Pairs: every agreed strong answer against every agreed weak one of the same prompt.
+    let mut expected = 0;
+    for item in lines
+        .iter()
+        .map(|l| l["item"].as_str().unwrap().to_string())
+        .collect::<std::collections::BTreeSet<_>>()
+    {
+        let of = |strong: bool| {
+            (1..lines.len())
+                .filter(|&i| lines[i]["item"] == item.as_str() && (i % 2 == 0) == strong)
+                .count()
+        };
+        expected += of(true) * of(false);
+    }
+    assert_eq!(
+        p["pairs"]["pairs"].as_array().unwrap().len(),
+        expected,
+        "{p:#}"
+    );
+    let written = std::fs::read_to_string(dir.join("reviews/pairs.jsonl")).unwrap();
+    assert_eq!(written.lines().count(), expected);
+    // Identical tone ratings agree perfectly; one flipped mark of n makes κ fall below 1.
+    let kappa = |on: &str| {
+        p["pairs"]["agreement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["on"] == on)
+            .unwrap_or_else(|| panic!("{p:#}"))["kappa"]
+            .as_f64()
+    };
+    assert_eq!(kappa("tone"), Some(1.0), "{p:#}");
+    assert!(kappa("mark").is_some_and(|k| k < 1.0 && k > 0.0), "{p:#}");
+    // A rating off the scale is refused with its line, and nothing is recorded.
+    let mut bad: Vec<String> = fill(false).lines().map(String::from).collect();
+    bad[1] = bad[1].replace("\"tone\":2", "\"tone\":7");
+    let o = import_as("cid", bad.join("\n"));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("cid.jsonl:2") && stderr(&o).contains("not 1 to 5"),
+        "{}",
+        stderr(&o)
+    );
+
     // A pairs file that is not there is named before anything trains.
     let toml = std::fs::read_to_string(dir.join("hone.toml")).unwrap();
     std::fs::write(
