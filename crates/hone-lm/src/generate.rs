@@ -126,6 +126,13 @@ impl Lm {
     }
 
     /// The chat template, if the model has one.
+    /// Whether `other` tokenizes text into the same ids (the same vocabulary, added tokens included,
+    /// and the same output size): then one model's token distributions can teach the other.
+    pub fn shares_tokenizer(&self, other: &Lm) -> bool {
+        self.decoder().config().vocab == other.decoder().config().vocab
+            && self.tokenizer().get_vocab(true) == other.tokenizer().get_vocab(true)
+    }
+
     pub fn template(&self) -> Option<&ChatTemplate> {
         self.template.as_ref()
     }

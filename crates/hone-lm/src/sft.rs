@@ -215,7 +215,7 @@ pub fn batch_loss(
     dropout: Option<&mut hone_neural::Dropout>,
 ) -> Result<(Tensor, usize)> {
     let n: usize = batch.iter().map(|e| trainable_targets(e)).sum();
-    Ok((summed_loss(lm, batch, dropout, n)?, n))
+    Ok((summed_loss(lm, batch, dropout, n, None)?, n))
 }
 
 /// The tokens of `e` the loss predicts from the one before (the first token has none before it).
@@ -233,6 +233,7 @@ fn summed_loss(
     batch: &[&Example],
     dropout: Option<&mut hone_neural::Dropout>,
     denominator: usize,
+    teacher: Option<&Teacher<'_>>,
 ) -> Result<Tensor> {
     let longest = batch.iter().map(|e| e.ids.len()).max().unwrap_or(0);
     if longest < 2 {
@@ -262,12 +263,49 @@ fn summed_loss(
     }
     let h = hidden.dim(2)?;
     let n = rows.len();
+    let rows = Tensor::from_vec(rows, n, dev)?;
     let picked_rows = hidden
         .reshape((batch.len() * t, h))?
-        .index_select(&Tensor::from_vec(rows, n, dev)?, 0)?;
+        .index_select(&rows, 0)?;
     let logits = lm.decoder().logits(&picked_rows)?;
     let logp = hone_neural::fused::picked_log_softmax(&logits, &targets)?;
-    Ok((logp.sum_all()? * (-1.0 / denominator.max(1) as f64))?)
+    let ce = (logp.sum_all()? * (-1.0 / denominator.max(1) as f64))?;
+    let Some(teacher) = teacher else {
+        return Ok(ce);
+    };
+    // The teacher reads the same tokens; its distribution at the same positions is a constant.
+    let t_rows = teacher
+        .lm
+        .decoder()
+        .hidden_train(&inputs, None)?
+        .reshape((batch.len() * t, h))?
+        .index_select(&rows, 0)?;
+    let t_logits = teacher.lm.decoder().logits(&t_rows)?.detach();
+    let kd =
+        (distill_kl(&logits, &t_logits, teacher.temperature)? * (1.0 / denominator.max(1) as f64))?;
+    Ok(((ce * teacher.alpha)? + (kd * (1.0 - teacher.alpha))?)?)
+}
+
+/// `T² · Σ_positions KL(softmax(teacher / T) ‖ softmax(student / T))` (Hinton et al.'s scaling, so
+/// the gradient's size does not shrink with T). Differentiable in `student`.
+pub fn distill_kl(student: &Tensor, teacher: &Tensor, temperature: f64) -> Result<Tensor> {
+    let log_softmax = |x: &Tensor| -> Result<Tensor> {
+        let x = (x / temperature)?;
+        Ok(candle_nn::ops::log_softmax(&x, candle_core::D::Minus1)?)
+    };
+    let ls = log_softmax(student)?;
+    let lt = log_softmax(teacher)?;
+    let pt = lt.exp()?;
+    let kl = (pt * (lt - ls)?)?.sum_all()?;
+    Ok((kl * (temperature * temperature))?)
+}
+
+/// A frozen teacher whose token distributions a student learns (the tokenizers must match):
+/// the loss is `alpha · cross-entropy + (1 − alpha) · T² · KL`.
+pub struct Teacher<'a> {
+    pub lm: &'a Lm,
+    pub temperature: f64,
+    pub alpha: f64,
 }
 
 /// The activation memory an automatic micro-batch stays under (2 GiB): a batch of 8 × 256 tokens of
@@ -370,6 +408,8 @@ pub struct Control<'a> {
     pub patience: usize,
     /// Stop cleanly once training has run this long, counting the time before a resume.
     pub max_seconds: Option<f64>,
+    /// Learn a teacher's token distributions besides the targets (token-level distillation).
+    pub teacher: Option<Teacher<'a>>,
 }
 
 /// Why training ended.
@@ -668,7 +708,8 @@ pub fn train_with(
                 // whole batch's token count, so their gradients add up to the batch's.
                 let n: usize = batch.iter().map(|e| trainable_targets(e)).sum();
                 for part in batch.chunks(micro) {
-                    let loss = summed_loss(lm, part, Some(&mut dropout), n)?;
+                    let loss =
+                        summed_loss(lm, part, Some(&mut dropout), n, control.teacher.as_ref())?;
                     loss_sum += loss.to_scalar::<f32>()? as f64;
                     let grads = loss.backward()?;
                     hone_neural::optim::accumulate(&mut acc, grads, &var_list).map_err(nerr)?;
@@ -1033,6 +1074,77 @@ mod tests {
                 .example
         })
         .collect()
+    }
+
+    #[test]
+    fn distill_kl_is_zero_on_itself_and_matches_the_definition() {
+        let dev = candle_core::Device::Cpu;
+        let a = Tensor::new(&[[1.0f32, 2.0, 0.5], [0.0, -1.0, 3.0]], &dev).unwrap();
+        let b = Tensor::new(&[[0.5f32, 2.5, 0.0], [1.0, -1.0, 2.0]], &dev).unwrap();
+        let zero = distill_kl(&a, &a, 2.0).unwrap().to_scalar::<f32>().unwrap();
+        assert!(zero.abs() < 1e-6, "{zero}");
+        // By hand: T² Σ_rows Σ_v p_t (ln p_t − ln p_s), softmax at T = 2.
+        let soft = |r: &[f64]| {
+            let z: f64 = r.iter().map(|x| (x / 2.0).exp()).sum();
+            r.iter().map(|x| (x / 2.0).exp() / z).collect::<Vec<f64>>()
+        };
+        let (sa, sb) = (
+            [[1.0, 2.0, 0.5], [0.0, -1.0, 3.0]],
+            [[0.5, 2.5, 0.0], [1.0, -1.0, 2.0]],
+        );
+        let mut want = 0.0;
+        for (ra, rb) in sa.iter().zip(&sb) {
+            let (ps, pt) = (soft(ra), soft(rb));
+            want += pt
+                .iter()
+                .zip(&ps)
+                .map(|(t, s)| t * (t.ln() - s.ln()))
+                .sum::<f64>();
+        }
+        want *= 4.0;
+        let got = distill_kl(&a, &b, 2.0).unwrap().to_scalar::<f32>().unwrap() as f64;
+        assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+    }
+
+    /// Token-level distillation: with `alpha = 0` the student learns nothing but the teacher's
+    /// distributions, and its divergence from them falls.
+    #[test]
+    fn a_student_distilled_from_a_teacher_moves_toward_its_distributions() {
+        let dir = tempfile::tempdir().unwrap();
+        let teacher = sharp_lm(dir.path());
+        let mut student = tiny_lm(dir.path());
+        let examples = three_examples(&student);
+        let batch: Vec<&Example> = examples.iter().collect();
+        let n: usize = batch.iter().map(|e| trainable_targets(e)).sum();
+        let t = Teacher {
+            lm: &teacher,
+            temperature: 2.0,
+            alpha: 0.0,
+        };
+        let kl = |s: &Lm| {
+            summed_loss(s, &batch, None, n, Some(&t))
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+        };
+        let before = kl(&student);
+        let cfg = SftConfig {
+            epochs: 60,
+            lr: 1e-2,
+            batch_size: 4,
+            ..Default::default()
+        };
+        let control = Control {
+            teacher: Some(Teacher {
+                lm: &teacher,
+                temperature: 2.0,
+                alpha: 0.0,
+            }),
+            ..Default::default()
+        };
+        train_with(&mut student, &examples, &cfg, control, &mut |_| {}).unwrap();
+        let after = kl(&student);
+        assert!(after < 0.2 * before, "{before} -> {after}");
     }
 
     /// Splitting a batch into micro-batches changes memory, not the update: each micro-batch's loss

@@ -120,6 +120,8 @@ pub struct RunReport<'a> {
     pub reward_training: Vec<RewardCurve>,
     /// DPO models: their pairs and held-out preference accuracy before and after.
     pub preference_training: Vec<PreferenceLine>,
+    /// Distilled language models: one sentence each (teacher, mode, retention, speed-up).
+    pub distillation: Vec<String>,
     /// Records per part of the split.
     pub split_counts: BTreeMap<String, u64>,
 }
@@ -336,6 +338,13 @@ impl RunReport<'_> {
             }
             h.push_str("</table>");
         }
+        if !self.distillation.is_empty() {
+            h.push_str("<h2>Distillation</h2><ul>");
+            for d in &self.distillation {
+                h.push_str(&format!("<li>{}</li>", esc(d)));
+            }
+            h.push_str("</ul>");
+        }
         for p in &self.preference_training {
             h.push_str(&format!(
                 "<h2>Preference training: {}</h2><p class=muted>{}</p><table><tr>",
@@ -474,6 +483,12 @@ impl RunReport<'_> {
             }
             m.push_str(&format!("\n{}\n", md(GRADERS_NOTE)));
         }
+        if !self.distillation.is_empty() {
+            m.push_str("\n## Distillation\n\n");
+            for d in &self.distillation {
+                m.push_str(&format!("- {}\n", md(d)));
+            }
+        }
         for p in &self.preference_training {
             m.push_str(&format!(
                 "\n## Preference training: {}\n\n{}\n\n| {} |\n|---|{}\n",
@@ -585,6 +600,7 @@ mod tests {
                     .collect(),
                 notes: vec!["ran every step".into()],
             }],
+            distillation: vec!["student learned from teacher".into()],
             preference_training: vec![PreferenceLine {
                 model: "dpo".into(),
                 summary: "40 pairs".into(),
@@ -613,6 +629,10 @@ mod tests {
             "{md}"
         );
         assert!(html.contains("Graders on the test answers") && html.contains("house_rules"));
+        assert!(
+            md.contains("## Distillation\n\n- student learned from teacher"),
+            "{md}"
+        );
         assert!(
             md.contains("## Preference training: dpo")
                 && md.contains("| before (the start model) | 0.5000 | 0.0000 | 0.6931 |")

@@ -392,7 +392,7 @@ pub fn train_and_evaluate(
     spec: &LmSpec,
     params: &serde_json::Value,
     run_id: &str,
-    start: Option<&Run>,
+    (start, teacher): (Option<&Run>, Option<&Run>),
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Run> {
     let name = entry.name.as_str();
@@ -478,10 +478,67 @@ pub fn train_and_evaluate(
         spec.method,
         LmMethod::Lora | LmMethod::Sft | LmMethod::Pretrain
     ) {
-        // Examples: the prompt as the user's turn, the target as the assistant's.
+        // A teacher: its token distributions when the tokenizers match, else its answers.
+        let mut teacher_lm = match teacher {
+            Some(t) => Some((load_run_lm(store, &ctx.project.root, t)?, t)),
+            None => None,
+        };
+        let token_level = teacher_lm
+            .as_ref()
+            .is_some_and(|((t, _), _)| lm.shares_tokenizer(t));
+        let mut teacher_answers: BTreeMap<&str, String> = BTreeMap::new();
+        if let Some(((tlm, tparams), trun)) = teacher_lm.as_mut() {
+            let mut d = record::LmDistill {
+                teacher: trun.model.clone(),
+                teacher_run: trun.id.clone(),
+                mode: if token_level { "token" } else { "sequence" }.into(),
+                temperature: spec.params.distill_temperature,
+                alpha: spec.params.distill_alpha,
+                ..Default::default()
+            };
+            if !token_level {
+                let t0 = Instant::now();
+                let prompts: Vec<String> = ctx
+                    .train
+                    .iter()
+                    .map(|r| {
+                        render_prompt(tlm.template(), tparams.system.as_deref(), &r.turns, &r.text)
+                    })
+                    .collect::<Result<_>>()?;
+                let ids: Vec<&str> = ctx.train.iter().map(|r| r.id.as_str()).collect();
+                let gens = generate_all(
+                    tlm,
+                    &prompts,
+                    &ids,
+                    &generate_config(tparams, seed),
+                    tparams.eval_batch,
+                    &mut |d, n| {
+                        progress(Progress::Pass {
+                            name: &format!(
+                                "{name}: the teacher answers the training prompts: {d}/{n}"
+                            ),
+                            index: d.saturating_sub(1),
+                            total: n,
+                        })
+                    },
+                )?;
+                let masker = crate::input::TextPrep::for_policy(&ctx.project.config.policy);
+                for (id, g) in ids.iter().zip(&gens) {
+                    teacher_answers.insert(id, masker.mask(&g.text));
+                }
+                d.teacher_answer_seconds = Some(t0.elapsed().as_secs_f64());
+            }
+            report.distill = Some(Box::new(d));
+        }
+        // Examples: the prompt as the user's turn, the target as the assistant's (the teacher's
+        // answer in sequence-level distillation).
         let mut examples: Vec<Example> = Vec::with_capacity(ctx.train.len());
         for r in ctx.train {
-            let Some(target) = r.label.as_deref() else {
+            let target = match teacher_answers.get(r.id.as_str()) {
+                Some(a) => Some(a.as_str()),
+                None => r.label.as_deref(),
+            };
+            let Some(target) = target else {
                 report.without_target += 1;
                 continue;
             };
@@ -595,6 +652,14 @@ pub fn train_and_evaluate(
                 .config
                 .costs
                 .budget_seconds(spec.params.device == "cuda"),
+            teacher: teacher_lm
+                .as_ref()
+                .filter(|_| token_level)
+                .map(|((t, _), _)| sft::Teacher {
+                    lm: t,
+                    temperature: spec.params.distill_temperature,
+                    alpha: spec.params.distill_alpha,
+                }),
         };
         // The estimate: the time so far plus the remaining padded tokens (`sft::step_work`) at the
         // rate of the steps after the first one seen (the first pays for allocations the others
@@ -732,6 +797,23 @@ pub fn train_and_evaluate(
         ctx.seed,
     );
     let rouge = rouge_per_example(&test_answers, &strs(&test_refs));
+    let generated_tokens: usize = test_gens.iter().map(|g| g.tokens.len()).sum();
+    let tokens_per_s = finite(generated_tokens as f64 / test_secs);
+    // Retention and speed-up against the teacher's own test figures.
+    if let (Some(d), Some(t)) = (report.distill.as_mut(), teacher) {
+        let tg = t.record.generation.as_ref();
+        d.retention = match (
+            test_scores.rouge_l.estimate,
+            tg.and_then(|g| g.test.rouge_l.estimate),
+        ) {
+            (Some(s), Some(t)) if t > 0.0 => Some(s / t),
+            _ => None,
+        };
+        d.speedup = match (tokens_per_s, tg.and_then(|g| g.tokens_per_s)) {
+            (Some(s), Some(t)) if t > 0.0 => Some(s / t),
+            _ => None,
+        };
+    }
     let keys = |f: &dyn Fn(&Record) -> Vec<String>| -> Vec<Vec<String>> {
         ctx.test.iter().map(|r| f(r)).collect()
     };
@@ -740,7 +822,6 @@ pub fn train_and_evaluate(
         topic: slice_rouge(&keys(&|r| r.topic.iter().cloned().collect()), &rouge),
         tag: slice_rouge(&keys(&|r| r.tags.clone()), &rouge),
     };
-    let generated_tokens: usize = test_gens.iter().map(|g| g.tokens.len()).sum();
     let predictions = Predictions {
         labels: Vec::new(),
         test: Vec::new(),
@@ -801,7 +882,7 @@ pub fn train_and_evaluate(
             dev: dev_scores,
             test: test_scores,
             slices,
-            tokens_per_s: finite(generated_tokens as f64 / test_secs),
+            tokens_per_s,
         }),
         ..Default::default()
     };
@@ -1049,6 +1130,17 @@ pub fn run_models(
             }
             None => None,
         };
+        // A student depends on its teacher's run the same way.
+        let teacher = match &spec.params.distill_from {
+            Some(from) => {
+                let k = by_name.get(from).copied().ok_or_else(|| {
+                    Error::Internal(format!("distill_from `{from}` was not trained before"))
+                })?;
+                params["teacher_run"] = json!(runs[k].run.id);
+                Some(&runs[k].run)
+            }
+            None => None,
+        };
         let run_id = KeyHasher::new()
             .part("kind", b"lm")
             .part("name", entry.name.as_bytes())
@@ -1069,7 +1161,7 @@ pub fn run_models(
             runs.push(ModelRun { run, cached: true });
             continue;
         }
-        let start = start.cloned();
+        let (start, teacher) = (start.cloned(), teacher.cloned());
         let run = train_and_evaluate(
             ctx,
             store,
@@ -1077,7 +1169,7 @@ pub fn run_models(
             spec,
             &params,
             &run_id,
-            start.as_ref(),
+            (start.as_ref(), teacher.as_ref()),
             progress,
         )?;
         let row = store.put_run(&record::to_row(&run)?, &who(), ctx.command)?;

@@ -201,6 +201,9 @@ pub const LM_PARAMS: &[&str] = &[
     "stop_patience",
     "preferences",
     "preference_holdout",
+    "distill_from",
+    "distill_temperature",
+    "distill_alpha",
 ];
 
 /// A language model's `method` values.
@@ -331,6 +334,14 @@ pub struct LmParams {
     /// `dpo`: the share of pairs (by prompt) held out to measure preference accuracy and choose the
     /// weights kept.
     pub preference_holdout: f64,
+    /// `lora`, `sft`, `pretrain`: a language model listed before this one to learn from. With the
+    /// same tokenizer the student learns the teacher's token distributions (token-level KL at
+    /// `distill_temperature`, weighted against the targets' cross-entropy by `distill_alpha`);
+    /// otherwise it trains on the teacher's answers to the training prompts (sequence-level).
+    pub distill_from: Option<String>,
+    pub distill_temperature: f64,
+    /// The weight of the targets' cross-entropy (0: the teacher alone).
+    pub distill_alpha: f64,
 }
 
 impl Default for LmParams {
@@ -387,6 +398,9 @@ impl Default for LmParams {
             stop_patience: 10,
             preferences: None,
             preference_holdout: 0.2,
+            distill_from: None,
+            distill_temperature: 2.0,
+            distill_alpha: 0.5,
         }
     }
 }
@@ -699,7 +713,11 @@ pub fn validate(config: &Config, text: &str, path: &Path, root: &Path) -> Result
         let spec = match kind {
             ModelKind::Ngram => ModelSpec::Ngram(ngram_spec(&at, m, &out, config, root)?),
             ModelKind::Encoder => ModelSpec::Encoder(encoder_spec(&at, m, root)?),
-            ModelKind::Lm => ModelSpec::Lm(start_from(&at, lm_spec(&at, m, root)?, &out)?),
+            ModelKind::Lm => {
+                let spec = start_from(&at, lm_spec(&at, m, root)?, &out)?;
+                lm_teacher(&at, &spec, &out)?;
+                ModelSpec::Lm(spec)
+            }
             ModelKind::Majority => ModelSpec::Majority,
         };
         out.push(ModelEntry {
@@ -765,6 +783,31 @@ fn start_from(at: &At<'_>, mut spec: LmSpec, before: &[ModelEntry]) -> Result<Lm
     spec.params.system = p.system.clone();
     spec.params.max_length = p.max_length;
     Ok(spec)
+}
+
+/// A language model's `distill_from` names a language model listed before it.
+fn lm_teacher(at: &At<'_>, spec: &LmSpec, before: &[ModelEntry]) -> Result<()> {
+    let Some(from) = &spec.params.distill_from else {
+        return Ok(());
+    };
+    let lms: Vec<&str> = before
+        .iter()
+        .filter(|e| matches!(e.spec, ModelSpec::Lm(_)))
+        .map(|e| e.name.as_str())
+        .collect();
+    if lms.contains(&from.as_str()) {
+        return Ok(());
+    }
+    Err(at.value(
+        &["params", "distill_from"],
+        format!(
+            "[[model]] `{}`: distill_from = \"{from}\" names no language model listed before it",
+            at.name
+        ),
+        &closest(from, &lms)
+            .map(|b| format!("did you mean `{b}`?"))
+            .unwrap_or_else(|| "list the teacher [[model]] above its student".into()),
+    ))
 }
 
 /// Where errors about one `[[model]]` point.
@@ -1361,6 +1404,23 @@ fn lm_spec(at: &At<'_>, m: &hone_core::config::ModelConfig, root: &Path) -> Resu
             format!("[[model]] `{}`: `preferences` is a DPO setting", m.name),
             "set method = \"dpo\", or remove the key",
         ));
+    }
+    if params.distill_from.is_some() {
+        check(
+            matches!(method, LmMethod::Lora | LmMethod::Sft | LmMethod::Pretrain),
+            "distill_from",
+            "on a lora, sft or pretrain model (the student)",
+        )?;
+        check(
+            params.distill_temperature > 0.0 && params.distill_temperature.is_finite(),
+            "distill_temperature",
+            "a number > 0",
+        )?;
+        check(
+            (0.0..=1.0).contains(&params.distill_alpha),
+            "distill_alpha",
+            "in [0, 1]",
+        )?;
     }
     if !matches!(method, LmMethod::Grpo | LmMethod::Dpo) && table.contains_key("start_from") {
         return Err(at.value(

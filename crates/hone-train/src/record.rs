@@ -240,6 +240,27 @@ pub struct LmTrainReport {
     /// `dpo`: the pairs, the held-out preference accuracy before and after, every step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dpo: Option<Box<crate::dpo_stage::DpoReport>>,
+    /// `distill_from`: the teacher, how the student learned from it, and what it kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distill: Option<Box<LmDistill>>,
+}
+
+/// A language model student's distillation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct LmDistill {
+    pub teacher: String,
+    pub teacher_run: String,
+    /// `token` (the tokenizers match: KL to the teacher's distributions) or `sequence` (trained on
+    /// the teacher's answers to the training prompts).
+    pub mode: String,
+    pub temperature: f64,
+    pub alpha: f64,
+    /// Sequence-level: seconds the teacher took to answer the training prompts.
+    pub teacher_answer_seconds: Option<f64>,
+    /// Student test ROUGE-L / teacher test ROUGE-L.
+    pub retention: Option<f64>,
+    /// Student generated tokens/s / teacher generated tokens/s (test set, batched the same way).
+    pub speedup: Option<f64>,
 }
 
 impl LmTrainReport {

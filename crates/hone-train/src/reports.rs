@@ -411,6 +411,30 @@ fn reward_curve(run: &crate::record::Run) -> Option<hone_report::run::RewardCurv
     })
 }
 
+/// A distilled language model in one sentence.
+fn distillation_line(run: &crate::record::Run) -> Option<String> {
+    let crate::record::TrainReport::Lm(l) = &run.record.train.report else {
+        return None;
+    };
+    let d = l.distill.as_ref()?;
+    let f = |x: Option<f64>| x.map_or("–".into(), |x| format!("{x:.4}"));
+    Some(format!(
+        "`{}` learned from `{}` ({}): retention {} (test ROUGE-L, student / teacher), speed-up {}× (generated tokens/s){}",
+        run.model,
+        d.teacher,
+        if d.mode == "token" {
+            format!("token-level KL at T = {}, alpha {}", d.temperature, d.alpha)
+        } else {
+            "sequence-level: trained on the teacher's answers to the training prompts".to_string()
+        },
+        f(d.retention),
+        f(d.speedup),
+        d.teacher_answer_seconds
+            .map(|s| format!("; the teacher answered in {s:.1} s"))
+            .unwrap_or_default()
+    ))
+}
+
 /// A DPO run's pairs and held-out preference accuracy for the report.
 fn preference_line(run: &crate::record::Run) -> Option<hone_report::run::PreferenceLine> {
     let crate::record::TrainReport::Lm(l) = &run.record.train.report else {
@@ -478,6 +502,11 @@ pub fn write_run_report(
             .runs
             .iter()
             .filter_map(|m| preference_line(&m.run))
+            .collect(),
+        distillation: out
+            .runs
+            .iter()
+            .filter_map(|m| distillation_line(&m.run))
             .collect(),
         graders: out
             .runs

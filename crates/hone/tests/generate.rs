@@ -927,6 +927,100 @@ fn dpo_trains_on_preference_pairs_and_keeps_dev_and_test_prompts_out() {
     assert!(stderr(&o).contains("data/nope.jsonl"), "{}", stderr(&o));
 }
 
+/// Distillation between language models: a LoRA student on the teacher's base (same tokenizer)
+/// learns its token distributions; a student pre-trained in the project (its own tokenizer) learns
+/// from its answers. Both report retention and speed-up against the teacher's own test figures.
+#[test]
+fn students_learn_from_a_teacher_by_tokens_or_by_its_answers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let students = "\n[[model]]\nname = \"by-tokens\"\nkind = \"lm\"\npath = \"models/tiny.gguf\"\nmethod = \"lora\"\n\n[model.params]\ndistill_from = \"tuned\"\ndistill_alpha = 0.0\nepochs = 30\nlr = 0.02\nbatch_size = 8\nmax_new_tokens = 24\n\n[[model]]\nname = \"by-answers\"\nkind = \"lm\"\nmethod = \"pretrain\"\n\n[model.params]\ndistill_from = \"tuned\"\nhidden = 32\nlayers = 2\nheads = 4\nkv_heads = 2\nffn = 64\nvocab_size = 400\nepochs = 40\nlr = 0.01\nbatch_size = 8\nmax_new_tokens = 24\n";
+    project(dir, "sft", students);
+    let out = run_json(dir);
+    let listing: serde_json::Value =
+        serde_json::from_slice(&hone(dir, &["--json", "runs"]).stdout).unwrap();
+    let find = |name: &str| {
+        listing
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["model"] == name)
+            .unwrap_or_else(|| panic!("no {name}: {out:#}"))
+            .clone()
+    };
+    let rouge = |r: &serde_json::Value| {
+        r["record"]["generation"]["test"]["rouge_l"]["estimate"]
+            .as_f64()
+            .unwrap()
+    };
+    let (base, teacher) = (find("base"), find("tuned"));
+    for (name, mode) in [("by-tokens", "token"), ("by-answers", "sequence")] {
+        let r = find(name);
+        let d = &r["record"]["train"]["report"]["distill"];
+        assert_eq!(d["mode"], mode, "{d:#}");
+        assert_eq!(d["teacher_run"], teacher["id"], "{d:#}");
+        assert_eq!(r["config"]["params"]["teacher_run"], teacher["id"]);
+        // What the student kept is its ROUGE-L over the teacher's; it learned more than the
+        // untrained base shows.
+        let retention = d["retention"].as_f64().unwrap();
+        assert!(
+            (retention - rouge(&r) / rouge(&teacher)).abs() < 1e-9,
+            "{d:#}"
+        );
+        assert!(
+            rouge(&r) > rouge(&base),
+            "{name}: {} vs base {}",
+            rouge(&r),
+            rouge(&base)
+        );
+        assert!(d["speedup"].as_f64().unwrap() > 0.0, "{d:#}");
+    }
+    let report_md = std::fs::read_dir(dir.join("reports"))
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "md"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect::<String>();
+    assert!(
+        report_md.contains("## Distillation")
+            && report_md.contains("`by-tokens` learned from `tuned` (token-level KL"),
+        "{report_md}"
+    );
+    eprintln!(
+        "DISTILL {}",
+        report_md
+            .lines()
+            .filter(|l| l.contains("learned from"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let seq = find("by-answers");
+    assert!(
+        seq["record"]["train"]["report"]["distill"]["teacher_answer_seconds"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    // A teacher listed after its student is named before anything trains.
+    let toml = std::fs::read_to_string(dir.join("hone.toml")).unwrap();
+    std::fs::write(
+        dir.join("hone.toml"),
+        toml.replacen(
+            "distill_from = \"tuned\"",
+            "distill_from = \"by-answers\"",
+            1,
+        ),
+    )
+    .unwrap();
+    let o = hone(dir, &["run"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("names no language model listed before it"),
+        "{}",
+        stderr(&o)
+    );
+}
+
 #[test]
 fn chat_records_train_on_every_answer_and_predict_answers_conversations() {
     let tmp = tempfile::tempdir().unwrap();
