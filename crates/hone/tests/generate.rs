@@ -986,14 +986,6 @@ fn students_learn_from_a_teacher_by_tokens_or_by_its_answers() {
             && report_md.contains("`by-tokens` learned from `tuned` (token-level KL"),
         "{report_md}"
     );
-    eprintln!(
-        "DISTILL {}",
-        report_md
-            .lines()
-            .filter(|l| l.contains("learned from"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
     let seq = find("by-answers");
     assert!(
         seq["record"]["train"]["report"]["distill"]["teacher_answer_seconds"]
