@@ -5,17 +5,18 @@ use std::collections::BTreeMap;
 
 /// Cohen's κ of two raters' labels for the same items (`a[i]` and `b[i]` label item `i`):
 /// `(p_o − p_e) / (1 − p_e)`, with `p_o` the share of items they label alike and `p_e` the share
-/// expected by chance from each rater's label frequencies. `None` for no items, or when chance
-/// agreement is total (both raters gave one and the same label to everything: κ is undefined).
+/// expected by chance from each rater's label frequencies. `None` for no items, for lists of
+/// different lengths (not labels of the same items), or when chance agreement is total (both raters
+/// gave one and the same label to everything: κ is undefined).
 pub fn cohen_kappa<T: Ord>(a: &[T], b: &[T]) -> Option<f64> {
-    let n = a.len().min(b.len());
-    if n == 0 {
+    let n = a.len();
+    if n == 0 || b.len() != n {
         return None;
     }
     let mut fa: BTreeMap<&T, f64> = BTreeMap::new();
     let mut fb: BTreeMap<&T, f64> = BTreeMap::new();
     let mut same = 0usize;
-    for (x, y) in a.iter().zip(b).take(n) {
+    for (x, y) in a.iter().zip(b) {
         *fa.entry(x).or_default() += 1.0;
         *fb.entry(y).or_default() += 1.0;
         same += usize::from(x == y);
@@ -55,5 +56,6 @@ mod tests {
         // Undefined: nothing to compare, or one label everywhere on both sides.
         assert_eq!(cohen_kappa::<u8>(&[], &[]), None);
         assert_eq!(cohen_kappa(&["x", "x"], &["x", "x"]), None);
+        assert_eq!(cohen_kappa(&[1, 2, 3], &[1, 2]), None);
     }
 }

@@ -46,36 +46,44 @@ pub(crate) struct Program {
     isolated: bool,
 }
 
-/// Whether this machine can isolate a command grader (checked once per process): `Err` says why not.
+/// Whether this machine can isolate a command grader (checked once per process, on the temporary
+/// directory): `Err` says why not.
 pub fn isolation() -> std::result::Result<(), String> {
     static PROBE: OnceLock<std::result::Result<(), String>> = OnceLock::new();
     PROBE
-        .get_or_init(|| {
-            let dir = std::env::temp_dir();
-            let setup = Setup::new(&dir, true, 64 << 20, 1)?;
-            let mut cmd = Command::new("/");
-            // SAFETY: the closure only makes raw system calls on data prepared before the fork
-            // (see `Setup::enter`), then ends the child without running anything.
-            unsafe {
-                cmd.pre_exec(move || {
-                    setup.enter()?;
-                    libc::_exit(0)
-                });
-            }
-            let status = cmd
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .map_err(|e| format!("entering the namespaces failed: {e}"))?;
-            if status.success() {
-                Ok(())
-            } else {
-                Err(format!("the isolation probe ended with {status}"))
-            }
-        })
+        .get_or_init(|| isolation_at(&std::env::temp_dir()))
         .clone()
 }
+
+/// Whether a child can enter the namespaces and mount `dir` read-only: a child does exactly that,
+/// then exits without running anything.
+fn isolation_at(dir: &Path) -> std::result::Result<(), String> {
+    let setup = Setup::new(dir, true, 64 << 20, 1)?;
+    let mut cmd = Command::new("/");
+    // SAFETY: the closure only makes raw system calls on data prepared before the fork (see
+    // `Setup::enter`), then ends the child without running anything.
+    unsafe {
+        cmd.pre_exec(move || {
+            setup.enter()?;
+            libc::_exit(0)
+        });
+    }
+    let status = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map_err(|e| format!("entering the namespaces failed: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("the isolation probe ended with {status}"))
+    }
+}
+
+/// The longest `timeout_seconds` and largest `memory_mb` a grader may ask for.
+const MAX_TIMEOUT_SECONDS: f64 = 3600.0;
+const MAX_MEMORY_MB: u64 = 1 << 20;
 
 impl Program {
     pub(crate) fn new(grader: &str, spec: &CommandSpec, env: &CommandEnv) -> Result<Program> {
@@ -88,20 +96,25 @@ impl Program {
                 "`command` is empty; write the program and its arguments, e.g. [\"python3\", \"graders/check.py\"]".into(),
             ));
         };
-        if !(spec.timeout_seconds.is_finite() && spec.timeout_seconds > 0.0) {
-            return Err(err("timeout_seconds must be a positive number".into()));
+        if !(spec.timeout_seconds > 0.0 && spec.timeout_seconds <= MAX_TIMEOUT_SECONDS) {
+            return Err(err(format!(
+                "timeout_seconds must be a number in (0, {MAX_TIMEOUT_SECONDS}]"
+            )));
         }
-        if spec.memory_mb < 16 {
-            return Err(err(
-                "memory_mb must be at least 16 (it limits the address space)".into(),
-            ));
+        if !(16..=MAX_MEMORY_MB).contains(&spec.memory_mb) {
+            return Err(err(format!(
+                "memory_mb must be from 16 to {MAX_MEMORY_MB} (it limits the address space)"
+            )));
         }
-        let program = find_program(first, &env.project_dir).ok_or_else(|| {
+        // Absolute, so that the program is found after the child has entered the directory.
+        let dir = std::fs::canonicalize(&env.project_dir)
+            .map_err(|e| err(format!("{}: {e}", env.project_dir.display())))?;
+        let program = find_program(first, &dir).ok_or_else(|| {
             err(format!(
                 "program `{first}` not found (a path with `/` is relative to the project, a bare name is looked up on PATH)"
             ))
         })?;
-        let isolated = match isolation() {
+        let isolated = match isolation().and_then(|()| isolation_at(&dir)) {
             Ok(()) => true,
             Err(_) if env.allow_unisolated => false,
             Err(why) => {
@@ -114,7 +127,7 @@ impl Program {
         Ok(Program {
             program,
             args: args.to_vec(),
-            dir: env.project_dir.clone(),
+            dir,
             timeout: Duration::from_secs_f64(spec.timeout_seconds),
             memory_bytes: spec.memory_mb << 20,
             isolated,
@@ -161,14 +174,18 @@ impl Program {
                 let _ = s.write_all(&input);
             }
         });
+        // Readers report through channels: a process that left the group (a daemon, setsid) and
+        // holds the pipe open must not keep hone waiting past the deadline.
         let read = |pipe: Option<Box<dyn Read + Send>>| {
+            let (tx, rx) = std::sync::mpsc::channel();
             std::thread::spawn(move || {
                 let mut out = Vec::new();
                 if let Some(p) = pipe {
                     let _ = p.take(MAX_OUTPUT).read_to_end(&mut out);
                 }
-                out
-            })
+                let _ = tx.send(out);
+            });
+            rx
         };
         let stdout = read(
             child
@@ -192,7 +209,14 @@ impl Program {
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(Duration::from_millis(20));
                 }
-                Err(e) => return Err(runtime(format!("waiting for the program: {e}"))),
+                Err(e) => {
+                    // SAFETY: a plain system call on the group the child leads.
+                    unsafe {
+                        libc::kill(-pid, libc::SIGKILL);
+                    }
+                    let _ = child.wait();
+                    return Err(runtime(format!("waiting for the program: {e}")));
+                }
             }
         };
         // The whole group goes, finished or not: a background child left holding stdout would
@@ -211,9 +235,17 @@ impl Program {
                 });
             }
         };
-        let _ = writer.join();
-        let out = stdout.join().unwrap_or_default();
-        let err = stderr.join().unwrap_or_default();
+        // The writer is not joined: a process holding stdin without reading would block it.
+        drop(writer);
+        let grace = deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(1);
+        let out = stdout.recv_timeout(grace).map_err(|_| {
+            runtime(
+                "the program exited but a process it started still holds its output open".into(),
+            )
+        })?;
+        let err = stderr
+            .recv_timeout(Duration::from_secs(1))
+            .unwrap_or_default();
         if !status.success() {
             let last = String::from_utf8_lossy(&err)
                 .lines()

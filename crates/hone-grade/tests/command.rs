@@ -181,3 +181,41 @@ fn isolated_programs_reach_no_network_and_cannot_write_the_project() {
         }
     }
 }
+
+#[test]
+fn a_relative_project_path_and_a_process_that_keeps_the_output_open_are_handled() {
+    // `hone -C sub/project` gives a relative root: the program is still found.
+    let dir = tempfile::tempdir_in(".").unwrap();
+    std::fs::create_dir_all(dir.path().join("graders")).unwrap();
+    let script = dir.path().join("graders/ok.sh");
+    std::fs::write(&script, "#!/bin/sh\ncat > /dev/null\necho 1\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let relative = std::path::PathBuf::from(dir.path().file_name().unwrap());
+    let g = build(&relative, &spec(&["graders/ok.sh"], json!({})), true).unwrap();
+    assert_eq!(g.grade("x", &json!({})).unwrap().reward, 1.0);
+    // A process that leaves the group and holds stdout: an error within the deadline and a
+    // second of grace, not a hang.
+    let g = grader(
+        dir.path(),
+        // (The pause lets the background process leave the group before the shell exits.)
+        &["sh", "-c", "setsid sleep 5 & sleep 0.3; echo 1"],
+        json!({"timeout_seconds": 1}),
+    );
+    let t = Instant::now();
+    match g.grade("x", &json!({})) {
+        Err(GradeError::Runtime { msg, .. }) => assert!(msg.contains("holds its output"), "{msg}"),
+        other => panic!("{other:?} after {:?}", t.elapsed()),
+    }
+    assert!(t.elapsed().as_secs_f64() < 4.5, "{:?}", t.elapsed());
+    // Limits a grader file cannot exceed are refused, not a panic.
+    for extra in [
+        json!({"timeout_seconds": 1e30}),
+        json!({"memory_mb": 1u64 << 50}),
+    ] {
+        assert!(matches!(
+            build(dir.path(), &spec(&["sh"], extra), true),
+            Err(GradeError::Spec { .. })
+        ));
+    }
+}

@@ -10,7 +10,7 @@
 
 use candle_core::{Tensor, Var};
 
-use crate::grpo::{Seq, completion_logps};
+use crate::grpo::{Seq, completion_logps, restore};
 use crate::sft::{epoch_order, snapshot};
 use crate::{Lm, LmError, Result};
 
@@ -219,13 +219,6 @@ fn rank(z: f64) -> f64 {
     } else {
         0.0
     }
-}
-
-fn restore(vars: &[(String, Var)], from: &[(String, Tensor)]) -> Result<()> {
-    for ((_, v), (_, t)) in vars.iter().zip(from) {
-        v.set(t)?;
-    }
-    Ok(())
 }
 
 /// Trains `lm`'s trainable weights (its LoRA adapters, or every weight) on `train` pairs; `heldout`

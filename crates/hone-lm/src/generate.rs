@@ -125,7 +125,6 @@ impl Lm {
         &self.tokenizer
     }
 
-    /// The chat template, if the model has one.
     /// Whether `other` tokenizes text into the same ids (the same vocabulary, added tokens included,
     /// and the same output size): then one model's token distributions can teach the other.
     pub fn shares_tokenizer(&self, other: &Lm) -> bool {
@@ -133,6 +132,7 @@ impl Lm {
             && self.tokenizer().get_vocab(true) == other.tokenizer().get_vocab(true)
     }
 
+    /// The chat template, if the model has one.
     pub fn template(&self) -> Option<&ChatTemplate> {
         self.template.as_ref()
     }

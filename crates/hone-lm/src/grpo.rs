@@ -364,7 +364,7 @@ pub(crate) fn completion_logps(lm: &Lm, seqs: &[Seq<'_>], temperature: f64) -> R
     Ok(hone_neural::fused::picked_log_softmax(&logits, &targets)?)
 }
 
-fn restore(vars: &[(String, Var)], from: &[(String, Tensor)]) -> Result<()> {
+pub(crate) fn restore(vars: &[(String, Var)], from: &[(String, Tensor)]) -> Result<()> {
     let map: HashMap<&str, &Tensor> = from.iter().map(|(n, t)| (n.as_str(), t)).collect();
     for (n, v) in vars {
         let t = map

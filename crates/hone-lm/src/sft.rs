@@ -274,11 +274,11 @@ fn summed_loss(
         return Ok(ce);
     };
     // The teacher reads the same tokens; its distribution at the same positions is a constant.
-    let t_rows = teacher
-        .lm
-        .decoder()
-        .hidden_train(&inputs, None)?
-        .reshape((batch.len() * t, h))?
+    // Its hidden size is its own (a larger teacher with the same tokenizer is the usual case).
+    let t_hidden = teacher.lm.decoder().hidden_train(&inputs, None)?;
+    let th = t_hidden.dim(2)?;
+    let t_rows = t_hidden
+        .reshape((batch.len() * t, th))?
         .index_select(&rows, 0)?;
     let t_logits = teacher.lm.decoder().logits(&t_rows)?.detach();
     let kd =
@@ -1111,7 +1111,15 @@ mod tests {
     #[test]
     fn a_student_distilled_from_a_teacher_moves_toward_its_distributions() {
         let dir = tempfile::tempdir().unwrap();
-        let teacher = sharp_lm(dir.path());
+        // A wider teacher with the same tokenizer (the usual case: a larger sibling model).
+        let wide = crate::DecoderConfig {
+            hidden: 64,
+            ffn: 128,
+            ..testing::tiny_config()
+        };
+        let d = crate::Decoder::random(wide, 5, &candle_core::Device::Cpu).unwrap();
+        testing::write_gguf(&d, &dir.path().join("wide.gguf")).unwrap();
+        let teacher = Lm::load(&dir.path().join("wide.gguf")).unwrap();
         let mut student = tiny_lm(dir.path());
         let examples = three_examples(&student);
         let batch: Vec<&Example> = examples.iter().collect();

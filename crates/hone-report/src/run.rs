@@ -154,22 +154,24 @@ pub struct PreferenceLine {
     pub model: String,
     /// Where the pairs came from and how many were used, dropped and held out.
     pub summary: String,
-    /// Held-out pairs: (accuracy, mean β·margin, loss) at the start and for the weights kept.
-    pub before: (f64, f64, f64),
-    pub after: (f64, f64, f64),
+    /// Held-out pairs: (accuracy, mean β·margin, loss) at the start and for the weights kept
+    /// (`None`: no pairs were held out).
+    pub before: Option<(f64, f64, f64)>,
+    pub after: Option<(f64, f64, f64)>,
 }
 
 const PREFERENCE_HEAD: [&str; 4] = ["held-out pairs", "accuracy", "margin", "loss"];
 
 impl PreferenceLine {
     fn rows(&self) -> [[String; 4]; 2] {
-        let row = |what: &str, (a, m, l): (f64, f64, f64)| {
-            [
+        let row = |what: &str, v: Option<(f64, f64, f64)>| match v {
+            Some((a, m, l)) => [
                 what.to_string(),
                 format!("{a:.4}"),
                 format!("{m:.4}"),
                 format!("{l:.4}"),
-            ]
+            ],
+            None => [what.to_string(), "–".into(), "–".into(), "–".into()],
         };
         [
             row("before (the start model)", self.before),
@@ -604,8 +606,8 @@ mod tests {
             preference_training: vec![PreferenceLine {
                 model: "dpo".into(),
                 summary: "40 pairs".into(),
-                before: (0.5, 0.0, std::f64::consts::LN_2),
-                after: (0.875, 0.31, 0.52),
+                before: Some((0.5, 0.0, std::f64::consts::LN_2)),
+                after: Some((0.875, 0.31, 0.52)),
             }],
         };
         let html = r.html();

@@ -135,7 +135,7 @@ pub fn write_sheet(
             "answer {} prompts, sample {}/{}",
             chosen.len(),
             k + 1,
-            samples
+            samples.max(1)
         );
         let gens = generate_all(
             &mut lm,
@@ -322,22 +322,27 @@ pub struct Pairs {
     pub agreement: Vec<Agreement>,
 }
 
-/// Each reviewer's latest review of each answer, from every imported sheet.
+/// An answer across sheets: `ITEM#k` repeats from run to run, so the run is part of its identity.
+fn answer_key(l: &SheetLine) -> String {
+    format!("{}:{}", l.run, l.answer_id)
+}
+
+/// Each reviewer's latest review of each answer (by run and answer id), from every imported sheet.
 fn latest(store: &Store) -> Result<BTreeMap<(String, String), SheetLine>> {
     let mut out = BTreeMap::new();
     for row in store.answer_reviews()? {
         let lines: Vec<SheetLine> = serde_json::from_slice(&store.get_object(&row.object)?)
             .map_err(|e| Error::Store(format!("answer reviews #{}: {e}", row.seq)))?;
         for l in lines {
-            out.insert((row.reviewer.clone(), l.answer_id.clone()), l);
+            out.insert((row.reviewer.clone(), answer_key(&l)), l);
         }
     }
     Ok(out)
 }
 
-/// Build preference pairs (every strong answer against every weak answer to the same prompt) and
-/// the reviewers' agreement. An answer marked strong by one reviewer and weak by another is in no
-/// pair.
+/// Build preference pairs (every strong answer against every weak answer to the same prompt, from
+/// any run: the prompt is the record's) and the reviewers' agreement. An answer marked strong by
+/// one reviewer and weak by another is in no pair; two answers with the same text are never paired.
 pub fn pairs(store: &Store) -> Result<Pairs> {
     let reviews = latest(store)?;
     let reviewers: Vec<String> = reviews
@@ -370,9 +375,9 @@ pub fn pairs(store: &Store) -> Result<Pairs> {
     let mut out = Vec::new();
     for (strong, weak) in by_item.values() {
         for s in strong {
-            for w in weak {
+            for w in weak.iter().filter(|w| w.answer != s.answer) {
                 out.push(PreferencePair {
-                    id: format!("{}>{}", s.answer_id, w.answer_id),
+                    id: format!("{}>{}", answer_key(s), answer_key(w)),
                     prompt: s.prompt.clone(),
                     chosen: s.answer.clone(),
                     rejected: w.answer.clone(),

@@ -691,7 +691,6 @@ pub fn clean_with(
     })
 }
 
-/// Load the records of a version.
 /// The table `hone data show` prints: the first `limit` records (a generate task's columns are
 /// named target and prompt).
 pub fn show_table(
@@ -761,6 +760,7 @@ pub fn log_table(versions: &[VersionRow]) -> Result<(Vec<&'static str>, Vec<Vec<
     Ok((header, rows))
 }
 
+/// Load the records of a version.
 pub fn load_records(store: &Store, version: &VersionRow) -> Result<Vec<Record>> {
     hone_data::dataset::decode(&store.get_object(&version.object)?)
 }

@@ -28,13 +28,13 @@ pub struct DpoReport {
     pub pairs_heldout: usize,
     /// Pairs dropped because their prompt is a dev or test record's prompt.
     pub dropped_eval_prompts: usize,
-    /// Pairs dropped because an answer was cut to nothing by `max_length`, or both answers are the
-    /// same text.
+    /// Pairs dropped because the prompt and an answer do not fit `max_length` (cutting them would
+    /// train on a prompt the answer does not follow), or both answers are the same text.
     pub dropped_unusable: usize,
     /// Held-out preference accuracy, margin and loss at the start (the reference) and for the
-    /// weights kept.
-    pub before: PairScore,
-    pub after: PairScore,
+    /// weights kept (none without held-out pairs).
+    pub before: Option<PairScore>,
+    pub after: Option<PairScore>,
     /// Held-out scores after each epoch.
     pub heldout: Vec<PairScore>,
     pub steps: Vec<DpoStep>,
@@ -127,13 +127,11 @@ pub fn train(
             report.dropped_eval_prompts += 1;
             continue;
         }
-        let enc = |answer: &str| -> Result<hone_lm::sft::Example> {
-            Ok(encode_turns(lm, spec, id, &[], &l.prompt, answer)?.example)
-        };
+        let enc = |answer: &str| encode_turns(lm, spec, id, &[], &l.prompt, answer);
         let (c, r) = match (enc(&l.chosen), enc(&l.rejected)) {
-            (Ok(c), Ok(r)) => (c, r),
-            // An answer `max_length` cut to nothing cannot be ranked.
-            (Err(Error::Data { .. }), _) | (_, Err(Error::Data { .. })) => {
+            (Ok(c), Ok(r)) if !c.truncated && !r.truncated => (c.example, r.example),
+            // Cut to fit, or cut to nothing: the answer would follow a prompt it was not given.
+            (Ok(_), Ok(_)) | (Err(Error::Data { .. }), _) | (_, Err(Error::Data { .. })) => {
                 report.dropped_unusable += 1;
                 continue;
             }
@@ -144,8 +142,8 @@ pub fn train(
             let last = e.train.iter().rposition(|&t| t).map_or(first, |i| i + 1);
             (e.ids[..first].to_vec(), e.ids[first..last].to_vec())
         };
-        let ((prompt, chosen), (_, rejected)) = (split(&c), split(&r));
-        if chosen.is_empty() || rejected.is_empty() || chosen == rejected {
+        let ((prompt, chosen), (prompt_r, rejected)) = (split(&c), split(&r));
+        if chosen.is_empty() || rejected.is_empty() || chosen == rejected || prompt != prompt_r {
             report.dropped_unusable += 1;
             continue;
         }
@@ -210,10 +208,8 @@ pub fn train(
             total,
         })
     })?;
-    if let (Some(first), Some(kept)) = (log.heldout.first(), log.heldout.get(log.kept)) {
-        report.before = *first;
-        report.after = *kept;
-    }
+    report.before = log.heldout.first().copied();
+    report.after = log.heldout.get(log.kept).copied();
     report.heldout = log.heldout.clone();
     report.steps = log.steps.clone();
     Ok((report, log))

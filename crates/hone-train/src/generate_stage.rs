@@ -530,6 +530,10 @@ pub fn train_and_evaluate(
             }
             report.distill = Some(Box::new(d));
         }
+        if !token_level {
+            // The teacher has answered; its memory is the student's now.
+            teacher_lm = None;
+        }
         // Examples: the prompt as the user's turn, the target as the assistant's (the teacher's
         // answer in sequence-level distillation).
         let mut examples: Vec<Example> = Vec::with_capacity(ctx.train.len());

@@ -441,7 +441,7 @@ fn preference_line(run: &crate::record::Run) -> Option<hone_report::run::Prefere
         return None;
     };
     let d = l.dpo.as_ref()?;
-    let triple = |s: &hone_lm::dpo::PairScore| (s.accuracy, s.margin, s.loss);
+    let triple = |s: &Option<hone_lm::dpo::PairScore>| s.map(|s| (s.accuracy, s.margin, s.loss));
     Some(hone_report::run::PreferenceLine {
         model: run.model.clone(),
         summary: format!(

@@ -739,9 +739,6 @@ fn grpo_continues_the_fine_tuned_model_on_a_grader_and_reports_its_signals() {
     );
 }
 
-/// Chat records (`messages`): earlier turns are curated like the prompt (an e-mail address in one is
-/// masked), every assistant turn trains (two marked spans in `data check`), the run trains and
-/// scores, and `predict` answers a conversation at its last user message.
 /// DPO through `hone run`: a `dpo` model continues the fine-tuned model on preference pairs; pairs
 /// on dev or test prompts are dropped (the evaluation stays clean), a held-out share measures
 /// preference accuracy, and changed pairs train it again.
@@ -1013,6 +1010,9 @@ fn students_learn_from_a_teacher_by_tokens_or_by_its_answers() {
     );
 }
 
+/// Chat records (`messages`): earlier turns are curated like the prompt (an e-mail address in one is
+/// masked), every assistant turn trains (two marked spans in `data check`), the run trains and
+/// scores, and `predict` answers a conversation at its last user message.
 #[test]
 fn chat_records_train_on_every_answer_and_predict_answers_conversations() {
     let tmp = tempfile::tempdir().unwrap();
