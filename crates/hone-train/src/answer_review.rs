@@ -345,6 +345,11 @@ fn latest(store: &Store) -> Result<BTreeMap<(String, String), SheetLine>> {
 /// one reviewer and weak by another is in no pair; two answers with the same text are never paired.
 pub fn pairs(store: &Store) -> Result<Pairs> {
     let reviews = latest(store)?;
+    if reviews.is_empty() {
+        return Err(Error::Usage(
+            "no answer reviews imported yet: `hone review answers` writes a sheet, `hone review import FILE` records it".into(),
+        ));
+    }
     let reviewers: Vec<String> = reviews
         .keys()
         .map(|(r, _)| r.clone())
@@ -377,7 +382,14 @@ pub fn pairs(store: &Store) -> Result<Pairs> {
         for s in strong {
             for w in weak.iter().filter(|w| w.answer != s.answer) {
                 out.push(PreferencePair {
-                    id: format!("{}>{}", answer_key(s), answer_key(w)),
+                    // Short run ids: readable, and unique enough within one project.
+                    id: format!(
+                        "{}:{}>{}:{}",
+                        hone_core::hash::short(&s.run),
+                        s.answer_id,
+                        hone_core::hash::short(&w.run),
+                        w.answer_id
+                    ),
                     prompt: s.prompt.clone(),
                     chosen: s.answer.clone(),
                     rejected: w.answer.clone(),

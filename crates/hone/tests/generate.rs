@@ -816,13 +816,12 @@ fn dpo_trains_on_preference_pairs_and_keeps_dev_and_test_prompts_out() {
         [("base", true), ("tuned", true), ("preferred", false)],
         "{again:#}"
     );
-    // Answer review: a sheet of the fine-tuned model's answers on training prompts, filled by two
-    // reviewers who disagree on one mark, becomes preference pairs and an agreement report.
+    // Answer review: a sheet of the base model's answers on training prompts (varied: it is
+    // untrained), filled by two reviewers who disagree on one mark, becomes preference pairs and
+    // an agreement report.
     let o = hone(
         dir,
-        &[
-            "--json", "review", "answers", "--model", "tuned", "--n", "6",
-        ],
+        &["--json", "review", "answers", "--model", "base", "--n", "6"],
     );
     assert!(o.status.success(), "{}", stderr(&o));
     let sheet: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -859,6 +858,11 @@ fn dpo_trains_on_preference_pairs_and_keeps_dev_and_test_prompts_out() {
             .output()
             .unwrap()
     };
+    // Pairs before any review: an error that says what to do, not an empty file.
+    let o = hone(dir, &["review", "pairs", "--out", "reviews/pairs.jsonl"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("hone review import"), "{}", stderr(&o));
+    assert!(!dir.join("reviews/pairs.jsonl").exists());
     assert!(import_as("ana", fill(false)).status.success());
     assert!(import_as("ben", fill(true)).status.success());
     let o = hone(
@@ -889,6 +893,18 @@ fn dpo_trains_on_preference_pairs_and_keeps_dev_and_test_prompts_out() {
     );
     let written = std::fs::read_to_string(dir.join("reviews/pairs.jsonl")).unwrap();
     assert_eq!(written.lines().count(), expected);
+    assert!(expected > 0, "the sheet gave no prompt two answers: {p:#}");
+    // Ids name both answers by short run id and answer id.
+    for line in written.lines().take(1) {
+        let first: serde_json::Value = serde_json::from_str(line).unwrap();
+        let id = first["id"].as_str().unwrap();
+        assert!(
+            id.contains(&format!("{}:", &sheet["run"].as_str().unwrap()[..12]))
+                && id.contains('>')
+                && id.len() < 80,
+            "{id}"
+        );
+    }
     // Identical tone ratings agree perfectly; one flipped mark of n makes κ fall below 1.
     let kappa = |on: &str| {
         p["pairs"]["agreement"]
