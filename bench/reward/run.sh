@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench/reward (issue 14): reward training on Bitext support replies under house rules.
-# REWARD_STAGES picks stages (default "1 2 3"):
+# REWARD_STAGES picks stages (default "1 2 3"); REWARD_GRPO_STEPS the GRPO steps of stage 3 (default 100):
 #  1. the project (every 3rd Bitext record; `number` = the order/invoice number the message carries),
 #     the cosine threshold measured (cosine_threshold.py), `hone grade validate` on the house-rules
 #     grader (references passing, attacks including a generic reply).
@@ -35,6 +35,14 @@ test = 0.22
 dev = 0.04
 
 [[model]]
+name = "base"
+kind = "lm"
+path = "$model"
+method = "none"
+[model.params]
+max_new_tokens = 96
+
+[[model]]
 name = "lora"
 kind = "lm"
 path = "$model"
@@ -51,7 +59,7 @@ method = "grpo"
 [model.params]
 reward = "house_rules"
 start_from = "lora"
-steps = 100
+steps = ${REWARD_GRPO_STEPS:-100}
 max_new_tokens = 96
 TOML
 export RAYON_NUM_THREADS=2
@@ -89,5 +97,7 @@ PY
 fi
 if stage 3; then
   (cd "$proj" && "$HONE_BIN" --json run > "$BENCH_WORK/run.json")
+  (cd "$proj" && "$HONE_BIN" --json compare base lora > "$BENCH_WORK/compare-base-lora.json" || true)
   (cd "$proj" && "$HONE_BIN" --json compare lora grpo > "$BENCH_WORK/compare-lora-grpo.json" || true)
+  (cd "$proj" && "$HONE_BIN" --json grade run --model grpo --split dev > "$BENCH_WORK/grade-dev-grpo.json" || true)
 fi
