@@ -231,6 +231,11 @@ pub struct PolicyConfig {
     /// network and write to the project. Not part of curation: never serialised.
     #[serde(skip_serializing)]
     pub allow_unisolated_commands: bool,
+    /// Let `score_model` / `label_model` judges run on another machine (default false: only a
+    /// loopback endpoint is used, since a judge reads the items and the model's answers). Not part
+    /// of curation: never serialised.
+    #[serde(skip_serializing)]
+    pub allow_remote_judges: bool,
 }
 
 impl Default for PolicyConfig {
@@ -260,6 +265,7 @@ impl Default for PolicyConfig {
             max_chars: 10_000,
             exploitable_graders: GraderPolicy::Warn,
             allow_unisolated_commands: false,
+            allow_remote_judges: false,
         }
     }
 }
@@ -1164,6 +1170,7 @@ const KNOWN_KEYS: &[&str] = &[
     "max_chars",
     "exploitable_graders",
     "allow_unisolated_commands",
+    "allow_remote_judges",
     "path",
     "format",
     "role",

@@ -35,6 +35,16 @@ pub enum GradeError {
         "grader `{grader}`: this machine cannot isolate a command grader ({why}), so hone will not run it; set `allow_unisolated_commands = true` under [policy] to run it with only its time and memory limits (it can then reach the network and write to the project)"
     )]
     NoIsolation { grader: String, why: String },
+    /// A judge declined to grade (the server's `refusal`, or a content filter stopped it).
+    #[error("grader `{grader}`: the judge refused: {msg}")]
+    JudgeRefusal { grader: String, msg: String },
+    /// A judge answered, but not with a grade hone can read (not JSON, the answer schema echoed
+    /// back, a score outside the range, a label not in the list, a reply cut by the token limit).
+    #[error("grader `{grader}`: the judge's reply is not a grade: {msg}")]
+    JudgeParse { grader: String, msg: String },
+    /// The judge's server failed: unreachable, timed out, or an HTTP error status.
+    #[error("grader `{grader}`: judge server: {msg}")]
+    JudgeServer { grader: String, msg: String },
     /// Scoring failed at run time (a formula dividing by zero, a non-finite reward).
     #[error("grader `{grader}`: {msg}")]
     Runtime { grader: String, msg: String },

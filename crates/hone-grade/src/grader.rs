@@ -11,6 +11,7 @@ use serde_json::Value;
 use crate::command::{CommandEnv, Program};
 use crate::error::{GradeError, Result};
 use crate::formula::{self, Expr};
+use crate::judge::{Answer, Ask, Judge, JudgeEnv, Settings};
 use crate::metrics;
 use crate::spec::{self, DEFAULT_INPUT, FieldOp, GraderSpec, Metric, Pick, StringOp};
 
@@ -60,6 +61,8 @@ enum Kind {
     JsonSchema(Tpl, Box<jsonschema::Validator>),
     JsonFields(Tpl, Vec<Field>),
     Command(Box<Program>),
+    /// A judge and its prompt: (role, content template) per message.
+    Judge(Box<Judge>, Vec<(String, Tpl)>),
     Multi(Vec<(String, Grader)>, Expr),
 }
 
@@ -225,6 +228,44 @@ fn bool_reward(b: bool) -> f64 {
     if b { 1.0 } else { 0.0 }
 }
 
+/// A judge's kind: its prompt's templates checked, then the judge itself (probed).
+fn judge_kind(
+    n: &str,
+    input: &[spec::Message],
+    settings: Settings,
+    judges: Option<&JudgeEnv>,
+) -> Result<Kind> {
+    if input.is_empty() {
+        return Err(spec_err(n, "`input` is empty: a judge needs its prompt"));
+    }
+    let mut messages = Vec::new();
+    for m in input {
+        if !matches!(
+            m.role.as_str(),
+            "system" | "developer" | "user" | "assistant"
+        ) {
+            return Err(spec_err(
+                n,
+                format!(
+                    "message role `{}`: use system, developer, user or assistant",
+                    m.role
+                ),
+            ));
+        }
+        messages.push((m.role.clone(), Tpl::new(n, &m.content)?));
+    }
+    let env = judges.ok_or_else(|| {
+        spec_err(
+            n,
+            "this caller calls no judge, so `score_model` and `label_model` graders are refused",
+        )
+    })?;
+    Ok(Kind::Judge(
+        Box::new(Judge::new(n, settings, env)?),
+        messages,
+    ))
+}
+
 impl Grader {
     /// Build a grader; every definition error is found here, before anything is scored. A `cosine`
     /// grader needs [`Grader::with_embedder`].
@@ -236,15 +277,17 @@ impl Grader {
 
     /// [`Grader::new`], with `embedder` resolving the `encoder` of `cosine` graders.
     pub fn with_embedder(spec: &GraderSpec, embedder: &mut EmbedderFor) -> Result<Grader> {
-        Grader::with_resources(spec, embedder, None)
+        Grader::with_resources(spec, embedder, None, None)
     }
 
-    /// [`Grader::with_embedder`], and `commands` for `command` graders (without it they are refused:
-    /// the caller runs no programs).
+    /// [`Grader::with_embedder`], `commands` for `command` graders and `judges` for
+    /// `score_model` / `label_model` (without them those graders are refused: the caller runs no
+    /// programs, or calls no judge). A judge is probed here, before it grades anything.
     pub fn with_resources(
         spec: &GraderSpec,
         embedder: &mut EmbedderFor,
         commands: Option<&CommandEnv>,
+        judges: Option<&JudgeEnv>,
     ) -> Result<Grader> {
         let name = spec.name().to_string();
         if name.is_empty() {
@@ -387,6 +430,45 @@ impl Grader {
                 }
                 Kind::Command(Box::new(Program::new(n, g, env)?))
             }
+            GraderSpec::ScoreModel(g) => {
+                let [lo, hi] = g.range.unwrap_or([0.0, 1.0]);
+                let t = g.pass_threshold.unwrap_or(hi);
+                if !(lo..=hi).contains(&t) {
+                    return Err(spec_err(n, "pass_threshold must lie in the range"));
+                }
+                pass_threshold = t;
+                let settings = Settings {
+                    endpoint: g.endpoint.as_deref(),
+                    api_key_env: g.api_key_env.as_deref(),
+                    timeout_seconds: g.timeout_seconds,
+                    mode: g.structured_output,
+                    model: &g.model,
+                    sampling: &g.sampling_params,
+                    ask: Ask::Score { lo, hi },
+                };
+                judge_kind(n, &g.input, settings, judges)?
+            }
+            GraderSpec::LabelModel(g) => {
+                if let Some(p) = g.passing_labels.iter().find(|p| !g.labels.contains(p)) {
+                    return Err(spec_err(
+                        n,
+                        format!("passing label `{p}` is not one of `labels`"),
+                    ));
+                }
+                if g.passing_labels.is_empty() {
+                    return Err(spec_err(n, "passing_labels is empty: nothing could pass"));
+                }
+                let settings = Settings {
+                    endpoint: g.endpoint.as_deref(),
+                    api_key_env: g.api_key_env.as_deref(),
+                    timeout_seconds: g.timeout_seconds,
+                    mode: g.structured_output,
+                    model: &g.model,
+                    sampling: &g.sampling_params,
+                    ask: Ask::Label(g.labels.clone()),
+                };
+                judge_kind(n, &g.input, settings, judges)?
+            }
             GraderSpec::Multi(g) => {
                 let formula =
                     formula::parse(&g.calculate_output).map_err(|e| GradeError::FormulaParse {
@@ -400,7 +482,7 @@ impl Grader {
                     sub.name_if_unnamed(key);
                     subs.push((
                         key.clone(),
-                        Grader::with_resources(&sub, embedder, commands)?,
+                        Grader::with_resources(&sub, embedder, commands, judges)?,
                     ));
                 }
                 for v in formula.variables() {
@@ -478,6 +560,7 @@ impl Grader {
                     out.extend(g.item_fields());
                 }
             }
+            Kind::Judge(_, messages) => messages.iter().for_each(|(_, t)| add(t)),
             // A program reads the whole item; no field is required of it.
             Kind::Command(_) => {}
         }
@@ -636,6 +719,19 @@ impl Grader {
                     "item": item,
                 });
                 p.score(n, doc.to_string().as_bytes())?
+            }
+            Kind::Judge(judge, messages) => {
+                let rendered = messages
+                    .iter()
+                    .map(|(role, t)| Ok((role.clone(), t.render(n, s, item)?)))
+                    .collect::<Result<Vec<_>>>()?;
+                match (judge.ask(n, &rendered)?, &self.spec) {
+                    (Answer::Score(x), _) => x,
+                    (Answer::Label(l), GraderSpec::LabelModel(g)) => {
+                        bool_reward(g.passing_labels.contains(&l))
+                    }
+                    (Answer::Label(_), _) => unreachable!("only label_model asks for a label"),
+                }
             }
             Kind::Multi(subs, formula) => {
                 let mut vars = BTreeMap::new();

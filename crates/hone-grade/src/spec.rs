@@ -1,8 +1,9 @@
 //! Grader definitions as users write them: `graders/NAME.toml`, `[[grader]]` in `hone.toml`, or
 //! OpenAI grader JSON as it is. The shape follows OpenAI's public grader spec (`type`, `name`,
 //! `input`, `reference`, `operation`, `evaluation_metric`, `pass_threshold`, `graders`,
-//! `calculate_output`); `numeric`, `regex`, `length`, `json_schema`, `json_fields` and `command` are
-//! hone's own.
+//! `calculate_output`, `model`, `range`, `labels`, `passing_labels`, `sampling_params`); `numeric`,
+//! `regex`, `length`, `json_schema`, `json_fields` and `command` are hone's own, as are a judge's
+//! `endpoint`, `api_key_env`, `timeout_seconds` and `structured_output`.
 
 use std::collections::BTreeMap;
 
@@ -27,6 +28,8 @@ pub enum GraderSpec {
     JsonSchema(JsonSchema),
     JsonFields(JsonFields),
     Command(CommandSpec),
+    ScoreModel(ScoreModel),
+    LabelModel(LabelModel),
     Multi(Multi),
 }
 
@@ -41,6 +44,8 @@ impl GraderSpec {
             GraderSpec::JsonSchema(g) => &g.name,
             GraderSpec::JsonFields(g) => &g.name,
             GraderSpec::Command(g) => &g.name,
+            GraderSpec::ScoreModel(g) => &g.name,
+            GraderSpec::LabelModel(g) => &g.name,
             GraderSpec::Multi(g) => &g.name,
         }
     }
@@ -55,6 +60,8 @@ impl GraderSpec {
             GraderSpec::JsonSchema(_) => "json_schema",
             GraderSpec::JsonFields(_) => "json_fields",
             GraderSpec::Command(_) => "command",
+            GraderSpec::ScoreModel(_) => "score_model",
+            GraderSpec::LabelModel(_) => "label_model",
             GraderSpec::Multi(_) => "multi",
         }
     }
@@ -70,6 +77,8 @@ impl GraderSpec {
             GraderSpec::JsonSchema(g) => &mut g.name,
             GraderSpec::JsonFields(g) => &mut g.name,
             GraderSpec::Command(g) => &mut g.name,
+            GraderSpec::ScoreModel(g) => &mut g.name,
+            GraderSpec::LabelModel(g) => &mut g.name,
             GraderSpec::Multi(g) => &mut g.name,
         };
         if slot.is_empty() {
@@ -278,6 +287,108 @@ fn default_timeout() -> f64 {
 
 fn default_memory() -> u64 {
     1024
+}
+
+/// One chat message of a judge's prompt; `content` is a template (`{{ item.question }}`,
+/// `{{ sample.output_text }}`). OpenAI's `"type": "message"` is accepted and ignored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Message {
+    pub role: String,
+    pub content: String,
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+}
+
+/// Sampling settings sent to a judge as they are; `temperature` defaults to 0, so the same answer
+/// gets the same grade wherever the server is deterministic.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SamplingParams {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_completions_tokens: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_effort: Option<String>,
+}
+
+/// How a judge is held to its answer's shape: `json_schema` sends OpenAI's `response_format`
+/// (the server constrains the reply); `prompt` only describes the shape in the prompt, for servers
+/// that reject `response_format`. Either way the reply is parsed and checked the same way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StructuredOutput {
+    #[default]
+    JsonSchema,
+    Prompt,
+}
+
+fn default_judge_timeout() -> f64 {
+    60.0
+}
+
+/// `score_model`: a judge reads `input` (chat messages, templates rendered) and answers a number in
+/// `range` (default [0, 1]), which is the reward; passes at `pass_threshold` (default: the top of
+/// the range, like every other grader's full marks).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScoreModel {
+    #[serde(default)]
+    pub name: String,
+    pub model: String,
+    pub input: Vec<Message>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub range: Option<[f64; 2]>,
+    #[serde(default)]
+    pub pass_threshold: Option<f64>,
+    #[serde(default)]
+    pub sampling_params: SamplingParams,
+    /// An OpenAI-compatible base URL (`http://127.0.0.1:8081/v1`: llama.cpp's server, vLLM, or
+    /// `hone serve`); requests go to `ENDPOINT/chat/completions`. Unset: `HONE_JUDGE_ENDPOINT`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// The environment variable holding the server's API key, sent as a bearer token (the key is
+    /// never written in a grader file). Unset: `HONE_JUDGE_API_KEY` if that is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_env: Option<String>,
+    /// Limit per request (default 60 s).
+    #[serde(default = "default_judge_timeout")]
+    pub timeout_seconds: f64,
+    #[serde(default)]
+    pub structured_output: StructuredOutput,
+}
+
+/// `label_model`: a judge picks one of `labels`; the reward is 1 when it is one of
+/// `passing_labels`, else 0.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabelModel {
+    #[serde(default)]
+    pub name: String,
+    pub model: String,
+    pub input: Vec<Message>,
+    pub labels: Vec<String>,
+    pub passing_labels: Vec<String>,
+    #[serde(default)]
+    pub sampling_params: SamplingParams,
+    /// An OpenAI-compatible base URL (`http://127.0.0.1:8081/v1`: llama.cpp's server, vLLM, or
+    /// `hone serve`); requests go to `ENDPOINT/chat/completions`. Unset: `HONE_JUDGE_ENDPOINT`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// The environment variable holding the server's API key, sent as a bearer token (the key is
+    /// never written in a grader file). Unset: `HONE_JUDGE_API_KEY` if that is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_env: Option<String>,
+    /// Limit per request (default 60 s).
+    #[serde(default = "default_judge_timeout")]
+    pub timeout_seconds: f64,
+    #[serde(default)]
+    pub structured_output: StructuredOutput,
 }
 
 /// `multi`: sub-graders by name, combined by `calculate_output` (see [`crate::formula`]); passes

@@ -21,7 +21,7 @@ fn build(dir: &std::path::Path, spec: &GraderSpec, allow: bool) -> hone_grade::R
         project_dir: dir.to_path_buf(),
         allow_unisolated: allow,
     };
-    Grader::with_resources(spec, &mut |_| Err("no encoder".into()), Some(&env))
+    Grader::with_resources(spec, &mut |_| Err("no encoder".into()), Some(&env), None)
 }
 
 /// Built as the project would build it: isolated where the machine can, else with the opt-in.

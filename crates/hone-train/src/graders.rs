@@ -128,7 +128,7 @@ pub fn load(project: &Project) -> Result<Vec<ProjectGrader>> {
             line: e.line,
             col: e.col,
             message: e.msg.clone(),
-            hint: "a grader file holds one grader: `type = \"string_check\"`, `\"text_similarity\"`, `\"numeric\"`, `\"regex\"`, `\"length\"`, `\"json_schema\"`, `\"json_fields\"`, `\"command\"` or `\"multi\"`".into(),
+            hint: "a grader file holds one grader: `type = \"string_check\"`, `\"text_similarity\"`, `\"numeric\"`, `\"regex\"`, `\"length\"`, `\"json_schema\"`, `\"json_fields\"`, `\"command\"`, `\"score_model\"`, `\"label_model\"` or `\"multi\"`".into(),
         }
     })?;
     let mut encoders: BTreeMap<PathBuf, std::sync::Arc<dyn hone_grade::grader::Embedder>> =
@@ -160,11 +160,15 @@ pub fn load(project: &Project) -> Result<Vec<ProjectGrader>> {
         project_dir: project.root.clone(),
         allow_unisolated: project.config.policy.allow_unisolated_commands,
     };
+    let judges = hone_grade::judge::JudgeEnv {
+        allow_remote: project.config.policy.allow_remote_judges,
+    };
     specs
         .into_iter()
         .map(|(path, spec)| {
-            let grader = Grader::with_resources(&spec, &mut resolve, Some(&commands))
-                .map_err(|e| grade_err(&path, e))?;
+            let grader =
+                Grader::with_resources(&spec, &mut resolve, Some(&commands), Some(&judges))
+                    .map_err(|e| grade_err(&path, e))?;
             Ok(ProjectGrader { path, grader })
         })
         .collect()

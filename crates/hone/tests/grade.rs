@@ -359,3 +359,93 @@ fn command_graders_run_the_projects_program_and_get_the_same_adversarial_check()
         "{err}"
     );
 }
+
+/// A judge on loopback that follows the probe's format check and gives every answer full marks:
+/// the lenient judge a team should be warned about.
+fn lenient_judge() -> String {
+    use std::io::{BufRead, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut r = std::io::BufReader::new(stream.try_clone().unwrap());
+            let mut len = 0;
+            let mut line = String::new();
+            while r.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+                line.clear();
+            }
+            let mut body = vec![0; len];
+            let _ = r.read_exact(&mut body);
+            let text = String::from_utf8_lossy(&body);
+            // The probe asks for an exact result; everything else gets 1.
+            let result = text
+                .split("to exactly ")
+                .nth(1)
+                .and_then(|s| s.split(".\"").next())
+                .unwrap_or("1");
+            let content = format!("{{\"reasoning\": \"fine\", \"result\": {result}}}");
+            let reply = serde_json::json!({"choices": [{"message": {"role": "assistant", "content": content}, "finish_reason": "stop"}]}).to_string();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
+                reply.len()
+            );
+        }
+    });
+    url
+}
+
+#[test]
+fn judge_graders_are_probed_and_checked_like_every_other_grader() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    project(d, "");
+    let url = lenient_judge();
+    std::fs::write(
+        d.join("graders/helpful.toml"),
+        format!(
+            "type = \"score_model\"\nmodel = \"judge\"\nendpoint = \"{url}\"\npass_threshold = 0.7\n\n[[input]]\nrole = \"user\"\ncontent = \"Question: {{{{ item.prompt }}}}\\nReply: {{{{ sample.output_text }}}}\\nHow helpful is the reply?\"\n"
+        ),
+    )
+    .unwrap();
+    let o = hone(d, &["--json", "grade", "validate"]);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stderr(&o), stdout(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let g = v["graders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == "helpful")
+        .unwrap_or_else(|| panic!("{v}"))
+        .clone();
+    assert_eq!(g["type_name"], "score_model");
+    assert_eq!(g["fields"], serde_json::json!(["prompt"]), "{g}");
+    // Full marks for an empty answer: exploitable, said by name.
+    let empty = g["probe"]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["attack"] == "empty")
+        .unwrap()
+        .clone();
+    assert!(empty["passed"].as_u64().unwrap() > 0, "{g}");
+    let o = hone(d, &["grade", "validate"]);
+    assert!(stdout(&o).contains("EXPLOITABLE"), "{}", stdout(&o));
+
+    // A judge elsewhere needs the project's consent: the file is named, nothing is sent.
+    std::fs::write(
+        d.join("graders/helpful.toml"),
+        "type = \"score_model\"\nmodel = \"judge\"\nendpoint = \"http://192.0.2.7:8000/v1\"\n\n[[input]]\nrole = \"user\"\ncontent = \"{{ sample.output_text }}\"\n",
+    )
+    .unwrap();
+    let o = hone(d, &["grade", "validate"]);
+    assert_ne!(o.status.code(), Some(0));
+    let err = stderr(&o);
+    assert!(
+        err.contains("helpful.toml") && err.contains("allow_remote_judges"),
+        "{err}"
+    );
+}
