@@ -8,7 +8,7 @@
 //! the model is kept. Held-out pairs are scored before training and after every epoch; the weights
 //! with the lowest held-out loss are kept.
 
-use candle_core::{Tensor, Var};
+use candle_core::Tensor;
 
 use crate::grpo::{Seq, completion_logps, restore};
 use crate::sft::{epoch_order, snapshot};
@@ -256,18 +256,8 @@ pub fn train(
         log.heldout
             .push(score(lm, heldout, &held_refs, cfg.beta, mb)?);
     }
-    let vars = lm.decoder().trainable();
-    let var_list: Vec<Var> = vars.iter().map(|(_, v)| v.clone()).collect();
+    let (vars, var_list, mut opt) = crate::sft::optimizer(lm, cfg.lr, cfg.weight_decay)?;
     let mut best = snapshot(&vars)?;
-    let mut opt = hone_neural::optim::FusedAdamW::new(
-        vars.clone(),
-        hone_neural::optim::AdamWConfig {
-            lr: cfg.lr,
-            weight_decay: cfg.weight_decay,
-            ..Default::default()
-        },
-    )
-    .map_err(nerr)?;
     let bs = cfg.batch_size.max(1);
     let steps_per_epoch = train.len().div_ceil(bs) as u64;
     let total = steps_per_epoch * cfg.epochs.max(1) as u64;

@@ -413,17 +413,7 @@ pub fn train(
         return Err(LmError::Data(format!("prompt {} has no tokens", p.id)));
     }
     let nerr = |e: hone_core::Error| LmError::Model(e.to_string());
-    let vars = lm.decoder().trainable();
-    let var_list: Vec<Var> = vars.iter().map(|(_, v)| v.clone()).collect();
-    let mut opt = hone_neural::optim::FusedAdamW::new(
-        vars.clone(),
-        hone_neural::optim::AdamWConfig {
-            lr: cfg.lr,
-            weight_decay: cfg.weight_decay,
-            ..Default::default()
-        },
-    )
-    .map_err(nerr)?;
+    let (vars, var_list, mut opt) = crate::sft::optimizer(lm, cfg.lr, cfg.weight_decay)?;
     let longest = prompts.iter().map(|p| p.ids.len()).max().unwrap_or(0);
     let (micro, _) = memory_estimate(lm, cfg, longest);
     let total = cfg.steps;

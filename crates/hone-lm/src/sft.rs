@@ -528,6 +528,32 @@ fn restore(
     Ok(())
 }
 
+/// The trainable weights of `lm`'s decoder (every weight, or its LoRA adapters) by name, the same
+/// as a plain list, and AdamW over them: what every training loop (SFT, GRPO, DPO) starts from.
+#[allow(clippy::type_complexity)]
+pub(crate) fn optimizer(
+    lm: &Lm,
+    lr: f64,
+    weight_decay: f64,
+) -> Result<(
+    Vec<(String, candle_core::Var)>,
+    Vec<candle_core::Var>,
+    hone_neural::optim::FusedAdamW,
+)> {
+    let vars = lm.decoder().trainable();
+    let list = vars.iter().map(|(_, v)| v.clone()).collect();
+    let opt = hone_neural::optim::FusedAdamW::new(
+        vars.clone(),
+        hone_neural::optim::AdamWConfig {
+            lr,
+            weight_decay,
+            ..Default::default()
+        },
+    )
+    .map_err(|e| LmError::Model(e.to_string()))?;
+    Ok((vars, list, opt))
+}
+
 /// Fine-tunes the trainable weights of `lm`'s decoder (every weight, or its LoRA adapters) on
 /// `examples`. `on_step` sees every optimiser step.
 pub fn train(
@@ -553,17 +579,7 @@ pub fn train_with(
         return Err(LmError::Data("no training examples".into()));
     }
     let nerr = |e: hone_core::Error| LmError::Model(e.to_string());
-    let vars = lm.decoder().trainable();
-    let var_list: Vec<candle_core::Var> = vars.iter().map(|(_, v)| v.clone()).collect();
-    let mut opt = hone_neural::optim::FusedAdamW::new(
-        vars.clone(),
-        hone_neural::optim::AdamWConfig {
-            lr: cfg.lr,
-            weight_decay: cfg.weight_decay,
-            ..Default::default()
-        },
-    )
-    .map_err(nerr)?;
+    let (vars, var_list, mut opt) = optimizer(lm, cfg.lr, cfg.weight_decay)?;
     let bs = cfg.batch_size.max(1);
     let micro = micro_batch(lm, examples, cfg);
     let accum = cfg.grad_accum.max(1);

@@ -85,7 +85,7 @@ pub fn write_sheet(
     samples: usize,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<SheetWritten> {
-    use crate::generate_stage::{generate_all, generate_config, load_run_lm, render_prompt};
+    use crate::generate_stage::{answer_records, generate_config, load_run_lm, run_seed};
     if run.record.generation.is_none() {
         return Err(Error::Usage(format!(
             "run #{} ({}) is not a generate run: only generated answers are reviewed",
@@ -94,12 +94,7 @@ pub fn write_sheet(
     }
     let version = store.resolve_version(Some(&run.version))?;
     let records = crate::curate::load_records(store, &version)?;
-    let row = store
-        .split(&run.split)?
-        .ok_or_else(|| Error::Store(format!("run {}: its split is missing", run.id)))?;
-    let assignment: BTreeMap<String, Part> =
-        serde_json::from_slice(&store.get_object(&row.assignment)?)
-            .map_err(|e| Error::Store(format!("split assignment unreadable: {e}")))?;
+    let assignment = crate::split_stage::assignment(store, &run.split)?;
     // A stable, spread-out choice of prompts: by the hash of the record id.
     let mut chosen: Vec<&Record> = records
         .iter()
@@ -113,15 +108,7 @@ pub fn write_sheet(
         )));
     }
     let (mut lm, params) = load_run_lm(store, &project.root, run)?;
-    let seed = if run.config.params.contains_key("seed") {
-        params.seed
-    } else {
-        project.config.split.seed
-    };
-    let prompts: Vec<String> = chosen
-        .iter()
-        .map(|r| render_prompt(lm.template(), params.system.as_deref(), &r.turns, &r.text))
-        .collect::<Result<_>>()?;
+    let seed = run_seed(project, run, &params);
     let masker = crate::input::TextPrep::for_policy(&project.config.policy);
     let mut answers: Vec<Vec<String>> = vec![Vec::new(); chosen.len()];
     for k in 0..samples.max(1) {
@@ -137,22 +124,10 @@ pub fn write_sheet(
             k + 1,
             samples.max(1)
         );
-        let gens = generate_all(
-            &mut lm,
-            &prompts,
-            &id_refs,
-            &cfg,
-            params.eval_batch,
-            &mut |d, t| {
-                progress(Progress::Pass {
-                    name: &format!("{label}: {d}/{t}"),
-                    index: d.saturating_sub(1),
-                    total: t,
-                })
-            },
+        let texts = answer_records(
+            project, &mut lm, &params, &cfg, &chosen, &id_refs, &label, progress,
         )?;
-        for (i, g) in gens.iter().enumerate() {
-            let text = masker.mask(&g.text);
+        for (i, text) in texts.into_iter().enumerate() {
             if !answers[i].contains(&text) {
                 answers[i].push(text);
             }

@@ -163,6 +163,45 @@ pub fn load_lm(spec: &LmSpec) -> Result<Lm> {
     Ok(Lm::load(&spec.path)?)
 }
 
+/// The seed a stored run answers with when asked again: its own `seed` when it set one, else the
+/// project's split seed (what `hone run` used).
+pub fn run_seed(project: &Project, run: &crate::record::Run, params: &LmParams) -> u64 {
+    if run.config.params.contains_key("seed") {
+        params.seed
+    } else {
+        project.config.split.seed
+    }
+}
+
+/// `records` answered by `lm` with its template and system prompt under `cfg`, PII masked by the
+/// project's policy, in input order; `ids` seed each answer (see [`generate_all`]). The one path
+/// by which a stored run answers prompts after training (dev grading, review sheets, a teacher).
+#[allow(clippy::too_many_arguments)]
+pub fn answer_records(
+    project: &Project,
+    lm: &mut Lm,
+    params: &LmParams,
+    cfg: &GenerateConfig,
+    records: &[&Record],
+    ids: &[&str],
+    label: &str,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Vec<String>> {
+    let prompts: Vec<String> = records
+        .iter()
+        .map(|r| render_prompt(lm.template(), params.system.as_deref(), &r.turns, &r.text))
+        .collect::<Result<_>>()?;
+    let gens = generate_all(lm, &prompts, ids, cfg, params.eval_batch, &mut |d, n| {
+        progress(Progress::Pass {
+            name: &format!("{label}: {d}/{n}"),
+            index: d.saturating_sub(1),
+            total: n,
+        })
+    })?;
+    let masker = crate::input::TextPrep::for_policy(&project.config.policy);
+    Ok(gens.iter().map(|g| masker.mask(&g.text)).collect())
+}
+
 /// Generates answers for `prompts` (already rendered), batched by token length so that padding
 /// stays small; the answers come back in input order. Row `i` samples with a seed derived from
 /// `ids[i]`, so an answer does not depend on what it was batched with.
@@ -498,34 +537,18 @@ pub fn train_and_evaluate(
             };
             if !token_level {
                 let t0 = Instant::now();
-                let prompts: Vec<String> = ctx
-                    .train
-                    .iter()
-                    .map(|r| {
-                        render_prompt(tlm.template(), tparams.system.as_deref(), &r.turns, &r.text)
-                    })
-                    .collect::<Result<_>>()?;
                 let ids: Vec<&str> = ctx.train.iter().map(|r| r.id.as_str()).collect();
-                let gens = generate_all(
+                let answers = answer_records(
+                    ctx.project,
                     tlm,
-                    &prompts,
-                    &ids,
+                    tparams,
                     &generate_config(tparams, seed),
-                    tparams.eval_batch,
-                    &mut |d, n| {
-                        progress(Progress::Pass {
-                            name: &format!(
-                                "{name}: the teacher answers the training prompts: {d}/{n}"
-                            ),
-                            index: d.saturating_sub(1),
-                            total: n,
-                        })
-                    },
+                    ctx.train,
+                    &ids,
+                    &format!("{name}: the teacher answers the training prompts"),
+                    progress,
                 )?;
-                let masker = crate::input::TextPrep::for_policy(&ctx.project.config.policy);
-                for (id, g) in ids.iter().zip(&gens) {
-                    teacher_answers.insert(id, masker.mask(&g.text));
-                }
+                teacher_answers.extend(ids.iter().copied().zip(answers));
                 d.teacher_answer_seconds = Some(t0.elapsed().as_secs_f64());
             }
             report.distill = Some(Box::new(d));

@@ -144,12 +144,7 @@ pub fn grade_run(
             .map(|g| (g.id, g.completion))
             .unzip(),
         GradeSplit::Dev => {
-            let row = store.split(&run.split)?.ok_or_else(|| {
-                Error::Store(format!("run {short}: its split {} is missing", run.split))
-            })?;
-            let assignment: BTreeMap<String, Part> =
-                serde_json::from_slice(&store.get_object(&row.assignment)?)
-                    .map_err(|e| Error::Store(format!("split assignment unreadable: {e}")))?;
+            let assignment = crate::split_stage::assignment(store, &run.split)?;
             let dev: Vec<&Record> = records
                 .iter()
                 .filter(|r| assignment.get(&r.id) == Some(&Part::Dev))
@@ -160,7 +155,14 @@ pub fn grade_run(
                     run.seq
                 )));
             }
-            let answers = generate(project, store, run, &dev, progress)?;
+            use crate::generate_stage::{answer_records, generate_config, load_run_lm, run_seed};
+            let (mut lm, params) = load_run_lm(store, &project.root, run)?;
+            let cfg = generate_config(&params, run_seed(project, run, &params));
+            let ids: Vec<&str> = dev.iter().map(|r| r.id.as_str()).collect();
+            let label = format!("answer dev with run #{} ({})", run.seq, run.model);
+            let answers = answer_records(
+                project, &mut lm, &params, &cfg, &dev, &ids, &label, progress,
+            )?;
             (dev.iter().map(|r| r.id.clone()).collect(), answers)
         }
     };
@@ -213,44 +215,4 @@ pub fn grade_run(
         path,
         items: graded,
     })
-}
-
-/// The run's answers to `set`, generated as `hone run` generated its own: its weights, chat
-/// template, system prompt, generation settings and seed; masked under the data's PII policy.
-fn generate(
-    project: &Project,
-    store: &Store,
-    run: &Run,
-    set: &[&Record],
-    progress: &mut dyn FnMut(Progress),
-) -> Result<Vec<String>> {
-    use crate::generate_stage::{generate_all, generate_config, load_run_lm, render_prompt};
-    let (mut lm, params) = load_run_lm(store, &project.root, run)?;
-    let seed = if run.config.params.contains_key("seed") {
-        params.seed
-    } else {
-        project.config.split.seed
-    };
-    let prompts: Vec<String> = set
-        .iter()
-        .map(|r| render_prompt(lm.template(), params.system.as_deref(), &r.turns, &r.text))
-        .collect::<Result<_>>()?;
-    let ids: Vec<&str> = set.iter().map(|r| r.id.as_str()).collect();
-    let label = format!("answer dev with run #{} ({})", run.seq, run.model);
-    let gens = generate_all(
-        &mut lm,
-        &prompts,
-        &ids,
-        &generate_config(&params, seed),
-        params.eval_batch,
-        &mut |d, n| {
-            progress(Progress::Pass {
-                name: &format!("{label}: {d}/{n}"),
-                index: d.saturating_sub(1),
-                total: n,
-            })
-        },
-    )?;
-    let masker = crate::input::TextPrep::for_policy(&project.config.policy);
-    Ok(gens.iter().map(|g| masker.mask(&g.text)).collect())
 }

@@ -369,9 +369,7 @@ fn run_once(
         .part("hone", hone_core::HONE_VERSION.as_bytes())
         .finish();
     if let Some(row) = store.split(&id)? {
-        let assignment: BTreeMap<String, Part> =
-            serde_json::from_slice(&store.get_object(&row.assignment)?)
-                .map_err(|e| Error::Store(format!("split assignment unreadable: {e}")))?;
+        let assignment = read_assignment(store, &row)?;
         let summary: SplitSummary = serde_json::from_value(row.summary.clone())
             .map_err(|e| Error::Store(format!("split {} summary unreadable: {e}", row.id)))?;
         return Ok(Some(SplitOutcome {
@@ -518,4 +516,18 @@ fn run_once(
         cached: false,
         froze,
     }))
+}
+
+/// A stored split's record ids and the part each is in.
+fn read_assignment(store: &Store, row: &SplitRow) -> Result<BTreeMap<String, Part>> {
+    serde_json::from_slice(&store.get_object(&row.assignment)?)
+        .map_err(|e| Error::Store(format!("split {} assignment unreadable: {e}", row.id)))
+}
+
+/// The assignment of the split `id` (a run's `split`): every record id and its part.
+pub fn assignment(store: &Store, id: &str) -> Result<BTreeMap<String, Part>> {
+    let row = store
+        .split(id)?
+        .ok_or_else(|| Error::Store(format!("split {id} is missing from the store")))?;
+    read_assignment(store, &row)
 }
