@@ -8,6 +8,10 @@
 #     (fresh LoRA, 4 prompts x 4 completions, 96 tokens, REWARD_TIMING_STEPS = 20 steps, 2 threads).
 #  3. quality through `hone run`: base, LoRA SFT on the replies, SFT + GRPO (start_from), grader pass
 #     rate with CIs on the frozen test set (>= 300), `hone compare`.
+#  4. DPO from reviews: `hone review answers` on the LoRA SFT model's answers to 60 training prompts
+#     (its own answer + 2 samples at 0.8), marked by mark_sheet.py (a scripted reviewer: the house
+#     rules that need no encoder), `hone review import`, `hone review pairs`, then a `dpo` model from
+#     the SFT weights on those pairs; `hone compare lora dpo`. (Not in the default stages.)
 set -euo pipefail
 : "${HONE_ROOT:?run via bench/run}" "${HONE_SHARED:?}" "${BENCH_WORK:?}" "${BENCH_PY:?}" "${HONE_BIN:?}"
 here="$HONE_ROOT/bench/reward"
@@ -100,4 +104,25 @@ if stage 3; then
   (cd "$proj" && "$HONE_BIN" --json compare base lora > "$BENCH_WORK/compare-base-lora.json" || true)
   (cd "$proj" && "$HONE_BIN" --json compare lora grpo > "$BENCH_WORK/compare-lora-grpo.json" || true)
   (cd "$proj" && "$HONE_BIN" --json grade run --model grpo --split dev > "$BENCH_WORK/grade-dev-grpo.json" || true)
+fi
+if stage 4; then
+  (cd "$proj" && "$HONE_BIN" --json review answers --model lora --n ${REWARD_REVIEW_PROMPTS:-60} --samples 2 > "$BENCH_WORK/review-sheet.json")
+  sheet=$("$BENCH_PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['path'])" "$BENCH_WORK/review-sheet.json")
+  "$BENCH_PY" "$here/mark_sheet.py" "$sheet" "$proj/data/replies.jsonl" "$proj/graders/house_rules.toml" "$proj/reviews/marked.jsonl"
+  (cd "$proj" && HONE_USER=bench-reviewer "$HONE_BIN" review import reviews/marked.jsonl > /dev/null)
+  (cd "$proj" && "$HONE_BIN" --json review pairs --out data/pairs.jsonl > "$BENCH_WORK/review-pairs.json")
+  grep -q '^name = "dpo"' "$proj/hone.toml" || cat >> "$proj/hone.toml" <<TOML
+
+[[model]]
+name = "dpo"
+kind = "lm"
+path = "$model"
+method = "dpo"
+[model.params]
+start_from = "lora"
+preferences = "data/pairs.jsonl"
+max_new_tokens = 96
+TOML
+  (cd "$proj" && "$HONE_BIN" --json run > "$BENCH_WORK/run-dpo.json")
+  (cd "$proj" && "$HONE_BIN" --json compare lora dpo > "$BENCH_WORK/compare-lora-dpo.json" || true)
 fi
