@@ -386,3 +386,177 @@ fn openai_grader_json_for_judges_loads_as_it_is() {
         other => panic!("expected score_model, got {other:?}"),
     }
 }
+
+/// What the stub answers for one case: a status and the reply's `content`, or a whole raw
+/// response body.
+#[derive(Clone)]
+enum Canned {
+    Content(&'static str),
+    Finish(&'static str, &'static str),
+    Refusal(&'static str),
+    Status(u16),
+}
+
+#[test]
+fn judge_conformance_table() {
+    type Want = Result<f64, &'static str>;
+    // (answer, what the judge replies, expected reward or error kind)
+    let score_cases: Vec<(&str, Canned, Want)> = vec![
+        (
+            "a",
+            Canned::Content(r#"{"reasoning": "ok", "result": 0.7}"#),
+            Ok(0.7),
+        ),
+        (
+            "b",
+            Canned::Content("```json\n{\"reasoning\": \"ok\", \"result\": 0.25}\n```"),
+            Ok(0.25),
+        ),
+        (
+            "c",
+            Canned::Content(r#"Here is my grade: {"reasoning": "fine", "result": 1} Thanks."#),
+            Ok(1.0),
+        ),
+        (
+            "d",
+            Canned::Content(r#"{"reasoning": "bad", "result": 0}"#),
+            Ok(0.0),
+        ),
+        (
+            "e",
+            Canned::Content(r#"{"reasoning": "ok", "result": "0.5"}"#),
+            Ok(0.5),
+        ),
+        (
+            "f",
+            Canned::Content(r#"{"reasoning": "ok", "result": 1.5}"#),
+            Err("parse"),
+        ),
+        (
+            "g",
+            Canned::Content(r#"{"reasoning": "ok", "result": -0.1}"#),
+            Err("parse"),
+        ),
+        (
+            "h",
+            Canned::Content(r#"{"reasoning": "ok", "result": "high"}"#),
+            Err("parse"),
+        ),
+        (
+            "i",
+            Canned::Content(r#"{"reasoning": "forgot the result"}"#),
+            Err("parse"),
+        ),
+        (
+            "j",
+            Canned::Content("I think it is quite good."),
+            Err("parse"),
+        ),
+        (
+            "k",
+            Canned::Content(r#"{"type": "object", "properties": {"result": {"type": "number"}}}"#),
+            Err("parse"),
+        ),
+        (
+            "l",
+            Canned::Refusal("I can't help with that."),
+            Err("refusal"),
+        ),
+        (
+            "m",
+            Canned::Finish(r#"{"reasoning": "the answer is long and"#, "length"),
+            Err("parse"),
+        ),
+        ("n", Canned::Finish("", "content_filter"), Err("refusal")),
+        ("o", Canned::Status(500), Err("server")),
+        ("p", Canned::Status(401), Err("server")),
+    ];
+    let label_cases: Vec<(&str, Canned, Want)> = vec![
+        (
+            "q",
+            Canned::Content(r#"{"reasoning": "r", "result": "on_topic"}"#),
+            Ok(1.0),
+        ),
+        (
+            "r",
+            Canned::Content(r#"{"reasoning": "r", "result": "On_Topic "}"#),
+            Ok(1.0),
+        ),
+        (
+            "s",
+            Canned::Content(r#"{"reasoning": "r", "result": "off_topic"}"#),
+            Ok(0.0),
+        ),
+        (
+            "t",
+            Canned::Content(r#"{"reasoning": "r", "result": "unsafe"}"#),
+            Ok(0.0),
+        ),
+        (
+            "u",
+            Canned::Content(r#"{"reasoning": "r", "result": "maybe"}"#),
+            Err("parse"),
+        ),
+        (
+            "v",
+            Canned::Content(r#"{"reasoning": "r", "result": 1}"#),
+            Err("parse"),
+        ),
+    ];
+    let table: Vec<(&str, Canned)> = score_cases
+        .iter()
+        .chain(&label_cases)
+        .map(|(a, c, _)| (*a, c.clone()))
+        .collect();
+    let (url, _) = stub(move |body| {
+        if let Some(p) = probe_answer(body) {
+            return p;
+        }
+        let msg = last_user(body);
+        let answer = msg.rsplit("Answer: ").next().unwrap_or_default();
+        let Some((_, canned)) = table.iter().find(|(a, _)| *a == answer) else {
+            return (404, "no such case".into());
+        };
+        let choice = |content: Value, refusal: Value, finish: &str| {
+            let v = json!({"choices": [{"message": {"role": "assistant", "content": content, "refusal": refusal}, "finish_reason": finish}]});
+            (200, v.to_string())
+        };
+        match canned {
+            Canned::Content(c) => choice(json!(c), Value::Null, "stop"),
+            Canned::Finish(c, f) => choice(json!(c), Value::Null, f),
+            Canned::Refusal(r) => choice(Value::Null, json!(r), "stop"),
+            Canned::Status(s) => (*s, json!({"error": {"message": "boom"}}).to_string()),
+        }
+    });
+    let label = build(json!({
+        "type": "label_model", "name": "topic", "model": "judge", "endpoint": url, "timeout_seconds": 5,
+        "input": [{"role": "user", "content": "Answer: {{ sample.output_text }}"}],
+        "labels": ["on_topic", "off_topic", "unsafe"], "passing_labels": ["on_topic"]
+    }))
+    .unwrap();
+    let score = build(score_spec(&url, json!({}))).unwrap();
+    let mut n = 0;
+    for (g, cases) in [(&score, &score_cases), (&label, &label_cases)] {
+        for (answer, _, want) in cases {
+            let got = g.grade(answer, &json!({"reference": "ref"}));
+            match (want, &got) {
+                (Ok(w), Ok(grade)) => {
+                    assert!((grade.reward - w).abs() < 1e-12, "{answer}: {got:?}")
+                }
+                (Err("parse"), Err(GradeError::JudgeParse { .. }))
+                | (Err("refusal"), Err(GradeError::JudgeRefusal { .. }))
+                | (Err("server"), Err(GradeError::JudgeServer { .. })) => {}
+                _ => panic!("case {answer}: want {want:?}, got {got:?}"),
+            }
+            n += 1;
+        }
+    }
+    assert!(n >= 20, "{n} cases");
+    // A reply cut at the token limit says which setting to raise.
+    match score.grade("m", &json!({"reference": "ref"})) {
+        Err(GradeError::JudgeParse { msg, .. }) => {
+            assert!(msg.contains("max_completions_tokens"), "{msg}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
