@@ -12,6 +12,10 @@
 #     (its own answer + 2 samples at 0.8), marked by mark_sheet.py (a scripted reviewer: the house
 #     rules that need no encoder), `hone review import`, `hone review pairs`, then a `dpo` model from
 #     the SFT weights on those pairs; `hone compare lora dpo`. (Not in the default stages.)
+#  5. distillation: a small model pre-trained by hone (4 layers, hidden 256, its own 4,096-token
+#     vocabulary) learns from the GRPO model's answers to the training prompts (sequence-level: the
+#     tokenizers differ); the run reports retention and speed-up. (Not in the default stages.)
+# Stages 4 and 5 reuse stage 3's runs: run them with the same REWARD_GRPO_STEPS.
 set -euo pipefail
 : "${HONE_ROOT:?run via bench/run}" "${HONE_SHARED:?}" "${BENCH_WORK:?}" "${BENCH_PY:?}" "${HONE_BIN:?}"
 here="$HONE_ROOT/bench/reward"
@@ -125,4 +129,27 @@ max_new_tokens = 96
 TOML
   (cd "$proj" && "$HONE_BIN" --json run > "$BENCH_WORK/run-dpo.json")
   (cd "$proj" && "$HONE_BIN" --json compare lora dpo > "$BENCH_WORK/compare-lora-dpo.json" || true)
+fi
+if stage 5; then
+  grep -q '^name = "student"' "$proj/hone.toml" || cat >> "$proj/hone.toml" <<TOML
+
+[[model]]
+name = "student"
+kind = "lm"
+method = "pretrain"
+[model.params]
+distill_from = "grpo"
+hidden = 256
+layers = 4
+heads = 4
+kv_heads = 2
+ffn = 768
+vocab_size = 4096
+epochs = 8
+lr = 0.003
+batch_size = 16
+max_new_tokens = 96
+TOML
+  (cd "$proj" && "$HONE_BIN" --json run > "$BENCH_WORK/run-student.json")
+  (cd "$proj" && "$HONE_BIN" --json compare grpo student > "$BENCH_WORK/compare-grpo-student.json" || true)
 fi
