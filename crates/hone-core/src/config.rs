@@ -45,6 +45,15 @@ pub struct TaskConfig {
     pub owner: Option<String>,
     #[serde(default)]
     pub description: Option<String>,
+    /// What the model is for, in the team's words (the model card's "Intended use").
+    #[serde(default)]
+    pub intended_use: Option<String>,
+    /// Uses it must not be put to (the model card's "Out-of-scope uses").
+    #[serde(default)]
+    pub out_of_scope: Option<String>,
+    /// The trained model's license, as an SPDX id (`apache-2.0`) or `other` (the card's `license`).
+    #[serde(default)]
+    pub license: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -1146,6 +1155,8 @@ const KNOWN_KEYS: &[&str] = &[
     "kind",
     "owner",
     "description",
+    "intended_use",
+    "out_of_scope",
     "pii",
     "pii_types",
     "require_consent",

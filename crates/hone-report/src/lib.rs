@@ -1,6 +1,7 @@
 //! hone-report: self-contained HTML reports (inline SVG, no network) and Markdown summaries. Inputs are
 //! plain data; this crate does no I/O.
 
+pub mod card;
 pub mod data;
 pub mod run;
 pub mod svg;

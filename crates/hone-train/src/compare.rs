@@ -32,6 +32,68 @@ impl Comparison {
     pub fn verdict_text(&self) -> &'static str {
         verdict_text(self.verdict)
     }
+
+    /// What `hone compare` prints for two classification runs.
+    pub fn text(&self, ra: &Run, rb: &Run) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        writeln!(
+            out,
+            "A = run #{} {} ({}), B = run #{} {} ({}), {} shared test examples\n",
+            ra.seq,
+            ra.model,
+            hone_core::hash::short(&ra.id),
+            rb.seq,
+            rb.model,
+            hone_core::hash::short(&rb.id),
+            self.n_shared
+        )
+        .ok();
+        writeln!(
+            out,
+            "accuracy   A {:.4}  B {:.4}  Δ {:+.4}  95% CI [{:+.4}, {:+.4}]",
+            self.accuracy_a,
+            self.accuracy_b,
+            self.accuracy.delta,
+            self.accuracy.lo,
+            self.accuracy.hi
+        )
+        .ok();
+        writeln!(
+            out,
+            "macro-F1                       Δ {:+.4}  95% CI [{:+.4}, {:+.4}]",
+            self.macro_f1.delta, self.macro_f1.lo, self.macro_f1.hi
+        )
+        .ok();
+        writeln!(
+            out,
+            "McNemar    A right/B wrong {}, A wrong/B right {}, p = {:.4}{}",
+            self.mcnemar.b,
+            self.mcnemar.c,
+            self.mcnemar.p_value,
+            if self.mcnemar.exact { " (exact)" } else { "" }
+        )
+        .ok();
+        for (k, va, vb) in &self.config_diff {
+            writeln!(out, "config     {k}: {va} → {vb}").ok();
+        }
+        for d in &self.data_diff {
+            writeln!(out, "data       {d}").ok();
+        }
+        if self.config_diff.is_empty() && self.data_diff.is_empty() {
+            writeln!(out, "config and data: identical").ok();
+        }
+        writeln!(
+            out,
+            "\nB is {} than A.",
+            self.verdict_text().replace(
+                "indistinguishable",
+                "indistinguishable from (neither better nor worse)"
+            )
+        )
+        .ok();
+        out
+    }
 }
 
 /// A verdict in words, as `compare` prints it.

@@ -346,6 +346,25 @@ pub fn grade_run(ctx: &Context, run: Option<&str>, model: Option<&str>, dev: boo
     Ok(0)
 }
 
+pub fn card(ctx: &Context, run: Option<&str>, model: Option<&str>) -> Result<u8> {
+    let project = open_project(ctx)?;
+    let store = Store::open_existing(&project.root)?;
+    let r = hone_train::record::named_or_chosen(&store, run, model)?;
+    let w = hone_train::card::write(&project, &store, &r)?;
+    if ctx.json {
+        print_json(&serde_json::to_value(&w)?);
+    } else {
+        println!(
+            "model card for run #{} ({}): {} and {}",
+            r.seq,
+            r.model,
+            w.markdown.display(),
+            w.html.display()
+        );
+    }
+    Ok(0)
+}
+
 pub fn audit_log(ctx: &Context) -> Result<u8> {
     let project = open_project(ctx)?;
     let store = Store::open_existing(&project.root)?;
@@ -552,47 +571,7 @@ pub fn compare(ctx: &Context, a: &str, b: &str) -> Result<u8> {
         print_json(&v);
         return Ok(0);
     }
-    println!(
-        "A = run #{} {} ({}), B = run #{} {} ({}), {} shared test examples\n",
-        ra.seq,
-        ra.model,
-        short(&ra.id),
-        rb.seq,
-        rb.model,
-        short(&rb.id),
-        c.n_shared
-    );
-    println!(
-        "accuracy   A {:.4}  B {:.4}  Δ {:+.4}  95% CI [{:+.4}, {:+.4}]",
-        c.accuracy_a, c.accuracy_b, c.accuracy.delta, c.accuracy.lo, c.accuracy.hi
-    );
-    println!(
-        "macro-F1                       Δ {:+.4}  95% CI [{:+.4}, {:+.4}]",
-        c.macro_f1.delta, c.macro_f1.lo, c.macro_f1.hi
-    );
-    println!(
-        "McNemar    A right/B wrong {}, A wrong/B right {}, p = {:.4}{}",
-        c.mcnemar.b,
-        c.mcnemar.c,
-        c.mcnemar.p_value,
-        if c.mcnemar.exact { " (exact)" } else { "" }
-    );
-    for (k, va, vb) in &c.config_diff {
-        println!("config     {k}: {va} → {vb}");
-    }
-    for d in &c.data_diff {
-        println!("data       {d}");
-    }
-    if c.config_diff.is_empty() && c.data_diff.is_empty() {
-        println!("config and data: identical");
-    }
-    println!(
-        "\nB is {} than A.",
-        c.verdict_text().replace(
-            "indistinguishable",
-            "indistinguishable from (neither better nor worse)"
-        )
-    );
+    print!("{}", c.text(&ra, &rb));
     Ok(0)
 }
 

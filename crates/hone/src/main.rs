@@ -81,6 +81,14 @@ enum Command {
         /// The run compared against it.
         b: String,
     },
+    /// Write a model card from a run's measurements: reports/card-RUN.md (Hugging Face format) and .html.
+    ///
+    /// Example: `hone card` (the chosen model's latest run), `hone card 3`, `hone card --model lora`
+    Card {
+        run: Option<String>,
+        #[arg(long)]
+        model: Option<String>,
+    },
     /// Predict labels for texts (JSONL with `text`, CSV with a `text` column, or plain lines; `-` = stdin).
     ///
     /// Example: `hone predict inbox.jsonl > predictions.jsonl`, `echo "where is my card" | hone predict -`
@@ -379,6 +387,7 @@ fn main() -> ExitCode {
             ),
         },
         Command::Compare { a, b } => commands::compare(&ctx, &a, &b),
+        Command::Card { run, model } => commands::card(&ctx, run.as_deref(), model.as_deref()),
         Command::Export { run, model, out } => {
             commands::export(&ctx, run.as_deref(), model.as_deref(), &out)
         }
