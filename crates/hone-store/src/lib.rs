@@ -3,6 +3,7 @@
 //! written to a temp file and renamed). Every write is a transaction; `kill -9` at any point leaves a
 //! store that opens and reads.
 
+mod approvals;
 mod audit;
 mod embeddings;
 mod objects;
@@ -11,6 +12,7 @@ mod runs;
 mod schema;
 mod versions;
 
+pub use approvals::ApprovalRow;
 pub use audit::{AuditEntry, AuditProblem, AuditReport};
 pub use objects::ObjectStatus;
 pub use review::{AnswerReviewRow, Decision, ScanRow};

@@ -160,6 +160,18 @@ const MIGRATIONS: &[&str] = &[
         object TEXT NOT NULL REFERENCES objects(hash)
     );
     "#,
+    // 7: approvals of runs for release (and their revocations), with the checklist hone computed.
+    r#"
+    CREATE TABLE approvals (
+        seq INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        who TEXT NOT NULL,
+        run TEXT NOT NULL REFERENCES runs(id),
+        action TEXT NOT NULL CHECK (action IN ('approve', 'revoke')),
+        reason TEXT NOT NULL,
+        checklist TEXT NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this hone writes and reads.

@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+use hone_core::Result;
 use hone_core::decide::DecisionRule;
-use hone_core::{Error, Result};
 use hone_report::card::{Card, Metric, Source, f4};
 use hone_store::Store;
 use serde::Serialize;
@@ -14,7 +14,6 @@ use serde::Serialize;
 use crate::project::Project;
 use crate::record::{Estimate, Predictions, Run, SliceTable};
 use crate::reports::clip;
-use crate::split_stage::SplitSummary;
 
 /// Where `hone card` wrote the card.
 #[derive(Debug, Clone, Serialize)]
@@ -80,11 +79,7 @@ pub fn build(project: &Project, store: &Store, run: &Run) -> Result<Card> {
     let text = |k: &str| params.get(k).and_then(|v| v.as_str()).map(str::to_string);
     let version = store.resolve_version(Some(&run.version))?;
     let info = crate::curate::version_info(&version)?;
-    let split_row = store
-        .split(&run.split)?
-        .ok_or_else(|| Error::Store(format!("run {}: its split is missing", run.id)))?;
-    let split: SplitSummary = serde_json::from_value(split_row.summary.clone())
-        .map_err(|e| Error::Store(format!("split {} summary unreadable: {e}", split_row.id)))?;
+    let split = crate::split_stage::summary(store, &run.split)?;
     let masker = crate::input::TextPrep::for_policy(&project.config.policy);
     let records = crate::curate::load_records(store, &version)?;
     let by_id: HashMap<&str, &hone_core::Record> =

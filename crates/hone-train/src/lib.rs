@@ -2,6 +2,7 @@
 //! compare, predict, review and reports. The `hone` binary parses arguments and renders what these return.
 
 pub mod answer_review;
+pub mod approval;
 pub mod card;
 pub mod compare;
 pub mod curate;

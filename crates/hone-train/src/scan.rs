@@ -48,6 +48,47 @@ pub fn load_suspects(store: &Store, scan: &ScanRow) -> Result<Vec<Suspect>> {
 /// Fewer records than this per fold make out-of-fold probabilities meaningless.
 const MIN_RECORDS_FOR_OOF: usize = 50;
 
+impl ScanOutcome {
+    /// What `hone data scan` prints: the counts, the first `limit` suspects, what to do next.
+    pub fn text(&self, limit: usize) -> String {
+        let rows: Vec<Vec<String>> = self
+            .suspects
+            .iter()
+            .take(limit)
+            .map(|s| {
+                vec![
+                    s.id.clone(),
+                    s.kind.clone(),
+                    s.label.clone(),
+                    s.suggested_label.clone().unwrap_or_else(|| "-".into()),
+                    format!("{:.3}", s.score),
+                    crate::reports::clip(&s.evidence, 90),
+                ]
+            })
+            .collect();
+        let mut out = format!(
+            "scanned {} train/dev records: {} suspect(s) ({}); scan {}\n",
+            self.n_scanned,
+            self.suspects.len(),
+            self.scan.summary["by_kind"],
+            hone_core::hash::short(&self.scan.id)
+        );
+        out.push_str(&crate::reports::table(
+            &["id", "kind", "label", "suggested", "score", "evidence"],
+            &rows,
+        ));
+        if self.auto_decisions > 0 {
+            out.push_str(&format!(
+                "\nthe policy recorded {} decision(s); `hone data clean` (or `hone run`) applies them.\n",
+                self.auto_decisions
+            ));
+        } else if !self.suspects.is_empty() {
+            out.push_str("\nNext: `hone review` to accept, relabel or drop each one.\n");
+        }
+        out
+    }
+}
+
 pub fn run(
     project: &Project,
     store: &mut Store,

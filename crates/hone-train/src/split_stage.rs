@@ -524,6 +524,15 @@ fn read_assignment(store: &Store, row: &SplitRow) -> Result<BTreeMap<String, Par
         .map_err(|e| Error::Store(format!("split {} assignment unreadable: {e}", row.id)))
 }
 
+/// The stored summary of the split `id` (counts, leak pairs, the remedy).
+pub fn summary(store: &Store, id: &str) -> Result<SplitSummary> {
+    let row = store
+        .split(id)?
+        .ok_or_else(|| Error::Store(format!("split {id} is missing from the store")))?;
+    serde_json::from_value(row.summary.clone())
+        .map_err(|e| Error::Store(format!("split {} summary unreadable: {e}", row.id)))
+}
+
 /// The assignment of the split `id` (a run's `split`): every record id and its part.
 pub fn assignment(store: &Store, id: &str) -> Result<BTreeMap<String, Part>> {
     let row = store

@@ -365,6 +365,20 @@ pub fn card(ctx: &Context, run: Option<&str>, model: Option<&str>) -> Result<u8>
     Ok(0)
 }
 
+pub fn approve(ctx: &Context, run: &str, reason: &str, revoke: bool) -> Result<u8> {
+    let project = open_project(ctx)?;
+    let mut store = Store::open_existing(&project.root)?;
+    let r = hone_train::record::resolve(&store, run)?;
+    let a =
+        hone_train::approval::approve(&project, &mut store, &r, reason, revoke, &command_line())?;
+    if ctx.json {
+        print_json(&serde_json::to_value(&a)?);
+    } else {
+        print!("{}", a.text());
+    }
+    Ok(if a.refused { 3 } else { 0 })
+}
+
 pub fn audit_log(ctx: &Context) -> Result<u8> {
     let project = open_project(ctx)?;
     let store = Store::open_existing(&project.root)?;
@@ -827,42 +841,6 @@ pub fn data_scan(ctx: &Context, limit: usize) -> Result<u8> {
         println!("{}", serde_json::to_string(&out.suspects)?);
         return Ok(0);
     }
-    println!(
-        "scanned {} train/dev records: {} suspect(s) ({}); scan {}",
-        out.n_scanned,
-        out.suspects.len(),
-        out.scan.summary["by_kind"],
-        short(&out.scan.id)
-    );
-    let rows: Vec<Vec<String>> = out
-        .suspects
-        .iter()
-        .take(limit)
-        .map(|s| {
-            vec![
-                s.id.clone(),
-                s.kind.clone(),
-                s.label.clone(),
-                s.suggested_label.clone().unwrap_or_else(|| "-".into()),
-                format!("{:.3}", s.score),
-                clip(&s.evidence, 90),
-            ]
-        })
-        .collect();
-    print!(
-        "{}",
-        table(
-            &["id", "kind", "label", "suggested", "score", "evidence"],
-            &rows
-        )
-    );
-    if out.auto_decisions > 0 {
-        println!(
-            "\nthe policy recorded {} decision(s); `hone data clean` (or `hone run`) applies them.",
-            out.auto_decisions
-        );
-    } else if !out.suspects.is_empty() {
-        println!("\nNext: `hone review` to accept, relabel or drop each one.");
-    }
+    print!("{}", out.text(limit));
     Ok(0)
 }

@@ -89,6 +89,16 @@ enum Command {
         #[arg(long)]
         model: Option<String>,
     },
+    /// Approve a run for release after hone's checklist (gates, card, leak check, suites), or revoke it.
+    ///
+    /// Example: `hone approve 3 --reason "beats v2 on refunds"`; rollback = approving an earlier run
+    Approve {
+        run: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        revoke: bool,
+    },
     /// Predict labels for texts (JSONL with `text`, CSV with a `text` column, or plain lines; `-` = stdin).
     ///
     /// Example: `hone predict inbox.jsonl > predictions.jsonl`, `echo "where is my card" | hone predict -`
@@ -387,6 +397,11 @@ fn main() -> ExitCode {
             ),
         },
         Command::Compare { a, b } => commands::compare(&ctx, &a, &b),
+        Command::Approve {
+            run,
+            reason,
+            revoke,
+        } => commands::approve(&ctx, &run, &reason, revoke),
         Command::Card { run, model } => commands::card(&ctx, run.as_deref(), model.as_deref()),
         Command::Export { run, model, out } => {
             commands::export(&ctx, run.as_deref(), model.as_deref(), &out)

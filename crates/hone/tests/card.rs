@@ -117,3 +117,129 @@ fn every_number_in_the_card_is_the_run_records() {
     // A self-contained page.
     assert!(!html.contains("src=") && !html.contains("href=\"http"));
 }
+
+#[test]
+fn approval_follows_the_checklist_and_rollback_is_approving_an_earlier_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_project(d, 5, 300).unwrap();
+    set_policy(d, "contamination = \"drop_train\"");
+    let o = hone(d, &["--json", "run"]);
+    assert!(matches!(o.status.code(), Some(0 | 3)), "{}", stderr(&o));
+    let o = hone(d, &["--json", "runs"]);
+    let runs: Vec<Value> = serde_json::from_slice(&o.stdout).unwrap();
+    let ids: Vec<String> = runs
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(ids.len() >= 2);
+    let released = || {
+        hone_store::Store::open_existing(d)
+            .unwrap()
+            .approved_run()
+            .unwrap()
+            .map(|a| a.run)
+    };
+
+    // A gate nobody can pass refuses the approval, and nothing is recorded.
+    let toml = std::fs::read_to_string(d.join("hone.toml")).unwrap();
+    std::fs::write(
+        d.join("hone.toml"),
+        toml.replacen(
+            "accuracy = \">= 0.85\"",
+            "p50_latency_ms = \"<= 0.000001\"",
+            1,
+        ),
+    )
+    .unwrap();
+    let toml_bad = std::fs::read_to_string(d.join("hone.toml")).unwrap();
+    assert!(toml_bad.contains("p50_latency_ms"));
+    let o = hone(d, &["approve", &ids[0], "--reason", "try"]);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}\n{}",
+        common::stdout(&o),
+        stderr(&o)
+    );
+    assert!(
+        common::stdout(&o).contains("FAILED"),
+        "{}",
+        common::stdout(&o)
+    );
+    assert_eq!(released(), None);
+    // Without gates (a warning), any run can be approved: the majority baseline included.
+    let no_gates: String = toml
+        .lines()
+        .filter(|l| {
+            !l.starts_with("accuracy =")
+                && !l.starts_with("macro_f1 =")
+                && !l.contains("_pass_rate =")
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(d.join("hone.toml"), no_gates).unwrap();
+
+    // Without a card or suites the approval goes through with warnings; who and why are kept.
+    let o = hone(
+        d,
+        &["--json", "approve", &ids[0], "--reason", "first release"],
+    );
+    let a: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", stderr(&o)));
+    assert_eq!(o.status.code(), Some(0), "{a}");
+    let card = a["checklist"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "model card")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (card["ok"].as_bool(), card["blocking"].as_bool()),
+        (Some(false), Some(false))
+    );
+    assert_eq!(released(), Some(ids[0].clone()));
+    // A newer approval releases the newer run; revoking it rolls back to the earlier one.
+    hone(d, &["card", &ids[1]]);
+    let o = hone(
+        d,
+        &[
+            "--json",
+            "approve",
+            &ids[1],
+            "--reason",
+            "better on refunds",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let a: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let card = a["checklist"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "model card")
+        .unwrap()
+        .clone();
+    assert_eq!(card["ok"], true, "{a}");
+    assert_eq!(released(), Some(ids[1].clone()));
+    let o = hone(
+        d,
+        &["approve", &ids[1], "--revoke", "--reason", "complaints"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(released(), Some(ids[0].clone()));
+    // Every approval is in the audit chain, and the chain still verifies.
+    let log = common::stdout(&hone(d, &["--json", "audit", "log"]));
+    assert!(
+        log.contains("first release") && log.contains("complaints"),
+        "{log}"
+    );
+    assert_eq!(hone(d, &["audit", "verify"]).status.code(), Some(0));
+    // An empty reason is refused.
+    assert_eq!(
+        hone(d, &["approve", &ids[0], "--reason", " "])
+            .status
+            .code(),
+        Some(2)
+    );
+}
