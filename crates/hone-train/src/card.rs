@@ -195,12 +195,19 @@ pub fn build(project: &Project, store: &Store, run: &Run) -> Result<Card> {
             format!("{:.1} s", w.cpu_seconds),
         ),
     ];
+    // Small amounts in scientific notation, as the run report shows them, never as $0.0000.
+    let usd = |x: f64| {
+        if x != 0.0 && x.abs() < 1e-4 {
+            format!("${x:.2e}")
+        } else {
+            format!("${x:.4}")
+        }
+    };
     if let Some(x) = rec.cost.train_usd {
-        card.cost.push(("training cost".into(), format!("${x:.4}")));
+        card.cost.push(("training cost".into(), usd(x)));
     }
     if let Some(x) = rec.cost.per_1k_predictions_usd {
-        card.cost
-            .push(("per 1,000 predictions".into(), format!("${x:.4}")));
+        card.cost.push(("per 1,000 predictions".into(), usd(x)));
     }
     for (name, v) in [
         ("latency p50", rec.latency_us.p50),
@@ -307,7 +314,7 @@ fn weakest_slice(card: &mut Card) {
             .iter()
             .find(|r| r[2].parse::<u64>().is_ok_and(|n| n >= 10)),
         overall,
-    ) && row[3].parse::<f64>().is_ok_and(|x| x < all)
+    ) && row[3].parse::<f64>().ok() < f4(all).parse::<f64>().ok()
     {
         card.limits.push(format!(
             "Weakest slice with at least 10 test records: {} `{}` scores {} on {} records, against {} overall.",
