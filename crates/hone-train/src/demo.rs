@@ -790,6 +790,8 @@ pub struct DemoOutcome {
     pub caught: usize,
     pub outcome: crate::run_stage::RunOutcome,
     pub run_report: (std::path::PathBuf, String),
+    /// The chosen run's model card (Markdown).
+    pub card: std::path::PathBuf,
 }
 
 /// The demo: write a messy project into `dir` (which must be empty), curate it, show that the first run
@@ -827,6 +829,7 @@ pub fn run_demo(
     project = Project::discover(dir)?;
     let outcome = crate::run_stage::run(&project, &mut store, None, "hone demo", progress)?;
     let run_report = crate::reports::write_run_report(&project, &store, &outcome)?;
+    let card = crate::card::write(&project, &store, outcome.chosen())?.markdown;
     let caught = manifest
         .leaks
         .iter()
@@ -846,6 +849,7 @@ pub fn run_demo(
         caught,
         outcome,
         run_report,
+        card,
     })
 }
 
@@ -1138,9 +1142,10 @@ pub fn render(d: &DemoOutcome, g: &GenerateDemo, dir: &Path, seconds: f64) -> Re
     let _ = writeln!(out, "{}\n{run_md}", outcome.split.summary_line());
     let _ = writeln!(
         out,
-        "Reports:\n  data: {}\n  run:  {}",
+        "Reports:\n  data: {}\n  run:  {}\n  card: {} (`hone card`; `hone approve RUN --reason ...` releases a run)",
         data_report.display(),
-        run_report.display()
+        run_report.display(),
+        d.card.display()
     );
     let _ = writeln!(
         out,

@@ -439,7 +439,7 @@ pub fn demo(ctx: &Context, dir: Option<PathBuf>, seed: u64) -> Result<u8> {
     let (data_report, run_report) = (&d.data_report.0, &d.run_report.0);
     if ctx.json {
         print_json(
-            &json!({"project": dir, "version": v.id, "n_input": v.n_input, "n_quarantined": v.n_quarantined, "n_records": v.n_records, "planted": manifest.planted.len(), "leak_pairs": d.leak.0, "planted_leaks": manifest.leaks.len(), "planted_leaks_caught": d.caught, "chosen_run": out.chosen().id, "gates": out.gates, "gates_pass": out.gates_pass(), "data_report": data_report, "run_report": run_report, "generate": {"project": g.dir, "rows": g.n_rows, "leaks_dropped": g.outcome.split.contamination.len(), "chosen_run": g.outcome.chosen().id, "gates_pass": gen_ok, "run_report": g.run_report.0, "sample": g.sample, "reward": g.reward}, "seconds": started.elapsed().as_secs_f64()}),
+            &json!({"project": dir, "version": v.id, "n_input": v.n_input, "n_quarantined": v.n_quarantined, "n_records": v.n_records, "planted": manifest.planted.len(), "leak_pairs": d.leak.0, "planted_leaks": manifest.leaks.len(), "planted_leaks_caught": d.caught, "chosen_run": out.chosen().id, "gates": out.gates, "gates_pass": out.gates_pass(), "data_report": data_report, "run_report": run_report, "card": d.card, "generate": {"project": g.dir, "rows": g.n_rows, "leaks_dropped": g.outcome.split.contamination.len(), "chosen_run": g.outcome.chosen().id, "gates_pass": gen_ok, "run_report": g.run_report.0, "sample": g.sample, "reward": g.reward}, "seconds": started.elapsed().as_secs_f64()}),
         );
     } else {
         print!(

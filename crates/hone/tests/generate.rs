@@ -422,6 +422,12 @@ fn the_demo_generation_part_runs_offline_and_passes_its_gate() {
         .unwrap();
     assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    // The classification part wrote the chosen run's model card.
+    let card = std::fs::read_to_string(v["card"].as_str().unwrap()).unwrap();
+    assert!(
+        card.starts_with("---\nlicense:") && card.contains("## Limits"),
+        "{card}"
+    );
     let g = &v["generate"];
     assert_eq!(g["gates_pass"], true, "{g:#}");
     assert!(g["leaks_dropped"].as_u64().unwrap() >= 3, "{g:#}");
