@@ -150,6 +150,24 @@ fn the_three_encoder_methods_train_evaluate_and_predict() {
     let few = record(dir.path(), "fewshot");
     assert!(few["record"]["train"]["report"]["contrastive_losses"].is_array());
 
+    // The frozen encoder's model card names its base model and carries the record's figures.
+    let o = hone(dir.path(), &["--json", "card", "--model", "frozen"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let w: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let card = std::fs::read_to_string(dir.path().join(w["markdown"].as_str().unwrap())).unwrap();
+    let acc = &frozen["record"]["test"]["accuracy"];
+    let row = format!(
+        "| accuracy | {:.4} | [{:.4}, {:.4}] |",
+        acc["estimate"].as_f64().unwrap(),
+        acc["lo"].as_f64().unwrap(),
+        acc["hi"].as_f64().unwrap()
+    );
+    assert!(card.contains(&row), "missing {row}\n{card}");
+    assert!(
+        card.contains("base_model: \"") && card.contains("| method | encoder (frozen) |"),
+        "{card}"
+    );
+
     // Predict with each encoder model, from the stored artifacts.
     let input = dir.path().join("in.txt");
     std::fs::write(&input, "my card is lost\nwhere is my refund\n").unwrap();
