@@ -10,6 +10,7 @@ mod objects;
 mod review;
 mod runs;
 mod schema;
+mod tokens;
 mod versions;
 
 pub use approvals::ApprovalRow;
@@ -17,6 +18,7 @@ pub use audit::{AuditEntry, AuditProblem, AuditReport};
 pub use objects::ObjectStatus;
 pub use review::{AnswerReviewRow, Decision, ScanRow};
 pub use runs::{ChoiceRow, FrozenTest, RunRow, SplitDrop, SplitRow};
+pub use tokens::TokenRow;
 pub use versions::{NewVersion, VersionRow};
 
 use std::path::{Path, PathBuf};

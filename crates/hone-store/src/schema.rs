@@ -172,6 +172,19 @@ const MIGRATIONS: &[&str] = &[
         checklist TEXT NOT NULL
     );
     "#,
+    // 8: access tokens for `hone serve`: only a hash of each token is kept.
+    r#"
+    CREATE TABLE tokens (
+        hash TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        role TEXT NOT NULL CHECK (role IN ('predict', 'feedback', 'review', 'admin')),
+        created_at TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        expires_at TEXT,
+        revoked_at TEXT
+    );
+    CREATE UNIQUE INDEX tokens_live_name ON tokens(name) WHERE revoked_at IS NULL;
+    "#,
 ];
 
 /// The schema version this hone writes and reads.

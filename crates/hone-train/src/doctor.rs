@@ -35,6 +35,38 @@ pub struct DoctorReport {
 }
 
 impl DoctorReport {
+    /// What `hone doctor` prints: repairs, then either "intact" or every problem with its remedy.
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        for v in &self.repaired {
+            out.push_str(&format!(
+                "repaired: dataset version {} curated again from its sources\n",
+                hone_core::hash::short(v)
+            ));
+        }
+        if self.ok() {
+            out.push_str(&format!(
+                "store intact: {} objects checked against their hashes and references.\n",
+                self.objects_checked
+            ));
+        }
+        for p in &self.problems {
+            out.push_str(&format!(
+                "object {} is {}: {}\n  used by: {}\n  remedy: {}\n",
+                hone_core::hash::short(&p.hash),
+                p.status.name(),
+                if p.used_by.is_empty() {
+                    "(nothing)".to_string()
+                } else {
+                    p.used_by.len().to_string() + " reference(s)"
+                },
+                p.used_by.join("; "),
+                p.remedy
+            ));
+        }
+        out
+    }
+
     pub fn ok(&self) -> bool {
         self.problems.is_empty()
     }

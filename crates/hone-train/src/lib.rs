@@ -24,6 +24,7 @@ pub mod run_stage;
 pub mod scan;
 pub mod split_stage;
 pub mod suites;
+pub mod tokens;
 pub mod why;
 
 /// The number of threads candle's kernels use when `RAYON_NUM_THREADS` is unset (physical cores).

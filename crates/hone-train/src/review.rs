@@ -146,6 +146,35 @@ pub fn queue(store: &Store, ctx: &ReviewContext) -> Result<(ScanRow, Vec<Suspect
     Ok((scan, suspects))
 }
 
+/// One queued suspect as `hone review` shows it: position, id, kind, label, suggestion, text.
+pub fn describe(n: usize, total: usize, s: &Suspect, r: &Record) -> String {
+    format!(
+        "\n[{}/{}] {} ({}) label `{}`, suggested `{}`, score {:.3}\n  {}\n  evidence: {}",
+        n + 1,
+        total,
+        s.id,
+        s.kind,
+        r.label.as_deref().unwrap_or(""),
+        s.suggested_label.as_deref().unwrap_or("-"),
+        s.score,
+        crate::reports::clip(&r.text, 200),
+        s.evidence
+    )
+}
+
+/// The line `hone review` ends with: how many decisions of each kind, by whom, in which version.
+pub fn summary(counts: &BTreeMap<String, u64>, n: usize, reviewer: &str, version: &str) -> String {
+    format!(
+        "recorded {n} decision(s) by {reviewer} ({}); dataset version {} applies them.",
+        counts
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        hone_core::hash::short(version)
+    )
+}
+
 /// Record decisions (audited) and make the dataset version that applies them. Returns the count per
 /// decision and the curation outcome.
 pub fn apply(

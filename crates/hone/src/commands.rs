@@ -233,32 +233,7 @@ pub fn doctor(ctx: &Context, repair: bool) -> Result<u8> {
     if ctx.json {
         print_json(&serde_json::to_value(&report)?);
     } else {
-        for v in &report.repaired {
-            println!(
-                "repaired: dataset version {} curated again from its sources",
-                short(v)
-            );
-        }
-        if report.ok() {
-            println!(
-                "store intact: {} objects checked against their hashes and references.",
-                report.objects_checked
-            );
-        }
-        for p in &report.problems {
-            println!(
-                "object {} is {}: {}\n  used by: {}\n  remedy: {}",
-                short(&p.hash),
-                p.status.name(),
-                if p.used_by.is_empty() {
-                    "(nothing)".to_string()
-                } else {
-                    p.used_by.len().to_string() + " reference(s)"
-                },
-                p.used_by.join("; "),
-                p.remedy
-            );
-        }
+        print!("{}", report.text());
     }
     Ok(if report.ok() { 0 } else { 1 })
 }
@@ -377,6 +352,40 @@ pub fn approve(ctx: &Context, run: &str, reason: &str, revoke: bool) -> Result<u
         print!("{}", a.text());
     }
     Ok(if a.refused { 3 } else { 0 })
+}
+
+pub fn token(ctx: &Context, cmd: crate::TokenCommand) -> Result<u8> {
+    use hone_train::tokens::{self, Role};
+    let project = open_project(ctx)?;
+    let mut store = Store::open(&project.root)?;
+    match cmd {
+        crate::TokenCommand::Create {
+            role,
+            name,
+            expires,
+        } => {
+            let role = Role::parse(&role).ok_or_else(|| Error::Usage(format!("role `{role}`")))?;
+            let t = tokens::create(&mut store, &name, role, expires, &command_line())?;
+            if ctx.json {
+                print_json(&serde_json::to_value(&t)?);
+            } else {
+                println!(
+                    "{}\n(token `{name}`, role {}: shown once, only its hash is stored)",
+                    t.token,
+                    role.as_str()
+                );
+            }
+        }
+        crate::TokenCommand::List if ctx.json => {
+            print_json(&serde_json::to_value(store.tokens()?)?)
+        }
+        crate::TokenCommand::List => print!("{}", tokens::table(&store.tokens()?)),
+        crate::TokenCommand::Revoke { name } => {
+            tokens::revoke(&mut store, &name, &command_line())?;
+            println!("token `{name}` revoked");
+        }
+    }
+    Ok(0)
 }
 
 pub fn audit_log(ctx: &Context) -> Result<u8> {
@@ -574,37 +583,30 @@ pub fn compare(ctx: &Context, a: &str, b: &str) -> Result<u8> {
         hone_train::record::resolve(&store, a)?,
         hone_train::record::resolve(&store, b)?,
     );
-    if ra.record.generation.is_some() || rb.record.generation.is_some() {
+    // Generate runs: ROUGE-L, chrF and grader pass rates; classification: accuracy, macro-F1, McNemar.
+    let (mut v, verdict, text) = if ra.record.generation.is_some() || rb.record.generation.is_some()
+    {
         let graders = hone_train::graders::load(&project)?;
-        return compare_texts(ctx, &store, &ra, &rb, &graders);
-    }
-    let c = hone_train::compare::compare(&store, &ra, &rb, 7)?;
+        let c = hone_train::compare::compare_texts(&store, &ra, &rb, 7, &graders)?;
+        (
+            serde_json::to_value(&c)?,
+            c.verdict_text(),
+            c.text(&ra, &rb),
+        )
+    } else {
+        let c = hone_train::compare::compare(&store, &ra, &rb, 7)?;
+        (
+            serde_json::to_value(&c)?,
+            c.verdict_text(),
+            c.text(&ra, &rb),
+        )
+    };
     if ctx.json {
-        let mut v = serde_json::to_value(&c)?;
-        v["verdict_text"] = json!(c.verdict_text());
+        v["verdict_text"] = json!(verdict);
         print_json(&v);
-        return Ok(0);
+    } else {
+        print!("{text}");
     }
-    print!("{}", c.text(&ra, &rb));
-    Ok(0)
-}
-
-/// `hone compare` for generate runs: ROUGE-L, chrF and grader pass rates, paired bootstrap intervals.
-fn compare_texts(
-    ctx: &Context,
-    store: &Store,
-    ra: &hone_train::record::Run,
-    rb: &hone_train::record::Run,
-    graders: &[hone_train::graders::ProjectGrader],
-) -> Result<u8> {
-    let c = hone_train::compare::compare_texts(store, ra, rb, 7, graders)?;
-    if ctx.json {
-        let mut v = serde_json::to_value(&c)?;
-        v["verdict_text"] = json!(c.verdict_text());
-        print_json(&v);
-        return Ok(0);
-    }
-    print!("{}", c.text(ra, rb));
     Ok(0)
 }
 
@@ -742,18 +744,7 @@ pub fn review(ctx: &Context, from: Option<PathBuf>) -> Result<u8> {
             let Some(r) = rctx.record(&s.id) else {
                 continue;
             };
-            println!(
-                "\n[{}/{}] {} ({}) label `{}`, suggested `{}`, score {:.3}\n  {}\n  evidence: {}",
-                n + 1,
-                queue.len(),
-                s.id,
-                s.kind,
-                r.label.as_deref().unwrap_or(""),
-                s.suggested_label.as_deref().unwrap_or("-"),
-                s.score,
-                clip(&r.text, 200),
-                s.evidence
-            );
+            println!("{}", review::describe(n, queue.len(), s, r));
             let answer = loop {
                 print!("  [a/r/d/s/q] > ");
                 out.flush()?;
@@ -813,14 +804,8 @@ pub fn review(ctx: &Context, from: Option<PathBuf>) -> Result<u8> {
         );
     } else {
         println!(
-            "recorded {} decision(s) by {reviewer} ({}); dataset version {} applies them.",
-            decisions.len(),
-            counts
-                .iter()
-                .map(|(k, v)| format!("{k} {v}"))
-                .collect::<Vec<_>>()
-                .join(", "),
-            short(&out.version.id)
+            "{}",
+            review::summary(&counts, decisions.len(), &reviewer, &out.version.id)
         );
     }
     Ok(0)

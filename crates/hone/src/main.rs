@@ -157,6 +157,9 @@ enum Command {
     /// The audit log of every command that changed the store.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Access tokens for `hone serve` (only their hashes are stored).
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Graders (graders/*.toml or OpenAI grader JSON): check grading rules before they judge anything.
     #[command(subcommand)]
     Grade(GradeCommand),
@@ -298,6 +301,24 @@ enum AuditCommand {
     ///
     /// Example: `hone audit log --json`
     Log,
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token and print it once. Example: `hone token create --role predict --name app --expires 90`
+    Create {
+        #[arg(long, value_parser = hone_train::tokens::Role::NAMES)]
+        role: String,
+        #[arg(long)]
+        name: String,
+        /// Days until it expires (default: until revoked).
+        #[arg(long)]
+        expires: Option<u32>,
+    },
+    /// List the tokens: name, role, who created them, expiry, state.
+    List,
+    /// Revoke a token by name. Example: `hone token revoke app`
+    Revoke { name: String },
 }
 
 #[global_allocator]
@@ -444,6 +465,7 @@ fn main() -> ExitCode {
         Command::Doctor { repair } => commands::doctor(&ctx, repair),
         Command::Audit(AuditCommand::Verify) => commands::audit_verify(&ctx),
         Command::Audit(AuditCommand::Log) => commands::audit_log(&ctx),
+        Command::Token(t) => commands::token(&ctx, t),
         Command::Grade(GradeCommand::Validate) => commands::grade_validate(&ctx),
         Command::Grade(GradeCommand::Run { run, model, split }) => {
             commands::grade_run(&ctx, run.as_deref(), model.as_deref(), split == "dev")

@@ -243,3 +243,62 @@ fn approval_follows_the_checklist_and_rollback_is_approving_an_earlier_run() {
         Some(2)
     );
 }
+
+#[test]
+fn tokens_are_printed_once_listed_without_their_secret_and_revoked_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_project(d, 3, 100).unwrap();
+    let o = hone(
+        d,
+        &[
+            "--json",
+            "token",
+            "create",
+            "--role",
+            "predict",
+            "--name",
+            "app",
+            "--expires",
+            "30",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let t: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let token = t["token"].as_str().unwrap().to_string();
+    assert!(token.starts_with("hone_"));
+    let o = hone(d, &["token", "list"]);
+    let list = common::stdout(&o);
+    assert!(
+        list.contains("app") && list.contains("predict") && list.contains("live"),
+        "{list}"
+    );
+    assert!(!list.contains(&token[5..]), "the list shows no secret");
+    // A role hone does not know is a usage error; a second live `app` is refused.
+    assert_eq!(
+        hone(d, &["token", "create", "--role", "root", "--name", "x"])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_ne!(
+        hone(d, &["token", "create", "--role", "admin", "--name", "app"])
+            .status
+            .code(),
+        Some(0)
+    );
+    assert_eq!(hone(d, &["token", "revoke", "app"]).status.code(), Some(0));
+    assert!(common::stdout(&hone(d, &["token", "list"])).contains("revoked"));
+    assert_ne!(hone(d, &["token", "revoke", "app"]).status.code(), Some(0));
+    // The secret is nowhere in the store.
+    for f in std::fs::read_dir(d.join(".hone")).unwrap().flatten() {
+        if f.path().is_file() {
+            let bytes = std::fs::read(f.path()).unwrap();
+            assert!(
+                !bytes.windows(token.len()).any(|w| w == token.as_bytes()),
+                "{:?}",
+                f.path()
+            );
+        }
+    }
+}
