@@ -4,6 +4,23 @@
 /// Characters of unchanged context kept on each side of the changed region.
 const CONTEXT: usize = 24;
 
+/// A character as a reader should see it in a one-line diff: line breaks and tabs as `\n`, `\r`,
+/// `\t`; other control and invisible format characters (C1 controls such as U+0092, zero-width
+/// spaces, direction marks) as `⟨U+0092⟩`; everything else, quotes and backslashes included, as is.
+fn visible(c: char) -> String {
+    match c {
+        '\n' => "\\n".into(),
+        '\r' => "\\r".into(),
+        '\t' => "\\t".into(),
+        c if c.is_control()
+            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{2064}' | '\u{feff}') =>
+        {
+            format!("⟨U+{:04X}⟩", c as u32)
+        }
+        c => c.to_string(),
+    }
+}
+
 /// Diff `before` → `after` as one line: the common prefix and suffix are cut to a short context and the
 /// changed middle is shown as `[-removed-]{+added+}`. Control characters are shown escaped.
 pub fn diff(before: &str, after: &str) -> String {
@@ -18,7 +35,7 @@ pub fn diff(before: &str, after: &str) -> String {
         .take(max_suffix)
         .take_while(|(x, y)| x == y)
         .count();
-    let show = |cs: &[char]| -> String { cs.iter().flat_map(|c| c.escape_debug()).collect() };
+    let show = |cs: &[char]| -> String { cs.iter().map(|&c| visible(c)).collect() };
     let head_start = prefix.saturating_sub(CONTEXT);
     let mut out = String::new();
     if head_start > 0 {
@@ -56,6 +73,9 @@ mod tests {
         assert_eq!(diff("same", "same"), "same");
         assert_eq!(diff("", "new"), "{+new+}");
         assert_eq!(diff("line\n", "line"), "line[-\\n-]");
+        // Readable, not Rust's escapes: a C1 control and a zero-width space by code point, quotes as is.
+        assert_eq!(diff("it\u{92}s", "it's"), "it[-⟨U+0092⟩-]{+'+}s");
+        assert_eq!(diff("a\u{200b}b \"q\"", "ab \"q\""), "a[-⟨U+200B⟩-]b \"q\"");
     }
 
     #[test]

@@ -416,6 +416,11 @@ impl RunReport<'_> {
             if self.names.classification {
                 h.push_str(&format!("<h2>Confusion ({})</h2>", esc(r.name)));
                 h.push_str(&heatmap(&d.confusion, &d.labels));
+                h.push_str(&format!("<h2>Per class ({}), weakest F1 first</h2><table><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>", esc(r.name)));
+                for (l, p, rc, f1, n) in d.per_class() {
+                    h.push_str(&format!("<tr><td>{}</td><td class=n>{p:.4}</td><td class=n>{rc:.4}</td><td class=n>{f1:.4}</td><td class=n>{n}</td></tr>", esc(&l)));
+                }
+                h.push_str("</table>");
             }
             if !d.curves.is_empty() {
                 h.push_str("<h2>Learning curve</h2>");
@@ -436,10 +441,20 @@ impl RunReport<'_> {
             }
             h.push_str("</table>");
         }
-        h.push_str(&format!(
-            "<h2>Split</h2><pre>{}</pre></body></html>\n",
-            esc(&serde_json::to_string_pretty(&self.split_counts).unwrap_or_default())
-        ));
+        // The split as a table of parts in their natural order, not raw JSON.
+        h.push_str("<h2>Split</h2><table><tr><th>part</th><th>records</th></tr>");
+        let order = |k: &str| {
+            ["train", "dev", "test"]
+                .iter()
+                .position(|p| *p == k)
+                .unwrap_or(3)
+        };
+        let mut parts: Vec<(&String, &u64)> = self.split_counts.iter().collect();
+        parts.sort_by_key(|(k, _)| order(k));
+        for (k, v) in parts {
+            h.push_str(&format!("<tr><td>{}</td><td class=n>{v}</td></tr>", esc(k)));
+        }
+        h.push_str("</table></body></html>\n");
         h
     }
 
@@ -525,7 +540,73 @@ impl RunReport<'_> {
             ));
         }
         m.push('\n');
+        let classes = self.detail.per_class();
+        if !classes.is_empty() {
+            let name = self.runs.get(self.chosen).map_or("chosen", |r| r.name);
+            m.push_str(&format!(
+                "\n## Per class ({name}), weakest F1 first\n\n| class | precision | recall | F1 | support |\n|---|---:|---:|---:|---:|\n"
+            ));
+            for (l, p, r, f, n) in classes.iter().take(PER_CLASS_SHOWN) {
+                m.push_str(&format!("| {} | {p:.4} | {r:.4} | {f:.4} | {n} |\n", md(l)));
+            }
+            if classes.len() > PER_CLASS_SHOWN {
+                m.push_str(&format!(
+                    "\n({} more classes in the HTML report.)\n",
+                    classes.len() - PER_CLASS_SHOWN
+                ));
+            }
+        }
+        let suites: Vec<&(String, String, u64, f64)> = self
+            .detail
+            .slices
+            .iter()
+            .filter(|s| s.0.starts_with("suite"))
+            .collect();
+        if !suites.is_empty() {
+            m.push_str(
+                "\n## Suites\n\n| suite or tag | value | n | score |\n|---|---|---:|---:|\n",
+            );
+            for (k, v, n, a) in suites {
+                m.push_str(&format!("| {} | {} | {n} | {a:.4} |\n", md(k), md(v)));
+            }
+        }
         m
+    }
+}
+
+/// Classes the terminal summary lists (the HTML report lists all).
+const PER_CLASS_SHOWN: usize = 10;
+
+impl ChosenDetail {
+    /// `(class, precision, recall, F1, support)` from the confusion matrix, weakest F1 first;
+    /// classes without test records are left out.
+    pub fn per_class(&self) -> Vec<(String, f64, f64, f64, u64)> {
+        let m = &self.confusion;
+        let n = m.len().min(self.labels.len());
+        let mut out: Vec<(String, f64, f64, f64, u64)> = (0..n)
+            .filter_map(|i| {
+                let support: u64 = m[i].iter().sum();
+                if support == 0 {
+                    return None;
+                }
+                let tp = m[i].get(i).copied().unwrap_or(0) as f64;
+                let predicted: u64 = m.iter().map(|row| row.get(i).copied().unwrap_or(0)).sum();
+                let p = if predicted == 0 {
+                    0.0
+                } else {
+                    tp / predicted as f64
+                };
+                let r = tp / support as f64;
+                let f = if p + r == 0.0 {
+                    0.0
+                } else {
+                    2.0 * p * r / (p + r)
+                };
+                Some((self.labels[i].clone(), p, r, f, support))
+            })
+            .collect();
+        out.sort_by(|a, b| a.3.total_cmp(&b.3));
+        out
     }
 }
 
@@ -670,5 +751,22 @@ mod tests {
         no_dev.runs.push(second);
         assert!(no_dev.markdown().contains("No model has a dev score"));
         assert!(no_dev.html().contains("No model has a dev score"));
+    }
+
+    #[test]
+    fn per_class_scores_come_from_the_confusion_matrix_weakest_first() {
+        let d = ChosenDetail {
+            labels: vec!["a".into(), "b".into(), "c".into()],
+            // true a: 8 right, 2 as b; true b: 5 right; c: no test records.
+            confusion: vec![vec![8, 2, 0], vec![0, 5, 0], vec![0, 0, 0]],
+            ..Default::default()
+        };
+        let pc = d.per_class();
+        assert_eq!(pc.len(), 2);
+        // b: precision 5/7, recall 1; a: precision 1, recall 0.8.
+        assert_eq!(pc[0].0, "b");
+        assert!((pc[0].1 - 5.0 / 7.0).abs() < 1e-12 && pc[0].2 == 1.0);
+        assert!((pc[1].3 - 2.0 * 0.8 / 1.8).abs() < 1e-12);
+        assert_eq!(pc[1].4, 10);
     }
 }
