@@ -202,9 +202,11 @@ pub fn reliability(bins: &[(f64, f64, u64)]) -> String {
         s.push_str(&format!("<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"{:.1}\" fill=\"#4a7bd0\"><title>confidence {conf:.2}, accuracy {acc:.2}, n {n}</title></circle>", p(conf), q(acc), 2.0 + (n as f64).ln().max(0.0)));
         // Each bin's accuracy and size, written beside its point.
         s.push_str(&format!(
-            "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"8\" fill=\"#345\">{acc:.2} (n {n})</text>",
-            p(conf) + 5.0,
-            q(acc) - 4.0
+            "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"8\" fill=\"#345\" text-anchor=\"{}\">{acc:.2} (n {n})</text>",
+            // Left of points near the right edge, so the text stays inside the chart.
+            if conf > 0.7 { p(conf) - 6.0 } else { p(conf) + 6.0 },
+            q(acc) - 4.0,
+            if conf > 0.7 { "end" } else { "start" }
         ));
     }
     s.push_str(&format!("<text x=\"{}\" y=\"{}\" font-size=\"11\">confidence</text><text x=\"2\" y=\"14\" font-size=\"11\">accuracy</text></svg>", w / 2.0 - 25.0, h - 6.0));
