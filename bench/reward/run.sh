@@ -24,6 +24,8 @@ bash "$HONE_ROOT/scripts/get-minilm"
 model="$HONE_ROOT/models/SmolLM2-135M-Instruct.Q4_1.gguf"
 minilm="$HONE_ROOT/models/all-MiniLM-L6-v2"
 stage() { [[ " ${REWARD_STAGES:-1 2 3} " == *" $1 "* ]]; }
+# The latest run of a model (`hone compare` takes run numbers or id prefixes, not model names).
+seq_of() { (cd "$proj" && "$HONE_BIN" --json runs) | "$BENCH_PY" -c "import json,sys; print(max(r['seq'] for r in json.load(sys.stdin) if r['model'] == sys.argv[1]))" "$1"; }
 proj="$BENCH_WORK/house-rules"
 mkdir -p "$proj/data" "$proj/graders"
 "$BENCH_PY" "$here/prepare.py" "$HONE_SHARED/datasets/bitext_customer_support/train_full.jsonl" "$proj/data/replies.jsonl"
@@ -105,8 +107,8 @@ PY
 fi
 if stage 3; then
   (cd "$proj" && "$HONE_BIN" --json run > "$BENCH_WORK/run.json")
-  (cd "$proj" && "$HONE_BIN" --json compare base lora > "$BENCH_WORK/compare-base-lora.json" || true)
-  (cd "$proj" && "$HONE_BIN" --json compare lora grpo > "$BENCH_WORK/compare-lora-grpo.json" || true)
+  (cd "$proj" && "$HONE_BIN" --json compare "$(seq_of base)" "$(seq_of lora)" > "$BENCH_WORK/compare-base-lora.json" || true)
+  (cd "$proj" && "$HONE_BIN" --json compare "$(seq_of lora)" "$(seq_of grpo)" > "$BENCH_WORK/compare-lora-grpo.json" || true)
   (cd "$proj" && "$HONE_BIN" --json grade run --model grpo --split dev > "$BENCH_WORK/grade-dev-grpo.json" || true)
 fi
 if stage 4; then
@@ -128,7 +130,7 @@ preferences = "data/pairs.jsonl"
 max_new_tokens = 96
 TOML
   (cd "$proj" && "$HONE_BIN" --json run > "$BENCH_WORK/run-dpo.json")
-  (cd "$proj" && "$HONE_BIN" --json compare lora dpo > "$BENCH_WORK/compare-lora-dpo.json" || true)
+  (cd "$proj" && "$HONE_BIN" --json compare "$(seq_of lora)" "$(seq_of dpo)" > "$BENCH_WORK/compare-lora-dpo.json" || true)
 fi
 if stage 5; then
   grep -q '^name = "student"' "$proj/hone.toml" || cat >> "$proj/hone.toml" <<TOML
@@ -151,5 +153,5 @@ batch_size = 16
 max_new_tokens = 96
 TOML
   (cd "$proj" && "$HONE_BIN" --json run > "$BENCH_WORK/run-student.json")
-  (cd "$proj" && "$HONE_BIN" --json compare grpo student > "$BENCH_WORK/compare-grpo-student.json" || true)
+  (cd "$proj" && "$HONE_BIN" --json compare "$(seq_of grpo)" "$(seq_of student)" > "$BENCH_WORK/compare-grpo-student.json" || true)
 fi
