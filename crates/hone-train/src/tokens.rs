@@ -205,9 +205,12 @@ pub fn authenticate(
     needed: Role,
     now: &str,
 ) -> Result<std::result::Result<TokenRow, Denied>> {
+    // The scheme is case-insensitive (RFC 7235): `Bearer`, `bearer`, `BEARER`.
     let Some(token) = header
-        .and_then(|h| h.strip_prefix("Bearer "))
         .map(str::trim)
+        .and_then(|h| h.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim())
         .filter(|t| !t.is_empty())
     else {
         return Ok(Err(Denied::Missing));
@@ -266,6 +269,11 @@ mod tests {
             |store: &Store, h: Option<&str>, needed| authenticate(store, h, needed, &now).unwrap();
         let bearer = |t: &str| format!("Bearer {t}");
         assert!(auth(&store, Some(&bearer(&p.token)), Role::Predict).is_ok());
+        assert!(auth(&store, Some(&format!("bearer {}", p.token)), Role::Predict).is_ok());
+        assert_eq!(
+            auth(&store, Some(&format!("Basic {}", p.token)), Role::Predict),
+            Err(Denied::Missing)
+        );
         assert_eq!(
             auth(&store, Some(&bearer(&p.token)), Role::Feedback)
                 .unwrap_err()
