@@ -151,16 +151,7 @@ pub fn build(project: &Project, store: &Store, run: &Run) -> Result<Card> {
     card.funnel = info
         .passes
         .iter()
-        .map(|p| {
-            vec![
-                p.pass.clone(),
-                p.n_in.to_string(),
-                p.n_kept.to_string(),
-                p.n_dropped.to_string(),
-                p.n_changed.to_string(),
-                p.n_flagged.to_string(),
-            ]
-        })
+        .map(crate::reports::funnel_counts)
         .collect();
     card.leak_check = if split.contamination.is_empty() {
         "clean: no test record matches a training record (exact text, near duplicate or shared long n-grams).".into()
@@ -266,14 +257,7 @@ pub fn build(project: &Project, store: &Store, run: &Run) -> Result<Card> {
                     f4(s)
                 ));
             }
-            if let (Some(l), Some(h)) = (g.test.rouge_l.lo, g.test.rouge_l.hi) {
-                card.limits.push(format!(
-                    "With {} test prompts, test ROUGE-L is known to within [{}, {}].",
-                    g.test.n,
-                    f4(l),
-                    f4(h)
-                ));
-            }
+            interval_limit(&mut card, g.test.n, "prompts", "ROUGE-L", &g.test.rouge_l);
             weakest_slice(&mut card);
             let mut scored: Vec<(f64, &crate::record::GeneratedPrediction)> = predictions
                 .generated
@@ -304,6 +288,17 @@ pub fn build(project: &Project, store: &Store, run: &Run) -> Result<Card> {
         }
     }
     Ok(card)
+}
+
+/// How well the test set pins the headline metric down, as a limit.
+fn interval_limit(card: &mut Card, n: usize, items: &str, metric: &str, e: &Estimate) {
+    if let (Some(l), Some(h)) = (e.lo, e.hi) {
+        card.limits.push(format!(
+            "With {n} test {items}, test {metric} is known to within [{}, {}].",
+            f4(l),
+            f4(h)
+        ));
+    }
 }
 
 /// The worst slice with at least 10 records, against the overall score, as a limit.
@@ -405,14 +400,7 @@ fn classification(
         ),
         None => "Never abstains: every input gets one of the trained labels, including inputs unlike anything it was trained on.".into(),
     });
-    if let (Some(l), Some(h)) = (rec.test.accuracy.lo, rec.test.accuracy.hi) {
-        card.limits.push(format!(
-            "With {} test records, test accuracy is known to within [{}, {}].",
-            rec.test.n,
-            f4(l),
-            f4(h)
-        ));
-    }
+    interval_limit(card, rec.test.n, "records", "accuracy", &rec.test.accuracy);
     let mut wrong: Vec<&crate::record::TestPrediction> = predictions
         .test
         .iter()

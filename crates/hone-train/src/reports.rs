@@ -56,17 +56,24 @@ fn funnel_rows(passes: &[hone_data::passes::PassReport]) -> Vec<Vec<String>> {
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect::<Vec<_>>()
                 .join(" ");
-            vec![
-                p.pass.clone(),
-                p.n_in.to_string(),
-                p.n_kept.to_string(),
-                p.n_dropped.to_string(),
-                p.n_changed.to_string(),
-                p.n_flagged.to_string(),
-                clip(&stats, 70),
-            ]
+            let mut row = funnel_counts(p);
+            row.push(clip(&stats, 70));
+            row
         })
         .collect()
+}
+
+/// One pass's counts as table cells: pass, in, kept, dropped, changed, flagged (the data report's
+/// funnel and the model card's).
+pub fn funnel_counts(p: &hone_data::passes::PassReport) -> Vec<String> {
+    vec![
+        p.pass.clone(),
+        p.n_in.to_string(),
+        p.n_kept.to_string(),
+        p.n_dropped.to_string(),
+        p.n_changed.to_string(),
+        p.n_flagged.to_string(),
+    ]
 }
 
 const FUNNEL_HEADERS: [&str; 7] = [
