@@ -286,6 +286,9 @@ pub enum SourceRole {
     Train,
     /// An official test split: normalised and masked, never loses a record, frozen as the test set.
     Test,
+    /// Corrections sent to `hone serve` (`POST /v1/feedback`): a source hone adds to every version
+    /// itself, never a `[[source]]` table.
+    Feedback,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -840,6 +843,13 @@ impl Config {
                         "a conversation carries its own prompt and target: keep `messages` or the pair, not both",
                     ));
                 }
+            }
+            if s.role == SourceRole::Feedback {
+                return Err(at_key(
+                    &source("role"),
+                    format!("source `{}` has role = \"feedback\"", s.name),
+                    "the feedback source is hone's own (corrections sent to `hone serve`, added to every version); a [[source]] is \"train\" or \"test\"",
+                ));
             }
             if p.require_consent && s.role == SourceRole::Train && s.fields.consent.is_none() {
                 return Err(at_key(

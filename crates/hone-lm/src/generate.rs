@@ -240,6 +240,18 @@ impl Lm {
         seeds: &[u64],
         cfg: &GenerateConfig,
     ) -> Result<Vec<Generation>> {
+        self.generate_batch_with(prompts, seeds, cfg, &mut |_, _| {})
+    }
+
+    /// [`Lm::generate_batch`], calling `on_token(row, token)` as each answer token is sampled (the
+    /// end-of-sequence token excluded): what a streaming server sends from.
+    pub fn generate_batch_with(
+        &mut self,
+        prompts: &[Vec<u32>],
+        seeds: &[u64],
+        cfg: &GenerateConfig,
+        on_token: &mut dyn FnMut(usize, u32),
+    ) -> Result<Vec<Generation>> {
         if prompts.len() != seeds.len() {
             return Err(LmError::Model(format!(
                 "{} prompts with {} seeds",
@@ -303,6 +315,7 @@ impl Lm {
                     continue;
                 }
                 outs[i].push(t);
+                on_token(i, t);
                 if cfg.stop.is_empty() {
                     // Decoded once at the end: without stop strings nothing needs the text now.
                     continue;

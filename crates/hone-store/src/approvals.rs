@@ -2,6 +2,8 @@
 //! computed at that moment, each row written with its audit entry in one transaction. The released
 //! run is the one approved most recently and not revoked since (rollback = approving an earlier run).
 
+use std::collections::BTreeMap;
+
 use hone_core::Result;
 use rusqlite::params;
 use serde::{Deserialize, Serialize};
@@ -83,9 +85,112 @@ impl Store {
     }
 
     /// The run to release: approved most recently and not revoked since; `None` when no run is.
+    /// The audit chain decides, not the table: a row written into the table by hand (no entry in
+    /// the chain) releases nothing, and a revocation whose row was deleted still holds; `hone audit
+    /// verify` names both.
     pub fn approved_run(&self) -> Result<Option<ApprovalRow>> {
-        Ok(released(self.approvals()?))
+        let table: BTreeMap<i64, ApprovalRow> =
+            self.approvals()?.into_iter().map(|r| (r.seq, r)).collect();
+        let rows = self
+            .approval_entries()?
+            .into_iter()
+            .map(|(seq, e)| match table.get(&seq) {
+                Some(r) if vouches(Some(&e), r) => r.clone(),
+                _ => ApprovalRow {
+                    seq,
+                    at: String::new(),
+                    who: e.who,
+                    run: e.run,
+                    action: e.action,
+                    reason: e.reason,
+                    checklist: serde_json::Value::Null,
+                },
+            })
+            .collect();
+        Ok(released(rows))
     }
+
+    /// The approval audit entries by the approvals row they wrote: row seq → (entry seq, who,
+    /// run, action, reason).
+    pub(crate) fn approval_entries(&self) -> Result<BTreeMap<i64, ApprovalEntry>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT seq, who, json_extract(inputs, '$.approval.run'), json_extract(inputs, '$.approval.action'), \
+                 json_extract(inputs, '$.approval.reason'), json_extract(outputs, '$.row') \
+                 FROM audit WHERE json_valid(inputs) AND json_extract(inputs, '$.approval') IS NOT NULL",
+            )
+            .map_err(db_err)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, Option<i64>>(5)?,
+                    ApprovalEntry {
+                        entry: r.get(0)?,
+                        who: r.get(1)?,
+                        run: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+                        action: r.get::<_, Option<String>>(3)?.unwrap_or_default(),
+                        reason: r.get::<_, Option<String>>(4)?.unwrap_or_default(),
+                    },
+                ))
+            })
+            .map_err(db_err)?;
+        let mut out = BTreeMap::new();
+        for r in rows {
+            let (row, e) = r.map_err(db_err)?;
+            if let Some(row) = row {
+                out.insert(row, e);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Approvals rows that no audit entry vouches for, or that differ from their entry, as
+    /// problems for `verify_audit`.
+    pub(crate) fn approval_problems(&self) -> Result<Vec<(i64, String)>> {
+        let entries = self.approval_entries()?;
+        let mut out = Vec::new();
+        for r in self.approvals()? {
+            match entries.get(&r.seq) {
+                None => out.push((0, format!(
+                    "approvals row {} ({} of run {} by {}) has no audit entry: it was written outside hone and releases nothing",
+                    r.seq, r.action, r.run, r.who
+                ))),
+                Some(e) if !vouches(Some(e), &r) => out.push((e.entry, format!(
+                    "approvals row {} differs from audit entry {} that wrote it (run, action, reason or who was edited): it releases nothing",
+                    r.seq, e.entry
+                ))),
+                Some(_) => {}
+            }
+        }
+        let rows: std::collections::BTreeSet<i64> =
+            self.approvals()?.iter().map(|r| r.seq).collect();
+        for (row, e) in &entries {
+            if !rows.contains(row) {
+                out.push((e.entry, format!(
+                    "approvals row {row} ({} of run {}, entry {}) is missing from the approvals table: it was deleted",
+                    e.action, e.run, e.entry
+                )));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// What an approval's audit entry says it wrote.
+#[derive(Debug, Clone)]
+pub(crate) struct ApprovalEntry {
+    entry: i64,
+    who: String,
+    run: String,
+    action: String,
+    reason: String,
+}
+
+fn vouches(e: Option<&ApprovalEntry>, r: &ApprovalRow) -> bool {
+    e.is_some_and(|e| {
+        e.run == r.run && e.action == r.action && e.reason == r.reason && e.who == r.who
+    })
 }
 
 /// The latest approval whose run has not been revoked after it.
@@ -147,5 +252,71 @@ mod tests {
             run(vec![row(1, "a", "approve"), row(2, "a", "revoke")]),
             None
         );
+    }
+
+    #[test]
+    fn rows_written_outside_hone_release_nothing_and_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        // Runs are not the point here.
+        let no_fk = |s: &Store| {
+            s.connection()
+                .execute_batch("PRAGMA foreign_keys = OFF")
+                .unwrap()
+        };
+        no_fk(&store);
+        let list = serde_json::json!([]);
+        store
+            .put_approval("run-a", false, "ana", "t1", "ok", &list, "test")
+            .unwrap();
+        assert!(store.verify_audit().unwrap().ok());
+        // A forged approval of another run, inserted straight into the table.
+        store
+            .connection()
+            .execute(
+                "INSERT INTO approvals(at, who, run, action, reason, checklist) VALUES ('t2', 'ana', 'run-evil', 'approve', 'x', '[]')",
+                [],
+            )
+            .unwrap();
+        assert_eq!(store.approved_run().unwrap().unwrap().run, "run-a");
+        let report = store.verify_audit().unwrap();
+        assert!(
+            report
+                .problems
+                .iter()
+                .any(|p| p.problem.contains("run-evil")),
+            "{:?}",
+            report.problems
+        );
+        // A revocation deleted from the table still holds.
+        store
+            .put_approval("run-a", true, "ana", "t3", "bad", &list, "test")
+            .unwrap();
+        store
+            .connection()
+            .execute("DELETE FROM approvals WHERE action = 'revoke'", [])
+            .unwrap();
+        assert_eq!(store.approved_run().unwrap(), None);
+        assert!(
+            store
+                .verify_audit()
+                .unwrap()
+                .problems
+                .iter()
+                .any(|p| p.problem.contains("was deleted"))
+        );
+        // An approval whose run was edited in the table no longer counts as that run.
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        no_fk(&store);
+        store
+            .put_approval("run-a", false, "ana", "t1", "ok", &list, "test")
+            .unwrap();
+        store
+            .connection()
+            .execute("UPDATE approvals SET run = 'run-evil'", [])
+            .unwrap();
+        assert_eq!(store.approved_run().unwrap().unwrap().run, "run-a");
+        assert!(!store.verify_audit().unwrap().ok());
     }
 }

@@ -261,6 +261,15 @@ impl Store {
                 problems.push(AuditProblem { seq: *seq, problem });
             }
         }
+        // Approvals and tokens decide what is released and who may call the server: rows the chain
+        // does not vouch for are named (and ignored by `approved_run` and `token_vouched`).
+        for (seq, problem) in self
+            .approval_problems()?
+            .into_iter()
+            .chain(self.token_problems()?)
+        {
+            problems.push(AuditProblem { seq, problem });
+        }
         let anchor = match self.read_anchor() {
             Ok(a) => a,
             Err(problem) => {

@@ -10,6 +10,7 @@ mod objects;
 mod review;
 mod runs;
 mod schema;
+mod served;
 mod tokens;
 mod versions;
 
@@ -18,6 +19,7 @@ pub use audit::{AuditEntry, AuditProblem, AuditReport};
 pub use objects::ObjectStatus;
 pub use review::{AnswerReviewRow, Decision, ScanRow};
 pub use runs::{ChoiceRow, FrozenTest, RunRow, SplitDrop, SplitRow};
+pub use served::{FeedbackRow, PredictionRow};
 pub use tokens::TokenRow;
 pub use versions::{NewVersion, VersionRow};
 

@@ -185,6 +185,34 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE UNIQUE INDEX tokens_live_name ON tokens(name) WHERE revoked_at IS NULL;
     "#,
+    // 9: what `hone serve` answered (inputs PII-masked, or withheld without consent) and the feedback
+    // on it; every feedback row is written with its audit entry.
+    r#"
+    CREATE TABLE predictions (
+        id TEXT PRIMARY KEY,
+        at TEXT NOT NULL,
+        run TEXT NOT NULL,
+        model TEXT NOT NULL,
+        token TEXT NOT NULL,
+        consent INTEGER NOT NULL,
+        input TEXT,
+        output TEXT NOT NULL,
+        probability REAL,
+        latency_us INTEGER NOT NULL
+    );
+    CREATE INDEX predictions_at ON predictions(at);
+    CREATE TABLE feedback (
+        seq INTEGER PRIMARY KEY,
+        prediction_id TEXT NOT NULL REFERENCES predictions(id),
+        at TEXT NOT NULL,
+        token TEXT NOT NULL,
+        consent INTEGER NOT NULL,
+        label TEXT,
+        rating REAL,
+        comment TEXT
+    );
+    CREATE INDEX feedback_prediction ON feedback(prediction_id);
+    "#,
 ];
 
 /// The schema version this hone writes and reads.

@@ -114,6 +114,79 @@ impl Store {
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
     }
 
+    /// The token with this hash as the audit chain records it: `None` when no entry created it (a
+    /// row written into the table by hand); its name, role and expiry from its creation entry and
+    /// revoked when either its row or a later revocation entry says so (so a revocation cannot be
+    /// undone by editing the table). Unknown hashes are `None`.
+    pub fn token_vouched(&self, hash: &str) -> Result<Option<TokenRow>> {
+        let Some(row) = self.token_by_hash(hash)? else {
+            return Ok(None);
+        };
+        type Created = (i64, Option<String>, Option<String>, Option<String>);
+        let created: Option<Created> = self
+            .conn
+            .query_row(
+                "SELECT seq, json_extract(inputs, '$.token.name'), json_extract(inputs, '$.token.role'), \
+                 json_extract(inputs, '$.token.expires_at') FROM audit \
+                 WHERE json_valid(outputs) AND json_extract(outputs, '$.token_hash') = ?1 ORDER BY seq LIMIT 1",
+                params![hash],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()
+            .map_err(db_err)?;
+        let Some((entry, Some(name), Some(role), expires_at)) = created else {
+            return Ok(None);
+        };
+        let revoked: Option<Option<String>> = self
+            .conn
+            .query_row(
+                "SELECT json_extract(outputs, '$.revoked_at') FROM audit WHERE json_valid(inputs) \
+                 AND json_extract(inputs, '$.revoke_token') = ?1 AND seq > ?2 ORDER BY seq LIMIT 1",
+                params![name, entry],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db_err)?;
+        Ok(Some(TokenRow {
+            revoked_at: row
+                .revoked_at
+                .clone()
+                .or(revoked.map(|at| at.unwrap_or_else(|| "(in the audit chain)".into()))),
+            hash: row.hash,
+            name,
+            role,
+            expires_at,
+            created_at: row.created_at,
+            created_by: row.created_by,
+        }))
+    }
+
+    /// Token rows that differ from what the audit chain recorded, as problems for `verify_audit`:
+    /// rows no entry created, and name, role, expiry or revocation edited since.
+    pub(crate) fn token_problems(&self) -> Result<Vec<(i64, String)>> {
+        let mut out = Vec::new();
+        for row in self.tokens()? {
+            match self.token_vouched(&row.hash)? {
+                None => out.push((0, format!(
+                    "token `{}` ({}) has no audit entry that created it: it was written outside hone and is refused",
+                    row.name, row.role
+                ))),
+                Some(v) if v.name != row.name || v.role != row.role || v.expires_at != row.expires_at => {
+                    out.push((0, format!(
+                        "token `{}` was edited outside hone (its audit entry says `{}`, role `{}`, expiry {}); the audited values hold",
+                        row.name, v.name, v.role, v.expires_at.as_deref().unwrap_or("never")
+                    )))
+                }
+                Some(v) if v.revoked_at.is_some() && row.revoked_at.is_none() => out.push((0, format!(
+                    "token `{}` was revoked in the audit chain but its row was un-revoked outside hone; it stays revoked",
+                    row.name
+                ))),
+                Some(_) => {}
+            }
+        }
+        Ok(out)
+    }
+
     /// The row of the token with this hash, revoked or not.
     pub fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRow>> {
         self.conn

@@ -155,9 +155,13 @@ fn version_key(
     file_hashes: &[String],
     as_of: &BTreeMap<String, NaiveDate>,
     decisions: &Decisions,
+    feedback: &crate::feedback::FeedbackData,
 ) -> Result<String> {
     let c = &project.config;
     let mut h = KeyHasher::new();
+    if !feedback.records.is_empty() {
+        h.part("feedback", feedback.key().as_bytes());
+    }
     if !decisions.is_empty() {
         h.part(
             "review",
@@ -219,7 +223,11 @@ fn resolve_as_of(project: &Project) -> BTreeMap<String, NaiveDate> {
 }
 
 /// The version id this project's current inputs would produce (hashes the source files only).
-pub fn current_key(project: &Project, decisions: &Decisions) -> Result<String> {
+pub fn current_key(
+    project: &Project,
+    decisions: &Decisions,
+    feedback: &crate::feedback::FeedbackData,
+) -> Result<String> {
     let mut hashes = Vec::new();
     for s in &project.config.sources {
         let path = project.root.join(&s.path);
@@ -228,7 +236,13 @@ pub fn current_key(project: &Project, decisions: &Decisions) -> Result<String> {
         h.update_reader(f).map_err(|e| Error::io(&path, e))?;
         hashes.push(h.finalize().to_hex().to_string());
     }
-    version_key(project, &hashes, &resolve_as_of(project), decisions)
+    version_key(
+        project,
+        &hashes,
+        &resolve_as_of(project),
+        decisions,
+        feedback,
+    )
 }
 
 /// The near-duplicate settings of a policy (used by curation and by the contamination check alike).
@@ -390,6 +404,7 @@ fn check_source_yield(
 pub fn compute(
     project: &Project,
     decisions: &Decisions,
+    feedback: &crate::feedback::FeedbackData,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Curation> {
     let c = &project.config;
@@ -500,7 +515,37 @@ pub fn compute(
             n_kept: 0,
         });
     }
-    let id = version_key(project, &file_hashes, &as_of, decisions)?;
+    // Feedback from `hone serve`: hone's own source, after the configured ones. Corrections that
+    // contradict a record's label are withheld (and queued for review), the rest join the data.
+    let mut withheld = Vec::new();
+    if !feedback.records.is_empty() {
+        let prep = crate::input::TextPrep::for_policy(&c.policy);
+        let (keep, held) = crate::feedback::sort_out(feedback.records.clone(), &records, &prep);
+        n_input += feedback.records.len() as u64;
+        for r in keep {
+            if id_owner.contains_key(&r.id) {
+                continue;
+            }
+            id_owner.insert(r.id.clone(), (r.source.clone(), r.line));
+            records.push(r);
+        }
+        withheld = held;
+        sources.push(SourceSummary {
+            name: crate::feedback::SOURCE.into(),
+            path: "(hone serve: POST /v1/feedback)".into(),
+            role: SourceRole::Feedback,
+            license: None,
+            collected: feedback.last_at.clone(),
+            owner: None,
+            notes: Some(feedback.notes()),
+            file_hash: feedback.key(),
+            as_of: String::new(),
+            n_rows: feedback.records.len() as u64,
+            n_quarantined: 0,
+            n_kept: 0,
+        });
+    }
+    let id = version_key(project, &file_hashes, &as_of, decisions, feedback)?;
     let passes = build_passes(project, detector.clone(), as_of, decisions.clone());
     let by_id: HashMap<String, Record> =
         records.iter().map(|r| (r.id.clone(), r.clone())).collect();
@@ -533,13 +578,18 @@ pub fn compute(
             r
         })
         .collect();
+    let mut lineage = outcome.lineage;
+    for (r, e) in withheld {
+        removed.push(r);
+        lineage.push(e);
+    }
     removed.sort_by(|a, b| (&a.source, a.line).cmp(&(&b.source, b.line)));
     let policy = serde_json::to_value(&c.policy).map_err(|e| Error::Internal(e.to_string()))?;
     Ok(Curation {
         id,
         records: outcome.records,
         removed,
-        lineage: outcome.lineage,
+        lineage,
         quarantined,
         reports: outcome.reports,
         sources,
@@ -612,7 +662,8 @@ pub fn clean_with(
     verify_objects: bool,
 ) -> Result<CurateOutcome> {
     let decisions = load_decisions(store)?;
-    let key = current_key(project, &decisions)?;
+    let feedback = crate::feedback::load(store)?;
+    let key = current_key(project, &decisions, &feedback)?;
     let existing = if store.has_version(&key)? {
         Some(store.resolve_version(Some(&key))?)
     } else {
@@ -636,7 +687,7 @@ pub fn clean_with(
             });
         }
     }
-    let cur = compute(project, &decisions, progress)?;
+    let cur = compute(project, &decisions, &feedback, progress)?;
     progress(Progress::Writing);
     let object = store.put_object(&hone_data::dataset::encode(&cur.records)?, "dataset")?;
     let removed_object = store.put_object(&hone_data::dataset::encode(&cur.removed)?, "removed")?;

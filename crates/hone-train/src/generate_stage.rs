@@ -223,15 +223,7 @@ pub fn generate_all(
     let mut done = 0;
     for chunk in order.chunks(batch.max(1)) {
         let ps: Vec<Vec<u32>> = chunk.iter().map(|&i| encoded[i].clone()).collect();
-        let seeds: Vec<u64> = chunk
-            .iter()
-            .map(|&i| {
-                let h = blake3::hash(ids[i].as_bytes());
-                let mut b = [0u8; 8];
-                b.copy_from_slice(&h.as_bytes()[..8]);
-                cfg.seed ^ u64::from_le_bytes(b)
-            })
-            .collect();
+        let seeds: Vec<u64> = chunk.iter().map(|&i| row_seed(cfg.seed, ids[i])).collect();
         let gens = lm.generate_batch(&ps, &seeds, cfg)?;
         for (&i, g) in chunk.iter().zip(gens) {
             out[i] = Some(g);
@@ -242,6 +234,15 @@ pub fn generate_all(
     out.into_iter()
         .map(|g| g.ok_or_else(|| Error::Internal("an answer went missing".into())))
         .collect()
+}
+
+/// The sampling seed of the answer to the input `id`: the run's seed mixed with the id, so that an
+/// answer does not depend on what it was batched with.
+pub fn row_seed(seed: u64, id: &str) -> u64 {
+    let h = blake3::hash(id.as_bytes());
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&h.as_bytes()[..8]);
+    seed ^ u64::from_le_bytes(b)
 }
 
 /// The generation settings of a model's params.

@@ -6,7 +6,7 @@ use std::io::{BufRead, Write};
 use std::path::Path;
 
 use hone_core::{Error, Result};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::input::{TextPrep, lenient_id, parse_jsonl};
@@ -145,6 +145,49 @@ pub fn read_inputs(name: &str, reader: impl BufRead) -> Result<Vec<Input>> {
     Ok(out)
 }
 
+/// One label and its probability in a top-k list.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Scored {
+    pub label: String,
+    pub probability: f32,
+}
+
+/// What the model answered for one text, decided by the run's [`DecisionRule`]: the label (or
+/// `abstain`), the probability of the label the rule picked (of the top one on abstention), and the
+/// `top_k` labels by probability. `hone predict` and `hone serve` both answer with this.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Decided {
+    pub label: String,
+    pub probability: f32,
+    pub abstained: bool,
+    pub top_k: Vec<Scored>,
+}
+
+/// Decide one probability vector (in `labels` order) under `rule`.
+pub fn decide(labels: &[String], p: &[f32], top_k: usize, rule: DecisionRule) -> Decided {
+    let mut order: Vec<usize> = (0..p.len()).collect();
+    order.sort_by(|&a, &b| p[b].total_cmp(&p[a]).then(a.cmp(&b)));
+    let top_k = order
+        .iter()
+        .take(top_k)
+        .map(|&i| Scored {
+            label: labels.get(i).cloned().unwrap_or_default(),
+            probability: p[i],
+        })
+        .collect();
+    let decided = rule.decide(p);
+    let best = decided.unwrap_or_else(|| argmax(p));
+    Decided {
+        label: match decided {
+            Some(i) => labels.get(i).cloned().unwrap_or_default(),
+            None => ABSTAIN.to_string(),
+        },
+        probability: p.get(best).copied().unwrap_or(0.0),
+        abstained: decided.is_none(),
+        top_k,
+    }
+}
+
 /// Predict and write one JSON line per input: `{"id", "label", "probability", "top_k"}`, deciding by the
 /// run's own [`DecisionRule`] (the one its test metrics were measured under).
 pub fn predict(
@@ -161,26 +204,32 @@ pub fn predict(
         let texts: Vec<&str> = chunk_text.iter().map(String::as_str).collect();
         let probs = model.proba_batch(&texts)?;
         for (input, p) in chunk_in.iter().zip(probs) {
-            let mut order: Vec<usize> = (0..p.len()).collect();
-            order.sort_by(|&a, &b| p[b].total_cmp(&p[a]).then(a.cmp(&b)));
-            let top: Vec<serde_json::Value> = order
-                .iter()
-                .take(top_k)
-                .map(|&i| json!({"label": labels.get(i), "probability": p[i]}))
-                .collect();
-            // The probability reported is that of the label the rule picked (the top one on abstention).
-            let decided = rule.decide(&p);
-            let best = decided.unwrap_or_else(|| argmax(&p));
-            let label = match decided {
-                Some(i) => labels.get(i).map(String::as_str),
-                None => Some(ABSTAIN),
-            };
-            let line =
-                json!({"id": input.id, "label": label, "probability": p.get(best), "top_k": top});
+            let d = decide(labels, &p, top_k, rule);
+            let line = json!({"id": input.id, "label": d.label, "probability": d.probability, "top_k": d.top_k});
             writeln!(out, "{line}").map_err(|e| Error::io("stdout", e))?;
         }
     }
     Ok(())
+}
+
+/// A generate run's prompt for a conversation, as `hone predict` and `hone serve` both build it:
+/// every turn and the question prepared like the training prompts were, rendered with the run's
+/// chat template and system prompt.
+pub fn generate_prompt(
+    template: Option<&hone_lm::chat::ChatTemplate>,
+    system: Option<&str>,
+    prep: &TextPrep,
+    turns: &[hone_core::record::Turn],
+    text: &str,
+) -> Result<String> {
+    let turns: Vec<hone_core::record::Turn> = turns
+        .iter()
+        .map(|t| hone_core::record::Turn {
+            role: t.role.clone(),
+            content: prep.apply(&t.content),
+        })
+        .collect();
+    crate::generate_stage::render_prompt(template, system, &turns, &prep.apply(text))
 }
 
 /// What `hone predict` may change about a generate run's decoding.
@@ -205,7 +254,7 @@ pub fn predict_generate(
     prep: &TextPrep,
     out: &mut dyn Write,
 ) -> Result<()> {
-    use crate::generate_stage::{generate_all, generate_config, load_run_lm, render_prompt};
+    use crate::generate_stage::{generate_all, generate_config, load_run_lm};
     let (mut lm, params) = load_run_lm(store, project_root, run)?;
     let mut cfg = generate_config(&params, run.seed as u64);
     if let Some(n) = over.max_new_tokens {
@@ -225,19 +274,12 @@ pub fn predict_generate(
     let prompts: Vec<String> = inputs
         .iter()
         .map(|i| {
-            let turns: Vec<hone_core::record::Turn> = i
-                .turns
-                .iter()
-                .map(|t| hone_core::record::Turn {
-                    role: t.role.clone(),
-                    content: prep.apply(&t.content),
-                })
-                .collect();
-            render_prompt(
+            generate_prompt(
                 lm.template(),
                 params.system.as_deref(),
-                &turns,
-                &prep.apply(&i.text),
+                prep,
+                &i.turns,
+                &i.text,
             )
         })
         .collect::<Result<_>>()?;

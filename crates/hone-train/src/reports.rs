@@ -136,6 +136,7 @@ pub fn write_data_report(
             role: match s.role {
                 SourceRole::Train => "train",
                 SourceRole::Test => "test",
+                SourceRole::Feedback => "feedback",
             }
             .into(),
             name: s.name,

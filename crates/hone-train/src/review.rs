@@ -127,19 +127,35 @@ pub fn read_decisions(
     Ok(out)
 }
 
-/// The latest scan and its suspects that have no decision yet and are in the latest version.
-pub fn queue(store: &Store, ctx: &ReviewContext) -> Result<(ScanRow, Vec<Suspect>)> {
-    let scan = store.latest_scan()?.ok_or_else(|| Error::NotFound {
-        what: "scan",
-        name: "(latest)".into(),
-        hint: "run `hone data scan` first, or pass --from FILE".into(),
-    })?;
+/// The suspects still to review, that have no decision yet and are in the latest version: the
+/// latest scan's, and the records a feedback correction contradicts (`feedback_conflict`).
+pub fn queue(store: &Store, ctx: &ReviewContext) -> Result<(Option<ScanRow>, Vec<Suspect>)> {
+    let scan = store.latest_scan()?;
+    let conflicts = crate::feedback::conflicts(store)?;
+    if scan.is_none() && conflicts.is_empty() {
+        return Err(Error::NotFound {
+            what: "scan",
+            name: "(latest)".into(),
+            hint: "run `hone data scan` first, or pass --from FILE".into(),
+        });
+    }
     let decided: HashSet<String> = store
         .decisions()?
         .into_iter()
         .map(|d| d.record_id)
         .collect();
-    let suspects = crate::scan::load_suspects(store, &scan)?
+    let mut suspects = match &scan {
+        Some(s) => crate::scan::load_suspects(store, s)?,
+        None => Vec::new(),
+    };
+    suspects.extend(conflicts.into_iter().map(|mut s| {
+        s.label = ctx
+            .record(&s.id)
+            .and_then(|r| r.label.clone())
+            .unwrap_or_default();
+        s
+    }));
+    let suspects = suspects
         .into_iter()
         .filter(|s| !decided.contains(&s.id) && ctx.record(&s.id).is_some())
         .collect();

@@ -215,7 +215,9 @@ pub fn authenticate(
     else {
         return Ok(Err(Denied::Missing));
     };
-    let Some(row) = store.token_by_hash(&hash(token))? else {
+    // As the audit chain records it: a row forged into the table is unknown, an edited role or
+    // expiry does not hold, and a revocation cannot be undone by editing the row.
+    let Some(row) = store.token_vouched(&hash(token))? else {
         return Ok(Err(Denied::Unknown));
     };
     if row.revoked_at.is_some() {
@@ -311,5 +313,53 @@ mod tests {
         assert!(create(&mut store, "x", Role::Predict, Some(0), "test").is_err());
         // Every creation and revocation is in the audit chain.
         assert!(store.verify_audit().unwrap().ok());
+        // Rows edited outside hone: an un-revoked token stays revoked, a raised role does not hold,
+        // a forged row is unknown; `audit verify` names each.
+        let old = create(&mut store, "old", Role::Predict, None, "test").unwrap();
+        revoke(&mut store, "old", "test").unwrap();
+        store
+            .connection()
+            .execute(
+                "UPDATE tokens SET revoked_at = NULL WHERE hash = ?1",
+                [hash(&old.token)],
+            )
+            .unwrap();
+        assert_eq!(
+            auth(&store, Some(&bearer(&old.token)), Role::Predict),
+            Err(Denied::Revoked { name: "old".into() })
+        );
+        let f = create(&mut store, "feed", Role::Feedback, None, "test").unwrap();
+        store
+            .connection()
+            .execute("UPDATE tokens SET role = 'admin' WHERE name = 'feed'", [])
+            .unwrap();
+        assert_eq!(
+            auth(&store, Some(&bearer(&f.token)), Role::Admin)
+                .unwrap_err()
+                .status(),
+            403
+        );
+        store
+            .connection()
+            .execute(
+                "INSERT INTO tokens(hash, name, role, created_at, created_by) VALUES (?1, 'evil', 'admin', 'x', 'x')",
+                [hash("hone_forged")],
+            )
+            .unwrap();
+        assert_eq!(
+            auth(&store, Some(&bearer("hone_forged")), Role::Predict),
+            Err(Denied::Unknown)
+        );
+        let problems: Vec<String> = store
+            .verify_audit()
+            .unwrap()
+            .problems
+            .into_iter()
+            .map(|p| p.problem)
+            .collect();
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems.iter().any(|p| p.contains("`evil`")));
+        assert!(problems.iter().any(|p| p.contains("un-revoked")));
+        assert!(problems.iter().any(|p| p.contains("`feed` was edited")));
     }
 }

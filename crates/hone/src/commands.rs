@@ -55,12 +55,16 @@ fn open_project(ctx: &Context) -> Result<Project> {
 pub fn data_check(ctx: &Context) -> Result<u8> {
     let project = open_project(ctx)?;
     let mut pb = ctx.spinner("checking");
-    let decisions = if project.root.join(".hone/hone.db").is_file() {
-        curate::load_decisions(&Store::open_existing(&project.root)?)?
+    let (decisions, feedback) = if project.root.join(".hone/hone.db").is_file() {
+        let store = Store::open_existing(&project.root)?;
+        (
+            curate::load_decisions(&store)?,
+            hone_train::feedback::load(&store)?,
+        )
     } else {
         Default::default()
     };
-    let cur = curate::compute(&project, &decisions, &mut progress_printer(&pb))?;
+    let cur = curate::compute(&project, &decisions, &feedback, &mut progress_printer(&pb))?;
     let example = hone_train::generate_stage::preview(&project, &cur.records)?;
     pb.finish_and_clear();
     if ctx.json {
@@ -385,6 +389,30 @@ pub fn token(ctx: &Context, cmd: crate::TokenCommand) -> Result<u8> {
             println!("token `{name}` revoked");
         }
     }
+    Ok(0)
+}
+
+pub fn serve(ctx: &Context, opts: hone_serve::Options) -> Result<u8> {
+    let project = open_project(ctx)?;
+    let server = hone_serve::Server::prepare(&project, opts)?;
+    let ready = server.ready(server.purge()?);
+    if !ready.approved {
+        eprintln!(
+            "WARNING: serving run #{} ({}), which is NOT the approved release (--allow-unapproved)",
+            ready.run_seq, ready.model
+        );
+    }
+    server.run(hone_serve::termination(), |addr| match ctx.json {
+        // One line, so that a script can read it and go on.
+        true => println!("{}", json!({"listening": addr.to_string(), "serving": ready})),
+        false => eprintln!(
+            "serving run #{} `{}` ({}) on http://{addr} ({} old prediction logs purged); Ctrl-C stops",
+            ready.run_seq,
+            ready.model,
+            short(&ready.run),
+            ready.purged
+        ),
+    })?;
     Ok(0)
 }
 
@@ -784,7 +812,12 @@ pub fn review(ctx: &Context, from: Option<PathBuf>) -> Result<u8> {
                 label: decision.1,
                 reviewer: reviewer.clone(),
                 at: now.clone(),
-                note: format!("scan {}", short(&scan.id)),
+                note: match &scan {
+                    Some(scan) if s.kind != hone_train::feedback::CONFLICT_RULE => {
+                        format!("scan {}", short(&scan.id))
+                    }
+                    _ => s.kind.clone(),
+                },
             };
             match rctx.check(&d) {
                 Ok(()) => decisions.push(d),

@@ -160,6 +160,29 @@ enum Command {
     /// Access tokens for `hone serve` (only their hashes are stored).
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Serve the released run over HTTP: POST /v1/predict, POST /v1/feedback, GET /metrics, /healthz, /readyz.
+    ///
+    /// Every route but health needs `Authorization: Bearer TOKEN` (`hone token create`). Stops on SIGTERM
+    /// or Ctrl-C after answering the requests in flight. Example: `hone serve --addr 127.0.0.1:8080`
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: std::net::SocketAddr,
+        /// Serve this run (number or id prefix) instead of the released one (`hone approve`).
+        #[arg(long)]
+        run: Option<String>,
+        /// Serve a run that is not the approved release (development only; every health answer says so).
+        #[arg(long)]
+        allow_unapproved: bool,
+        /// Requests per second per token, sustained (bursts of twice as many pass); 0 turns it off.
+        #[arg(long, default_value_t = 1000.0)]
+        rate_limit: f64,
+        /// The largest request body, in bytes (413 above it).
+        #[arg(long, default_value_t = 1 << 20)]
+        max_body: usize,
+        /// Logged predictions without feedback are purged after this many days.
+        #[arg(long, default_value_t = 30)]
+        retention_days: u32,
+    },
     /// Graders (graders/*.toml or OpenAI grader JSON): check grading rules before they judge anything.
     #[command(subcommand)]
     Grade(GradeCommand),
@@ -466,6 +489,25 @@ fn main() -> ExitCode {
         Command::Audit(AuditCommand::Verify) => commands::audit_verify(&ctx),
         Command::Audit(AuditCommand::Log) => commands::audit_log(&ctx),
         Command::Token(t) => commands::token(&ctx, t),
+        Command::Serve {
+            addr,
+            run,
+            allow_unapproved,
+            rate_limit,
+            max_body,
+            retention_days,
+        } => commands::serve(
+            &ctx,
+            hone_serve::Options {
+                addr,
+                run,
+                allow_unapproved,
+                rate_limit,
+                max_body,
+                retention_days,
+                ..Default::default()
+            },
+        ),
         Command::Grade(GradeCommand::Validate) => commands::grade_validate(&ctx),
         Command::Grade(GradeCommand::Run { run, model, split }) => {
             commands::grade_run(&ctx, run.as_deref(), model.as_deref(), split == "dev")

@@ -1,0 +1,437 @@
+//! The HTTP surface: routes, the middleware every request passes (metrics, time limit, token and
+//! role before the body is read, rate limit), the handlers, and JSON errors in the OpenAI shape
+//! (`{"error": {"message", "type", "code"}}`) with the right status code.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Extension, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use hone_store::{FeedbackRow, PredictionRow};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::auth::{Caller, needed};
+use crate::{App, Served};
+
+/// An error answer.
+pub(crate) struct ApiError {
+    pub(crate) status: StatusCode,
+    pub(crate) kind: &'static str,
+    pub(crate) message: String,
+}
+
+impl ApiError {
+    pub(crate) fn new(
+        status: StatusCode,
+        kind: &'static str,
+        message: impl Into<String>,
+    ) -> ApiError {
+        ApiError {
+            status,
+            kind,
+            message: message.into(),
+        }
+    }
+    pub(crate) fn bad(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_request_error", message)
+    }
+    pub(crate) fn internal(e: impl std::fmt::Display) -> ApiError {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            e.to_string(),
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": {
+            "message": self.message,
+            "type": self.kind,
+            "code": self.status.as_u16(),
+        }});
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+/// The router with its middleware.
+pub(crate) fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/v1/predict", post(predict))
+        .route("/v1/feedback", post(feedback))
+        .route("/v1/chat/completions", post(crate::chat::chat_completions))
+        .route("/v1/completions", post(crate::chat::completions))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(app.clone(), guard))
+        .layer(DefaultBodyLimit::max(app.opts.max_body))
+        .with_state(app)
+}
+
+/// Every request: time limit, token and role (before any body is read), rate limit, and the
+/// request counted in the metrics.
+async fn guard(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = crate::metrics::route_of(req.uri().path());
+    let response = match admit(&app, &req) {
+        Err(e) => e.into_response(),
+        Ok(caller) => {
+            if let Some(c) = caller {
+                req.extensions_mut().insert(c);
+            }
+            match tokio::time::timeout(app.opts.timeout, next.run(req)).await {
+                Ok(r) => r,
+                Err(_) => ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "timeout",
+                    format!(
+                        "the request took longer than {} s (a slow client or an overloaded model); send it again",
+                        app.opts.timeout.as_secs_f64()
+                    ),
+                )
+                .into_response(),
+            }
+        }
+    };
+    app.metrics.request(
+        route,
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    response
+}
+
+fn admit(app: &App, req: &Request) -> Result<Option<Caller>, ApiError> {
+    let Some(role) = needed(req.uri().path()) else {
+        return Ok(None);
+    };
+    let header = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok());
+    let caller = match app.auth.check(header, role).map_err(ApiError::internal)? {
+        Ok(c) => c,
+        Err(denied) => {
+            let status = StatusCode::from_u16(denied.status()).unwrap_or(StatusCode::UNAUTHORIZED);
+            let mut r = ApiError::new(status, "authentication_error", denied.to_string());
+            if status == StatusCode::FORBIDDEN {
+                r.kind = "permission_error";
+            }
+            return Err(r);
+        }
+    };
+    if let Err(wait) = app.auth.take(&caller.name).map_err(ApiError::internal)? {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limit_error",
+            format!(
+                "token `{}` is over {} requests/s; retry in {:.2} s (or batch texts: one request takes up to {})",
+                caller.name, app.opts.rate_limit, wait, app.opts.max_batch
+            ),
+        ));
+    }
+    Ok(Some(caller))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such route: POST /v1/predict, /v1/chat/completions, /v1/completions, /v1/feedback; GET /metrics, /healthz, /readyz",
+    )
+}
+
+async fn healthz(State(app): State<Arc<App>>) -> Response {
+    axum::Json(json!({
+        "status": "ok",
+        "run": app.run.id,
+        "run_seq": app.run.seq,
+        "model": app.run.model,
+        "approved": app.approved,
+        "warning": (!app.approved).then_some("this run is not the approved release (served with --allow-unapproved)"),
+    }))
+    .into_response()
+}
+
+async fn readyz(State(app): State<Arc<App>>) -> Response {
+    if app.draining.load(Ordering::SeqCst) {
+        return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "draining", "shutting down")
+            .into_response();
+    }
+    if let Some(e) = crate::log::LAST_ERROR.lock().ok().and_then(|l| l.clone()) {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_error",
+            format!("the prediction log cannot be written: {e}"),
+        )
+        .into_response();
+    }
+    axum::Json(json!({"status": "ready"})).into_response()
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    let mut r = app
+        .metrics
+        .render(&app.run.id, &app.run.model)
+        .into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    r
+}
+
+/// The body as JSON of type `T`, with a message that says what is wrong and where.
+pub(crate) fn parse<T: serde::de::DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+    shape: &str,
+) -> Result<T, ApiError> {
+    let body = body.map_err(|r| {
+        let status = r.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                status,
+                "request_too_large",
+                "the body is over the server's limit (--max-body); send fewer texts per request",
+            )
+        } else {
+            ApiError::new(status, "invalid_request_error", r.body_text())
+        }
+    })?;
+    serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad(format!(
+            "the body is not valid JSON of the expected shape: {e} (expected {shape})"
+        ))
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PredictRequest {
+    #[serde(default)]
+    texts: Option<Vec<String>>,
+    #[serde(default)]
+    inputs: Option<Vec<PredictInput>>,
+    #[serde(default)]
+    top_k: Option<usize>,
+    /// Whether the caller consents to the input being kept (required under `require_consent`).
+    #[serde(default)]
+    consent: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PredictInput {
+    #[serde(default)]
+    id: Option<serde_json::Value>,
+    text: String,
+}
+
+/// Unique prediction ids: a random prefix per server start and a counter.
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+pub(crate) fn prediction_id() -> String {
+    let prefix = PREFIX.get_or_init(|| {
+        let mut b = [0u8; 6];
+        let _ = getrandom::fill(&mut b);
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    });
+    format!(
+        "pred_{prefix}_{}",
+        COUNTER.fetch_add(1, Ordering::Relaxed) + 1
+    )
+}
+
+const PREDICT_SHAPE: &str = r#"{"texts": ["..."]} or {"inputs": [{"id": "...", "text": "..."}]}, optional "top_k" and "consent""#;
+
+async fn predict(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let req: PredictRequest = parse(body, PREDICT_SHAPE)?;
+    let inputs: Vec<(Option<serde_json::Value>, String)> = match (req.texts, req.inputs) {
+        (Some(t), None) => t.into_iter().map(|t| (None, t)).collect(),
+        (None, Some(i)) => i.into_iter().map(|i| (i.id, i.text)).collect(),
+        _ => {
+            return Err(ApiError::bad(format!(
+                "give exactly one of \"texts\" or \"inputs\": {PREDICT_SHAPE}"
+            )));
+        }
+    };
+    if inputs.is_empty() {
+        return Err(ApiError::bad("no texts to predict"));
+    }
+    if inputs.len() > app.opts.max_batch {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request_too_large",
+            format!(
+                "{} texts in one request; the limit is {} (split the batch)",
+                inputs.len(),
+                app.opts.max_batch
+            ),
+        ));
+    }
+    if matches!(app.model, Served::Generate(_)) {
+        return Err(ApiError::bad(
+            "this server serves a generate model: POST /v1/chat/completions or /v1/completions",
+        ));
+    }
+    let top_k = req.top_k.unwrap_or(3).clamp(1, 100);
+    let consent = req.consent.unwrap_or(!app.require_consent);
+    let work = app.clone();
+    let texts: Vec<String> = inputs.iter().map(|(_, t)| t.clone()).collect();
+    let decided = tokio::task::spawn_blocking(move || {
+        let Served::Classify(model) = &work.model else {
+            return Err(hone_core::Error::Internal("not a classifier".into()));
+        };
+        let prepared: Vec<String> = texts.iter().map(|t| work.prep.apply(t)).collect();
+        let refs: Vec<&str> = prepared.iter().map(String::as_str).collect();
+        let probs = model.proba_batch(&refs)?;
+        let labels = model.labels();
+        let rule = work.run.record.decision;
+        let decided: Vec<_> = probs
+            .iter()
+            .map(|p| hone_train::predict::decide(labels, p, top_k, rule))
+            .collect();
+        Ok::<_, hone_core::Error>((prepared, decided))
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(ApiError::internal)?;
+    let (prepared, decided) = decided;
+    let latency_us = started.elapsed().as_micros() as i64;
+    let at = chrono::Utc::now().to_rfc3339();
+    let mut logs = Vec::with_capacity(decided.len());
+    let mut out = Vec::with_capacity(decided.len());
+    for (((id, _), text), d) in inputs.into_iter().zip(prepared).zip(decided) {
+        let pid = prediction_id();
+        logs.push(PredictionRow {
+            id: pid.clone(),
+            at: at.clone(),
+            run: app.run.id.clone(),
+            model: app.run.model.clone(),
+            token: caller.name.clone(),
+            consent,
+            input: consent.then_some(text),
+            output: d.label.clone(),
+            probability: Some(f64::from(d.probability)),
+            latency_us,
+        });
+        let mut v = json!({
+            "prediction_id": pid,
+            "label": d.label,
+            "probability": d.probability,
+            "abstained": d.abstained,
+            "top_k": d.top_k,
+        });
+        if let Some(id) = id {
+            v["id"] = id;
+        }
+        out.push(v);
+    }
+    app.metrics
+        .predicted(logs.iter().map(|l| l.output.as_str()));
+    app.log.predictions(logs);
+    Ok(axum::Json(json!({
+        "run": app.run.id,
+        "model": app.run.model,
+        "predictions": out,
+    }))
+    .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FeedbackRequest {
+    prediction_id: String,
+    #[serde(default)]
+    label: Option<String>,
+    #[serde(default)]
+    rating: Option<f64>,
+    #[serde(default)]
+    comment: Option<String>,
+    #[serde(default)]
+    consent: Option<bool>,
+}
+
+const FEEDBACK_SHAPE: &str = r#"{"prediction_id": "...", "label"?: "...", "rating"?: number, "comment"?: "...", "consent"?: bool}"#;
+
+async fn feedback(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let req: FeedbackRequest = parse(body, FEEDBACK_SHAPE)?;
+    if req.label.is_none() && req.rating.is_none() && req.comment.is_none() {
+        return Err(ApiError::bad(format!(
+            "feedback needs a \"label\", a \"rating\" or a \"comment\": {FEEDBACK_SHAPE}"
+        )));
+    }
+    if let (Served::Classify(model), Some(l)) = (&app.model, &req.label)
+        && !model.labels().iter().any(|x| x == l)
+    {
+        return Err(ApiError::bad(format!(
+            "label `{l}` is not one of the model's {} labels",
+            model.labels().len()
+        )));
+    }
+    if req.rating.is_some_and(|r| !r.is_finite()) {
+        return Err(ApiError::bad("rating must be a finite number"));
+    }
+    if req
+        .comment
+        .as_ref()
+        .is_some_and(|c| c.chars().count() > 4000)
+    {
+        return Err(ApiError::bad("comment is over 4000 characters"));
+    }
+    if req.prediction_id.is_empty() || req.prediction_id.len() > 200 {
+        return Err(ApiError::bad("prediction_id is empty or too long"));
+    }
+    let row = FeedbackRow {
+        seq: 0,
+        prediction_id: req.prediction_id.clone(),
+        at: chrono::Utc::now().to_rfc3339(),
+        token: caller.name,
+        consent: req.consent.unwrap_or(!app.require_consent),
+        // A generate model's `label` is a corrected answer: free text, masked.
+        label: match &app.model {
+            Served::Generate(_) => req.label.map(|c| app.prep.mask(&c)),
+            Served::Classify(_) => req.label,
+        },
+        rating: req.rating,
+        // Comments are free text from users: masked like every input.
+        comment: req.comment.map(|c| app.prep.mask(&c)),
+    };
+    match app.log.feedback(row).await {
+        Ok(seq) => Ok((
+            StatusCode::CREATED,
+            axum::Json(json!({"feedback_id": seq, "prediction_id": req.prediction_id})),
+        )
+            .into_response()),
+        Err(hone_core::Error::NotFound { .. }) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!(
+                "no prediction `{}` was logged by this project's server (or it was purged after the retention period)",
+                req.prediction_id
+            ),
+        )),
+        Err(e) => Err(ApiError::internal(e)),
+    }
+}

@@ -1,0 +1,294 @@
+//! hone-serve: `hone serve` — the released run's model over HTTP (axum on tokio), every route but
+//! health behind a token and a role, answers decided by the run's own decision rule, every answer
+//! logged PII-masked, feedback durable before it is acknowledged, and Prometheus metrics.
+//!
+//! Which run is served: the one `--run` names, else the released run (the latest approval not
+//! revoked, as the audit chain records it). A run without an approval is refused unless the caller
+//! passes `allow_unapproved`, which the server then reports on every health answer.
+
+mod api;
+mod auth;
+mod chat;
+mod log;
+mod metrics;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use hone_core::{Error, Result};
+use hone_store::Store;
+use hone_train::input::TextPrep;
+use hone_train::project::Project;
+use hone_train::record::Run;
+use hone_train::run_stage::Trained;
+
+/// How `hone serve` runs. The defaults are generous enough for interactive and batch use.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub addr: SocketAddr,
+    /// Serve this run (number or id prefix) instead of the released one.
+    pub run: Option<String>,
+    /// Serve a run that was never approved (development only; reported on every health answer).
+    pub allow_unapproved: bool,
+    /// Requests per second per token, sustained (bursts of twice as many pass); 0 turns it off.
+    pub rate_limit: f64,
+    /// The largest request body, in bytes (413 above it).
+    pub max_body: usize,
+    /// The most texts in one predict request.
+    pub max_batch: usize,
+    /// A request that takes longer is answered 408 (slow clients) or 503 (slow model).
+    pub timeout: Duration,
+    /// Logged predictions without feedback are purged after this many days.
+    pub retention_days: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            run: None,
+            allow_unapproved: false,
+            rate_limit: 1000.0,
+            max_body: 1 << 20,
+            max_batch: 1024,
+            timeout: Duration::from_secs(60),
+            retention_days: 30,
+        }
+    }
+}
+
+/// The model being served.
+pub(crate) enum Served {
+    Classify(Box<Trained>),
+    /// One generation at a time (the model keeps one KV cache); requests queue on the lock.
+    Generate(Box<std::sync::Mutex<Generator>>),
+}
+
+/// A generate run's model with the decoding settings it was evaluated with.
+pub(crate) struct Generator {
+    pub lm: hone_lm::Lm,
+    pub system: Option<String>,
+    pub cfg: hone_lm::GenerateConfig,
+}
+
+/// Everything a request handler reads.
+pub(crate) struct App {
+    pub run: Run,
+    pub approved: bool,
+    pub model: Served,
+    pub prep: TextPrep,
+    pub require_consent: bool,
+    pub opts: Options,
+    pub auth: auth::Auth,
+    pub log: log::Logger,
+    pub metrics: metrics::Metrics,
+    pub draining: AtomicBool,
+}
+
+/// What `prepare` found to serve, for the binary to print before listening.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Ready {
+    pub run: String,
+    pub run_seq: i64,
+    pub model: String,
+    pub kind: String,
+    pub approved: bool,
+    pub purged: usize,
+}
+
+/// A server ready to listen: the run chosen, its model loaded, the log writer started.
+pub struct Server {
+    app: Arc<App>,
+    log_thread: std::thread::JoinHandle<()>,
+}
+
+impl Server {
+    /// Choose the run, load its model and open the store; no socket yet.
+    pub fn prepare(project: &Project, opts: Options) -> Result<Server> {
+        let root = project.root.clone();
+        let store = Store::open_existing(&root)?;
+        let released = store.approved_run()?;
+        let run = match (&opts.run, &released) {
+            (Some(key), _) => hone_train::record::resolve(&store, key)?,
+            (None, Some(a)) => hone_train::record::resolve(&store, &a.run)?,
+            (None, None) => {
+                return Err(Error::Usage(
+                    "no run is approved for release: `hone approve RUN --reason TEXT` first, or name one with --run (and --allow-unapproved, for development only)".into(),
+                ));
+            }
+        };
+        let approved = released.as_ref().is_some_and(|a| a.run == run.id);
+        if !approved && !opts.allow_unapproved {
+            return Err(Error::Usage(format!(
+                "run #{} ({}) is not the approved release: approve it (`hone approve {} --reason TEXT`), or pass --allow-unapproved for development",
+                run.seq, run.model, run.seq
+            )));
+        }
+        let prep = hone_train::curate::text_prep_of(&store, &run.version)?;
+        let (model, prep) = if run.kind == "lm" {
+            let (lm, params) =
+                hone_train::generate_stage::load_run_lm(&store, &project.root, &run)?;
+            let cfg = hone_train::generate_stage::generate_config(&params, run.seed as u64);
+            let generator = Generator {
+                lm,
+                system: params.system.clone(),
+                cfg,
+            };
+            // Prompts keep their line breaks, as `hone predict` prepares them.
+            (
+                Served::Generate(Box::new(std::sync::Mutex::new(generator))),
+                prep.keeping_newlines(),
+            )
+        } else {
+            (
+                Served::Classify(Box::new(hone_train::run_stage::load_model(&store, &run)?)),
+                prep,
+            )
+        };
+        drop(store);
+        let (log, log_thread) = log::Logger::start(&root)?;
+        let app = App {
+            auth: auth::Auth::new(&root, opts.rate_limit)?,
+            run,
+            approved,
+            model,
+            prep,
+            require_consent: project.config.policy.require_consent,
+            opts,
+            log,
+            metrics: metrics::Metrics::default(),
+            draining: AtomicBool::new(false),
+        };
+        Ok(Server {
+            app: Arc::new(app),
+            log_thread,
+        })
+    }
+
+    /// The run being served.
+    pub fn ready(&self, purged: usize) -> Ready {
+        let a = &self.app;
+        Ready {
+            run: a.run.id.clone(),
+            run_seq: a.run.seq,
+            model: a.run.model.clone(),
+            kind: a.run.kind.clone(),
+            approved: a.approved,
+            purged,
+        }
+    }
+
+    /// Purge logged predictions past the retention period (kept: those with feedback).
+    pub fn purge(&self) -> Result<usize> {
+        let before = (chrono::Utc::now()
+            - chrono::Duration::days(i64::from(self.app.opts.retention_days)))
+        .to_rfc3339();
+        self.app.log.purge(before)
+    }
+
+    /// Listen on `opts.addr` and serve until `shutdown` resolves (the binary passes SIGTERM or
+    /// Ctrl-C), then stop accepting, drain the requests in flight and flush the log. `on_listen`
+    /// gets the bound address (port 0 picks a free one).
+    pub fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+        on_listen: impl FnOnce(SocketAddr),
+    ) -> Result<()> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Internal(format!("cannot start the async runtime: {e}")))?;
+        let app = self.app.clone();
+        let result = rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind(app.opts.addr)
+                .await
+                .map_err(|e| Error::Usage(format!("cannot listen on {}: {e}", app.opts.addr)))?;
+            let local = listener
+                .local_addr()
+                .map_err(|e| Error::Internal(e.to_string()))?;
+            on_listen(local);
+            let router = api::router(app.clone());
+            accept_loop(listener, router, app.clone(), shutdown).await
+        });
+        drop(rt);
+        // Every handler has finished: the last logs reach the store before the process ends.
+        let Server { app, log_thread } = self;
+        drop(app);
+        let _ = log_thread.join();
+        result
+    }
+}
+
+/// How long a client may take to send its request line and headers (slow-loris clients are cut off).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Accept connections until `shutdown`, each served by hyper with a header-read deadline (which
+/// `axum::serve` does not set), then stop accepting and wait for the connections in flight.
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    app: Arc<App>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = match accepted {
+                    Ok(s) => s,
+                    // Out of file descriptors and the like: wait, do not spin or die.
+                    Err(_) => {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let service = hyper_util::service::TowerToHyperService::new(router.clone());
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT)
+                    .serve_connection(TokioIo::new(stream), service);
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    app.draining.store(true, Ordering::SeqCst);
+    drop(listener);
+    // In-flight requests finish; idle keep-alive connections close.
+    let _ = tokio::time::timeout(
+        app.opts.timeout + Duration::from_secs(5),
+        graceful.shutdown(),
+    )
+    .await;
+    Ok(())
+}
+
+/// SIGTERM or Ctrl-C, whichever comes first.
+pub async fn termination() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

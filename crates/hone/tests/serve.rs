@@ -1,0 +1,357 @@
+//! `hone serve` from the outside, as a client and as an attacker: the released run only, answers equal
+//! to `hone predict`, tokens and roles before the body is read, malformed, oversized and slow
+//! requests, rate limits, feedback durable before it is acknowledged (`kill -9` included), graceful
+//! shutdown that flushes the prediction log.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{hone, set_policy, stderr, stdout};
+use hone_train::demo::write_project;
+use serde_json::{Value, json};
+
+/// A demo project, trained, without success gates (so that approval has nothing to refuse).
+fn trained_project(d: &Path) {
+    write_project(d, 11, 300).unwrap();
+    set_policy(d, "contamination = \"drop_train\"");
+    let toml = std::fs::read_to_string(d.join("hone.toml")).unwrap();
+    let start = toml.find("[success]").unwrap();
+    let end = start + toml[start..].find("[policy]").unwrap();
+    std::fs::write(
+        d.join("hone.toml"),
+        format!("{}{}", &toml[..start], &toml[end..]),
+    )
+    .unwrap();
+    let o = hone(d, &["--json", "run"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
+
+fn token(d: &Path, name: &str, role: &str) -> String {
+    let o = hone(
+        d,
+        &["--json", "token", "create", "--name", name, "--role", role],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    v["token"].as_str().unwrap().to_string()
+}
+
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(d: &Path, extra: &[&str]) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hone"))
+        .arg("-C")
+        .arg(d)
+        .args(["--json", "serve", "--addr", "127.0.0.1:0"])
+        .args(extra)
+        .env("HONE_USER", "test-user")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let v: Value = serde_json::from_str(&line).unwrap_or_else(|_| {
+        let _ = child.kill();
+        let mut err = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        panic!("no listening line: {line:?} {err}")
+    });
+    Server {
+        child,
+        addr: v["listening"].as_str().unwrap().parse().unwrap(),
+    }
+}
+
+/// One HTTP/1.1 request on its own connection: (status, body as JSON or as a string).
+fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &[u8],
+) -> (u16, Value) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    let _ = s.write_all(body);
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status: u16 = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (
+        status,
+        serde_json::from_str(body).unwrap_or(Value::String(body.to_string())),
+    )
+}
+
+fn post(addr: SocketAddr, path: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
+    request(addr, "POST", path, token, body.to_string().as_bytes())
+}
+
+#[test]
+fn serves_the_released_run_behind_tokens_and_keeps_every_acknowledged_feedback() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    trained_project(d);
+
+    // Nothing approved: refused, unless named for development.
+    let o = hone(d, &["serve", "--addr", "127.0.0.1:0"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("hone approve"), "{}", stderr(&o));
+    let o = hone(d, &["--json", "runs"]);
+    let runs: Vec<Value> = serde_json::from_slice(&o.stdout).unwrap();
+    let chosen = runs.iter().find(|r| r["chosen"] == true).unwrap();
+    let seq = chosen["seq"].to_string();
+    let o = hone(d, &["approve", &seq, "--reason", "test release"]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+
+    let app = token(d, "app", "predict");
+    let ops = token(d, "ops", "feedback");
+    let gone = token(d, "gone", "admin");
+    let o = hone(d, &["token", "revoke", "gone"]);
+    assert_eq!(o.status.code(), Some(0));
+
+    let srv = serve(d, &[]);
+    let a = srv.addr;
+
+    // Health needs no token and names the run; everything else does.
+    let (st, h) = request(a, "GET", "/healthz", None, b"");
+    assert_eq!(st, 200);
+    assert_eq!(h["run"], chosen["id"]);
+    assert_eq!(h["approved"], true);
+    let texts = json!({"texts": ["where is my card? it has not arrived", "I want my money back for order 1234"]});
+    let mut counted = [0usize; 5];
+    let mut expect = |got: u16, want: u16, i: usize| {
+        assert_eq!(got, want);
+        counted[i] += 1;
+    };
+    expect(post(a, "/v1/predict", None, &texts).0, 401, 0);
+    expect(post(a, "/v1/predict", Some("hone_guess"), &texts).0, 401, 0);
+    let (st, e) = post(a, "/v1/predict", Some(&gone), &texts);
+    expect(st, 401, 1);
+    assert!(e["error"]["message"].as_str().unwrap().contains("revoked"));
+    let (st, e) = post(
+        a,
+        "/v1/feedback",
+        Some(&app),
+        &json!({"prediction_id": "x", "rating": 1}),
+    );
+    expect(st, 403, 2);
+    assert_eq!(e["error"]["type"], "permission_error");
+    // Malformed and oversized bodies: a status and a message, the server unharmed.
+    let (st, e) = request(a, "POST", "/v1/predict", Some(&app), b"{\"texts\": [");
+    expect(st, 400, 3);
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not valid JSON"),
+        "{e}"
+    );
+    let (st, _) = post(a, "/v1/predict", Some(&app), &json!({"text": "x"}));
+    expect(st, 400, 3);
+    let big = json!({"texts": ["x".repeat(2 << 20)]});
+    expect(post(a, "/v1/predict", Some(&app), &big).0, 413, 4);
+    // Path traversal and unknown routes: 404 with a token, 401 without (no route is a file server).
+    for path in [
+        "/../../etc/passwd",
+        "/%2e%2e/hone.toml",
+        "/v1/../hone.toml",
+        "/.hone/hone.db",
+    ] {
+        assert_eq!(request(a, "GET", path, Some(&app), b"").0, 404, "{path}");
+        assert_eq!(request(a, "GET", path, None, b"").0, 401, "{path}");
+    }
+
+    // A slow client that never finishes its headers holds no one else up.
+    let mut slow = TcpStream::connect(a).unwrap();
+    slow.write_all(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+
+    // Answers are `hone predict`'s, with prediction ids.
+    let (st, p) = post(a, "/v1/predict", Some(&app), &texts);
+    assert_eq!(st, 200, "{p}");
+    let preds = p["predictions"].as_array().unwrap();
+    assert_eq!(preds.len(), 2);
+    let input = d.join("in.jsonl");
+    std::fs::write(
+        &input,
+        "{\"text\": \"where is my card? it has not arrived\"}\n{\"text\": \"I want my money back for order 1234\"}\n",
+    )
+    .unwrap();
+    let o = hone(d, &["predict", input.to_str().unwrap(), "--run", &seq]);
+    let cli: Vec<Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for (s, c) in preds.iter().zip(&cli) {
+        assert_eq!(s["label"], c["label"]);
+        assert_eq!(s["probability"], c["probability"]);
+        assert_eq!(s["top_k"], c["top_k"]);
+    }
+    let pid = preds[0]["prediction_id"].as_str().unwrap().to_string();
+
+    // Feedback: unknown ids are 404, labels outside the model's are 400, several entries are kept.
+    let (st, _) = post(
+        a,
+        "/v1/feedback",
+        Some(&ops),
+        &json!({"prediction_id": "pred_nope_1", "rating": 1}),
+    );
+    assert_eq!(st, 404);
+    let (st, _) = post(
+        a,
+        "/v1/feedback",
+        Some(&ops),
+        &json!({"prediction_id": pid, "label": "no_such_label"}),
+    );
+    assert_eq!(st, 400);
+    let label = preds[1]["label"].as_str().unwrap();
+    for body in [
+        json!({"prediction_id": pid, "rating": 0, "comment": "wrong, mail me at jane.doe@example.com"}),
+        json!({"prediction_id": pid, "label": label}),
+    ] {
+        let (st, f) = post(a, "/v1/feedback", Some(&ops), &body);
+        assert_eq!(st, 201, "{f}");
+    }
+    drop(slow);
+
+    // Metrics count what happened.
+    let (st, m) = request(a, "GET", "/metrics", Some(&app), b"");
+    assert_eq!(st, 200);
+    let m = m.as_str().unwrap().to_string();
+    assert!(
+        m.contains("hone_requests_total{route=\"/v1/predict\",status=\"401\"} 3"),
+        "{m}"
+    );
+    assert!(m.contains("hone_request_seconds_bucket{route=\"/v1/predict\",le=\"+Inf\"}"));
+
+    // Feedback under load, then kill -9: every acknowledged entry is in the store.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (stop2, ops2, pid2) = (stop.clone(), ops.clone(), pid.clone());
+    let sender = std::thread::spawn(move || {
+        let (mut sent, mut acked) = (0usize, 0usize);
+        while !stop2.load(std::sync::atomic::Ordering::SeqCst) {
+            sent += 1;
+            let body = json!({"prediction_id": pid2, "rating": sent}).to_string();
+            let ok = std::panic::catch_unwind(|| {
+                request(a, "POST", "/v1/feedback", Some(&ops2), body.as_bytes()).0
+            });
+            match ok {
+                Ok(201) => acked += 1,
+                _ => break,
+            }
+        }
+        (sent, acked)
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut srv = srv;
+    signal(&srv.child, "KILL");
+    let _ = srv.child.wait();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (sent, acked) = sender.join().unwrap();
+    assert!(
+        acked >= 5,
+        "only {acked} feedback acknowledged before the kill"
+    );
+    let store = hone_store::Store::open_existing(d).unwrap();
+    let stored = store.feedback().unwrap();
+    let rated = stored
+        .iter()
+        .filter(|f| f.rating.is_some_and(|r| r >= 1.0))
+        .count();
+    eprintln!("kill -9 during feedback: sent {sent}, acknowledged {acked}, stored {rated}");
+    assert!(rated >= acked, "acknowledged {acked} but stored {rated}");
+    // The comment was masked; the feedback is in the audit chain under the token's name.
+    assert!(
+        stored
+            .iter()
+            .all(|f| !f.comment.as_deref().unwrap_or("").contains("jane.doe"))
+    );
+    assert!(
+        store
+            .audit_entries()
+            .unwrap()
+            .iter()
+            .any(|e| e.who == "ops")
+    );
+    assert!(store.verify_audit().unwrap().ok());
+    // Without consent (the demo requires it), inputs are not kept.
+    let logged = store.prediction(&pid).unwrap().unwrap();
+    assert_eq!(logged.input, None);
+    assert_eq!(logged.token, "app");
+    drop(store);
+
+    // After restart: rate limit, graceful shutdown flushes the prediction log.
+    let srv = serve(d, &["--rate-limit", "2"]);
+    let statuses: Vec<u16> = (0..8)
+        .map(|_| {
+            post(
+                srv.addr,
+                "/v1/predict",
+                Some(&app),
+                &json!({"texts": ["hello"], "consent": true}),
+            )
+            .0
+        })
+        .collect();
+    assert!(statuses.contains(&429), "{statuses:?}");
+    let answered = statuses.iter().filter(|s| **s == 200).count();
+    let mut srv = srv;
+    signal(&srv.child, "TERM");
+    let status = srv.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let store = hone_store::Store::open_existing(d).unwrap();
+    let kept = store
+        .predictions_since("2000-01-01")
+        .unwrap()
+        .into_iter()
+        .filter(|p| p.consent && p.input.is_some())
+        .count();
+    assert_eq!(kept, answered);
+    eprintln!(
+        "faults counted: no/unknown token {}, revoked {}, wrong role {}, malformed {}, oversized {}",
+        counted[0], counted[1], counted[2], counted[3], counted[4]
+    );
+}
+
+fn signal(child: &Child, signal: &str) {
+    let st = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
