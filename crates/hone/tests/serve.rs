@@ -342,10 +342,92 @@ fn serves_the_released_run_behind_tokens_and_keeps_every_acknowledged_feedback()
         .filter(|p| p.consent && p.input.is_some())
         .count();
     assert_eq!(kept, answered);
+    drop(store);
+
+    // Feedback becomes data: a new correction joins the next version as the `feedback` source; one
+    // that contradicts a record's label is withheld and queued for review.
+    let version = store_version(d);
+    let records = hone_train::curate::load_records(&open(d), &version).unwrap();
+    let known = records
+        .iter()
+        .find(|r| r.source == "helpdesk" && r.label.is_some())
+        .unwrap();
+    let other = records
+        .iter()
+        .filter_map(|r| r.label.clone())
+        .find(|l| Some(l) != known.label.as_ref())
+        .unwrap();
+    let srv = serve(d, &[]);
+    let (st, p) = post(
+        srv.addr,
+        "/v1/predict",
+        Some(&app),
+        &json!({"texts": [known.text, "my parcel says delivered but nothing came, what now"], "consent": true}),
+    );
+    assert_eq!(st, 200, "{p}");
+    let ids: Vec<String> = p["predictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["prediction_id"].as_str().unwrap().to_string())
+        .collect();
+    for (id, label) in [(&ids[0], other.as_str()), (&ids[1], label)] {
+        let (st, f) = post(
+            srv.addr,
+            "/v1/feedback",
+            Some(&ops),
+            &json!({"prediction_id": id, "label": label, "consent": true}),
+        );
+        assert_eq!(st, 201, "{f}");
+    }
+    let mut srv = srv;
+    signal(&srv.child, "TERM");
+    assert!(srv.child.wait().unwrap().success());
+    let o = hone(d, &["--json", "data", "clean"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let store = open(d);
+    let v = store_version(d);
+    let info = hone_train::curate::version_info(&v).unwrap();
+    let fb = info
+        .sources
+        .iter()
+        .find(|s| s.name == "feedback")
+        .expect("a feedback source");
+    assert_eq!(fb.role, hone_core::config::SourceRole::Feedback);
+    assert_eq!(fb.n_rows, 2);
+    assert!(fb.notes.as_deref().unwrap().contains("ops"));
+    let new = hone_train::curate::load_records(&store, &v).unwrap();
+    let joined = format!("feedback-{}", ids[1]);
+    let r = new
+        .iter()
+        .find(|r| r.id == joined)
+        .expect("the correction joined the data");
+    assert_eq!(r.label.as_deref(), Some(label));
+    let held = format!("feedback-{}", ids[0]);
+    assert!(new.iter().all(|r| r.id != held));
+    let lineage = store.lineage_of(&v.id, &held).unwrap();
+    assert_eq!(lineage[0].rule, "feedback_conflict");
+    assert_eq!(lineage[0].related_id.as_deref(), Some(known.id.as_str()));
+    let ctx = hone_train::review::ReviewContext::load(&store).unwrap();
+    let (_, queue) = hone_train::review::queue(&store, &ctx).unwrap();
+    let s = queue
+        .iter()
+        .find(|s| s.kind == "feedback_conflict")
+        .expect("queued for review");
+    assert_eq!(s.id, known.id);
+    assert_eq!(s.suggested_label.as_deref(), Some(other.as_str()));
     eprintln!(
         "faults counted: no/unknown token {}, revoked {}, wrong role {}, malformed {}, oversized {}",
         counted[0], counted[1], counted[2], counted[3], counted[4]
     );
+}
+
+fn open(d: &Path) -> hone_store::Store {
+    hone_store::Store::open_existing(d).unwrap()
+}
+
+fn store_version(d: &Path) -> hone_store::VersionRow {
+    open(d).resolve_version(None).unwrap()
 }
 
 fn signal(child: &Child, signal: &str) {
