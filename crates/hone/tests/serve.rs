@@ -437,3 +437,192 @@ fn signal(child: &Child, signal: &str) {
         .unwrap();
     assert!(st.success());
 }
+
+/// A generate project on a tiny random decoder, fine-tuned (LoRA) to write long replies.
+fn generate_project(d: &Path) {
+    let model = d.join("models/tiny.gguf");
+    std::fs::create_dir_all(model.parent().unwrap()).unwrap();
+    hone_lm::testing::tiny_gguf(&model, 7).unwrap();
+    let mut lines = Vec::new();
+    for (i, q) in ["refund", "late parcel", "change address", "close account"]
+        .iter()
+        .cycle()
+        .take(40)
+        .enumerate()
+    {
+        lines.push(
+            json!({"id": format!("q{i}"), "question": format!("case {i}: {q} please"), "answer": format!("We will look at your {q} now. Thank you for writing to us about it, and please reply here if anything else about your {q} comes up.")})
+                .to_string(),
+        );
+    }
+    std::fs::create_dir_all(d.join("data")).unwrap();
+    std::fs::write(d.join("data/replies.jsonl"), lines.join("\n") + "\n").unwrap();
+    std::fs::write(
+        d.join("hone.toml"),
+        "[task]\nname = \"replies\"\nkind = \"generate\"\n\n[policy]\ncontamination = \"drop_train\"\n\n[[source]]\nname = \"replies\"\npath = \"data/replies.jsonl\"\nfields = { prompt = \"question\", target = \"answer\" }\n\n[split]\ntest = 0.2\ndev = 0.15\n\n[[model]]\nname = \"tiny\"\nkind = \"lm\"\npath = \"models/tiny.gguf\"\nmethod = \"lora\"\n\n[model.params]\nepochs = 40\nlr = 0.02\nbatch_size = 8\nmax_new_tokens = 64\n",
+    )
+    .unwrap();
+    let o = hone(d, &["--json", "run"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
+
+/// The text of a server-sent-events body: every `data:` payload until `[DONE]`.
+fn sse_text(body: &str, chat: bool) -> (String, Vec<Value>) {
+    let mut text = String::new();
+    let mut chunks = Vec::new();
+    let mut done = false;
+    for line in body.lines() {
+        let Some(data) = line.strip_prefix("data: ") else {
+            continue;
+        };
+        if data == "[DONE]" {
+            done = true;
+            continue;
+        }
+        let v: Value = serde_json::from_str(data).unwrap();
+        let piece = if chat {
+            v["choices"][0]["delta"]["content"].as_str()
+        } else {
+            v["choices"][0]["text"].as_str()
+        };
+        text.push_str(piece.unwrap_or(""));
+        chunks.push(v);
+    }
+    assert!(done, "no [DONE] in {body}");
+    (text, chunks)
+}
+
+#[test]
+fn a_generate_run_answers_openai_clients_whole_and_streamed_as_hone_predict_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    generate_project(d);
+    let app = token(d, "app", "predict");
+    let srv = serve(d, &["--run", "2", "--allow-unapproved"]);
+    let a = srv.addr;
+    let (_, h) = request(a, "GET", "/healthz", None, b"");
+    assert_eq!(h["approved"], false);
+    assert!(h["warning"].as_str().unwrap().contains("not the approved"));
+
+    let messages = json!([{"role": "user", "content": "case 3: refund please, write to me at jane.doe@example.com"}]);
+    let (st, whole) = post(
+        a,
+        "/v1/chat/completions",
+        Some(&app),
+        &json!({"model": "tiny", "messages": messages, "temperature": 0.0, "seed": 5}),
+    );
+    assert_eq!(st, 200, "{whole}");
+    assert_eq!(whole["object"], "chat.completion");
+    let answer = whole["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(whole["usage"]["completion_tokens"].as_u64().unwrap() > 0);
+    assert!(
+        whole["prediction_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("pred_")
+    );
+
+    // Streamed: the deltas add up to the same answer.
+    let (st, body) = post(
+        a,
+        "/v1/chat/completions",
+        Some(&app),
+        &json!({"messages": messages, "stream": true, "temperature": 0.0, "seed": 5}),
+    );
+    assert_eq!(st, 200);
+    let (streamed, chunks) = sse_text(body.as_str().unwrap(), true);
+    assert_eq!(streamed, answer);
+    eprintln!(
+        "answer of {} chars streamed in {} chunks: {answer:?}",
+        answer.chars().count(),
+        chunks.len()
+    );
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    assert!(chunks.last().unwrap()["choices"][0]["finish_reason"].is_string());
+    assert!(chunks.len() > 3, "the answer came in one piece: {chunks:?}");
+
+    // `hone predict` answers the same conversation byte for byte.
+    let input = d.join("in.jsonl");
+    std::fs::write(&input, format!("{}\n", json!({"messages": messages}))).unwrap();
+    let o = hone(
+        d,
+        &[
+            "predict",
+            input.to_str().unwrap(),
+            "--run",
+            "2",
+            "--temperature",
+            "0",
+            "--seed",
+            "5",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let cli: Value = serde_json::from_str(stdout(&o).lines().next().unwrap()).unwrap();
+    assert_eq!(cli["completion"].as_str().unwrap(), answer);
+
+    // /v1/completions renders a prompt as the user's message, as `hone predict` renders `prompt`.
+    let (st, c) = post(
+        a,
+        "/v1/completions",
+        Some(&app),
+        &json!({"prompt": messages[0]["content"], "max_tokens": 64, "temperature": 0.0, "seed": 5}),
+    );
+    assert_eq!(st, 200, "{c}");
+    assert_eq!(c["choices"][0]["text"].as_str().unwrap(), answer);
+    let (st, body) = post(
+        a,
+        "/v1/completions",
+        Some(&app),
+        &json!({"prompt": messages[0]["content"], "stream": true, "temperature": 0.0, "seed": 5}),
+    );
+    assert_eq!(st, 200);
+    assert_eq!(sse_text(body.as_str().unwrap(), false).0, answer);
+
+    // Wrong shapes are 400s with a message; a classifier route says which to use.
+    for (path, body) in [
+        ("/v1/chat/completions", json!({"messages": []})),
+        (
+            "/v1/chat/completions",
+            json!({"messages": [{"role": "tool", "content": "x"}]}),
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"messages": messages, "n": 2}),
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"messages": messages, "temperature": -1}),
+        ),
+        ("/v1/completions", json!({"prompt": 3})),
+        ("/v1/predict", json!({"texts": ["x"]})),
+    ] {
+        let (st, e) = post(a, path, Some(&app), &body);
+        assert_eq!(st, 400, "{path} {body}: {e}");
+        assert!(e["error"]["message"].is_string());
+    }
+    let (st, _) = post(
+        a,
+        "/v1/chat/completions",
+        None,
+        &json!({"messages": messages}),
+    );
+    assert_eq!(st, 401);
+
+    // The answers were logged, masked, without the input (no consent under the default policy is
+    // needed: require_consent is off here, so inputs are kept, masked).
+    let mut srv = srv;
+    signal(&srv.child, "TERM");
+    assert!(srv.child.wait().unwrap().success());
+    let logged = open(d).predictions_since("2000").unwrap();
+    assert_eq!(logged.len(), 4);
+    assert!(logged.iter().all(|p| p.output == answer));
+    assert!(
+        logged
+            .iter()
+            .all(|p| !p.input.as_deref().unwrap().contains("jane.doe"))
+    );
+}
