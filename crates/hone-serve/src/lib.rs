@@ -113,6 +113,8 @@ impl Server {
         let run = match (&opts.run, &released) {
             (Some(key), _) => hone_train::record::resolve(&store, key)?,
             (None, Some(a)) => hone_train::record::resolve(&store, &a.run)?,
+            // Development: the run `hone predict` uses, the one the latest `hone run` chose.
+            (None, None) if opts.allow_unapproved => hone_train::record::chosen_run(&store)?,
             (None, None) => {
                 return Err(Error::Usage(
                     "no run is approved for release: `hone approve RUN --reason TEXT` first, or name one with --run (and --allow-unapproved, for development only)".into(),
