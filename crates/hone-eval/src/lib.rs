@@ -17,6 +17,7 @@ pub mod bootstrap;
 pub mod calibration;
 pub mod classification;
 pub mod cost;
+pub mod drift;
 pub mod latency;
 pub mod rng;
 pub mod significance;

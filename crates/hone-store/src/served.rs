@@ -150,6 +150,22 @@ impl Store {
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
     }
 
+    /// The latest `n` logged predictions of `run` (all runs when `None`), oldest first.
+    pub fn recent_predictions(&self, run: Option<&str>, n: usize) -> Result<Vec<PredictionRow>> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "SELECT {PRED_COLUMNS} FROM predictions WHERE (?1 IS NULL OR run = ?1) ORDER BY at DESC, id DESC LIMIT ?2"
+            ))
+            .map_err(db_err)?;
+        let rows = stmt
+            .query_map(params![run, n as i64], pred_row)
+            .map_err(db_err)?;
+        let mut out = rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)?;
+        out.reverse();
+        Ok(out)
+    }
+
     /// Every feedback row, oldest first.
     pub fn feedback(&self) -> Result<Vec<FeedbackRow>> {
         let mut stmt = self

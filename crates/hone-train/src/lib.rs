@@ -9,6 +9,7 @@ pub mod curate;
 pub mod demo;
 pub mod doctor;
 pub mod dpo_stage;
+pub mod drift;
 pub mod feedback;
 pub mod generate_stage;
 pub mod grade_split;

@@ -392,6 +392,25 @@ pub fn token(ctx: &Context, cmd: crate::TokenCommand) -> Result<u8> {
     Ok(0)
 }
 
+pub fn drift(ctx: &Context, run: Option<&str>, window: usize, min_samples: usize) -> Result<u8> {
+    let project = open_project(ctx)?;
+    let store = Store::open_existing(&project.root)?;
+    let run = run
+        .map(|r| hone_train::record::resolve(&store, r))
+        .transpose()?;
+    let t = hone_train::drift::Thresholds {
+        window: window.max(1),
+        min_samples,
+        ..Default::default()
+    };
+    let report = hone_train::drift::check(&store, run.as_ref(), t)?;
+    match ctx.json {
+        true => print_json(&serde_json::to_value(&report)?),
+        false => print!("{}", report.text()),
+    }
+    Ok(if report.alarms > 0 { 3 } else { 0 })
+}
+
 pub fn serve(ctx: &Context, opts: hone_serve::Options) -> Result<u8> {
     let project = open_project(ctx)?;
     let server = hone_serve::Server::prepare(&project, opts)?;

@@ -160,6 +160,20 @@ enum Command {
     /// Access tokens for `hone serve` (only their hashes are stored).
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Compare what a served run answered lately with its test set: label mix, confidence, length.
+    ///
+    /// Exit 3 when a feature alarms. Example: `hone drift --window 500`
+    Drift {
+        /// The run (default: the run of the latest logged answer).
+        #[arg(long)]
+        run: Option<String>,
+        /// How many of the latest answers to compare.
+        #[arg(long, default_value_t = 500)]
+        window: usize,
+        /// Fewer live answers than this never alarm.
+        #[arg(long, default_value_t = 100)]
+        min_samples: usize,
+    },
     /// Serve the released run over HTTP: POST /v1/predict, POST /v1/feedback, GET /metrics, /healthz, /readyz.
     ///
     /// Every route but health needs `Authorization: Bearer TOKEN` (`hone token create`). Stops on SIGTERM
@@ -489,6 +503,11 @@ fn main() -> ExitCode {
         Command::Audit(AuditCommand::Verify) => commands::audit_verify(&ctx),
         Command::Audit(AuditCommand::Log) => commands::audit_log(&ctx),
         Command::Token(t) => commands::token(&ctx, t),
+        Command::Drift {
+            run,
+            window,
+            min_samples,
+        } => commands::drift(&ctx, run.as_deref(), window, min_samples),
         Command::Serve {
             addr,
             run,

@@ -380,6 +380,43 @@ fn serves_the_released_run_behind_tokens_and_keeps_every_acknowledged_feedback()
         );
         assert_eq!(st, 201, "{f}");
     }
+    // Drift: test-set texts replayed stay quiet; one out-of-scope text repeated alarms.
+    let test_texts: Vec<&str> = records
+        .iter()
+        .filter(|r| r.source == "official-test")
+        .map(|r| r.text.as_str())
+        .collect();
+    assert!(!test_texts.is_empty());
+    let replay: Vec<&str> = test_texts.iter().cycle().take(150).copied().collect();
+    let (st, _) = post(
+        srv.addr,
+        "/v1/predict",
+        Some(&app),
+        &json!({"texts": replay, "consent": true}),
+    );
+    assert_eq!(st, 200);
+    let o = hone(d, &["--json", "drift", "--window", "150"]);
+    let quiet: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(o.status.code(), Some(0), "{quiet}");
+    assert_eq!(quiet["n_live"], 150);
+    let odd = vec!["what is the weather on mars tomorrow"; 150];
+    let (st, _) = post(
+        srv.addr,
+        "/v1/predict",
+        Some(&app),
+        &json!({"texts": odd, "consent": true}),
+    );
+    assert_eq!(st, 200);
+    let o = hone(d, &["--json", "drift", "--window", "150"]);
+    let loud: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(o.status.code(), Some(3), "{loud}");
+    let label_drift = loud["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["feature"] == "predicted_label")
+        .unwrap();
+    assert_eq!(label_drift["alarm"], true, "{loud}");
     let mut srv = srv;
     signal(&srv.child, "TERM");
     assert!(srv.child.wait().unwrap().success());
