@@ -93,10 +93,10 @@ async fn guard(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Res
             match tokio::time::timeout(app.opts.timeout, next.run(req)).await {
                 Ok(r) => r,
                 Err(_) => ApiError::new(
-                    StatusCode::REQUEST_TIMEOUT,
+                    StatusCode::SERVICE_UNAVAILABLE,
                     "timeout",
                     format!(
-                        "the request took longer than {} s (a slow client or an overloaded model); send it again",
+                        "no answer within {} s (a body sent too slowly, or a busy model); send it again",
                         app.opts.timeout.as_secs_f64()
                     ),
                 )
@@ -169,11 +169,16 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
         return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "draining", "shutting down")
             .into_response();
     }
-    if let Some(e) = crate::log::LAST_ERROR.lock().ok().and_then(|l| l.clone()) {
+    if crate::log::LAST_ERROR
+        .lock()
+        .ok()
+        .is_some_and(|l| l.is_some())
+    {
+        // The error itself is not shown to callers without a token; `/metrics` counts the loss.
         return ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "store_error",
-            format!("the prediction log cannot be written: {e}"),
+            "the prediction log cannot be written to the store",
         )
         .into_response();
     }
@@ -238,19 +243,20 @@ struct PredictInput {
     text: String,
 }
 
-/// Unique prediction ids: a random prefix per server start and a counter.
-static COUNTER: AtomicU64 = AtomicU64::new(0);
-static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-
+/// Prediction ids: 96 random bits each, so that no caller can guess another's.
 pub(crate) fn prediction_id() -> String {
-    let prefix = PREFIX.get_or_init(|| {
-        let mut b = [0u8; 6];
-        let _ = getrandom::fill(&mut b);
-        b.iter().map(|x| format!("{x:02x}")).collect()
-    });
+    let mut b = [0u8; 12];
+    if getrandom::fill(&mut b).is_err() {
+        // No randomness from the OS: still unique (time and a counter), only guessable.
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let t = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0) as u64;
+        b[..8].copy_from_slice(&(t ^ n.rotate_left(32)).to_le_bytes());
+        b[8..].copy_from_slice(&(n as u32).to_le_bytes());
+    }
     format!(
-        "pred_{prefix}_{}",
-        COUNTER.fetch_add(1, Ordering::Relaxed) + 1
+        "pred_{}",
+        b.iter().map(|x| format!("{x:02x}")).collect::<String>()
     )
 }
 
@@ -418,7 +424,10 @@ async fn feedback(
         // Comments are free text from users: masked like every input.
         comment: req.comment.map(|c| app.prep.mask(&c)),
     };
-    match app.log.feedback(row).await {
+    // A token corrects the answers it asked for; `review` and `admin` tokens any answer. Someone
+    // else's prediction reads as unknown (its existence is not confirmed).
+    let any = caller.role >= hone_train::tokens::Role::Review;
+    match app.log.feedback(row, any).await {
         Ok(seq) => Ok((
             StatusCode::CREATED,
             axum::Json(json!({"feedback_id": seq, "prediction_id": req.prediction_id})),
@@ -428,7 +437,7 @@ async fn feedback(
             StatusCode::NOT_FOUND,
             "not_found",
             format!(
-                "no prediction `{}` was logged by this project's server (or it was purged after the retention period)",
+                "no prediction `{}` was answered to this token (or it was purged after the retention period)",
                 req.prediction_id
             ),
         )),

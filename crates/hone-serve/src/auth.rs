@@ -38,6 +38,7 @@ pub(crate) struct Auth {
 #[derive(Debug, Clone)]
 pub(crate) struct Caller {
     pub name: String,
+    pub role: Role,
 }
 
 impl Auth {
@@ -89,7 +90,10 @@ impl Auth {
         Ok(found.and_then(|row| {
             let has = Role::parse(&row.role).unwrap_or(Role::Predict);
             if has.allows(role) {
-                Ok(Caller { name: row.name })
+                Ok(Caller {
+                    name: row.name,
+                    role: has,
+                })
             } else {
                 Err(Denied::Forbidden {
                     name: row.name,

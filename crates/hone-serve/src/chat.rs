@@ -150,10 +150,12 @@ pub(crate) async fn completions(
     answer(app, caller, Vec::new(), req.prompt, req.common, false).await
 }
 
-/// The answer's frames: (delta, finish) for a stream; the whole answer at the end.
+/// What the generator sends: `Started` once the prompt is checked and the model is this request's,
+/// deltas (streams only), then the outcome (`Err((is_the_request's_fault, message))`).
 enum Frame {
+    Started,
     Delta(String),
-    Done(Result<Finished, String>),
+    Done(Result<Finished, (bool, String)>),
 }
 
 struct Finished {
@@ -204,28 +206,62 @@ async fn answer(
     let pid = prediction_id();
     let created = chrono::Utc::now().timestamp();
     let model_name = app.run.model.clone();
+    // At most a few requests wait for the model; more are told to come back.
+    let Ok(permit) = app.generate_slots.clone().try_acquire_owned() else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "the model is busy with the requests already queued; retry shortly",
+        ));
+    };
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Frame>(256);
     let work = app.clone();
     let streaming = c.stream;
     let prompt_text = app.prep.apply(&text);
     tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        // Deltas never block the model: a client that reads slowly gets them merged, one that left
+        // gets none (the answer is still finished and logged).
+        let mut pending = String::new();
+        let mut gone = false;
         let done = generate(
             &work,
             &turns,
             &text,
-            max_tokens,
-            c.temperature,
-            c.top_p,
-            c.seed,
+            (max_tokens, c.temperature, c.top_p, c.seed),
             stop,
+            &mut || {
+                let _ = tx.blocking_send(Frame::Started);
+            },
             &mut |d| {
-                if streaming {
-                    let _ = tx.blocking_send(Frame::Delta(d.to_string()));
+                if !streaming || gone {
+                    return;
+                }
+                pending.push_str(d);
+                match tx.try_send(Frame::Delta(std::mem::take(&mut pending))) {
+                    Ok(()) => {}
+                    Err(tokio::sync::mpsc::error::TrySendError::Full(Frame::Delta(p))) => {
+                        pending = p
+                    }
+                    Err(_) => gone = true,
                 }
             },
         );
-        let _ = tx.blocking_send(Frame::Done(done.map_err(|e| e.to_string())));
+        // The model is free again; now the last delta may wait for the client.
+        if streaming && !gone && !pending.is_empty() {
+            let _ = tx.blocking_send(Frame::Delta(pending));
+        }
+        let _ = tx.blocking_send(Frame::Done(
+            done.map_err(|e| (matches!(e, hone_core::Error::Usage(_)), e.to_string())),
+        ));
     });
+    // A request the model cannot take (a prompt over its context) is a 400, before any stream.
+    match rx.recv().await {
+        Some(Frame::Started) => {}
+        Some(Frame::Done(Err((true, e)))) => return Err(ApiError::bad(e)),
+        Some(Frame::Done(Err((false, e)))) => return Err(ApiError::internal(e)),
+        _ => return Err(ApiError::internal("the generator stopped")),
+    }
     let log = {
         let (app, pid, caller) = (app.clone(), pid.clone(), caller.name.clone());
         move |f: &Finished| {
@@ -251,8 +287,8 @@ async fn answer(
         let f = loop {
             match rx.recv().await {
                 Some(Frame::Done(Ok(f))) => break f,
-                Some(Frame::Done(Err(e))) => return Err(ApiError::internal(e)),
-                Some(Frame::Delta(_)) => {}
+                Some(Frame::Done(Err((_, e)))) => return Err(ApiError::internal(e)),
+                Some(Frame::Delta(_) | Frame::Started) => {}
                 None => return Err(ApiError::internal("the generator stopped")),
             }
         };
@@ -310,13 +346,14 @@ async fn answer(
                 }
                 let out = match rx.recv().await {
                     Some(Frame::Delta(d)) => (chunk(Some(&d), None, first), false),
+                    Some(Frame::Started) => (Bytes::new(), false),
                     Some(Frame::Done(Ok(f))) => {
                         log(&f);
                         let mut b = chunk(None, Some(finish(&f.stop)), first).to_vec();
                         b.extend_from_slice(b"data: [DONE]\n\n");
                         (Bytes::from(b), true)
                     }
-                    Some(Frame::Done(Err(e))) => (
+                    Some(Frame::Done(Err((_, e)))) => (
                         Bytes::from(format!(
                             "data: {}\n\n",
                             json!({"error": {"message": e, "type": "server_error", "code": 500}})
@@ -342,16 +379,16 @@ async fn answer(
 
 /// Generate one answer (blocking), calling `on_delta` with masked text as it becomes safe to send;
 /// the deltas add up to the returned (masked) text.
-#[allow(clippy::too_many_arguments)]
+/// The request's decoding overrides: max tokens, temperature, top-p, seed.
+type Overrides = (Option<usize>, Option<f64>, Option<f64>, Option<u64>);
+
 fn generate(
     app: &App,
     turns: &[Turn],
     text: &str,
-    max_tokens: Option<usize>,
-    temperature: Option<f64>,
-    top_p: Option<f64>,
-    seed: Option<u64>,
+    (max_tokens, temperature, top_p, seed): Overrides,
     stop: Vec<String>,
+    on_start: &mut dyn FnMut(),
     on_delta: &mut dyn FnMut(&str),
 ) -> hone_core::Result<Finished> {
     let Served::Generate(g) = &app.model else {
@@ -385,6 +422,15 @@ fn generate(
     // The seed `hone predict` gives its first input line (id "1").
     let row_seed = hone_train::generate_stage::row_seed(cfg.seed, "1");
     let ids = g.lm.encode(&prompt)?;
+    let context = g.lm.info().context;
+    if ids.is_empty() || ids.len() + cfg.max_new_tokens > context {
+        return Err(hone_core::Error::Usage(format!(
+            "the prompt ({} tokens) plus max_tokens ({}) exceed the model's context ({context}): shorten the conversation or ask for fewer tokens",
+            ids.len(),
+            cfg.max_new_tokens
+        )));
+    }
+    on_start();
     let tokenizer = g.lm.tokenizer().clone();
     let prep = &app.prep;
     let mut tokens: Vec<u32> = Vec::new();

@@ -38,7 +38,8 @@ pub struct Options {
     pub max_body: usize,
     /// The most texts in one predict request.
     pub max_batch: usize,
-    /// A request that takes longer is answered 408 (slow clients) or 503 (slow model).
+    /// A request not answered within this time gets 503 (a slow client sending its body, or a
+    /// busy model); a slow client's headers are cut off after 10 s.
     pub timeout: Duration,
     /// Logged predictions without feedback are purged after this many days.
     pub retention_days: u32,
@@ -85,6 +86,8 @@ pub(crate) struct App {
     pub log: log::Logger,
     pub metrics: metrics::Metrics,
     pub draining: AtomicBool,
+    /// Generate requests running or queued for the model (more are answered 503).
+    pub generate_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// What `prepare` found to serve, for the binary to print before listening.
@@ -162,6 +165,7 @@ impl Server {
             log,
             metrics: metrics::Metrics::default(),
             draining: AtomicBool::new(false),
+            generate_slots: Arc::new(tokio::sync::Semaphore::new(GENERATE_QUEUE)),
         };
         Ok(Server {
             app: Arc::new(app),
@@ -211,10 +215,27 @@ impl Server {
                 .local_addr()
                 .map_err(|e| Error::Internal(e.to_string()))?;
             on_listen(local);
+            // Logs past the retention period go while the server runs, not only at start.
+            let purger = app.clone();
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(Duration::from_secs(3600));
+                every.tick().await;
+                loop {
+                    every.tick().await;
+                    let a = purger.clone();
+                    let _ = tokio::task::spawn_blocking(move || {
+                        let days = i64::from(a.opts.retention_days);
+                        a.log
+                            .purge((chrono::Utc::now() - chrono::Duration::days(days)).to_rfc3339())
+                    })
+                    .await;
+                }
+            });
             let router = api::router(app.clone());
             accept_loop(listener, router, app.clone(), shutdown).await
         });
-        drop(rt);
+        // Generations still running past the drain are not waited for without end.
+        rt.shutdown_timeout(Duration::from_secs(10));
         // Every handler has finished: the last logs reach the store before the process ends.
         let Server { app, log_thread } = self;
         drop(app);
@@ -222,6 +243,9 @@ impl Server {
         result
     }
 }
+
+/// Generate requests that may run or wait for the model at once.
+const GENERATE_QUEUE: usize = 8;
 
 /// How long a client may take to send its request line and headers (slow-loris clients are cut off).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);

@@ -11,7 +11,7 @@ use tokio::sync::oneshot;
 
 enum Msg {
     Predictions(Vec<PredictionRow>),
-    Feedback(FeedbackRow, oneshot::Sender<Result<i64>>),
+    Feedback(FeedbackRow, bool, oneshot::Sender<Result<i64>>),
     Purge(String, oneshot::Sender<Result<usize>>),
 }
 
@@ -38,11 +38,14 @@ impl Logger {
                     while let Some(msg) = next.take() {
                         match msg {
                             Msg::Predictions(rows) => pending.extend(rows),
-                            Msg::Feedback(row, reply) => {
+                            Msg::Feedback(row, any, reply) => {
                                 // The prediction it names was sent before it: commit those first.
                                 flush(&mut store, &mut pending);
-                                let _ = reply
-                                    .send(store.put_feedback(&row, "serve: POST /v1/feedback"));
+                                let _ = reply.send(store.put_feedback(
+                                    &row,
+                                    any,
+                                    "serve: POST /v1/feedback",
+                                ));
                             }
                             Msg::Purge(before, reply) => {
                                 flush(&mut store, &mut pending);
@@ -69,11 +72,12 @@ impl Logger {
         let _ = self.tx.send(Msg::Predictions(rows));
     }
 
-    /// Record feedback; resolves once it is committed (or refused: unknown prediction).
-    pub async fn feedback(&self, row: FeedbackRow) -> Result<i64> {
+    /// Record feedback (on any prediction, or only on the token's own); resolves once it is
+    /// committed, or refused (an unknown prediction, or another token's).
+    pub async fn feedback(&self, row: FeedbackRow, any: bool) -> Result<i64> {
         let (reply, wait) = oneshot::channel();
         self.tx
-            .send(Msg::Feedback(row, reply))
+            .send(Msg::Feedback(row, any, reply))
             .map_err(|_| Error::Internal("the log writer has stopped".into()))?;
         wait.await
             .map_err(|_| Error::Internal("the log writer has stopped".into()))?
@@ -102,7 +106,13 @@ fn flush(store: &mut Store, pending: &mut Vec<PredictionRow>) {
         if let Err(e) = store.put_predictions(pending) {
             LOST.fetch_add(pending.len() as u64, std::sync::atomic::Ordering::Relaxed);
             LAST_ERROR.lock().map(|mut l| *l = Some(e.to_string())).ok();
+            pending.clear();
+            return;
         }
+    }
+    // Written: a past failure no longer holds readiness down.
+    if let Ok(mut l) = LAST_ERROR.lock() {
+        *l = None;
     }
     pending.clear();
 }

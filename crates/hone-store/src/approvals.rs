@@ -91,6 +91,8 @@ impl Store {
     pub fn approved_run(&self) -> Result<Option<ApprovalRow>> {
         let table: BTreeMap<i64, ApprovalRow> =
             self.approvals()?.into_iter().map(|r| (r.seq, r)).collect();
+        // In audit order: a row number SQLite reused after a deletion does not hide the entry
+        // that first wrote it.
         let rows = self
             .approval_entries()?
             .into_iter()
@@ -110,15 +112,14 @@ impl Store {
         Ok(released(rows))
     }
 
-    /// The approval audit entries by the approvals row they wrote: row seq → (entry seq, who,
-    /// run, action, reason).
-    pub(crate) fn approval_entries(&self) -> Result<BTreeMap<i64, ApprovalEntry>> {
+    /// The approval audit entries in audit order, with the approvals row each wrote.
+    pub(crate) fn approval_entries(&self) -> Result<Vec<(i64, ApprovalEntry)>> {
         let mut stmt = self
             .conn
             .prepare(
                 "SELECT seq, who, json_extract(inputs, '$.approval.run'), json_extract(inputs, '$.approval.action'), \
                  json_extract(inputs, '$.approval.reason'), json_extract(outputs, '$.row') \
-                 FROM audit WHERE json_valid(inputs) AND json_extract(inputs, '$.approval') IS NOT NULL",
+                 FROM audit WHERE json_valid(inputs) AND json_extract(inputs, '$.approval') IS NOT NULL ORDER BY seq",
             )
             .map_err(db_err)?;
         let rows = stmt
@@ -135,40 +136,43 @@ impl Store {
                 ))
             })
             .map_err(db_err)?;
-        let mut out = BTreeMap::new();
+        let mut out = Vec::new();
         for r in rows {
-            let (row, e) = r.map_err(db_err)?;
-            if let Some(row) = row {
-                out.insert(row, e);
+            if let (Some(row), e) = r.map_err(db_err)? {
+                out.push((row, e));
             }
         }
         Ok(out)
     }
 
-    /// Approvals rows that no audit entry vouches for, or that differ from their entry, as
-    /// problems for `verify_audit`.
+    /// Approvals rows that no audit entry vouches for, or that differ from their entry, and
+    /// entries whose row is gone, as problems for `verify_audit`.
     pub(crate) fn approval_problems(&self) -> Result<Vec<(i64, String)>> {
         let entries = self.approval_entries()?;
+        // The entry each row number should match now: the latest that wrote it.
+        let latest: BTreeMap<i64, &ApprovalEntry> =
+            entries.iter().map(|(row, e)| (*row, e)).collect();
+        let table = self.approvals()?;
         let mut out = Vec::new();
-        for r in self.approvals()? {
-            match entries.get(&r.seq) {
+        for r in &table {
+            match latest.get(&r.seq) {
                 None => out.push((0, format!(
                     "approvals row {} ({} of run {} by {}) has no audit entry: it was written outside hone and releases nothing",
                     r.seq, r.action, r.run, r.who
                 ))),
-                Some(e) if !vouches(Some(e), &r) => out.push((e.entry, format!(
-                    "approvals row {} differs from audit entry {} that wrote it (run, action, reason or who was edited): it releases nothing",
+                Some(e) if !vouches(Some(e), r) => out.push((e.entry, format!(
+                    "approvals row {} differs from audit entry {} that wrote it (run, action, reason or who was edited): the entry holds",
                     r.seq, e.entry
                 ))),
                 Some(_) => {}
             }
         }
-        let rows: std::collections::BTreeSet<i64> =
-            self.approvals()?.iter().map(|r| r.seq).collect();
+        let rows: std::collections::BTreeSet<i64> = table.iter().map(|r| r.seq).collect();
         for (row, e) in &entries {
-            if !rows.contains(row) {
+            let current = latest.get(row).is_some_and(|l| l.entry == e.entry);
+            if !rows.contains(row) || !current {
                 out.push((e.entry, format!(
-                    "approvals row {row} ({} of run {}, entry {}) is missing from the approvals table: it was deleted",
+                    "approvals row {row} ({} of run {}, entry {}) was deleted from the approvals table: the entry still holds",
                     e.action, e.run, e.entry
                 )));
             }
@@ -318,5 +322,32 @@ mod tests {
             .unwrap();
         assert_eq!(store.approved_run().unwrap().unwrap().run, "run-a");
         assert!(!store.verify_audit().unwrap().ok());
+        // A deleted revocation whose row number SQLite reuses for the next approval still holds.
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        no_fk(&store);
+        store
+            .put_approval("run-a", false, "ana", "t1", "ok", &list, "test")
+            .unwrap();
+        store
+            .put_approval("run-a", true, "ana", "t2", "bad", &list, "test")
+            .unwrap();
+        store
+            .connection()
+            .execute("DELETE FROM approvals WHERE action = 'revoke'", [])
+            .unwrap();
+        let b = store
+            .put_approval("run-b", false, "ana", "t3", "ok", &list, "test")
+            .unwrap();
+        assert_eq!(b, 2, "the row number was reused");
+        store
+            .put_approval("run-b", true, "ana", "t4", "bad", &list, "test")
+            .unwrap();
+        assert_eq!(store.approved_run().unwrap(), None);
+        let problems = store.verify_audit().unwrap().problems;
+        assert!(
+            problems.iter().any(|p| p.problem.contains("was deleted")),
+            "{problems:?}"
+        );
     }
 }

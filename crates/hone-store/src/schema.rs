@@ -212,6 +212,10 @@ const MIGRATIONS: &[&str] = &[
         comment TEXT
     );
     CREATE INDEX feedback_prediction ON feedback(prediction_id);
+    -- Token checks read the token's creation and revocation entries; the audit grows with every
+    -- feedback entry, so these lookups are indexed.
+    CREATE INDEX audit_token_hash ON audit(json_extract(outputs, '$.token_hash')) WHERE json_valid(outputs);
+    CREATE INDEX audit_revoke_token ON audit(json_extract(inputs, '$.revoke_token')) WHERE json_valid(inputs);
     "#,
 ];
 

@@ -90,18 +90,19 @@ impl Store {
     }
 
     /// Record feedback on a logged prediction with its audit entry (who = the token's name); an
-    /// unknown prediction id is `NotFound`. Returns the feedback row's number.
-    pub fn put_feedback(&mut self, f: &FeedbackRow, command: &str) -> Result<i64> {
+    /// unknown prediction id, or (unless `any`) one another token asked for, is `NotFound`.
+    /// Returns the feedback row's number.
+    pub fn put_feedback(&mut self, f: &FeedbackRow, any: bool, command: &str) -> Result<i64> {
         let tx = self.write_tx()?;
-        let known: Option<String> = tx
+        let asked_by: Option<String> = tx
             .query_row(
-                "SELECT id FROM predictions WHERE id = ?1",
+                "SELECT token FROM predictions WHERE id = ?1",
                 params![f.prediction_id],
                 |r| r.get(0),
             )
             .optional()
             .map_err(db_err)?;
-        if known.is_none() {
+        if asked_by.is_none_or(|t| !any && t != f.token) {
             return Err(Error::NotFound {
                 what: "prediction",
                 name: f.prediction_id.clone(),
@@ -256,12 +257,19 @@ mod tests {
             comment: None,
         };
         assert!(matches!(
-            store.put_feedback(&fb("nope", "x"), "test"),
+            store.put_feedback(&fb("nope", "x"), true, "test"),
             Err(Error::NotFound { .. })
         ));
-        let a = store.put_feedback(&fb("p1", "lost_card"), "test").unwrap();
+        let a = store
+            .put_feedback(&fb("p1", "lost_card"), true, "test")
+            .unwrap();
+        // Only the token that asked, unless allowed any.
+        assert!(matches!(
+            store.put_feedback(&fb("p1", "lost_card"), false, "test"),
+            Err(Error::NotFound { .. })
+        ));
         let b = store
-            .put_feedback(&fb("p1", "card_arrival"), "test")
+            .put_feedback(&fb("p1", "card_arrival"), true, "test")
             .unwrap();
         assert!(b > a);
         assert_eq!(store.feedback().unwrap().len(), 2);

@@ -519,7 +519,13 @@ pub fn compute(
     // contradict a record's label are withheld (and queued for review), the rest join the data.
     let mut withheld = Vec::new();
     if !feedback.records.is_empty() {
-        let prep = crate::input::TextPrep::for_policy(&c.policy);
+        // As the server prepared its inputs: generate prompts keep their line breaks.
+        let prep = match c.task.kind {
+            hone_core::config::TaskKind::Generate => {
+                crate::input::TextPrep::for_policy(&c.policy).keeping_newlines()
+            }
+            hone_core::config::TaskKind::Classify => crate::input::TextPrep::for_policy(&c.policy),
+        };
         let (keep, held) = crate::feedback::sort_out(feedback.records.clone(), &records, &prep);
         n_input += feedback.records.len() as u64;
         for r in keep {

@@ -141,6 +141,8 @@ fn serves_the_released_run_behind_tokens_and_keeps_every_acknowledged_feedback()
     let app = token(d, "app", "predict");
     let ops = token(d, "ops", "feedback");
     let gone = token(d, "gone", "admin");
+    let other = token(d, "other", "feedback");
+    let reviewer = token(d, "reviewer", "review");
     let o = hone(d, &["token", "revoke", "gone"]);
     assert_eq!(o.status.code(), Some(0));
 
@@ -201,8 +203,9 @@ fn serves_the_released_run_behind_tokens_and_keeps_every_acknowledged_feedback()
     slow.write_all(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\n")
         .unwrap();
 
-    // Answers are `hone predict`'s, with prediction ids.
-    let (st, p) = post(a, "/v1/predict", Some(&app), &texts);
+    // Answers are `hone predict`'s, with prediction ids (asked with the feedback token, which may
+    // predict too, so that it may correct them).
+    let (st, p) = post(a, "/v1/predict", Some(&ops), &texts);
     assert_eq!(st, 200, "{p}");
     let preds = p["predictions"].as_array().unwrap();
     assert_eq!(preds.len(), 2);
@@ -240,6 +243,21 @@ fn serves_the_released_run_behind_tokens_and_keeps_every_acknowledged_feedback()
     );
     assert_eq!(st, 400);
     let label = preds[1]["label"].as_str().unwrap();
+    // Another feedback token cannot correct answers it did not ask for; a review token can.
+    let (st, _) = post(
+        a,
+        "/v1/feedback",
+        Some(&other),
+        &json!({"prediction_id": pid, "rating": 1}),
+    );
+    assert_eq!(st, 404);
+    let (st, _) = post(
+        a,
+        "/v1/feedback",
+        Some(&reviewer),
+        &json!({"prediction_id": pid, "rating": 1}),
+    );
+    assert_eq!(st, 201);
     for body in [
         json!({"prediction_id": pid, "rating": 0, "comment": "wrong, mail me at jane.doe@example.com"}),
         json!({"prediction_id": pid, "label": label}),
@@ -312,7 +330,7 @@ fn serves_the_released_run_behind_tokens_and_keeps_every_acknowledged_feedback()
     // Without consent (the demo requires it), inputs are not kept.
     let logged = store.prediction(&pid).unwrap().unwrap();
     assert_eq!(logged.input, None);
-    assert_eq!(logged.token, "app");
+    assert_eq!(logged.token, "ops");
     drop(store);
 
     // After restart: rate limit, graceful shutdown flushes the prediction log.
@@ -361,7 +379,7 @@ fn serves_the_released_run_behind_tokens_and_keeps_every_acknowledged_feedback()
     let (st, p) = post(
         srv.addr,
         "/v1/predict",
-        Some(&app),
+        Some(&ops),
         &json!({"texts": [known.text, "my parcel says delivered but nothing came, what now"], "consent": true}),
     );
     assert_eq!(st, 200, "{p}");
@@ -475,7 +493,8 @@ fn signal(child: &Child, signal: &str) {
     assert!(st.success());
 }
 
-/// A generate project on a tiny random decoder, fine-tuned (LoRA) to write long replies.
+/// A generate project on a tiny random decoder, as it is (method `none`): its greedy answers are
+/// long runs of whitespace, enough to stream in many pieces.
 fn generate_project(d: &Path) {
     let model = d.join("models/tiny.gguf");
     std::fs::create_dir_all(model.parent().unwrap()).unwrap();
@@ -496,7 +515,7 @@ fn generate_project(d: &Path) {
     std::fs::write(d.join("data/replies.jsonl"), lines.join("\n") + "\n").unwrap();
     std::fs::write(
         d.join("hone.toml"),
-        "[task]\nname = \"replies\"\nkind = \"generate\"\n\n[policy]\ncontamination = \"drop_train\"\n\n[[source]]\nname = \"replies\"\npath = \"data/replies.jsonl\"\nfields = { prompt = \"question\", target = \"answer\" }\n\n[split]\ntest = 0.2\ndev = 0.15\n\n[[model]]\nname = \"tiny\"\nkind = \"lm\"\npath = \"models/tiny.gguf\"\nmethod = \"lora\"\n\n[model.params]\nepochs = 40\nlr = 0.02\nbatch_size = 8\nmax_new_tokens = 64\n",
+        "[task]\nname = \"replies\"\nkind = \"generate\"\n\n[policy]\ncontamination = \"drop_train\"\n\n[[source]]\nname = \"replies\"\npath = \"data/replies.jsonl\"\nfields = { prompt = \"question\", target = \"answer\" }\n\n[split]\ntest = 0.2\ndev = 0.15\n\n[[model]]\nname = \"tiny\"\nkind = \"lm\"\npath = \"models/tiny.gguf\"\nmethod = \"none\"\n\n[model.params]\nmax_new_tokens = 120\n",
     )
     .unwrap();
     let o = hone(d, &["--json", "run"]);
@@ -535,7 +554,7 @@ fn a_generate_run_answers_openai_clients_whole_and_streamed_as_hone_predict_does
     let d = dir.path();
     generate_project(d);
     let app = token(d, "app", "predict");
-    let srv = serve(d, &["--run", "2", "--allow-unapproved"]);
+    let srv = serve(d, &["--run", "1", "--allow-unapproved"]);
     let a = srv.addr;
     let (_, h) = request(a, "GET", "/healthz", None, b"");
     assert_eq!(h["approved"], false);
@@ -590,7 +609,7 @@ fn a_generate_run_answers_openai_clients_whole_and_streamed_as_hone_predict_does
             "predict",
             input.to_str().unwrap(),
             "--run",
-            "2",
+            "1",
             "--temperature",
             "0",
             "--seed",
@@ -606,7 +625,7 @@ fn a_generate_run_answers_openai_clients_whole_and_streamed_as_hone_predict_does
         a,
         "/v1/completions",
         Some(&app),
-        &json!({"prompt": messages[0]["content"], "max_tokens": 64, "temperature": 0.0, "seed": 5}),
+        &json!({"prompt": messages[0]["content"], "max_tokens": 120, "temperature": 0.0, "seed": 5}),
     );
     assert_eq!(st, 200, "{c}");
     assert_eq!(c["choices"][0]["text"].as_str().unwrap(), answer);
@@ -635,6 +654,11 @@ fn a_generate_run_answers_openai_clients_whole_and_streamed_as_hone_predict_does
             json!({"messages": messages, "temperature": -1}),
         ),
         ("/v1/completions", json!({"prompt": 3})),
+        // Over the model's context: refused before any stream starts.
+        (
+            "/v1/chat/completions",
+            json!({"messages": messages, "max_tokens": 4000, "stream": true}),
+        ),
         ("/v1/predict", json!({"texts": ["x"]})),
     ] {
         let (st, e) = post(a, path, Some(&app), &body);
