@@ -74,6 +74,13 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/v1/chat/completions", post(crate::chat::chat_completions))
         .route("/v1/completions", post(crate::chat::completions))
         .fallback(not_found)
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "invalid_request_error",
+                "wrong method for this route: POST /v1/*, GET /metrics, /healthz, /readyz",
+            )
+        })
         .layer(middleware::from_fn_with_state(app.clone(), guard))
         .layer(DefaultBodyLimit::max(app.opts.max_body))
         .with_state(app)

@@ -277,6 +277,8 @@ async fn accept_loop(
                 let conn = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
                     .header_read_timeout(HEADER_READ_TIMEOUT)
+                    // A request line and headers beyond 64 KiB are refused (431).
+                    .max_header_size(64 * 1024)
                     .serve_connection(TokioIo::new(stream), service);
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {

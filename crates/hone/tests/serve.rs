@@ -198,6 +198,20 @@ fn serves_the_released_run_behind_tokens_and_keeps_every_acknowledged_feedback()
         assert_eq!(request(a, "GET", path, None, b"").0, 401, "{path}");
     }
 
+    // A wrong method is a JSON 405; headers past 64 KiB are refused, not buffered.
+    let (st, e) = request(a, "GET", "/v1/predict", Some(&app), b"");
+    assert_eq!(st, 405);
+    assert!(e["error"]["message"].is_string());
+    let mut s = TcpStream::connect(a).unwrap();
+    let big = format!(
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+        "b".repeat(100_000)
+    );
+    let _ = s.write_all(big.as_bytes());
+    let mut raw = String::new();
+    let _ = s.read_to_string(&mut raw);
+    assert!(raw.starts_with("HTTP/1.1 431"), "{raw:?}");
+
     // A slow client that never finishes its headers holds no one else up.
     let mut slow = TcpStream::connect(a).unwrap();
     slow.write_all(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\n")
