@@ -53,7 +53,7 @@ token=$("$hone" -C "$work/b77" --json token create --name bench --role predict |
 
 "$hone" -C "$work/b77" serve --addr 127.0.0.1:18080 --rate-limit 0 2> "$work/hone.err" &
 hone_pid=$!
-"$venv/bin/mlflow" models serve -m "$work/mlflow-model" -h 127.0.0.1 -p 18081 --env-manager local -w 2 > "$work/mlflow.log" 2>&1 &
+PATH="$venv/bin:$PATH" "$venv/bin/mlflow" models serve -m "$work/mlflow-model" -h 127.0.0.1 -p 18081 --env-manager local -w 2 > "$work/mlflow.log" 2>&1 &
 ml_pid=$!
 trap 'kill $hone_pid $ml_pid 2>/dev/null || true; pkill -P $ml_pid 2>/dev/null || true' EXIT
 for _ in $(seq 1 600); do
