@@ -307,7 +307,7 @@ async fn predict(
     let top_k = req.top_k.unwrap_or(3).clamp(1, 100);
     let consent = req.consent.unwrap_or(!app.require_consent);
     let work = app.clone();
-    let texts: Vec<String> = inputs.iter().map(|(_, t)| t.clone()).collect();
+    let (ids, texts): (Vec<Option<serde_json::Value>>, Vec<String>) = inputs.into_iter().unzip();
     let decided = tokio::task::spawn_blocking(move || {
         let Served::Classify(model) = &work.model else {
             return Err(hone_core::Error::Internal("not a classifier".into()));
@@ -331,7 +331,7 @@ async fn predict(
     let at = chrono::Utc::now().to_rfc3339();
     let mut logs = Vec::with_capacity(decided.len());
     let mut out = Vec::with_capacity(decided.len());
-    for (((id, _), text), d) in inputs.into_iter().zip(prepared).zip(decided) {
+    for ((id, text), d) in ids.into_iter().zip(prepared).zip(decided) {
         let pid = prediction_id();
         logs.push(PredictionRow {
             id: pid.clone(),

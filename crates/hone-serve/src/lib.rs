@@ -90,6 +90,15 @@ pub(crate) struct App {
     pub generate_slots: Arc<tokio::sync::Semaphore>,
 }
 
+impl App {
+    /// Purge logged predictions past the retention period (kept: those with feedback); blocking.
+    fn purge(&self) -> Result<usize> {
+        let days = i64::from(self.opts.retention_days);
+        self.log
+            .purge((chrono::Utc::now() - chrono::Duration::days(days)).to_rfc3339())
+    }
+}
+
 /// What `prepare` found to serve, for the binary to print before listening.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Ready {
@@ -188,10 +197,7 @@ impl Server {
 
     /// Purge logged predictions past the retention period (kept: those with feedback).
     pub fn purge(&self) -> Result<usize> {
-        let before = (chrono::Utc::now()
-            - chrono::Duration::days(i64::from(self.app.opts.retention_days)))
-        .to_rfc3339();
-        self.app.log.purge(before)
+        self.app.purge()
     }
 
     /// Listen on `opts.addr` and serve until `shutdown` resolves (the binary passes SIGTERM or
@@ -223,12 +229,7 @@ impl Server {
                 loop {
                     every.tick().await;
                     let a = purger.clone();
-                    let _ = tokio::task::spawn_blocking(move || {
-                        let days = i64::from(a.opts.retention_days);
-                        a.log
-                            .purge((chrono::Utc::now() - chrono::Duration::days(days)).to_rfc3339())
-                    })
-                    .await;
+                    let _ = tokio::task::spawn_blocking(move || a.purge()).await;
                 }
             });
             let router = api::router(app.clone());
