@@ -284,6 +284,16 @@ impl Card {
     /// The card as one HTML page: the Markdown body rendered, the metadata shown as a block, raw
     /// HTML in any text escaped.
     pub fn html(&self) -> String {
+        format!(
+            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Model card: {} / {}</title><style>{STYLE}</style></head><body>{}</body></html>",
+            esc(&self.task),
+            esc(&self.model),
+            self.body()
+        )
+    }
+
+    /// The card's body, without the page around it (the dashboard shows it in its own page).
+    pub fn body(&self) -> String {
         use pulldown_cmark::{Event, Options, Parser};
         let full = self.markdown();
         let meta = self.metadata();
@@ -294,12 +304,7 @@ impl Card {
         });
         let mut html = String::new();
         pulldown_cmark::html::push_html(&mut html, events);
-        format!(
-            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Model card: {} / {}</title><style>{STYLE}</style></head><body>{html}<h2>Metadata</h2><pre>{}</pre></body></html>",
-            esc(&self.task),
-            esc(&self.model),
-            esc(&meta)
-        )
+        format!("{html}<h2>Metadata</h2><pre>{}</pre>", esc(&meta))
     }
 }
 

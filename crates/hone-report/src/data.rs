@@ -99,8 +99,16 @@ impl DataReport<'_> {
 
     /// The self-contained HTML report.
     pub fn html(&self) -> String {
+        format!(
+            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>hone data report — {}</title><style>{STYLE}</style></head><body>{}</body></html>\n",
+            esc(self.task),
+            self.body()
+        )
+    }
+
+    /// The report's body, without the page around it (the dashboard shows it in its own page).
+    pub fn body(&self) -> String {
         let mut h = String::new();
-        h.push_str(&format!("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>hone data report — {}</title><style>{STYLE}</style></head><body>", esc(self.task)));
         h.push_str(&format!(
             "<h1>Data report: {}</h1><p class=\"muted\">version <code>{}</code>, made {}{}</p>",
             esc(self.task),
@@ -186,7 +194,6 @@ impl DataReport<'_> {
             }
             h.push_str("</table>");
         }
-        h.push_str("</body></html>\n");
         h
     }
 

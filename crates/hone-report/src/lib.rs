@@ -27,7 +27,8 @@ pub fn md(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
 }
 
-pub(crate) const STYLE: &str = "body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#1d2433}h1{font-size:1.6em}h2{margin-top:2em;border-bottom:1px solid #dde;padding-bottom:.2em}table{border-collapse:collapse;margin:.5em 0;font-size:.92em}td,th{border:1px solid #dde;padding:.3em .6em;text-align:left;vertical-align:top}th{background:#f3f5fa}td.n{text-align:right;font-variant-numeric:tabular-nums}.muted{color:#667}code{background:#f3f5fa;padding:0 .2em}svg text{font-family:inherit}";
+/// The one stylesheet of every page hone renders (reports, cards, the dashboard).
+pub const STYLE: &str = "body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#1d2433}h1{font-size:1.6em}h2{margin-top:2em;border-bottom:1px solid #dde;padding-bottom:.2em}table{border-collapse:collapse;margin:.5em 0;font-size:.92em}td,th{border:1px solid #dde;padding:.3em .6em;text-align:left;vertical-align:top}th{background:#f3f5fa}td.n{text-align:right;font-variant-numeric:tabular-nums}.muted{color:#667}code{background:#f3f5fa;padding:0 .2em}svg text{font-family:inherit}";
 
 #[cfg(test)]
 mod tests {

@@ -17,6 +17,12 @@ pub fn hbars(rows: &[(String, f64)], color: &str) -> String {
         let y = i as f64 * row_h + 5.0;
         let w = (width - label_w - 70.0) * v / max;
         let shown: String = label.chars().take(32).collect();
+        // Counts print whole; measurements with the report's 4 decimals.
+        let v = if v.fract() == 0.0 && v.abs() < 1e15 {
+            format!("{v:.0}")
+        } else {
+            format!("{v:.4}")
+        };
         s.push_str(&format!(
             "<text x=\"{lx}\" y=\"{ty}\" font-size=\"12\" text-anchor=\"end\">{l}</text><rect x=\"{x}\" y=\"{y}\" width=\"{w:.1}\" height=\"{h}\" fill=\"{color}\"><title>{l}: {v}</title></rect><text x=\"{vx:.1}\" y=\"{ty}\" font-size=\"12\">{v}</text>",
             lx = label_w - 6.0,

@@ -83,7 +83,8 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         })
         .layer(middleware::from_fn_with_state(app.clone(), guard))
         .layer(DefaultBodyLimit::max(app.opts.max_body))
-        .with_state(app)
+        .with_state(app.clone())
+        .merge(crate::ui::router(app.ui.clone()))
 }
 
 /// Every request: time limit, token and role (before any body is read), rate limit, and the
@@ -340,6 +341,7 @@ async fn predict(
             model: app.run.model.clone(),
             token: caller.name.clone(),
             consent,
+            input_chars: Some(text.chars().count() as i64),
             input: consent.then_some(text),
             output: d.label.clone(),
             probability: Some(f64::from(d.probability)),

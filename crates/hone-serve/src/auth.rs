@@ -14,6 +14,9 @@ use hone_train::tokens::{Denied, Role};
 pub(crate) fn needed(path: &str) -> Option<Role> {
     match path {
         "/healthz" | "/readyz" => None,
+        // The dashboard checks its own sessions (a browser sends a cookie, not a bearer token).
+        "/" => None,
+        p if p.starts_with("/ui/") => None,
         "/v1/feedback" => Some(Role::Feedback),
         // Predictions, completions and metrics (aggregate counts, no data): any valid token. Unknown
         // paths too, so that a caller without a token learns nothing about which routes exist.

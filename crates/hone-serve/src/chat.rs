@@ -273,6 +273,7 @@ async fn answer(
                 token: caller.clone(),
                 consent,
                 input: consent.then(|| prompt_text.clone()),
+                input_chars: Some(prompt_text.chars().count() as i64),
                 output: f.text.clone(),
                 probability: None,
                 latency_us: started.elapsed().as_micros() as i64,

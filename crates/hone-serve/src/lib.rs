@@ -11,6 +11,7 @@ mod auth;
 mod chat;
 mod log;
 mod metrics;
+mod ui;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -82,7 +83,9 @@ pub(crate) struct App {
     pub prep: TextPrep,
     pub require_consent: bool,
     pub opts: Options,
-    pub auth: auth::Auth,
+    pub auth: Arc<auth::Auth>,
+    /// The dashboard at `/`.
+    pub ui: Arc<ui::Ui>,
     pub log: log::Logger,
     pub metrics: metrics::Metrics,
     pub draining: AtomicBool,
@@ -163,8 +166,14 @@ impl Server {
         };
         drop(store);
         let (log, log_thread) = log::Logger::start(&root)?;
+        let auth = Arc::new(auth::Auth::new(&root, opts.rate_limit)?);
         let app = App {
-            auth: auth::Auth::new(&root, opts.rate_limit)?,
+            ui: Arc::new(ui::Ui::new(
+                root.clone(),
+                auth.clone(),
+                Some(run.id.clone()),
+            )),
+            auth,
             run,
             approved,
             model,
@@ -233,7 +242,15 @@ impl Server {
                 }
             });
             let router = api::router(app.clone());
-            accept_loop(listener, router, app.clone(), shutdown).await
+            let drain = app.clone();
+            accept_loop(
+                listener,
+                router,
+                shutdown,
+                move || drain.draining.store(true, Ordering::SeqCst),
+                app.opts.timeout + Duration::from_secs(5),
+            )
+            .await
         });
         // Generations still running past the drain are not waited for without end.
         rt.shutdown_timeout(Duration::from_secs(10));
@@ -252,12 +269,14 @@ const GENERATE_QUEUE: usize = 8;
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Accept connections until `shutdown`, each served by hyper with a header-read deadline (which
-/// `axum::serve` does not set), then stop accepting and wait for the connections in flight.
+/// `axum::serve` does not set), then call `on_drain`, stop accepting and wait up to `drain` for
+/// the connections in flight.
 async fn accept_loop(
     listener: tokio::net::TcpListener,
     router: axum::Router,
-    app: Arc<App>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    on_drain: impl FnOnce(),
+    drain: Duration,
 ) -> Result<()> {
     use hyper_util::rt::{TokioIo, TokioTimer};
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -289,15 +308,61 @@ async fn accept_loop(
             _ = &mut shutdown => break,
         }
     }
-    app.draining.store(true, Ordering::SeqCst);
+    on_drain();
     drop(listener);
     // In-flight requests finish; idle keep-alive connections close.
-    let _ = tokio::time::timeout(
-        app.opts.timeout + Duration::from_secs(5),
-        graceful.shutdown(),
-    )
-    .await;
+    let _ = tokio::time::timeout(drain, graceful.shutdown()).await;
     Ok(())
+}
+
+/// `hone ui`: the dashboard alone, without a model.
+pub struct Dashboard {
+    ui: Arc<ui::Ui>,
+    addr: SocketAddr,
+}
+
+impl Dashboard {
+    /// Open the project's store (it must exist) for the dashboard on `addr`.
+    pub fn prepare(project: &Project, addr: SocketAddr) -> Result<Dashboard> {
+        // Fails early on a project without a store.
+        drop(Store::open_existing(&project.root)?);
+        let auth = Arc::new(auth::Auth::new(&project.root, 0.0)?);
+        Ok(Dashboard {
+            ui: Arc::new(ui::Ui::new(project.root.clone(), auth, None)),
+            addr,
+        })
+    }
+
+    /// Listen and serve the dashboard until `shutdown`; `on_listen` gets the bound address.
+    pub fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+        on_listen: impl FnOnce(SocketAddr),
+    ) -> Result<()> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Internal(format!("cannot start the async runtime: {e}")))?;
+        let addr = self.addr;
+        let router = ui::router(self.ui).fallback(|| async {
+            (
+                axum::http::StatusCode::NOT_FOUND,
+                "no such page: the dashboard is at /",
+            )
+        });
+        let result = rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| Error::Usage(format!("cannot listen on {addr}: {e}")))?;
+            let local = listener
+                .local_addr()
+                .map_err(|e| Error::Internal(e.to_string()))?;
+            on_listen(local);
+            accept_loop(listener, router, shutdown, || {}, Duration::from_secs(30)).await
+        });
+        rt.shutdown_timeout(Duration::from_secs(10));
+        result
+    }
 }
 
 /// SIGTERM or Ctrl-C, whichever comes first.

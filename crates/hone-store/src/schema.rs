@@ -217,6 +217,11 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX audit_token_hash ON audit(json_extract(outputs, '$.token_hash')) WHERE json_valid(outputs);
     CREATE INDEX audit_revoke_token ON audit(json_extract(inputs, '$.revoke_token')) WHERE json_valid(inputs);
     "#,
+    // 10: the input's length in characters, kept with or without consent (a length is not
+    // content), so drift can watch input length on every answer.
+    r#"
+    ALTER TABLE predictions ADD COLUMN input_chars INTEGER;
+    "#,
 ];
 
 /// The schema version this hone writes and reads.

@@ -20,6 +20,9 @@ pub struct PredictionRow {
     pub consent: bool,
     /// The input as the model saw it (normalised, PII masked); `None` without consent.
     pub input: Option<String>,
+    /// The input's length in characters, kept with or without consent (a length is not content);
+    /// `None` on rows written before hone kept it.
+    pub input_chars: Option<i64>,
     /// The label (or `abstain`), or a generated answer (PII masked).
     pub output: String,
     pub probability: Option<f64>,
@@ -40,7 +43,7 @@ pub struct FeedbackRow {
 }
 
 const PRED_COLUMNS: &str =
-    "id, at, run, model, token, consent, input, output, probability, latency_us";
+    "id, at, run, model, token, consent, input, output, probability, latency_us, input_chars";
 
 fn pred_row(r: &rusqlite::Row) -> rusqlite::Result<PredictionRow> {
     Ok(PredictionRow {
@@ -54,6 +57,7 @@ fn pred_row(r: &rusqlite::Row) -> rusqlite::Result<PredictionRow> {
         output: r.get(7)?,
         probability: r.get(8)?,
         latency_us: r.get(9)?,
+        input_chars: r.get(10)?,
     })
 }
 
@@ -67,7 +71,7 @@ impl Store {
         {
             let mut stmt = tx
                 .prepare_cached(&format!(
-                    "INSERT INTO predictions({PRED_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+                    "INSERT INTO predictions({PRED_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
                 ))
                 .map_err(db_err)?;
             for p in rows {
@@ -81,7 +85,8 @@ impl Store {
                     p.input,
                     p.output,
                     p.probability,
-                    p.latency_us
+                    p.latency_us,
+                    p.input_chars
                 ])
                 .map_err(db_err)?;
             }
@@ -230,6 +235,7 @@ mod tests {
             token: "app".into(),
             consent: true,
             input: Some("where is my card".into()),
+            input_chars: Some(16),
             output: "card_arrival".into(),
             probability: Some(0.9),
             latency_us: 120,

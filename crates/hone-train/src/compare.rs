@@ -338,6 +338,44 @@ impl TextComparison {
     }
 }
 
+/// Two runs compared as `hone compare` compares them: generate runs by ROUGE-L, chrF and the
+/// project's graders; classification runs by accuracy, macro-F1 and McNemar.
+pub struct RunsCompared {
+    /// The typed comparison, serialised (what `--json` prints), with `verdict_text` added.
+    pub json: Value,
+    pub verdict: &'static str,
+    /// The plain-text report.
+    pub text: String,
+}
+
+fn json_of(c: &impl Serialize) -> Result<Value> {
+    serde_json::to_value(c).map_err(|e| Error::Internal(format!("comparison as JSON: {e}")))
+}
+
+/// Compare runs `a` and `b` with the comparison that fits their task (seed 7, as `hone compare`).
+pub fn compare_runs(
+    project: &crate::project::Project,
+    store: &Store,
+    a: &Run,
+    b: &Run,
+) -> Result<RunsCompared> {
+    let (mut json, verdict, text) =
+        if a.record.generation.is_some() || b.record.generation.is_some() {
+            let graders = crate::graders::load(project)?;
+            let c = compare_texts(store, a, b, 7, &graders)?;
+            (json_of(&c)?, c.verdict_text(), c.text(a, b))
+        } else {
+            let c = compare(store, a, b, 7)?;
+            (json_of(&c)?, c.verdict_text(), c.text(a, b))
+        };
+    json["verdict_text"] = Value::from(verdict);
+    Ok(RunsCompared {
+        json,
+        verdict,
+        text,
+    })
+}
+
 /// `(id → (reference, completion))` of a generate run's test answers.
 fn answers(store: &Store, run: &Run) -> Result<BTreeMap<String, (String, String)>> {
     Ok(Predictions::load(store, run)?

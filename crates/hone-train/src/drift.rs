@@ -103,10 +103,15 @@ pub fn check(store: &Store, run: Option<&Run>, t: Thresholds) -> Result<Report> 
         *live_labels.entry(p.output.clone()).or_default() += 1;
     }
     let live_conf: Vec<f64> = live.iter().filter_map(|p| p.probability).collect();
-    // Lengths only where the input was kept (consent).
+    // Every answer's input length (kept with or without consent); rows from before hone kept
+    // it fall back to the input where consent kept it.
     let live_len: Vec<f64> = live
         .iter()
-        .filter_map(|p| p.input.as_ref().map(|s| s.chars().count() as f64))
+        .filter_map(|p| {
+            p.input_chars
+                .map(|n| n as f64)
+                .or_else(|| p.input.as_ref().map(|s| s.chars().count() as f64))
+        })
         .collect();
     let per_test = t.alpha / 3.0;
     let verdict = |feature: &'static str, shift: Shift| {

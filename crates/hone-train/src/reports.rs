@@ -105,6 +105,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
+/// The data report of a version, rendered: the HTML page, its body alone (for the dashboard) and
+/// the Markdown.
+pub struct DataReportPages {
+    pub html: String,
+    pub body: String,
+    pub markdown: String,
+}
+
 /// Build and write the data report of a version (HTML at `out`, else `reports/data-ID.html`, plus
 /// Markdown beside it); returns the HTML path and the Markdown.
 pub fn write_data_report(
@@ -113,6 +121,20 @@ pub fn write_data_report(
     v: &VersionRow,
     out: Option<PathBuf>,
 ) -> Result<(PathBuf, String)> {
+    let pages = data_report(project, store, v)?;
+    let html_path = out.unwrap_or_else(|| {
+        project
+            .root
+            .join("reports")
+            .join(format!("data-{}.html", hone_core::hash::short(&v.id)))
+    });
+    write_atomic(&html_path, pages.html.as_bytes())?;
+    write_atomic(&html_path.with_extension("md"), pages.markdown.as_bytes())?;
+    Ok((html_path, pages.markdown))
+}
+
+/// Build the data report of a version from what the store recorded.
+pub fn data_report(project: &Project, store: &Store, v: &VersionRow) -> Result<DataReportPages> {
     use hone_core::config::SourceRole;
     use hone_report::data::{DataReport, Example, PassLine, SourceLine};
     let info = curate::version_info(v)?;
@@ -240,16 +262,11 @@ pub fn write_data_report(
         quarantine,
         suspects,
     };
-    let html_path = out.unwrap_or_else(|| {
-        project
-            .root
-            .join("reports")
-            .join(format!("data-{}.html", hone_core::hash::short(&v.id)))
-    });
-    let md = report.markdown();
-    write_atomic(&html_path, report.html().as_bytes())?;
-    write_atomic(&html_path.with_extension("md"), md.as_bytes())?;
-    Ok((html_path, md))
+    Ok(DataReportPages {
+        html: report.html(),
+        body: report.body(),
+        markdown: report.markdown(),
+    })
 }
 
 fn comparison_line(what: String, c: &crate::compare::Comparison) -> ComparisonLine {

@@ -435,6 +435,17 @@ pub fn serve(ctx: &Context, opts: hone_serve::Options) -> Result<u8> {
     Ok(0)
 }
 
+pub fn ui(ctx: &Context, addr: std::net::SocketAddr) -> Result<u8> {
+    let dash = hone_serve::Dashboard::prepare(&open_project(ctx)?, addr)?;
+    dash.run(hone_serve::termination(), |addr| match ctx.json {
+        true => println!("{}", json!({"listening": addr.to_string()})),
+        false => {
+            eprintln!("dashboard on http://{addr}/ (log in with a review token); Ctrl-C stops")
+        }
+    })?;
+    Ok(0)
+}
+
 pub fn audit_log(ctx: &Context) -> Result<u8> {
     let project = open_project(ctx)?;
     let store = Store::open_existing(&project.root)?;
@@ -630,29 +641,10 @@ pub fn compare(ctx: &Context, a: &str, b: &str) -> Result<u8> {
         hone_train::record::resolve(&store, a)?,
         hone_train::record::resolve(&store, b)?,
     );
-    // Generate runs: ROUGE-L, chrF and grader pass rates; classification: accuracy, macro-F1, McNemar.
-    let (mut v, verdict, text) = if ra.record.generation.is_some() || rb.record.generation.is_some()
-    {
-        let graders = hone_train::graders::load(&project)?;
-        let c = hone_train::compare::compare_texts(&store, &ra, &rb, 7, &graders)?;
-        (
-            serde_json::to_value(&c)?,
-            c.verdict_text(),
-            c.text(&ra, &rb),
-        )
-    } else {
-        let c = hone_train::compare::compare(&store, &ra, &rb, 7)?;
-        (
-            serde_json::to_value(&c)?,
-            c.verdict_text(),
-            c.text(&ra, &rb),
-        )
-    };
-    if ctx.json {
-        v["verdict_text"] = json!(verdict);
-        print_json(&v);
-    } else {
-        print!("{text}");
+    let c = hone_train::compare::compare_runs(&project, &store, &ra, &rb)?;
+    match ctx.json {
+        true => print_json(&c.json),
+        false => print!("{}", c.text),
     }
     Ok(0)
 }

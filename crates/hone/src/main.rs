@@ -197,6 +197,11 @@ enum Command {
         #[arg(long, default_value_t = 30)]
         retention_days: u32,
     },
+    /// The dashboard alone (no model): runs, cards, data, the review queue, drift. `hone serve` has it at /.
+    Ui {
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        addr: std::net::SocketAddr,
+    },
     /// Graders (graders/*.toml or OpenAI grader JSON): check grading rules before they judge anything.
     #[command(subcommand)]
     Grade(GradeCommand),
@@ -527,6 +532,7 @@ fn main() -> ExitCode {
                 ..Default::default()
             },
         ),
+        Command::Ui { addr } => commands::ui(&ctx, addr),
         Command::Grade(GradeCommand::Validate) => commands::grade_validate(&ctx),
         Command::Grade(GradeCommand::Run { run, model, split }) => {
             commands::grade_run(&ctx, run.as_deref(), model.as_deref(), split == "dev")

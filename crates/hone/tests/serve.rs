@@ -97,13 +97,36 @@ fn request(
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     s.write_all(head.as_bytes()).unwrap();
     let _ = s.write_all(body);
+    // Read the head, then exactly Content-Length bytes where the server sends one: ChromeDriver
+    // keeps the connection open despite `Connection: close`, so reading to the end would wait
+    // for the read timeout.
     let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw);
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = s.read(&mut buf).unwrap_or(0);
+        raw.extend_from_slice(&buf[..n]);
+        let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+            if n == 0 {
+                break;
+            }
+            continue;
+        };
+        let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+        let length = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse::<usize>().ok());
+        match length {
+            Some(len) if raw.len() >= end + 4 + len => break,
+            _ if n == 0 => break,
+            _ => {}
+        }
+    }
     let text = String::from_utf8_lossy(&raw).into_owned();
     let status: u16 = text
         .split_whitespace()
@@ -700,4 +723,354 @@ fn a_generate_run_answers_openai_clients_whole_and_streamed_as_hone_predict_does
             .iter()
             .all(|p| !p.input.as_deref().unwrap().contains("jane.doe"))
     );
+}
+
+/// A headless Chromium driven over WebDriver (Debian's `chromium` and `chromium-driver`).
+struct Browser {
+    driver: Child,
+    addr: SocketAddr,
+    session: String,
+    /// Screenshots go here when `HONE_UI_SHOTS` names a folder (`bench/ui/run.sh` sets it).
+    shots: Option<std::path::PathBuf>,
+    _profile: tempfile::TempDir,
+}
+
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+impl Browser {
+    /// `None` (and a line saying why) where the machine has no Chromium or ChromeDriver.
+    fn start() -> Option<Browser> {
+        let (driver_bin, chromium) = ("/usr/bin/chromedriver", "/usr/bin/chromium");
+        if !Path::new(driver_bin).exists() || !Path::new(chromium).exists() {
+            assert!(
+                std::env::var_os("HONE_REQUIRE_BROWSER").is_none(),
+                "HONE_REQUIRE_BROWSER is set but {driver_bin} or {chromium} is missing"
+            );
+            eprintln!(
+                "SKIPPED: no {driver_bin} or {chromium} (`apt-get install chromium chromium-driver`; .ci/run installs them)"
+            );
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let driver = Command::new(driver_bin)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let ready = (0..100).any(|_| {
+            std::thread::sleep(Duration::from_millis(100));
+            TcpStream::connect(addr).is_ok()
+                && request(addr, "GET", "/status", None, b"").1["value"]["ready"] == true
+        });
+        assert!(ready, "chromedriver did not start");
+        let profile = tempfile::tempdir().unwrap();
+        let args = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=1280,1000",
+            &format!("--user-data-dir={}", profile.path().display()),
+        ];
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {"binary": chromium, "args": args},
+        }}});
+        let (st, v) = post(addr, "/session", None, &caps);
+        assert_eq!(st, 200, "new session: {v}");
+        let b = Browser {
+            driver,
+            addr,
+            session: v["value"]["sessionId"].as_str().unwrap().to_string(),
+            shots: std::env::var_os("HONE_UI_SHOTS").map(Into::into),
+            _profile: profile,
+        };
+        if let Some(d) = &b.shots {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        Some(b)
+    }
+
+    fn call(&self, method: &str, path: &str, body: &Value) -> Value {
+        let path = format!("/session/{}{path}", self.session);
+        // ChromeDriver rejects a GET that carries a body, even `null`.
+        let body = if body.is_null() {
+            String::new()
+        } else {
+            body.to_string()
+        };
+        let (st, v) = request(self.addr, method, &path, None, body.as_bytes());
+        assert_eq!(st, 200, "{method} {path}: {v}");
+        v["value"].clone()
+    }
+
+    fn go(&self, url: &str) {
+        self.call("POST", "/url", &json!({"url": url}));
+    }
+
+    fn find(&self, css: &str) -> String {
+        let v = self.call(
+            "POST",
+            "/element",
+            &json!({"using": "css selector", "value": css}),
+        );
+        v[ELEMENT]
+            .as_str()
+            .unwrap_or_else(|| panic!("no element {css}: {v}"))
+            .to_string()
+    }
+
+    fn type_in(&self, css: &str, text: &str) {
+        let e = self.find(css);
+        self.call(
+            "POST",
+            &format!("/element/{e}/value"),
+            &json!({"text": text}),
+        );
+    }
+
+    fn click(&self, css: &str) {
+        let e = self.find(css);
+        self.call("POST", &format!("/element/{e}/click"), &json!({}));
+    }
+
+    /// Clicks something that loads a new page and waits until the new page has loaded: a
+    /// WebDriver click does not wait for the navigation a form submission starts.
+    fn follow(&self, css: &str) {
+        let script = |s: &str| json!({"script": s, "args": []});
+        self.call("POST", "/execute/sync", &script("window.__honeOld = true"));
+        self.click(css);
+        let loaded = (0..200).any(|_| {
+            let v = self.call(
+                "POST",
+                "/execute/sync",
+                &script(
+                    "return window.__honeOld === undefined && document.readyState === 'complete'",
+                ),
+            );
+            v == true || {
+                std::thread::sleep(Duration::from_millis(50));
+                false
+            }
+        });
+        assert!(loaded, "clicking {css} loaded no new page");
+    }
+
+    fn source(&self) -> String {
+        self.call("GET", "/source", &Value::Null)
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    fn url(&self) -> String {
+        self.call("GET", "/url", &Value::Null)
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// Every resource the page loaded (images, styles, scripts, fonts), by the browser's own count.
+    fn resources(&self) -> Vec<String> {
+        let v = self.call(
+            "POST",
+            "/execute/sync",
+            &json!({"script": "return performance.getEntriesByType('resource').map(e => e.name)", "args": []}),
+        );
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_str().unwrap().to_string())
+            .collect()
+    }
+
+    fn shot(&self, name: &str) {
+        let Some(dir) = &self.shots else { return };
+        let b64 = self.call("GET", "/screenshot", &Value::Null);
+        let png = base64_decode(b64.as_str().unwrap());
+        assert!(png.starts_with(b"\x89PNG"));
+        std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let path = format!("/session/{}", self.session);
+        let _ = request(self.addr, "DELETE", &path, None, b"");
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        b'/' => 63,
+        _ => panic!("not base64: {c}"),
+    };
+    let digits: Vec<u8> = s
+        .bytes()
+        .filter(|c| *c != b'=' && !c.is_ascii_whitespace())
+        .map(value)
+        .collect();
+    let mut out = Vec::with_capacity(digits.len() * 3 / 4);
+    for chunk in digits.chunks(4) {
+        let mut n = 0u32;
+        for (i, d) in chunk.iter().enumerate() {
+            n |= u32::from(*d) << (18 - 6 * i);
+        }
+        out.extend(&n.to_be_bytes()[1..chunk.len()]);
+    }
+    out
+}
+
+#[test]
+fn the_dashboard_logs_in_by_token_shows_runs_and_records_a_relabel_in_a_real_browser() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    trained_project(d);
+    let o = hone(d, &["data", "scan"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let alice = token(d, "alice", "review");
+    let app = token(d, "app", "predict");
+    let srv = serve(d, &["--allow-unapproved"]);
+    let base = format!("http://{}", srv.addr);
+    // Answers to watch on the drift page.
+    let texts = json!({"texts": vec!["where is my card? it has not arrived"; 20]});
+    assert_eq!(post(srv.addr, "/v1/predict", Some(&app), &texts).0, 200);
+
+    // Without a browser: no session, no page; a form without the session's form token is refused.
+    let (st, _) = request(srv.addr, "GET", "/ui/runs", None, b"");
+    assert_eq!(st, 303);
+    let (st, _) = request(srv.addr, "GET", "/ui/review", Some(&alice), b"");
+    assert_eq!(st, 303, "a bearer header is not a dashboard session");
+
+    let Some(b) = Browser::start() else { return };
+    b.go(&format!("{base}/"));
+    assert!(b.source().contains("id=\"token\""));
+    b.shot("1-login");
+    // A predict token logs in but sees nothing of the data.
+    b.type_in("#token", &app);
+    b.follow("#login");
+    let page = b.source();
+    assert!(
+        page.contains("Not allowed") && page.contains("review"),
+        "{page}"
+    );
+    assert!(!page.contains("/ui/runs/"), "{page}");
+    b.shot("2-predict-token-refused");
+    b.go(&format!("{base}/ui/review"));
+    assert!(b.source().contains("Not allowed"));
+    b.follow("#logout");
+    assert!(b.source().contains("id=\"token\""));
+    // A wrong token: the login page again, with the reason.
+    b.type_in("#token", "hone_wrong");
+    b.follow("#login");
+    assert!(b.source().contains("unknown token"));
+
+    // A review token: runs with their intervals, then one run's card.
+    b.type_in("#token", &alice);
+    b.follow("#login");
+    assert!(b.url().ends_with("/ui/runs"), "{}", b.url());
+    let page = b.source();
+    assert!(
+        page.contains("test accuracy [95% CI]") && page.contains("baseline"),
+        "{page}"
+    );
+    b.shot("3-runs");
+    let o = hone(d, &["--json", "runs"]);
+    let runs: Vec<Value> = serde_json::from_slice(&o.stdout).unwrap();
+    let chosen = runs.iter().find(|r| r["chosen"] == true).unwrap();
+    let acc = chosen["record"]["test"]["accuracy"]["estimate"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        page.contains(&format!("{acc:.4} [")),
+        "the chosen run's accuracy {acc:.4}"
+    );
+    b.follow(&format!("a[href=\"/ui/runs/{}\"]", chosen["seq"]));
+    let page = b.source();
+    assert!(
+        page.contains("Limits") && page.contains(&format!("{acc:.4}")),
+        "{page}"
+    );
+    b.shot("4-run-card");
+    b.go(&format!("{base}/ui/runs"));
+    b.click("#b option:nth-child(2)");
+    b.follow("#compare");
+    assert!(b.source().contains("against"));
+    b.shot("5-compare");
+    b.go(&format!("{base}/ui/data"));
+    assert!(b.source().contains("Data report"));
+    b.shot("6-data");
+    b.go(&format!("{base}/ui/drift"));
+    let page = b.source();
+    assert!(
+        page.contains("20 served answers") && page.contains("0 alarm(s)"),
+        "{page}"
+    );
+    b.shot("7-drift");
+
+    // Relabel the first queued record.
+    b.go(&format!("{base}/ui/review"));
+    let page = b.source();
+    let id_at = page.find("name=\"id\" value=\"").unwrap() + "name=\"id\" value=\"".len();
+    let record = page[id_at..].split('"').next().unwrap().to_string();
+    b.shot("8-review-queue");
+    let before = store_version(d).id;
+    b.click("#review-0 select[name=decision] option:nth-child(2)");
+    let why = hone(d, &["--json", "data", "why", &record]);
+    let why: Value = serde_json::from_slice(&why.stdout).unwrap();
+    let old_label = why["record"]["label"].as_str().unwrap().to_string();
+    let e = b.call(
+        "POST",
+        "/element",
+        &json!({"using": "xpath", "value": format!("//form[@id='review-0']//select[@name='label']/option[text()!='{old_label}']")}),
+    );
+    let new_label = b.call(
+        "GET",
+        &format!("/element/{}/text", e[ELEMENT].as_str().unwrap()),
+        &Value::Null,
+    );
+    let new_label = new_label.as_str().unwrap().to_string();
+    b.call(
+        "POST",
+        &format!("/element/{}/click", e[ELEMENT].as_str().unwrap()),
+        &json!({}),
+    );
+    b.type_in("#review-0 input[name=note]", "checked in the dashboard");
+    b.follow("#review-0 button");
+    let page = b.source();
+    assert!(page.contains("id=\"recorded\""), "{page}");
+    b.shot("9-review-recorded");
+    // Recorded as `hone review` records it: under the token's name, in a new dataset version.
+    let decisions = open(d).decisions().unwrap();
+    let dec = decisions.iter().find(|x| x.record_id == record).unwrap();
+    assert_eq!(
+        (dec.decision.as_str(), dec.reviewer.as_str()),
+        ("relabel", "alice")
+    );
+    let version = store_version(d);
+    assert_ne!(version.id, before);
+    let o = hone(d, &["--json", "data", "why", &record]);
+    let why: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(why["record"]["label"], new_label.as_str(), "{why}");
+    assert!(why.to_string().contains("alice"), "{why}");
+    // No page asked for anything: no images, styles, scripts or fonts from anywhere.
+    assert_eq!(b.resources(), Vec::<String>::new());
+    let o = hone(d, &["audit", "verify"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
 }
