@@ -27,6 +27,8 @@ pub struct Config {
     pub models: Vec<ModelConfig>,
     #[serde(default)]
     pub costs: CostsConfig,
+    #[serde(default)]
+    pub monitor: MonitorConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -491,6 +493,36 @@ impl Default for CostsConfig {
     }
 }
 
+/// `[monitor]`: when a served model's drift alarms (`hone drift`, `/metrics`, the dashboard). A
+/// feature alarms only with at least `min_samples` live answers, a test that rejects at `alpha`
+/// (split over the features) and a PSI of at least `psi_floor`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MonitorConfig {
+    /// The most recent answers compared (500).
+    pub window: usize,
+    /// Fewer live answers than this never alarm (100).
+    pub min_samples: usize,
+    /// The family-wise false-alarm rate of one check (0.01).
+    pub alpha: f64,
+    /// The smallest PSI that alarms (0.1).
+    pub psi_floor: f64,
+    /// How often `hone serve` recomputes the drift statistics it exports on `/metrics` (60).
+    pub refresh_seconds: u64,
+}
+
+impl Default for MonitorConfig {
+    fn default() -> Self {
+        MonitorConfig {
+            window: 500,
+            min_samples: 100,
+            alpha: 0.01,
+            psi_floor: 0.1,
+            refresh_seconds: 60,
+        }
+    }
+}
+
 /// A parsed success rule such as `">= 0.90"`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SuccessRule {
@@ -758,6 +790,42 @@ impl Config {
                     &[Key("costs"), Key(key)],
                     format!("`costs.{key} = {v}` is not a number >= 0"),
                     "prices are numbers >= 0 in US dollars per hour; budgets (max_usd, max_minutes) numbers >= 0",
+                ));
+            }
+        }
+        let m = &self.monitor;
+        for (key, ok, hint) in [
+            (
+                "window",
+                m.window >= 1,
+                "a whole number of answers >= 1 (default 500)",
+            ),
+            (
+                "min_samples",
+                m.min_samples >= 1,
+                "a whole number of answers >= 1 (default 100)",
+            ),
+            (
+                "alpha",
+                m.alpha > 0.0 && m.alpha < 1.0,
+                "a false-alarm rate between 0 and 1 (default 0.01)",
+            ),
+            (
+                "psi_floor",
+                m.psi_floor.is_finite() && m.psi_floor >= 0.0,
+                "a PSI >= 0 (default 0.1)",
+            ),
+            (
+                "refresh_seconds",
+                m.refresh_seconds >= 1,
+                "a whole number of seconds >= 1 (default 60)",
+            ),
+        ] {
+            if !ok {
+                return Err(at_value(
+                    &[Key("monitor"), Key(key)],
+                    format!("`monitor.{key}` is out of range"),
+                    hint,
                 ));
             }
         }
@@ -1161,6 +1229,12 @@ const KNOWN_KEYS: &[&str] = &[
     "split",
     "model",
     "costs",
+    "monitor",
+    "window",
+    "min_samples",
+    "alpha",
+    "psi_floor",
+    "refresh_seconds",
     "name",
     "kind",
     "owner",
@@ -1425,6 +1499,24 @@ path = "data/a.jsonl"
         let e = parse(&text).unwrap_err().to_string();
         assert!(e.starts_with("hone.toml:7:"), "{e}");
         assert!(e.contains("did you mean `near_duplicate_jaccard`?"), "{e}");
+    }
+
+    #[test]
+    fn monitor_thresholds_default_and_a_bad_one_points_at_its_line() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.monitor, MonitorConfig::default());
+        assert_eq!((c.monitor.window, c.monitor.min_samples), (500, 100));
+        let text = MINIMAL.to_string() + "\n[monitor]\nwindow = 200\nalpha = 1.5\n";
+        let lines = text.lines().count();
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(e.starts_with(&format!("hone.toml:{lines}:")), "{e}");
+        assert!(e.contains("monitor.alpha"), "{e}");
+        let text = MINIMAL.to_string() + "\n[monitor]\nwindow = 200\npsi_floor = 0.2\n";
+        let c = parse(&text).unwrap();
+        assert_eq!((c.monitor.window, c.monitor.psi_floor), (200, 0.2));
+        let text = MINIMAL.to_string() + "\n[monitor]\nwindwo = 200\n";
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(e.contains("did you mean `window`?"), "{e}");
     }
 
     #[test]

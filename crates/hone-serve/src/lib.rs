@@ -14,6 +14,7 @@ mod metrics;
 mod ui;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -91,9 +92,25 @@ pub(crate) struct App {
     pub draining: AtomicBool,
     /// Generate requests running or queued for the model (more are answered 503).
     pub generate_slots: Arc<tokio::sync::Semaphore>,
+    /// The project folder (the drift check opens its own store connection).
+    pub root: PathBuf,
+    /// `[monitor]`: drift thresholds and how often `/metrics`' drift statistics are refreshed.
+    pub monitor: hone_core::config::MonitorConfig,
 }
 
 impl App {
+    /// Recompute the served run's drift statistics for `/metrics`; blocking. No answers yet is not
+    /// an error (the gauges stay empty); a failure is counted.
+    fn check_drift(&self) {
+        let outcome = Store::open_existing(&self.root)
+            .and_then(|store| hone_train::drift::check(&store, Some(&self.run), self.monitor));
+        match outcome {
+            Ok(report) => self.metrics.drift(Some(&report)),
+            Err(Error::NotFound { .. }) => self.metrics.drift(None),
+            Err(_) => self.metrics.drift_failed(),
+        }
+    }
+
     /// Purge logged predictions past the retention period (kept: those with feedback); blocking.
     fn purge(&self) -> Result<usize> {
         let days = i64::from(self.opts.retention_days);
@@ -184,6 +201,8 @@ impl Server {
             metrics: metrics::Metrics::default(),
             draining: AtomicBool::new(false),
             generate_slots: Arc::new(tokio::sync::Semaphore::new(GENERATE_QUEUE)),
+            root: root.clone(),
+            monitor: project.config.monitor,
         };
         Ok(Server {
             app: Arc::new(app),
@@ -239,6 +258,17 @@ impl Server {
                     every.tick().await;
                     let a = purger.clone();
                     let _ = tokio::task::spawn_blocking(move || a.purge()).await;
+                }
+            });
+            // Drift statistics for `/metrics`, every `[monitor] refresh_seconds`.
+            let watcher = app.clone();
+            tokio::spawn(async move {
+                let period = Duration::from_secs(watcher.monitor.refresh_seconds.max(1));
+                let mut every = tokio::time::interval(period);
+                loop {
+                    every.tick().await;
+                    let a = watcher.clone();
+                    let _ = tokio::task::spawn_blocking(move || a.check_drift()).await;
                 }
             });
             let router = api::router(app.clone());

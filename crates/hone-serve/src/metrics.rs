@@ -1,5 +1,6 @@
 //! `/metrics` in the Prometheus text format: requests by route and status, a latency histogram per
-//! route, predictions by label, and prediction logs that could not be committed.
+//! route, predictions by label, prediction logs that could not be committed, and the served run's
+//! drift statistics per feature (recomputed every `[monitor] refresh_seconds`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -22,6 +23,29 @@ struct Inner {
     requests: BTreeMap<(String, u16), u64>,
     latency: BTreeMap<String, Histogram>,
     labels: BTreeMap<String, u64>,
+    /// The latest drift check: `None` before the first one or without answers.
+    drift: Option<Drift>,
+    drift_failures: u64,
+}
+
+/// One drift check, as `/metrics` shows it.
+struct Drift {
+    /// Unix seconds of the check.
+    at: i64,
+    n_live: usize,
+    features: Vec<FeatureGauge>,
+}
+
+/// A per-feature gauge: name, help text, and how to read its value.
+type Gauge = (&'static str, &'static str, fn(&FeatureGauge) -> String);
+
+/// One feature of a drift check.
+struct FeatureGauge {
+    feature: &'static str,
+    psi: f64,
+    p_value: f64,
+    n_live: usize,
+    alarm: bool,
 }
 
 #[derive(Default)]
@@ -66,6 +90,34 @@ impl Metrics {
         };
         for l in labels {
             *m.labels.entry(l.to_string()).or_default() += 1;
+        }
+    }
+
+    /// Keep the latest drift check (`None`: no answers to compare yet).
+    pub fn drift(&self, report: Option<&hone_train::drift::Report>) {
+        let Ok(mut m) = self.inner.lock() else {
+            return;
+        };
+        m.drift = report.map(|r| Drift {
+            at: chrono::Utc::now().timestamp(),
+            n_live: r.n_live,
+            features: r
+                .features
+                .iter()
+                .map(|f| FeatureGauge {
+                    feature: f.feature,
+                    psi: f.shift.psi,
+                    p_value: f.shift.p_value,
+                    n_live: f.shift.n_live,
+                    alarm: f.alarm,
+                })
+                .collect(),
+        });
+    }
+
+    pub fn drift_failed(&self) {
+        if let Ok(mut m) = self.inner.lock() {
+            m.drift_failures += 1;
         }
     }
 
@@ -146,6 +198,56 @@ impl Metrics {
             "hone_prediction_logs_lost_total {}",
             crate::log::LOST.load(std::sync::atomic::Ordering::Relaxed)
         );
+        let _ = writeln!(
+            out,
+            "# HELP hone_drift_check_failures_total Drift checks that failed (the store could not be read)."
+        );
+        let _ = writeln!(out, "# TYPE hone_drift_check_failures_total counter");
+        let _ = writeln!(out, "hone_drift_check_failures_total {}", m.drift_failures);
+        let Some(d) = &m.drift else {
+            return out;
+        };
+        let _ = writeln!(
+            out,
+            "# HELP hone_drift_checked_timestamp_seconds When the drift statistics below were computed."
+        );
+        let _ = writeln!(out, "# TYPE hone_drift_checked_timestamp_seconds gauge");
+        let _ = writeln!(out, "hone_drift_checked_timestamp_seconds {}", d.at);
+        let _ = writeln!(
+            out,
+            "# HELP hone_drift_window_answers Latest answers compared with the test set ([monitor] window)."
+        );
+        let _ = writeln!(out, "# TYPE hone_drift_window_answers gauge");
+        let _ = writeln!(out, "hone_drift_window_answers {}", d.n_live);
+        let gauges: [Gauge; 4] = [
+            (
+                "hone_drift_psi",
+                "Population stability index of the feature, latest answers against the test set.",
+                |f| f.psi.to_string(),
+            ),
+            (
+                "hone_drift_p_value",
+                "p-value of the feature's test (chi-square or Kolmogorov-Smirnov).",
+                |f| f.p_value.to_string(),
+            ),
+            (
+                "hone_drift_live_values",
+                "Live values of the feature in the window.",
+                |f| f.n_live.to_string(),
+            ),
+            (
+                "hone_drift_alarm",
+                "1 when the feature alarms under [monitor] (enough answers, significant, PSI over the floor).",
+                |f| u8::from(f.alarm).to_string(),
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} gauge");
+            for f in &d.features {
+                let _ = writeln!(out, "{name}{{feature=\"{}\"}} {}", f.feature, value(f));
+            }
+        }
         out
     }
 }

@@ -753,11 +753,11 @@ async fn drift(State(ui): State<Arc<Ui>>, h: HeaderMap) -> Response {
         Err(r) => return r,
     };
     let served = ui.served.clone();
-    blocking_page(&ui, w, "Drift".into(), move |_project, store| {
+    blocking_page(&ui, w, "Drift".into(), move |project, store| {
         let run: Option<Run> = served
             .map(|id| hone_train::record::resolve(store, &id))
             .transpose()?;
-        let t = hone_train::drift::Thresholds::default();
+        let t = project.config.monitor;
         let report = match hone_train::drift::check(store, run.as_ref(), t) {
             Ok(r) => r,
             Err(Error::NotFound { hint, .. }) => {

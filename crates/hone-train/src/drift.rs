@@ -1,6 +1,7 @@
 //! `hone drift`: what a served run answered lately against what it answered on its frozen test set —
-//! the predicted label mix, the confidence and the text length — each with a test and the PSI
-//! (`hone_eval::drift`). A feature alarms only with enough live answers (`min_samples`), a test that
+//! for a classifier the predicted label mix, the confidence and the text length; for a generate
+//! model the answer length in words, the refusal rate and the prompt length — each with a test and
+//! the PSI (`hone_eval::drift`). Thresholds come from the project's `[monitor]` table. A feature alarms only with enough live answers (`min_samples`), a test that
 //! rejects at `alpha` split over the features (Bonferroni), and a PSI above `psi_floor`: quiet on
 //! small windows and on trivial differences in large ones.
 
@@ -14,29 +15,8 @@ use serde::Serialize;
 
 use crate::record::{Predictions, Run};
 
-/// The alarm thresholds.
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct Thresholds {
-    /// The most recent answers compared.
-    pub window: usize,
-    /// Fewer live answers than this never alarm.
-    pub min_samples: usize,
-    /// The family-wise false-alarm rate of one check, split over the features.
-    pub alpha: f64,
-    /// The smallest PSI that alarms.
-    pub psi_floor: f64,
-}
-
-impl Default for Thresholds {
-    fn default() -> Self {
-        Thresholds {
-            window: 500,
-            min_samples: 100,
-            alpha: 0.01,
-            psi_floor: 0.1,
-        }
-    }
-}
+/// The alarm thresholds: the project's `[monitor]` table.
+pub type Thresholds = hone_core::config::MonitorConfig;
 
 /// One feature's comparison and verdict.
 #[derive(Debug, Clone, Serialize)]
@@ -79,18 +59,8 @@ pub fn check(store: &Store, run: Option<&Run>, t: Thresholds) -> Result<Report> 
             crate::record::resolve(store, &p.run)?
         }
     };
-    if run.record.generation.is_some() {
-        return Err(Error::Usage(
-            "drift checks classification runs so far; a generate run's signals (answer length, grader pass rate) are not built yet".into(),
-        ));
-    }
     let live = store.recent_predictions(Some(&run.id), t.window)?;
     let preds = Predictions::load(store, &run)?;
-    let mut ref_labels: BTreeMap<String, u64> = BTreeMap::new();
-    for p in &preds.test {
-        *ref_labels.entry(p.predicted.clone()).or_default() += 1;
-    }
-    let ref_conf: Vec<f64> = preds.test.iter().map(|p| p.confidence).collect();
     let version = store.resolve_version(Some(&run.version))?;
     let parts = crate::split_stage::assignment(store, &run.split)?;
     let ref_len: Vec<f64> = crate::curate::load_records(store, &version)?
@@ -98,11 +68,6 @@ pub fn check(store: &Store, run: Option<&Run>, t: Thresholds) -> Result<Report> 
         .filter(|r| parts.get(&r.id) == Some(&Part::Test))
         .map(|r| r.text.chars().count() as f64)
         .collect();
-    let mut live_labels: BTreeMap<String, u64> = BTreeMap::new();
-    for p in &live {
-        *live_labels.entry(p.output.clone()).or_default() += 1;
-    }
-    let live_conf: Vec<f64> = live.iter().filter_map(|p| p.probability).collect();
     // Every answer's input length (kept with or without consent); rows from before hone kept
     // it fall back to the input where consent kept it.
     let live_len: Vec<f64> = live
@@ -113,47 +78,56 @@ pub fn check(store: &Store, run: Option<&Run>, t: Thresholds) -> Result<Report> 
                 .or_else(|| p.input.as_ref().map(|s| s.chars().count() as f64))
         })
         .collect();
-    let per_test = t.alpha / 3.0;
-    let verdict = |feature: &'static str, shift: Shift| {
-        let (alarm, note) = if shift.n_live < t.min_samples {
-            (
-                false,
-                format!(
-                    "{} live value(s), fewer than min_samples {}: no verdict",
-                    shift.n_live, t.min_samples
-                ),
-            )
-        } else if shift.p_value >= per_test {
-            (false, format!("p = {:.4} ≥ {per_test:.4}", shift.p_value))
-        } else if shift.psi < t.psi_floor {
-            (
-                false,
-                format!(
-                    "significant (p = {:.2e}) but PSI {:.4} < {}: too small to act on",
-                    shift.p_value, shift.psi, t.psi_floor
-                ),
-            )
-        } else {
-            (
-                true,
-                format!(
-                    "moved: p = {:.2e}, PSI {:.4} ≥ {}",
-                    shift.p_value, shift.psi, t.psi_floor
-                ),
-            )
+    let shifts = if run.record.generation.is_some() {
+        // A generate run: how long its answers are, how often it refuses, how long the prompts are.
+        let words = |s: &str| s.split_whitespace().count() as f64;
+        let ref_words: Vec<f64> = preds
+            .generated
+            .iter()
+            .map(|g| words(&g.completion))
+            .collect();
+        let live_words: Vec<f64> = live.iter().map(|p| words(&p.output)).collect();
+        let refusals = |texts: &mut dyn Iterator<Item = &str>| {
+            let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+            for text in texts {
+                let kind = if is_refusal(text) {
+                    "refusal"
+                } else {
+                    "answer"
+                };
+                *counts.entry(kind.into()).or_default() += 1;
+            }
+            counts
         };
-        Feature {
-            feature,
-            shift,
-            alarm,
-            note,
+        let ref_refusals = refusals(&mut preds.generated.iter().map(|g| g.completion.as_str()));
+        let live_refusals = refusals(&mut live.iter().map(|p| p.output.as_str()));
+        vec![
+            ("answer_words", numeric(&ref_words, &live_words)),
+            ("refusal", categorical(&ref_refusals, &live_refusals)),
+            ("text_length", numeric(&ref_len, &live_len)),
+        ]
+    } else {
+        let mut ref_labels: BTreeMap<String, u64> = BTreeMap::new();
+        for p in &preds.test {
+            *ref_labels.entry(p.predicted.clone()).or_default() += 1;
         }
+        let ref_conf: Vec<f64> = preds.test.iter().map(|p| p.confidence).collect();
+        let mut live_labels: BTreeMap<String, u64> = BTreeMap::new();
+        for p in &live {
+            *live_labels.entry(p.output.clone()).or_default() += 1;
+        }
+        let live_conf: Vec<f64> = live.iter().filter_map(|p| p.probability).collect();
+        vec![
+            ("predicted_label", categorical(&ref_labels, &live_labels)),
+            ("confidence", numeric(&ref_conf, &live_conf)),
+            ("text_length", numeric(&ref_len, &live_len)),
+        ]
     };
-    let features = vec![
-        verdict("predicted_label", categorical(&ref_labels, &live_labels)),
-        verdict("confidence", numeric(&ref_conf, &live_conf)),
-        verdict("text_length", numeric(&ref_len, &live_len)),
-    ];
+    let per_test = t.alpha / shifts.len() as f64;
+    let features: Vec<Feature> = shifts
+        .into_iter()
+        .map(|(feature, shift)| verdict(&t, per_test, feature, shift))
+        .collect();
     Ok(Report {
         run: run.id.clone(),
         model: run.model.clone(),
@@ -164,6 +138,74 @@ pub fn check(store: &Store, run: Option<&Run>, t: Thresholds) -> Result<Report> 
         alarms: features.iter().filter(|f| f.alarm).count(),
         features,
     })
+}
+
+/// One feature's verdict: quiet below `min_samples` live values, when the test does not reject at
+/// `per_test`, or when the PSI is below the floor; an alarm otherwise.
+fn verdict(t: &Thresholds, per_test: f64, feature: &'static str, shift: Shift) -> Feature {
+    let (alarm, note) = if shift.n_live < t.min_samples {
+        (
+            false,
+            format!(
+                "{} live value(s), fewer than min_samples {}: no verdict",
+                shift.n_live, t.min_samples
+            ),
+        )
+    } else if shift.p_value >= per_test {
+        (false, format!("p = {:.4} ≥ {per_test:.4}", shift.p_value))
+    } else if shift.psi < t.psi_floor {
+        (
+            false,
+            format!(
+                "significant (p = {:.2e}) but PSI {:.4} < {}: too small to act on",
+                shift.p_value, shift.psi, t.psi_floor
+            ),
+        )
+    } else {
+        (
+            true,
+            format!(
+                "moved: p = {:.2e}, PSI {:.4} ≥ {}",
+                shift.p_value, shift.psi, t.psi_floor
+            ),
+        )
+    };
+    Feature {
+        feature,
+        shift,
+        alarm,
+        note,
+    }
+}
+
+/// Openings that mark an answer as a refusal (lower-cased, apostrophes straightened). A fixed,
+/// documented list: it counts the usual ways a chat model declines, not every way.
+pub const REFUSAL_OPENINGS: &[&str] = &[
+    "i can't",
+    "i cannot",
+    "i can not",
+    "i'm sorry, but",
+    "i am sorry, but",
+    "sorry, but i",
+    "i'm unable",
+    "i am unable",
+    "i'm not able to",
+    "i am not able to",
+    "i won't",
+    "i will not",
+    "as an ai",
+];
+
+/// Whether a generated answer declines: one of [`REFUSAL_OPENINGS`] in its first sentence or so
+/// (the first 120 characters).
+pub fn is_refusal(answer: &str) -> bool {
+    let head: String = answer
+        .chars()
+        .take(120)
+        .map(|c| if c == '\u{2019}' { '\'' } else { c })
+        .collect::<String>()
+        .to_lowercase();
+    REFUSAL_OPENINGS.iter().any(|o| head.contains(o))
 }
 
 impl Report {
@@ -203,5 +245,65 @@ impl Report {
             ),
         });
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_the_usual_openings_and_nothing_else() {
+        for r in [
+            "I can't help with that.",
+            "I’m sorry, but I cannot share account details.",
+            "As an AI, I do not have access to your order.",
+            "Sorry, but I won't do that.",
+        ] {
+            assert!(is_refusal(r), "{r}");
+        }
+        for a in [
+            "Your refund was issued on Monday; anything else I can help with?",
+            "",
+            "You can cancel from the orders page.",
+        ] {
+            assert!(!is_refusal(a), "{a}");
+        }
+        // Only the opening counts: a refusal quoted late in a long answer is an answer.
+        let long = format!("{} I cannot.", "word ".repeat(40));
+        assert!(!is_refusal(&long));
+    }
+
+    #[test]
+    fn a_verdict_needs_samples_significance_and_size() {
+        let t = Thresholds::default();
+        let reference: Vec<f64> = (0..400).map(|i| f64::from(i % 40)).collect();
+        let same: Vec<f64> = (0..200).map(|i| f64::from(i % 40)).collect();
+        let moved: Vec<f64> = (0..200).map(|i| f64::from(i % 40) + 30.0).collect();
+        let quiet = verdict(&t, 0.01 / 3.0, "text_length", numeric(&reference, &same));
+        assert!(!quiet.alarm, "{}", quiet.note);
+        let loud = verdict(&t, 0.01 / 3.0, "text_length", numeric(&reference, &moved));
+        assert!(
+            loud.alarm && loud.note.starts_with("moved"),
+            "{}",
+            loud.note
+        );
+        // The same move on too few answers gives no verdict.
+        let few = verdict(
+            &t,
+            0.01 / 3.0,
+            "text_length",
+            numeric(&reference, &moved[..20]),
+        );
+        assert!(
+            !few.alarm && few.note.contains("min_samples"),
+            "{}",
+            few.note
+        );
+        // Refusals: from 0% to 50% alarms.
+        let r: BTreeMap<String, u64> = [("answer".to_string(), 300)].into();
+        let l: BTreeMap<String, u64> =
+            [("answer".to_string(), 100), ("refusal".to_string(), 100)].into();
+        assert!(verdict(&t, 0.01 / 3.0, "refusal", categorical(&r, &l)).alarm);
     }
 }

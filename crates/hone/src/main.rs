@@ -167,12 +167,12 @@ enum Command {
         /// The run (default: the run of the latest logged answer).
         #[arg(long)]
         run: Option<String>,
-        /// How many of the latest answers to compare.
-        #[arg(long, default_value_t = 500)]
-        window: usize,
-        /// Fewer live answers than this never alarm.
-        #[arg(long, default_value_t = 100)]
-        min_samples: usize,
+        /// How many of the latest answers to compare (default: `[monitor] window`, 500).
+        #[arg(long)]
+        window: Option<usize>,
+        /// Fewer live answers than this never alarm (default: `[monitor] min_samples`, 100).
+        #[arg(long)]
+        min_samples: Option<usize>,
     },
     /// Serve the released run over HTTP: POST /v1/predict, POST /v1/feedback, GET /metrics, /healthz, /readyz.
     ///

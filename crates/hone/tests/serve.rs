@@ -22,9 +22,14 @@ fn trained_project(d: &Path) {
     let toml = std::fs::read_to_string(d.join("hone.toml")).unwrap();
     let start = toml.find("[success]").unwrap();
     let end = start + toml[start..].find("[policy]").unwrap();
+    // The server recomputes its drift statistics every second here (`/metrics` is checked below).
     std::fs::write(
         d.join("hone.toml"),
-        format!("{}{}", &toml[..start], &toml[end..]),
+        format!(
+            "{}{}\n[monitor]\nwindow = 150\nrefresh_seconds = 1\n",
+            &toml[..start],
+            &toml[end..]
+        ),
     )
     .unwrap();
     let o = hone(d, &["--json", "run"]);
@@ -472,6 +477,18 @@ fn serves_the_released_run_behind_tokens_and_keeps_every_acknowledged_feedback()
         .find(|f| f["feature"] == "predicted_label")
         .unwrap();
     assert_eq!(label_drift["alarm"], true, "{loud}");
+    // `/metrics` says the same within a refresh (`[monitor] refresh_seconds = 1`).
+    let alarm_line = "hone_drift_alarm{feature=\"predicted_label\"} 1";
+    let seen = (0..50).any(|_| {
+        let (_, m) = request(srv.addr, "GET", "/metrics", Some(&app), b"");
+        m.as_str()
+            .is_some_and(|m| m.contains(alarm_line) && m.contains("hone_drift_window_answers 150"))
+            || {
+                std::thread::sleep(Duration::from_millis(200));
+                false
+            }
+    });
+    assert!(seen, "no drift alarm on /metrics");
     let mut srv = srv;
     signal(&srv.child, "TERM");
     assert!(srv.child.wait().unwrap().success());
@@ -723,6 +740,20 @@ fn a_generate_run_answers_openai_clients_whole_and_streamed_as_hone_predict_does
             .iter()
             .all(|p| !p.input.as_deref().unwrap().contains("jane.doe"))
     );
+    // A generate run's drift signals: answer length, refusals, prompt length; 4 answers are too
+    // few for a verdict.
+    let o = hone(d, &["--json", "drift"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let report: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let features: Vec<&str> = report["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["feature"].as_str().unwrap())
+        .collect();
+    assert_eq!(features, ["answer_words", "refusal", "text_length"]);
+    assert_eq!(report["n_live"], 4);
+    assert!(report["features"][0]["n_reference"].as_u64().unwrap() > 0);
 }
 
 /// A headless Chromium driven over WebDriver (Debian's `chromium` and `chromium-driver`).
