@@ -5,7 +5,8 @@
 # interleaved, for SERVE_ROUNDS rounds (min and median). hone runs with `--rate-limit 0`: the default
 # per-token limit (1,000 requests/s) is a protection a load test would only measure. Then drift
 # (drift.py): `hone drift` on windows of held-back in-distribution traffic (false alarms) and on
-# shifted traffic (detection delay).
+# shifted traffic (detection delay). SERVE_LOAD=0 runs the drift part alone (no MLflow, no wrk) and
+# replaces only the `drift` entry of bench/results/serve.json.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 hone=${HONE_BIN:-$root/target/release/hone}
@@ -14,8 +15,11 @@ work=${BENCH_WORK:-$root/bench/work/serve}
 venv=${SERVE_VENV:-$root/bench/.venv-serve}
 rounds=${SERVE_ROUNDS:-3}
 secs=${SERVE_SECONDS:-10}
-command -v wrk > /dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 2; }
-[ -x "$venv/bin/python" ] || { python3 -m venv "$venv" && "$venv/bin/pip" install -q mlflow scikit-learn pandas; }
+load=${SERVE_LOAD:-1}
+if [ "$load" = 1 ]; then
+  command -v wrk > /dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 2; }
+  [ -x "$venv/bin/python" ] || { python3 -m venv "$venv" && "$venv/bin/pip" install -q mlflow scikit-learn pandas; }
+fi
 rm -rf "$work" && mkdir -p "$work/b77/data"
 cp "$shared/datasets/banking77/train.jsonl" "$work/b77/data/"
 # Half of the official test set is the project's test set; the other half is held back as the
@@ -49,16 +53,29 @@ TOML
 seq=$("$hone" -C "$work/b77" --json runs | python3 -c 'import json,sys; print([r for r in json.load(sys.stdin) if r["chosen"]][0]["seq"])')
 "$hone" -C "$work/b77" approve "$seq" --reason "bench/serve" > "$work/approve.txt"
 token=$("$hone" -C "$work/b77" --json token create --name bench --role predict | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
-"$venv/bin/python" "$root/bench/serve/mlflow_model.py" "$work/b77/data/train.jsonl" "$work/b77/data/test.jsonl" "$work/mlflow-model" > "$work/peer.json"
-
 "$hone" -C "$work/b77" serve --addr 127.0.0.1:18080 --rate-limit 0 2> "$work/hone.err" &
 hone_pid=$!
-PATH="$venv/bin:$PATH" "$venv/bin/mlflow" models serve -m "$work/mlflow-model" -h 127.0.0.1 -p 18081 --env-manager local -w 2 > "$work/mlflow.log" 2>&1 &
-ml_pid=$!
-trap 'kill $hone_pid $ml_pid 2>/dev/null || true; pkill -P $ml_pid 2>/dev/null || true' EXIT
+ml_pid=
+trap 'kill $hone_pid $ml_pid 2>/dev/null || true; [ -z "$ml_pid" ] || pkill -P $ml_pid 2>/dev/null || true' EXIT
+if [ "$load" = 1 ]; then
+  "$venv/bin/python" "$root/bench/serve/mlflow_model.py" "$work/b77/data/train.jsonl" "$work/b77/data/test.jsonl" "$work/mlflow-model" > "$work/peer.json"
+  PATH="$venv/bin:$PATH" "$venv/bin/mlflow" models serve -m "$work/mlflow-model" -h 127.0.0.1 -p 18081 --env-manager local -w 2 > "$work/mlflow.log" 2>&1 &
+  ml_pid=$!
+fi
 for _ in $(seq 1 600); do
-  curl -sf 127.0.0.1:18080/healthz > /dev/null && curl -sf 127.0.0.1:18081/ping > /dev/null && break
+  curl -sf 127.0.0.1:18080/healthz > /dev/null && { [ "$load" != 1 ] || curl -sf 127.0.0.1:18081/ping > /dev/null; } && break
   sleep 0.2
 done
-python3 "$root/bench/serve/drive.py" "$work" "$token" "$rounds" "$secs" "$work/b77/data/test.jsonl"
+[ "$load" != 1 ] || python3 "$root/bench/serve/drive.py" "$work" "$token" "$rounds" "$secs" "$work/b77/data/test.jsonl"
 python3 "$root/bench/serve/drift.py" "$hone" "$work" "$token" "$shared/datasets"
+# The drift part's figures go into bench/results/serve.json beside the load part's.
+python3 - "$work" "$root/bench/results/serve.json" <<'PY'
+import datetime, json, os, sys
+work, out = sys.argv[1:3]
+results = json.load(open(out)) if os.path.exists(out) else {}
+if os.path.exists(os.path.join(work, "serve.json")) and os.environ.get("SERVE_LOAD", "1") == "1":
+    results.update(json.load(open(os.path.join(work, "serve.json"))))
+results["drift"] = json.load(open(os.path.join(work, "drift.json")))
+results["drift"]["date"] = datetime.date.today().isoformat()
+json.dump(results, open(out, "w"), indent=2)
+PY

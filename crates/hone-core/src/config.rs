@@ -495,7 +495,7 @@ impl Default for CostsConfig {
 
 /// `[monitor]`: when a served model's drift alarms (`hone drift`, `/metrics`, the dashboard). A
 /// feature alarms only with at least `min_samples` live answers, a test that rejects at `alpha`
-/// (split over the features) and a PSI of at least `psi_floor`.
+/// (split over the features) and a PSI at least `psi_floor` above its noise level.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MonitorConfig {
@@ -505,7 +505,8 @@ pub struct MonitorConfig {
     pub min_samples: usize,
     /// The family-wise false-alarm rate of one check (0.01).
     pub alpha: f64,
-    /// The smallest PSI that alarms (0.1).
+    /// How far above its noise level (the PSI two same-distribution samples of these sizes reach
+    /// one time in twenty) a PSI must be to alarm (0.1).
     pub psi_floor: f64,
     /// How often `hone serve` recomputes the drift statistics it exports on `/metrics` (60).
     pub refresh_seconds: u64,

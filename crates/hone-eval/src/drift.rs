@@ -2,8 +2,9 @@
 //! answered): for a category (the predicted label) the chi-square test of homogeneity and the
 //! population stability index; for a number (confidence, text length) the two-sample
 //! Kolmogorov–Smirnov test and the PSI over the reference's deciles. An alarm needs a test that
-//! rejects *and* a PSI above a floor, so that neither a tiny window (noise) nor a huge one (trivial
-//! but significant differences) raises it; the caller sets the minimum window.
+//! rejects *and* a PSI above a floor beyond the PSI that sampling noise alone gives at those sizes,
+//! so that neither a tiny window (noise) nor a huge one (trivial but significant differences)
+//! raises it; the caller sets the minimum window.
 
 use std::collections::BTreeMap;
 
@@ -15,6 +16,12 @@ pub struct Shift {
     /// The population stability index, `Σ (live − ref) · ln(live / ref)` over bins, with an
     /// empty bin counted as half an observation.
     pub psi: f64,
+    /// The PSI that sampling noise alone reaches one time in twenty at these sample sizes and bins
+    /// (95th percentile of a seeded parametric bootstrap from the pooled bin shares;
+    /// [`psi_noise`]). With many categories and a small window it is large (77 labels, 150
+    /// answers: about 0.5), so alarms compare `psi − psi_noise` with the floor.
+    #[serde(default)]
+    pub psi_noise: f64,
     /// The test's p-value (chi-square homogeneity, or two-sample KS).
     pub p_value: f64,
     /// The test statistic (chi-square, or the KS distance D).
@@ -40,6 +47,44 @@ pub fn psi(reference: &[f64], live: &[f64]) -> f64 {
             (q - p) * (q / p).ln()
         })
         .sum()
+}
+
+/// Bootstrap replicates behind [`psi_noise`].
+const NOISE_REPLICATES: usize = 100;
+
+/// The 95th percentile of the PSI between two samples of `n_reference` and `n_live` drawn from the
+/// same bin shares (the pooled counts `pooled`): a PSI that sampling noise alone reaches one time
+/// in twenty. Seeded, so a check is reproducible.
+pub fn psi_noise(pooled: &[f64], n_reference: usize, n_live: usize) -> f64 {
+    let total: f64 = pooled.iter().sum();
+    if total <= 0.0 || n_reference == 0 || n_live == 0 {
+        return 0.0;
+    }
+    let cdf: Vec<f64> = pooled
+        .iter()
+        .scan(0.0, |acc, c| {
+            *acc += c / total;
+            Some(*acc)
+        })
+        .collect();
+    let mut rng = crate::rng::Xoshiro256::new(0x5eed_d81f);
+    let mut draw = |n: usize| {
+        let mut counts = vec![0.0; pooled.len()];
+        for _ in 0..n {
+            let u = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+            let k = cdf.partition_point(|c| *c <= u).min(pooled.len() - 1);
+            counts[k] += 1.0;
+        }
+        counts
+    };
+    let mut replicates: Vec<f64> = (0..NOISE_REPLICATES)
+        .map(|_| {
+            let (r, l) = (draw(n_reference), draw(n_live));
+            psi(&r, &l)
+        })
+        .collect();
+    replicates.sort_by(f64::total_cmp);
+    replicates[NOISE_REPLICATES * 95 / 100]
 }
 
 /// A categorical feature: counts per category in each sample.
@@ -77,8 +122,10 @@ pub fn categorical(reference: &BTreeMap<String, u64>, live: &BTreeMap<String, u6
         }
     }
     let df = df.saturating_sub(1);
+    let pooled: Vec<f64> = r.iter().zip(&l).map(|(a, b)| a + b).collect();
     Shift {
         psi: psi(&r, &l),
+        psi_noise: psi_noise(&pooled, nr as usize, nl as usize),
         p_value: if df == 0 || nr == 0.0 || nl == 0.0 {
             1.0
         } else {
@@ -103,6 +150,7 @@ pub fn numeric(reference: &[f64], live: &[f64]) -> Shift {
     if r.is_empty() || l.is_empty() {
         return Shift {
             psi: f64::NAN,
+            psi_noise: 0.0,
             p_value: 1.0,
             statistic: 0.0,
             n_reference: r.len(),
@@ -124,8 +172,10 @@ pub fn numeric(reference: &[f64], live: &[f64]) -> Shift {
         lc[bin(x)] += 1.0;
     }
     let (d, p) = ks_two_sample(&r, &l);
+    let pooled: Vec<f64> = rc.iter().zip(&lc).map(|(a, b)| a + b).collect();
     Shift {
         psi: psi(&rc, &lc),
+        psi_noise: psi_noise(&pooled, r.len(), l.len()),
         p_value: p,
         statistic: d,
         n_reference: r.len(),
@@ -327,6 +377,47 @@ mod tests {
             *out.entry(format!("l{k}")).or_insert(0) += 1;
         }
         out
+    }
+
+    #[test]
+    fn psi_beyond_its_noise_keeps_windows_resampled_from_a_fixed_pool_quiet() {
+        // 77 labels, a reference of 1,540, windows of 150 resampled from another 1,540 of the same
+        // population (as held-back traffic replayed): the pool's own offset from the reference makes
+        // the test reject far more often than alpha, but that offset is small against PSI's noise.
+        let mut rng = Xoshiro256::new(11);
+        let weights: Vec<f64> = (0..77).map(|i| 1.0 + (i % 3) as f64 * 0.3).collect();
+        let (mut rejected, mut alarms) = (0, 0);
+        for _ in 0..20 {
+            let reference = sample(&mut rng, &weights, 1540);
+            let pool: Vec<String> = sample(&mut rng, &weights, 1540)
+                .into_iter()
+                .flat_map(|(k, n)| std::iter::repeat_n(k, n as usize))
+                .collect();
+            for _ in 0..25 {
+                let mut live = BTreeMap::new();
+                for _ in 0..150 {
+                    let k = &pool[rng.below(pool.len() as u64) as usize];
+                    *live.entry(k.clone()).or_insert(0u64) += 1;
+                }
+                let s = categorical(&reference, &live);
+                assert!(s.psi_noise > 0.4 && s.psi_noise < 0.7, "{s:?}");
+                if s.p_value < 0.01 / 3.0 {
+                    rejected += 1;
+                    alarms += usize::from(s.psi - s.psi_noise >= 0.1);
+                }
+            }
+        }
+        assert!(
+            rejected > 5,
+            "the pool effect this guards against: {rejected} of 500"
+        );
+        assert!(alarms <= 2, "{alarms} of 500 windows would alarm");
+        // A real shift (8 labels only) is far beyond the noise.
+        let reference = sample(&mut rng, &weights, 1540);
+        let mut few = vec![0.0; 77];
+        few[..8].copy_from_slice(&weights[..8]);
+        let s = categorical(&reference, &sample(&mut rng, &few, 150));
+        assert!(s.p_value < 1e-10 && s.psi - s.psi_noise > 1.0, "{s:?}");
     }
 
     #[test]

@@ -775,6 +775,7 @@ async fn drift(State(ui): State<Arc<Ui>>, h: HeaderMap) -> Response {
                 vec![
                     esc(f.feature),
                     num(f.shift.psi),
+                    num(f.shift.psi_noise),
                     num(f.shift.p_value),
                     num(f.shift.statistic),
                     f.shift.n_reference.to_string(),
@@ -787,11 +788,14 @@ async fn drift(State(ui): State<Arc<Ui>>, h: HeaderMap) -> Response {
         let bars: Vec<(String, f64)> = report
             .features
             .iter()
-            .map(|f| (format!("{} (PSI)", f.feature), if f.shift.psi.is_finite() { f.shift.psi } else { 0.0 }))
+            .map(|f| {
+                let beyond = f.shift.psi - f.shift.psi_noise;
+                (format!("{} (PSI − noise)", f.feature), if beyond.is_finite() { beyond.max(0.0) } else { 0.0 })
+            })
             .chain(std::iter::once(("alarm floor".to_string(), t.psi_floor)))
             .collect();
         Ok(format!(
-            "<h1>Drift: run {} ({})</h1><p class=\"muted\">The latest {} served answers ({} to {}) against the run's test-set answers. A feature alarms only with at least {} live answers, p &lt; {}/{} and PSI ≥ {}.</p><p class=\"{}\">{} alarm(s).</p>{}{}",
+            "<h1>Drift: run {} ({})</h1><p class=\"muted\">The latest {} served answers ({} to {}) against the run's test-set answers. A feature alarms only with at least {} live answers, p &lt; {}/{} and a PSI at least {} above its noise level (the PSI samples of these sizes show with no shift).</p><p class=\"{}\">{} alarm(s).</p>{}{}",
             esc(hone_core::hash::short(&report.run)),
             esc(&report.model),
             report.n_live,
@@ -805,7 +809,7 @@ async fn drift(State(ui): State<Arc<Ui>>, h: HeaderMap) -> Response {
             report.alarms,
             hone_report::svg::hbars(&bars, "#1d4ed8"),
             table(
-                &["feature", "PSI", "p-value", "statistic", "n reference", "n live", "verdict", "note"],
+                &["feature", "PSI", "PSI noise", "p-value", "statistic", "n reference", "n live", "verdict", "note"],
                 &rows
             )
         ))

@@ -1,9 +1,10 @@
 //! `hone drift`: what a served run answered lately against what it answered on its frozen test set —
 //! for a classifier the predicted label mix, the confidence and the text length; for a generate
 //! model the answer length in words, the refusal rate and the prompt length — each with a test and
-//! the PSI (`hone_eval::drift`). Thresholds come from the project's `[monitor]` table. A feature alarms only with enough live answers (`min_samples`), a test that
-//! rejects at `alpha` split over the features (Bonferroni), and a PSI above `psi_floor`: quiet on
-//! small windows and on trivial differences in large ones.
+//! the PSI (`hone_eval::drift`). Thresholds come from the project's `[monitor]` table. A feature
+//! alarms only with enough live answers (`min_samples`), a test that rejects at `alpha` split over
+//! the features (Bonferroni), and a PSI at least `psi_floor` above the PSI that sampling noise alone
+//! gives at those sizes: quiet on small windows and on trivial differences in large ones.
 
 use std::collections::BTreeMap;
 
@@ -141,7 +142,8 @@ pub fn check(store: &Store, run: Option<&Run>, t: Thresholds) -> Result<Report> 
 }
 
 /// One feature's verdict: quiet below `min_samples` live values, when the test does not reject at
-/// `per_test`, or when the PSI is below the floor; an alarm otherwise.
+/// `per_test`, or when the PSI is less than `psi_floor` above its noise level (the PSI two samples
+/// of these sizes reach one time in twenty with no shift); an alarm otherwise.
 fn verdict(t: &Thresholds, per_test: f64, feature: &'static str, shift: Shift) -> Feature {
     let (alarm, note) = if shift.n_live < t.min_samples {
         (
@@ -153,20 +155,20 @@ fn verdict(t: &Thresholds, per_test: f64, feature: &'static str, shift: Shift) -
         )
     } else if shift.p_value >= per_test {
         (false, format!("p = {:.4} ≥ {per_test:.4}", shift.p_value))
-    } else if shift.psi < t.psi_floor {
+    } else if shift.psi - shift.psi_noise < t.psi_floor {
         (
             false,
             format!(
-                "significant (p = {:.2e}) but PSI {:.4} < {}: too small to act on",
-                shift.p_value, shift.psi, t.psi_floor
+                "significant (p = {:.2e}) but PSI {:.4} is within {} of its noise level {:.4}: too small to act on",
+                shift.p_value, shift.psi, t.psi_floor, shift.psi_noise
             ),
         )
     } else {
         (
             true,
             format!(
-                "moved: p = {:.2e}, PSI {:.4} ≥ {}",
-                shift.p_value, shift.psi, t.psi_floor
+                "moved: p = {:.2e}, PSI {:.4} ≥ noise {:.4} + {}",
+                shift.p_value, shift.psi, shift.psi_noise, t.psi_floor
             ),
         )
     };
@@ -220,6 +222,7 @@ impl Report {
                     f.shift.n_live.to_string(),
                     f.shift.n_reference.to_string(),
                     format!("{:.4}", f.shift.psi),
+                    format!("{:.4}", f.shift.psi_noise),
                     format!("{:.2e}", f.shift.p_value),
                     if f.alarm { "ALARM" } else { "ok" }.to_string(),
                     f.note.clone(),
@@ -235,7 +238,16 @@ impl Report {
             self.last_at.as_deref().unwrap_or("-"),
         );
         out.push_str(&crate::reports::table(
-            &["feature", "live", "reference", "PSI", "p", "verdict", "why"],
+            &[
+                "feature",
+                "live",
+                "reference",
+                "PSI",
+                "noise",
+                "p",
+                "verdict",
+                "why",
+            ],
             &rows,
         ));
         out.push_str(&match self.alarms {
