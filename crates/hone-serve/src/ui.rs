@@ -1,6 +1,7 @@
 //! The web dashboard (`/` under `hone serve`, or alone under `hone ui`): runs and comparisons with
 //! their intervals, model cards, the data report, the review queue (decisions recorded as `hone
-//! review` records them, under the token's name), and drift. Server-rendered HTML with inline SVG,
+//! review` records them, under the token's name), the rubric review of a generate run's answers
+//! (recorded as `hone review import` records a sheet), and drift. Server-rendered HTML with inline SVG,
 //! no scripts and no external resources (a Content-Security-Policy forbids them). Logged in by
 //! token: the token stays on the server, the browser holds a random session id, every page checks
 //! the token again (a revoked token ends its sessions within a second), and every page but the
@@ -72,6 +73,7 @@ pub(crate) fn router(ui: Arc<Ui>) -> Router {
         .route("/ui/compare", get(compare))
         .route("/ui/data", get(data))
         .route("/ui/review", get(review).post(record_review))
+        .route("/ui/answers", get(answers).post(record_answers))
         .route("/ui/drift", get(drift))
         .layer(middleware::from_fn(headers))
         .layer(DefaultBodyLimit::max(64 * 1024))
@@ -110,13 +112,13 @@ fn random_hex(n: usize) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-const EXTRA_STYLE: &str = "nav{display:flex;gap:1.2em;align-items:center;border-bottom:1px solid #dde;padding:.6em 0;margin-bottom:1em}nav a{color:#1d4ed8;text-decoration:none;font-weight:600}nav form{margin-left:auto}nav .who{color:#667}.note{background:#ecfdf3;border:1px solid #b7e4c7;padding:.5em .8em}.err{background:#fdecec;border:1px solid #f3b7b7;padding:.5em .8em}input,select,button{font:inherit;padding:.2em .4em}button{cursor:pointer}pre{background:#f3f5fa;padding:.8em;overflow-x:auto}td form{display:flex;gap:.3em;flex-wrap:wrap;margin:0}";
+const EXTRA_STYLE: &str = "nav{display:flex;gap:1.2em;align-items:center;border-bottom:1px solid #dde;padding:.6em 0;margin-bottom:1em}nav a{color:#1d4ed8;text-decoration:none;font-weight:600}nav form{margin-left:auto}nav .who{color:#667}.note{background:#ecfdf3;border:1px solid #b7e4c7;padding:.5em .8em}.err{background:#fdecec;border:1px solid #f3b7b7;padding:.5em .8em}input,select,button{font:inherit;padding:.2em .4em}button{cursor:pointer}pre{background:#f3f5fa;padding:.8em;overflow-x:auto}td form{display:flex;gap:.3em;flex-wrap:wrap;margin:0}td{overflow-wrap:anywhere}";
 
 /// One dashboard page: the navigation (with who is logged in), then `body`.
 fn page(title: &str, who: Option<(&Caller, &str)>, body: &str) -> String {
     let nav = match who {
         Some((c, csrf)) => format!(
-            "<nav><a href=\"/ui/runs\">Runs</a><a href=\"/ui/data\">Data</a><a href=\"/ui/review\">Review</a><a href=\"/ui/drift\">Drift</a><form method=\"post\" action=\"/ui/logout\"><span class=\"who\">{} ({})</span> <input type=\"hidden\" name=\"csrf\" value=\"{}\"><button id=\"logout\">Log out</button></form></nav>",
+            "<nav><a href=\"/ui/runs\">Runs</a><a href=\"/ui/data\">Data</a><a href=\"/ui/review\">Review</a><a href=\"/ui/answers\">Answers</a><a href=\"/ui/drift\">Drift</a><form method=\"post\" action=\"/ui/logout\"><span class=\"who\">{} ({})</span> <input type=\"hidden\" name=\"csrf\" value=\"{}\"><button id=\"logout\">Log out</button></form></nav>",
             esc(&c.name),
             c.role.as_str(),
             esc(csrf)
@@ -729,6 +731,247 @@ async fn record_review(
             "/ui/review?recorded={}&version={}",
             url_escape(&id),
             hone_core::hash::short(&version)
+        )),
+        Ok(Err(e)) => error_page(&e, (&caller, &csrf)),
+        Err(e) => internal_page(e),
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct AnswersQuery {
+    #[serde(default)]
+    sheet: Option<String>,
+    #[serde(default)]
+    recorded: Option<usize>,
+}
+
+/// The rubric review of a generate run's answers: a sheet `hone review answers` wrote, as a form
+/// (tone, accuracy, safety, usefulness 1–5, strong or weak, a note), and what reviewers recorded.
+async fn answers(
+    State(ui): State<Arc<Ui>>,
+    h: HeaderMap,
+    q: std::result::Result<Query<AnswersQuery>, QueryRejection>,
+) -> Response {
+    let w = match who(&ui, &h, Role::Review) {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let q = q.map(|Query(q)| q).unwrap_or_default();
+    let csrf = w.1.clone();
+    blocking_page(&ui, w, "Answers".into(), move |project, store| {
+        use hone_train::answer_review as ar;
+        let mut body = String::from("<h1>Answer review</h1>");
+        if project.config.task.kind != hone_core::config::TaskKind::Generate {
+            body.push_str("<p class=\"muted\">Answer review is for generate tasks; this project classifies (its suspects are in <a href=\"/ui/review\">Review</a>).</p>");
+            return Ok(body);
+        }
+        if let Some(n) = q.recorded {
+            body.push_str(&format!(
+                "<p class=\"note\" id=\"recorded\">Recorded {n} reviewed answer(s) under your token's name.</p>"
+            ));
+        }
+        let sheets = ar::sheets(project)?;
+        let Some(chosen) = q
+            .sheet
+            .filter(|s| sheets.contains(s))
+            .or_else(|| sheets.first().cloned())
+        else {
+            body.push_str("<p class=\"muted\">No review sheet yet: <code>hone review answers --run N</code> writes one (several answers per prompt) to <code>reviews/</code>.</p>");
+            return Ok(body);
+        };
+        let links: Vec<String> = sheets
+            .iter()
+            .map(|s| {
+                let b = if *s == chosen { ("<b>", "</b>") } else { ("", "") };
+                format!("{}<a href=\"/ui/answers?sheet={}\">{}</a>{}", b.0, url_escape(s), esc(s), b.1)
+            })
+            .collect();
+        body.push_str(&format!("<p>Sheets: {}</p>", links.join(" · ")));
+        let (run, lines) = ar::sheet_lines(&project.root.join("reviews").join(&chosen))?;
+        let select = |name: String, options: &[&str], current: Option<String>| {
+            let opts: String = options
+                .iter()
+                .map(|o| {
+                    let sel = if current.as_deref() == Some(*o) { " selected" } else { "" };
+                    format!("<option value=\"{o}\"{sel}>{}</option>", if o.is_empty() { "–" } else { o })
+                })
+                .collect();
+            format!("<select name=\"{name}\">{opts}</select>")
+        };
+        let scores = ["", "1", "2", "3", "4", "5"];
+        let rows: Vec<Vec<String>> = lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let mut row = vec![
+                    format!("<code>{}</code>", esc(&l.answer_id)),
+                    esc(&hone_train::reports::clip(&l.prompt, 300)),
+                    esc(&hone_train::reports::clip(l.reference.as_deref().unwrap_or("–"), 300)),
+                    esc(&hone_train::reports::clip(&l.answer, 600)),
+                ];
+                for (k, v) in ar::RUBRIC.iter().zip([l.tone, l.accuracy, l.safety, l.usefulness]) {
+                    row.push(select(format!("{k}-{i}"), &scores, v.map(|v| v.to_string())));
+                }
+                let mark = l.mark.map(|m| match m {
+                    ar::Mark::Strong => "strong".to_string(),
+                    ar::Mark::Weak => "weak".to_string(),
+                });
+                row.push(select(format!("mark-{i}"), &["", "strong", "weak"], mark));
+                row.push(format!(
+                    "<input name=\"note-{i}\" value=\"{}\" size=\"10\">",
+                    esc(&l.note)
+                ));
+                row
+            })
+            .collect();
+        body.push_str(&format!(
+            "<p class=\"muted\">Run <code>{}</code>, {} answer(s). Rate what you read (1 poor … 5 excellent) and mark the strong and weak answers to a prompt: strong × weak pairs become preference data for <code>method = \"dpo\"</code>. Only the rows you fill in are recorded, under your token's name, as <code>hone review import</code> records a sheet.</p><form id=\"answers\" method=\"post\" action=\"/ui/answers\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"sheet\" value=\"{}\">{}<button id=\"record-answers\">Record reviews</button></form>",
+            esc(hone_core::hash::short(&run)),
+            lines.len(),
+            esc(&csrf),
+            esc(&chosen),
+            table(
+                &["answer", "prompt (masked)", "reference", "answer (masked)", "tone", "accuracy", "safety", "usefulness", "mark", "note"],
+                &rows
+            )
+        ));
+        let p = match ar::pairs(store) {
+            Ok(p) => p,
+            // Nothing recorded yet is not an error on this page.
+            Err(Error::Usage(_)) => {
+                body.push_str("<h2>Recorded so far</h2><p class=\"muted\">No answer review recorded yet.</p>");
+                return Ok(body);
+            }
+            Err(e) => return Err(e),
+        };
+        let agreement: Vec<Vec<String>> = p
+            .agreement
+            .iter()
+            .map(|a| {
+                vec![
+                    esc(&format!("{} · {}", a.reviewers.0, a.reviewers.1)),
+                    esc(&a.on),
+                    a.n.to_string(),
+                    a.kappa.map_or("–".into(), |k| format!("{k:.4}")),
+                ]
+            })
+            .collect();
+        body.push_str(&format!(
+            "<h2>Recorded so far</h2><p>{} reviewer(s) ({}), {} reviewed answer(s), {} preference pair(s) (strong × weak on one prompt), {} answer(s) with conflicting marks.</p>{}",
+            p.reviewers.len(),
+            esc(&p.reviewers.join(", ")),
+            p.answers,
+            p.pairs.len(),
+            p.conflicting,
+            if agreement.is_empty() {
+                "<p class=\"muted\">Agreement (Cohen's κ) shows once two reviewers rated the same answers.</p>".to_string()
+            } else {
+                table(&["reviewers", "on", "answers", "Cohen's κ"], &agreement)
+            }
+        ));
+        Ok(body)
+    })
+    .await
+}
+
+/// Record the filled rows of an answer-review form.
+async fn record_answers(
+    State(ui): State<Arc<Ui>>,
+    h: HeaderMap,
+    form: std::result::Result<Form<Vec<(String, String)>>, FormRejection>,
+) -> Response {
+    let (caller, csrf) = match who(&ui, &h, Role::Review) {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let Ok(Form(fields)) = form else {
+        let e = Error::Usage("the answer-review form could not be read".into());
+        return error_page(&e, (&caller, &csrf));
+    };
+    let fields: HashMap<String, String> = fields.into_iter().collect();
+    if !csrf_ok(fields.get("csrf").map_or("", String::as_str), &csrf) {
+        return csrf_refused();
+    }
+    let sheet = fields.get("sheet").cloned().unwrap_or_default();
+    if !hone_train::answer_review::is_sheet_name(&sheet) {
+        let e = Error::Usage(format!("`{sheet}` is not a review sheet's file name"));
+        return error_page(&e, (&caller, &csrf));
+    }
+    let root = ui.root.clone();
+    let reviewer = caller.name.clone();
+    let target = sheet.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        use hone_train::answer_review as ar;
+        let project = Project::discover(&root)?;
+        let mut store = Store::open_existing(&project.root)?;
+        let (run, lines) = ar::sheet_lines(&project.root.join("reviews").join(&target))?;
+        let bad = |m: String| Error::Usage(format!("{target}: {m}"));
+        let mut filled = Vec::new();
+        let total = lines.len();
+        for (i, mut l) in lines.into_iter().enumerate() {
+            let get = |k: &str| {
+                fields
+                    .get(&format!("{k}-{i}"))
+                    .map(|v| v.trim())
+                    .filter(|v| !v.is_empty())
+            };
+            let mut ratings = [None; 4];
+            for (slot, k) in ratings.iter_mut().zip(ar::RUBRIC) {
+                *slot = match get(k) {
+                    None => None,
+                    Some(v) => match v.parse::<u8>() {
+                        Ok(n) if (1..=5).contains(&n) => Some(n),
+                        _ => {
+                            return Err(bad(format!(
+                                "`{k}` of {} is {v:?}, not 1 to 5",
+                                l.answer_id
+                            )));
+                        }
+                    },
+                };
+            }
+            [l.tone, l.accuracy, l.safety, l.usefulness] = ratings;
+            l.mark = match get("mark") {
+                None => None,
+                Some("strong") => Some(ar::Mark::Strong),
+                Some("weak") => Some(ar::Mark::Weak),
+                Some(v) => {
+                    return Err(bad(format!(
+                        "mark of {} is {v:?}, not strong or weak",
+                        l.answer_id
+                    )));
+                }
+            };
+            l.note = get("note").unwrap_or("").to_string();
+            if l.reviewed() {
+                filled.push(l);
+            }
+        }
+        if filled.is_empty() {
+            return Err(bad(
+                "nothing was filled in: rate or mark at least one answer".into(),
+            ));
+        }
+        let untouched = total - filled.len();
+        let done = ar::record(
+            &mut store,
+            &format!("dashboard form on {target}"),
+            &run,
+            filled,
+            untouched,
+            (
+                &reviewer,
+                &chrono::Utc::now().to_rfc3339(),
+                "hone serve dashboard: answer review",
+            ),
+        )?;
+        Ok::<_, Error>(done.reviewed)
+    })
+    .await;
+    match done {
+        Ok(Ok(n)) => redirect(&format!(
+            "/ui/answers?sheet={}&recorded={n}",
+            url_escape(&sheet)
         )),
         Ok(Err(e)) => error_page(&e, (&caller, &csrf)),
         Err(e) => internal_page(e),

@@ -59,7 +59,8 @@ impl SheetLine {
         [self.tone, self.accuracy, self.safety, self.usefulness]
     }
 
-    fn reviewed(&self) -> bool {
+    /// Whether the reviewer filled anything in (a rating or a mark).
+    pub fn reviewed(&self) -> bool {
         self.mark.is_some() || self.ratings().iter().any(Option::is_some)
     }
 }
@@ -177,8 +178,42 @@ pub fn write_sheet(
 }
 
 /// Read a filled sheet: every line parsed and checked (ratings 1–5, one run per sheet), errors
-/// naming the file and line. Lines nobody filled in are left out.
+/// naming the file and line. Lines nobody filled in are left out (and counted).
 pub fn read_sheet(path: &Path) -> Result<(String, Vec<SheetLine>, usize)> {
+    let (run, all) = sheet_lines(path)?;
+    let total = all.len();
+    let lines: Vec<SheetLine> = all.into_iter().filter(SheetLine::reviewed).collect();
+    let untouched = total - lines.len();
+    Ok((run, lines, untouched))
+}
+
+/// The review sheets `hone review answers` wrote (`reviews/answers-*.jsonl`), by file name.
+pub fn sheets(project: &Project) -> Result<Vec<String>> {
+    let dir = project.root.join("reviews");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Ok(Vec::new());
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| is_sheet_name(n))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// Whether `name` is a sheet's plain file name (no folder, no `..`): what a web form may name.
+pub fn is_sheet_name(name: &str) -> bool {
+    name.starts_with("answers-")
+        && name.ends_with(".jsonl")
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        && !name.contains("..")
+}
+
+/// Every line of a sheet, filled in or not, checked as [`read_sheet`] checks them; and its run.
+pub fn sheet_lines(path: &Path) -> Result<(String, Vec<SheetLine>)> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     let bad = |line: usize, message: String| {
         Error::Data {
@@ -186,7 +221,7 @@ pub fn read_sheet(path: &Path) -> Result<(String, Vec<SheetLine>, usize)> {
         hint: "rate tone, accuracy, safety and usefulness from 1 to 5 (or leave null), and mark an answer \"strong\" or \"weak\" (or leave null)".into(),
     }
     };
-    let (mut run, mut lines, mut untouched) = (None::<String>, Vec::new(), 0);
+    let (mut run, mut lines) = (None::<String>, Vec::new());
     let mut seen = BTreeSet::new();
     for (i, l) in text.lines().enumerate() {
         if l.trim().is_empty() {
@@ -215,14 +250,10 @@ pub fn read_sheet(path: &Path) -> Result<(String, Vec<SheetLine>, usize)> {
                 format!("answer `{}` appears twice", s.answer_id),
             ));
         }
-        if s.reviewed() {
-            lines.push(s);
-        } else {
-            untouched += 1;
-        }
+        lines.push(s);
     }
     let run = run.ok_or_else(|| bad(1, "the sheet is empty".into()))?;
-    Ok((run, lines, untouched))
+    Ok((run, lines))
 }
 
 /// What `hone review import` recorded.
@@ -246,8 +277,40 @@ pub fn import(
     command: &str,
 ) -> Result<Imported> {
     let (run, lines, untouched) = read_sheet(path)?;
-    let known = crate::record::get(store, &run)?.ok_or_else(|| Error::Data {
-        message: format!("{}: run {run} is not in this store", path.display()),
+    record(
+        store,
+        &format!("{}", path.display()),
+        &run,
+        lines,
+        untouched,
+        (reviewer, at, command),
+    )
+}
+
+/// Store reviewed sheet lines of `run` under the reviewer, with the audit entry (`who`: reviewer,
+/// time, command); `source` names where they came from in errors. What `import` does once the
+/// file is read, and what the dashboard does with a filled form.
+pub fn record(
+    store: &mut Store,
+    source: &str,
+    run: &str,
+    lines: Vec<SheetLine>,
+    untouched: usize,
+    who: (&str, &str, &str),
+) -> Result<Imported> {
+    let (reviewer, at, command) = who;
+    let in_range = |l: &SheetLine| l.ratings().iter().flatten().all(|v| (1..=5).contains(v));
+    if let Some(l) = lines
+        .iter()
+        .find(|l| !l.reviewed() || l.run != run || !in_range(l))
+    {
+        return Err(Error::Data {
+            message: format!("{source}: answer `{}` is not a reviewed answer of run {run}", l.answer_id),
+            hint: "rate at least one of tone, accuracy, safety, usefulness (1 to 5) or mark the answer".into(),
+        });
+    }
+    let known = crate::record::get(store, run)?.ok_or_else(|| Error::Data {
+        message: format!("{source}: run {run} is not in this store"),
         hint: "import the sheet into the project whose run wrote it".into(),
     })?;
     let bytes = serde_json::to_vec(&lines).map_err(|e| Error::Internal(e.to_string()))?;
@@ -547,4 +610,25 @@ pub fn execute(
             Outcome::Pairs { path, pairs: p }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_sheet_name;
+
+    #[test]
+    fn only_plain_sheet_file_names_are_sheet_names() {
+        assert!(is_sheet_name("answers-0a1b2c3d4e5f-train.jsonl"));
+        for bad in [
+            "../hone.toml",
+            "answers-../../x.jsonl",
+            "answers-x/../../y.jsonl",
+            "pairs.jsonl",
+            "answers-x.json",
+            "/etc/answers-x.jsonl",
+            "answers-x\\y.jsonl",
+        ] {
+            assert!(!is_sheet_name(bad), "{bad}");
+        }
+    }
 }

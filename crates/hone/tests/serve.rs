@@ -7,7 +7,7 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -762,7 +762,7 @@ struct Browser {
     addr: SocketAddr,
     session: String,
     /// Screenshots go here when `HONE_UI_SHOTS` names a folder (`bench/ui/run.sh` sets it).
-    shots: Option<std::path::PathBuf>,
+    shots: Option<PathBuf>,
     _profile: tempfile::TempDir,
 }
 
@@ -1104,4 +1104,82 @@ fn the_dashboard_logs_in_by_token_shows_runs_and_records_a_relabel_in_a_real_bro
     assert_eq!(b.resources(), Vec::<String>::new());
     let o = hone(d, &["audit", "verify"]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+}
+
+#[test]
+fn the_dashboard_records_a_rubric_review_of_generated_answers_in_a_real_browser() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    generate_project(d);
+    let o = hone(
+        d,
+        &["--json", "review", "answers", "--model", "tiny", "--n", "3"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let sheet: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let sheet_path = PathBuf::from(sheet["path"].as_str().unwrap());
+    let sheet_name = sheet_path
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let lines: Vec<Value> = std::fs::read_to_string(&sheet_path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(lines.len() >= 3);
+    let alice = token(d, "alice", "review");
+    let srv = serve(d, &["--run", "1", "--allow-unapproved"]);
+    let base = format!("http://{}", srv.addr);
+
+    let Some(b) = Browser::start() else { return };
+    b.go(&format!("{base}/"));
+    b.type_in("#token", &alice);
+    b.follow("#login");
+    b.go(&format!("{base}/ui/answers"));
+    let page = b.source();
+    assert!(
+        page.contains("Answer review") && page.contains(&sheet_name),
+        "{page}"
+    );
+    b.shot("10-answers");
+    // Rate the first answer and mark it strong; mark the second weak; leave the rest.
+    b.click("select[name=tone-0] option[value=\"4\"]");
+    b.click("select[name=usefulness-0] option[value=\"5\"]");
+    b.click("select[name=mark-0] option[value=\"strong\"]");
+    b.click("select[name=mark-1] option[value=\"weak\"]");
+    b.type_in("input[name=note-0]", "clear and polite");
+    b.follow("#record-answers");
+    let page = b.source();
+    assert!(
+        page.contains("id=\"recorded\"") && page.contains("Recorded 2 reviewed answer(s)"),
+        "{page}"
+    );
+    assert!(page.contains("1 reviewer(s) (alice)"), "{page}");
+    b.shot("11-answers-recorded");
+    // Recorded as `hone review import` records a sheet: under the token's name, in the audit
+    // chain, and the strong and weak answers to one prompt make a preference pair.
+    let o = hone(
+        d,
+        &["--json", "review", "pairs", "--out", "reviews/pairs.jsonl"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let p: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(p["pairs"]["reviewers"], json!(["alice"]), "{p:#}");
+    assert_eq!(p["pairs"]["answers"], 2, "{p:#}");
+    let same_prompt = lines[0]["item"] == lines[1]["item"];
+    assert_eq!(
+        p["pairs"]["pairs"].as_array().unwrap().len(),
+        usize::from(same_prompt),
+        "{p:#}"
+    );
+    let audit = stdout(&hone(d, &["--json", "audit", "log"]));
+    assert!(
+        audit.contains("hone serve dashboard: answer review"),
+        "{audit}"
+    );
+    assert_eq!(hone(d, &["audit", "verify"]).status.code(), Some(0));
+    assert_eq!(b.resources(), Vec::<String>::new());
 }
