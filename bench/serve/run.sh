@@ -69,12 +69,14 @@ done
 [ "$load" != 1 ] || python3 "$root/bench/serve/drive.py" "$work" "$token" "$rounds" "$secs" "$work/b77/data/test.jsonl"
 python3 "$root/bench/serve/drift.py" "$hone" "$work" "$token" "$shared/datasets"
 # The drift part's figures go into bench/results/serve.json beside the load part's.
-python3 - "$work" "$root/bench/results/serve.json" <<'PY'
+python3 - "$work" "$root/bench/results/serve.json" "$load" <<'PY'
 import datetime, json, os, sys
-work, out = sys.argv[1:3]
+work, out, load = sys.argv[1:4]
 results = json.load(open(out)) if os.path.exists(out) else {}
-if os.path.exists(os.path.join(work, "serve.json")) and os.environ.get("SERVE_LOAD", "1") == "1":
-    results.update(json.load(open(os.path.join(work, "serve.json"))))
+if load == "1":
+    s = json.load(open(os.path.join(work, "serve.json")))
+    results.update({"date": datetime.date.today().isoformat(), "load": s["summary"], "peer": s["peer"],
+                    "rounds": s["rounds"], "seconds": s["seconds"]})
 results["drift"] = json.load(open(os.path.join(work, "drift.json")))
 results["drift"]["date"] = datetime.date.today().isoformat()
 json.dump(results, open(out, "w"), indent=2)

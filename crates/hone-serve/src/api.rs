@@ -251,7 +251,9 @@ struct PredictInput {
     text: String,
 }
 
-/// Prediction ids: 96 random bits each, so that no caller can guess another's.
+/// Prediction ids: the time in milliseconds (12 hex digits) then 96 random bits, so that no caller
+/// can guess another's, and ids logged together sit together in the store's index: random keys
+/// made every insert land on a random page of a large index, and the log writer fell behind.
 pub(crate) fn prediction_id() -> String {
     let mut b = [0u8; 12];
     if getrandom::fill(&mut b).is_err() {
@@ -262,8 +264,9 @@ pub(crate) fn prediction_id() -> String {
         b[..8].copy_from_slice(&(t ^ n.rotate_left(32)).to_le_bytes());
         b[8..].copy_from_slice(&(n as u32).to_le_bytes());
     }
+    let ms = chrono::Utc::now().timestamp_millis().max(0) as u64 & 0xffff_ffff_ffff;
     format!(
-        "pred_{}",
+        "pred_{ms:012x}{}",
         b.iter().map(|x| format!("{x:02x}")).collect::<String>()
     )
 }

@@ -102,8 +102,10 @@ impl App {
     /// Recompute the served run's drift statistics for `/metrics`; blocking. No answers yet is not
     /// an error (the gauges stay empty); a failure is counted.
     fn check_drift(&self) {
-        let outcome = Store::open_existing(&self.root)
-            .and_then(|store| hone_train::drift::check(&store, Some(&self.run), self.monitor));
+        let outcome = Project::discover(&self.root).and_then(|project| {
+            let store = Store::open_existing(&self.root)?;
+            hone_train::drift::check(&project, &store, Some(&self.run), self.monitor)
+        });
         match outcome {
             Ok(report) => self.metrics.drift(Some(&report)),
             Err(Error::NotFound { .. }) => self.metrics.drift(None),

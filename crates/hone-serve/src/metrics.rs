@@ -41,7 +41,7 @@ type Gauge = (&'static str, &'static str, fn(&FeatureGauge) -> String);
 
 /// One feature of a drift check.
 struct FeatureGauge {
-    feature: &'static str,
+    feature: String,
     psi: f64,
     p_value: f64,
     n_live: usize,
@@ -105,7 +105,7 @@ impl Metrics {
                 .features
                 .iter()
                 .map(|f| FeatureGauge {
-                    feature: f.feature,
+                    feature: f.feature.clone(),
                     psi: f.shift.psi,
                     p_value: f.shift.p_value,
                     n_live: f.shift.n_live,
@@ -245,7 +245,12 @@ impl Metrics {
             let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} gauge");
             for f in &d.features {
-                let _ = writeln!(out, "{name}{{feature=\"{}\"}} {}", f.feature, value(f));
+                let _ = writeln!(
+                    out,
+                    "{name}{{feature=\"{}\"}} {}",
+                    esc(&f.feature),
+                    value(f)
+                );
             }
         }
         out

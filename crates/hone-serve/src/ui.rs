@@ -1001,7 +1001,7 @@ async fn drift(State(ui): State<Arc<Ui>>, h: HeaderMap) -> Response {
             .map(|id| hone_train::record::resolve(store, &id))
             .transpose()?;
         let t = project.config.monitor;
-        let report = match hone_train::drift::check(store, run.as_ref(), t) {
+        let report = match hone_train::drift::check(project, store, run.as_ref(), t) {
             Ok(r) => r,
             Err(Error::NotFound { hint, .. }) => {
                 return Ok(format!(
@@ -1016,7 +1016,7 @@ async fn drift(State(ui): State<Arc<Ui>>, h: HeaderMap) -> Response {
             .iter()
             .map(|f| {
                 vec![
-                    esc(f.feature),
+                    esc(&f.feature),
                     num(f.shift.psi),
                     num(f.shift.psi_noise),
                     num(f.shift.p_value),

@@ -1,7 +1,7 @@
 //! `hone drift`: what a served run answered lately against what it answered on its frozen test set —
 //! for a classifier the predicted label mix, the confidence and the text length; for a generate
-//! model the answer length in words, the refusal rate and the prompt length — each with a test and
-//! the PSI (`hone_eval::drift`). Thresholds come from the project's `[monitor]` table. A feature
+//! model the answer length in words, the refusal rate, the prompt length and the pass rate of each
+//! grader that can judge an answer alone — each with a test and the PSI (`hone_eval::drift`). Thresholds come from the project's `[monitor]` table. A feature
 //! alarms only with enough live answers (`min_samples`), a test that rejects at `alpha` split over
 //! the features (Bonferroni), and a PSI at least `psi_floor` above the PSI that sampling noise alone
 //! gives at those sizes: quiet on small windows and on trivial differences in large ones.
@@ -14,6 +14,7 @@ use hone_eval::drift::{Shift, categorical, numeric};
 use hone_store::Store;
 use serde::Serialize;
 
+use crate::project::Project;
 use crate::record::{Predictions, Run};
 
 /// The alarm thresholds: the project's `[monitor]` table.
@@ -22,7 +23,7 @@ pub type Thresholds = hone_core::config::MonitorConfig;
 /// One feature's comparison and verdict.
 #[derive(Debug, Clone, Serialize)]
 pub struct Feature {
-    pub feature: &'static str,
+    pub feature: String,
     #[serde(flatten)]
     pub shift: Shift,
     pub alarm: bool,
@@ -44,8 +45,9 @@ pub struct Report {
 }
 
 /// Compare the latest answers of `run` (by default the run of the latest logged answer) with its
-/// test-set answers.
-pub fn check(store: &Store, run: Option<&Run>, t: Thresholds) -> Result<Report> {
+/// test-set answers. A generate run is also watched through the project's graders that can score
+/// an answer on its own (see [`live_graders`]).
+pub fn check(project: &Project, store: &Store, run: Option<&Run>, t: Thresholds) -> Result<Report> {
     let run = match run {
         Some(r) => r.clone(),
         None => {
@@ -79,6 +81,8 @@ pub fn check(store: &Store, run: Option<&Run>, t: Thresholds) -> Result<Report> 
                 .or_else(|| p.input.as_ref().map(|s| s.chars().count() as f64))
         })
         .collect();
+    // Grader features (generate runs) come after the three fixed ones; all share the family-wise
+    // alpha.
     let shifts = if run.record.generation.is_some() {
         // A generate run: how long its answers are, how often it refuses, how long the prompts are.
         let words = |s: &str| s.split_whitespace().count() as f64;
@@ -102,11 +106,37 @@ pub fn check(store: &Store, run: Option<&Run>, t: Thresholds) -> Result<Report> 
         };
         let ref_refusals = refusals(&mut preds.generated.iter().map(|g| g.completion.as_str()));
         let live_refusals = refusals(&mut live.iter().map(|p| p.output.as_str()));
-        vec![
-            ("answer_words", numeric(&ref_words, &live_words)),
-            ("refusal", categorical(&ref_refusals, &live_refusals)),
-            ("text_length", numeric(&ref_len, &live_len)),
-        ]
+        let mut shifts = vec![
+            ("answer_words".to_string(), numeric(&ref_words, &live_words)),
+            (
+                "refusal".to_string(),
+                categorical(&ref_refusals, &live_refusals),
+            ),
+            ("text_length".to_string(), numeric(&ref_len, &live_len)),
+        ];
+        let reference: Vec<&str> = preds
+            .generated
+            .iter()
+            .map(|g| g.completion.as_str())
+            .collect();
+        let live_answers: Vec<&str> = live.iter().map(|p| p.output.as_str()).collect();
+        for (name, grader) in live_graders(project, &reference)? {
+            let tally = |answers: &[&str]| {
+                let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+                for a in answers {
+                    let pass = grader.grade(a, &answer_only_item()).is_ok_and(|r| r.passed);
+                    *counts
+                        .entry(if pass { "pass" } else { "fail" }.into())
+                        .or_default() += 1;
+                }
+                counts
+            };
+            shifts.push((
+                format!("grader_{name}_pass"),
+                categorical(&tally(&reference), &tally(&live_answers)),
+            ));
+        }
+        shifts
     } else {
         let mut ref_labels: BTreeMap<String, u64> = BTreeMap::new();
         for p in &preds.test {
@@ -119,9 +149,12 @@ pub fn check(store: &Store, run: Option<&Run>, t: Thresholds) -> Result<Report> 
         }
         let live_conf: Vec<f64> = live.iter().filter_map(|p| p.probability).collect();
         vec![
-            ("predicted_label", categorical(&ref_labels, &live_labels)),
-            ("confidence", numeric(&ref_conf, &live_conf)),
-            ("text_length", numeric(&ref_len, &live_len)),
+            (
+                "predicted_label".to_string(),
+                categorical(&ref_labels, &live_labels),
+            ),
+            ("confidence".to_string(), numeric(&ref_conf, &live_conf)),
+            ("text_length".to_string(), numeric(&ref_len, &live_len)),
         ]
     };
     let per_test = t.alpha / shifts.len() as f64;
@@ -144,7 +177,7 @@ pub fn check(store: &Store, run: Option<&Run>, t: Thresholds) -> Result<Report> 
 /// One feature's verdict: quiet below `min_samples` live values, when the test does not reject at
 /// `per_test`, or when the PSI is less than `psi_floor` above its noise level (the PSI two samples
 /// of these sizes reach one time in twenty with no shift); an alarm otherwise.
-fn verdict(t: &Thresholds, per_test: f64, feature: &'static str, shift: Shift) -> Feature {
+fn verdict(t: &Thresholds, per_test: f64, feature: String, shift: Shift) -> Feature {
     let (alarm, note) = if shift.n_live < t.min_samples {
         (
             false,
@@ -178,6 +211,31 @@ fn verdict(t: &Thresholds, per_test: f64, feature: &'static str, shift: Shift) -
         alarm,
         note,
     }
+}
+
+/// What a grader sees of a live answer's item: only an id. Live traffic has no reference, and its
+/// prompt is kept only with consent, so a drift signal may use only graders of the answer itself.
+fn answer_only_item() -> serde_json::Value {
+    serde_json::json!({"id": "live"})
+}
+
+/// The project's graders that score answers on their own: each is tried on the run's test answers
+/// with an item that holds nothing but an id, and kept only if it scores every one of them without
+/// an error (a grader that needs the reference or the prompt cannot judge live traffic, which has
+/// neither). Named by grader.
+pub fn live_graders(
+    project: &Project,
+    reference: &[&str],
+) -> Result<Vec<(String, hone_grade::grader::Grader)>> {
+    if reference.is_empty() {
+        return Ok(Vec::new());
+    }
+    let item = answer_only_item();
+    Ok(crate::graders::load(project)?
+        .into_iter()
+        .filter(|g| reference.iter().all(|a| g.grader.grade(a, &item).is_ok()))
+        .map(|g| (g.grader.name.clone(), g.grader))
+        .collect())
 }
 
 /// Openings that mark an answer as a refusal (lower-cased, apostrophes straightened). A fixed,
@@ -292,9 +350,19 @@ mod tests {
         let reference: Vec<f64> = (0..400).map(|i| f64::from(i % 40)).collect();
         let same: Vec<f64> = (0..200).map(|i| f64::from(i % 40)).collect();
         let moved: Vec<f64> = (0..200).map(|i| f64::from(i % 40) + 30.0).collect();
-        let quiet = verdict(&t, 0.01 / 3.0, "text_length", numeric(&reference, &same));
+        let quiet = verdict(
+            &t,
+            0.01 / 3.0,
+            "text_length".into(),
+            numeric(&reference, &same),
+        );
         assert!(!quiet.alarm, "{}", quiet.note);
-        let loud = verdict(&t, 0.01 / 3.0, "text_length", numeric(&reference, &moved));
+        let loud = verdict(
+            &t,
+            0.01 / 3.0,
+            "text_length".into(),
+            numeric(&reference, &moved),
+        );
         assert!(
             loud.alarm && loud.note.starts_with("moved"),
             "{}",
@@ -304,7 +372,7 @@ mod tests {
         let few = verdict(
             &t,
             0.01 / 3.0,
-            "text_length",
+            "text_length".into(),
             numeric(&reference, &moved[..20]),
         );
         assert!(
@@ -316,6 +384,6 @@ mod tests {
         let r: BTreeMap<String, u64> = [("answer".to_string(), 300)].into();
         let l: BTreeMap<String, u64> =
             [("answer".to_string(), 100), ("refusal".to_string(), 100)].into();
-        assert!(verdict(&t, 0.01 / 3.0, "refusal", categorical(&r, &l)).alarm);
+        assert!(verdict(&t, 0.01 / 3.0, "refusal".into(), categorical(&r, &l)).alarm);
     }
 }

@@ -409,7 +409,7 @@ pub fn drift(
         min_samples: min_samples.unwrap_or(monitor.min_samples),
         ..monitor
     };
-    let report = hone_train::drift::check(&store, run.as_ref(), t)?;
+    let report = hone_train::drift::check(&project, &store, run.as_ref(), t)?;
     match ctx.json {
         true => print_json(&serde_json::to_value(&report)?),
         false => print!("{}", report.text()),

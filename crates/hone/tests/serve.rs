@@ -740,8 +740,20 @@ fn a_generate_run_answers_openai_clients_whole_and_streamed_as_hone_predict_does
             .iter()
             .all(|p| !p.input.as_deref().unwrap().contains("jane.doe"))
     );
-    // A generate run's drift signals: answer length, refusals, prompt length; 4 answers are too
-    // few for a verdict.
+    // A generate run's drift signals: answer length, refusals, prompt length, and the pass rate of
+    // each grader that can judge an answer alone (`short`; `close` needs the reference, which live
+    // traffic lacks); 4 answers are too few for a verdict.
+    std::fs::create_dir_all(d.join("graders")).unwrap();
+    std::fs::write(
+        d.join("graders/short.toml"),
+        "type = \"length\"\nmax_words = 80\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("graders/close.toml"),
+        "type = \"text_similarity\"\nreference = \"{{ item.reference }}\"\nevaluation_metric = \"fuzzy_match\"\npass_threshold = 0.9\n",
+    )
+    .unwrap();
     let o = hone(d, &["--json", "drift"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let report: Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -751,7 +763,15 @@ fn a_generate_run_answers_openai_clients_whole_and_streamed_as_hone_predict_does
         .iter()
         .map(|f| f["feature"].as_str().unwrap())
         .collect();
-    assert_eq!(features, ["answer_words", "refusal", "text_length"]);
+    assert_eq!(
+        features,
+        [
+            "answer_words",
+            "refusal",
+            "text_length",
+            "grader_short_pass"
+        ]
+    );
     assert_eq!(report["n_live"], 4);
     assert!(report["features"][0]["n_reference"].as_u64().unwrap() > 0);
 }
