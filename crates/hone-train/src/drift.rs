@@ -20,6 +20,21 @@ use crate::record::{Predictions, Run};
 /// The alarm thresholds: the project's `[monitor]` table.
 pub type Thresholds = hone_core::config::MonitorConfig;
 
+/// The project's `[monitor]` thresholds, with the window and minimum sample a command line may
+/// override.
+pub fn thresholds(
+    project: &Project,
+    window: Option<usize>,
+    min_samples: Option<usize>,
+) -> Thresholds {
+    let monitor = project.config.monitor;
+    Thresholds {
+        window: window.unwrap_or(monitor.window).max(1),
+        min_samples: min_samples.unwrap_or(monitor.min_samples),
+        ..monitor
+    }
+}
+
 /// One feature's comparison and verdict.
 #[derive(Debug, Clone, Serialize)]
 pub struct Feature {

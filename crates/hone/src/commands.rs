@@ -392,23 +392,13 @@ pub fn token(ctx: &Context, cmd: crate::TokenCommand) -> Result<u8> {
     Ok(0)
 }
 
-pub fn drift(
-    ctx: &Context,
-    run: Option<&str>,
-    window: Option<usize>,
-    min_samples: Option<usize>,
-) -> Result<u8> {
+pub fn drift(ctx: &Context, run: Option<&str>, w: Option<usize>, m: Option<usize>) -> Result<u8> {
     let project = open_project(ctx)?;
     let store = Store::open_existing(&project.root)?;
     let run = run
         .map(|r| hone_train::record::resolve(&store, r))
         .transpose()?;
-    let monitor = project.config.monitor;
-    let t = hone_train::drift::Thresholds {
-        window: window.unwrap_or(monitor.window).max(1),
-        min_samples: min_samples.unwrap_or(monitor.min_samples),
-        ..monitor
-    };
+    let t = hone_train::drift::thresholds(&project, w, m);
     let report = hone_train::drift::check(&project, &store, run.as_ref(), t)?;
     match ctx.json {
         true => print_json(&serde_json::to_value(&report)?),
