@@ -865,8 +865,34 @@ impl Browser {
         v["value"].clone()
     }
 
+    /// Opens `url` and waits until the new page has loaded: on a busy machine ChromeDriver's own
+    /// wait can return while the document is still empty.
     fn go(&self, url: &str) {
+        self.mark_page();
         self.call("POST", "/url", &json!({"url": url}));
+        self.wait_new_page(url);
+    }
+
+    fn script(&self, js: &str) -> Value {
+        self.call("POST", "/execute/sync", &json!({"script": js, "args": []}))
+    }
+
+    /// Marks the current document, so that `wait_new_page` can tell a new one from it.
+    fn mark_page(&self) {
+        self.script("window.__honeOld = true");
+    }
+
+    fn wait_new_page(&self, what: &str) {
+        let loaded = (0..400).any(|_| {
+            let v = self.script(
+                "return window.__honeOld === undefined && document.readyState === 'complete' && document.body !== null && document.body.innerHTML.length > 0",
+            );
+            v == true || {
+                std::thread::sleep(Duration::from_millis(50));
+                false
+            }
+        });
+        assert!(loaded, "{what} loaded no new page");
     }
 
     fn find(&self, css: &str) -> String {
@@ -898,23 +924,9 @@ impl Browser {
     /// Clicks something that loads a new page and waits until the new page has loaded: a
     /// WebDriver click does not wait for the navigation a form submission starts.
     fn follow(&self, css: &str) {
-        let script = |s: &str| json!({"script": s, "args": []});
-        self.call("POST", "/execute/sync", &script("window.__honeOld = true"));
+        self.mark_page();
         self.click(css);
-        let loaded = (0..200).any(|_| {
-            let v = self.call(
-                "POST",
-                "/execute/sync",
-                &script(
-                    "return window.__honeOld === undefined && document.readyState === 'complete'",
-                ),
-            );
-            v == true || {
-                std::thread::sleep(Duration::from_millis(50));
-                false
-            }
-        });
-        assert!(loaded, "clicking {css} loaded no new page");
+        self.wait_new_page(&format!("clicking {css}"));
     }
 
     fn source(&self) -> String {
@@ -1078,7 +1090,10 @@ fn the_dashboard_logs_in_by_token_shows_runs_and_records_a_relabel_in_a_real_bro
     // Relabel the first queued record.
     b.go(&format!("{base}/ui/review"));
     let page = b.source();
-    let id_at = page.find("name=\"id\" value=\"").unwrap() + "name=\"id\" value=\"".len();
+    let id_at = page
+        .find("name=\"id\" value=\"")
+        .unwrap_or_else(|| panic!("no queued record on the review page ({}): {page}", b.url()))
+        + "name=\"id\" value=\"".len();
     let record = page[id_at..].split('"').next().unwrap().to_string();
     b.shot("8-review-queue");
     let before = store_version(d).id;
