@@ -95,52 +95,78 @@ static GAZ: LazyLock<Gazetteer> = LazyLock::new(|| {
     }
 });
 
-fn gaz_bits(words: &[String]) -> Vec<u16> {
+/// Every list entry with the bits of the lists that hold it, and the first words of the entries of
+/// two or three words: one lookup per token instead of one per list, and a phrase is only built where
+/// one can start.
+struct GazIndex {
+    bits: HashMap<String, u16, foldhash::fast::FixedState>,
+    phrase_starts: HashSet<String, foldhash::fast::FixedState>,
+}
+
+static GAZ_INDEX: LazyLock<GazIndex> = LazyLock::new(|| {
     let g = &*GAZ;
-    let mut bits = vec![0u16; words.len()];
-    for (i, w) in words.iter().enumerate() {
-        let mut b = 0;
-        if g.first.contains(w) {
-            b |= G_FIRST;
+    let mut bits: HashMap<String, u16, foldhash::fast::FixedState> = HashMap::default();
+    let mut phrase_starts: HashSet<String, foldhash::fast::FixedState> = HashSet::default();
+    for (set, b) in [
+        (&g.first, G_FIRST),
+        (&g.last, G_LAST),
+        (&g.city, G_CITY),
+        (&g.country, G_COUNTRY),
+        (&g.street, G_STREET),
+        (&g.street_prefix, G_STREET_PREFIX),
+        (&g.org, G_ORG),
+        (&g.look_alike, G_LOOKALIKE),
+        (&g.title, G_TITLE),
+        (&g.calendar, G_CALENDAR),
+    ] {
+        for w in set {
+            *bits.entry(w.clone()).or_default() |= b;
+            if b & (G_CITY | G_COUNTRY | G_LOOKALIKE) != 0
+                && let Some((first, _)) = w.split_once(' ')
+            {
+                phrase_starts.insert(first.to_string());
+            }
         }
-        if g.last.contains(w) {
-            b |= G_LAST;
-        }
-        if g.city.contains(w) {
-            b |= G_CITY;
-        }
-        if g.country.contains(w) {
-            b |= G_COUNTRY;
-        }
-        if g.street.contains(w) || compound_street(w) {
-            b |= G_STREET;
-        }
-        if g.street_prefix.contains(w) {
-            b |= G_STREET_PREFIX;
-        }
-        if g.org.contains(w) {
-            b |= G_ORG;
-        }
-        if g.look_alike.contains(w) {
-            b |= G_LOOKALIKE;
-        }
-        if g.title.contains(w) {
-            b |= G_TITLE;
-        }
-        if g.calendar.contains(w) {
-            b |= G_CALENDAR;
-        }
-        bits[i] |= b;
     }
+    GazIndex {
+        bits,
+        phrase_starts,
+    }
+});
+
+fn gaz_bits(words: &[String]) -> Vec<u16> {
+    let g = &*GAZ_INDEX;
+    let mut bits: Vec<u16> = words
+        .iter()
+        .map(|w| {
+            let b = g.bits.get(w.as_str()).copied().unwrap_or(0);
+            if b & G_STREET == 0 && compound_street(w) {
+                b | G_STREET
+            } else {
+                b
+            }
+        })
+        .collect();
     // Places of two or three words ("new york", "buenos aires", "united kingdom").
+    let mut phrase = String::new();
     for n in [2usize, 3] {
         for i in 0..words.len().saturating_sub(n - 1) {
-            let phrase = words[i..i + n].join(" ");
-            let b = if g.city.contains(&phrase) {
+            if !g.phrase_starts.contains(words[i].as_str()) {
+                continue;
+            }
+            phrase.clear();
+            for (k, w) in words[i..i + n].iter().enumerate() {
+                if k > 0 {
+                    phrase.push(' ');
+                }
+                phrase.push_str(w);
+            }
+            let found = g.bits.get(phrase.as_str()).copied().unwrap_or(0);
+            let b = if found & G_CITY != 0 {
                 G_CITY
-            } else if g.country.contains(&phrase) {
+            } else if found & G_COUNTRY != 0 {
                 G_COUNTRY
-            } else if g.look_alike.contains(&phrase) {
+            } else if found & G_LOOKALIKE != 0 {
                 G_LOOKALIKE
             } else {
                 continue;
@@ -280,18 +306,18 @@ fn featurize(lx: Lexed, drop: &mut dyn FnMut(usize, &str) -> (bool, bool)) -> Pr
     let keep: Vec<(bool, bool)> = (0..n).map(|i| drop(i, &lower[i])).collect();
     // The words as the features see them: a dropped word is unknown everywhere, in its own features
     // and as a neighbour's context.
-    let seen: Vec<String> = lower
+    let seen: Vec<&str> = lower
         .iter()
         .zip(&keep)
-        .map(|(w, k)| if k.0 { w.clone() } else { "\u{2}".to_string() })
+        .map(|(w, k)| if k.0 { w.as_str() } else { "\u{2}" })
         .collect();
-    let at = |v: &Vec<String>, i: isize| -> String {
-        if i < 0 || i as usize >= n {
-            PAD.to_string()
+    fn at<'a, S: AsRef<str>>(v: &'a [S], i: isize) -> &'a str {
+        if i < 0 || i as usize >= v.len() {
+            PAD
         } else {
-            v[i as usize].clone()
+            v[i as usize].as_ref()
         }
-    };
+    }
     let gz = |i: isize| -> u16 {
         if i < 0 || i as usize >= n || !keep[i as usize].1 {
             0
@@ -310,8 +336,8 @@ fn featurize(lx: Lexed, drop: &mut dyn FnMut(usize, &str) -> (bool, bool)) -> Pr
     for i in 0..n {
         let keep_word = keep[i].0;
         let ii = i as isize;
-        let w = &lower[i];
-        let s = &shapes[i];
+        let w = lower[i].as_str();
+        let s = shapes[i].as_str();
         let (wm1, wp1, wm2, wp2) = (
             at(&seen, ii - 1),
             at(&seen, ii + 1),
@@ -319,17 +345,18 @@ fn featurize(lx: Lexed, drop: &mut dyn FnMut(usize, &str) -> (bool, bool)) -> Pr
             at(&seen, ii + 2),
         );
         let (sm1, sp1) = (at(&shapes, ii - 1), at(&shapes, ii + 1));
-        let chars: Vec<char> = w.chars().collect();
-        let pre: String = chars.iter().take(3).collect();
-        let suf3: String = chars[chars.len().saturating_sub(3)..].iter().collect();
-        let suf2: String = chars[chars.len().saturating_sub(2)..].iter().collect();
+        // The first three and the last three and two characters, as slices of the word.
+        let chars = w.chars().count();
+        let pre = &w[..w.char_indices().nth(3).map_or(w.len(), |(b, _)| b)];
+        let from_end = |k: usize| &w[w.char_indices().rev().nth(k - 1).map_or(0, |(b, _)| b)..];
+        let (suf3, suf2) = (from_end(3), from_end(2));
         let start = i == 0
             || tokens[i].after_newline
             || matches!(
                 lower[i - 1].as_str(),
                 "." | "!" | "?" | ":" | ";" | "|" | "-" | "(" | "\""
             );
-        let len_bucket: u8 = match chars.len() {
+        let len_bucket: u8 = match chars {
             0..=1 => 1,
             2 => 2,
             3..=4 => 3,
@@ -338,7 +365,8 @@ fn featurize(lx: Lexed, drop: &mut dyn FnMut(usize, &str) -> (bool, bool)) -> Pr
         let g0 = gz(ii).to_le_bytes();
         let gm1 = gz(ii - 1).to_le_bytes();
         let gp1 = gz(ii + 1).to_le_bytes();
-        let mut f: Vec<u64> = vec![
+        let mut f: Vec<u64> = Vec::with_capacity(29);
+        f.extend([
             fnv(0, &[]),
             fnv(2, &[s.as_bytes()]),
             fnv(6, &[wm1.as_bytes()]),
@@ -370,7 +398,7 @@ fn featurize(lx: Lexed, drop: &mut dyn FnMut(usize, &str) -> (bool, bool)) -> Pr
             fnv(26, &[&[kn(ii), kn(ii + 1)], s.as_bytes(), sp1.as_bytes()]),
             fnv(27, &[&[kn(ii - 1), kn(ii)], sm1.as_bytes(), s.as_bytes()]),
             fnv(28, &[&[kn(ii)], s.as_bytes(), wm1.as_bytes()]),
-        ];
+        ]);
         // Always present: a word the lists lack is "in no list" at run time, so a dropped one is too.
         f.push(fnv(14, &[&g0]));
         f.push(fnv(20, &[&g0, s.as_bytes()]));
@@ -421,9 +449,8 @@ fn allowed(prev: u8, c: usize) -> bool {
 /// The weights of a trained tagger: one row of class weights per feature seen in training (a feature
 /// never seen scores nothing, instead of sharing a hashed bucket with one that was).
 pub struct Weights {
-    rows: KeyMap,
-    /// `rows.len() × CLASSES`, row-major.
-    w: Vec<f32>,
+    /// Each feature's class weights beside its key: one cache miss per feature, not two.
+    rows: HashMap<u64, [f32; CLASSES], BuildHasherDefault<KeyHasher>>,
     /// Added to the person classes' scores of a capitalised word the model has no weights for
     /// ([`UNKNOWN_NAME_BIAS`] unless overridden).
     unknown_name_bias: f32,
@@ -435,8 +462,7 @@ impl Weights {
     fn score(&self, feats: impl Iterator<Item = u64>, out: &mut [f32; CLASSES]) {
         *out = [0.0; CLASSES];
         for f in feats {
-            if let Some(&r) = self.rows.get(&f) {
-                let row = &self.w[r as usize * CLASSES..(r as usize + 1) * CLASSES];
+            if let Some(row) = self.rows.get(&f) {
                 for (o, x) in out.iter_mut().zip(row) {
                     *o += x;
                 }
@@ -474,15 +500,15 @@ impl Weights {
 
     /// The weights as bytes: rows sorted by feature key, little-endian.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut keys: Vec<(u64, u32)> = self.rows.iter().map(|(&k, &r)| (k, r)).collect();
-        keys.sort_unstable();
+        let mut keys: Vec<(&u64, &[f32; CLASSES])> = self.rows.iter().collect();
+        keys.sort_unstable_by_key(|(k, _)| **k);
         let mut out = Vec::with_capacity(20 + keys.len() * (8 + 4 * CLASSES));
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&(keys.len() as u64).to_le_bytes());
         out.extend_from_slice(&self.unknown_name_bias.to_le_bytes());
         for (k, r) in keys {
             out.extend_from_slice(&k.to_le_bytes());
-            for x in &self.w[r as usize * CLASSES..(r as usize + 1) * CLASSES] {
+            for x in r {
                 out.extend_from_slice(&x.to_le_bytes());
             }
         }
@@ -500,19 +526,16 @@ impl Weights {
         if b.len() != 20 + n.checked_mul(row)? || !unknown_name_bias.is_finite() {
             return None;
         }
-        let mut rows = KeyMap::with_capacity_and_hasher(n, Default::default());
-        let mut w = Vec::with_capacity(n * CLASSES);
-        for (i, chunk) in b[20..].chunks_exact(row).enumerate() {
-            rows.insert(u64::from_le_bytes(chunk[..8].try_into().ok()?), i as u32);
-            w.extend(
-                chunk[8..]
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
-            );
+        let mut rows = HashMap::with_capacity_and_hasher(n, Default::default());
+        for chunk in b[20..].chunks_exact(row) {
+            let mut r = [0.0f32; CLASSES];
+            for (x, c) in r.iter_mut().zip(chunk[8..].chunks_exact(4)) {
+                *x = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            }
+            rows.insert(u64::from_le_bytes(chunk[..8].try_into().ok()?), r);
         }
         Some(Weights {
             rows,
-            w,
             unknown_name_bias,
         })
     }
@@ -912,18 +935,18 @@ pub fn train(corpus: &[Example], cfg: &TrainConfig) -> Weights {
     let mut keys: Vec<(u64, u32)> = rows.iter().map(|(&k, &r)| (k, r)).collect();
     keys.sort_unstable();
     let mut out = Weights {
-        rows: KeyMap::default(),
-        w: Vec::new(),
+        rows: HashMap::default(),
         unknown_name_bias: UNKNOWN_NAME_BIAS,
     };
     for (k, r) in keys {
         let base = r as usize * CLASSES;
-        let avg: Vec<f32> = (base..base + CLASSES)
-            .map(|j| ((acc[j] + f64::from(t - ts[j]) * f64::from(w[j])) / total) as f32)
-            .collect();
+        let mut avg = [0.0f32; CLASSES];
+        for (c, a) in avg.iter_mut().enumerate() {
+            let j = base + c;
+            *a = ((acc[j] + f64::from(t - ts[j]) * f64::from(w[j])) / total) as f32;
+        }
         if avg.iter().any(|x| x.abs() >= PRUNE_BELOW) {
-            out.rows.insert(k, (out.w.len() / CLASSES) as u32);
-            out.w.extend(avg);
+            out.rows.insert(k, avg);
         }
     }
     out
