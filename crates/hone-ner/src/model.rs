@@ -311,7 +311,7 @@ fn featurize(lx: Lexed, drop: &mut dyn FnMut(usize, &str) -> (bool, bool)) -> Pr
         .zip(&keep)
         .map(|(w, k)| if k.0 { w.as_str() } else { "\u{2}" })
         .collect();
-    fn at<'a, S: AsRef<str>>(v: &'a [S], i: isize) -> &'a str {
+    fn at<S: AsRef<str>>(v: &[S], i: isize) -> &str {
         if i < 0 || i as usize >= v.len() {
             PAD
         } else {
