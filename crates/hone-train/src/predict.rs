@@ -165,8 +165,15 @@ pub struct Decided {
 
 /// Decide one probability vector (in `labels` order) under `rule`.
 pub fn decide(labels: &[String], p: &[f32], top_k: usize, rule: DecisionRule) -> Decided {
+    // Most probable first, ties by class index: a total order, so selecting the first `top_k` and
+    // sorting only those gives what sorting every class would.
+    let by = |a: &usize, b: &usize| p[*b].total_cmp(&p[*a]).then(a.cmp(b));
     let mut order: Vec<usize> = (0..p.len()).collect();
-    order.sort_by(|&a, &b| p[b].total_cmp(&p[a]).then(a.cmp(&b)));
+    if top_k > 0 && top_k < order.len() {
+        order.select_nth_unstable_by(top_k - 1, by);
+        order.truncate(top_k);
+    }
+    order.sort_unstable_by(by);
     let top_k = order
         .iter()
         .take(top_k)
@@ -188,6 +195,15 @@ pub fn decide(labels: &[String], p: &[f32], top_k: usize, rule: DecisionRule) ->
     }
 }
 
+/// One line of `hone predict`'s output.
+#[derive(Serialize)]
+struct PredictedLine<'a> {
+    id: &'a str,
+    label: &'a str,
+    probability: f32,
+    top_k: &'a [Scored],
+}
+
 /// Predict and write one JSON line per input: `{"id", "label", "probability", "top_k"}`, deciding by the
 /// run's own [`DecisionRule`] (the one its test metrics were measured under).
 pub fn predict(
@@ -205,7 +221,14 @@ pub fn predict(
         let probs = model.proba_batch(&texts)?;
         for (input, p) in chunk_in.iter().zip(probs) {
             let d = decide(labels, &p, top_k, rule);
-            let line = json!({"id": input.id, "label": d.label, "probability": d.probability, "top_k": d.top_k});
+            // Typed, as `hone serve` answers: probabilities print as the f32 they are.
+            let line = PredictedLine {
+                id: &input.id,
+                label: &d.label,
+                probability: d.probability,
+                top_k: &d.top_k,
+            };
+            let line = serde_json::to_string(&line).map_err(|e| Error::Internal(e.to_string()))?;
             writeln!(out, "{line}").map_err(|e| Error::io("stdout", e))?;
         }
     }

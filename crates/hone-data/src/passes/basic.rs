@@ -32,10 +32,13 @@ impl Normalise {
         } else {
             text.to_string()
         };
-        let nfc: String = t.nfc().collect();
-        if nfc != t {
-            rules.push("nfc");
-            t = nfc;
+        // ASCII is already NFC: most texts skip the decomposition.
+        if !t.is_ascii() {
+            let nfc: String = t.nfc().collect();
+            if nfc != t {
+                rules.push("nfc");
+                t = nfc;
+            }
         }
         let is_dropped_control = |c: char| {
             (c.is_control() && !matches!(c, '\n' | '\t' | '\r'))
