@@ -27,6 +27,8 @@ pub(crate) struct ApiError {
     pub(crate) status: StatusCode,
     pub(crate) kind: &'static str,
     pub(crate) message: String,
+    /// Seconds for a `Retry-After` header (429 and 503 answers).
+    pub(crate) retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -39,6 +41,7 @@ impl ApiError {
             status,
             kind,
             message: message.into(),
+            retry_after: None,
         }
     }
     pub(crate) fn bad(message: impl Into<String>) -> ApiError {
@@ -60,7 +63,12 @@ impl IntoResponse for ApiError {
             "type": self.kind,
             "code": self.status.as_u16(),
         }});
-        (self.status, axum::Json(body)).into_response()
+        let mut r = (self.status, axum::Json(body)).into_response();
+        if let Some(s) = self.retry_after {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        r
     }
 }
 
@@ -141,14 +149,34 @@ fn admit(app: &App, req: &Request) -> Result<Option<Caller>, ApiError> {
         }
     };
     if let Err(wait) = app.auth.take(&caller.name).map_err(ApiError::internal)? {
-        return Err(ApiError::new(
+        let mut e = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limit_error",
             format!(
                 "token `{}` is over {} requests/s; retry in {:.2} s (or batch texts: one request takes up to {})",
                 caller.name, app.opts.rate_limit, wait, app.opts.max_batch
             ),
-        ));
+        );
+        e.retry_after = Some(wait.ceil().max(1.0) as u64);
+        return Err(e);
+    }
+    // Every answer is logged: while the log writer is behind, new answers wait instead of piling up.
+    if matches!(
+        req.uri().path(),
+        "/v1/predict" | "/v1/chat/completions" | "/v1/completions"
+    ) && let Some(q) = app.log.behind()
+    {
+        let mut e = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "log_behind",
+            format!(
+                "{:.1} MB of answers are waiting to be written to the store (the limit is {:.1} MB): retry in a second",
+                q as f64 / 1e6,
+                app.opts.log_queue_bytes as f64 / 1e6
+            ),
+        );
+        e.retry_after = Some(1);
+        return Err(e);
     }
     Ok(Some(caller))
 }
@@ -197,7 +225,7 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
 async fn metrics(State(app): State<Arc<App>>) -> Response {
     let mut r = app
         .metrics
-        .render(&app.run.id, &app.run.model)
+        .render(&app.run.id, &app.run.model, app.log.queued_bytes())
         .into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -45,6 +45,9 @@ pub struct Options {
     pub timeout: Duration,
     /// Logged predictions without feedback are purged after this many days.
     pub retention_days: u32,
+    /// Answers waiting to be written to the store, in bytes, past which predict and chat requests
+    /// get 503 with `Retry-After` until the writer catches up (a disk slower than the traffic).
+    pub log_queue_bytes: u64,
 }
 
 impl Default for Options {
@@ -58,6 +61,7 @@ impl Default for Options {
             max_batch: 1024,
             timeout: Duration::from_secs(60),
             retention_days: 30,
+            log_queue_bytes: 64 << 20,
         }
     }
 }
@@ -184,7 +188,7 @@ impl Server {
             )
         };
         drop(store);
-        let (log, log_thread) = log::Logger::start(&root)?;
+        let (log, log_thread) = log::Logger::start(&root, opts.log_queue_bytes)?;
         let auth = Arc::new(auth::Auth::new(&root, opts.rate_limit)?);
         let app = App {
             ui: Arc::new(ui::Ui::new(

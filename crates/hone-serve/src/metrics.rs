@@ -122,7 +122,7 @@ impl Metrics {
     }
 
     /// The exposition text.
-    pub fn render(&self, run: &str, model: &str) -> String {
+    pub fn render(&self, run: &str, model: &str, queued: u64) -> String {
         let mut out = String::new();
         let Ok(m) = self.inner.lock() else {
             return out;
@@ -198,6 +198,12 @@ impl Metrics {
             "hone_prediction_logs_lost_total {}",
             crate::log::LOST.load(std::sync::atomic::Ordering::Relaxed)
         );
+        let _ = writeln!(
+            out,
+            "# HELP hone_prediction_log_queue_bytes Answers waiting to be written to the store (503 past the limit)."
+        );
+        let _ = writeln!(out, "# TYPE hone_prediction_log_queue_bytes gauge");
+        let _ = writeln!(out, "hone_prediction_log_queue_bytes {queued}");
         let _ = writeln!(
             out,
             "# HELP hone_drift_check_failures_total Drift checks that failed (the store could not be read)."

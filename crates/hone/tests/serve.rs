@@ -318,6 +318,8 @@ fn serves_the_released_run_behind_tokens_and_keeps_every_acknowledged_feedback()
         "{m}"
     );
     assert!(m.contains("hone_request_seconds_bucket{route=\"/v1/predict\",le=\"+Inf\"}"));
+    // The log queue is shown (and drained: feedback above committed every answer before it).
+    assert!(m.contains("hone_prediction_log_queue_bytes 0\n"), "{m}");
 
     // Feedback under load, then kill -9: every acknowledged entry is in the store.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
