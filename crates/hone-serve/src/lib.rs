@@ -242,19 +242,10 @@ impl Server {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
         on_listen: impl FnOnce(SocketAddr),
     ) -> Result<()> {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| Error::Internal(format!("cannot start the async runtime: {e}")))?;
+        let rt = runtime()?;
         let app = self.app.clone();
         let result = rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind(app.opts.addr)
-                .await
-                .map_err(|e| Error::Usage(format!("cannot listen on {}: {e}", app.opts.addr)))?;
-            let local = listener
-                .local_addr()
-                .map_err(|e| Error::Internal(e.to_string()))?;
-            on_listen(local);
+            let listener = listen(app.opts.addr, on_listen).await?;
             // Logs past the retention period go while the server runs, not only at start.
             let purger = app.clone();
             tokio::spawn(async move {
@@ -375,10 +366,7 @@ impl Dashboard {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
         on_listen: impl FnOnce(SocketAddr),
     ) -> Result<()> {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| Error::Internal(format!("cannot start the async runtime: {e}")))?;
+        let rt = runtime()?;
         let addr = self.addr;
         let router = ui::router(self.ui).fallback(|| async {
             (
@@ -387,18 +375,35 @@ impl Dashboard {
             )
         });
         let result = rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|e| Error::Usage(format!("cannot listen on {addr}: {e}")))?;
-            let local = listener
-                .local_addr()
-                .map_err(|e| Error::Internal(e.to_string()))?;
-            on_listen(local);
+            let listener = listen(addr, on_listen).await?;
             accept_loop(listener, router, shutdown, || {}, Duration::from_secs(30)).await
         });
         rt.shutdown_timeout(Duration::from_secs(10));
         result
     }
+}
+
+/// The multi-threaded runtime both servers run on.
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Internal(format!("cannot start the async runtime: {e}")))
+}
+
+/// Bind `addr` and tell `on_listen` the address bound (port 0 picks one).
+async fn listen(
+    addr: SocketAddr,
+    on_listen: impl FnOnce(SocketAddr),
+) -> Result<tokio::net::TcpListener> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| Error::Usage(format!("cannot listen on {addr}: {e}")))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    on_listen(local);
+    Ok(listener)
 }
 
 /// SIGTERM or Ctrl-C, whichever comes first.
