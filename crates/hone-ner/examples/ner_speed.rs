@@ -53,7 +53,8 @@ fn main() {
     secs.sort_by(f64::total_cmp);
     let n = texts.len() as f64;
     println!(
-        "{} texts, {found} spans, digest {}\ntexts/s: best {:.0}, median {:.0}",
+        "{} features; {} texts, {found} spans, digest {}\ntexts/s: best {:.0}, median {:.0}",
+        tagger.features(),
         texts.len(),
         &digest.finalize().to_hex()[..16],
         n / secs[0],
