@@ -375,6 +375,7 @@ async fn predict(
     let consent = req.consent.unwrap_or(!app.require_consent);
     let work = app.clone();
     let (ids, texts): (Vec<Option<serde_json::Value>>, Vec<String>) = inputs.into_iter().unzip();
+    let permit = app.compute.acquire().await.map_err(ApiError::internal)?;
     let decided = tokio::task::spawn_blocking(move || {
         let Served::Classify(model) = &work.model else {
             return Err(hone_core::Error::Internal("not a classifier".into()));
@@ -414,6 +415,7 @@ async fn predict(
     .await
     .map_err(ApiError::internal)?
     .map_err(ApiError::internal)?;
+    drop(permit);
     let (prepared, decided) = decided;
     let latency_us = started.elapsed().as_micros() as i64;
     let at = chrono::Utc::now().to_rfc3339();

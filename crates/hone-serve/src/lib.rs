@@ -96,6 +96,10 @@ pub(crate) struct App {
     pub draining: AtomicBool,
     /// Generate requests running or queued for the model (more are answered 503).
     pub generate_slots: Arc<tokio::sync::Semaphore>,
+    /// Predict batches computed at once: two per core. One per clients starved the log writer (one
+    /// runnable thread among as many as there are clients; the log queue grew until requests got
+    /// 503); one per core left a core idle between batches (bench/serve, ARCHITECTURE.md).
+    pub compute: tokio::sync::Semaphore,
     /// The project folder (the drift check opens its own store connection).
     pub root: PathBuf,
     /// `[monitor]`: drift thresholds and how often `/metrics`' drift statistics are refreshed.
@@ -207,6 +211,9 @@ impl Server {
             metrics: metrics::Metrics::default(),
             draining: AtomicBool::new(false),
             generate_slots: Arc::new(tokio::sync::Semaphore::new(GENERATE_QUEUE)),
+            compute: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, usize::from) * 2,
+            ),
             root: root.clone(),
             monitor: project.config.monitor,
         };
