@@ -135,20 +135,16 @@ pub fn check(project: &Project, store: &Store, run: Option<&Run>, t: Thresholds)
             .map(|g| g.completion.as_str())
             .collect();
         let live_answers: Vec<&str> = live.iter().map(|p| p.output.as_str()).collect();
-        for (name, grader) in live_graders(project, &reference)? {
-            let tally = |answers: &[&str]| {
-                let mut counts: BTreeMap<String, u64> = BTreeMap::new();
-                for a in answers {
-                    let pass = grader.grade(a, &answer_only_item()).is_ok_and(|r| r.passed);
-                    *counts
-                        .entry(if pass { "pass" } else { "fail" }.into())
-                        .or_default() += 1;
-                }
-                counts
-            };
+        let item = answer_only_item();
+        for (name, grader, reference_tally) in live_graders(project, &reference)? {
+            let live_tally = pass_tally(
+                live_answers
+                    .iter()
+                    .map(|a| grader.grade(a, &item).is_ok_and(|r| r.passed)),
+            );
             shifts.push((
                 format!("grader_{name}_pass"),
-                categorical(&tally(&reference), &tally(&live_answers)),
+                categorical(&reference_tally, &live_tally),
             ));
         }
         shifts
@@ -234,22 +230,39 @@ fn answer_only_item() -> serde_json::Value {
     serde_json::json!({"id": "live"})
 }
 
-/// The project's graders that score answers on their own: each is tried on the run's test answers
-/// with an item that holds nothing but an id, and kept only if it scores every one of them without
-/// an error (a grader that needs the reference or the prompt cannot judge live traffic, which has
-/// neither). Named by grader.
-pub fn live_graders(
-    project: &Project,
-    reference: &[&str],
-) -> Result<Vec<(String, hone_grade::grader::Grader)>> {
+/// A grader that judges answers alone: its name, itself, and its pass tally on the reference.
+type LiveGrader = (String, hone_grade::grader::Grader, BTreeMap<String, u64>);
+
+/// Passes and failures, as a categorical sample.
+fn pass_tally(passed: impl Iterator<Item = bool>) -> BTreeMap<String, u64> {
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    for pass in passed {
+        *counts
+            .entry(if pass { "pass" } else { "fail" }.into())
+            .or_default() += 1;
+    }
+    counts
+}
+
+/// The project's graders that score answers on their own, each with its pass tally on `reference`
+/// (the run's test answers): each grader scores every reference answer once, with an item that
+/// holds nothing but an id, and is kept only if none of them is an error (a grader that needs the
+/// reference or the prompt cannot judge live traffic, which has neither). Named by grader.
+fn live_graders(project: &Project, reference: &[&str]) -> Result<Vec<LiveGrader>> {
     if reference.is_empty() {
         return Ok(Vec::new());
     }
     let item = answer_only_item();
     Ok(crate::graders::load(project)?
         .into_iter()
-        .filter(|g| reference.iter().all(|a| g.grader.grade(a, &item).is_ok()))
-        .map(|g| (g.grader.name.clone(), g.grader))
+        .filter_map(|g| {
+            let passed: Option<Vec<bool>> = reference
+                .iter()
+                .map(|a| g.grader.grade(a, &item).ok().map(|r| r.passed))
+                .collect();
+            let tally = pass_tally(passed?.into_iter());
+            Some((g.grader.name.clone(), g.grader, tally))
+        })
         .collect())
 }
 
