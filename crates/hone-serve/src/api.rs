@@ -322,18 +322,6 @@ pub(crate) fn prediction_ids(n: usize) -> Vec<String> {
 /// From this many texts a request is split over the cores.
 const PARALLEL_FROM: usize = 8;
 
-/// Predict requests being worked on.
-static IN_FLIGHT: AtomicU64 = AtomicU64::new(0);
-
-/// Counts a request out of [`IN_FLIGHT`] however its work ends.
-struct InFlight;
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 const PREDICT_SHAPE: &str = r#"{"texts": ["..."]} or {"inputs": [{"id": "...", "text": "..."}]}, optional "top_k" and "consent""#;
 
 async fn predict(
@@ -395,9 +383,7 @@ async fn predict(
         // A batch is split over the cores while fewer requests than cores are being worked on: a
         // lone client with many texts gets every core; under load each request keeps to its own
         // thread, which is cheaper than splitting (measured in bench/serve).
-        let busy = IN_FLIGHT.fetch_add(1, Ordering::Relaxed);
-        let _done = InFlight;
-        if texts.len() < PARALLEL_FROM || busy + 1 >= rayon::current_num_threads() as u64 {
+        if texts.len() < PARALLEL_FROM || work.computing() >= rayon::current_num_threads() {
             return part(&texts);
         }
         let size = texts.len().div_ceil(rayon::current_num_threads().max(1));

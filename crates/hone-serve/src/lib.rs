@@ -100,6 +100,8 @@ pub(crate) struct App {
     /// runnable thread among as many as there are clients; the log queue grew until requests got
     /// 503); one per core left a core idle between batches (bench/serve, ARCHITECTURE.md).
     pub compute: tokio::sync::Semaphore,
+    /// The permits `compute` was made with.
+    pub compute_slots: usize,
     /// The project folder (the drift check opens its own store connection).
     pub root: PathBuf,
     /// `[monitor]`: drift thresholds and how often `/metrics`' drift statistics are refreshed.
@@ -107,6 +109,11 @@ pub(crate) struct App {
 }
 
 impl App {
+    /// Predict batches being computed now (a caller holding a permit counts itself).
+    pub(crate) fn computing(&self) -> usize {
+        self.compute_slots - self.compute.available_permits()
+    }
+
     /// Recompute the served run's drift statistics for `/metrics`; blocking. No answers yet is not
     /// an error (the gauges stay empty); a failure is counted.
     fn check_drift(&self) {
@@ -194,6 +201,7 @@ impl Server {
         drop(store);
         let (log, log_thread) = log::Logger::start(&root, opts.log_queue_bytes)?;
         let auth = Arc::new(auth::Auth::new(&root, opts.rate_limit)?);
+        let compute_slots = std::thread::available_parallelism().map_or(2, usize::from) * 2;
         let app = App {
             ui: Arc::new(ui::Ui::new(
                 root.clone(),
@@ -211,9 +219,8 @@ impl Server {
             metrics: metrics::Metrics::default(),
             draining: AtomicBool::new(false),
             generate_slots: Arc::new(tokio::sync::Semaphore::new(GENERATE_QUEUE)),
-            compute: tokio::sync::Semaphore::new(
-                std::thread::available_parallelism().map_or(2, usize::from) * 2,
-            ),
+            compute: tokio::sync::Semaphore::new(compute_slots),
+            compute_slots,
             root: root.clone(),
             monitor: project.config.monitor,
         };
