@@ -559,8 +559,11 @@ fn setfit(a: &Args) -> Res<serde_json::Value> {
         &y,
         &cfg,
         &mut |s, t| {
-            if s % 100 == 0 {
-                eprintln!("setfit: step {s}/{t}");
+            if s % 25 == 0 {
+                eprintln!(
+                    "setfit: step {s}/{t}, {:.3} s/step",
+                    t0.elapsed().as_secs_f64() / s as f64
+                );
             }
         },
     )

@@ -102,18 +102,78 @@ impl InplaceOp2 for AdamWUpdate<'_> {
             mo.v = vec![0.0; p.len()];
         }
         let Moments { m, v, .. } = &mut **mo;
-        let (b1, b2, gs) = (self.beta1, self.beta2, self.grad_scale);
-        let (step, eps, keep) = (self.lr / self.bias1, self.eps, 1.0 - self.lr * self.decay);
-        let inv_sqrt_bias2 = 1.0 / self.bias2.sqrt();
-        for i in 0..p.len() {
-            let gi = g[i] * gs;
-            let mi = b1 * m[i] + (1.0 - b1) * gi;
-            let vi = b2 * v[i] + (1.0 - b2) * gi * gi;
-            m[i] = mi;
-            v[i] = vi;
-            p[i] = p[i] * keep - step * mi / (vi.sqrt() * inv_sqrt_bias2 + eps);
-        }
+        let k = Coefficients {
+            b1: self.beta1,
+            b2: self.beta2,
+            gs: self.grad_scale,
+            step: self.lr / self.bias1,
+            eps: self.eps,
+            keep: 1.0 - self.lr * self.decay,
+            inv_sqrt_bias2: 1.0 / self.bias2.sqrt(),
+        };
+        update(p, g, m, v, &k);
         Ok(())
+    }
+}
+
+/// The per-step constants of the update, computed once per parameter.
+struct Coefficients {
+    b1: f32,
+    b2: f32,
+    gs: f32,
+    step: f32,
+    eps: f32,
+    keep: f32,
+    inv_sqrt_bias2: f32,
+}
+
+/// Parameters at least this long are updated in chunks of [`CHUNK`] on rayon's pool (the one gemm uses).
+const PARALLEL_MIN: usize = 1 << 16;
+const CHUNK: usize = 1 << 14;
+
+/// Updates `p`, `m` and `v` from `g` in place. Each element is computed alone, with the same operations
+/// in the same order whatever the chunking or the instruction set (no fused multiply-add), so the result
+/// is bit-identical to the scalar loop. MiniLM has 22.7M parameters: one thread took ~0.22 s a step,
+/// a fifth of a SetFit-style step at 2 threads.
+fn update(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], k: &Coefficients) {
+    if p.len() < PARALLEL_MIN || rayon::current_num_threads() < 2 {
+        return update_chunk(p, g, m, v, k);
+    }
+    use rayon::prelude::*;
+    p.par_chunks_mut(CHUNK)
+        .zip(g.par_chunks(CHUNK))
+        .zip(m.par_chunks_mut(CHUNK))
+        .zip(v.par_chunks_mut(CHUNK))
+        .for_each(|(((p, g), m), v)| update_chunk(p, g, m, v, k));
+}
+
+fn update_chunk(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], k: &Coefficients) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked just above).
+        return unsafe { update_avx2(p, g, m, v, k) };
+    }
+    update_body(p, g, m, v, k)
+}
+
+/// The same loop compiled with 8-wide vectors (sqrt and division are exactly rounded either way).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn update_avx2(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], k: &Coefficients) {
+    update_body(p, g, m, v, k)
+}
+
+#[inline(always)]
+fn update_body(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], k: &Coefficients) {
+    let n = p.len().min(g.len()).min(m.len()).min(v.len());
+    let (p, g, m, v) = (&mut p[..n], &g[..n], &mut m[..n], &mut v[..n]);
+    for i in 0..n {
+        let gi = g[i] * k.gs;
+        let mi = k.b1 * m[i] + (1.0 - k.b1) * gi;
+        let vi = k.b2 * v[i] + (1.0 - k.b2) * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        p[i] = p[i] * k.keep - k.step * mi / (vi.sqrt() * k.inv_sqrt_bias2 + k.eps);
     }
 }
 
@@ -451,6 +511,48 @@ mod tests {
 
     /// The tensor-op update that parameters on a GPU take, run here on the CPU, follows the fused loop
     /// step for step (with decay, clipping scale and bias correction).
+    #[test]
+    fn chunked_vector_update_is_bit_identical_to_the_scalar_loop() {
+        // Long enough for the parallel, chunked path (with a ragged last chunk); odd values everywhere.
+        let n = PARALLEL_MIN * 2 + 12_345;
+        let wave = |seed: f32| -> Vec<f32> {
+            (0..n)
+                .map(|i| ((i as f32 * 0.618 + seed).sin() * 3.7).powi(3) * 1e-2)
+                .collect()
+        };
+        let (p0, g) = (wave(0.3), wave(1.1));
+        let (m0, v0) = (
+            wave(2.9),
+            wave(4.2).iter().map(|x| x.abs()).collect::<Vec<_>>(),
+        );
+        let k = Coefficients {
+            b1: 0.9,
+            b2: 0.999,
+            gs: 0.73,
+            step: 5e-5 / (1.0 - 0.9f32.powi(3)),
+            eps: 1e-8,
+            keep: 1.0 - 5e-5 * 0.01,
+            inv_sqrt_bias2: 1.0 / (1.0 - 0.999f32.powi(3)).sqrt(),
+        };
+        let (mut p, mut m, mut v) = (p0.clone(), m0.clone(), v0.clone());
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        pool.install(|| update(&mut p, &g, &mut m, &mut v, &k));
+        let (mut ps, mut ms, mut vs) = (p0, m0, v0);
+        for i in 0..n {
+            let gi = g[i] * k.gs;
+            ms[i] = k.b1 * ms[i] + (1.0 - k.b1) * gi;
+            vs[i] = k.b2 * vs[i] + (1.0 - k.b2) * gi * gi;
+            ps[i] = ps[i] * k.keep - k.step * ms[i] / (vs[i].sqrt() * k.inv_sqrt_bias2 + k.eps);
+        }
+        let bits = |x: &[f32]| x.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&p), bits(&ps));
+        assert_eq!(bits(&m), bits(&ms));
+        assert_eq!(bits(&v), bits(&vs));
+    }
+
     #[test]
     fn device_update_matches_the_fused_loop() {
         let dev = Device::Cpu;
