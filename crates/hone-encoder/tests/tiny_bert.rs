@@ -12,6 +12,13 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
     hone_encoder::max_abs_diff(a, b).unwrap()
 }
 
+/// Hidden states `(batch, seq, hidden)` with padding positions set to zero (hone's are; a padded
+/// implementation's hold values nothing reads).
+fn at_tokens(h: &Tensor, mask: &Tensor) -> Tensor {
+    h.broadcast_mul(&mask.to_dtype(h.dtype()).unwrap().unsqueeze(2).unwrap())
+        .unwrap()
+}
+
 const TINY: &str = r#"{
   "model_type": "bert", "vocab_size": 100, "hidden_size": 32, "num_hidden_layers": 2,
   "num_attention_heads": 4, "intermediate_size": 64, "hidden_act": "gelu",
@@ -80,8 +87,9 @@ fn matches_candle_transformers_on_the_same_random_weights() {
 
     let (ids, types, mask) = batch();
     let a = ours.forward(&ids, Some(&types), Some(&mask), None).unwrap();
-    let b = reference.forward(&ids, &types, Some(&mask)).unwrap();
+    let b = at_tokens(&reference.forward(&ids, &types, Some(&mask)).unwrap(), &mask);
     assert_eq!(a.dims(), &[3, 8, 32]);
+    assert_eq!(max_abs_diff(&a, &at_tokens(&a, &mask)), 0.0, "zero at padding");
     let d = max_abs_diff(&a, &b);
     println!("max abs difference vs candle-transformers BertModel: {d:e}");
     assert!(d <= 1e-5, "max abs difference {d}");
@@ -184,6 +192,49 @@ fn head(vm: &VarMap) -> candle_nn::Linear {
             .unwrap();
     }
     head
+}
+
+#[test]
+fn packing_real_tokens_gives_the_padded_states_and_gradients() {
+    let cfg = tiny_config();
+    let mut enc = BertEncoder::new_random(&cfg, &Device::Cpu, 31).unwrap();
+    randomise(&enc, 32, 0.2);
+    let head_vm = VarMap::new();
+    let head = head(&head_vm);
+    let (ids, types, mask) = batch();
+    let mut runs = Vec::new();
+    for packing in [true, false] {
+        enc.set_packing(packing);
+        let h = enc.forward(&ids, Some(&types), Some(&mask), None).unwrap();
+        let fast = enc
+            .forward_inference(&ids, Some(&types), Some(&mask))
+            .unwrap();
+        let grads = toy_loss(&enc, &head, Pooling::Mean, None)
+            .backward()
+            .unwrap();
+        let mut g: Vec<(String, Tensor)> = enc
+            .varmap()
+            .data()
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|(n, v)| grads.get(v.as_tensor()).map(|g| (n.clone(), g.clone())))
+            .collect();
+        g.sort_by(|a, b| a.0.cmp(&b.0));
+        runs.push((at_tokens(&h, &mask), at_tokens(&fast, &mask), g));
+    }
+    let (packed, padded) = (&runs[0], &runs[1]);
+    let d = max_abs_diff(&packed.0, &padded.0);
+    assert!(d <= 1e-5, "states {d}");
+    assert!(max_abs_diff(&packed.1, &padded.1) <= 1e-5);
+    assert_eq!(packed.2.len(), padded.2.len());
+    assert_eq!(packed.2.len(), parameter_shapes(&cfg).len());
+    for ((name, a), (_, b)) in packed.2.iter().zip(&padded.2) {
+        let scale = b.abs().unwrap().flatten_all().unwrap().max(0).unwrap();
+        let scale = scale.to_scalar::<f32>().unwrap().max(1e-6);
+        let d = max_abs_diff(a, b);
+        assert!(d / scale <= 1e-4, "{name}: gradient differs by {d} (scale {scale})");
+    }
 }
 
 #[test]

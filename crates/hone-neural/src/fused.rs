@@ -14,6 +14,7 @@
 //! `merge_heads`).
 
 use std::sync::Arc;
+use rayon::prelude::*;
 
 use candle_core::{
     CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, bail,
@@ -29,7 +30,10 @@ fn slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
     }
 }
 
-/// Runs `f(chunk_of_rows_out, first_row)` over `out` split by rows of `row_len`, on candle's threads.
+/// Runs `f(chunk_of_rows_out, first_row)` over `out` split by rows of `row_len` into one chunk per
+/// thread, on rayon's pool: the workers gemm has just used, still awake, instead of a fresh OS thread
+/// per chunk and per op (spawning cost ~10-30 µs a thread, and the new threads fought the pool's
+/// spinning workers for two cores). The chunks are the same whoever runs them, so the results are too.
 fn par_rows(out: &mut [f32], row_len: usize, f: &(dyn Fn(&mut [f32], usize) + Sync)) {
     let rows = out.len() / row_len.max(1);
     let threads = candle_core::utils::get_num_threads().clamp(1, rows.max(1));
@@ -38,11 +42,9 @@ fn par_rows(out: &mut [f32], row_len: usize, f: &(dyn Fn(&mut [f32], usize) + Sy
         return;
     }
     let per = rows.div_ceil(threads);
-    std::thread::scope(|s| {
-        for (i, chunk) in out.chunks_mut(per * row_len).enumerate() {
-            s.spawn(move || f(chunk, i * per));
-        }
-    });
+    out.par_chunks_mut(per * row_len)
+        .enumerate()
+        .for_each(|(i, chunk)| f(chunk, i * per));
 }
 
 /// `e^x` for `x ≤ 0` (Cephes `expf`: round-to-nearest range reduction and its degree-6 polynomial,
@@ -459,11 +461,9 @@ fn par_rows_weighted(out: &mut [f32], row_cost: usize, f: &(dyn Fn(&mut [f32], u
         return;
     }
     let per = rows.div_ceil(threads);
-    std::thread::scope(|s| {
-        for (i, chunk) in out.chunks_mut(per).enumerate() {
-            s.spawn(move || f(chunk, i * per));
-        }
-    });
+    out.par_chunks_mut(per)
+        .enumerate()
+        .for_each(|(i, chunk)| f(chunk, i * per));
 }
 
 /// RMSNorm over the last dimension, `x / sqrt(mean(x²) + eps) · w`, with a fused backward pass that
@@ -782,12 +782,10 @@ impl CustomOp3 for SiluMulGrad {
             work(dg, du, 0);
         } else {
             let per = n.div_ceil(threads);
-            std::thread::scope(|s| {
-                for (i, (a, b)) in dg.chunks_mut(per).zip(du.chunks_mut(per)).enumerate() {
-                    let work = &work;
-                    s.spawn(move || work(a, b, i * per));
-                }
-            });
+            dg.par_chunks_mut(per)
+                .zip(du.par_chunks_mut(per))
+                .enumerate()
+                .for_each(|(i, (a, b))| work(a, b, i * per));
         }
         Ok((CpuStorage::F32(out), Shape::from(2 * n)))
     }
