@@ -7,7 +7,8 @@
 #             refit on train) vs scikit-learn LogisticRegression on sentence-transformers embeddings;
 #             embedding throughput of the test set at 1 and 2 threads on both sides
 #   setfit    8 and 16 examples per class (seeded sample, written by peers.py): hone's SetFit-style
-#             contrastive phase + head and hone's frozen head vs Python SetFit (2 iterations) and
+#             contrastive phase + head (ENCODER_SETFIT_ITER, default 2: the same pairs and steps as the peer)
+#             and hone's frozen head vs Python SetFit (2 iterations) and
 #             scikit-learn LogisticRegression on frozen embeddings
 #   finetune  full fine-tuning, both sides at once (ENCODER_FT_THREADS threads each, default 1), the same recipe (cls pooling + pooler + linear head, AdamW
 #             lr 5e-5, weight decay 0.01, batch 32, 3 epochs, linear decay, no warm-up, clip 1.0, dropout,
@@ -54,6 +55,10 @@ for stage in $stages; do
             | tag steptime "hone_${t}t" "$i" >> "$out"
           py "$t" steptime --model "$model" --train "$d/train.jsonl" --threads "$t" --steps 5 --warmup 1 \
             | tag steptime "torch_${t}t" "$i" >> "$out"
+          # The same batch with every padding position computed (HONE_PADDED=1), as PyTorch does: the
+          # kernels compared on equal work. hone's own path above computes only the real tokens.
+          HONE_PADDED=1 "$bin" steptime --model "$model" --train "$d/train.jsonl" --threads "$t" --steps 5 --warmup-steps 1 \
+            | tag steptime "honepadded_${t}t" "$i" >> "$out"
         done
       done ;;
     frozen)
@@ -69,7 +74,7 @@ for stage in $stages; do
         s="$BENCH_WORK/sample_k$k.jsonl"
         py 2 sample --train "$d/train.jsonl" --k "$k" --seed 0 --out "$s" > /dev/null
         echo "encoder: setfit k=$k" >&2
-        "$bin" setfit --model "$model" --sample "$s" --test "$d/test.jsonl" --threads 2 --iterations "${ENCODER_SETFIT_ITER:-4}" \
+        "$bin" setfit --model "$model" --sample "$s" --test "$d/test.jsonl" --threads 2 --iterations "${ENCODER_SETFIT_ITER:-2}" \
           | tag "setfit_k$k" hone 1 >> "$out"
         py 2 setfit --model "$model" --sample "$s" --test "$d/test.jsonl" --threads 2 --num-iterations 2 \
           | tag "setfit_k$k" setfit 1 >> "$out"

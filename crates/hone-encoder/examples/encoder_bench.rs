@@ -550,6 +550,10 @@ fn setfit(a: &Args) -> Res<serde_json::Value> {
         seed: a.num("--seed", 0u64)?,
         ..ContrastiveConfig::default()
     };
+    let steps = hone_encoder::finetune::contrastive_pairs(&y, cfg.iterations, cfg.seed)
+        .len()
+        .div_ceil(cfg.batch_size.max(1))
+        * cfg.epochs;
     let t0 = Instant::now();
     let losses = contrastive(
         &p.encoder,
@@ -568,6 +572,7 @@ fn setfit(a: &Args) -> Res<serde_json::Value> {
         },
     )
     .map_err(e2s)?;
+    let contrastive_s = t0.elapsed().as_secs_f64();
     let e1 = emb(&p.encoder, &x)?;
     let (h1, _) = LinearHead::fit(
         Rows {
@@ -593,7 +598,8 @@ fn setfit(a: &Args) -> Res<serde_json::Value> {
     );
     Ok(
         json!({"side": "hone_setfit", "n_sample": x.len(), "accuracy": acc, "frozen_head_accuracy": frozen_acc,
-              "contrastive_losses": losses, "train_seconds": train_s, "config": cfg, "head_c": c}),
+              "contrastive_losses": losses, "train_seconds": train_s, "contrastive_seconds": contrastive_s,
+              "steps": steps, "config": cfg, "head_c": c}),
     )
 }
 
