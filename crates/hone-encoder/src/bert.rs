@@ -546,9 +546,25 @@ impl BertEncoder {
                     None => Ok(t),
                 }
             };
-            let q = heads(grid(layer.query.forward(&x)?)?)?;
-            let k = heads(grid(layer.key.forward(&x)?)?)?;
-            let v = heads(grid(layer.value.forward(&x)?)?)?;
+            let (q, k, v) = (
+                layer.query.forward(&x)?,
+                layer.key.forward(&x)?,
+                layer.value.forward(&x)?,
+            );
+            if fast
+                && fused
+                && let Some(p) = &packing
+            {
+                // Eval on a packed batch: attention sequence by sequence, no grid at all.
+                let ctx = crate::fused::packed_attention(&q, &k, &v, p.starts.clone(), nh, scale)?;
+                let a = layer.attn_out.forward(&ctx)?;
+                let a = layer.attn_ln.forward(&(a + &x)?, fast)?;
+                x = self.feed_forward(layer, &a, fast, &mut None)?;
+                continue;
+            }
+            let q = heads(grid(q)?)?;
+            let k = heads(grid(k)?)?;
+            let v = heads(grid(v)?)?;
             let probs = if fused {
                 crate::fused::masked_softmax(&q.matmul(&k.t()?)?, &additive, scale)?
             } else {
@@ -580,24 +596,39 @@ impl BertEncoder {
             let a = layer.attn_out.forward(&ctx)?;
             let a = maybe_dropout_add(dropout.as_deref_mut(), a, cfg.hidden_dropout_prob, &x)?;
             let a = layer.attn_ln.forward(&a, fast)?;
-            let f = layer.intermediate.forward(&a)?;
-            let f = match cfg.hidden_act {
-                // The fused GELU on the eval path too: candle's calls libm's scalar erf (~10% of embedding).
-                Activation::GeluErf if crate::fused::applies(&f) && !crate::fused::disabled() => {
-                    crate::fused::gelu_erf(&f)?
-                }
-                Activation::GeluErf => f.gelu_erf()?,
-                Activation::GeluTanh => f.gelu()?,
-                Activation::Relu => f.relu()?,
-            };
-            let f = layer.output.forward(&f)?;
-            let f = maybe_dropout_add(dropout.as_deref_mut(), f, cfg.hidden_dropout_prob, &a)?;
-            x = layer.out_ln.forward(&f, fast)?;
+            x = self.feed_forward(layer, &a, fast, dropout)?;
         }
         match &packing {
             Some(p) => p.pad(&x),
             None => Ok(x),
         }
+    }
+}
+
+impl BertEncoder {
+    /// A layer's feed-forward block after attention: intermediate, activation, output, (dropout +)
+    /// residual, LayerNorm.
+    fn feed_forward(
+        &self,
+        layer: &Layer,
+        a: &Tensor,
+        fast: bool,
+        dropout: &mut Option<&mut Dropout>,
+    ) -> CResult<Tensor> {
+        let cfg = &self.config;
+        let f = layer.intermediate.forward(a)?;
+        let f = match cfg.hidden_act {
+            // The fused GELU on the eval path too: candle's calls libm's scalar erf (~10% of embedding).
+            Activation::GeluErf if crate::fused::applies(&f) && !crate::fused::disabled() => {
+                crate::fused::gelu_erf(&f)?
+            }
+            Activation::GeluErf => f.gelu_erf()?,
+            Activation::GeluTanh => f.gelu()?,
+            Activation::Relu => f.relu()?,
+        };
+        let f = layer.output.forward(&f)?;
+        let f = maybe_dropout_add(dropout.as_deref_mut(), f, cfg.hidden_dropout_prob, a)?;
+        layer.out_ln.forward(&f, fast)
     }
 }
 
@@ -623,6 +654,8 @@ struct Packing {
     back: Tensor,
     /// Position id of each real token.
     positions: Tensor,
+    /// Row of each sequence's first real token, and `tokens` at the end (`batch + 1` entries).
+    starts: std::sync::Arc<Vec<usize>>,
     tokens: usize,
     batch: usize,
     seq: usize,
@@ -642,7 +675,11 @@ impl Packing {
             Vec::with_capacity(m.len()),
             Vec::with_capacity(tokens),
         );
+        let mut starts = Vec::with_capacity(batch + 1);
         for (i, &v) in m.iter().enumerate() {
+            if i % seq == 0 {
+                starts.push(real.len());
+            }
             if v != 0 {
                 back.push(real.len() as u32);
                 real.push(i as u32);
@@ -656,6 +693,10 @@ impl Packing {
             real: Tensor::from_vec(real, tokens, dev)?,
             back: Tensor::from_vec(back, batch * seq, dev)?,
             positions: Tensor::from_vec(positions, tokens, dev)?,
+            starts: std::sync::Arc::new({
+                starts.push(tokens);
+                starts
+            }),
             tokens,
             batch,
             seq,

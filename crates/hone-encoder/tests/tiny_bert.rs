@@ -87,9 +87,16 @@ fn matches_candle_transformers_on_the_same_random_weights() {
 
     let (ids, types, mask) = batch();
     let a = ours.forward(&ids, Some(&types), Some(&mask), None).unwrap();
-    let b = at_tokens(&reference.forward(&ids, &types, Some(&mask)).unwrap(), &mask);
+    let b = at_tokens(
+        &reference.forward(&ids, &types, Some(&mask)).unwrap(),
+        &mask,
+    );
     assert_eq!(a.dims(), &[3, 8, 32]);
-    assert_eq!(max_abs_diff(&a, &at_tokens(&a, &mask)), 0.0, "zero at padding");
+    assert_eq!(
+        max_abs_diff(&a, &at_tokens(&a, &mask)),
+        0.0,
+        "zero at padding"
+    );
     let d = max_abs_diff(&a, &b);
     println!("max abs difference vs candle-transformers BertModel: {d:e}");
     assert!(d <= 1e-5, "max abs difference {d}");
@@ -233,7 +240,10 @@ fn packing_real_tokens_gives_the_padded_states_and_gradients() {
         let scale = b.abs().unwrap().flatten_all().unwrap().max(0).unwrap();
         let scale = scale.to_scalar::<f32>().unwrap().max(1e-6);
         let d = max_abs_diff(a, b);
-        assert!(d / scale <= 1e-4, "{name}: gradient differs by {d} (scale {scale})");
+        assert!(
+            d / scale <= 1e-4,
+            "{name}: gradient differs by {d} (scale {scale})"
+        );
     }
 }
 

@@ -13,8 +13,8 @@
 //! (`dropout`, `dropout_add`), and the head split/merge into one copy each (`split_heads`,
 //! `merge_heads`).
 
-use std::sync::Arc;
 use rayon::prelude::*;
+use std::sync::Arc;
 
 use candle_core::{
     CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor, bail,
@@ -1085,6 +1085,145 @@ pub fn masked_softmax(scores: &Tensor, mask: &Tensor, scale: f64) -> Result<Tens
     )
 }
 
+/// Attention over packed sequences, eval only: `q`, `k`, `v` `(tokens, heads·d)` hold sequence `i`'s
+/// tokens at rows `starts[i]..starts[i + 1]`, and each token attends to the tokens of its own sequence:
+/// `softmax(scale · q kᵀ) v` per sequence and head, written to `(tokens, heads·d)`. It replaces, for a
+/// packed batch, the scatter into the padded grid, the head split, two batched matmuls (candle runs
+/// them one `(batch, head)` pair at a time on the calling thread), the masked softmax, the head merge
+/// and the gather back; sequences run in parallel on rayon's pool. No backward pass: training keeps
+/// the grid (its attention dropout needs the probabilities as a tensor).
+pub fn packed_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    starts: Arc<Vec<usize>>,
+    heads: usize,
+    scale: f64,
+) -> Result<Tensor> {
+    q.contiguous()?.apply_op3_no_bwd(
+        &k.contiguous()?,
+        &v.contiguous()?,
+        &PackedAttention {
+            starts,
+            heads,
+            scale: scale as f32,
+        },
+    )
+}
+
+/// Dot product in eight running sums, so that it vectorises (a single running sum is a chain of
+/// dependent adds the compiler may not reorder).
+#[inline(always)]
+fn dot8(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let split = n / 8 * 8;
+    let mut acc = [0f32; 8];
+    for (x, y) in a[..split].chunks_exact(8).zip(b[..split].chunks_exact(8)) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let tail: f32 = a[split..n]
+        .iter()
+        .zip(&b[split..n])
+        .map(|(x, y)| x * y)
+        .sum();
+    acc.iter().sum::<f32>() + tail
+}
+
+struct PackedAttention {
+    starts: Arc<Vec<usize>>,
+    heads: usize,
+    scale: f32,
+}
+
+impl CustomOp3 for PackedAttention {
+    fn name(&self) -> &'static str {
+        "hone-packed-attention"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let q = slice(s1, l1, "packed attention q")?;
+        let k = slice(s2, l2, "packed attention k")?;
+        let v = slice(s3, l3, "packed attention v")?;
+        let (tokens, width) = l1.shape().dims2()?;
+        let starts = &self.starts;
+        let fits = l2.dims() == l1.dims()
+            && l3.dims() == l1.dims()
+            && self.heads > 0
+            && width % self.heads == 0
+            && starts.first() == Some(&0)
+            && starts.last() == Some(&tokens)
+            && starts.windows(2).all(|w| w[0] <= w[1]);
+        if !fits {
+            bail!(
+                "packed attention: q {:?}, k {:?}, v {:?}, {} heads, sequence starts ending at {:?}",
+                l1.dims(),
+                l2.dims(),
+                l3.dims(),
+                self.heads,
+                starts.last()
+            );
+        }
+        let d = width / self.heads;
+        let mut out = vec![0f32; tokens * width];
+        // One output block per sequence (its rows are contiguous).
+        let mut blocks = Vec::with_capacity(starts.len().saturating_sub(1));
+        let mut rest = out.as_mut_slice();
+        for w in starts.windows(2) {
+            let (block, tail) = rest.split_at_mut((w[1] - w[0]) * width);
+            blocks.push((w[0], block));
+            rest = tail;
+        }
+        let scale = self.scale;
+        let heads = self.heads;
+        let one = |(start, block): (usize, &mut [f32])| {
+            let len = block.len() / width.max(1);
+            let mut p = vec![0f32; len];
+            for h in 0..heads {
+                let col = h * d;
+                for i in 0..len {
+                    let qi = &q[(start + i) * width + col..][..d];
+                    let mut mx = f32::NEG_INFINITY;
+                    for (j, pj) in p.iter_mut().enumerate() {
+                        let kj = &k[(start + j) * width + col..][..d];
+                        *pj = dot8(qi, kj) * scale;
+                        mx = mx.max(*pj);
+                    }
+                    let mut sum = 0.0;
+                    for pj in p.iter_mut() {
+                        *pj = (*pj - mx).exp();
+                        sum += *pj;
+                    }
+                    let inv = 1.0 / sum;
+                    let o = &mut block[i * width + col..][..d];
+                    for (j, &pj) in p.iter().enumerate() {
+                        let w = pj * inv;
+                        let vj = &v[(start + j) * width + col..][..d];
+                        for (oo, &vv) in o.iter_mut().zip(vj) {
+                            *oo += w * vv;
+                        }
+                    }
+                }
+            }
+        };
+        if candle_core::utils::get_num_threads() > 1 && blocks.len() > 1 {
+            blocks.into_par_iter().for_each(one);
+        } else {
+            blocks.into_iter().for_each(one);
+        }
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+}
+
 /// Multiplies by a fixed mask (dropout's `0` or `1 / (1 - p)`); the mask is the op's, not a tensor.
 struct MaskMul {
     mask: Arc<Vec<f32>>,
@@ -1244,6 +1383,69 @@ pub fn merge_heads(x: &Tensor, heads: usize) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn packed_attention_is_attention_within_each_sequence() {
+        // Sequences of 3, 0 (empty), 1 and 9 tokens (9 > 8 exercises the dot product's tail), 2 heads of 5.
+        let (heads, d) = (2, 5);
+        let width = heads * d;
+        let starts = vec![0usize, 3, 3, 4, 13];
+        let tokens = 13;
+        let val = |seed: f32, i: usize| ((i as f32 * 0.37 + seed).sin() * 1.3) as f64;
+        let q: Vec<f64> = (0..tokens * width).map(|i| val(0.1, i)).collect();
+        let k: Vec<f64> = (0..tokens * width).map(|i| val(1.7, i)).collect();
+        let v: Vec<f64> = (0..tokens * width).map(|i| val(2.3, i)).collect();
+        let scale = 0.45;
+        let t = |x: &[f64]| {
+            let f: Vec<f32> = x.iter().map(|&a| a as f32).collect();
+            Tensor::from_vec(f, (tokens, width), &candle_core::Device::Cpu).unwrap()
+        };
+        let got = packed_attention(
+            &t(&q),
+            &t(&k),
+            &t(&v),
+            Arc::new(starts.clone()),
+            heads,
+            scale,
+        )
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+        // Reference in f64: each token attends to its own sequence only.
+        let mut want = vec![0f64; tokens * width];
+        for w in starts.windows(2) {
+            for h in 0..heads {
+                for i in w[0]..w[1] {
+                    let s: Vec<f64> = (w[0]..w[1])
+                        .map(|j| {
+                            (0..d)
+                                .map(|c| q[i * width + h * d + c] * k[j * width + h * d + c])
+                                .sum::<f64>()
+                                * scale
+                        })
+                        .collect();
+                    let mx = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                    let e: Vec<f64> = s.iter().map(|x| (x - mx).exp()).collect();
+                    let z: f64 = e.iter().sum();
+                    for c in 0..d {
+                        want[i * width + h * d + c] = (w[0]..w[1])
+                            .map(|j| e[j - w[0]] / z * v[j * width + h * d + c])
+                            .sum();
+                    }
+                }
+            }
+        }
+        let worst = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (*a as f64 - b).abs())
+            .fold(0.0, f64::max);
+        assert!(worst < 1e-5, "{worst}");
+        let bad = packed_attention(&t(&q), &t(&k), &t(&v), Arc::new(vec![0, 5]), heads, scale);
+        assert!(bad.is_err(), "starts must end at the token count");
+    }
 
     #[test]
     fn exp_neg_matches_expf_to_float_precision() {
