@@ -539,96 +539,79 @@ impl BertEncoder {
                 }
                 t.reshape((b, s, nh, hd))?.transpose(1, 2)?.contiguous()
             };
-            // Attention needs the (batch, seq) grid back: q, k and v are padded with zero rows for it.
-            let grid = |t: Tensor| -> CResult<Tensor> {
-                match &packing {
-                    Some(p) => p.pad(&t),
-                    None => Ok(t),
-                }
-            };
             let (q, k, v) = (
                 layer.query.forward(&x)?,
                 layer.key.forward(&x)?,
                 layer.value.forward(&x)?,
             );
-            if fast
-                && fused
-                && let Some(p) = &packing
-            {
-                // Eval on a packed batch: attention sequence by sequence, no grid at all.
-                let ctx = crate::fused::packed_attention(&q, &k, &v, p.starts.clone(), nh, scale)?;
-                let a = layer.attn_out.forward(&ctx)?;
-                let a = layer.attn_ln.forward(&(a + &x)?, fast)?;
-                x = self.feed_forward(layer, &a, fast, &mut None)?;
-                continue;
-            }
-            let q = heads(grid(q)?)?;
-            let k = heads(grid(k)?)?;
-            let v = heads(grid(v)?)?;
-            let probs = if fused {
-                crate::fused::masked_softmax(&q.matmul(&k.t()?)?, &additive, scale)?
-            } else {
-                let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&additive4)?;
-                if fast {
-                    candle_nn::ops::softmax_last_dim(&scores)?
-                } else {
-                    softmax_last_dim(&scores)?
-                }
-            };
-            let probs = maybe_dropout(
-                dropout.as_deref_mut(),
-                probs,
-                cfg.attention_probs_dropout_prob,
-            )?;
-            let ctx = if fused {
-                crate::fused::merge_heads(&probs.matmul(&v)?, nh)?
-            } else {
-                probs
-                    .matmul(&v)?
-                    .transpose(1, 2)?
-                    .contiguous()?
-                    .reshape((b, s, h))?
-            };
             let ctx = match &packing {
-                Some(p) => p.unpad(&ctx)?,
-                None => ctx,
+                // Eval on a packed batch: attention sequence by sequence, no grid at all.
+                Some(p) if fast && fused => {
+                    crate::fused::packed_attention(&q, &k, &v, p.starts.clone(), nh, scale)?
+                }
+                // The (batch, seq) grid: packed q, k and v are padded with zero rows for it and the
+                // result gathered back.
+                _ => {
+                    let grid = |t: Tensor| -> CResult<Tensor> {
+                        match &packing {
+                            Some(p) => p.pad(&t),
+                            None => Ok(t),
+                        }
+                    };
+                    let q = heads(grid(q)?)?;
+                    let k = heads(grid(k)?)?;
+                    let v = heads(grid(v)?)?;
+                    let probs = if fused {
+                        crate::fused::masked_softmax(&q.matmul(&k.t()?)?, &additive, scale)?
+                    } else {
+                        let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&additive4)?;
+                        if fast {
+                            candle_nn::ops::softmax_last_dim(&scores)?
+                        } else {
+                            softmax_last_dim(&scores)?
+                        }
+                    };
+                    let probs = maybe_dropout(
+                        dropout.as_deref_mut(),
+                        probs,
+                        cfg.attention_probs_dropout_prob,
+                    )?;
+                    let ctx = if fused {
+                        crate::fused::merge_heads(&probs.matmul(&v)?, nh)?
+                    } else {
+                        probs
+                            .matmul(&v)?
+                            .transpose(1, 2)?
+                            .contiguous()?
+                            .reshape((b, s, h))?
+                    };
+                    match &packing {
+                        Some(p) => p.unpad(&ctx)?,
+                        None => ctx,
+                    }
+                }
             };
             let a = layer.attn_out.forward(&ctx)?;
             let a = maybe_dropout_add(dropout.as_deref_mut(), a, cfg.hidden_dropout_prob, &x)?;
             let a = layer.attn_ln.forward(&a, fast)?;
-            x = self.feed_forward(layer, &a, fast, dropout)?;
+            let f = layer.intermediate.forward(&a)?;
+            let f = match cfg.hidden_act {
+                // The fused GELU on the eval path too: candle's calls libm's scalar erf (~10% of embedding).
+                Activation::GeluErf if crate::fused::applies(&f) && !crate::fused::disabled() => {
+                    crate::fused::gelu_erf(&f)?
+                }
+                Activation::GeluErf => f.gelu_erf()?,
+                Activation::GeluTanh => f.gelu()?,
+                Activation::Relu => f.relu()?,
+            };
+            let f = layer.output.forward(&f)?;
+            let f = maybe_dropout_add(dropout.as_deref_mut(), f, cfg.hidden_dropout_prob, &a)?;
+            x = layer.out_ln.forward(&f, fast)?;
         }
         match &packing {
             Some(p) => p.pad(&x),
             None => Ok(x),
         }
-    }
-}
-
-impl BertEncoder {
-    /// A layer's feed-forward block after attention: intermediate, activation, output, (dropout +)
-    /// residual, LayerNorm.
-    fn feed_forward(
-        &self,
-        layer: &Layer,
-        a: &Tensor,
-        fast: bool,
-        dropout: &mut Option<&mut Dropout>,
-    ) -> CResult<Tensor> {
-        let cfg = &self.config;
-        let f = layer.intermediate.forward(a)?;
-        let f = match cfg.hidden_act {
-            // The fused GELU on the eval path too: candle's calls libm's scalar erf (~10% of embedding).
-            Activation::GeluErf if crate::fused::applies(&f) && !crate::fused::disabled() => {
-                crate::fused::gelu_erf(&f)?
-            }
-            Activation::GeluErf => f.gelu_erf()?,
-            Activation::GeluTanh => f.gelu()?,
-            Activation::Relu => f.relu()?,
-        };
-        let f = layer.output.forward(&f)?;
-        let f = maybe_dropout_add(dropout.as_deref_mut(), f, cfg.hidden_dropout_prob, a)?;
-        layer.out_ln.forward(&f, fast)
     }
 }
 

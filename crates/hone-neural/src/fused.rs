@@ -1386,8 +1386,8 @@ mod tests {
 
     #[test]
     fn packed_attention_is_attention_within_each_sequence() {
-        // Sequences of 3, 0 (empty), 1 and 9 tokens (9 > 8 exercises the dot product's tail), 2 heads of 5.
-        let (heads, d) = (2, 5);
+        // Sequences of 3, 0 (empty), 1 and 9 tokens; 2 heads of 10 (the dot product's 8 lanes and a tail).
+        let (heads, d) = (2, 10);
         let width = heads * d;
         let starts = vec![0usize, 3, 3, 4, 13];
         let tokens = 13;

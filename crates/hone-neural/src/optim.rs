@@ -509,8 +509,6 @@ mod tests {
         assert!(dist(&b) < before - 1.0, "{} -> {}", before, dist(&b));
     }
 
-    /// The tensor-op update that parameters on a GPU take, run here on the CPU, follows the fused loop
-    /// step for step (with decay, clipping scale and bias correction).
     #[test]
     fn chunked_vector_update_is_bit_identical_to_the_scalar_loop() {
         // Long enough for the parallel, chunked path (with a ragged last chunk); odd values everywhere.
@@ -553,6 +551,8 @@ mod tests {
         assert_eq!(bits(&v), bits(&vs));
     }
 
+    /// The tensor-op update that parameters on a GPU take, run here on the CPU, follows the fused loop
+    /// step for step (with decay, clipping scale and bias correction).
     #[test]
     fn device_update_matches_the_fused_loop() {
         let dev = Device::Cpu;
