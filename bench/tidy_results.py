@@ -42,7 +42,8 @@ for i, line in enumerate(lines):
         items.append((zone if tidied else 2, i, "row", line))
         cur = None
         continue
-    if line.startswith("#") or line.startswith("| date |") or line.startswith("|---|---|---|---|---|---|---|"):
+    # The history table's own header ends a section; a section's wider table (8 columns) does not.
+    if line.startswith("#") or line.startswith("| date |") or line == "|---|---|---|---|---|---|---|":
         cur = None
         continue
     if cur is not None:
