@@ -77,6 +77,9 @@ if load == "1":
     s = json.load(open(os.path.join(work, "serve.json")))
     results.update({"date": datetime.date.today().isoformat(), "load": s["summary"], "peer": s["peer"],
                     "rounds": s["rounds"], "seconds": s["seconds"]})
+    # An older layout kept the load figures under these keys; "load" replaces them.
+    for stale in ("summary", "runs"):
+        results.pop(stale, None)
 results["drift"] = json.load(open(os.path.join(work, "drift.json")))
 results["drift"]["date"] = datetime.date.today().isoformat()
 json.dump(results, open(out, "w"), indent=2)
