@@ -6,10 +6,11 @@
 #   frozen    frozen mean+normalised embeddings + linear head (hone: L-BFGS, C chosen on a 10% dev carve,
 #             refit on train) vs scikit-learn LogisticRegression on sentence-transformers embeddings;
 #             embedding throughput of the test set at 1 and 2 threads on both sides
-#   setfit    8 and 16 examples per class (seeded sample, written by peers.py): hone's SetFit-style
-#             contrastive phase + head (ENCODER_SETFIT_ITER, default 2: the same pairs and steps as the peer)
-#             and hone's frozen head vs Python SetFit (2 iterations) and
-#             scikit-learn LogisticRegression on frozen embeddings
+#   setfit    8 and 16 examples per class (ENCODER_SETFIT_K; seeded sample, written by peers.py): hone's
+#             SetFit-style contrastive phase + head (ENCODER_SETFIT_ITER, default 2: the same pairs and
+#             steps as the peer) and hone's frozen head vs Python SetFit (2 iterations), interleaved,
+#             ENCODER_SETFIT_REPS rounds (default ENCODER_REPS) at ENCODER_SETFIT_THREADS (default "2 1");
+#             and scikit-learn LogisticRegression on frozen embeddings
 #   finetune  full fine-tuning, both sides at once (ENCODER_FT_THREADS threads each, default 1), the same recipe (cls pooling + pooler + linear head, AdamW
 #             lr 5e-5, weight decay 0.01, batch 32, 3 epochs, linear decay, no warm-up, clip 1.0, dropout,
 #             max length 64, dynamic padding), test accuracy after every epoch; then hone distils the
@@ -37,7 +38,12 @@ if [ "${ENCODER_APPEND:-0}" = 1 ] && [ -f "$out" ]; then
   # Appending: the stages run now replace their earlier rows (setfit covers setfit_k8/setfit_k16).
   for stage in $stages; do
     [ "$stage" = stretch ] && continue  # replaced per recipe below
-    grep -v "^{\"stage\":\"$stage" "$out" > "$out.tmp" || true; mv "$out.tmp" "$out"
+    prefixes=$stage
+    # setfit replaces only the sample sizes it runs (ENCODER_SETFIT_K).
+    [ "$stage" = setfit ] && prefixes=$(for k in ${ENCODER_SETFIT_K:-8 16}; do echo "setfit_k$k\""; done)
+    for pre in $prefixes; do
+      grep -v "^{\"stage\":\"$pre" "$out" > "$out.tmp" || true; mv "$out.tmp" "$out"
+    done
   done
 else
   : > "$out"
@@ -70,16 +76,23 @@ for stage in $stages; do
           | tag frozen "st_${t}t" 1 >> "$out"
       done ;;
     setfit)
+      # Per sample size: ENCODER_SETFIT_REPS rounds (default ENCODER_REPS) at each of
+      # ENCODER_SETFIT_THREADS (default "2 1"), hone then SetFit within each round; the frozen-LR peer
+      # (deterministic, seconds) once.
       for k in ${ENCODER_SETFIT_K:-8 16}; do
         s="$BENCH_WORK/sample_k$k.jsonl"
         py 2 sample --train "$d/train.jsonl" --k "$k" --seed 0 --out "$s" > /dev/null
-        echo "encoder: setfit k=$k" >&2
-        "$bin" setfit --model "$model" --sample "$s" --test "$d/test.jsonl" --threads 2 --iterations "${ENCODER_SETFIT_ITER:-2}" \
-          | tag "setfit_k$k" hone 1 >> "$out"
-        py 2 setfit --model "$model" --sample "$s" --test "$d/test.jsonl" --threads 2 --num-iterations 2 \
-          | tag "setfit_k$k" setfit 1 >> "$out"
         py 2 frozen_lr --model "$model" --sample "$s" --test "$d/test.jsonl" --threads 2 \
           | tag "setfit_k$k" lr 1 >> "$out"
+        for i in $(seq 1 "${ENCODER_SETFIT_REPS:-$reps}"); do
+          for t in ${ENCODER_SETFIT_THREADS:-2 1}; do
+            echo "encoder: setfit k=$k round $i, $t thread(s)" >&2
+            "$bin" setfit --model "$model" --sample "$s" --test "$d/test.jsonl" --threads "$t" --iterations "${ENCODER_SETFIT_ITER:-2}" \
+              | tag "setfit_k$k" "hone_${t}t" "$i" >> "$out"
+            py "$t" setfit --model "$model" --sample "$s" --test "$d/test.jsonl" --threads "$t" --num-iterations 2 \
+              | tag "setfit_k$k" "setfit_${t}t" "$i" >> "$out"
+          done
+        done
       done ;;
     finetune)
       # Both sides at the same time, ENCODER_FT_THREADS (default 1) threads each: neither has the

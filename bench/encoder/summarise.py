@@ -99,24 +99,51 @@ if fr:
 # Few-shot.
 fs = {}
 for k in (8, 16):
-    h, p, lr = pick(f"setfit_k{k}", "hone"), pick(f"setfit_k{k}", "setfit"), pick(f"setfit_k{k}", "lr")
-    if h and p and lr:
-        fs[str(k)] = {"hone_setfit": h[0]["accuracy"], "hone_frozen_head": h[0]["frozen_head_accuracy"],
-                      "python_setfit": p[0]["accuracy"], "sklearn_frozen_lr": lr[0]["accuracy"],
-                      "hone_train_seconds": h[0]["train_seconds"], "setfit_train_seconds": p[0]["train_seconds"],
-                      "hone_steps": h[0].get("steps"), "setfit_steps": p[0]["setfit_args"]["steps"],
-                      "train_ratio_hone_over_setfit": h[0]["train_seconds"] / p[0]["train_seconds"],
-                      "step_ratio_hone_over_setfit": (h[0]["train_seconds"] / h[0]["steps"]) / (p[0]["train_seconds"] / p[0]["setfit_args"]["steps"])
-                      if h[0].get("steps") else None,
-                      "above_both": h[0]["accuracy"] > max(p[0]["accuracy"], lr[0]["accuracy"])}
+    lr = pick(f"setfit_k{k}", "lr")
+    by = {}
+    for t in (1, 2):
+        # Runs before the thread sweep tagged their single 2-thread round "hone" / "setfit".
+        legacy = ("hone", "setfit") if t == 2 else (None, None)
+        h = pick(f"setfit_k{k}", f"hone_{t}t") or (pick(f"setfit_k{k}", legacy[0]) if legacy[0] else [])
+        p = pick(f"setfit_k{k}", f"setfit_{t}t") or (pick(f"setfit_k{k}", legacy[1]) if legacy[1] else [])
+        n = min(len(h), len(p))
+        if not n:
+            continue
+        h, p = h[:n], p[:n]  # paired by round
+        ratios = [a["train_seconds"] / b["train_seconds"] for a, b in zip(h, p)]
+        steps = [a.get("steps") for a in h]
+        by[f"{t}t"] = {"rounds": n, "hone_accuracy": [a["accuracy"] for a in h],
+                       "hone_frozen_head_accuracy": h[0]["frozen_head_accuracy"],
+                       "setfit_accuracy": [b["accuracy"] for b in p],
+                       "hone_train_seconds": mm([a["train_seconds"] for a in h]),
+                       "setfit_train_seconds": mm([b["train_seconds"] for b in p]),
+                       "hone_steps": steps[0], "setfit_steps": p[0]["setfit_args"]["steps"],
+                       "train_ratio_hone_over_setfit": mm(ratios),
+                       "step_ratio_hone_over_setfit": mm([(a["train_seconds"] / a["steps"]) / (b["train_seconds"] / b["setfit_args"]["steps"])
+                                                          for a, b in zip(h, p)]) if all(steps) else None}
+    if lr and "2t" in by:
+        v = by["2t"]
+        # The fields earlier runs reported, from the 2-thread rounds (first round's accuracy, medians).
+        fs[str(k)] = {"hone_setfit": v["hone_accuracy"][0], "hone_frozen_head": v["hone_frozen_head_accuracy"],
+                      "python_setfit": v["setfit_accuracy"][0], "sklearn_frozen_lr": lr[0]["accuracy"],
+                      "hone_train_seconds": v["hone_train_seconds"]["median"],
+                      "setfit_train_seconds": v["setfit_train_seconds"]["median"],
+                      "hone_steps": v["hone_steps"], "setfit_steps": v["setfit_steps"],
+                      "train_ratio_hone_over_setfit": v["train_ratio_hone_over_setfit"]["median"],
+                      "step_ratio_hone_over_setfit": (v["step_ratio_hone_over_setfit"] or {}).get("median"),
+                      "above_both": v["hone_accuracy"][0] > max(v["setfit_accuracy"][0], lr[0]["accuracy"]),
+                      "by_threads": by}
 if fs:
     s["few_shot"] = fs
-    md.append("| per class | hone SetFit-style | hone frozen head | Python SetFit | sklearn LR (frozen) | train s hone / SetFit | steps hone / SetFit | ratio |")
+    md.append("| per class, threads | hone SetFit-style | hone frozen head | Python SetFit | sklearn LR (frozen) | train s hone / SetFit (median) | steps hone / SetFit | ratio min / median (rounds) |")
     md.append("|---|---|---|---|---|---|---|---|")
     for k, v in fs.items():
-        md.append(f"| {k} | {f(v['hone_setfit'])} | {f(v['hone_frozen_head'])} | {f(v['python_setfit'])} | {f(v['sklearn_frozen_lr'])} | "
-                  f"{f(v['hone_train_seconds'],0)} / {f(v['setfit_train_seconds'],0)} | {v['hone_steps']} / {v['setfit_steps']} | "
-                  f"{f(v['train_ratio_hone_over_setfit'],2)} |")
+        for t, b in sorted(v["by_threads"].items(), reverse=True):
+            acc = lambda xs: " / ".join(sorted({f(x) for x in xs}))  # one figure when every round agrees
+            md.append(f"| {k}, {t} | {acc(b['hone_accuracy'])} | {f(b['hone_frozen_head_accuracy'])} | {acc(b['setfit_accuracy'])} | "
+                      f"{f(v['sklearn_frozen_lr'])} | {f(b['hone_train_seconds']['median'],0)} / {f(b['setfit_train_seconds']['median'],0)} | "
+                      f"{b['hone_steps']} / {b['setfit_steps']} | {f(b['train_ratio_hone_over_setfit']['min'],2)} / "
+                      f"{f(b['train_ratio_hone_over_setfit']['median'],2)} ({b['rounds']}) |")
     md.append("")
 
 # Fine-tuning + distillation.
