@@ -300,7 +300,7 @@ fn add_rows_plain(out: &mut [f32], weights: &[f32], c: usize, vec: &[(u32, f32)]
     }
 }
 
-/// How many rows ahead of the one being added [`add_rows_avx2`] asks the cache for.
+/// How many features ahead of the one being scored the scoring loops ask the cache for.
 const PREFETCH_AHEAD: usize = 8;
 
 /// Ask the cache for `v[i]` (nothing when `i` is out of range, or off x86-64).
@@ -322,27 +322,17 @@ fn prefetch<T>(v: &[T], i: usize) {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn add_rows_avx2(out: &mut [f32], weights: &[f32], c: usize, vec: &[(u32, f32)]) {
-    use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
     // A text's rows are scattered over a weight matrix larger than the cache: each row's load waited
     // on memory. Asking for the rows a few features ahead overlaps those waits; prefetching changes
     // no arithmetic, so the bits are the plain loop's.
-    let row_bytes = c * std::mem::size_of::<f32>();
     for (i, &(r, v)) in vec.iter().enumerate() {
-        if let Some(&(ahead, _)) = vec.get(i + PREFETCH_AHEAD)
-            && let Some(row) = weights.get(ahead as usize * c..(ahead as usize + 1) * c)
-        {
-            let base = row.as_ptr().cast::<i8>();
-            for line in (0..row_bytes).step_by(64) {
-                // SAFETY: `line` is inside the row (a prefetch never faults, and this one stays
-                // within the slice anyway).
-                unsafe { _mm_prefetch::<_MM_HINT_T0>(base.add(line)) };
+        if let Some(&(ahead, _)) = vec.get(i + PREFETCH_AHEAD) {
+            // One request per 64-byte line of the row.
+            for k in (0..c).step_by(16) {
+                prefetch(weights, ahead as usize * c + k);
             }
         }
-        if let Some(row) = weights.get(r as usize * c..(r as usize + 1) * c) {
-            for (s, x) in out.iter_mut().zip(row) {
-                *s += v * x;
-            }
-        }
+        add_rows_plain(out, weights, c, &[(r, v)]);
     }
 }
 
