@@ -280,6 +280,94 @@ pub struct GraderPaired {
     pub mean_a: f64,
     pub mean_b: f64,
     pub mean: Paired,
+    /// A `multi` grader's sub-scores (by sub-grader name, e.g. a relevance score), paired the same
+    /// way; an answer without the sub-score (the grader failed on it) counts 0.
+    pub sub: Vec<SubPaired>,
+}
+
+/// One sub-grader's mean score on both runs' answers; `mean` is B − A.
+#[derive(Debug, Serialize)]
+pub struct SubPaired {
+    pub name: String,
+    pub mean_a: f64,
+    pub mean_b: f64,
+    pub mean: Paired,
+}
+
+/// One grader's verdicts on A's and B's answers to the same items, paired: pass rate, mean reward
+/// and every sub-score either side has, each B − A with a paired bootstrap CI.
+pub fn pair_verdicts(
+    name: &str,
+    ga: &crate::graders::Verdicts,
+    gb: &crate::graders::Verdicts,
+    seed: u64,
+) -> GraderPaired {
+    let m = ga.passed.len().min(gb.passed.len());
+    let every: Vec<usize> = (0..m).collect();
+    let rate = |v: &[bool], ix: &[usize]| {
+        ix.iter().filter(|&&i| v[i]).count() as f64 / ix.len().max(1) as f64
+    };
+    let avg =
+        |v: &[f64], ix: &[usize]| ix.iter().map(|&i| v[i]).sum::<f64>() / ix.len().max(1) as f64;
+    let paired_mean = |a: &[f64], b: &[f64]| {
+        hone_eval::paired_bootstrap(
+            m,
+            &|ix: &[usize]| avg(a, ix),
+            &|ix: &[usize]| avg(b, ix),
+            2000,
+            seed,
+            0.95,
+        )
+    };
+    let rewards = |g: &crate::graders::Verdicts| -> Vec<f64> {
+        g.rewards[..m].iter().map(|r| r.unwrap_or(0.0)).collect()
+    };
+    let (ra, rb) = (rewards(ga), rewards(gb));
+    let subs: std::collections::BTreeSet<&String> = ga.sub_rewards[..m.min(ga.sub_rewards.len())]
+        .iter()
+        .chain(&gb.sub_rewards[..m.min(gb.sub_rewards.len())])
+        .flat_map(|s| s.keys())
+        .collect();
+    let sub_of = |g: &crate::graders::Verdicts, key: &str| -> Vec<f64> {
+        (0..m)
+            .map(|i| {
+                g.sub_rewards
+                    .get(i)
+                    .and_then(|s| s.get(key))
+                    .copied()
+                    .unwrap_or(0.0)
+            })
+            .collect()
+    };
+    let sub = subs
+        .into_iter()
+        .map(|key| {
+            let (sa, sb) = (sub_of(ga, key), sub_of(gb, key));
+            SubPaired {
+                name: key.clone(),
+                mean_a: avg(&sa, &every),
+                mean_b: avg(&sb, &every),
+                mean: paired_mean(&sa, &sb),
+            }
+        })
+        .collect();
+    GraderPaired {
+        grader: name.to_string(),
+        pass_a: rate(&ga.passed, &every),
+        pass_b: rate(&gb.passed, &every),
+        pass: hone_eval::paired_bootstrap(
+            m,
+            &|ix: &[usize]| rate(&ga.passed, ix),
+            &|ix: &[usize]| rate(&gb.passed, ix),
+            2000,
+            seed,
+            0.95,
+        ),
+        mean_a: avg(&ra, &every),
+        mean_b: avg(&rb, &every),
+        mean: paired_mean(&ra, &rb),
+        sub,
+    }
 }
 
 impl TextComparison {
@@ -318,6 +406,13 @@ impl TextComparison {
                 "grader {} mean reward  A {:.4}  B {:.4}  Δ {:+.4}  95% CI [{:+.4}, {:+.4}]",
                 g.grader, g.mean_a, g.mean_b, g.mean.delta, g.mean.lo, g.mean.hi
             );
+            for t in &g.sub {
+                let _ = writeln!(
+                    s,
+                    "grader {} {} mean  A {:.4}  B {:.4}  Δ {:+.4}  95% CI [{:+.4}, {:+.4}]",
+                    g.grader, t.name, t.mean_a, t.mean_b, t.mean.delta, t.mean.lo, t.mean.hi
+                );
+            }
         }
         for (k, va, vb) in &self.config_diff {
             let _ = writeln!(s, "config   {k}: {va} → {vb}");
@@ -456,39 +551,8 @@ pub fn compare_texts(
         let tb: Vec<&str> = ids.iter().map(|k| pb[*k].1.as_str()).collect();
         let va = crate::graders::grade_answers(graders, &items, &ta, seed);
         let vb = crate::graders::grade_answers(graders, &items, &tb, seed);
-        let rate = |v: &[bool], ix: &[usize]| {
-            ix.iter().filter(|&&i| v[i]).count() as f64 / ix.len().max(1) as f64
-        };
-        let avg = |v: &[Option<f64>], ix: &[usize]| {
-            ix.iter().map(|&i| v[i].unwrap_or(0.0)).sum::<f64>() / ix.len().max(1) as f64
-        };
-        let m = ids.len();
-        let every: Vec<usize> = (0..m).collect();
         for (name, ga) in &va {
-            let gb = &vb[name];
-            grader_pairs.push(GraderPaired {
-                mean_a: avg(&ga.rewards, &every),
-                mean_b: avg(&gb.rewards, &every),
-                mean: hone_eval::paired_bootstrap(
-                    m,
-                    &|ix: &[usize]| avg(&ga.rewards, ix),
-                    &|ix: &[usize]| avg(&gb.rewards, ix),
-                    2000,
-                    seed,
-                    0.95,
-                ),
-                grader: name.clone(),
-                pass_a: rate(&ga.passed, &every),
-                pass_b: rate(&gb.passed, &every),
-                pass: hone_eval::paired_bootstrap(
-                    m,
-                    &|ix: &[usize]| rate(&ga.passed, ix),
-                    &|ix: &[usize]| rate(&gb.passed, ix),
-                    2000,
-                    seed,
-                    0.95,
-                ),
-            });
+            grader_pairs.push(pair_verdicts(name, ga, &vb[name], seed));
         }
     }
     let verdict = hone_eval::verdict(&rouge_l, None, 0.05);
@@ -508,4 +572,60 @@ pub fn compare_texts(
         config_diff,
         data_diff,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graders::Verdicts;
+
+    fn verdicts(rows: &[(bool, Option<f64>, &[(&str, f64)])]) -> Verdicts {
+        Verdicts {
+            passed: rows.iter().map(|r| r.0).collect(),
+            rewards: rows.iter().map(|r| r.1).collect(),
+            sub_rewards: rows
+                .iter()
+                .map(|r| r.2.iter().map(|(k, v)| (k.to_string(), *v)).collect())
+                .collect(),
+            ..Verdicts::default()
+        }
+    }
+
+    #[test]
+    fn pairing_covers_pass_rate_mean_and_every_sub_score_with_failed_answers_as_zero() {
+        let a = verdicts(&[
+            (false, Some(0.6), &[("short", 1.0), ("on_topic", 0.8)]),
+            (false, Some(0.4), &[("short", 0.0), ("on_topic", 0.6)]),
+            (true, Some(1.0), &[("short", 1.0), ("on_topic", 0.7)]),
+            (false, None, &[]),
+        ]);
+        let b = verdicts(&[
+            (true, Some(1.0), &[("short", 1.0), ("on_topic", 0.6)]),
+            (
+                true,
+                Some(1.0),
+                &[("short", 1.0), ("on_topic", 0.5), ("offer", 1.0)],
+            ),
+            (true, Some(1.0), &[("short", 1.0), ("on_topic", 0.7)]),
+            (false, Some(0.2), &[("short", 1.0), ("on_topic", 0.2)]),
+        ]);
+        let p = pair_verdicts("house", &a, &b, 7);
+        assert_eq!(p.grader, "house");
+        assert_eq!((p.pass_a, p.pass_b), (0.25, 0.75));
+        assert!((p.pass.delta - 0.5).abs() < 1e-12);
+        assert!((p.mean_a - 0.5).abs() < 1e-12, "the failed answer counts 0");
+        assert!((p.mean.delta - (3.2 / 4.0 - 0.5)).abs() < 1e-12);
+        let names: Vec<&str> = p.sub.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["offer", "on_topic", "short"],
+            "a key either side has"
+        );
+        let topic = &p.sub[1];
+        assert!((topic.mean_a - 2.1 / 4.0).abs() < 1e-12);
+        assert!((topic.mean_b - 2.0 / 4.0).abs() < 1e-12);
+        assert!((topic.mean.delta + 0.1 / 4.0).abs() < 1e-12);
+        assert!(topic.mean.lo <= topic.mean.delta && topic.mean.delta <= topic.mean.hi);
+        assert!((p.sub[0].mean_a, p.sub[0].mean_b) == (0.0, 0.25));
+    }
 }
