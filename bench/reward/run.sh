@@ -118,7 +118,8 @@ if stage 3; then
 fi
 if stage 4; then
   (cd "$proj" && "$HONE_BIN" --json review answers --model lora --n ${REWARD_REVIEW_PROMPTS:-60} --samples 2 > "$BENCH_WORK/review-sheet.json")
-  sheet=$("$BENCH_PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['path'])" "$BENCH_WORK/review-sheet.json")
+  # The sheet's path is relative to the project.
+  sheet=$(cd "$proj" && realpath "$("$BENCH_PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['path'])" "$BENCH_WORK/review-sheet.json")")
   "$BENCH_PY" "$here/mark_sheet.py" "$sheet" "$proj/data/replies.jsonl" "$proj/graders/house_rules.toml" "$proj/reviews/marked.jsonl"
   (cd "$proj" && HONE_USER=bench-reviewer "$HONE_BIN" review import reviews/marked.jsonl > /dev/null)
   (cd "$proj" && "$HONE_BIN" --json review pairs --out data/pairs.jsonl > "$BENCH_WORK/review-pairs.json")

@@ -579,7 +579,10 @@ mod tests {
     use super::*;
     use crate::graders::Verdicts;
 
-    fn verdicts(rows: &[(bool, Option<f64>, &[(&str, f64)])]) -> Verdicts {
+    /// One answer's verdict: passed, reward (`None`: the grader failed), sub-rewards.
+    type Answer<'a> = (bool, Option<f64>, &'a [(&'a str, f64)]);
+
+    fn verdicts(rows: &[Answer]) -> Verdicts {
         Verdicts {
             passed: rows.iter().map(|r| r.0).collect(),
             rewards: rows.iter().map(|r| r.1).collect(),
