@@ -9,10 +9,11 @@
 #     (fresh LoRA, 4 prompts x 4 completions, 96 tokens, REWARD_TIMING_STEPS = 20 steps, 2 threads).
 #  3. quality through `hone run`: base, LoRA SFT on the replies, SFT + GRPO (start_from), grader pass
 #     rate with CIs on the frozen test set (>= 300), `hone compare`.
-#  4. DPO from reviews: `hone review answers` on the LoRA SFT model's answers to 60 training prompts
-#     (its own answer + 2 samples at 0.8), marked by mark_sheet.py (a scripted reviewer: the house
-#     rules that need no encoder), `hone review import`, `hone review pairs`, then a `dpo` model from
-#     the SFT weights on those pairs; `hone compare lora dpo`. (Not in the default stages.)
+#  4. DPO from reviews: `hone review answers` on the LoRA SFT model's answers to 80 training prompts
+#     (its own answer + 3 samples at 0.8; with 2 answers only 18 of 60 prompts gave a pair), marked
+#     by mark_sheet.py (a scripted reviewer: the house rules that need no encoder), `hone review
+#     import`, `hone review pairs`, then a `dpo` model from the SFT weights on those
+#     pairs; `hone compare lora dpo`. (Not in the default stages.)
 #  5. distillation: a small model pre-trained by hone (4 layers, hidden 256, its own 4,096-token
 #     vocabulary) learns from the GRPO model's answers to the training prompts (sequence-level: the
 #     tokenizers differ); the run reports retention and speed-up. (Not in the default stages.)
@@ -117,7 +118,7 @@ if stage 3; then
   (cd "$proj" && "$HONE_BIN" --json grade run --model grpo --split dev > "$BENCH_WORK/grade-dev-grpo.json" || true)
 fi
 if stage 4; then
-  (cd "$proj" && "$HONE_BIN" --json review answers --model lora --n ${REWARD_REVIEW_PROMPTS:-60} --samples 2 > "$BENCH_WORK/review-sheet.json")
+  (cd "$proj" && "$HONE_BIN" --json review answers --model lora --n ${REWARD_REVIEW_PROMPTS:-80} --samples ${REWARD_REVIEW_ANSWERS:-4} > "$BENCH_WORK/review-sheet.json")
   # The sheet's path is relative to the project.
   sheet=$(cd "$proj" && realpath "$("$BENCH_PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['path'])" "$BENCH_WORK/review-sheet.json")")
   "$BENCH_PY" "$here/mark_sheet.py" "$sheet" "$proj/data/replies.jsonl" "$proj/graders/house_rules.toml" "$proj/reviews/marked.jsonl"
@@ -136,6 +137,8 @@ preferences = "data/pairs.jsonl"
 # hone's DPO default (5e-6, for full weights) barely moves LoRA adapters in the ~20 steps a few dozen
 # pairs give; 5e-5 is a quarter of the LoRA SFT rate, as for GRPO.
 lr = ${REWARD_DPO_LR:-5e-5}
+# One pass over the pairs: three (the default) cost 25 minutes more on 2 cores.
+epochs = 1
 max_new_tokens = 96
 TOML
   (cd "$proj" && "$HONE_BIN" --json run > "$BENCH_WORK/run-dpo.json")
