@@ -56,6 +56,42 @@ pub struct TaskConfig {
     /// The trained model's license, as an SPDX id (`apache-2.0`) or `other` (the card's `license`).
     #[serde(default)]
     pub license: Option<String>,
+    /// Generate tasks: the dev metric that chooses among the models, `dev_rouge_l` (the default) or a
+    /// grader's `grader_NAME_pass_rate` / `grader_NAME_mean` (see [`SelectBy`]).
+    #[serde(default)]
+    pub select_by: Option<String>,
+}
+
+/// What the chosen-model rule ranks a generate task's models by on dev.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SelectBy {
+    /// ROUGE-L against the dev references (the default).
+    RougeL,
+    /// A grader's pass rate (`mean: false`) or mean reward on the dev answers.
+    Grader { name: String, mean: bool },
+}
+
+impl SelectBy {
+    /// Parses `select_by`: `dev_rouge_l`, `grader_NAME_pass_rate` or `grader_NAME_mean`.
+    pub fn parse(s: &str) -> Option<SelectBy> {
+        if s == "dev_rouge_l" {
+            return Some(SelectBy::RougeL);
+        }
+        grader_gate(s).map(|(name, what)| SelectBy::Grader {
+            name: name.to_string(),
+            mean: what == "mean",
+        })
+    }
+}
+
+impl TaskConfig {
+    /// The generate task's selection metric (validated at load; `dev_rouge_l` when unset).
+    pub fn select_by(&self) -> SelectBy {
+        self.select_by
+            .as_deref()
+            .and_then(SelectBy::parse)
+            .unwrap_or(SelectBy::RougeL)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -613,6 +649,22 @@ impl Config {
                 "`task.name` is empty".into(),
                 "give the task a short name",
             ));
+        }
+        if let Some(sel) = &self.task.select_by {
+            if self.task.kind == TaskKind::Classify {
+                return Err(at_key(
+                    &[Key("task"), Key("select_by")],
+                    "`select_by` is for generate tasks".into(),
+                    "classification models are always chosen by dev macro-F1; remove the key",
+                ));
+            }
+            if SelectBy::parse(sel).is_none() {
+                return Err(at_value(
+                    &[Key("task"), Key("select_by")],
+                    format!("`select_by = \"{sel}\"` is not a dev metric hone ranks by"),
+                    "use \"dev_rouge_l\" (the default), \"grader_NAME_pass_rate\" or \"grader_NAME_mean\" (NAME a grader in graders/)",
+                ));
+            }
         }
         for (metric, rule) in &self.success {
             if let Err(hint) = check_gate_metric(metric) {
@@ -1242,6 +1294,7 @@ const KNOWN_KEYS: &[&str] = &[
     "description",
     "intended_use",
     "out_of_scope",
+    "select_by",
     "pii",
     "pii_types",
     "require_consent",
@@ -1594,6 +1647,51 @@ path = "data/a.jsonl"
         let r = SuccessRule::parse("<= 5").unwrap();
         assert!(r.holds(5.0) && !r.holds(5.1));
         assert!(SuccessRule::parse("~ 3").is_none());
+    }
+
+    #[test]
+    fn select_by_names_rouge_l_or_a_grader_and_only_on_generate_tasks() {
+        let generate = MINIMAL.replace("kind = \"classify\"", "kind = \"generate\"");
+        let with = |base: &str, v: &str| {
+            base.replace("[task]\n", &format!("[task]\nselect_by = \"{v}\"\n"))
+        };
+        assert_eq!(parse(&generate).unwrap().task.select_by(), SelectBy::RougeL);
+        let c = parse(&with(&generate, "grader_house_rules_pass_rate")).unwrap();
+        assert_eq!(
+            c.task.select_by(),
+            SelectBy::Grader {
+                name: "house_rules".into(),
+                mean: false
+            }
+        );
+        let c = parse(&with(&generate, "grader_tone_mean")).unwrap();
+        assert_eq!(
+            c.task.select_by(),
+            SelectBy::Grader {
+                name: "tone".into(),
+                mean: true
+            }
+        );
+        assert_eq!(
+            parse(&with(&generate, "dev_rouge_l"))
+                .unwrap()
+                .task
+                .select_by(),
+            SelectBy::RougeL
+        );
+        // The error points at the value and lists what is accepted.
+        let e = parse(&with(&generate, "rouge")).unwrap_err().to_string();
+        assert!(
+            e.starts_with("hone.toml:3:13: ") && e.contains("grader_NAME_pass_rate"),
+            "{e}"
+        );
+        let e = parse(&with(MINIMAL, "dev_rouge_l"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`select_by` is for generate tasks") && e.contains("macro-F1"),
+            "{e}"
+        );
     }
 
     #[test]

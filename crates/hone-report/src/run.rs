@@ -124,6 +124,9 @@ pub struct RunReport<'a> {
     pub distillation: Vec<String>,
     /// Records per part of the split.
     pub split_counts: BTreeMap<String, u64>,
+    /// How the chosen model was chosen, when the rule ranks by a dev score the table does not show
+    /// (a generate task's `[task] select_by` naming a grader): the rule and every model's score.
+    pub chosen_by: Option<String>,
 }
 
 /// One grader on one model's test answers.
@@ -326,6 +329,9 @@ impl RunReport<'_> {
         if self.no_dev_scores() {
             h.push_str(&format!("<p class=muted>{}</p>", esc(NO_DEV_NOTE)));
         }
+        if let Some(c) = &self.chosen_by {
+            h.push_str(&format!("<p>{}</p>", esc(c)));
+        }
         if !self.graders.is_empty() {
             h.push_str(&format!("<h2>Graders on the test answers</h2><p class=muted>{}</p><table><tr><th>model</th><th>grader</th><th>pass rate [95% CI]</th><th>mean reward [95% CI]</th><th>errors</th></tr>", esc(GRADERS_NOTE)));
             for g in &self.graders {
@@ -485,6 +491,9 @@ impl RunReport<'_> {
         }
         if self.no_dev_scores() {
             m.push_str(&format!("\n{}\n", md(NO_DEV_NOTE)));
+        }
+        if let Some(c) = &self.chosen_by {
+            m.push_str(&format!("\n{}\n", md(c)));
         }
         if !self.graders.is_empty() {
             m.push_str("\n| model | grader | pass rate [95% CI] | mean reward [95% CI] | errors |\n|---|---|---|---|---:|\n");
@@ -690,8 +699,10 @@ mod tests {
                 before: Some((0.5, 0.0, std::f64::consts::LN_2)),
                 after: Some((0.875, 0.31, 0.52)),
             }],
+            chosen_by: Some("Chosen by `[task] select_by`: best dev pass rate of grader `house_rules`. Dev scores: lora 0.5000.".into()),
         };
         let html = r.html();
+        assert!(html.contains("<p>Chosen by `[task] select_by`: best dev pass rate of grader `house_rules`. Dev scores: lora 0.5000.</p>"), "{html}");
         assert!(
             html.contains("FAILED")
                 && html.contains("0.9000 [0.8500, 0.9500]")

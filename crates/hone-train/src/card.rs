@@ -243,8 +243,14 @@ pub fn build(project: &Project, store: &Store, run: &Run) -> Result<Card> {
             .flatten()
             .collect();
             card.decision = format!(
-                "generated text under the run's chat template and generation settings; models are ranked by dev {}.",
-                g.select_by
+                "generated text under the run's chat template and generation settings; models are ranked by {}.",
+                match task.select_by() {
+                    hone_core::config::SelectBy::RougeL => "dev ROUGE-L".to_string(),
+                    hone_core::config::SelectBy::Grader { name, mean } => format!(
+                        "grader `{name}`'s dev {} (`[task] select_by`)",
+                        if mean { "mean reward" } else { "pass rate" }
+                    ),
+                }
             );
             card.slices = slice_rows(&[
                 ("source", &g.slices.source),

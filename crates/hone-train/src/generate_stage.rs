@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
+use hone_core::config::SelectBy;
 use hone_core::decide::{CHOICE_RULE_GENERATE, Candidate, DecisionRule, choose};
 use hone_core::hash::KeyHasher;
 use hone_core::record::Turn;
@@ -17,6 +18,7 @@ use hone_core::{Error, Record, Result};
 use hone_lm::sft::{self, Example, SftConfig};
 use hone_lm::{ChatTemplate, GenerateConfig, Lm, LoraConfig, Message, StopReason};
 use hone_store::Store;
+use serde::Serialize;
 use serde_json::json;
 
 use crate::curate::Progress;
@@ -850,22 +852,24 @@ pub fn train_and_evaluate(
         topic: slice_rouge(&keys(&|r| r.topic.iter().cloned().collect()), &rouge),
         tag: slice_rouge(&keys(&|r| r.tags.clone()), &rouge),
     };
-    let predictions = Predictions {
-        labels: Vec::new(),
-        test: Vec::new(),
-        suites: suite_predictions,
-        generated: ctx
-            .test
-            .iter()
-            .zip(&test_answers)
-            .zip(&test_gens)
+    let kept = |set: &[&Record], answers: &[String], gens: &[hone_lm::Generation]| {
+        set.iter()
+            .zip(answers)
+            .zip(gens)
             .map(|((r, a), g)| GeneratedPrediction {
                 id: r.id.clone(),
                 reference: r.label.clone(),
                 completion: a.clone(),
                 stop: stop_name(&g.stop).into(),
             })
-            .collect(),
+            .collect()
+    };
+    let predictions = Predictions {
+        labels: Vec::new(),
+        test: Vec::new(),
+        suites: suite_predictions,
+        generated: kept(ctx.test, &test_answers, &test_gens),
+        dev_generated: kept(ctx.dev, &dev_answers, &dev_gens),
     };
     let predictions_obj = store.put_object(
         &serde_json::to_vec(&predictions).map_err(|e| Error::Internal(e.to_string()))?,
@@ -1118,7 +1122,7 @@ pub fn run_models(
     ctx: &GenContext<'_>,
     store: &mut Store,
     progress: &mut dyn FnMut(Progress),
-) -> Result<(Vec<ModelRun>, usize)> {
+) -> Result<(Vec<ModelRun>, Choice)> {
     let entries = entries(ctx.project);
     if entries.is_empty() {
         return Err(Error::Data {
@@ -1206,22 +1210,129 @@ pub fn run_models(
             cached: false,
         });
     }
-    let candidates: Vec<Candidate> = runs
-        .iter()
-        .map(|r| Candidate {
-            baseline: false,
-            dev_score: r.run.record.dev_score(),
-        })
-        .collect();
-    let chosen = choose(&candidates).unwrap_or(0);
+    let choice = choose_model(ctx, store, &runs, progress)?;
     let names: Vec<String> = runs.iter().map(|r| r.run.id.clone()).collect();
     store.put_choice(
         ctx.split_id,
-        &runs[chosen].run.id,
+        &runs[choice.chosen].run.id,
         &names,
-        CHOICE_RULE_GENERATE,
+        &choice.rule,
     )?;
-    Ok((runs, chosen))
+    Ok((runs, choice))
+}
+
+/// The chosen-model rule for generate tasks: [`choose`] over every language model's dev score, which
+/// is ROUGE-L unless `[task] select_by` names a grader; then the grader scores the dev answers each
+/// run stored (answered again for runs stored before dev answers were kept).
+pub fn choose_model(
+    ctx: &GenContext<'_>,
+    store: &Store,
+    runs: &[ModelRun],
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Choice> {
+    let select = ctx.project.config.task.select_by();
+    let (rule, metric, dev) = match &select {
+        SelectBy::RougeL => (
+            CHOICE_RULE_GENERATE.to_string(),
+            "dev_rouge_l".to_string(),
+            runs.iter().map(|r| r.run.record.dev_score()).collect(),
+        ),
+        SelectBy::Grader { name, mean } => {
+            let grader = crate::grpo_stage::reward_grader(ctx.graders, name)?;
+            let what = if *mean { "mean reward" } else { "pass rate" };
+            let dev = runs
+                .iter()
+                .map(|r| dev_grader_score(ctx, store, &r.run, grader, *mean, progress))
+                .collect::<Result<Vec<_>>>()?;
+            (
+                format!(
+                    "best dev {what} of grader `{name}` among the language models, the base model included; the earliest listed wins a tie"
+                ),
+                format!(
+                    "dev grader_{name}_{}",
+                    if *mean { "mean" } else { "pass_rate" }
+                ),
+                dev,
+            )
+        }
+    };
+    let candidates: Vec<Candidate> = dev
+        .iter()
+        .map(|&dev_score| Candidate {
+            baseline: false,
+            dev_score,
+        })
+        .collect();
+    Ok(Choice {
+        chosen: choose(&candidates).unwrap_or(0),
+        rule,
+        metric,
+        dev,
+    })
+}
+
+/// One grader's pass rate or mean reward on a run's dev answers; `None` without a dev set.
+fn dev_grader_score(
+    ctx: &GenContext<'_>,
+    store: &Store,
+    run: &Run,
+    grader: &crate::graders::ProjectGrader,
+    mean: bool,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Option<f64>> {
+    if ctx.dev.is_empty() {
+        return Ok(None);
+    }
+    let stored: BTreeMap<String, String> = Predictions::load(store, run)?
+        .dev_generated
+        .into_iter()
+        .map(|g| (g.id, g.completion))
+        .collect();
+    let answers: Vec<String> = if ctx.dev.iter().all(|r| stored.contains_key(&r.id)) {
+        ctx.dev.iter().map(|r| stored[&r.id].clone()).collect()
+    } else {
+        let (mut lm, params) = load_run_lm(store, &ctx.project.root, run)?;
+        let cfg = generate_config(&params, run_seed(ctx.project, run, &params));
+        let ids: Vec<&str> = ctx.dev.iter().map(|r| r.id.as_str()).collect();
+        let label = format!(
+            "answer dev with run #{} ({}) to rank it",
+            run.seq, run.model
+        );
+        answer_records(
+            ctx.project,
+            &mut lm,
+            &params,
+            &cfg,
+            ctx.dev,
+            &ids,
+            &label,
+            progress,
+        )?
+    };
+    let items: Vec<serde_json::Value> = ctx.dev.iter().map(|r| crate::graders::item(r)).collect();
+    let texts: Vec<&str> = answers.iter().map(String::as_str).collect();
+    let verdicts =
+        crate::graders::grade_answers(std::slice::from_ref(grader), &items, &texts, ctx.seed);
+    Ok(verdicts.into_values().next().and_then(|v| {
+        if mean {
+            v.scores.mean.estimate
+        } else {
+            v.scores.pass_rate.estimate
+        }
+    }))
+}
+
+/// Which generate model the rule chose, by what, and every model's dev score under it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Choice {
+    /// Index into the runs.
+    pub chosen: usize,
+    /// The rule in words, as recorded with the choice.
+    pub rule: String,
+    /// The dev metric ranked (`dev_rouge_l`, `dev grader_NAME_pass_rate`, ...).
+    pub metric: String,
+    /// Each run's dev score under `metric` (`None`: not measured).
+    pub dev: Vec<Option<f64>>,
 }
 
 /// Loads a generate run's model for prediction: the base file named in its config, the template it

@@ -372,7 +372,8 @@ pub struct RunRecord {
 }
 
 impl RunRecord {
-    /// The dev score the chosen-model rule ranks by: ROUGE-L for generate runs, macro-F1 otherwise.
+    /// The dev score the chosen-model rule ranks by: macro-F1 for classification, ROUGE-L for generate
+    /// runs (unless `[task] select_by` names a grader: see `generate_stage::choose_model`).
     pub fn dev_score(&self) -> Option<f64> {
         match &self.generation {
             Some(g) => g.dev.rouge_l.estimate,
@@ -422,6 +423,10 @@ pub struct Predictions {
     /// Generate runs: the test answers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub generated: Vec<GeneratedPrediction>,
+    /// Generate runs: the dev answers, which a grader ranks when `[task] select_by` names one (runs
+    /// stored before these were kept have none; the choice then generates them again).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dev_generated: Vec<GeneratedPrediction>,
 }
 
 impl Predictions {

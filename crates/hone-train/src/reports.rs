@@ -548,6 +548,22 @@ pub fn write_run_report(
             })
             .collect(),
         split_counts: out.split.summary.counts.clone(),
+        chosen_by: out.choice.metric.starts_with("dev grader_").then(|| {
+            let scores: Vec<String> = out
+                .runs
+                .iter()
+                .zip(&out.choice.dev)
+                .map(|(r, s)| match s {
+                    Some(s) => format!("{} {s:.4}", r.run.model),
+                    None => format!("{} –", r.run.model),
+                })
+                .collect();
+            format!(
+                "Chosen by `[task] select_by`: {}. Dev scores: {}.",
+                out.choice.rule,
+                scores.join(", ")
+            )
+        }),
     };
     let html_path = project
         .root

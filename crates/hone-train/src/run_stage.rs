@@ -28,6 +28,8 @@ use crate::record::{
 };
 use hone_core::decide::{ABSTAIN, CHOICE_RULE, Candidate, DecisionRule, choose};
 
+pub use crate::generate_stage::Choice;
+
 use crate::curate::{self, Progress};
 use crate::input::parse_jsonl;
 use crate::project::{Project, who};
@@ -109,6 +111,8 @@ pub struct RunOutcome {
     pub runs: Vec<ModelRun>,
     /// Index into `runs` of the chosen model ([`hone_core::decide::choose`]).
     pub chosen: usize,
+    /// The rule that chose it, the dev metric ranked and every run's dev score under it.
+    pub choice: Choice,
     pub gates: Vec<Gate>,
     /// Generate tasks with graders: per run (as `runs`), each grader's scores on the test answers
     /// (see [`crate::graders::grade_run`]); empty otherwise.
@@ -919,6 +923,7 @@ fn train_and_evaluate(
             })
             .collect(),
         generated: Vec::new(),
+        dev_generated: Vec::new(),
     };
     let predictions_json =
         serde_json::to_vec(&predictions).map_err(|e| Error::Internal(e.to_string()))?;
@@ -1142,6 +1147,18 @@ fn check_graders(
             });
         }
     }
+    // So must the grader `[task] select_by` ranks the models by.
+    if let hone_core::config::SelectBy::Grader { name, .. } = project.config.task.select_by() {
+        crate::grpo_stage::reward_grader(loaded, &name).map_err(|err| match err {
+            Error::Data { hint, .. } => Error::Data {
+                message: format!(
+                    "`[task] select_by` names grader `{name}`, which graders/ does not hold"
+                ),
+                hint,
+            },
+            other => other,
+        })?;
+    }
     // A GRPO model's reward grader must exist before anything trains.
     for e in &project.models {
         if let crate::models::ModelSpec::Lm(spec) = &e.spec
@@ -1221,7 +1238,8 @@ pub fn run(
             suites: &suites,
             graders: &graders,
         };
-        let (runs, chosen) = crate::generate_stage::run_models(&ctx, store, progress)?;
+        let (runs, choice) = crate::generate_stage::run_models(&ctx, store, progress)?;
+        let chosen = choice.chosen;
         let graded = runs
             .iter()
             .map(|r| {
@@ -1236,6 +1254,7 @@ pub fn run(
             split,
             runs,
             chosen,
+            choice,
             gates,
             graders: graded,
         });
@@ -1360,12 +1379,19 @@ pub fn run(
     let names: Vec<String> = runs.iter().map(|r| r.run.id.clone()).collect();
     store.put_choice(&split.row.id, &runs[chosen].run.id, &names, CHOICE_RULE)?;
     let gates = gates(project, &runs[chosen].run.record, &BTreeMap::new());
+    let choice = Choice {
+        chosen,
+        rule: CHOICE_RULE.into(),
+        metric: "dev_macro_f1".into(),
+        dev: candidates.iter().map(|c| c.dev_score).collect(),
+    };
     Ok(RunOutcome {
         version_id: version.id,
         version_cached: cur.cached,
         split,
         runs,
         chosen,
+        choice,
         gates,
         graders: Vec::new(),
     })

@@ -578,7 +578,7 @@ pub fn run(ctx: &Context, refreeze: Option<String>) -> Result<u8> {
     if ctx.json {
         let runs: Vec<serde_json::Value> = out.runs.iter().enumerate().map(|(i, r)| json!({"graders": out.graders.get(i), "run": r.run.id, "seq": r.run.seq, "model": r.run.model, "cached": r.cached, "chosen": r.run.id == chosen.id, "test": {"accuracy": r.run.record.test.accuracy, "macro_f1": r.run.record.test.macro_f1}, "dev": r.run.record.dev, "generation": r.run.record.generation})).collect();
         print_json(
-            &json!({"version": out.version_id, "split": out.split.row.id, "chosen": chosen.id, "runs": runs, "metrics": chosen.record.test, "gates": out.gates, "gates_pass": out.gates_pass(), "report": html_path}),
+            &json!({"version": out.version_id, "split": out.split.row.id, "chosen": chosen.id, "choice": out.choice, "runs": runs, "metrics": chosen.record.test, "gates": out.gates, "gates_pass": out.gates_pass(), "report": html_path}),
         );
     } else {
         println!(

@@ -357,6 +357,65 @@ fn a_fine_tuned_tiny_model_beats_the_base_and_predict_answers_in_order() {
             .all(|r| r["cached"] == true),
         "{again:#}"
     );
+
+    // `[task] select_by` ranks the models by a grader's dev pass rate instead of ROUGE-L. A grader
+    // that passes anything but the reference prefers the base; the dev scores are the ones `hone grade
+    // run --split dev` gives (each run stored its dev answers), and the report says why.
+    std::fs::write(
+        dir.join("graders/not_the_reply.toml"),
+        "type = \"string_check\"\nreference = \"{{ item.reference }}\"\noperation = \"ne\"\n",
+    )
+    .unwrap();
+    let toml = std::fs::read_to_string(dir.join("hone.toml")).unwrap();
+    let select = "[task]\nselect_by = \"grader_not_the_reply_pass_rate\"\n";
+    std::fs::write(dir.join("hone.toml"), toml.replace("[task]\n", select)).unwrap();
+    let picked = run_json(dir);
+    let choice = &picked["choice"];
+    assert_eq!(choice["metric"], "dev grader_not_the_reply_pass_rate");
+    assert!(
+        choice["rule"]
+            .as_str()
+            .unwrap()
+            .contains("dev pass rate of grader `not_the_reply`"),
+        "{choice:#}"
+    );
+    let dev_rate = |model: &str| {
+        grade(model, "dev")["graders"]["not_the_reply"]["pass_rate"]["estimate"].as_f64()
+    };
+    assert_eq!(
+        choice["dev"],
+        serde_json::json!([dev_rate("base"), dev_rate("tuned")]),
+        "{choice:#}"
+    );
+    assert!(dev_rate("base") > dev_rate("tuned"), "{choice:#}");
+    assert_eq!(
+        (&picked["runs"][0]["chosen"], choice["chosen"].as_u64()),
+        (&serde_json::json!(true), Some(0)),
+        "{picked:#}"
+    );
+    let md = std::fs::read_to_string(
+        std::path::Path::new(picked["report"].as_str().unwrap()).with_extension("md"),
+    )
+    .unwrap();
+    assert!(
+        md.contains("Chosen by `[task] select_by`: best dev pass rate of grader `not_the_reply`"),
+        "{md}"
+    );
+    // `predict` and the listing follow the new choice.
+    let o = hone(dir, &["--json", "runs"]);
+    let listing: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(listing[0]["chosen"], true, "{listing:#}");
+    // A grader that does not exist stops `hone run` before anything trains, naming the key.
+    let typo = "[task]\nselect_by = \"grader_not_the_repy_pass_rate\"\n";
+    std::fs::write(dir.join("hone.toml"), toml.replace("[task]\n", typo)).unwrap();
+    let o = hone(dir, &["run"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("`[task] select_by` names grader `not_the_repy`")
+            && stderr(&o).contains("not_the_reply"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 /// Pre-training from scratch: a tokenizer trained on the project's texts and two small decoders;
