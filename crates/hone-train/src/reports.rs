@@ -437,14 +437,36 @@ fn reward_curve(run: &crate::record::Run) -> Option<hone_report::run::RewardCurv
 }
 
 /// A distilled language model in one sentence.
-fn distillation_line(run: &crate::record::Run) -> Option<String> {
+fn distillation_line(out: &RunOutcome, i: usize) -> Option<String> {
+    let run = &out.runs[i].run;
     let crate::record::TrainReport::Lm(l) = &run.record.train.report else {
         return None;
     };
     let d = l.distill.as_ref()?;
     let f = |x: Option<f64>| x.map_or("–".into(), |x| format!("{x:.4}"));
+    // ROUGE-L can keep a teacher's phrasing while losing what a grader asks for (a reward-trained
+    // teacher's goal): the same ratio on every grader's test pass rate.
+    let teacher = out.runs.iter().rposition(|m| m.run.model == d.teacher);
+    let graded: Vec<String> = match (out.graders.get(i), teacher.and_then(|t| out.graders.get(t))) {
+        (Some(s), Some(t)) => s
+            .iter()
+            .filter_map(|(name, g)| {
+                let (gs, gt) = (g.pass_rate.estimate?, t.get(name)?.pass_rate.estimate?);
+                Some(format!(
+                    "grader `{name}` pass rate {} ({gs:.4} / {gt:.4})",
+                    f((gt > 0.0).then(|| gs / gt))
+                ))
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    let graded = if graded.is_empty() {
+        String::new()
+    } else {
+        format!("; retention of {}", graded.join(", "))
+    };
     Some(format!(
-        "`{}` learned from `{}` ({}): retention {} (test ROUGE-L, student / teacher), speed-up {}× (generated tokens/s){}",
+        "`{}` learned from `{}` ({}): retention {} (test ROUGE-L, student / teacher){graded}, speed-up {}× (generated tokens/s){}",
         run.model,
         d.teacher,
         if d.mode == "token" {
@@ -531,7 +553,8 @@ pub fn write_run_report(
         distillation: out
             .runs
             .iter()
-            .filter_map(|m| distillation_line(&m.run))
+            .enumerate()
+            .filter_map(|(i, _)| distillation_line(out, i))
             .collect(),
         graders: out
             .runs

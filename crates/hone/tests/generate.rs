@@ -1014,6 +1014,12 @@ fn students_learn_from_a_teacher_by_tokens_or_by_its_answers() {
     let dir = tmp.path();
     let students = "\n[[model]]\nname = \"by-tokens\"\nkind = \"lm\"\npath = \"models/tiny.gguf\"\nmethod = \"lora\"\n\n[model.params]\ndistill_from = \"tuned\"\ndistill_alpha = 0.0\nepochs = 30\nlr = 0.02\nbatch_size = 8\nmax_new_tokens = 24\n\n[[model]]\nname = \"by-answers\"\nkind = \"lm\"\nmethod = \"pretrain\"\n\n[model.params]\ndistill_from = \"tuned\"\nhidden = 32\nlayers = 2\nheads = 4\nkv_heads = 2\nffn = 64\nvocab_size = 400\nepochs = 40\nlr = 0.01\nbatch_size = 8\nmax_new_tokens = 24\n";
     project(dir, "sft", students);
+    std::fs::create_dir_all(dir.join("graders")).unwrap();
+    std::fs::write(
+        dir.join("graders/exact.toml"),
+        "type = \"string_check\"\nreference = \"{{ item.reference }}\"\noperation = \"eq\"\n",
+    )
+    .unwrap();
     let out = run_json(dir);
     let listing: serde_json::Value =
         serde_json::from_slice(&hone(dir, &["--json", "runs"]).stdout).unwrap();
@@ -1064,6 +1070,23 @@ fn students_learn_from_a_teacher_by_tokens_or_by_its_answers() {
             && report_md.contains("`by-tokens` learned from `tuned` (token-level KL"),
         "{report_md}"
     );
+    // ROUGE-L retention can hide a loss on what a grader checks: the report gives the grader's too.
+    let pass = |name: &str| {
+        out["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["model"] == name)
+            .unwrap()["graders"]["exact"]["pass_rate"]["estimate"]
+            .as_f64()
+            .unwrap()
+    };
+    let (s, t) = (pass("by-answers"), pass("tuned"));
+    let line = format!(
+        "retention of grader `exact` pass rate {:.4} ({s:.4} / {t:.4})",
+        s / t
+    );
+    assert!(report_md.contains(&line), "{line}\n{report_md}");
     let seq = find("by-answers");
     assert!(
         seq["record"]["train"]["report"]["distill"]["teacher_answer_seconds"]
