@@ -36,6 +36,9 @@ cat > "$proj/hone.toml" <<TOML
 [task]
 name = "support-replies-house-rules"
 kind = "generate"
+# The house rules are the goal, similarity to the references only a check: rank the models by the
+# grader's dev pass rate (dev ROUGE-L, the default, chose the LoRA SFT model over SFT + GRPO).
+select_by = "grader_house_rules_pass_rate"
 
 [[source]]
 name = "bitext"
@@ -100,6 +103,7 @@ steps = ${REWARD_TIMING_STEPS:-20}
 max_new_tokens = 96
 TOML
   (cd "$timing" && "$HONE_BIN" data clean > /dev/null && "$HONE_BIN" --json run > "$BENCH_WORK/timing-hone.json")
+  (cd "$timing" && "$HONE_BIN" --json runs > "$BENCH_WORK/timing-runs.json")
   # The peer samples from every record's prompt (timing only: the prompts' lengths are alike).
   "$BENCH_PY" - "$proj/data/replies.jsonl" "$BENCH_WORK/peer-prompts.jsonl" <<'PY'
 import json, sys

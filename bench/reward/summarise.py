@@ -2,7 +2,9 @@
 
 Reads what the stages wrote, each when present: runs.json (`hone --json runs` of the house-rules
 project), run.json (`hone --json run`, for the graders' test figures), compare-*.json (`hone --json
-compare`), grade-dev-grpo.json, review-pairs.json, run-dpo.json. Sections of reward.json whose inputs
+compare`), grade-dev-grpo.json, review-pairs.json, run-dpo.json, run-student.json, run-select.json (a `hone
+run` after `[task] select_by` was added to a project that had run), timing-runs.json and
+timing-trl.json (stage 2). Sections of reward.json whose inputs
 are absent are kept as they were (stage 1's `validate` and `cosine_threshold`, stage 2's `timing`).
 Usage: summarise.py BENCH_WORK reward.json RESULTS.md"""
 import datetime
@@ -150,11 +152,75 @@ if dpo or pairs or cmp_dpo:
 # Stage 5: a student pre-trained by hone, distilled from the GRPO model.
 cmp_st = load("compare-grpo-student.json")
 student = latest.get("student")
+run_st = load("run-student.json")
 if student or cmp_st:
-    result["distill"] = {"compare_grpo_student": cmp_st,
-                         "train": student and student["record"]["train"]}
+    d = {"compare_grpo_student": cmp_st, "train": student and student["record"]["train"]}
+    rep = student and (student["record"]["train"]["report"] or {}).get("distill")
+    if rep:
+        d["retention_rouge_l"], d["speedup_tokens_per_s"] = rep.get("retention"), rep.get("speedup")
+        gen = student["record"].get("generation") or {}
+        d["student_tokens_per_s"] = gen.get("tokens_per_s")
+        teacher = latest.get(rep.get("teacher"))
+        d["teacher_tokens_per_s"] = teacher and (teacher["record"].get("generation") or {}).get("tokens_per_s")
+        row(f"distillation: student (hone pretrain, sequence-level on `{rep.get('teacher')}`'s answers) retention of test ROUGE-L; speed-up in generated tokens/s",
+            f"{rep['retention']:.4f}; {rep['speedup']:.2f}x" if rep.get("retention") is not None and rep.get("speedup") is not None else "–",
+            notes=f"student {d['student_tokens_per_s'] or 0:.1f} tok/s vs teacher {d['teacher_tokens_per_s'] or 0:.1f} tok/s; "
+                  f"train {student['record']['train']['wall_seconds']:.0f} s"
+                  + (f"; teacher answered the training prompts in {rep['teacher_answer_seconds']:.0f} s" if rep.get("teacher_answer_seconds") else ""))
+    if run_st:
+        gr = {r["model"]: (r.get("graders") or {}).get(GRADER) for r in run_st["runs"]}
+        if gr.get("student") and gr.get("grpo"):
+            d["pass_rate"] = {"teacher": gr["grpo"]["pass_rate"], "student": gr["student"]["pass_rate"]}
+            row("distillation: house-rules pass rate, teacher (GRPO) vs student, frozen test set",
+                f"{est(gr['grpo']['pass_rate'])} vs {est(gr['student']['pass_rate'])}", notes="`hone run`")
+    if cmp_st:
+        g = next((x for x in cmp_st.get("graders", []) if x["grader"] == GRADER), None)
+        if g:
+            row("distillation: pass rate teacher → student, paired Δ; ROUGE-L paired Δ",
+                f"{g['pass_a']:.4f} → {g['pass_b']:.4f}, Δ {paired(g['pass'])}; Δ {paired(cmp_st['rouge_l'])}",
+                notes="`hone compare grpo student`")
+    result["distill"] = d
+
+# Which model `hone run` chose, by which rule (the latest run output that says).
+for name in ("run-select.json", "run-student.json", "run-dpo.json", "run.json"):
+    r = load(name)
+    if r and r.get("choice"):
+        c = r["choice"]
+        models = [x["model"] for x in r["runs"]]
+        result["choice"] = {"rule": c["rule"], "metric": c["metric"], "chosen": models[c["chosen"]],
+                            "dev": dict(zip(models, c["dev"]))}
+        row(f"house rules: the model `hone run` chose ({c['metric']})", models[c["chosen"]],
+            notes="; ".join(f"{m} {v:.4f}" if v is not None else f"{m} –" for m, v in zip(models, c["dev"])))
+        break
+
+# Stage 2: time per GRPO step, hone vs TRL's GRPOTrainer, the same recipe from the base model.
+t_runs, t_trl = load("timing-runs.json"), load("timing-trl.json")
+g = t_runs and next((r for r in reversed(t_runs) if r["model"] == "grpo"), None)
+rep = g and (g["record"]["train"]["report"] or {}).get("grpo")
+if rep and t_trl:
+    steps = rep["steps"]
+    hs = [round(s["generate_seconds"] + s["reward_seconds"] + s["train_seconds"], 2) for s in steps]
+    ts = [round(x, 2) for x in t_trl["step_seconds"]]
+    side = lambda secs, reward, clipped: {"step_seconds": secs, "min": min(secs), "median": statistics.median(secs),
+                                          "reward": reward, "clipped_ratio": clipped}
+    timing = {"steps": len(hs), "threads": 2,
+              "recipe": "SmolLM2-135M-Instruct base + fresh LoRA r16/a32 q,k,v,o; 4 prompts x 4 completions; 96 tokens; T=1; lr 1e-5; dapo; beta 0; house-rules reward",
+              "rounds": "one each, back to back",
+              "hone": side(hs, [round(s["reward_mean"], 4) for s in steps], [s["clipped_ratio"] for s in steps]),
+              "trl": side(ts, t_trl["reward"], t_trl["clipped_ratio"])}
+    timing["trl"]["peak_rss_mib"] = t_trl.get("peak_rss_mib")
+    timing["ratio_hone_over_trl"] = {k: round(timing["hone"][k] / timing["trl"][k], 3) for k in ("median", "min")}
+    result["timing"] = timing
+    q = max(1, len(hs) // 4)
+    mean = lambda xs: sum(xs) / len(xs)
+    row(f"GRPO time per step ({len(hs)} steps, 4 prompts x 4, 96 tokens, 2 threads), median (min)",
+        f"{timing['hone']['median']:.1f} s ({timing['hone']['min']:.1f})",
+        f"{timing['trl']['median']:.1f} s ({timing['trl']['min']:.1f})",
+        f"{timing['ratio_hone_over_trl']['median']:.3f}x ({timing['ratio_hone_over_trl']['min']:.3f}x)",
+        notes=f"TRL GRPOTrainer on the CPU; reward mean first → last quarter: hone {mean(timing['hone']['reward'][:q]):.3f} → "
+              f"{mean(timing['hone']['reward'][-q:]):.3f}, TRL {mean(timing['trl']['reward'][:q]):.3f} → {mean(timing['trl']['reward'][-q:]):.3f}")
 
 json.dump(result, open(out_path, "w"), indent=1)
 if rows:
     open(md_path, "a").write("\n".join(rows) + "\n")
-print(json.dumps({k: result[k] for k in ("quality", "dpo", "distill") if k in result}, indent=1)[:4000])
+print(json.dumps({k: result[k] for k in ("quality", "dpo", "distill", "choice", "timing") if k in result}, indent=1)[:4000])
