@@ -112,7 +112,9 @@ with open(sys.argv[2], "w") as f:
         r = json.loads(l)
         f.write(json.dumps({"id": r["id"], "prompt": r["question"], "reference": r["answer"], "number": r["number"]}) + "\n")
 PY
-  "$BENCH_PY" "$here/grpo_peer.py" "$model" "$BENCH_WORK/peer-prompts.jsonl" "$minilm" "${REWARD_TIMING_STEPS:-20}" 2 "$BENCH_WORK/timing-trl.json"
+  "$BENCH_PY" -c "import torch, transformers, sentence_transformers" 2>/dev/null || BENCH_PY="$BENCH_PY" bash "$HONE_ROOT/bench/encoder/install.sh"
+  "$BENCH_PY" -m pip install -q --disable-pip-version-check --no-deps trl==1.16.0 peft==0.21.2
+  HF_HUB_OFFLINE=1 "$BENCH_PY" "$here/grpo_peer.py" "$model" "$BENCH_WORK/peer-prompts.jsonl" "$minilm" "${REWARD_TIMING_STEPS:-20}" 2 "$BENCH_WORK/timing-trl.json"
 fi
 if stage 3; then
   (cd "$proj" && "$HONE_BIN" --json run > "$BENCH_WORK/run.json")
