@@ -247,6 +247,17 @@ const REWARD_HEAD: [&str; 8] = [
 
 const GRADERS_NOTE: &str = "Graders score the stored test answers with the grader files as they are now; an answer a grader cannot score counts as not passing and as reward 0 in the mean.";
 
+/// A latency in the unit that reads best: µs under a millisecond, ms under 0.1 s, then seconds.
+fn latency(us: f64) -> String {
+    if us >= 1e5 {
+        format!("{:.2} s", us / 1e6)
+    } else if us >= 1e3 {
+        format!("{:.2} ms", us / 1e3)
+    } else {
+        format!("{us:.1} µs")
+    }
+}
+
 fn f(v: Option<f64>) -> String {
     v.map_or("–".into(), |x| format!("{x:.4}"))
 }
@@ -280,13 +291,7 @@ impl RunReport<'_> {
                     ci(&r.macro_f1),
                     f(r.ece),
                     f(r.dev_macro_f1),
-                    r.p95_latency_us.map_or("–".into(), |x| {
-                        if x >= 1e5 {
-                            format!("{:.2} s", x / 1e6)
-                        } else {
-                            format!("{x:.1} µs")
-                        }
-                    }),
+                    r.p95_latency_us.map_or("–".into(), latency),
                     r.train_seconds.map_or("–".into(), |x| format!("{x:.2} s")),
                     r.cost_per_1k_usd
                         .map_or("–".into(), |x| format!("${x:.2e}")),
@@ -622,6 +627,13 @@ impl ChosenDetail {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn latencies_print_in_the_unit_that_reads_best() {
+        assert_eq!(latency(12.0), "12.0 µs");
+        assert_eq!(latency(39_471.9), "39.47 ms");
+        assert_eq!(latency(890_000.0), "0.89 s");
+    }
 
     #[test]
     fn run_report_has_gates_models_and_charts() {
