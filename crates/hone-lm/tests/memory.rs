@@ -1,5 +1,5 @@
-//! Memory stays flat over five SFT epochs of a tiny decoder: resident memory after the fifth epoch is
-//! within a small margin of that after the first (a leak of graphs, gradients or optimiser state per
+//! Memory stays flat over eight SFT epochs of a tiny decoder: resident memory after the eighth epoch is
+//! within a small margin of that after the second (a leak of graphs, gradients or optimiser state per
 //! step would grow it by the step count). Its own test binary, so no other test shares the process.
 
 #[cfg(target_os = "linux")]
@@ -14,7 +14,7 @@ fn rss_kib() -> u64 {
 
 #[cfg(target_os = "linux")]
 #[test]
-fn memory_stays_flat_over_five_sft_epochs() {
+fn memory_stays_flat_over_eight_sft_epochs() {
     use hone_lm::sft::{self, SftConfig};
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tiny.gguf");
@@ -30,7 +30,7 @@ fn memory_stays_flat_over_five_sft_epochs() {
         })
         .collect();
     let cfg = SftConfig {
-        epochs: 5,
+        epochs: 8,
         lr: 1e-3,
         batch_size: 4,
         ..Default::default()
@@ -43,10 +43,13 @@ fn memory_stays_flat_over_five_sft_epochs() {
         }
     })
     .unwrap();
-    assert_eq!(at_epoch_end.len(), 5);
-    let growth = at_epoch_end[4] as i64 - at_epoch_end[0] as i64;
+    assert_eq!(at_epoch_end.len(), 8);
+    // From the second epoch's end: the allocator's arenas still settle during the first two (a CI
+    // run saw +1.9 and +1.8 MiB there, then −0.3 and +1.0, which failed a 4 MiB bound on epochs 1→5).
+    let growth = at_epoch_end[7] as i64 - at_epoch_end[1] as i64;
     eprintln!("RSS at each epoch's end (KiB): {at_epoch_end:?}; growth {growth} KiB");
-    // 48 steps after the first epoch; a step's logits alone take ~370 KiB (4 × ~90 tokens × 259), so
-    // keeping any step's graph alive would pass 4 MiB several times over.
-    assert!(growth < 4 * 1024, "RSS grew {growth} KiB: {at_epoch_end:?}");
+    // 72 steps after the second epoch; a step's logits alone take ~370 KiB (4 × ~90 tokens × 259), so
+    // keeping any step's graph alive would pass 6 MiB four times over, and a leak of 90 KiB a step
+    // would pass it too.
+    assert!(growth < 6 * 1024, "RSS grew {growth} KiB: {at_epoch_end:?}");
 }

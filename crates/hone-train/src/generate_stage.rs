@@ -1322,7 +1322,8 @@ fn dev_grader_score(
     }))
 }
 
-/// Which generate model the rule chose, by what, and every model's dev score under it.
+/// Which model the chosen-model rule chose, by which dev metric, and every model's dev score under it
+/// (classification: dev macro-F1; generate: ROUGE-L or the grader `[task] select_by` names).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Choice {
     /// Index into the runs.
