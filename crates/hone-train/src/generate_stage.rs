@@ -18,7 +18,6 @@ use hone_core::{Error, Record, Result};
 use hone_lm::sft::{self, Example, SftConfig};
 use hone_lm::{ChatTemplate, GenerateConfig, Lm, LoraConfig, Message, StopReason};
 use hone_store::Store;
-use serde::Serialize;
 use serde_json::json;
 
 use crate::curate::Progress;
@@ -29,7 +28,7 @@ use crate::record::{
     RUN_RECORD_VERSION, Run, RunConfig, RunRecord, SliceAccuracy, SliceTable, Slices, TextScores,
     TrainInfo, TrainReport, finite,
 };
-use crate::run_stage::{ModelRun, cpu_seconds};
+use crate::run_stage::{Choice, ModelRun, cpu_seconds};
 
 /// The artifact holding a run's chat template.
 pub const TEMPLATE_ARTIFACT: &str = "chat_template.jinja";
@@ -173,6 +172,24 @@ pub fn run_seed(project: &Project, run: &crate::record::Run, params: &LmParams) 
     } else {
         project.config.split.seed
     }
+}
+
+/// `records` answered now by a stored run, the way its evaluation answered: its weights, template and
+/// decoding settings, seeded by the run and each record's id (dev grading, dev ranking).
+pub fn answer_with_run(
+    project: &Project,
+    store: &Store,
+    run: &Run,
+    records: &[&Record],
+    label: &str,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Vec<String>> {
+    let (mut lm, params) = load_run_lm(store, &project.root, run)?;
+    let cfg = generate_config(&params, run_seed(project, run, &params));
+    let ids: Vec<&str> = records.iter().map(|r| r.id.as_str()).collect();
+    answer_records(
+        project, &mut lm, &params, &cfg, records, &ids, label, progress,
+    )
 }
 
 /// `records` answered by `lm` with its template and system prompt under `cfg`, PII masked by the
@@ -1268,6 +1285,10 @@ pub fn choose_model(
         rule,
         metric,
         dev,
+        grader: match select {
+            SelectBy::Grader { name, .. } => Some(name),
+            SelectBy::RougeL => None,
+        },
     })
 }
 
@@ -1291,23 +1312,11 @@ fn dev_grader_score(
     let answers: Vec<String> = if ctx.dev.iter().all(|r| stored.contains_key(&r.id)) {
         ctx.dev.iter().map(|r| stored[&r.id].clone()).collect()
     } else {
-        let (mut lm, params) = load_run_lm(store, &ctx.project.root, run)?;
-        let cfg = generate_config(&params, run_seed(ctx.project, run, &params));
-        let ids: Vec<&str> = ctx.dev.iter().map(|r| r.id.as_str()).collect();
         let label = format!(
             "answer dev with run #{} ({}) to rank it",
             run.seq, run.model
         );
-        answer_records(
-            ctx.project,
-            &mut lm,
-            &params,
-            &cfg,
-            ctx.dev,
-            &ids,
-            &label,
-            progress,
-        )?
+        answer_with_run(ctx.project, store, run, ctx.dev, &label, progress)?
     };
     let items: Vec<serde_json::Value> = ctx.dev.iter().map(|r| crate::graders::item(r)).collect();
     let texts: Vec<&str> = answers.iter().map(String::as_str).collect();
@@ -1320,20 +1329,6 @@ fn dev_grader_score(
             v.scores.pass_rate.estimate
         }
     }))
-}
-
-/// Which model the chosen-model rule chose, by which dev metric, and every model's dev score under it
-/// (classification: dev macro-F1; generate: ROUGE-L or the grader `[task] select_by` names).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Choice {
-    /// Index into the runs.
-    pub chosen: usize,
-    /// The rule in words, as recorded with the choice.
-    pub rule: String,
-    /// The dev metric ranked (`dev_rouge_l`, `dev grader_NAME_pass_rate`, ...).
-    pub metric: String,
-    /// Each run's dev score under `metric` (`None`: not measured).
-    pub dev: Vec<Option<f64>>,
 }
 
 /// Loads a generate run's model for prediction: the base file named in its config, the template it

@@ -155,13 +155,9 @@ pub fn grade_run(
                     run.seq
                 )));
             }
-            use crate::generate_stage::{answer_records, generate_config, load_run_lm, run_seed};
-            let (mut lm, params) = load_run_lm(store, &project.root, run)?;
-            let cfg = generate_config(&params, run_seed(project, run, &params));
-            let ids: Vec<&str> = dev.iter().map(|r| r.id.as_str()).collect();
             let label = format!("answer dev with run #{} ({})", run.seq, run.model);
-            let answers = answer_records(
-                project, &mut lm, &params, &cfg, &dev, &ids, &label, progress,
+            let answers = crate::generate_stage::answer_with_run(
+                project, store, run, &dev, &label, progress,
             )?;
             (dev.iter().map(|r| r.id.clone()).collect(), answers)
         }

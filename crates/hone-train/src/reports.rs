@@ -571,7 +571,7 @@ pub fn write_run_report(
             })
             .collect(),
         split_counts: out.split.summary.counts.clone(),
-        chosen_by: out.choice.metric.starts_with("dev grader_").then(|| {
+        chosen_by: out.choice.grader.is_some().then(|| {
             let scores: Vec<String> = out
                 .runs
                 .iter()

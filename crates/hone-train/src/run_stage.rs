@@ -28,8 +28,6 @@ use crate::record::{
 };
 use hone_core::decide::{ABSTAIN, CHOICE_RULE, Candidate, DecisionRule, choose};
 
-pub use crate::generate_stage::Choice;
-
 use crate::curate::{self, Progress};
 use crate::input::parse_jsonl;
 use crate::project::{Project, who};
@@ -117,6 +115,23 @@ pub struct RunOutcome {
     /// Generate tasks with graders: per run (as `runs`), each grader's scores on the test answers
     /// (see [`crate::graders::grade_run`]); empty otherwise.
     pub graders: Vec<BTreeMap<String, crate::graders::GraderScores>>,
+}
+
+/// Which model the chosen-model rule chose, by which dev metric, and every model's dev score under it
+/// (classification: dev macro-F1; generate: ROUGE-L or the grader `[task] select_by` names).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Choice {
+    /// Index into the runs.
+    pub chosen: usize,
+    /// The rule in words, as recorded with the choice.
+    pub rule: String,
+    /// The dev metric ranked (`dev_rouge_l`, `dev grader_NAME_pass_rate`, ...).
+    pub metric: String,
+    /// Each run's dev score under `metric` (`None`: not measured).
+    pub dev: Vec<Option<f64>>,
+    /// The grader that ranked the models (`[task] select_by`), if one did.
+    #[serde(skip)]
+    pub grader: Option<String>,
 }
 
 impl RunOutcome {
@@ -1384,6 +1399,7 @@ pub fn run(
         rule: CHOICE_RULE.into(),
         metric: "dev_macro_f1".into(),
         dev: candidates.iter().map(|c| c.dev_score).collect(),
+        grader: None,
     };
     Ok(RunOutcome {
         version_id: version.id,
